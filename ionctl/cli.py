@@ -1,0 +1,92 @@
+"""The `ionctl` command line.
+
+Each subcommand imports what it needs when it runs, so `ionctl --help` and `ionctl --version` stay fast.
+Exit codes: 0 success; 1 failure of the command itself; 2 bad arguments (argparse's own convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ionctl import __version__
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    print(
+        "ionctl demo: the treatment session (state machine, limits, dose) is not built yet; "
+        "the demo will run a full session on the built-in simulator once it is.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def _cmd_protocol_decode(args: argparse.Namespace) -> int:
+    import json
+
+    from firmware_protocol import Decoder, ProtocolError
+
+    try:
+        data = bytes.fromhex("".join(args.hex))
+    except ValueError as exc:
+        print(f"ionctl protocol decode: not hexadecimal: {exc}", file=sys.stderr)
+        return 2
+    if not data.endswith(b"\x00"):
+        data += b"\x00"  # accept a frame given without its delimiter
+    failed = False
+    for event in Decoder().feed(data):
+        if isinstance(event, ProtocolError):
+            failed = True
+            print(json.dumps({"error": type(event).__name__, "detail": str(event)}))
+        else:
+            msg = event.message
+            header = {"ver": event.ver, "flags": event.flags, "seq": event.seq, "ack": event.ack}
+            print(json.dumps({"message": msg.NAME, "header": header, "fields": msg.to_fields()}))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_protocol_schema(args: argparse.Namespace) -> int:
+    from firmware_protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, SCHEMA_HASH, schema_text
+
+    print(f"protocol {PROTOCOL_MAJOR}.{PROTOCOL_MINOR}  schema_hash 0x{SCHEMA_HASH:08X}")
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ionctl",
+        description="Controller for constant-current iontophoresis devices (serial firmware devices and "
+        "SCPI SourceMeters), with a built-in device simulator.",
+    )
+    parser.add_argument("--version", action="version", version=f"ionctl {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run a full treatment session on the built-in simulator")
+    demo.set_defaults(handler=_cmd_demo)
+
+    protocol = commands.add_parser("protocol", help="inspect the device wire protocol")
+    protocol_commands = protocol.add_subparsers(dest="protocol_command", metavar="ACTION", required=True)
+    decode = protocol_commands.add_parser("decode", help="decode frames given in hexadecimal")
+    decode.add_argument("hex", nargs="+", help="frame bytes in hex (spaces allowed); delimiter optional")
+    decode.set_defaults(handler=_cmd_protocol_decode)
+    schema = protocol_commands.add_parser("schema", help="print the protocol version, schema hash and schema")
+    schema.set_defaults(handler=_cmd_protocol_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return EXIT_OK
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

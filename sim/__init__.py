@@ -1,0 +1,1 @@
+"""The iontophoresis device in software: electrical plant, firmware model, SCPI SourceMeter, endpoints."""

@@ -1,0 +1,78 @@
+"""The `ionctl` entry points, run as a user runs them: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from firmware_protocol.vectors import load
+from ionctl import __version__
+
+
+def ionctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ionctl", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_version_prints_the_package_version() -> None:
+    result = ionctl("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ionctl {__version__}"
+
+
+def test_help_lists_the_commands() -> None:
+    result = ionctl("--help")
+    assert result.returncode == 0
+    for command in ("demo", "protocol"):
+        assert command in result.stdout
+
+
+def test_help_does_not_import_heavy_or_device_packages() -> None:
+    code = (
+        "import sys; from ionctl.cli import build_parser; build_parser().format_help(); "
+        "print(sorted(m for m in ('pyvisa', 'serial', 'matplotlib', 'textual', 'transitions') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]"
+
+
+def test_protocol_decode_prints_the_fields_of_a_golden_frame() -> None:
+    vector = next(v for v in load()["valid"] if v["name"] == "telemetry_running")
+    result = ionctl("protocol", "decode", vector["hex"])
+    assert result.returncode == 0, result.stderr
+    decoded = json.loads(result.stdout)
+    assert decoded["message"] == "TELEMETRY"
+    assert decoded["fields"] == vector["fields"]
+
+
+def test_protocol_decode_reports_a_damaged_frame_and_fails() -> None:
+    vector = next(v for v in load()["invalid"] if v["name"] == "crc_bit_flip")
+    result = ionctl("protocol", "decode", vector["hex"])
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"] == "CrcMismatch"
+
+
+def test_protocol_decode_refuses_non_hex_input() -> None:
+    result = ionctl("protocol", "decode", "zz")
+    assert result.returncode == 2
+    assert "not hexadecimal" in result.stderr
+
+
+def test_protocol_schema_prints_the_hash() -> None:
+    result = ionctl("protocol", "schema")
+    assert result.returncode == 0
+    assert load()["schema_hash"] in result.stdout
+
+
+def test_benchmarks_run_and_emit_the_codec_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "codec"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stderr
+    names = {figure["name"] for figure in json.loads(result.stdout)["figures"]}
+    assert {"codec_frames_per_s", "codec_vs_floor", "codec_cpu_at_115200_pct"} <= names
