@@ -25,6 +25,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from sim.cli import main as sim_main
+
+    return sim_main(args.sim_args, prog="ionctl sim")
+
+
 def _cmd_protocol_decode(args: argparse.Namespace) -> int:
     import json
 
@@ -68,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run a full treatment session on the built-in simulator")
     demo.set_defaults(handler=_cmd_demo)
+
+    sim = commands.add_parser(
+        "sim",
+        help="run the device simulator (same options as `python -m sim`; see `ionctl sim --help`)",
+        add_help=False,
+        prefix_chars="\0",  # every argument, --help included, goes to the simulator's own parser
+    )
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    sim.set_defaults(handler=_cmd_sim)
 
     protocol = commands.add_parser("protocol", help="inspect the device wire protocol")
     protocol_commands = protocol.add_subparsers(dest="protocol_command", metavar="ACTION", required=True)

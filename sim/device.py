@@ -1,0 +1,223 @@
+"""A whole simulated device: plant + firmware + scheduled faults + link damage + ground-truth trace.
+
+Sans-I/O like its parts: the endpoint (or a test) hands it bytes and the host-facing wall clock; it
+derives the device clock as `(wall - start) * time_scale`, so ramps, dose and telemetry timestamps run
+`time_scale` times faster while the watchdog and the link keep real seconds.
+
+Faults are scheduled in device seconds since the output was first energised (`KIND[=VALUE]@T[:D]`):
+
+| kind | effect | ends after D |
+|---|---|---|
+| electrode-lift | open circuit at the electrodes | contact restored |
+| short[=OHMS] | the electrodes touch (default 50 Ω) | short removed |
+| impedance-step=OHMS | R_s rises by OHMS | step removed |
+| link-drop | the device neither reads nor writes | link back |
+| corrupt=RATE | each byte, either way, has a bit flipped with probability RATE | clean link |
+| reboot | the processor restarts (FAULT BROWNOUT), silent for D if given | — |
+| stuck-output[=welded] | firmware ignores target changes and stops; `welded`: the relay too | unstuck |
+| sensor-drift=PCT | the current sensor reads PCT % high (negative: low) | drift removed |
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sim.firmware import DeviceSpec, Firmware
+from sim.plant import LoadParams, Plant, PlantSample
+
+
+class FaultSpecError(ValueError):
+    """A `--fault` argument that cannot be understood."""
+
+
+# kind -> (value required?, value parser or None when the kind takes no value)
+_KINDS: dict[str, tuple[bool, Callable[[str], object] | None]] = {
+    "electrode-lift": (False, None),
+    "short": (False, float),
+    "impedance-step": (True, float),
+    "link-drop": (False, None),
+    "corrupt": (True, float),
+    "reboot": (False, None),
+    "stuck-output": (False, lambda v: {"welded": "welded"}[v]),
+    "sensor-drift": (True, float),
+}
+FAULT_KINDS = tuple(_KINDS)
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One scheduled fault: `kind`, its optional `value`, start `at_s` and optional `duration_s`."""
+
+    kind: str
+    at_s: float
+    duration_s: float | None = None
+    value: float | str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FaultSpec:
+        """Parse `KIND[=VALUE]@T[:D]`, e.g. `electrode-lift@60`, `corrupt=0.01@0:30`."""
+        head, sep, when = text.partition("@")
+        if not sep:
+            raise FaultSpecError(f"fault {text!r}: expected KIND[=VALUE]@T[:D], e.g. electrode-lift@60")
+        kind, has_value, raw_value = head.partition("=")
+        if kind not in _KINDS:
+            raise FaultSpecError(f"fault {text!r}: unknown kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        required, parser = _KINDS[kind]
+        value: float | str | None = None
+        if has_value:
+            if parser is None:
+                raise FaultSpecError(f"fault {text!r}: {kind} takes no value")
+            try:
+                value = parser(raw_value)  # type: ignore[assignment]
+            except (ValueError, KeyError):
+                raise FaultSpecError(f"fault {text!r}: bad value {raw_value!r} for {kind}") from None
+        elif required:
+            raise FaultSpecError(f"fault {text!r}: {kind} needs a value ({kind}=...)")
+        at, colon, duration = when.partition(":")
+        try:
+            at_s = float(at)
+            duration_s = float(duration) if colon else None
+        except ValueError:
+            raise FaultSpecError(f"fault {text!r}: T and D must be numbers of device seconds") from None
+        if at_s < 0 or (duration_s is not None and duration_s <= 0):
+            raise FaultSpecError(f"fault {text!r}: T must be >= 0 and D > 0")
+        if kind == "corrupt" and not 0 <= float(value) <= 1:  # type: ignore[arg-type]
+            raise FaultSpecError(f"fault {text!r}: corrupt rate must be within 0..1")
+        return cls(kind, at_s, duration_s, value)
+
+
+TraceSink = Callable[[dict[str, object]], None]
+
+
+class SimulatedDevice:
+    """The device a host meets on the other end of a link (see module docstring)."""
+
+    def __init__(
+        self,
+        load: LoadParams,
+        *,
+        spec: DeviceSpec | None = None,
+        faults: Sequence[FaultSpec] = (),
+        seed: int = 0,
+        time_scale: float = 1.0,
+        start_wall_s: float = 0.0,
+        step_s: float = 0.010,
+        trace: TraceSink | None = None,
+    ) -> None:
+        if time_scale <= 0:
+            raise ValueError(f"time_scale must be positive, got {time_scale}")
+        spec = spec or DeviceSpec()
+        self.plant = Plant(load, compliance_v=spec.hw_compliance_mv / 1000, rng=random.Random(seed))
+        self.firmware = Firmware(self.plant, spec, step_s=step_s, on_step=self._on_step)
+        self.time_scale = time_scale
+        self.start_wall_s = start_wall_s
+        self.trace = trace
+        self.energised_at_s: float | None = None  # device time the output was first energised
+        self._pending = sorted(faults, key=lambda f: f.at_s)
+        self._active: list[tuple[FaultSpec, float | None]] = []  # (fault, device end time)
+        self._link_rng = random.Random(seed + 1)
+        self._link_down = False
+        self._corrupt_rate = 0.0
+
+    # -- the link ------------------------------------------------------------------------------------------
+
+    def device_time(self, wall_s: float) -> float:
+        return (wall_s - self.start_wall_s) * self.time_scale
+
+    def receive(self, data: bytes, wall_s: float) -> None:
+        """Bytes from the host, arriving at wall time `wall_s`."""
+        self.advance(wall_s)
+        if self._link_down:
+            return
+        self.firmware.receive(self._damage(data), wall_s)
+
+    def advance(self, wall_s: float) -> None:
+        self.firmware.advance(self.device_time(wall_s), wall_s)
+
+    def take_output(self) -> bytes:
+        """Bytes for the host, as far as the link lets them through."""
+        out = self.firmware.take_output()
+        if self._link_down:
+            return b""
+        return self._damage(out)
+
+    def _damage(self, data: bytes) -> bytes:
+        if not self._corrupt_rate or not data:
+            return data
+        damaged = bytearray(data)
+        rate, rng = self._corrupt_rate, self._link_rng
+        for i in range(len(damaged)):
+            if rng.random() < rate:
+                damaged[i] ^= 1 << rng.randrange(8)
+        return bytes(damaged)
+
+    # -- faults and trace, once per firmware step ------------------------------------------------------------
+
+    def _on_step(self, fw: Firmware, sample: PlantSample) -> None:
+        if self.energised_at_s is None and fw.relay and fw.state.name in ("RAMP_UP", "RUNNING"):
+            self.energised_at_s = fw.t
+        if self.energised_at_s is not None:
+            since = fw.t - self.energised_at_s
+            while self._pending and self._pending[0].at_s <= since + 1e-9:
+                fault = self._pending.pop(0)
+                end = None if fault.duration_s is None else fw.t + fault.duration_s
+                self._start(fault)
+                self._active.append((fault, end))
+            for item in [a for a in self._active if a[1] is not None and fw.t >= a[1] - 1e-9]:
+                self._active.remove(item)
+                self._end(item[0])
+        if self.trace is not None:
+            self.trace(
+                {
+                    "t_s": round(fw.t, 6),
+                    "current_ua": round(sample.current_ua, 3),
+                    "voltage_mv": round(sample.voltage_v * 1000, 1),
+                    "state": fw.state.name,
+                    "fault": fw.fault.name,
+                    "dose_uas": round(sample.charge_uas, 3),
+                }
+            )
+
+    def _start(self, fault: FaultSpec) -> None:
+        plant, fw = self.plant, self.firmware
+        match fault.kind:
+            case "electrode-lift":
+                plant.lift_electrode()
+            case "short":
+                plant.short(float(fault.value) if fault.value is not None else 50.0)
+            case "impedance-step":
+                plant.impedance_step(float(fault.value))  # type: ignore[arg-type]
+            case "link-drop":
+                self._link_down = True
+            case "corrupt":
+                self._corrupt_rate = float(fault.value)  # type: ignore[arg-type]
+            case "reboot":
+                fw.reboot()
+                self._link_down = fault.duration_s is not None
+            case "stuck-output":
+                fw.stuck_output = True
+                fw.relay_welded = fault.value == "welded"
+            case "sensor-drift":
+                plant.set_sensor_drift(float(fault.value))  # type: ignore[arg-type]
+
+    def _end(self, fault: FaultSpec) -> None:
+        plant, fw = self.plant, self.firmware
+        match fault.kind:
+            case "electrode-lift":
+                plant.restore_contact()
+            case "short":
+                plant.clear_short()
+            case "impedance-step":
+                plant.impedance_step(-float(fault.value))  # type: ignore[arg-type]
+            case "link-drop" | "reboot":
+                self._link_down = False
+            case "corrupt":
+                self._corrupt_rate = 0.0
+            case "stuck-output":
+                fw.stuck_output = False
+                fw.relay_welded = False
+                fw._apply_relay()
+            case "sensor-drift":
+                plant.set_sensor_drift(0.0)
