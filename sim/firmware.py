@@ -91,6 +91,9 @@ LEGAL: dict[type[Message], frozenset[State]] = {
     Reset: frozenset({S.IDLE, S.ARMED, S.DONE}),
 }
 
+#: What a device executes while a contact probe runs; anything else is refused BUSY (PROTOCOL.md §5.1).
+DURING_PROBE = frozenset({Identify, Heartbeat, SetTelemetry, Stop, Abort, OutputOff})
+
 #: Faults whose action is to open the relay at once; all others ramp to zero at max slew (§6.2).
 FAULT_CUTS = frozenset(
     {Fault.OVERCURRENT, Fault.OPEN_CIRCUIT, Fault.OVERVOLTAGE, Fault.INTERNAL, Fault.BROWNOUT, Fault.OUTPUT_CUT}
@@ -261,6 +264,8 @@ class Firmware:
         if self.state not in LEGAL[cls]:
             refused = Result.FAULT_LATCHED if self.state is S.FAULT else Result.BAD_STATE
             return self._ack(message.MSG_ID, refused)
+        if self._probe is not None and cls not in DURING_PROBE:
+            return self._ack(message.MSG_ID, Result.BUSY)
         handler = getattr(self, "_do_" + message.NAME.lower())
         result = handler(message, seq, link_s)
         if isinstance(result, Result):
@@ -340,8 +345,6 @@ class Firmware:
             return Result.LIMIT_EXCEEDED
         if self.dose_uas >= self.limits.max_dose_uas or self.energised_s * 1000 >= self.limits.max_duration_ms:
             return Result.LIMIT_EXCEEDED
-        if self._probe is not None:
-            return Result.BUSY
         self.relay = True
         self._apply_relay()
         self._ramp_to(m.target_ua, m.ramp_ms)
@@ -375,7 +378,10 @@ class Firmware:
 
     def _do_output_off(self, m: OutputOff, seq: int, link_s: float) -> Result:
         was_closed = self.relay and self._probe is None
-        self._probe = None
+        if self._probe is not None:  # the probe is cut short; its request still gets its one reply
+            _, probe_seq, _ = self._probe
+            self._probe = None
+            self._respond(probe_seq, CheckContact.MSG_ID, Contact(IMPEDANCE_UNKNOWN, round(self.output_mv), 0))
         if was_closed:
             self._latch(Fault.OUTPUT_CUT)  # opens the relay (or keeps a FAULT's code and opens it)
         self.relay = False

@@ -207,6 +207,8 @@ def _advance(
     """Advance `dt` while the source current slews from `src_a` toward `target_a`; return the outcome and the
     source current at the end."""
     charge = skin_charge = 0.0
+    if not c.relay_closed:
+        src_a = target_a  # no output current to limit: the set point is simply where it was asked to be
     t_ramp = abs(target_a - src_a) / slew_a_per_s
     t1 = min(dt, t_ramp)
     direction = 1.0 if target_a > src_a else -1.0
@@ -290,7 +292,8 @@ class Plant:
 
     @property
     def source_current_ua(self) -> float:
-        """The source's own (slew-limited) current set point; the load may accept less."""
+        """The source's own current set point: slew-limited while the relay is closed, following the request at
+        once while it is open. The load may accept less."""
         return self._src_a / _UA
 
     @property
