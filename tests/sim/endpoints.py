@@ -1,0 +1,115 @@
+"""Start the simulator as a real process and talk to it as a host would: over its pty or sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import serial
+
+from firmware_protocol import Decoder, Message, Packet, ProtocolError, Telemetry, encode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class SimProcess:
+    process: subprocess.Popen[str]
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def running_sim(*args: str, timeout_s: float = 20.0) -> Iterator[SimProcess]:
+    """Run `python -m sim ARGS`, wait for `ready`, and stop it with SIGTERM afterwards (must exit 0)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sim", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    sim = SimProcess(process)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = process.stdout.readline().strip() if process.stdout else ""
+            if line == "ready":
+                break
+            if not line and process.poll() is not None:
+                raise RuntimeError(f"simulator exited {process.returncode}: {process.stderr.read()}")
+            if ": " in line:
+                name, address = line.split(": ", 1)
+                sim.endpoints[name] = address
+            if time.monotonic() > deadline:
+                raise TimeoutError("simulator did not print ready")
+        yield sim
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+
+
+class WireClient:
+    """A bare protocol client over a pyserial port: enough to exercise the simulator, no host logic."""
+
+    def __init__(self, url: str) -> None:
+        self.port = serial.serial_for_url(url, timeout=0.05, exclusive=True) if url.startswith("/") else \
+            serial.serial_for_url(url, timeout=0.05)  # fmt: skip
+        self.decoder = Decoder()
+        self.seq = 0
+        self.telemetry: list[Telemetry] = []
+        self.pending: list[Packet] = []
+        self.errors: list[ProtocolError] = []
+
+    def close(self) -> None:
+        self.port.close()
+
+    def pump(self) -> None:
+        data = self.port.read(max(1, self.port.in_waiting))
+        for event in self.decoder.feed(data):
+            if isinstance(event, ProtocolError):
+                self.errors.append(event)
+            elif isinstance(event.message, Telemetry):
+                self.telemetry.append(event.message)
+            else:
+                self.pending.append(event)
+
+    def send(self, message: Message) -> int:
+        seq = self.seq
+        self.seq = (self.seq + 1) & 0xFF
+        self.port.write(encode(message, seq=seq))
+        return seq
+
+    def request(self, message: Message, timeout_s: float = 2.0) -> Message:
+        seq = self.send(message)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.pump()
+            for packet in self.pending:
+                if packet.ack == seq and packet.is_response:
+                    self.pending.remove(packet)
+                    return packet.message
+        raise TimeoutError(f"no response to {message!r}")
+
+    def wait(self, seconds: float, heartbeat_s: float | None = 0.2) -> None:
+        from firmware_protocol import Heartbeat
+
+        end = time.monotonic() + seconds
+        next_hb = 0.0
+        while time.monotonic() < end:
+            if heartbeat_s is not None and time.monotonic() >= next_hb:
+                self.send(Heartbeat(self.seq))
+                next_hb = time.monotonic() + heartbeat_s
+            self.pump()
+
+
+def symlink_target(path: str) -> str | None:
+    return os.readlink(path) if os.path.islink(path) else None
