@@ -9,9 +9,9 @@ import os
 import platform
 import sys
 
-from benchmarks import codec
+from benchmarks import codec, sim
 
-SUITES = {"codec": codec.run}
+SUITES = {"codec": codec.run, "sim": sim.run}
 
 
 def main(argv: list[str] | None = None) -> int:

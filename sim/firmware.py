@@ -448,8 +448,10 @@ class Firmware:
         if fed is not None and self.limits is not None and self.state in ENERGISED:
             if (link_s - fed) * 1000 > self.limits.watchdog_ms:
                 self._latch(Fault.HOST_LOST)
-        while self.t < device_s - 1e-12:
-            self._step(min(self.step_s, device_s - self.t))
+        # Whole steps only, on a fixed grid (as a firmware's control loop): a call that falls between
+        # two grid points leaves the rest for the next one, so frequent calls cost nothing extra.
+        while self.t + self.step_s <= device_s + 1e-9:
+            self._step(self.step_s)
 
     def _step(self, dt: float) -> None:
         self.t += dt

@@ -89,6 +89,7 @@ class PtyChannel(Channel):
         self._poll = select.poll()
         self._poll.register(self.master, select.POLLIN)
         self._registered = False
+        self._next_check_s = 0.0
 
     def connected(self) -> bool:
         # With no process holding the slave open, the master reports POLLHUP.
@@ -115,9 +116,14 @@ class PtyChannel(Channel):
             return
         if data:
             self.model.receive(data, now_s)
+            out = self.model.take_output()  # answer at once, not at the next tick
+            if out:
+                self.write(out)
 
     def tick(self, now_s: float, sel: selectors.BaseSelector) -> None:
-        self._sync_registration(sel)
+        if now_s >= self._next_check_s:  # a host coming or going is noticed within 20 ms
+            self._sync_registration(sel)
+            self._next_check_s = now_s + 0.020
         self.model.advance(now_s)
         out = self.model.take_output()
         if out and self._registered:
@@ -182,6 +188,9 @@ class TcpChannel(Channel):
             data = b""
         if data:
             self.model.receive(data, now_s)
+            out = self.model.take_output()  # answer at once, not at the next tick
+            if out:
+                self.client.sendall(out)  # type: ignore[union-attr]
         else:
             self._drop(sel)
 
