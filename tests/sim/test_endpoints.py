@@ -139,3 +139,24 @@ def test_ionctl_sim_takes_the_same_options_as_python_m_sim() -> None:
     options = options_of("sim")
     assert "--serial-link" in options and "--fault" in options
     assert options_of("ionctl", "sim") == options
+
+
+def test_sigint_shuts_the_simulator_down_cleanly(tmp_path: Path) -> None:
+    import signal
+
+    link = tmp_path / "dev"
+    with running_sim("--serial-link", str(link)) as sim:
+        sim.process.send_signal(signal.SIGINT)
+        assert sim.process.wait(timeout=10) == 0
+    assert not link.exists()
+
+
+def test_the_trace_has_one_line_per_10_ms_step(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    with running_sim("--tcp", "0", "--time-scale", "10", "--trace", str(trace)):
+        time.sleep(0.5)  # about 5 s of device time
+        rows = [json.loads(line) for line in trace.read_text().splitlines()]  # flushed while running
+    assert set(rows[0]) == {"t_s", "current_ua", "voltage_mv", "state", "fault", "dose_uas"}
+    steps = [round(b["t_s"] - a["t_s"], 6) for a, b in zip(rows, rows[1:], strict=False)]
+    assert set(steps) == {0.01}
+    assert len(rows) > 300
