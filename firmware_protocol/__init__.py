@@ -13,7 +13,6 @@ conformance suite. Typical use::
 """
 
 from firmware_protocol.codec import (
-    MAX_BODY,
     MAX_ENCODED,
     Decoder,
     Packet,
@@ -37,6 +36,7 @@ from firmware_protocol.errors import (
 )
 from firmware_protocol.messages import (
     IMPEDANCE_UNKNOWN,
+    MAX_BODY,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     REGISTRY,

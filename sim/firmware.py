@@ -241,8 +241,8 @@ class Firmware:
         if wants and packet.is_retransmit:
             key = (packet.seq, message.MSG_ID)
             if self._cache is not None and self._cache[:2] == key:
-                _, _, response, response_seq = self._cache
-                self._send(response, ack=packet.seq, seq=response_seq, flags=HeaderFlags.RESPONSE | HeaderFlags.RETX)
+                _, _, cached, response_seq = self._cache
+                self._send(cached, ack=packet.seq, seq=response_seq, flags=HeaderFlags.RESPONSE | HeaderFlags.RETX)
                 return
             if self._probe is not None and self._probe[1] == packet.seq and isinstance(message, CheckContact):
                 return  # still measuring: the one response follows when the probe ends
