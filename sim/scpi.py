@@ -6,12 +6,10 @@ Theory of operation
 moves the instrument clock and steps the plant with whatever the source is set to. Nothing here reads a clock,
 sleeps or touches a port; an endpoint (TCP, pty) wraps this object.
 
-Parsing follows IEEE 488.2 and the SCPI tree rules: message units are separated by ';'; a unit whose header
-has no leading ':' is resolved relative to the previous header's path (its nodes minus the last); common
-commands ('*XXX') leave the path alone. Headers match the 2400 manual's patterns (Keithley 2400 Series
-SourceMeter User's Manual, 2400S-900-01 Rev. K, section 18) in long or short form, any case, with optional
-nodes in brackets. A bad unit queues an error (SCPI -1xx/-2xx, or the 2400's +8xx) and the next unit is
-still executed; nothing raises to the caller.
+Parsing (`sim.scpi_syntax`) follows IEEE 488.2 and the SCPI tree rules. Headers match the 2400 manual's
+patterns (Keithley 2400 Series SourceMeter User's Manual, 2400S-900-01 Rev. K, section 18) in long or short
+form, any case, with optional nodes in brackets. A bad unit queues an error (SCPI -1xx/-2xx, or the 2400's
++8xx) and the next unit is still executed; nothing raises to the caller.
 
 What the instrument does (manual references in the command table and helpers below):
 - Source I or V; the plant works in magnitude, so the sign of the source level is re-applied to readings.
@@ -28,11 +26,32 @@ What the instrument does (manual references in the command table and helpers bel
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sim.plant import Plant, PlantSample
+from sim.scpi_syntax import (
+    COMMAND_ERRORS,
+    WHITESPACE,
+    MessageUnit,
+    Node,
+    ScpiError,
+    boolean,
+    choice,
+    compile_header,
+    header_matches,
+    keyword,
+    message_units,
+    no_params,
+    nr3,
+    number,
+    numeric_query,
+    numeric_value,
+    one_param,
+    parse_unit,
+    string,
+)
 
 DEFAULT_IDN = "KEITHLEY INSTRUMENTS INC.,MODEL 2400,4000001,C32   Oct  4 2010 14:20:11/A02  /S/K"
 
@@ -47,18 +66,12 @@ _MAX_READINGS = 2500  # arm count x trigger count may not exceed 2500
 _CURRENT_RANGES_A = (1.05e-6, 1.05e-5, 1.05e-4, 1.05e-3, 1.05e-2, 1.05e-1, 1.05)
 _VOLTAGE_RANGES_V = (0.21, 2.1, 21.0, 210.0)
 _RESISTANCE_RANGES_OHM = (2.1, 21.0, 210.0, 2.1e3, 2.1e4, 2.1e5, 2.1e6, 2.1e7, 2.1e8)
+_UNITS = {"CURR": "A", "VOLT": "V", "RES": "OHM"}
+_SOURCE_RANGE_DEFAULT = {"CURR": 1.05e-4, "VOLT": 21.0}  # 18-75: DEFault is the 100 µA and 20 V range
 
 _ERRORS = {
     0: "No error",
-    -101: "Invalid character",
-    -102: "Syntax error",
-    -104: "Data type error",
-    -108: "Parameter not allowed",
-    -109: "Missing parameter",
-    -113: "Undefined header",
-    -120: "Numeric data error",
-    -131: "Invalid suffix",
-    -151: "Invalid string data",
+    **COMMAND_ERRORS,
     -221: "Settings conflict",
     -222: "Data out of range",
     -224: "Illegal parameter value",
@@ -81,214 +94,6 @@ _FUNCTIONS = ("VOLT", "CURR", "RES")
 _FUNCTION_NAMES = {"VOLT": '"VOLT:DC"', "CURR": '"CURR:DC"', "RES": '"RES"'}
 
 
-class _ScpiError(Exception):
-    """Internal: abandon the current message unit and queue `code`."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-# -- headers ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Node:
-    short: str
-    long: str
-    optional: bool
-    suffix_one: bool  # the manual's "[1]": a numeric suffix of 1 is allowed
-
-    def accepts(self, token: str) -> bool:
-        match = _TOKEN.match(token)
-        if match is None:
-            return False
-        name, suffix = match.group(1).upper(), match.group(2)
-        if suffix and not (self.suffix_one and suffix == "1"):
-            return False
-        return name in (self.short, self.long)
-
-
-_TOKEN = re.compile(r"([A-Za-z][A-Za-z_]*?)([0-9]*)\Z")
-_PATTERN_NODE = re.compile(r"(\[)?:([A-Za-z]+)(\[1\])?(\])?")
-
-
-def _mnemonic_forms(mnemonic: str) -> tuple[str, str]:
-    """The manual writes mnemonics with the short form in capitals: 'CURRent' -> ('CURR', 'CURRENT')."""
-    short = "".join(ch for ch in mnemonic if ch.isupper() or ch.isdigit())
-    return short, mnemonic.upper()
-
-
-def _compile(pattern: str) -> tuple[_Node, ...]:
-    nodes = []
-    position = 0
-    while position < len(pattern):
-        match = _PATTERN_NODE.match(pattern, position)
-        if match is None:
-            raise ValueError(f"bad header pattern {pattern!r}")
-        short, long = _mnemonic_forms(match.group(2))
-        nodes.append(_Node(short, long, match.group(1) is not None, match.group(3) is not None))
-        position = match.end()
-    return tuple(nodes)
-
-
-def _matches(nodes: tuple[_Node, ...], tokens: tuple[str, ...]) -> bool:
-    if not nodes:
-        return not tokens
-    head, rest = nodes[0], nodes[1:]
-    if tokens and head.accepts(tokens[0]) and _matches(rest, tokens[1:]):
-        return True
-    return head.optional and _matches(rest, tokens)
-
-
-# -- parameters ------------------------------------------------------------------------------------------------
-
-_NUMBER = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)[ \t]*([A-Za-z]*)\Z")
-_MULTIPLIERS = {"": 1.0, "EX": 1e18, "PE": 1e15, "T": 1e12, "G": 1e9, "MA": 1e6, "K": 1e3, "M": 1e-3, "U": 1e-6}
-_MULTIPLIERS |= {"N": 1e-9, "P": 1e-12, "F": 1e-15}
-
-
-_SPACE = "".join(chr(code) for code in range(33))  # IEEE 488.2 <white space>: control characters and space
-
-
-def _is_space(ch: str) -> bool:
-    return ch in _SPACE
-
-
-def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quote = ""
-    for ch in text:
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == separator:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def _keyword(text: str, *mnemonics: str) -> str | None:
-    """The short form of the mnemonic `text` spells (long or short, any case), or None."""
-    upper = text.upper()
-    for mnemonic in mnemonics:
-        short, long = _mnemonic_forms(mnemonic)
-        if upper in (short, long):
-            return short
-    return None
-
-
-def _number(text: str, unit: str = "") -> float:
-    """<NRf> with an optional suffix (IEEE 488.2 7.7.3): '1e-3', '1 mA' and '1MA' (milliamp) for unit 'A'."""
-    match = _NUMBER.match(text)
-    if match is None:
-        raise _ScpiError(-104 if text[:1].isalpha() or text[:1] in "'\"" else -120)
-    value = float(match.group(1))
-    suffix = match.group(2).upper()
-    if suffix:
-        multiplier = None
-        if unit and suffix.endswith(unit):
-            prefix = suffix[: -len(unit)]
-            multiplier = 1e6 if (unit == "OHM" and prefix == "M") else _MULTIPLIERS.get(prefix)
-        if multiplier is None:
-            raise _ScpiError(-131)
-        value *= multiplier
-    if not math.isfinite(value):
-        raise _ScpiError(-222)
-    return value
-
-
-def _boolean(text: str) -> bool:
-    word = _keyword(text, "ON", "OFF")
-    if word is not None:
-        return word == "ON"
-    if text[:1].isalpha():
-        raise _ScpiError(-224)
-    return round(_number(text)) != 0
-
-
-def _choice(text: str, *mnemonics: str) -> str:
-    word = _keyword(text, *mnemonics)
-    if word is None:
-        raise _ScpiError(-224 if text[:1].isalpha() else -104)
-    return word
-
-
-def _string(text: str) -> str:
-    """<STRING PROGRAM DATA>; bare words are accepted too, as lenient clients send them."""
-    if len(text) >= 2 and text[0] in "'\"" and text[-1] == text[0]:
-        inner = text[1:-1]
-        doubled = text[0] * 2
-        if text[0] in inner.replace(doubled, ""):
-            raise _ScpiError(-151)
-        return inner.replace(doubled, text[0])
-    if "'" in text or '"' in text:
-        raise _ScpiError(-151)
-    return text
-
-
-def _nr3(value: float) -> str:
-    return f"{value:+.6E}"
-
-
-def _one(params: list[str]) -> str:
-    if not params:
-        raise _ScpiError(-109)
-    if len(params) > 1:
-        raise _ScpiError(-108)
-    return params[0]
-
-
-def _none(params: list[str]) -> None:
-    if params:
-        raise _ScpiError(-108)
-
-
-def _min_max_def(params: list[str], minimum: float, maximum: float, default: float) -> float | None:
-    """For a query such as 'SOUR:CURR? MAX': the value asked for, or None for a plain query."""
-    if not params:
-        return None
-    word = _choice(_one(params), "MINimum", "MAXimum", "DEFault")
-    return {"MIN": minimum, "MAX": maximum, "DEF": default}[word]
-
-
-# -- settings that are stored and reported but do not change the simulation -----------------------------------
-
-
-@dataclass(frozen=True)
-class _Setting:
-    """A plain instrument setting: how to parse it, its limits and its *RST default."""
-
-    key: str
-    kind: str  # "num", "int", "bool", "choice" or "range"
-    default: float | bool | str
-    lo: float = 0.0
-    hi: float = 0.0
-    unit: str = ""
-    choices: tuple[str, ...] = ()
-    magnitude: bool = False  # the manual treats the value as a magnitude: -5 means 5
-    clears: str = ""  # setting this turns that boolean off (e.g. a manual range turns autorange off)
-    ranges: tuple[float, ...] = ()  # for "range": the ranges, selected as the lowest that holds the value
-    one_shot: str = ""  # a keyword accepted as an action that leaves the setting alone (AZER ONCE)
-
-
-Handler = Callable[["SourceMeter", list[str]], None]
-Query = Callable[["SourceMeter", list[str]], str | None]
-
-
-@dataclass(frozen=True)
-class _Command:
-    nodes: tuple[_Node, ...]
-    setter: Handler | None
-    query: Query | None
-
-
 class SourceMeter:
     """A Keithley 2400 SourceMeter model: a SCPI parser and instrument state around a `Plant`."""
 
@@ -301,7 +106,6 @@ class SourceMeter:
         self._esr = 0
         self._ese = 0
         self._sre = 0
-        self._sample = plant.sample
         self._reset()
 
     # -- the public surface ------------------------------------------------------------------------------------
@@ -335,93 +139,30 @@ class SourceMeter:
         """Execute one program message; return the responses of its queries joined by ';', or None."""
         responses: list[str] = []
         path: tuple[str, ...] = ()
-        for unit in _split_outside_quotes(program_message, ";"):
-            unit = unit.strip(_SPACE)
-            if not unit:
-                continue  # tolerate a trailing ';', as clients often send one
+        for text in message_units(program_message):
             try:
-                path, response = self._execute(unit, path)
-            except _ScpiError as error:
+                unit = parse_unit(text, path)
+                response = self._execute(unit)
+            except ScpiError as error:
                 self._push_error(error.code)
-                continue
+                continue  # a failed unit leaves the path where it was
+            path = unit.path
             if response is not None:
                 responses.append(response)
         return ";".join(responses) if responses else None
 
-    # -- parsing -----------------------------------------------------------------------------------------------
-
-    def _execute(self, unit: str, path: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
-        split = next((i for i, ch in enumerate(unit) if _is_space(ch)), len(unit))
-        header, argument = unit[:split], unit[split:].strip(_SPACE)
-        params = [p.strip(_SPACE) for p in _split_outside_quotes(argument, ",")] if argument else []
-        if any(not p for p in params):
-            raise _ScpiError(-102)
-        is_query = header.endswith("?")
-        header = header[:-1] if is_query else header
-        if header.startswith(":*"):
-            header = header[1:]  # ':*CLS' is sent by some clients; treat it as '*CLS'
-        if header.startswith("*"):
-            return path, self._common(header.upper(), is_query, params)
-        absolute = header.startswith(":")
-        tokens = tuple(header[1:].split(":") if absolute else header.split(":"))
-        if any(_TOKEN.match(token) is None for token in tokens):
-            raise _ScpiError(-102)
-        full = tokens if absolute else path + tokens
-        new_path = full[:-1]
-        for command in _COMMANDS:
-            if _matches(command.nodes, full):
-                break
+    def _execute(self, unit: MessageUnit) -> str | None:
+        if unit.common:
+            command = _COMMON.get(unit.header[0])
         else:
-            raise _ScpiError(-113)
-        if is_query:
-            if command.query is None:
-                raise _ScpiError(-113)
-            return new_path, command.query(self, params)
-        if command.setter is None:
-            raise _ScpiError(-113)
-        command.setter(self, params)
-        return new_path, None
-
-    def _common(self, header: str, is_query: bool, params: list[str]) -> str | None:
-        """IEEE 488.2 common commands."""
-        if (header, is_query) == ("*IDN", True):
-            _none(params)
-            return self._idn
-        if (header, is_query) == ("*OPC", True):
-            _none(params)
-            return "1"
-        if (header, is_query) == ("*ESR", True):
-            _none(params)
-            register, self._esr = self._esr, 0
-            return str(register)
-        if (header, is_query) == ("*STB", True):
-            _none(params)
-            return str(self._status_byte())
-        if (header, is_query) == ("*TST", True):
-            _none(params)
-            return "0"
-        if header in ("*ESE", "*SRE"):
-            if is_query:
-                _none(params)
-                return str(self._ese if header == "*ESE" else self._sre)
-            value = _number(_one(params))
-            if not 0 <= value <= 255:
-                raise _ScpiError(-222)
-            if header == "*ESE":
-                self._ese = round(value)
-            else:
-                self._sre = round(value) & ~0x40
-            return None
-        if is_query or header not in ("*RST", "*CLS", "*OPC", "*WAI", "*TRG"):
-            raise _ScpiError(-113)
-        _none(params)
-        if header == "*RST":
-            self._reset()
-        elif header == "*CLS":
-            self._errors.clear()
-            self._esr = 0
-        elif header == "*OPC":
-            self._esr |= _ESR_OPC  # nothing is ever pending in the model
+            command = next((c for nodes, c in _COMMANDS if header_matches(nodes, unit.header)), None)
+        if unit.query:
+            if command is None or command.query is None:
+                raise ScpiError(-113)
+            return command.query(self, unit.params)
+        if command is None or command.setter is None:
+            raise ScpiError(-113)
+        command.setter(self, unit.params)
         return None
 
     # -- state -------------------------------------------------------------------------------------------------
@@ -475,8 +216,7 @@ class SourceMeter:
         compliance_v, current_ua = self._drive()
         self._plant.compliance_v = compliance_v
         self._plant.set_output(self._output)
-        self._sample = self._plant.step(dt_s, current_ua)
-        return self._sample
+        return self._plant.step(dt_s, current_ua)
 
     def _set_output(self, on: bool) -> None:
         self._output = on
@@ -513,10 +253,10 @@ class SourceMeter:
         """Run the trigger model once: arm count x trigger count source-measure cycles, all at this instant."""
         count = round(float(self._settings["arm.coun"])) * round(float(self._settings["trig.coun"]))
         if count > _MAX_READINGS:
-            raise _ScpiError(-221)
+            raise ScpiError(-221)
         auto_off = bool(self._settings["sour.cle.auto"])
         if not self._output and not auto_off:
-            raise _ScpiError(803)
+            raise ScpiError(803)
         if auto_off:
             self._set_output(True)  # on at the start of each source-delay-measure cycle ...
         sample = self._step(0.0)
@@ -524,9 +264,9 @@ class SourceMeter:
         if auto_off:
             self._set_output(False)  # ... and off after it (manual 18-72)
         if self._settings["trac.feed.cont"] == "NEXT":
-            room = round(float(self._settings["trac.poin"])) - len(self._buffer)
-            self._buffer.extend(self._readings[:room])
-            if len(self._buffer) >= round(float(self._settings["trac.poin"])):
+            points = round(float(self._settings["trac.poin"]))
+            self._buffer.extend(self._readings[: points - len(self._buffer)])
+            if len(self._buffer) >= points:
                 self._settings["trac.feed.cont"] = "NEV"
 
     def _reading(self, sample: PlantSample) -> tuple[float, ...]:
@@ -544,73 +284,101 @@ class SourceMeter:
 
     def _format(self, readings: list[tuple[float, ...]]) -> str:
         picked = [i for i, name in enumerate(_ELEMENTS) if name in self._elements]
-        return ",".join(_nr3(reading[i]) for reading in readings for i in picked)
+        return ",".join(nr3(reading[i]) for reading in readings for i in picked)
+
+    def _fetch(self) -> str:
+        if not self._readings:
+            raise ScpiError(-230)
+        return self._format(self._readings)
+
+    def _read(self) -> str:
+        self._initiate()
+        return self._format(self._readings)
+
+    def _configure(self, function: str | None, params: list[str]) -> None:
+        """:CONFigure:<function>: select the function, one reading per trigger, and turn the output on
+        (manual Table 17-1)."""
+        no_params(params)
+        if function is not None:
+            self._sense = {function}
+        self._settings["arm.coun"] = self._settings["trig.coun"] = 1
+        self._set_output(True)
+
+    def _measure(self, function: str | None, params: list[str]) -> str:
+        """:MEASure[:<function>]? = :CONFigure + :READ?; the output stays on unless auto output-off is enabled."""
+        self._configure(function, params)
+        if self._settings["sour.cle.auto"]:
+            self._set_output(False)  # the READ? below runs one on-measure-off cycle
+        return self._read()
+
+    # -- command handlers: common commands ---------------------------------------------------------------------
+
+    def _read_esr(self) -> str:
+        register, self._esr = self._esr, 0
+        return str(register)
+
+    def _operation_complete(self) -> None:
+        self._esr |= _ESR_OPC  # nothing is ever pending in the model
+
+    def _clear_status(self) -> None:
+        self._errors.clear()
+        self._esr = 0
+
+    def _set_ese(self, params: list[str]) -> None:
+        self._ese = _register_value(params)
+
+    def _set_sre(self, params: list[str]) -> None:
+        self._sre = _register_value(params) & ~0x40
 
     # -- command handlers: source ------------------------------------------------------------------------------
 
     def _set_function(self, params: list[str]) -> None:
-        self._source = _choice(_one(params), "CURRent", "VOLTage")
+        self._source = choice(one_param(params), "CURRent", "VOLTage")
         self._step(0.0)
 
-    def _query_function(self, params: list[str]) -> str:
-        _none(params)
-        return self._source
-
     def _set_level(self, function: str, params: list[str]) -> None:
-        text = _one(params)
-        top = _CURRENT_RANGES_A[-1] if function == "CURR" else _VOLTAGE_RANGES_V[-1]
-        word = _keyword(text, "MINimum", "MAXimum", "DEFault")
-        if word is not None:
-            value = {"MIN": -top, "MAX": top, "DEF": 0.0}[word]
-            # MIN and MAX are only valid on the highest source range (manual 18-79).
-            if word != "DEF" and not self._source_range_auto[function] and self._source_range[function] < top:
-                raise _ScpiError(-221)
-        else:
-            value = _number(text, "A" if function == "CURR" else "V")
-        if abs(value) > top:
-            raise _ScpiError(-222)
+        ranges = _ranges(function)
+        value = numeric_value(one_param(params), _UNITS[function], -ranges[-1], ranges[-1], 0.0)
+        if abs(value) > ranges[-1]:
+            raise ScpiError(-222)
         if self._source_range_auto[function]:
-            self._source_range[function] = _range_for(abs(value), _ranges(function))
+            self._source_range[function] = _range_for(abs(value), ranges)
         elif abs(value) > self._source_range[function] * (1 + 1e-9):
-            raise _ScpiError(-221)  # a manual range caps the level (manual 18-78)
+            # A manual range caps the level, so MIN and MAX need the highest range (manual 18-78/79).
+            raise ScpiError(-221)
         self._level[function] = value
         self._step(0.0)
 
     def _query_level(self, function: str, params: list[str]) -> str:
         top = _ranges(function)[-1]
-        asked = _min_max_def(params, -top, top, 0.0)
-        return _nr3(self._level[function] if asked is None else asked)
+        return nr3(numeric_query(params, self._level[function], -top, top, 0.0))
 
     def _set_source_range(self, function: str, params: list[str]) -> None:
         present = self._source_range[function]
         chosen = _pick_range(
-            _one(params), _ranges(function), present, _UNITS[function], _SOURCE_RANGE_DEFAULT[function]
+            one_param(params), _ranges(function), present, _UNITS[function], _SOURCE_RANGE_DEFAULT[function]
         )
         if abs(self._level[function]) > chosen * (1 + 1e-9):
-            raise _ScpiError(-221)  # the present level would not fit: refuse rather than change the output
+            raise ScpiError(-221)  # the present level would not fit: refuse rather than change the output
         self._source_range[function] = chosen
         self._source_range_auto[function] = False
 
     def _query_source_range(self, function: str, params: list[str]) -> str:
         ranges = _ranges(function)
-        asked = _min_max_def(params, ranges[0], ranges[-1], _SOURCE_RANGE_DEFAULT[function])
-        return _nr3(self._source_range[function] if asked is None else asked)
+        present = self._source_range[function]
+        return nr3(numeric_query(params, present, ranges[0], ranges[-1], _SOURCE_RANGE_DEFAULT[function]))
 
     def _set_source_range_auto(self, function: str, params: list[str]) -> None:
-        self._source_range_auto[function] = _boolean(_one(params))
+        self._source_range_auto[function] = boolean(one_param(params))
         if self._source_range_auto[function]:
             self._source_range[function] = _range_for(abs(self._level[function]), _ranges(function))
-
-    def _query_source_range_auto(self, function: str, params: list[str]) -> str:
-        _none(params)
-        return "1" if self._source_range_auto[function] else "0"
 
     # -- command handlers: sense, format, output ---------------------------------------------------------------
 
     def _set_sense_functions(self, on: bool, params: list[str]) -> None:
         if not params:
-            raise _ScpiError(-109)
-        functions = [_sense_function(name) for p in params for name in _string(p).split(",")]
+            raise ScpiError(-109)
+        functions = [_sense_function(name) for p in params for name in string(p).split(",")]
         if not on:
             self._sense.difference_update(functions)
         elif self._concurrent:
@@ -618,189 +386,67 @@ class SourceMeter:
         else:
             self._sense = {functions[-1]}
 
-    def _query_sense_functions(self, params: list[str]) -> str:
-        _none(params)
+    def _sense_functions(self) -> str:
         return ",".join(_FUNCTION_NAMES[f] for f in _FUNCTIONS if f in self._sense)
 
     def _set_all_functions(self, on: bool, params: list[str]) -> None:
-        _none(params)
+        no_params(params)
         self._sense = set(_FUNCTIONS) if on else set()
 
     def _query_function_state(self, params: list[str]) -> str:
-        return "1" if _sense_function(_one(params)) in self._sense else "0"
+        return "1" if _sense_function(one_param(params)) in self._sense else "0"
 
     def _set_concurrent(self, params: list[str]) -> None:
-        self._concurrent = _boolean(_one(params))
+        self._concurrent = boolean(one_param(params))
         if not self._concurrent and len(self._sense) > 1:
             self._sense = {next(f for f in _FUNCTIONS if f in self._sense)}
 
-    def _query_concurrent(self, params: list[str]) -> str:
-        _none(params)
-        return "1" if self._concurrent else "0"
-
-    def _query_tripped(self, function: str, params: list[str]) -> str:
-        _none(params)
-        tripped = self._source != function and self._in_compliance(self._step(0.0))
-        return "1" if tripped else "0"
+    def _tripped(self, function: str) -> str:
+        return "1" if self._source != function and self._in_compliance(self._step(0.0)) else "0"
 
     def _set_elements(self, params: list[str]) -> None:
         if not params:
-            raise _ScpiError(-109)
-        chosen = {_choice(p, *_ELEMENT_MNEMONICS) for p in params}
+            raise ScpiError(-109)
+        chosen = {choice(p, *_ELEMENT_MNEMONICS) for p in params}
         self._elements = tuple(e for e in _ELEMENTS if e in chosen)  # always in the manual's fixed order
 
-    def _query_elements(self, params: list[str]) -> str:
-        _none(params)
-        return ",".join(self._elements)
+    # -- command handlers: system, status ----------------------------------------------------------------------
 
-    def _set_output_state(self, params: list[str]) -> None:
-        self._set_output(_boolean(_one(params)))
-
-    def _query_output_state(self, params: list[str]) -> str:
-        _none(params)
-        return "1" if self._output else "0"
-
-    def _clear_source(self, params: list[str]) -> None:
-        _none(params)
-        self._set_output(False)
-
-    # -- command handlers: measuring ---------------------------------------------------------------------------
-
-    def _initiate_command(self, params: list[str]) -> None:
-        _none(params)
-        self._initiate()
-
-    def _abort(self, params: list[str]) -> None:
-        _none(params)
-
-    def _fetch(self, params: list[str]) -> str:
-        _none(params)
-        if not self._readings:
-            raise _ScpiError(-230)
-        return self._format(self._readings)
-
-    def _read(self, params: list[str]) -> str:
-        _none(params)
-        self._initiate()
-        return self._format(self._readings)
-
-    def _configure(self, function: str | None, params: list[str]) -> None:
-        """:CONFigure:<function>: select the function, one reading per trigger, and turn the output on
-        (manual Table 17-1)."""
-        _none(params)
-        if function is not None:
-            self._sense = {function}
-        self._settings["arm.coun"] = self._settings["trig.coun"] = 1
-        self._set_output(True)
-
-    def _query_configure(self, params: list[str]) -> str:
-        return self._query_sense_functions(params)
-
-    def _measure(self, function: str | None, params: list[str]) -> str:
-        """:MEASure[:<function>]? = :CONFigure + :READ?; the output stays on unless auto output-off is enabled."""
-        self._configure(function, params)
-        if self._settings["sour.cle.auto"]:
-            self._set_output(False)  # the READ? below runs one on-measure-off cycle
-        return self._read([])
-
-    # -- command handlers: system, status, trace ---------------------------------------------------------------
-
-    def _next_error(self, params: list[str]) -> str:
-        _none(params)
-        code = self._errors.pop(0) if self._errors else 0
-        return f'{code},"{_ERRORS.get(code, "Error")}"'
-
-    def _all_errors(self, params: list[str]) -> str:
-        _none(params)
-        codes, self._errors = self._errors or [0], []
-        return ",".join(f'{code},"{_ERRORS.get(code, "Error")}"' for code in codes)
-
-    def _next_error_code(self, params: list[str]) -> str:
-        _none(params)
-        return str(self._errors.pop(0) if self._errors else 0)
-
-    def _all_error_codes(self, params: list[str]) -> str:
-        _none(params)
-        codes, self._errors = self._errors or [0], []
-        return ",".join(str(code) for code in codes)
-
-    def _error_count(self, params: list[str]) -> str:
-        _none(params)
-        return str(len(self._errors))
-
-    def _clear_errors(self, params: list[str]) -> None:
-        _none(params)
-        self._errors.clear()
-
-    def _preset(self, params: list[str]) -> None:
-        _none(params)
-        self._reset()
-
-    def _reset_time(self, params: list[str]) -> None:
-        _none(params)
+    def _reset_time(self) -> None:
         self._time_zero_s = self._t_s
 
     def _beep(self, params: list[str]) -> None:
         if len(params) != 2:
-            raise _ScpiError(-109 if len(params) < 2 else -108)
-        frequency, duration = _number(params[0], "HZ"), _number(params[1], "S")
+            raise ScpiError(-109 if len(params) < 2 else -108)
+        frequency, duration = number(params[0], "HZ"), number(params[1], "S")
         if not (65 <= frequency <= 2e6 and 0 <= duration <= 7.9):
-            raise _ScpiError(-222)
+            raise ScpiError(-222)
 
-    def _query_zero(self, params: list[str]) -> str:
-        _none(params)
-        return "0"
-
-    def _query_version(self, params: list[str]) -> str:
-        _none(params)
-        return "1996.0"
-
-    def _status_preset(self, params: list[str]) -> None:
-        _none(params)
+    def _status_preset(self) -> None:
         for key in ("stat.meas.enab", "stat.oper.enab", "stat.ques.enab"):
             self._settings[key] = 0
 
-    def _measurement_condition(self, params: list[str]) -> str:
-        _none(params)
+    def _measurement_condition(self) -> str:
         return str((1 << 14) if self._in_compliance(self._step(0.0)) else 0)  # bit 14: in compliance
-
-    def _clear_trace(self, params: list[str]) -> None:
-        _none(params)
-        self._buffer.clear()
-
-    def _trace_data(self, params: list[str]) -> str:
-        _none(params)
-        return self._format(self._buffer)
-
-    def _trace_count(self, params: list[str]) -> str:
-        _none(params)
-        return str(len(self._buffer))
-
-    def _nothing(self, params: list[str]) -> None:
-        _none(params)
 
     # -- plain settings ----------------------------------------------------------------------------------------
 
     def _set_setting(self, setting: _Setting, params: list[str]) -> None:
-        text = _one(params)
+        text = one_param(params)
         value: float | bool | str
-        if setting.one_shot and _keyword(text, setting.one_shot):
+        if setting.one_shot and keyword(text, setting.one_shot):
             return
         if setting.kind == "bool":
-            value = _boolean(text)
+            value = boolean(text)
         elif setting.kind == "range":
             present = float(self._settings[setting.key])
             value = _pick_range(text, setting.ranges, present, setting.unit, float(setting.default))
         elif setting.kind == "choice":
-            value = _choice(text, *setting.choices)
+            value = choice(text, *setting.choices)
         else:
-            word = _keyword(text, "MINimum", "MAXimum", "DEFault")
-            if word is not None:
-                value = {"MIN": setting.lo, "MAX": setting.hi, "DEF": float(setting.default)}[word]
-            else:
-                value = _number(text, setting.unit)
+            value = numeric_value(text, setting.unit, setting.lo, setting.hi, float(setting.default))
             if not setting.lo <= value <= setting.hi:
-                raise _ScpiError(-222)
+                raise ScpiError(-222)
             if setting.kind == "int":
                 value = round(value)
             elif setting.magnitude:
@@ -812,23 +458,23 @@ class SourceMeter:
 
     def _query_setting(self, setting: _Setting, params: list[str]) -> str:
         value = self._settings[setting.key]
-        if setting.kind == "range":
-            asked = _min_max_def(params, setting.ranges[0], setting.ranges[-1], float(setting.default))
-            return _nr3(float(value) if asked is None else asked)
-        if setting.kind in ("num", "int"):
-            asked = _min_max_def(params, setting.lo, setting.hi, float(setting.default))
-            number = float(value) if asked is None else asked
-            return str(round(number)) if setting.kind == "int" else _nr3(number)
-        _none(params)
-        if setting.kind == "bool":
-            return "1" if value else "0"
-        return str(value)
+        if setting.kind in ("bool", "choice"):
+            no_params(params)
+            return str(value) if setting.kind == "choice" else "1" if value else "0"
+        lo, hi = (setting.ranges[0], setting.ranges[-1]) if setting.kind == "range" else (setting.lo, setting.hi)
+        shown = numeric_query(params, float(value), lo, hi, float(setting.default))
+        return str(round(shown)) if setting.kind == "int" else nr3(shown)
 
 
-# -- ranges ----------------------------------------------------------------------------------------------------
+# -- parameters the instrument parses --------------------------------------------------------------------------
 
-_UNITS = {"CURR": "A", "VOLT": "V", "RES": "OHM"}
-_SOURCE_RANGE_DEFAULT = {"CURR": 1.05e-4, "VOLT": 21.0}  # 18-75: DEFault is the 100 µA and 20 V range
+
+def _register_value(params: list[str]) -> int:
+    """The value for *ESE or *SRE: 0 to 255."""
+    value = number(one_param(params))
+    if not 0 <= value <= 255:
+        raise ScpiError(-222)
+    return round(value)
 
 
 def _ranges(function: str) -> tuple[float, ...]:
@@ -842,30 +488,44 @@ def _range_for(magnitude: float, ranges: tuple[float, ...]) -> float:
 
 def _pick_range(text: str, ranges: tuple[float, ...], present: float, unit: str, default: float) -> float:
     """<n>|UP|DOWN|MIN|MAX|DEF for a range command: the range to select (manual 18-74/75)."""
-    word = _keyword(text, "MINimum", "MAXimum", "DEFault", "UP", "DOWN")
-    index = ranges.index(present) if present in ranges else len(ranges) - 1
-    if word == "UP":
-        return ranges[min(index + 1, len(ranges) - 1)]
-    if word == "DOWN":
-        return ranges[max(index - 1, 0)]
-    if word is not None:
-        return {"MIN": ranges[0], "MAX": ranges[-1], "DEF": default}[word]
-    value = abs(_number(text, unit))
+    step = keyword(text, "UP", "DOWN")
+    if step is not None:
+        index = ranges.index(present) if present in ranges else len(ranges) - 1
+        return ranges[min(index + 1, len(ranges) - 1)] if step == "UP" else ranges[max(index - 1, 0)]
+    value = abs(numeric_value(text, unit, ranges[0], ranges[-1], default))
     if value > ranges[-1] * (1 + 1e-9):
-        raise _ScpiError(-222)
+        raise ScpiError(-222)
     return _range_for(value, ranges)
 
 
 def _sense_function(text: str) -> str:
     """'"VOLT"', '"VOLT:DC"', '"CURRent:DC"', '"RES"' -> 'VOLT' / 'CURR' / 'RES'."""
-    parts = _string(text).strip(_SPACE).split(":")
-    name = _keyword(parts[0], "VOLTage", "CURRent", "RESistance")
+    parts = string(text).strip(WHITESPACE).split(":")
+    name = keyword(parts[0], "VOLTage", "CURRent", "RESistance")
     if name is None or len(parts) > 2 or (len(parts) == 2 and (name == "RES" or parts[1].upper() != "DC")):
-        raise _ScpiError(-224)
+        raise ScpiError(-224)
     return name
 
 
-# -- the command table -----------------------------------------------------------------------------------------
+# -- settings that are stored and reported but do not change the simulation ------------------------------------
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """A plain instrument setting: how to parse it, its limits and its *RST default."""
+
+    key: str
+    kind: str  # "num", "int", "bool", "choice" or "range"
+    default: float | bool | str
+    lo: float = 0.0
+    hi: float = 0.0
+    unit: str = ""
+    choices: tuple[str, ...] = ()
+    magnitude: bool = False  # the manual treats the value as a magnitude: -5 means 5
+    clears: str = ""  # setting this turns that boolean off (e.g. a manual range turns autorange off)
+    ranges: tuple[float, ...] = ()  # for "range": the ranges, selected as the lowest that holds the value
+    one_shot: str = ""  # a keyword accepted as an action that leaves the setting alone (AZER ONCE)
+
 
 _SETTINGS = (
     _Setting("sens.volt.prot", "num", 21.0, -210.0, 210.0, "V", magnitude=True),  # 18-68: DEF 21 V, ±210 V
@@ -925,20 +585,64 @@ _SETTINGS = (
 _SETTING = {s.key: s for s in _SETTINGS}
 
 
-def _setting(pattern: str, key: str) -> _Command:
+# -- the command table -----------------------------------------------------------------------------------------
+
+Handler = Callable[["SourceMeter", list[str]], None]
+Query = Callable[["SourceMeter", list[str]], str]
+
+
+@dataclass(frozen=True)
+class _Command:
+    setter: Handler | None = None
+    query: Query | None = None
+
+
+_Entry = tuple[tuple[Node, ...], _Command]  # a header pattern and what it does
+
+
+_R = TypeVar("_R", str, None)
+
+
+def _bare(action: Callable[[SourceMeter], _R]) -> Callable[[SourceMeter, list[str]], _R]:
+    """A handler for a command or query that takes no parameters."""
+
+    def handler(meter: SourceMeter, params: list[str]) -> _R:
+        no_params(params)
+        return action(meter)
+
+    return handler
+
+
+_NOTHING = _bare(lambda m: None)  # accepted and ignored
+_ZERO = _bare(lambda m: "0")
+
+
+def _error_query(*, every: bool, described: bool) -> Query:
+    """SYST:ERR? and its variants: the oldest error (0 if none) or all of them, taken off the queue."""
+
+    def query(meter: SourceMeter) -> str:
+        taken = len(meter._errors) if every else 1
+        codes = meter._errors[:taken] or [0]
+        del meter._errors[:taken]
+        return ",".join(f'{code},"{_ERRORS.get(code, "Error")}"' if described else str(code) for code in codes)
+
+    return _bare(query)
+
+
+def _command(pattern: str, setter: Handler | None = None, query: Query | None = None) -> _Entry:
+    return compile_header(pattern), _Command(setter, query)
+
+
+def _setting(pattern: str, key: str) -> _Entry:
     spec = _SETTING[key]
-    return _Command(
-        _compile(pattern),
+    return _command(
+        pattern,
         lambda meter, params: meter._set_setting(spec, params),
         lambda meter, params: meter._query_setting(spec, params),
     )
 
 
-def _command(pattern: str, setter: Handler | None = None, query: Query | None = None) -> _Command:
-    return _Command(_compile(pattern), setter, query)
-
-
-def _per_function(function: str) -> list[_Command]:
+def _per_function(function: str) -> list[_Entry]:
     long = {"CURR": "CURRent", "VOLT": "VOLTage"}[function]
     return [
         _command(
@@ -949,7 +653,7 @@ def _per_function(function: str) -> list[_Command]:
         _command(
             f":SOURce[1]:{long}:RANGe:AUTO",
             lambda m, p: m._set_source_range_auto(function, p),
-            lambda m, p: m._query_source_range_auto(function, p),
+            _bare(lambda m: "1" if m._source_range_auto[function] else "0"),
         ),
         _command(
             f":SOURce[1]:{long}:RANGe",
@@ -958,7 +662,7 @@ def _per_function(function: str) -> list[_Command]:
         ),
         _setting(f":SOURce[1]:{long}:MODE", f"sour.{function.lower()}.mode"),
         _setting(f"[:SENSe[1]]:{long}[:DC]:PROTection[:LEVel]", f"sens.{function.lower()}.prot"),
-        _command(f"[:SENSe[1]]:{long}[:DC]:PROTection:TRIPped", query=lambda m, p: m._query_tripped(function, p)),
+        _command(f"[:SENSe[1]]:{long}[:DC]:PROTection:TRIPped", query=_bare(lambda m: m._tripped(function))),
         _setting(f"[:SENSe[1]]:{long}[:DC]:RANGe:AUTO", f"sens.{function.lower()}.rang.auto"),
         _setting(f"[:SENSe[1]]:{long}[:DC]:RANGe[:UPPer]", f"sens.{function.lower()}.rang"),
         _setting(f"[:SENSe[1]]:{long}[:DC]:NPLCycles", f"sens.{function.lower()}.nplc"),
@@ -967,23 +671,44 @@ def _per_function(function: str) -> list[_Command]:
     ]
 
 
-_COMMANDS: tuple[_Command, ...] = (
+# IEEE 488.2 common commands, by upper-cased header.
+_COMMON = {
+    "*IDN": _Command(query=_bare(lambda m: m._idn)),
+    "*OPC": _Command(_bare(SourceMeter._operation_complete), _bare(lambda m: "1")),
+    "*ESR": _Command(query=_bare(SourceMeter._read_esr)),
+    "*STB": _Command(query=_bare(lambda m: str(m._status_byte()))),
+    "*TST": _Command(query=_ZERO),
+    "*ESE": _Command(SourceMeter._set_ese, _bare(lambda m: str(m._ese))),
+    "*SRE": _Command(SourceMeter._set_sre, _bare(lambda m: str(m._sre))),
+    "*RST": _Command(_bare(SourceMeter._reset)),
+    "*CLS": _Command(_bare(SourceMeter._clear_status)),
+    "*WAI": _Command(_NOTHING),
+    "*TRG": _Command(_NOTHING),
+}
+
+_COMMANDS: tuple[_Entry, ...] = (
     *_per_function("CURR"),
     *_per_function("VOLT"),
-    _command(":SOURce[1]:FUNCtion[:MODE]", SourceMeter._set_function, SourceMeter._query_function),
-    _command(":SOURce[1]:CLEar[:IMMediate]", SourceMeter._clear_source),
+    _command(":SOURce[1]:FUNCtion[:MODE]", SourceMeter._set_function, _bare(lambda m: m._source)),
+    _command(":SOURce[1]:CLEar[:IMMediate]", _bare(lambda m: m._set_output(False))),
     _setting(":SOURce[1]:CLEar:AUTO", "sour.cle.auto"),
     _setting(":SOURce[1]:CLEar:AUTO:MODE", "sour.cle.auto.mode"),
     _setting(":SOURce[1]:DELay", "sour.del"),
     _setting(":SOURce[1]:DELay:AUTO", "sour.del.auto"),
     _setting(":SOURce[1]:VOLTage:PROTection[:LEVel]", "sour.volt.prot"),
-    _command("[:SENSe[1]]:FUNCtion:CONCurrent", SourceMeter._set_concurrent, SourceMeter._query_concurrent),
+    _command(
+        "[:SENSe[1]]:FUNCtion:CONCurrent",
+        SourceMeter._set_concurrent,
+        _bare(lambda m: "1" if m._concurrent else "0"),
+    ),
     _command("[:SENSe[1]]:FUNCtion[:ON]:ALL", lambda m, p: m._set_all_functions(True, p)),
     _command("[:SENSe[1]]:FUNCtion:OFF:ALL", lambda m, p: m._set_all_functions(False, p)),
     _command("[:SENSe[1]]:FUNCtion:OFF", lambda m, p: m._set_sense_functions(False, p)),
     _command("[:SENSe[1]]:FUNCtion:STATe", query=SourceMeter._query_function_state),
     _command(
-        "[:SENSe[1]]:FUNCtion[:ON]", lambda m, p: m._set_sense_functions(True, p), SourceMeter._query_sense_functions
+        "[:SENSe[1]]:FUNCtion[:ON]",
+        lambda m, p: m._set_sense_functions(True, p),
+        _bare(SourceMeter._sense_functions),
     ),
     _setting("[:SENSe[1]]:RESistance:RANGe:AUTO", "sens.res.rang.auto"),
     _setting("[:SENSe[1]]:RESistance:RANGe[:UPPer]", "sens.res.rang"),
@@ -993,69 +718,73 @@ _COMMANDS: tuple[_Command, ...] = (
     _setting("[:SENSe[1]]:AVERage:TCONtrol", "sens.aver.tcon"),
     _setting("[:SENSe[1]]:AVERage:COUNt", "sens.aver.coun"),
     _setting("[:SENSe[1]]:AVERage[:STATe]", "sens.aver"),
-    _command(":CONFigure:RESistance", lambda m, p: m._configure("RES", p), SourceMeter._query_configure),
-    _command(":CONFigure", query=SourceMeter._query_configure),
+    _command(":CONFigure:RESistance", lambda m, p: m._configure("RES", p), _bare(SourceMeter._sense_functions)),
+    _command(":CONFigure", query=_bare(SourceMeter._sense_functions)),
     _command(":MEASure:RESistance", query=lambda m, p: m._measure("RES", p)),
     _command(":MEASure", query=lambda m, p: m._measure(None, p)),
-    _command(":FORMat:ELEMents[:SENSe[1]]", SourceMeter._set_elements, SourceMeter._query_elements),
+    _command(":FORMat:ELEMents[:SENSe[1]]", SourceMeter._set_elements, _bare(lambda m: ",".join(m._elements))),
     _setting(":FORMat[:DATA]", "form.data"),
     _setting(":FORMat:BORDer", "form.bord"),
     _setting(":FORMat:SREGister", "form.sreg"),
-    _command(":OUTPut[1][:STATe]", SourceMeter._set_output_state, SourceMeter._query_output_state),
+    _command(
+        ":OUTPut[1][:STATe]",
+        lambda m, p: m._set_output(boolean(one_param(p))),
+        _bare(lambda m: "1" if m._output else "0"),
+    ),
     _setting(":OUTPut[1]:SMODe", "outp.smod"),
     _setting(":OUTPut[1]:ENABle[:STATe]", "outp.enab"),
-    _command(":INITiate[:IMMediate]", SourceMeter._initiate_command),
-    _command(":ABORt", SourceMeter._abort),
-    _command(":FETCh", query=SourceMeter._fetch),
-    _command(":READ", query=SourceMeter._read),
+    _command(":INITiate[:IMMediate]", _bare(SourceMeter._initiate)),
+    _command(":ABORt", _NOTHING),
+    _command(":FETCh", query=_bare(SourceMeter._fetch)),
+    _command(":READ", query=_bare(SourceMeter._read)),
     _setting(":TRIGger[:SEQuence[1]]:COUNt", "trig.coun"),
     _setting(":TRIGger[:SEQuence[1]]:DELay", "trig.del"),
     _setting(":TRIGger[:SEQuence[1]]:SOURce", "trig.sour"),
     _setting(":TRIGger[:SEQuence[1]]:OUTPut", "trig.outp"),
     _setting(":TRIGger[:SEQuence[1]]:ILINe", "trig.ilin"),
     _setting(":TRIGger[:SEQuence[1]]:OLINe", "trig.olin"),
-    _command(":TRIGger:CLEar", SourceMeter._nothing),
+    _command(":TRIGger:CLEar", _NOTHING),
     _setting(":ARM[:SEQuence[1]][:LAYer[1]]:COUNt", "arm.coun"),
     _setting(":ARM[:SEQuence[1]][:LAYer[1]]:SOURce", "arm.sour"),
     _setting(":ARM[:SEQuence[1]][:LAYer[1]]:TIMer", "arm.tim"),
     _setting(":ARM[:SEQuence[1]][:LAYer[1]]:OUTPut", "arm.outp"),
     _setting(":ARM[:SEQuence[1]][:LAYer[1]]:ILINe", "arm.ilin"),
     _setting(":ARM[:SEQuence[1]][:LAYer[1]]:OLINe", "arm.olin"),
-    _command(":SYSTem:ERRor[:NEXT]", query=SourceMeter._next_error),
-    _command(":SYSTem:ERRor:ALL", query=SourceMeter._all_errors),
-    _command(":SYSTem:ERRor:COUNt", query=SourceMeter._error_count),
-    _command(":SYSTem:ERRor:CODE[:NEXT]", query=SourceMeter._next_error_code),
-    _command(":SYSTem:ERRor:CODE:ALL", query=SourceMeter._all_error_codes),
-    _command(":SYSTem:CLEar", SourceMeter._clear_errors),
-    _command(":SYSTem:PRESet", SourceMeter._preset),
-    _command(":SYSTem:TIME:RESet", SourceMeter._reset_time),
-    _command(":SYSTem:VERSion", query=SourceMeter._query_version),
+    _command(":SYSTem:ERRor[:NEXT]", query=_error_query(every=False, described=True)),
+    _command(":SYSTem:ERRor:ALL", query=_error_query(every=True, described=True)),
+    _command(":SYSTem:ERRor:COUNt", query=_bare(lambda m: str(len(m._errors)))),
+    _command(":SYSTem:ERRor:CODE[:NEXT]", query=_error_query(every=False, described=False)),
+    _command(":SYSTem:ERRor:CODE:ALL", query=_error_query(every=True, described=False)),
+    _command(":SYSTem:CLEar", _bare(lambda m: m._errors.clear())),
+    _command(":SYSTem:PRESet", _bare(SourceMeter._reset)),
+    _command(":SYSTem:TIME:RESet", _bare(SourceMeter._reset_time)),
+    _command(":SYSTem:VERSion", query=_bare(lambda m: "1996.0")),
     _command(":SYSTem:BEEPer[:IMMediate]", SourceMeter._beep),
     _setting(":SYSTem:BEEPer:STATe", "syst.beep.stat"),
     _setting(":SYSTem:RSENse", "syst.rsen"),
     _setting(":SYSTem:AZERo[:STATe]", "syst.azer"),
     _setting(":SYSTem:LFRequency", "syst.lfr"),
     _setting(":SYSTem:LFRequency:AUTO", "syst.lfr.auto"),
-    _command(":SYSTem:LOCal", SourceMeter._nothing),
-    _command(":SYSTem:REMote", SourceMeter._nothing),
-    _command(":STATus:QUEue[:NEXT]", query=SourceMeter._next_error),
-    _command(":STATus:QUEue:CLEar", SourceMeter._clear_errors),
-    _command(":STATus:PRESet", SourceMeter._status_preset),
-    _command(":STATus:MEASurement:CONDition", query=SourceMeter._measurement_condition),
-    _command(":STATus:MEASurement[:EVENt]", query=SourceMeter._query_zero),
+    _command(":SYSTem:LOCal", _NOTHING),
+    _command(":SYSTem:REMote", _NOTHING),
+    _command(":STATus:QUEue[:NEXT]", query=_error_query(every=False, described=True)),
+    _command(":STATus:QUEue:CLEar", _bare(lambda m: m._errors.clear())),
+    _command(":STATus:PRESet", _bare(SourceMeter._status_preset)),
+    _command(":STATus:MEASurement:CONDition", query=_bare(SourceMeter._measurement_condition)),
+    _command(":STATus:MEASurement[:EVENt]", query=_ZERO),
     _setting(":STATus:MEASurement:ENABle", "stat.meas.enab"),
-    _command(":STATus:OPERation:CONDition", query=SourceMeter._query_zero),
-    _command(":STATus:OPERation[:EVENt]", query=SourceMeter._query_zero),
+    _command(":STATus:OPERation:CONDition", query=_ZERO),
+    _command(":STATus:OPERation[:EVENt]", query=_ZERO),
     _setting(":STATus:OPERation:ENABle", "stat.oper.enab"),
-    _command(":STATus:QUEStionable:CONDition", query=SourceMeter._query_zero),
-    _command(":STATus:QUEStionable[:EVENt]", query=SourceMeter._query_zero),
+    _command(":STATus:QUEStionable:CONDition", query=_ZERO),
+    _command(":STATus:QUEStionable[:EVENt]", query=_ZERO),
     _setting(":STATus:QUEStionable:ENABle", "stat.ques.enab"),
     _setting(":DISPlay:ENABle", "disp.enab"),
     _setting(":ROUTe:TERMinals", "rout.term"),
-    _command(":TRACe:CLEar", SourceMeter._clear_trace),
+    _command(":TRACe:CLEar", _bare(lambda m: m._buffer.clear())),
     _setting(":TRACe:POINts", "trac.poin"),
-    _command(":TRACe:POINts:ACTual", query=SourceMeter._trace_count),
+    _command(":TRACe:POINts:ACTual", query=_bare(lambda m: str(len(m._buffer)))),
     _setting(":TRACe:FEED", "trac.feed"),
     _setting(":TRACe:FEED:CONTrol", "trac.feed.cont"),
-    _command(":TRACe:DATA", query=SourceMeter._trace_data),
+    _command(":TRACe:DATA", query=_bare(lambda m: m._format(m._buffer))),
 )
