@@ -163,8 +163,11 @@ class Message:
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Message:
-        """Build the message from its payload; raises ValueError/UnicodeError on bad content."""
-        return cls._from_frame((0, 0, 0, 0, 0, *cls.STRUCT.unpack(payload)))
+        """Build the message from its payload bytes; raises `InvalidMessage` if they do not fit."""
+        try:
+            return cls._from_frame((0, 0, 0, 0, 0, *cls.STRUCT.unpack(payload)))
+        except (struct.error, KeyError, ValueError, UnicodeError) as exc:
+            raise InvalidMessage(f"{cls.NAME}: payload {payload.hex()} does not decode: {exc!r}") from None
 
     @classmethod
     def _from_frame(cls, values: tuple[Any, ...]) -> Message:

@@ -109,6 +109,8 @@ IMPEDANCE_FLOOR_UA = 50  # below this measured current, impedance is not measura
 MONITOR_FLOOR_UA = 100
 PROBE_MAX_UA = 1000
 POWER_UP_TELEMETRY_MS = 100
+RESPONSE_CACHE = 4  # responses remembered for duplicate detection (§4.4)
+PROBE_MIN_UA = 50  # = IMPEDANCE_FLOOR_UA, so every probe can report an impedance
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ class Firmware:
     def _boot(self, device_s: float, fault: Fault) -> None:
         self._t0 = device_s  # t_ms counts from here
         self.t = device_s
+        self._steps = round(device_s / self.step_s)  # the clock counts whole steps: no drift from float sums
+        self.plant.compliance_v = self.spec.hw_compliance_mv / 1000
         self.state = S.FAULT if fault is not Fault.NONE else S.IDLE
         self.fault = fault
         self.limits: Configure | None = None
@@ -183,7 +187,8 @@ class Firmware:
         self._watchdog_fed_link_s: float | None = None
         self._since: dict[Fault, float] = {}
         self._seq = 0
-        self._cache: tuple[int, int, Message, int] | None = None  # (seq, msg_id, response, response seq)
+        # (request seq, msg_id) -> (response, response seq), the last RESPONSE_CACHE responses sent
+        self._cache: dict[tuple[int, int], tuple[Message, int]] = {}
         self._decoder = Decoder()
         self._out = bytearray()
         self.last_sample: PlantSample = self.plant.sample
@@ -225,7 +230,10 @@ class Firmware:
     def _respond(self, request_seq: int, msg_id: int, response: Message) -> None:
         response_seq = self._seq
         self._send(response, ack=request_seq)
-        self._cache = (request_seq, msg_id, response, response_seq)
+        self._cache.pop((request_seq, msg_id), None)
+        self._cache[(request_seq, msg_id)] = (response, response_seq)
+        if len(self._cache) > RESPONSE_CACHE:
+            del self._cache[next(iter(self._cache))]
 
     def _on_packet(self, packet: Packet, link_s: float) -> None:
         message = packet.message
@@ -239,10 +247,10 @@ class Firmware:
                 self._respond(packet.seq, message.MSG_ID, self._ack(message.MSG_ID, Result.UNSUPPORTED_VERSION))
             return
         if wants and packet.is_retransmit:
-            key = (packet.seq, message.MSG_ID)
-            if self._cache is not None and self._cache[:2] == key:
-                _, _, cached, response_seq = self._cache
-                self._send(cached, ack=packet.seq, seq=response_seq, flags=HeaderFlags.RESPONSE | HeaderFlags.RETX)
+            cached = self._cache.get((packet.seq, message.MSG_ID))
+            if cached is not None:
+                response, response_seq = cached
+                self._send(response, ack=packet.seq, seq=response_seq, flags=HeaderFlags.RESPONSE | HeaderFlags.RETX)
                 return
             if self._probe is not None and self._probe[1] == packet.seq and isinstance(message, CheckContact):
                 return  # still measuring: the one response follows when the probe ends
@@ -261,11 +269,11 @@ class Firmware:
     def _execute(self, message: Message, seq: int, link_s: float) -> Message | None:
         """Run one host command; return its response (None: a probe that answers later)."""
         cls = type(message)
+        if self._probe is not None and cls not in DURING_PROBE:
+            return self._ack(message.MSG_ID, Result.BUSY)
         if self.state not in LEGAL[cls]:
             refused = Result.FAULT_LATCHED if self.state is S.FAULT else Result.BAD_STATE
             return self._ack(message.MSG_ID, refused)
-        if self._probe is not None and cls not in DURING_PROBE:
-            return self._ack(message.MSG_ID, Result.BUSY)
         handler = getattr(self, "_do_" + message.NAME.lower())
         result = handler(message, seq, link_s)
         if isinstance(result, Result):
@@ -290,19 +298,21 @@ class Firmware:
 
     def _do_configure(self, m: Configure, seq: int, link_s: float) -> Result:
         spec = self.spec
-        if m.max_current_ua == 0 or m.max_voltage_mv == 0:
-            return Result.BAD_ARGUMENT
-        if m.max_current_ua > spec.hw_max_current_ua or m.max_voltage_mv > spec.hw_compliance_mv:
-            return Result.LIMIT_EXCEEDED
-        if (
-            not 1 <= m.max_slew_ua_per_s <= 100_000
-            or m.max_dose_uas < 1
-            or m.max_duration_ms < 1
-            or m.min_impedance_ohm >= m.max_impedance_ohm
-            or m.area_mm2 < 1
-            or not 100 <= m.watchdog_ms <= 10_000
-        ):
-            return Result.BAD_ARGUMENT
+        checks = (  # PROTOCOL.md §5.1, in the documented order: the first failing one answers
+            (m.max_current_ua == 0, Result.BAD_ARGUMENT),
+            (m.max_current_ua > spec.hw_max_current_ua, Result.LIMIT_EXCEEDED),
+            (not 1 <= m.max_slew_ua_per_s <= 100_000, Result.BAD_ARGUMENT),
+            (m.max_dose_uas < 1, Result.BAD_ARGUMENT),
+            (m.max_voltage_mv == 0, Result.BAD_ARGUMENT),
+            (m.max_voltage_mv > spec.hw_compliance_mv, Result.LIMIT_EXCEEDED),
+            (m.max_duration_ms < 1, Result.BAD_ARGUMENT),
+            (m.min_impedance_ohm >= m.max_impedance_ohm, Result.BAD_ARGUMENT),
+            (m.area_mm2 < 1, Result.BAD_ARGUMENT),
+            (not 100 <= m.watchdog_ms <= 10_000, Result.BAD_ARGUMENT),
+        )
+        for failed, result in checks:
+            if failed:
+                return result
         self.limits = m
         self.plant.compliance_v = m.max_voltage_mv / 1000
         return Result.OK
@@ -316,7 +326,7 @@ class Firmware:
     def _do_check_contact(self, m: CheckContact, seq: int, link_s: float) -> Result | None:
         if self.limits is None:
             return Result.NOT_CONFIGURED
-        if not 1 <= m.probe_ua <= PROBE_MAX_UA or not 10 <= m.duration_ms <= 1000:
+        if not PROBE_MIN_UA <= m.probe_ua <= PROBE_MAX_UA or not 10 <= m.duration_ms <= 1000:
             return Result.BAD_ARGUMENT
         if m.probe_ua > self.limits.max_current_ua:
             return Result.LIMIT_EXCEEDED
@@ -454,7 +464,8 @@ class Firmware:
             self._step(self.step_s)
 
     def _step(self, dt: float) -> None:
-        self.t += dt
+        self._steps += 1
+        self.t = self._steps * self.step_s
         if not self.stuck_output and self.set_ua != self.target_ua:
             move = self.rate_ua_per_s * dt
             if abs(self.target_ua - self.set_ua) <= move:
@@ -467,11 +478,17 @@ class Firmware:
         measured = self.plant.measure(sample)
         self.measured_ua = measured.current_ua
         self.output_mv = measured.voltage_mv
+        if sample.at_compliance and self._probe is None and not self.stuck_output:
+            # Anti-windup (§7.1): the set point never runs ahead of what the load accepts, so when the
+            # load recovers the current comes back along a ramp instead of a step.
+            self.set_ua = min(self.set_ua, self.measured_ua + max(0.05 * self.target_ua, MONITOR_FLOOR_UA))
         if (self.relay or self.relay_welded) and self._probe is None:
-            self.dose_uas += measured.current_ua * dt
+            self.dose_uas += abs(measured.current_ua) * dt
             self.energised_s += dt
         if self.state in ENERGISED or (self.state is S.FAULT and self.relay):
             self._monitor(sample.at_compliance, dt)
+        elif self._window(Fault.INTERNAL, self._probe is None and abs(self.measured_ua) >= MONITOR_FLOOR_UA, 0.1):
+            self._latch(Fault.INTERNAL)  # current through an output that was commanded open (§6.2)
         self._progress()
         if self.on_step is not None:
             self.on_step(self, sample)
@@ -506,19 +523,17 @@ class Firmware:
         limits = self.limits
         if limits is None:  # energised without limits: only after a reboot, where the relay is open
             return
-        meas, set_ua = self.measured_ua, self.set_ua
-        impedance = self.output_mv * 1000 / meas if meas >= IMPEDANCE_FLOOR_UA else math.inf
+        meas, set_ua, target = abs(self.measured_ua), self.set_ua, self.target_ua
+        impedance = abs(self.output_mv) * 1000 / meas if meas >= IMPEDANCE_FLOOR_UA else math.inf
+        # max_current_ua never exceeds the hardware maximum (CONFIGURE refuses it), so one bound covers both.
         over = limits.max_current_ua + max(0.05 * limits.max_current_ua, MONITOR_FLOOR_UA)
         checks = (
-            (Fault.OVERCURRENT, meas > over or meas > self.spec.hw_max_current_ua, OVERCURRENT_WINDOW_S),
-            (Fault.OVERVOLTAGE, self.output_mv > limits.max_voltage_mv * 1.05, OVERVOLTAGE_WINDOW_S),
+            (Fault.OVERCURRENT, meas > over, OVERCURRENT_WINDOW_S),
+            (Fault.OVERVOLTAGE, abs(self.output_mv) > limits.max_voltage_mv * 1.05, OVERVOLTAGE_WINDOW_S),
             (
                 Fault.OPEN_CIRCUIT,
-                set_ua >= MONITOR_FLOOR_UA
-                and (
-                    (impedance != math.inf and impedance > limits.max_impedance_ohm)
-                    or (at_compliance and meas < 0.1 * set_ua)
-                ),
+                (set_ua >= MONITOR_FLOOR_UA and impedance != math.inf and impedance > limits.max_impedance_ohm)
+                or (target >= MONITOR_FLOOR_UA and at_compliance and meas < 0.1 * target),
                 OPEN_CIRCUIT_WINDOW_S,
             ),
             (
@@ -573,7 +588,7 @@ class Firmware:
 
     def telemetry(self) -> Telemetry:
         return Telemetry(
-            t_ms=int((self.t - self._t0) * 1000) & 0xFFFF_FFFF,
+            t_ms=round((self.t - self._t0) * 1000) & 0xFFFF_FFFF,
             state=self.state,
             fault=self.fault,
             flags=self.flags(),

@@ -119,3 +119,9 @@ def test_configure_has_the_limits_a_host_sends() -> None:
         "area_mm2",
         "watchdog_ms",
     } <= names
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00" * 34, b"\x00" * 4 + b"\x09" + b"\x00" * 30])
+def test_from_payload_reports_bad_bytes_as_invalid_message(payload: bytes) -> None:
+    with pytest.raises(InvalidMessage):
+        Telemetry.from_payload(payload)

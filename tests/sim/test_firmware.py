@@ -457,3 +457,49 @@ def test_packets_from_the_harness_are_real_frames(make: MakeHarness) -> None:
     h = make()
     h.request(Identify())
     assert all(isinstance(p, Packet) for p in h.responses) and h.errors == []
+
+
+def test_current_held_down_by_compliance_comes_back_along_a_ramp(make: MakeHarness) -> None:
+    # A drying sponge (+40 kΩ) holds the output at compliance for 5 s; when it is re-wetted, the current
+    # must return at the ramp rate, not as a step to the old set point (the "mild shock" of DOMAIN.md).
+    trace: list[dict] = []
+    h = make(faults=("impedance-step=40000@12:5",), trace=trace)
+    arm(h, max_slew_ua_per_s=200)
+    ok(h.request(Start(2000, 10_000)))
+    h.wait(30.0)
+    currents = [r["current_ua"] for r in trace]
+    assert min(currents[-2000:]) < 1500  # it really was held down by compliance
+    steps_up = [b - a for a, b in zip(currents, currents[1:], strict=False)]
+    margin = max(0.05 * 2000, 100)  # anti-windup headroom above what flows (PROTOCOL.md §7.1)
+    assert max(steps_up) <= 200 * 0.010 + margin + 20  # slew per step + headroom + noise
+    assert h.last.set_ua == 2000 and h.last.measured_ua == pytest.approx(2000, rel=0.02)
+
+
+def test_a_probe_cut_by_output_off_is_not_run_again_by_its_retransmission(make: MakeHarness) -> None:
+    h = make()
+    ok(h.request(Configure(**LIMITS)))
+    probe_seq = h.send(CheckContact(500, 1000))
+    h.wait(0.1)
+    ok(h.request(OutputOff()))  # cuts the probe; its CONTACT reply goes out (and, here, is "lost")
+    h.responses.clear()
+    h.send(CheckContact(500, 1000), flags=HeaderFlags.ACK_REQ | HeaderFlags.RETX, seq=probe_seq)
+    h.wait(0.1)
+    (replay,) = h.responses
+    assert isinstance(replay.message, Contact) and replay.is_retransmit
+    assert not h.last.flags & (TelemetryFlags.OUTPUT_ON | TelemetryFlags.PROBING)
+
+
+def test_configure_checks_its_fields_in_the_documented_order(make: MakeHarness) -> None:
+    h = make()
+    slew_first = Configure(**{**LIMITS, "max_slew_ua_per_s": 0, "max_voltage_mv": 70_000})
+    assert result_of(h.request(slew_first)) is Result.BAD_ARGUMENT
+    current_first = Configure(**{**LIMITS, "max_current_ua": 40_000, "max_voltage_mv": 0})
+    assert result_of(h.request(current_first)) is Result.LIMIT_EXCEEDED
+
+
+def test_running_at_the_hardware_maximum_does_not_trip_overcurrent(make: MakeHarness) -> None:
+    h = make(faults=("short=1000@0",))  # a 1 kΩ load: 30 mA needs 30 V
+    arm(h, max_current_ua=30_000, max_slew_ua_per_s=20_000, min_impedance_ohm=0)
+    ok(h.request(Start(30_000, 0)))
+    h.wait(5.0)
+    assert h.last.state is State.RUNNING and h.last.measured_ua == pytest.approx(30_000, rel=0.02)

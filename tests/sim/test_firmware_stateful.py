@@ -94,6 +94,8 @@ class FirmwareMachine(RuleBasedStateMachine):
         self.hb = 0
         self.decoder = Decoder()
         self.prev = self.snapshot()
+        self.prev_current_ua = 0.0
+        self.steps_added = 0
 
     # -- what the device is doing, seen from outside the state machine's own bookkeeping -----------------
 
@@ -110,7 +112,14 @@ class FirmwareMachine(RuleBasedStateMachine):
         assert sample.current_ua <= HW_MAX_UA + 1.0, "current above the hardware maximum"
         assert sample.voltage_v <= self.plant.compliance_v + 1e-6, "voltage above compliance"
         if relay_before and self.plant.output_on and limits is not None:
-            assert abs(fw.set_ua - set_before) <= limits.max_slew_ua_per_s * STEP_S + 1e-6, "slew above max"
+            slew_step = limits.max_slew_ua_per_s * STEP_S + 1e-6
+            rise = fw.set_ua - set_before
+            assert rise <= slew_step, "set point rising faster than max slew"
+            if not sample.at_compliance:  # at compliance the set point comes down to what flows (anti-windup)
+                assert -rise <= slew_step, "set point falling faster than max slew"
+            # What flows may never step up either, e.g. when a load held at compliance recovers.
+            margin = max(0.05 * fw.target_ua, 100.0) * 1.1
+            assert sample.current_ua - self.prev_current_ua <= slew_step + margin, "current stepped up"
         if fw.state in (State.IDLE, State.ARMED, State.DONE) and not fw.flags() & 0x20:
             assert not self.plant.output_on and fw.set_ua == 0, f"output on in {fw.state.name}"
         if fw.state is State.FAULT and state_before is State.FAULT:
@@ -122,6 +131,7 @@ class FirmwareMachine(RuleBasedStateMachine):
         if limits is not None:
             assert fw.dose_uas <= limits.max_dose_uas + bound * STEP_S + 1e-6, "dose past the cap"
         self.prev = self.snapshot()
+        self.prev_current_ua = sample.current_ua
 
     # -- rules -------------------------------------------------------------------------------------------
 
@@ -177,7 +187,9 @@ class FirmwareMachine(RuleBasedStateMachine):
     def toggle_heartbeats(self) -> None:
         self.heartbeats = not self.heartbeats
 
-    @rule(fault=st.sampled_from(["lift", "restore", "short", "unshort", "drift", "undrift", "reboot"]))
+    @rule(
+        fault=st.sampled_from(["lift", "restore", "short", "unshort", "drift", "undrift", "reboot", "step", "unstep"])
+    )
     def inject(self, fault: str) -> None:
         plant = self.plant
         {
@@ -188,8 +200,15 @@ class FirmwareMachine(RuleBasedStateMachine):
             "drift": lambda: plant.set_sensor_drift(25.0),
             "undrift": lambda: plant.set_sensor_drift(0.0),
             "reboot": self.fw.reboot,
+            "step": lambda: self.impedance_step(+1),
+            "unstep": lambda: self.impedance_step(-1),
         }[fault]()
         self.prev = self.snapshot()
+
+    def impedance_step(self, direction: int) -> None:
+        if direction > 0 or self.steps_added > 0:
+            self.plant.impedance_step(direction * 40_000.0)  # a drying sponge, then re-wetted
+            self.steps_added += direction
 
     @invariant()
     def device_frames_always_decode(self) -> None:
