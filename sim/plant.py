@@ -13,10 +13,19 @@ voltage V_comp, so at any instant the circuit is in one of three regimes:
 For constant R_p each regime has a closed-form solution and the time at which one regime hands over to the
 next is solved analytically, so a step of any length is exact. R_p follows an effective charge q (it falls
 while current flows and recovers at rest); it is held constant over a piece of a step at its value at the
-piece's midpoint (a predictor pass finds the piece's charge), and a step over which R_p would change by more
-than ~0.2 % is cut into pieces. So one 5 s step agrees with 5000 steps of 1 ms to well under a percent, and
-a step costs one piece unless R_p really moves. The source's slew is followed by splitting the ramp into a
-few constant-current pieces.
+piece's midpoint, and a step over which R_p could change by more than ~0.2 % is cut into pieces. So one 5 s
+step agrees with 5000 steps of 1 ms to well under a percent. q itself always advances by the charge that
+actually went through the skin.
+
+Two paths, one algebra. The device simulator steps every 10 ms, and almost every such step is *plain*: the
+source's slew, if any, is a sliver of the step (a firmware ramp moves a few µA per step, which the analog slew
+covers in about a microsecond), and a bound from the largest current the source can deliver shows that R_p
+cannot move by 0.2 %. A plain step is one closed-form piece. The sliver of slew is folded into the piece's
+current, the step's mean current (so the charge is exact; folding is refused if that mean is more than 1e-5 off
+the target). If R_p cannot move by even 0.01 %, the midpoint R_p comes from the previous step's skin current
+(clamped to what the source can deliver, so it misses by under 0.005 %); otherwise from a predictor pass. Every
+other step takes the general path: a predictor pass sizes the pieces, each piece finds its midpoint R_p with a
+predictor pass of its own, and a slew is followed by splitting its ramp into a few constant-current pieces.
 
 The relay and the fault hooks (lifted electrode, short, impedance step) change the circuit, not the regimes'
 algebra. Everything is sans-I/O: time arrives as `dt_s`, randomness only through the injected `random.Random`.
@@ -27,12 +36,20 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _UA = 1e-6  # amperes per microampere
+_INF = math.inf
+_TWO_PI = 2.0 * math.pi
 _REST_CURRENT_UA = 1.0  # a step whose mean current is below this counts as rest: R_p recovers
 _ZERO_CURRENT_UA = 1e-3  # below this the impedance (V/I) is reported as infinite
 _RAMP_PIECES = 8  # constant-current pieces a slew ramp is split into (ramps last ~1 ms at the default slew)
+# A slew that lasts at most this fraction of a step, and whose mean over the step is within this fraction of the
+# target, is folded into one piece at the step's mean current.
+_FOLDED_SLEW = 1e-3
+_FOLDED_SLEW_MISS = 1e-5
 _RP_CHANGE_PER_PIECE = 0.002  # a step is cut into pieces over which R_p changes by at most ~0.2 %
+_GUESSED_RP_CHANGE = 1e-4  # below this bound on R_p's change a one-piece step needs no predictor pass
 _MAX_PIECES = 10_000
 
 
@@ -105,109 +122,102 @@ class Measurement:
     voltage_mv: float
 
 
-@dataclass(frozen=True)
-class _Circuit:
-    """Everything that stays constant during one step, in SI units."""
-
-    rs_ohm: float
-    rp_ohm: float
-    c_f: float
-    v_comp: float
-    relay_closed: bool
-    open_circuit: bool
-    short_ohm: float | None
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """The circuit after a piece of a step."""
-
-    vc_v: float
-    charge_as: float  # |I|·dt delivered by the source
-    skin_charge_as: float  # the part of it that went through the skin (drives R_p)
-    current_a: float
-    voltage_v: float
-    at_compliance: bool
-
-
+# Where the source's current goes.
+_SKIN, _RELAY_OPEN, _LIFTED, _SHORTED = "skin", "relay open", "lifted", "shorted"
+# The skin circuit's regimes.
 _CC, _CV, _BLOCKED = "CC", "CV", "BLOCKED"
 
 
-def _regime(c: _Circuit, vc: float, i_a: float) -> str:
-    if i_a * c.rs_ohm + vc <= c.v_comp:
-        return _CC
-    return _CV if vc < c.v_comp else _BLOCKED
+class _Circuit(NamedTuple):
+    """What stays constant until a control or fault hook changes it, in SI units. R_p, which moves with charge,
+    is passed on its own."""
+
+    rs_ohm: float
+    c_f: float
+    v_comp: float
+    path: str  # _SKIN, _RELAY_OPEN, _LIFTED or _SHORTED
+    short_ohm: float
 
 
-def _skin(c: _Circuit, vc: float, i_a: float, dt: float) -> _Outcome:
-    """Exact solution over `dt` with the source set to `i_a` and the skin load connected."""
-    tau_p = c.rp_ohm * c.c_f
-    v_th = c.v_comp - i_a * c.rs_ohm  # capacitor voltage at which the CC and CV regimes meet
-    regime = _regime(c, vc, i_a)
+# What a piece of a step leaves behind: (Vc, charge from the source, the part of it through the skin (drives R_p),
+# output current, output voltage, at compliance), in SI units.
+_Outcome = tuple[float, float, float, float, float, bool]
+
+
+def _skin(
+    rs: float, rp: float, c_f: float, v_comp: float, vc: float, i_a: float, dt: float
+) -> tuple[float, float, str]:
+    """Exact solution over `dt` with the source set to `i_a` and the skin load connected: (Vc, charge, regime)."""
+    v_th = v_comp - i_a * rs  # capacitor voltage at which the CC and CV regimes meet
+    regime = _CC if vc <= v_th else _CV if vc < v_comp else _BLOCKED
     charge = 0.0
     left = dt
     for _ in range(4):  # at most BLOCKED -> CV -> CC; the bound is only a guard
-        crossing = math.inf
-        if regime == _CC:
-            v_inf = i_a * c.rp_ohm
+        crossing = _INF
+        if regime is _CC:
+            tau = rp * c_f
+            v_inf = i_a * rp
             if v_inf > v_th and vc <= v_th:
-                crossing = tau_p * math.log((v_inf - vc) / (v_inf - v_th))
-            t = min(left, crossing)
-            vc = v_inf + (vc - v_inf) * math.exp(-t / tau_p)
+                crossing = tau * math.log((v_inf - vc) / (v_inf - v_th))
+            t = left if left < crossing else crossing
+            vc = v_inf + (vc - v_inf) * math.exp(-t / tau)
             charge += i_a * t
             after = _CV
-        elif regime == _CV:
-            tau = c.c_f * c.rs_ohm * c.rp_ohm / (c.rs_ohm + c.rp_ohm)
-            v_inf = c.v_comp * c.rp_ohm / (c.rs_ohm + c.rp_ohm)
+        elif regime is _CV:
+            tau = c_f * rs * rp / (rs + rp)
+            v_inf = v_comp * rp / (rs + rp)
             if v_th > v_inf and vc > v_th:
                 crossing = tau * math.log((vc - v_inf) / (v_th - v_inf))
-            t = min(left, crossing)
-            charge += ((c.v_comp - v_inf) * t + (vc - v_inf) * tau * math.expm1(-t / tau)) / c.rs_ohm
+            t = left if left < crossing else crossing
+            charge += ((v_comp - v_inf) * t + (vc - v_inf) * tau * math.expm1(-t / tau)) / rs
             vc = v_inf + (vc - v_inf) * math.exp(-t / tau)
             after = _CC
         else:
-            if c.v_comp > 0.0 and vc > c.v_comp:
-                crossing = tau_p * math.log(vc / c.v_comp)
-            t = min(left, crossing)
-            vc *= math.exp(-t / tau_p)
+            if v_comp > 0.0 and vc > v_comp:
+                crossing = rp * c_f * math.log(vc / v_comp)
+            t = left if left < crossing else crossing
+            vc *= math.exp(-t / (rp * c_f))
             after = _CV if i_a > 0.0 else _CC
         left -= t
         if crossing > t:
             break
         # The hand-over happens inside the step: pin Vc to the boundary so round-off cannot bounce it back.
-        vc = v_th if regime in (_CC, _CV) else c.v_comp
+        vc = v_th if regime is not _BLOCKED else v_comp
         regime = after
         if left <= 0.0:
             break
-    if regime == _CC:
-        return _Outcome(vc, charge, charge, i_a, min(i_a * c.rs_ohm + vc, c.v_comp), False)
-    if regime == _CV:
-        current = min(i_a, max(0.0, (c.v_comp - vc) / c.rs_ohm))
-        return _Outcome(vc, charge, charge, current, c.v_comp, True)
-    return _Outcome(vc, charge, charge, 0.0, vc, i_a > 0.0)
+    return vc, charge, regime
 
 
-def _hold(c: _Circuit, vc: float, i_a: float, dt: float) -> _Outcome:
-    """Exact solution over `dt` with the source set to the constant magnitude `i_a`."""
-    drained = vc * math.exp(-dt / (c.rp_ohm * c.c_f))  # C_p alone, discharging through R_p
-    if not c.relay_closed:
-        return _Outcome(drained, 0.0, 0.0, 0.0, 0.0, False)
-    if c.open_circuit:
-        demanded = i_a > 0.0
-        return _Outcome(drained, 0.0, 0.0, 0.0, c.v_comp if demanded else 0.0, demanded)
-    if c.short_ohm is not None:
-        current = min(i_a, c.v_comp / c.short_ohm)
-        return _Outcome(drained, current * dt, 0.0, current, current * c.short_ohm, i_a * c.short_ohm > c.v_comp)
-    return _skin(c, vc, i_a, dt)
+def _hold(c: _Circuit, rp: float, vc: float, i_a: float, i_end: float, dt: float) -> _Outcome:
+    """Exact solution over `dt` with the source at the constant magnitude `i_a`. `i_end` is the source current at
+    the end, which differs from `i_a` only when a sliver of slew was folded into the piece."""
+    path = c.path
+    if path is _SKIN:
+        vc, charge, regime = _skin(c.rs_ohm, rp, c.c_f, c.v_comp, vc, i_a, dt)
+        if regime is _CC:
+            return vc, charge, charge, i_end, min(i_end * c.rs_ohm + vc, c.v_comp), False
+        if regime is _CV:
+            return vc, charge, charge, min(i_end, max(0.0, (c.v_comp - vc) / c.rs_ohm)), c.v_comp, True
+        return vc, charge, charge, 0.0, vc, i_end > 0.0
+    drained = vc * math.exp(-dt / (rp * c.c_f))  # C_p alone, discharging through R_p
+    if path is _RELAY_OPEN:
+        return drained, 0.0, 0.0, 0.0, 0.0, False
+    if path is _LIFTED:
+        demanded = i_end > 0.0
+        return drained, 0.0, 0.0, 0.0, c.v_comp if demanded else 0.0, demanded
+    limit = c.v_comp / c.short_ohm
+    current = min(i_end, limit)
+    return drained, min(i_a, limit) * dt, 0.0, current, current * c.short_ohm, i_end * c.short_ohm > c.v_comp
 
 
 def _advance(
-    c: _Circuit, vc: float, src_a: float, target_a: float, slew_a_per_s: float, dt: float
+    c: _Circuit, rp: float, vc: float, src_a: float, target_a: float, slew_a_per_s: float, dt: float
 ) -> tuple[_Outcome, float]:
     """Advance `dt` while the source current slews from `src_a` toward `target_a`; return the outcome and the
     source current at the end."""
     charge = skin_charge = 0.0
-    if not c.relay_closed:
+    if c.path is _RELAY_OPEN:
         src_a = target_a  # no output current to limit: the set point is simply where it was asked to be
     t_ramp = abs(target_a - src_a) / slew_a_per_s
     t1 = min(dt, t_ramp)
@@ -215,21 +225,19 @@ def _advance(
     if t1 > 0.0:
         piece = t1 / _RAMP_PIECES
         for k in range(_RAMP_PIECES):
-            out = _hold(c, vc, src_a + direction * slew_a_per_s * (k + 0.5) * piece, piece)
-            vc, charge, skin_charge = out.vc_v, charge + out.charge_as, skin_charge + out.skin_charge_as
+            i_a = src_a + direction * slew_a_per_s * (k + 0.5) * piece
+            vc, q, q_skin, *_ = _hold(c, rp, vc, i_a, i_a, piece)
+            charge, skin_charge = charge + q, skin_charge + q_skin
     src_a = target_a if t1 >= t_ramp else src_a + direction * slew_a_per_s * t1
-    out = _hold(c, vc, src_a, dt - t1)
-    return (
-        _Outcome(
-            out.vc_v,
-            charge + out.charge_as,
-            skin_charge + out.skin_charge_as,
-            out.current_a,
-            out.voltage_v,
-            out.at_compliance,
-        ),
-        src_a,
-    )
+    vc, q, q_skin, current, voltage, at_compliance = _hold(c, rp, vc, src_a, src_a, dt - t1)
+    return (vc, charge + q, skin_charge + q_skin, current, voltage, at_compliance), src_a
+
+
+def _next_q(q_uas: float, skin_charge_uas: float, dt_s: float, recovery_tau_s: float) -> float:
+    """Effective charge after `dt_s`: it grows with charge through the skin, and decays only at rest."""
+    if dt_s <= 0.0 or skin_charge_uas >= _REST_CURRENT_UA * dt_s:
+        return q_uas + skin_charge_uas
+    return q_uas * math.exp(-dt_s / recovery_tau_s)
 
 
 def _check_finite(name: str, value: float, *, minimum: float = 0.0) -> None:
@@ -270,9 +278,12 @@ class Plant:
         self._rs_extra_ohm = 0.0
         self._current_gain = 1.0
         self._voltage_gain = 1.0
+        self._circuit_now: _Circuit | None = None  # built on demand; every control and fault hook clears it
         self._vc_v = 0.0
         self._src_a = 0.0
         self._q_uas = 0.0
+        self._rp_now_ohm = load.rp_ohm(0.0)  # R_p at q, kept with q
+        self._skin_ua = 0.0  # mean current through the skin over the last step: estimates the next one's
         self._sample = PlantSample(0.0, 0.0, 0.0, math.inf, False, load.rp_rest_ohm, 0.0)
 
     # -- state -------------------------------------------------------------------------------------------------
@@ -298,7 +309,7 @@ class Plant:
 
     @property
     def rp_ohm(self) -> float:
-        return self._load.rp_ohm(self._q_uas)
+        return self._rp_now_ohm
 
     @property
     def compliance_v(self) -> float:
@@ -309,28 +320,34 @@ class Plant:
         """Change the compliance voltage (a SourceMeter's voltage protection setting maps here)."""
         _check_finite("compliance_v", value)
         self._compliance_v = float(value)
+        self._circuit_now = None
 
     # -- controls and fault hooks ------------------------------------------------------------------------------
 
     def set_output(self, on: bool) -> None:
         """Close (True) or open (False) the output relay. Open: exactly zero current."""
         self._relay_closed = bool(on)
+        self._circuit_now = None
 
     def lift_electrode(self) -> None:
         """Open circuit: no current can flow; the source rails to compliance if current is demanded."""
         self._open_circuit = True
+        self._circuit_now = None
 
     def restore_contact(self) -> None:
         self._open_circuit = False
+        self._circuit_now = None
 
     def short(self, ohm: float = 50.0) -> None:
         """The electrodes touch: the whole load collapses to `ohm`, bypassing the skin."""
         if not (isinstance(ohm, int | float) and math.isfinite(ohm) and ohm > 0):
             raise ValueError(f"short resistance must be positive, got {ohm!r}")
         self._short_ohm = float(ohm)
+        self._circuit_now = None
 
     def clear_short(self) -> None:
         self._short_ohm = None
+        self._circuit_now = None
 
     def impedance_step(self, ohm: float) -> None:
         """Add `ohm` to R_s from now on (e.g. a drying sponge); cumulative."""
@@ -338,6 +355,7 @@ class Plant:
         if not finite or self._load.rs_ohm + self._rs_extra_ohm + ohm <= 0:
             raise ValueError(f"impedance step {ohm!r} would leave R_s non-positive")
         self._rs_extra_ohm += ohm
+        self._circuit_now = None
 
     def set_sensor_drift(self, pct: float, *, voltage_pct: float = 0.0) -> None:
         """Make the current sensor read `pct` percent high (negative: low); `voltage_pct` does the same for the
@@ -355,27 +373,25 @@ class Plant:
 
         `dt_s` may be 0: the result is then the instantaneous state after a change of relay, fault or compliance.
         """
-        _check_finite("dt_s", dt_s)
-        _check_finite("set_current_ua", set_current_ua)
+        if not (type(dt_s) is float and 0.0 <= dt_s < _INF):  # the usual case costs two comparisons
+            _check_finite("dt_s", dt_s)
+        if not (type(set_current_ua) is float and 0.0 <= set_current_ua < _INF):
+            _check_finite("set_current_ua", set_current_ua)
         target_a = set_current_ua * _UA
-        # R_p is held constant within a piece; long steps are cut into pieces over which it changes little.
-        predictor, _ = _advance(self._circuit(self._q_uas), self._vc_v, self._src_a, target_a, self._slew_a_per_s, dt_s)
-        rp_now = self.rp_ohm
-        rp_change = abs(self._load.rp_ohm(self._next_q(self._q_uas, predictor.skin_charge_as / _UA, dt_s)) - rp_now)
-        pieces = min(_MAX_PIECES, max(1, math.ceil(rp_change / rp_now / _RP_CHANGE_PER_PIECE)))
-        charge_as = 0.0
-        for _ in range(pieces):
-            out = self._piece(dt_s / pieces, target_a)
-            charge_as += out.charge_as
-        current_ua = out.current_a / _UA
+        out = self._plain_step(dt_s, target_a)
+        if out is None:
+            out = self._general_step(dt_s, target_a)
+        charge_as, current_a, voltage_v, at_compliance = out
+        before = self._sample
+        current_ua = current_a / _UA
         self._sample = PlantSample(
-            t_s=self._sample.t_s + dt_s,
-            current_ua=current_ua,
-            voltage_v=out.voltage_v,
-            impedance_ohm=out.voltage_v / out.current_a if current_ua > _ZERO_CURRENT_UA else math.inf,
-            at_compliance=out.at_compliance,
-            rp_ohm=self.rp_ohm,
-            charge_uas=self._sample.charge_uas + charge_as / _UA,
+            before.t_s + dt_s,
+            current_ua,
+            voltage_v,
+            voltage_v / current_a if current_ua > _ZERO_CURRENT_UA else _INF,
+            at_compliance,
+            self._rp_now_ohm,
+            before.charge_uas + charge_as / _UA,
         )
         return self._sample
 
@@ -384,36 +400,107 @@ class Plant:
 
         Readings are magnitudes, so they are clipped at zero: noise never reports current flowing backwards.
         """
-        current = sample.current_ua + self._rng.gauss(0.0, self._noise_rel * sample.current_ua + self._noise_abs_ua)
-        voltage_mv = sample.voltage_v * 1000.0
-        voltage = voltage_mv + self._rng.gauss(0.0, self._noise_rel * voltage_mv + self._noise_abs_mv)
-        return Measurement(max(0.0, current * self._current_gain), max(0.0, voltage * self._voltage_gain))
+        uniform = self._rng.random
+        # Box–Muller: one pair of uniforms gives the two independent standard normals the two sensors need.
+        radius = math.sqrt(-2.0 * math.log(1.0 - uniform()))
+        angle = _TWO_PI * uniform()
+        current = sample.current_ua
+        current += radius * math.cos(angle) * (self._noise_rel * current + self._noise_abs_ua)
+        voltage = sample.voltage_v * 1000.0
+        voltage += radius * math.sin(angle) * (self._noise_rel * voltage + self._noise_abs_mv)
+        current *= self._current_gain
+        voltage *= self._voltage_gain
+        return Measurement(current if current > 0.0 else 0.0, voltage if voltage > 0.0 else 0.0)
 
-    def _piece(self, dt_s: float, target_a: float) -> _Outcome:
+    def _plain_step(self, dt_s: float, target_a: float) -> tuple[float, float, float, bool] | None:
+        """A plain step in one piece — (charge, current, voltage, at compliance) — or None if the step is not
+        plain: the slew lasts more than a sliver of it, or R_p could move by more than ~0.2 % over it."""
+        i_mean = self._folded_current(dt_s, target_a)
+        if i_mean is None:
+            return None
+        c = self._circuit_now or self._circuit()
+        load, q0, rp0, vc0 = self._load, self._q_uas, self._rp_now_ohm, self._vc_v
+        i_max_ua = max(self._src_a, target_a) / _UA if c.path is _SKIN else 0.0
+        # R_p − R_min = (R_rest − R_min)·e^(−q/s) changes by at most the factor 1 − e^(−Δq/s) <= Δq/s as q grows
+        # by Δq <= I_max·dt, or e^(Δq/s) − 1 as q recovers by Δq <= q·dt/τ: a bound on |ΔR_p|/R_p over the step.
+        scale = load.charge_scale_uas
+        recovery = q0 * dt_s / (load.recovery_tau_s * scale)
+        if recovery > 1.0:
+            return None
+        rp_bound = (rp0 - load.rp_min_ohm) / rp0 * (i_max_ua * dt_s / scale + math.expm1(recovery))
+        if rp_bound > _RP_CHANGE_PER_PIECE:
+            return None
+        half = 0.5 * dt_s
+        if rp_bound <= _GUESSED_RP_CHANGE:  # the skin current of the last step will do: R_p misses by < bound/2
+            skin_half_uas = min(self._skin_ua, i_max_ua) * half
+        else:  # a predictor pass, with R_p as it is now
+            skin_half_uas = _hold(c, rp0, vc0, i_mean, target_a, dt_s)[2] / _UA / 2.0
+        rp_mid = load.rp_ohm(_next_q(q0, skin_half_uas, half, load.recovery_tau_s))
+        vc, charge, skin_charge, current, voltage, at_compliance = _hold(c, rp_mid, vc0, i_mean, target_a, dt_s)
+        self._vc_v, self._src_a = vc, target_a
+        self._charge_skin(q0, skin_charge, dt_s)
+        return charge, current, voltage, at_compliance
+
+    def _folded_current(self, dt_s: float, target_a: float) -> float | None:
+        """The constant current that stands for the source over the step: the target, or the step's mean current
+        (exact in charge) if the slew to the target is only a sliver of the step; None if it is more."""
+        src_a = self._src_a
+        if src_a == target_a or not self._relay_closed:
+            return target_a  # with the relay open the set point follows the request at once
+        t_ramp = abs(target_a - src_a) / self._slew_a_per_s
+        if t_ramp == 0.0:  # an infinite slew
+            return target_a
+        missed_a = (target_a - src_a) * t_ramp / (2.0 * dt_s) if dt_s > 0.0 else _INF  # (target − src)·t_ramp/2/dt
+        if t_ramp > _FOLDED_SLEW * dt_s or abs(missed_a) > _FOLDED_SLEW_MISS * target_a:
+            return None
+        return target_a - missed_a
+
+    def _general_step(self, dt_s: float, target_a: float) -> tuple[float, float, float, bool]:
+        """Any step, cut into pieces over which R_p changes by at most ~0.2 % (a predictor pass counts them)."""
+        load = self._load
+        c = self._circuit_now or self._circuit()
+        predictor, _ = _advance(c, self._rp_now_ohm, self._vc_v, self._src_a, target_a, self._slew_a_per_s, dt_s)
+        rp_next = load.rp_ohm(_next_q(self._q_uas, predictor[2] / _UA, dt_s, load.recovery_tau_s))
+        rp_change = abs(rp_next - self._rp_now_ohm) / self._rp_now_ohm
+        pieces = min(_MAX_PIECES, max(1, math.ceil(rp_change / _RP_CHANGE_PER_PIECE)))
+        charge_as = skin_as = 0.0
+        for _ in range(pieces):
+            out = self._piece(c, dt_s / pieces, target_a)
+            charge_as, skin_as = charge_as + out[1], skin_as + out[2]
+        if dt_s > 0.0:
+            self._skin_ua = skin_as / _UA / dt_s
+        return charge_as, out[3], out[4], out[5]
+
+    def _piece(self, c: _Circuit, dt_s: float, target_a: float) -> _Outcome:
         """Advance one piece with R_p at its value at the piece's midpoint (found by a predictor pass)."""
-        q0 = self._q_uas
-        predictor, _ = _advance(self._circuit(q0), self._vc_v, self._src_a, target_a, self._slew_a_per_s, dt_s)
-        q_mid = self._next_q(q0, predictor.skin_charge_as / _UA / 2.0, dt_s / 2.0)
-        out, self._src_a = _advance(self._circuit(q_mid), self._vc_v, self._src_a, target_a, self._slew_a_per_s, dt_s)
-        self._q_uas = self._next_q(q0, out.skin_charge_as / _UA, dt_s)
-        self._vc_v = out.vc_v
+        load, q0 = self._load, self._q_uas
+        predictor, _ = _advance(c, self._rp_now_ohm, self._vc_v, self._src_a, target_a, self._slew_a_per_s, dt_s)
+        rp_mid = load.rp_ohm(_next_q(q0, predictor[2] / _UA / 2.0, dt_s / 2.0, load.recovery_tau_s))
+        out, self._src_a = _advance(c, rp_mid, self._vc_v, self._src_a, target_a, self._slew_a_per_s, dt_s)
+        self._vc_v = out[0]
+        self._charge_skin(q0, out[2], dt_s)
         return out
 
-    def _circuit(self, q_uas: float) -> _Circuit:
-        return _Circuit(
+    def _charge_skin(self, q0_uas: float, skin_charge_as: float, dt_s: float) -> None:
+        """Move q (and R_p with it) on from `q0_uas` by a piece of `dt_s` that put `skin_charge_as` through the skin."""
+        load = self._load
+        self._q_uas = q = _next_q(q0_uas, skin_charge_as / _UA, dt_s, load.recovery_tau_s)
+        self._rp_now_ohm = load.rp_ohm(q)
+        if dt_s > 0.0:
+            self._skin_ua = skin_charge_as / _UA / dt_s
+
+    def _circuit(self) -> _Circuit:
+        if not self._relay_closed:
+            path = _RELAY_OPEN
+        elif self._open_circuit:
+            path = _LIFTED
+        else:
+            path = _SKIN if self._short_ohm is None else _SHORTED
+        self._circuit_now = _Circuit(
             rs_ohm=self._load.rs_ohm + self._rs_extra_ohm,
-            rp_ohm=self._load.rp_ohm(q_uas),
             c_f=self._load.cp_uf * 1e-6,
             v_comp=self._compliance_v,
-            relay_closed=self._relay_closed,
-            open_circuit=self._open_circuit,
-            short_ohm=self._short_ohm,
+            path=path,
+            short_ohm=self._short_ohm or _INF,
         )
-
-    def _next_q(self, q_uas: float, skin_charge_uas: float, dt_s: float) -> float:
-        """Effective charge after `dt_s`: it grows with charge through the skin, and decays only at rest."""
-        if dt_s <= 0.0:
-            return q_uas + skin_charge_uas
-        if skin_charge_uas / dt_s >= _REST_CURRENT_UA:
-            return q_uas + skin_charge_uas
-        return q_uas * math.exp(-dt_s / self._load.recovery_tau_s)
+        return self._circuit_now

@@ -142,6 +142,23 @@ def test_large_and_small_steps_agree_while_rp_changes() -> None:
         assert big.rp_ohm == pytest.approx(small.rp_ohm, rel=0.005)
 
 
+def slow_ramp_then_hold(dt_s: float, compliance_v: float) -> tuple[float, float, float, float]:
+    """0 → 4 mA at 133 µA/s (as the firmware ramps, a little each step), then 60 s at 4 mA."""
+    plant = make_plant(LoadParams(), compliance_v=compliance_v)
+    ramp_s, hold_s = 4000.0 / 133.0, 60.0
+    steps = round((ramp_s + hold_s) / dt_s)
+    for k in range(1, steps + 1):
+        sample = plant.step(dt_s, min(4000.0, 133.0 * k * dt_s))
+    return sample.charge_uas, sample.voltage_v, sample.current_ua, sample.rp_ohm
+
+
+@pytest.mark.parametrize("compliance_v", [60.0, 100.0])  # at compliance for a while, and never
+def test_a_slow_ramp_at_10_ms_steps_matches_the_same_ramp_at_1_ms_steps(compliance_v: float) -> None:
+    coarse = slow_ramp_then_hold(0.01, compliance_v)
+    fine = slow_ramp_then_hold(0.001, compliance_v)
+    assert coarse == pytest.approx(fine, rel=0.005)  # charge, final voltage, current and R_p
+
+
 # -- relay and faults ------------------------------------------------------------------------------------------
 
 
