@@ -64,9 +64,9 @@ def sim_speedup(quick: bool) -> dict[str, Any]:
         h.request(message)
     t0 = time.perf_counter()
     h.request(Start(4000, 30_000))
-    h.wait(session_s - 30)
+    h.wait(session_s - 30, step_s=0.25)  # one heartbeat per host wake-up, as a host's 4 Hz loop
     h.request(Stop(30_000))
-    h.wait(30)
+    h.wait(30, step_s=0.25)
     wall = time.perf_counter() - t0
     if h.errors or h.last.state.name != "DONE":
         raise RuntimeError(f"benchmark session did not complete cleanly: {h.last}")

@@ -138,23 +138,25 @@ class Message:
     FRAME: ClassVar[struct.Struct]  # header (ver flags seq ack msg_id) followed by the payload
     DEFAULT_FLAGS: ClassVar[int]  # header flags of a fresh frame of this message (PROTOCOL.md §4.2)
     _ENUMS: ClassVar[tuple[type[enum.IntEnum] | None, ...]]
+    _CHECKS: ClassVar[tuple[tuple[str, str, int, int, type[enum.IntEnum] | None], ...]]  # for __post_init__
     _GET: ClassVar[Any]  # staticmethod: message -> field values in wire form, in order
 
     def __post_init__(self) -> None:
-        for (name, wire), enum_cls in zip(self.LAYOUT, self._ENUMS, strict=True):
-            value = getattr(self, name)
+        fields = self.__dict__
+        for name, wire, lo, hi, enum_cls in self._CHECKS:
+            value = fields[name]
             if enum_cls is not None:
-                try:
-                    object.__setattr__(self, name, enum_cls(value))
-                except ValueError:
-                    raise InvalidMessage(f"{self.NAME}.{name}: {value!r} is not a {enum_cls.__name__}") from None
-                continue
-            if wire == "str16":
+                if type(value) is not enum_cls:
+                    try:
+                        fields[name] = enum_cls(value)  # the instance dict: past the frozen __setattr__
+                    except ValueError:
+                        raise InvalidMessage(f"{self.NAME}.{name}: {value!r} is not a {enum_cls.__name__}") from None
+            elif wire == "str16":
                 if not isinstance(value, str) or not value.isascii() or "\0" in value or len(value) > 16:
                     raise InvalidMessage(f"{self.NAME}.{name}: {value!r} is not ASCII text of at most 16 chars")
-                continue
-            _, lo, hi = _WIRE[wire]
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            elif not (type(value) is int or (isinstance(value, int) and not isinstance(value, bool))) or not (
+                lo <= value <= hi
+            ):
                 raise InvalidMessage(f"{self.NAME}.{name}: {value!r} is not an integer in {lo}..{hi} ({wire})")
 
     def payload(self) -> bytes:
@@ -229,6 +231,10 @@ def message(msg_id: int, direction: Direction, layout: str) -> typing.Callable[[
         if cls.FRAME.size > MAX_BODY:
             raise TypeError(f"{cls.__name__}: body of {cls.FRAME.size} bytes exceeds {MAX_BODY}")
         cls._ENUMS = tuple(enums)
+        cls._CHECKS = tuple(
+            (name, wire, _WIRE[wire][1], _WIRE[wire][2], enum_cls)
+            for (name, wire), enum_cls in zip(cls.LAYOUT, enums, strict=True)
+        )
         cls._GET = staticmethod(_make_getter(cls.LAYOUT))
         cls._from_frame = classmethod(_make_from_frame(cls))  # type: ignore[assignment]
         REGISTRY[msg_id] = cls

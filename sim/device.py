@@ -24,6 +24,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from firmware_protocol import State
 from sim.firmware import DeviceSpec, Firmware
 from sim.plant import LoadParams, Plant, PlantSample
 
@@ -156,9 +157,9 @@ class SimulatedDevice:
     # -- faults and trace, once per firmware step ------------------------------------------------------------
 
     def _on_step(self, fw: Firmware, sample: PlantSample) -> None:
-        if self.energised_at_s is None and fw.relay and fw.state.name in ("RAMP_UP", "RUNNING"):
+        if self.energised_at_s is None and fw.relay and fw.state in (State.RAMP_UP, State.RUNNING):
             self.energised_at_s = fw.t
-        if self.energised_at_s is not None:
+        if self.energised_at_s is not None and (self._pending or self._active):
             since = fw.t - self.energised_at_s
             while self._pending and self._pending[0].at_s <= since + 1e-9:
                 fault = self._pending.pop(0)

@@ -472,23 +472,27 @@ class Firmware:
                 self.set_ua = self.target_ua
             else:
                 self.set_ua += move if self.target_ua > self.set_ua else -move
-        demand = self._probe[2] if self._probe is not None else self.set_ua
-        sample = self.plant.step(dt, demand if (self.relay or self.relay_welded) else 0.0)
+        probe = self._probe
+        closed = self.relay or self.relay_welded
+        demand = probe[2] if probe is not None else self.set_ua
+        sample = self.plant.step(dt, demand if closed else 0.0)
         self.last_sample = sample
         measured = self.plant.measure(sample)
         self.measured_ua = measured.current_ua
         self.output_mv = measured.voltage_mv
-        if sample.at_compliance and self._probe is None and not self.stuck_output:
+        if sample.at_compliance and probe is None and not self.stuck_output:
             # Anti-windup (§7.1): the set point never runs ahead of what the load accepts, so when the
             # load recovers the current comes back along a ramp instead of a step.
             self.set_ua = min(self.set_ua, self.measured_ua + max(0.05 * self.target_ua, MONITOR_FLOOR_UA))
-        if (self.relay or self.relay_welded) and self._probe is None:
+        if closed and probe is None:
             self.dose_uas += abs(measured.current_ua) * dt
             self.energised_s += dt
         if self.state in ENERGISED or (self.state is S.FAULT and self.relay):
-            self._monitor(sample.at_compliance, dt)
-        elif self._window(Fault.INTERNAL, self._probe is None and abs(self.measured_ua) >= MONITOR_FLOOR_UA, 0.1):
-            self._latch(Fault.INTERNAL)  # current through an output that was commanded open (§6.2)
+            self._monitor(sample.at_compliance)
+        else:
+            stray = probe is None and abs(self.measured_ua) >= MONITOR_FLOOR_UA
+            if (stray or Fault.INTERNAL in self._since) and self._window(Fault.INTERNAL, stray, 0.1):
+                self._latch(Fault.INTERNAL)  # current through an output that was commanded open (§6.2)
         self._progress()
         if self.on_step is not None:
             self.on_step(self, sample)
@@ -519,7 +523,7 @@ class Firmware:
         start = self._since.setdefault(fault, self.t)
         return self.t - start >= window_s - 1e-9
 
-    def _monitor(self, at_compliance: bool, dt: float) -> None:
+    def _monitor(self, at_compliance: bool) -> None:
         limits = self.limits
         if limits is None:  # energised without limits: only after a reboot, where the relay is open
             return
@@ -552,8 +556,10 @@ class Firmware:
                 limits.compliance_timeout_ms / 1000,
             ),
         )
+        since = self._since
         for fault, condition, window in checks:
-            if self._window(fault, condition, window):
+            # Most steps: no condition holds and no window is open, so nothing to look up.
+            if (condition or fault in since) and self._window(fault, condition, window):
                 self._latch(fault)
         if self.state is S.FAULT:
             return
