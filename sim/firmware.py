@@ -249,8 +249,10 @@ class Firmware:
         if wants and packet.is_retransmit:
             cached = self._cache.get((packet.seq, message.MSG_ID))
             if cached is not None:
-                response, response_seq = cached
-                self._send(response, ack=packet.seq, seq=response_seq, flags=HeaderFlags.RESPONSE | HeaderFlags.RETX)
+                cached_response, response_seq = cached
+                self._send(
+                    cached_response, ack=packet.seq, seq=response_seq, flags=HeaderFlags.RESPONSE | HeaderFlags.RETX
+                )
                 return
             if self._probe is not None and self._probe[1] == packet.seq and isinstance(message, CheckContact):
                 return  # still measuring: the one response follows when the probe ends

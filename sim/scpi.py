@@ -170,12 +170,12 @@ class SourceMeter:
     def _reset(self) -> None:
         """*RST defaults (Tables 18-3 to 18-7). The error queue and the clock are not affected."""
         self._settings: dict[str, float | bool | str] = {s.key: s.default for s in _SETTINGS}
-        self._source = "VOLT"
+        self._source: str = "VOLT"
         self._level = {"CURR": 0.0, "VOLT": 0.0}
         self._source_range = dict(_SOURCE_RANGE_DEFAULT)
         self._source_range_auto = {"CURR": True, "VOLT": True}
         self._sense: set[str] = {"CURR"}
-        self._concurrent = True
+        self._concurrent: bool = True
         self._elements: tuple[str, ...] = _ELEMENTS
         self._readings: list[tuple[float, ...]] = []
         self._buffer: list[tuple[float, ...]] = []
