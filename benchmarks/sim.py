@@ -1,10 +1,12 @@
 """Simulator figures: `sim_speedup` and `sim_pty_rtt_vs_echo`.
 
-* `sim_speedup`: simulated seconds per wall second for a 20-minute session (4 mA, 30 s ramps, 100 ms
-  telemetry, heartbeats every 250 ms) driven through the pure stepping API: frames in and out of a
-  `SimulatedDevice` on a synthetic clock, so the figure includes the codec and the firmware, no I/O.
+* `sim_speedup`: simulated seconds per wall second, best of three after a warm-up, for a 20-minute
+  session (4 mA, 30 s ramps, 100 ms telemetry, heartbeats every 250 ms) driven through the pure
+  stepping API: frames in and out of a `SimulatedDevice` on a synthetic clock, so the figure includes
+  the codec and the firmware, no I/O.
 * `sim_pty_rtt_vs_echo`: median IDENTIFY round trip to the simulator process over its pty, divided by the
-  median round trip of the same bytes through a minimal echo process on another pty, in the same run.
+  median round trip of the IDENTIFY frame's bytes echoed by a minimal process on another pty, in the same
+  run (the echo returns the request's 10 bytes; the simulator answers with a longer IDENTITY frame).
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ while True:
 """
 
 
-def sim_speedup(quick: bool) -> dict[str, Any]:
-    session_s = 60 if quick else SESSION_S
+def _session_wall_s(session_s: float) -> float:
+    """Wall seconds to step one whole session through the pure API."""
     device = SimulatedDevice(LOAD_PRESETS["normal"], seed=1)
     h = Harness(device)
     limits = Configure(5000, 500, 80 * 60_000, 60_000, 3_600_000, 500, 100_000, 1000, 1000, 0)
@@ -70,12 +72,21 @@ def sim_speedup(quick: bool) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     if h.errors or h.last.state.name != "DONE":
         raise RuntimeError(f"benchmark session did not complete cleanly: {h.last}")
+    return wall
+
+
+def sim_speedup(quick: bool) -> dict[str, Any]:
+    session_s = 60 if quick else SESSION_S
+    _session_wall_s(60)  # warm-up: imports, caches
+    walls = [_session_wall_s(session_s) for _ in range(1 if quick else 3)]
+    wall = min(walls)  # the least disturbed run: other load on the machine only ever adds time
     speedup = session_s / wall
     return {
         "name": "sim_speedup",
         "value": round(speedup),
-        "unit": f"simulated s per wall s ({session_s / 60:.0f}-minute session, pure stepping API)",
-        "wall_s": round(wall, 3),
+        "unit": f"simulated s per wall s ({session_s / 60:.0f}-minute session, pure stepping API, best of "
+        f"{len(walls)})",
+        "wall_s": [round(w, 3) for w in walls],
         "target": ">= 1000",
         "meets_target": speedup >= 1000,
     }
@@ -90,6 +101,18 @@ def _round_trip(port: serial.Serial, frame: bytes, done: Any) -> float:
     return time.perf_counter() - t0
 
 
+def _wait_ready(sim: subprocess.Popen[str], timeout_s: float = 30.0) -> None:
+    """Wait for the simulator's `ready` line; fail (not hang) if it exits or stays silent."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = sim.stdout.readline() if sim.stdout else ""
+        if line.strip() == "ready":
+            return
+        if not line and sim.poll() is not None:
+            raise RuntimeError(f"the simulator exited ({sim.returncode}) before it was ready")
+    raise TimeoutError("the simulator did not print ready")
+
+
 def sim_pty_rtt(quick: bool) -> list[dict[str, Any]]:
     n = 30 if quick else 1000
     frame = encode(Identify(), seq=1)
@@ -99,8 +122,7 @@ def sim_pty_rtt(quick: bool) -> list[dict[str, Any]]:
                                stdout=subprocess.PIPE, text=True)  # fmt: skip
         echo = subprocess.Popen([sys.executable, "-c", _ECHO], stdout=subprocess.PIPE, text=True)
         try:
-            while sim.stdout and sim.stdout.readline().strip() != "ready":
-                pass
+            _wait_ready(sim)
             echo_path = echo.stdout.readline().strip() if echo.stdout else ""
             sim_port = serial.serial_for_url(link, timeout=1, exclusive=True)
             echo_port = serial.serial_for_url(echo_path, timeout=1)
@@ -139,7 +161,7 @@ def sim_pty_rtt(quick: bool) -> list[dict[str, Any]]:
             "p99": round(p99_sim * 1000, 3),
             "unit": "ms, IDENTIFY -> IDENTITY over the simulator's pty (median)",
             "baseline": round(p50_echo * 1000, 3),
-            "baseline_name": "raw echo of the same frame through a minimal pty echo process",
+            "baseline_name": "the request frame's bytes echoed back through a minimal process on another pty",
         },
         {
             "name": "sim_pty_rtt_vs_echo",

@@ -41,6 +41,9 @@ def _cmd_protocol_decode(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ionctl protocol decode: not hexadecimal: {exc}", file=sys.stderr)
         return 2
+    if not data.strip(b"\x00"):
+        print("ionctl protocol decode: no frame bytes given", file=sys.stderr)
+        return 2
     if not data.endswith(b"\x00"):
         data += b"\x00"  # accept a frame given without its delimiter
     failed = False

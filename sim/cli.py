@@ -6,16 +6,18 @@ Prints one line per endpoint, then `ready`, on stdout; runs until SIGINT or SIGT
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import random
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sim.device import FAULT_KINDS, FaultSpec, FaultSpecError, SimulatedDevice
+from sim.device import FAULT_KINDS, MAX_CATCH_UP_S, FaultSpec, FaultSpecError, SimulatedDevice
 from sim.firmware import DeviceSpec
 from sim.plant import LOAD_PRESETS, LoadParams, Plant
-from sim.server import Channel, PtyChannel, Server, TcpChannel, TraceWriter
+from sim.server import Link, PtyChannel, Server, TcpChannel, TraceWriter
 
 
 class ScpiLink:
@@ -32,10 +34,10 @@ class ScpiLink:
         return (now_s - self.start_s) * self.time_scale
 
     def receive(self, data: bytes, now_s: float) -> None:
+        self.advance(now_s)
         self._in += data
         *lines, self._in = self._in.split(b"\n")
         for raw in lines:
-            self.meter.advance(self._t(now_s))  # type: ignore[attr-defined]
             reply = self.meter.handle(raw.decode("ascii", "replace").rstrip("\r"))  # type: ignore[attr-defined]
             if reply is not None:
                 self._out += reply.encode("ascii", "replace") + b"\n"
@@ -43,7 +45,13 @@ class ScpiLink:
             self._in = b""  # a runaway line without terminator: drop it, as the input buffer would
 
     def advance(self, now_s: float) -> None:
-        self.meter.advance(self._t(now_s))  # type: ignore[attr-defined]
+        # Bounded catch-up per call, as SimulatedDevice.advance: a machine that cannot keep up slows
+        # the instrument clock rather than stalling the loop.
+        t_s = min(self._t(now_s), self.meter.t_s + MAX_CATCH_UP_S)  # type: ignore[attr-defined]
+        self.meter.advance(t_s)  # type: ignore[attr-defined]
+
+    def reset_input(self) -> None:
+        self._in = b""  # a new host: a partial line from the previous one is not its first command
 
     def take_output(self) -> bytes:
         out = bytes(self._out)
@@ -51,12 +59,38 @@ class ScpiLink:
         return out
 
 
+MAX_TIME_SCALE = 1000.0  # about what one core sustains with 100 ms telemetry (benchmarks: sim_speedup)
+
+
 def _version(text: str) -> tuple[int, int]:
     major, _, minor = text.partition(".")
     try:
-        return int(major), int(minor or 0)
+        version = int(major), int(minor or 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected MAJOR.MINOR, got {text!r}") from None
+    if not all(0 <= part <= 255 for part in version):
+        raise argparse.ArgumentTypeError(f"{text!r}: MAJOR and MINOR are each 0..255 (one byte on the wire)")
+    return version
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535 (0 picks a free one)")
+    return port
+
+
+def _time_scale(text: str) -> float:
+    try:
+        scale = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(scale) and 0 < scale <= MAX_TIME_SCALE):
+        raise argparse.ArgumentTypeError(f"{text}: the time scale must be > 0 and <= {MAX_TIME_SCALE:g}")
+    return scale
 
 
 def _fault(text: str) -> FaultSpec:
@@ -74,16 +108,17 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
     )
     ep = parser.add_argument_group("endpoints (at least one)")
     ep.add_argument("--serial-link", metavar="PATH", help="firmware protocol on a pty; PATH becomes a symlink to it")
-    ep.add_argument("--tcp", metavar="PORT", type=int, help="firmware protocol on 127.0.0.1:PORT (0: any free port)")
-    ep.add_argument("--scpi-port", metavar="PORT", type=int, help="SCPI SourceMeter on 127.0.0.1:PORT (0: any)")
+    ep.add_argument("--tcp", metavar="PORT", type=_port, help="firmware protocol on 127.0.0.1:PORT (0: any free port)")
+    ep.add_argument("--scpi-port", metavar="PORT", type=_port, help="SCPI SourceMeter on 127.0.0.1:PORT (0: any)")
     ep.add_argument("--scpi-link", metavar="PATH", help="SCPI SourceMeter on a pty; PATH becomes a symlink to it")
     model = parser.add_argument_group("model")
     model.add_argument(
         "--time-scale",
-        type=float,
+        type=_time_scale,
         default=1.0,
         metavar="X",
-        help="device clock runs X times faster than wall time (the watchdog and the link do not)",
+        help=f"device clock runs X times faster than wall time, 0 < X <= {MAX_TIME_SCALE:g} (the watchdog and "
+        "the link do not; fault times are device seconds)",
     )
     model.add_argument(
         "--fault",
@@ -91,11 +126,16 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KIND[=V]@T[:D]",
-        help=f"schedule a fault, T and D in device seconds since the output was first energised; "
+        help=f"schedule a fault on the firmware device, T and D in device seconds since the output was first "
+        f"energised; "
         f"kinds: {', '.join(FAULT_KINDS)} (repeatable)",
     )
     model.add_argument("--seed", type=int, default=0, help="seed for noise and faults (reproducible runs)")
-    model.add_argument("--trace", metavar="PATH", help="write the JSONL ground truth, one line per step")
+    model.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="write the firmware device's JSONL ground truth, one line per step",
+    )
     model.add_argument("--load", choices=sorted(LOAD_PRESETS), default="normal", help="skin/electrode preset")
     model.add_argument("--rs", type=float, metavar="OHM", help="series resistance (overrides the preset)")
     model.add_argument("--rp", type=float, metavar="OHM", help="resting parallel resistance (overrides the preset)")
@@ -125,10 +165,14 @@ def load_from(args: argparse.Namespace) -> LoadParams:
 def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if not (args.serial_link or args.tcp is not None or args.scpi_port is not None or args.scpi_link):
+    firmware = bool(args.serial_link or args.tcp is not None)
+    scpi = bool(args.scpi_port is not None or args.scpi_link)
+    if not (firmware or scpi):
         parser.error("give at least one endpoint: --serial-link, --tcp, --scpi-port or --scpi-link")
-    if args.time_scale <= 0:
-        parser.error("--time-scale must be positive")
+    if not firmware and (args.fault or args.trace or args.protocol_version):
+        parser.error("--fault, --trace and --protocol-version act on the firmware device: add --serial-link or --tcp")
+    if args.serial_link and args.scpi_link and os.path.abspath(args.serial_link) == os.path.abspath(args.scpi_link):
+        parser.error("--serial-link and --scpi-link must be different paths")
     try:
         load = load_from(args)
     except ValueError as exc:
@@ -137,44 +181,45 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
     if args.protocol_version:
         spec = replace(spec, proto_major=args.protocol_version[0], proto_minor=args.protocol_version[1])
 
-    start = time.monotonic()
-    trace = TraceWriter(args.trace) if args.trace else None
-    channels: list[Channel] = []
+    server = Server()
+    server.install_signals()  # before any endpoint exists, so a signal during start-up still cleans up
+    trace: TraceWriter | None = None
     lines: list[str] = []
     try:
-        if args.serial_link or args.tcp is not None:
+        start = time.monotonic()
+        if firmware:
+            trace = TraceWriter(args.trace) if args.trace else None
             device = SimulatedDevice(load, spec=spec, faults=args.fault, seed=args.seed, time_scale=args.time_scale,
                                      start_wall_s=start, trace=trace)  # fmt: skip
+            link = Link(device)  # one device, one host at a time, whichever endpoint it comes through
             if args.serial_link:
-                channels.append(PtyChannel(device, args.serial_link))
-                lines.append(f"serial: {channels[-1].address()}")
+                lines.append(f"serial: {server.add(PtyChannel(link, args.serial_link)).address()}")
             if args.tcp is not None:
-                channels.append(TcpChannel(device, args.tcp))
-                lines.append(f"tcp: socket://{channels[-1].address()}")
-        if args.scpi_port is not None or args.scpi_link:
+                lines.append(f"tcp: socket://{server.add(TcpChannel(link, args.tcp)).address()}")
+        if scpi:
             from sim.scpi import SourceMeter
 
             plant = Plant(load, rng=random.Random(args.seed + 2))
-            link = ScpiLink(SourceMeter(plant), start_s=start, time_scale=args.time_scale)
+            meter = Link(ScpiLink(SourceMeter(plant), start_s=start, time_scale=args.time_scale))
             if args.scpi_port is not None:
-                channels.append(TcpChannel(link, args.scpi_port))
-                port = channels[-1].address().rsplit(":", 1)[1]
+                port = server.add(TcpChannel(meter, args.scpi_port)).address().rsplit(":", 1)[1]
                 lines.append(f"scpi: TCPIP::127.0.0.1::{port}::SOCKET")
             if args.scpi_link:
-                channels.append(PtyChannel(link, args.scpi_link))
-                lines.append(f"scpi-serial: {channels[-1].address()}")
+                lines.append(f"scpi-serial: {server.add(PtyChannel(meter, args.scpi_link)).address()}")
     except OSError as exc:
-        for channel in channels:
-            channel.close()
-        print(f"{prog}: cannot open endpoint: {exc}", file=sys.stderr)
+        server.close()
+        if trace is not None:
+            trace.close()
+            os.unlink(args.trace)  # we made it empty: a failed start leaves no trace file to mistake
+        print(f"{prog}: cannot start: {exc}", file=sys.stderr)
         return 1
 
-    server = Server(channels, on_tick=trace.flush if trace else None)
-    server.install_signals()
-    print("\n".join(lines), flush=True)
-    print("ready", flush=True)
     try:
+        print("\n".join(lines), flush=True)
+        print("ready", flush=True)
         server.serve_forever()
+    except BrokenPipeError:  # whoever started us stopped reading stdout: shut down quietly
+        server.close()
     finally:
         if trace is not None:
             trace.close()

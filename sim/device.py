@@ -20,6 +20,7 @@ Faults are scheduled in device seconds since the output was first energised (`KI
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,14 @@ _KINDS: dict[str, tuple[bool, Callable[[str], object] | None]] = {
     "sensor-drift": (True, float),
 }
 FAULT_KINDS = tuple(_KINDS)
+
+# kind -> (lowest, highest, the rule in words) for numeric values
+_VALUE_RANGES: dict[str, tuple[float, float, str]] = {
+    "short": (1.0, 1e4, "resistance must be within 1..10000 ohms"),
+    "impedance-step": (1.0, 1e7, "step must be within 1..1e7 ohms"),
+    "corrupt": (0.0, 1.0, "rate must be within 0..1"),
+    "sensor-drift": (-99.0, 1000.0, "drift must be within -99..1000 percent"),
+}
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,19 @@ class FaultSpec:
             duration_s = float(duration) if colon else None
         except ValueError:
             raise FaultSpecError(f"fault {text!r}: T and D must be numbers of device seconds") from None
-        if at_s < 0 or (duration_s is not None and duration_s <= 0):
-            raise FaultSpecError(f"fault {text!r}: T must be >= 0 and D > 0")
-        if kind == "corrupt" and not 0 <= float(value) <= 1:  # type: ignore[arg-type]
-            raise FaultSpecError(f"fault {text!r}: corrupt rate must be within 0..1")
+        if not (math.isfinite(at_s) and at_s >= 0) or (
+            duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0)
+        ):
+            raise FaultSpecError(f"fault {text!r}: T must be a finite number >= 0 and D a finite number > 0")
+        if isinstance(value, float):
+            low, high, what = _VALUE_RANGES[kind]
+            if not (math.isfinite(value) and low <= value <= high):
+                raise FaultSpecError(f"fault {text!r}: {kind} {what}, got {raw_value}")
         return cls(kind, at_s, duration_s, value)
 
+
+#: Device seconds one `advance` call may run (a few ms of CPU); see `SimulatedDevice.advance`.
+MAX_CATCH_UP_S = 5.0
 
 TraceSink = Callable[[dict[str, object]], None]
 
@@ -135,7 +151,14 @@ class SimulatedDevice:
         self.firmware.receive(self._damage(data), wall_s)
 
     def advance(self, wall_s: float) -> None:
-        self.firmware.advance(self.device_time(wall_s), wall_s)
+        # At most MAX_CATCH_UP_S of device time per call: when the machine cannot keep up with the time
+        # scale, the device clock falls behind instead of the caller's loop stalling (signals unanswered).
+        device_s = min(self.device_time(wall_s), self.firmware.t + MAX_CATCH_UP_S)
+        self.firmware.advance(device_s, wall_s)
+
+    def reset_input(self) -> None:
+        """A new host is on the link: drop any partial frame the previous one left."""
+        self.firmware.reset_input()
 
     def take_output(self) -> bytes:
         """Bytes for the host, as far as the link lets them through."""

@@ -216,6 +216,10 @@ class Firmware:
                 self._respond(event.seq, event.msg_id, self._ack(event.msg_id, result))
             # Damaged frames (FrameError) are dropped silently: the host retransmits (§2.5).
 
+    def reset_input(self) -> None:
+        """Forget a partly received frame: a new host is on the link (pty reopened, new TCP client)."""
+        self._decoder = Decoder()
+
     def take_output(self) -> bytes:
         out = bytes(self._out)
         self._out.clear()

@@ -5,10 +5,12 @@ iteration reads what arrived, hands it to the model with the present monotonic t
 run up to now, and writes what they produced. The loop wakes at least every `tick_s` (2 ms) so the
 device clock advances smoothly even on a silent link.
 
-A link takes one host at a time. On TCP a second connection is accepted and closed at once. On a
-pty, the simulator cannot see who opens the slave side; a host that opens it with an exclusive lock
-(pyserial's `exclusive=True`, as ionctl does) makes a second such host fail. While no host holds the
-pty open, nothing is written to it, so a host never reads stale frames from before it connected.
+A device is served through a `Link`, which one host holds at a time, whichever endpoint it came
+through (`--serial-link` and `--tcp` may serve the same device). On TCP a connection that finds the
+link held is accepted and closed at once. On a pty the simulator cannot refuse an open; a host that
+opens it with an exclusive lock (pyserial's `exclusive=True`, as ionctl does) makes a second such host
+fail, and a host that opens it while the link is held elsewhere is ignored: its bytes are discarded and
+nothing is written to it. Writes never block the loop (see `Channel`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ READ_SIZE = 4096
 
 
 class Model(Protocol):
-    """What a link serves: takes bytes, runs to a time, gives bytes."""
+    """What a link serves: takes bytes, runs to a time, gives bytes (whole frames or lines per call)."""
 
     def receive(self, data: bytes, now_s: float) -> None: ...
 
@@ -37,14 +39,63 @@ class Model(Protocol):
 
     def take_output(self) -> bytes: ...
 
+    def reset_input(self) -> None: ...
 
-class Channel:
-    """A byte pipe to at most one host. Subclasses own the file descriptors."""
 
-    label = ""
+class Link:
+    """One model and the endpoints it is reachable through; at most one host holds it at a time.
+
+    The first endpoint to get a host owns the link until that host leaves. Bytes from any other
+    endpoint are ignored and nothing is written to it, so two hosts can never both command one device.
+    Output produced while no host holds the link is discarded: a host never reads frames from before it
+    connected. A new host starts with an empty input buffer, so a partial frame or line left by the
+    previous one cannot swallow its first command.
+    """
 
     def __init__(self, model: Model) -> None:
         self.model = model
+        self.owner: Channel | None = None
+
+    def attach(self, channel: Channel) -> bool:
+        if self.owner is None:
+            self.owner = channel
+            self.model.take_output()
+            self.model.reset_input()
+        return self.owner is channel
+
+    def detach(self, channel: Channel) -> None:
+        if self.owner is channel:
+            self.owner = None
+
+    def receive(self, channel: Channel, data: bytes, now_s: float) -> None:
+        if self.owner is channel:
+            self.model.receive(data, now_s)
+            self.flush()  # answer at once, not at the next tick
+
+    def tick(self, now_s: float) -> None:
+        self.model.advance(now_s)
+        self.flush()
+
+    def flush(self) -> None:
+        out = self.model.take_output()
+        if out and self.owner is not None:
+            self.owner.send(out)
+
+
+class Channel:
+    """A byte pipe to at most one host. Subclasses own the file descriptors.
+
+    Writes never block the loop: what the host has not yet taken waits in `_pending`, and when more
+    than `MAX_PENDING` bytes wait, new output is dropped in whole chunks (frames or lines, as the model
+    produced them), as a UART overruns, so the host never receives a torn frame.
+    """
+
+    MAX_PENDING = 64 * 1024
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self._pending = bytearray()
+        self.dropped_bytes = 0
 
     def register(self, sel: selectors.BaseSelector) -> None:
         raise NotImplementedError
@@ -52,7 +103,8 @@ class Channel:
     def on_readable(self, key: selectors.SelectorKey, sel: selectors.BaseSelector, now_s: float) -> None:
         raise NotImplementedError
 
-    def write(self, data: bytes) -> None:
+    def _write_some(self, data: memoryview) -> int:
+        """Write what the host will take now without blocking; raise OSError if the host is gone."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -62,30 +114,61 @@ class Channel:
         raise NotImplementedError
 
     def tick(self, now_s: float, sel: selectors.BaseSelector) -> None:
-        self.model.advance(now_s)
-        out = self.model.take_output()
-        if out:
-            self.write(out)
+        self.flush_pending(sel)
+
+    def send(self, data: bytes) -> None:
+        if len(self._pending) + len(data) > self.MAX_PENDING:
+            self.dropped_bytes += len(data)
+            return
+        self._pending += data
+        with contextlib.suppress(OSError):  # a vanished host is noticed by tick / on_readable
+            self._flush()
+
+    def flush_pending(self, sel: selectors.BaseSelector) -> None:
+        if self._pending:
+            try:
+                self._flush()
+            except OSError:
+                self.host_left(sel)
+
+    def _flush(self) -> None:
+        while self._pending:
+            try:
+                sent = self._write_some(memoryview(self._pending))
+            except (BlockingIOError, InterruptedError):
+                return
+            if sent <= 0:
+                return
+            del self._pending[:sent]
+
+    def host_left(self, sel: selectors.BaseSelector) -> None:
+        self._pending.clear()
+        self.link.detach(self)
 
 
 class PtyChannel(Channel):
-    """A raw-mode pseudo-terminal; `link` (if given) is made a symlink to its slave side."""
+    """A raw-mode pseudo-terminal; `link_path` (if given) is made a symlink to its slave side."""
 
-    def __init__(self, model: Model, link: str | None) -> None:
-        super().__init__(model)
+    def __init__(self, link: Link, link_path: str | None) -> None:
+        super().__init__(link)
+        self.symlink = Path(link_path) if link_path else None
+        if self.symlink is not None and self.symlink.exists() and not self.symlink.is_symlink():
+            raise FileExistsError(f"{self.symlink} exists and is not a symlink; refusing to replace it")
         self.master, slave = os.openpty()
-        self.slave_path = os.ttyname(slave)
-        tty.setraw(slave)  # persists on the pty after the slave closes; the host may set it again
-        os.close(slave)
-        os.set_blocking(self.master, False)
-        self.link = Path(link) if link else None
-        if self.link is not None:
-            if self.link.is_symlink():
-                self.link.unlink()
-            elif self.link.exists():
-                os.close(self.master)
-                raise FileExistsError(f"{self.link} exists and is not a symlink; refusing to replace it")
-            self.link.symlink_to(self.slave_path)
+        try:
+            self.slave_path = os.ttyname(slave)
+            tty.setraw(slave)  # persists on the pty after the slave closes; the host may set it again
+            os.set_blocking(self.master, False)
+            if self.symlink is not None:
+                tmp = self.symlink.with_name(f".{self.symlink.name}.{os.getpid()}.tmp")
+                tmp.unlink(missing_ok=True)
+                tmp.symlink_to(self.slave_path)
+                tmp.replace(self.symlink)  # atomic: the path never names nothing or a half-made link
+        except BaseException:
+            os.close(self.master)
+            raise
+        finally:
+            os.close(slave)
         self._poll = select.poll()
         self._poll.register(self.master, select.POLLIN)
         self._registered = False
@@ -96,14 +179,17 @@ class PtyChannel(Channel):
         return not any(ev & select.POLLHUP for _, ev in self._poll.poll(0))
 
     def register(self, sel: selectors.BaseSelector) -> None:
-        self._sync_registration(sel)
+        self._sync(sel)
 
-    def _sync_registration(self, sel: selectors.BaseSelector) -> None:
+    def _sync(self, sel: selectors.BaseSelector) -> None:
         want = self.connected()
         if want and not self._registered:
             sel.register(self.master, selectors.EVENT_READ, self)
+        if want:
+            self.link.attach(self)  # also takes over a link another endpoint's host has since left
         elif not want and self._registered:
             sel.unregister(self.master)
+            self.host_left(sel)
         self._registered = want
 
     def on_readable(self, key: selectors.SelectorKey, sel: selectors.BaseSelector, now_s: float) -> None:
@@ -112,39 +198,26 @@ class PtyChannel(Channel):
         except (BlockingIOError, InterruptedError):
             return
         except OSError:  # EIO: the host closed the slave
-            self._sync_registration(sel)
+            self._sync(sel)
             return
         if data:
-            self.model.receive(data, now_s)
-            out = self.model.take_output()  # answer at once, not at the next tick
-            if out:
-                self.write(out)
+            self.link.receive(self, data, now_s)
 
     def tick(self, now_s: float, sel: selectors.BaseSelector) -> None:
         if now_s >= self._next_check_s:  # a host coming or going is noticed within 20 ms
-            self._sync_registration(sel)
+            self._sync(sel)
             self._next_check_s = now_s + 0.020
-        self.model.advance(now_s)
-        out = self.model.take_output()
-        if out and self._registered:
-            self.write(out)
+        super().tick(now_s, sel)
 
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + 0.5
-        while view:
-            try:
-                view = view[os.write(self.master, view) :]
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return  # the host is not reading: drop, as a UART would overrun
-                select.select([], [self.master], [], 0.01)
-            except OSError:
-                return
+    def _write_some(self, data: memoryview) -> int:
+        return os.write(self.master, data)
 
     def close(self) -> None:
-        if self.link is not None and self.link.is_symlink():
-            self.link.unlink()
+        # Remove the symlink only while it still names our pty: another simulator may have taken the path.
+        if self.symlink is not None:
+            with contextlib.suppress(OSError):
+                if os.readlink(self.symlink) == self.slave_path:
+                    self.symlink.unlink()
         with contextlib.suppress(OSError):
             os.close(self.master)
 
@@ -155,8 +228,10 @@ class PtyChannel(Channel):
 class TcpChannel(Channel):
     """A listening socket on 127.0.0.1 that serves one client at a time."""
 
-    def __init__(self, model: Model, port: int) -> None:
-        super().__init__(model)
+    def __init__(self, link: Link, port: int) -> None:
+        super().__init__(link)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} is outside 0..65535")
         self.listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
         self.listener.setblocking(False)
         self.port = self.listener.getsockname()[1]
@@ -167,18 +242,7 @@ class TcpChannel(Channel):
 
     def on_readable(self, key: selectors.SelectorKey, sel: selectors.BaseSelector, now_s: float) -> None:
         if key.fileobj is self.listener:
-            try:
-                conn, _ = self.listener.accept()
-            except BlockingIOError:
-                return
-            if self.client is not None:
-                conn.close()  # one host at a time
-                return
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.client = conn
-            self.model.take_output()  # nothing from before the host connected
-            sel.register(conn, selectors.EVENT_READ, self)
+            self._accept(sel)
             return
         try:
             data = self.client.recv(READ_SIZE) if self.client else b""
@@ -187,31 +251,34 @@ class TcpChannel(Channel):
         except OSError:
             data = b""
         if data:
-            self.model.receive(data, now_s)
-            out = self.model.take_output()  # answer at once, not at the next tick
-            if out:
-                self.client.sendall(out)  # type: ignore[union-attr]
+            self.link.receive(self, data, now_s)
         else:
-            self._drop(sel)
+            self.host_left(sel)
 
-    def _drop(self, sel: selectors.BaseSelector) -> None:
+    def _accept(self, sel: selectors.BaseSelector) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        if self.client is not None or not self.link.attach(self):
+            conn.close()  # one host at a time, on this endpoint and on any other serving the same model
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client = conn
+        sel.register(conn, selectors.EVENT_READ, self)
+
+    def _write_some(self, data: memoryview) -> int:
+        if self.client is None:
+            raise ConnectionError("no client")
+        return self.client.send(data)
+
+    def host_left(self, sel: selectors.BaseSelector) -> None:
+        super().host_left(sel)
         if self.client is not None:
             sel.unregister(self.client)
             self.client.close()
             self.client = None
-
-    def tick(self, now_s: float, sel: selectors.BaseSelector) -> None:
-        self.model.advance(now_s)
-        out = self.model.take_output()
-        if out and self.client is not None:
-            try:
-                self.client.sendall(out)
-            except OSError:
-                self._drop(sel)
-
-    def write(self, data: bytes) -> None:
-        if self.client is not None:
-            self.client.sendall(data)
 
     def close(self) -> None:
         if self.client is not None:
@@ -223,23 +290,39 @@ class TcpChannel(Channel):
 
 
 class Server:
-    """Runs channels until `stop()` (or SIGINT/SIGTERM when `install_signals()` was called)."""
+    """Runs channels until `stop()` (or SIGINT/SIGTERM/SIGHUP when `install_signals()` was called).
 
-    def __init__(self, channels: list[Channel], *, tick_s: float = 0.002, on_tick: Callable[[], None] | None = None):
-        self.channels = channels
+    Install the signal handlers before opening endpoints, so a signal during start-up still ends in
+    `serve_forever`'s clean-up (which returns at once when a stop was already requested).
+    """
+
+    def __init__(self, *, tick_s: float = 0.002, on_tick: Callable[[], None] | None = None) -> None:
+        self.channels: list[Channel] = []
+        self.links: list[Link] = []
         self.tick_s = tick_s
         self.on_tick = on_tick
         self._stop = False
         self._sel = selectors.DefaultSelector()
-        for channel in channels:
-            channel.register(self._sel)
+
+    def add(self, channel: Channel) -> Channel:
+        self.channels.append(channel)
+        if all(link is not channel.link for link in self.links):
+            self.links.append(channel.link)
+        channel.register(self._sel)
+        return channel
 
     def install_signals(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: self.stop())
 
     def stop(self) -> None:
         self._stop = True
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        self.channels.clear()
+        self._sel.close()
 
     def serve_forever(self) -> None:
         try:
@@ -249,12 +332,12 @@ class Server:
                 now = time.monotonic()
                 for channel in self.channels:
                     channel.tick(now, self._sel)
+                for link in self.links:
+                    link.tick(now)
                 if self.on_tick is not None:
                     self.on_tick()
         finally:
-            for channel in self.channels:
-                channel.close()
-            self._sel.close()
+            self.close()
 
 
 class TraceWriter:

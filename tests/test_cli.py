@@ -59,6 +59,12 @@ def test_protocol_decode_refuses_non_hex_input() -> None:
     assert "not hexadecimal" in result.stderr
 
 
+def test_protocol_decode_refuses_input_with_no_frame_bytes() -> None:
+    for empty in ("", "00", "00 00"):
+        result = ionctl("protocol", "decode", empty)
+        assert result.returncode == 2 and "no frame bytes" in result.stderr
+
+
 def test_protocol_schema_prints_the_hash() -> None:
     result = ionctl("protocol", "schema")
     assert result.returncode == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.cli import build_parser, load_from
+from sim.cli import build_parser, load_from, main
 from sim.plant import LOAD_PRESETS
 
 
@@ -38,3 +38,46 @@ def test_protocol_version_is_parsed_as_major_minor() -> None:
 def test_faults_are_parsed_at_the_command_line() -> None:
     faults = parse("--fault", "electrode-lift@60", "--fault", "corrupt=0.01@0:30").fault
     assert [f.kind for f in faults] == ["electrode-lift", "corrupt"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "1e9", "fast"])
+def test_a_time_scale_that_is_not_a_sane_positive_number_is_refused(value: str) -> None:
+    with pytest.raises(SystemExit):
+        parse("--tcp", "0", "--time-scale", value)
+
+
+@pytest.mark.parametrize("option", ["--tcp", "--scpi-port"])
+@pytest.mark.parametrize("value", ["-1", "65536", "99999999999999999999", "http"])
+def test_a_port_outside_the_tcp_range_is_refused(option: str, value: str) -> None:
+    with pytest.raises(SystemExit):
+        parse(option, value)
+
+
+@pytest.mark.parametrize("value", ["256.0", "1.256", "-1.0"])
+def test_a_protocol_version_that_does_not_fit_a_byte_is_refused(value: str) -> None:
+    with pytest.raises(SystemExit):
+        parse("--protocol-version", value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--scpi-port", "0", "--fault", "electrode-lift@1"],  # faults act on the firmware device only
+        ["--scpi-port", "0", "--trace", "t.jsonl"],
+        ["--serial-link", "/tmp/x", "--scpi-link", "/tmp/x"],  # one path cannot be two ptys
+    ],
+)
+def test_contradictory_endpoint_options_are_refused_before_anything_opens(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_a_trace_in_a_missing_directory_fails_cleanly(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    link = tmp_path / "dev"
+    assert main(["--serial-link", str(link), "--trace", str(tmp_path / "no" / "such" / "t.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot start" in err and "Traceback" not in err
+    assert not link.exists()  # nothing left behind

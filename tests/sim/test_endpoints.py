@@ -13,7 +13,20 @@ from pathlib import Path
 import pytest
 import serial
 
-from firmware_protocol import Ack, Arm, Configure, Identify, Identity, Polarity, Result, SetPolarity, Start, State, Stop
+from firmware_protocol import (
+    Ack,
+    Arm,
+    Configure,
+    Identify,
+    Identity,
+    Polarity,
+    Result,
+    SetPolarity,
+    SetTelemetry,
+    Start,
+    State,
+    Stop,
+)
 from tests.sim.conftest import LIMITS
 from tests.sim.endpoints import ROOT, WireClient, running_sim, symlink_target
 
@@ -141,12 +154,13 @@ def test_ionctl_sim_takes_the_same_options_as_python_m_sim() -> None:
     assert options_of("ionctl", "sim") == options
 
 
-def test_sigint_shuts_the_simulator_down_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_shuts_the_simulator_down_cleanly_and_removes_the_link(tmp_path: Path, signal_name: str) -> None:
     import signal
 
     link = tmp_path / "dev"
     with running_sim("--serial-link", str(link)) as sim:
-        sim.process.send_signal(signal.SIGINT)
+        sim.process.send_signal(getattr(signal, signal_name))
         assert sim.process.wait(timeout=10) == 0
     assert not link.exists()
 
@@ -160,3 +174,28 @@ def test_the_trace_has_one_line_per_10_ms_step(tmp_path: Path) -> None:
     steps = [round(b["t_s"] - a["t_s"], 6) for a, b in zip(rows, rows[1:], strict=False)]
     assert set(steps) == {0.01}
     assert len(rows) > 300
+
+
+def test_one_device_behind_the_pty_and_tcp_takes_one_host_and_serves_whichever_has_it(tmp_path: Path) -> None:
+    link = str(tmp_path / "dev")
+    with running_sim("--serial-link", link, "--tcp", "0") as sim:
+        host, port = sim.endpoints["tcp"].removeprefix("socket://").split(":")
+        pty_host = WireClient(link)
+        try:
+            pty_host.request(SetTelemetry(100))
+            time.sleep(0.1)  # the pty host is noticed within 20 ms
+            with socket.create_connection((host, int(port)), timeout=2) as intruder:
+                intruder.settimeout(2)
+                assert intruder.recv(100) == b""  # the device already has a host
+        finally:
+            pty_host.close()
+        time.sleep(0.1)
+        tcp_host = WireClient(sim.endpoints["tcp"])
+        try:
+            tcp_host.request(SetTelemetry(100))
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                tcp_host.pump()
+            assert len(tcp_host.telemetry) >= 5 and tcp_host.errors == []  # telemetry reaches the TCP host
+        finally:
+            tcp_host.close()

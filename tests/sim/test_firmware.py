@@ -31,7 +31,7 @@ from firmware_protocol import (
     decode_frame,
     encode,
 )
-from sim.device import FaultSpec, FaultSpecError
+from sim.device import MAX_CATCH_UP_S, FaultSpec, FaultSpecError
 from sim.firmware import DeviceSpec
 from tests.sim.conftest import LIMITS, MakeHarness, arm, ok
 
@@ -445,11 +445,26 @@ def test_fault_specs_parse(text: str, expected: FaultSpec) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["electrode-lift", "melt@3", "corrupt@3", "corrupt=2@3", "reboot=1@3", "short@x", "link-drop@3:0"]
-)
+    "text",
+    [
+        "electrode-lift", "melt@3", "corrupt@3", "corrupt=2@3", "reboot=1@3", "short@x", "link-drop@3:0",
+        "short=0@3", "short=inf@3", "impedance-step=-500@3", "impedance-step=nan@3", "sensor-drift=-100@3",
+        "corrupt=nan@3", "electrode-lift@nan", "electrode-lift@inf", "link-drop@3:inf", "link-drop@3:nan",
+    ],
+)  # fmt: skip
 def test_bad_fault_specs_are_refused_with_a_reason(text: str) -> None:
     with pytest.raises(FaultSpecError, match="fault"):
         FaultSpec.parse(text)
+
+
+def test_a_device_that_falls_behind_its_time_scale_catches_up_a_bounded_step_per_call(make: MakeHarness) -> None:
+    # Ten hours of wall time at once: the device must not try to run them in one call (the loop would
+    # stall and ignore signals); it runs MAX_CATCH_UP_S and keeps the rest for later calls.
+    h = make(time_scale=1000.0)
+    h.device.advance(36_000.0)
+    assert h.device.firmware.t == pytest.approx(MAX_CATCH_UP_S, abs=0.011)
+    h.device.advance(36_000.0)
+    assert h.device.firmware.t == pytest.approx(2 * MAX_CATCH_UP_S, abs=0.011)
 
 
 def test_packets_from_the_harness_are_real_frames(make: MakeHarness) -> None:
