@@ -66,6 +66,28 @@ def _cmd_protocol_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from ionctl.drivers import discovery
+
+    if args.address:
+        found = [discovery.Found(a, discovery.kind_of(a), "given") for a in args.address]
+    else:
+        found = discovery.serial_ports()
+        visa, note = discovery.visa_resources(lan=args.lan)
+        found += visa
+        if note:
+            print(f"ionctl devices: {note}", file=sys.stderr)
+        if not found:
+            print("ionctl devices: no serial ports or VISA resources found", file=sys.stderr)
+    silent = 0
+    for item in found:
+        if args.probe:
+            item = discovery.probe(item, timeout_s=args.timeout)
+            silent += item.answer is None or item.answer.startswith("no answer")
+        print(item.line(), flush=True)
+    return EXIT_FAILED if args.address and silent else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ionctl",
@@ -86,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
     sim.set_defaults(handler=_cmd_sim)
+
+    devices = commands.add_parser(
+        "devices",
+        help="list serial ports and VISA resources (--probe asks each who it is)",
+        description="List the places a current source may be: serial ports (ionctl firmware protocol) and "
+        "VISA resources (SCPI SourceMeters, as visa:RESOURCE), one per line, tab-separated. Listing stays "
+        "on this machine; --lan also broadcasts on the local network for VISA instruments.",
+    )
+    devices.add_argument("address", nargs="*", help="only these addresses (e.g. a simulator's pty or visa:TCPIP::...)")
+    devices.add_argument("--probe", action="store_true", help="send IDENTIFY / *IDN? and print the answer")
+    devices.add_argument("--lan", action="store_true", help="also discover VISA instruments on the network")
+    devices.add_argument("--timeout", type=float, default=1.0, metavar="S", help="probe timeout (default 1 s)")
+    devices.set_defaults(handler=_cmd_devices)
 
     protocol = commands.add_parser("protocol", help="inspect the device wire protocol")
     protocol_commands = protocol.add_subparsers(dest="protocol_command", metavar="ACTION", required=True)
