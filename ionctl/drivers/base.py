@@ -211,7 +211,8 @@ class CurrentSource(ABC):
 
     @abstractmethod
     def set_target(self, target_ma: float, ramp_s: float) -> None:
-        """Ramp from the present set point to `target_ma` (greater than zero) over `ramp_s`."""
+        """Ramp from the present set point to `target_ma` over `ramp_s` while energised. A target of 0 holds
+        the output on at zero current: the session's pause (resumed by a later `set_target`)."""
 
     @abstractmethod
     def stop(self, ramp_s: float) -> None:
