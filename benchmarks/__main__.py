@@ -9,9 +9,9 @@ import os
 import platform
 import sys
 
-from benchmarks import codec, sim
+from benchmarks import codec, drivers, sim
 
-SUITES = {"codec": codec.run, "sim": sim.run}
+SUITES = {"codec": codec.run, "drivers": drivers.run, "sim": sim.run}
 
 
 def main(argv: list[str] | None = None) -> int:

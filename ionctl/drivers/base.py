@@ -237,7 +237,9 @@ class CurrentSource(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release the port. Does not change the output: a device with a watchdog ramps down on its own."""
+        """Release the port. A source with a watchdog is left as it is (its watchdog ramps it down once
+        the host is silent); one without (a SourceMeter) is ramped down and switched off first, since
+        nothing else would. Idempotent."""
 
     def __enter__(self) -> CurrentSource:
         return self

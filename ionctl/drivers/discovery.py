@@ -9,7 +9,6 @@ instruments by broadcasting on the LAN (VXI-11, and mDNS for HiSLIP); that happe
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass, replace
 
@@ -66,9 +65,8 @@ def visa_resources(*, lan: bool = False) -> tuple[list[Found], str | None]:
             names = manager.list_resources("?*") if lan else _local_resources()
     except Exception as exc:
         return [], f"VISA discovery failed: {exc}"
-    finally:
-        with contextlib.suppress(Exception):
-            manager.close()
+    # The manager is not closed: pyvisa shares it per backend, and closing it closes every resource open
+    # through it in this process (a connected instrument included).
     return [Found(VISA_PREFIX + name, "visa") for name in sorted(set(names))], None
 
 
@@ -104,16 +102,13 @@ def _idn(resource: str, timeout_s: float) -> str:
     import pyvisa
 
     try:
-        manager = pyvisa.ResourceManager("@py")
+        manager = pyvisa.ResourceManager("@py")  # shared per backend: left open (see visa_resources)
+        instrument = manager.open_resource(
+            resource, read_termination="\n", write_termination="\n", timeout=int(timeout_s * 1000)
+        )
         try:
-            instrument = manager.open_resource(
-                resource, read_termination="\n", write_termination="\n", timeout=int(timeout_s * 1000)
-            )
-            try:
-                return str(instrument.query("*IDN?")).strip()
-            finally:
-                instrument.close()
+            return str(instrument.query("*IDN?")).strip()  # type: ignore[attr-defined]
         finally:
-            manager.close()
+            instrument.close()
     except Exception as exc:  # VisaIOError, a malformed resource name, an OS error from the transport
         raise DeviceError(str(exc) or type(exc).__name__) from exc
