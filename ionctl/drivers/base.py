@@ -223,6 +223,11 @@ class CurrentSource(ABC):
         """Fastest safe stop: ramp to zero at the configured maximum slew, then open the output."""
 
     @abstractmethod
+    def output_off(self) -> None:
+        """Last resort: open the output at once, in any state (a step, so only when a ramp did not bring
+        the current down). A firmware device latches FAULT OUTPUT_CUT if the output was on."""
+
+    @abstractmethod
     def clear_fault(self) -> None:
         """Leave FAULT once the output is at zero."""
 

@@ -359,6 +359,9 @@ class FirmwareDevice(CurrentSource):
     def abort(self) -> None:
         self._command(wire.Abort())
 
+    def output_off(self) -> None:
+        self._command(wire.OutputOff())
+
     def clear_fault(self) -> None:
         self._command(wire.ClearFault())
 

@@ -493,6 +493,13 @@ class ScpiSourceMeter(CurrentSource):
             return False
         return self._t_s - self._since.setdefault(fault, self._t_s) >= window_s - 1e-9
 
+    def output_off(self) -> None:
+        """`:OUTP OFF` now, as the firmware's OUTPUT_OFF: FAULT OUTPUT_CUT if the output was on."""
+        was_on = self._output_on
+        self._cut_output()
+        if was_on and self._state is not S.FAULT:
+            self._fault, self._state = FaultCode.OUTPUT_CUT, S.FAULT
+
     def _latch(self, fault: FaultCode) -> None:
         """FAULT keeps its first code; the output ramps to zero at max slew, or is cut for CUT_FAULTS."""
         if self._state is not S.FAULT:

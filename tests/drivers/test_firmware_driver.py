@@ -258,6 +258,16 @@ def test_abort_ramps_to_zero_at_the_maximum_slew(tmp_path: Path) -> None:
     assert samples[-1].set_ma == 0 and samples[-1].fault is FaultCode.NONE
 
 
+def test_output_off_opens_the_output_at_once_and_latches_output_cut(tmp_path: Path) -> None:
+    with device_on_sim(tmp_path) as device:
+        arm(device)
+        device.start(TARGET_MA, ramp_s=1.0)
+        read_until(device, in_state(OutputState.RUNNING))
+        device.output_off()
+        after = read_until(device, in_state(OutputState.FAULT))[-1]
+    assert after.fault is FaultCode.OUTPUT_CUT and not after.output_on
+
+
 def test_heartbeats_keep_the_device_energised_without_caller_traffic(tmp_path: Path) -> None:
     with device_on_sim(tmp_path) as device:
         arm(device, replace(LIMITS, watchdog_s=0.2))

@@ -245,6 +245,14 @@ def test_abort_ramps_down_at_max_slew_and_opens_the_output_before_returning(mete
     assert_took(samples[-1].t_s - before.t_s, 2.0 / SLEW)
 
 
+def test_output_off_opens_the_output_at_once_and_latches_output_cut(meter: ScpiSourceMeter) -> None:
+    running(armed(meter), target_ma=2.0)
+    meter.output_off()
+    assert ask(meter, ":OUTP?") == "0"
+    after = meter.read_telemetry(0.5)[-1]
+    assert after.state is OutputState.FAULT and after.fault is FaultCode.OUTPUT_CUT and not after.output_on
+
+
 # -- host-side safety ----------------------------------------------------------------------------------------
 
 
