@@ -1,0 +1,570 @@
+"""The treatment session: the one place that decides what happens to the current flowing into a patient.
+
+Theory of operation
+-------------------
+A `Session` owns a connected `CurrentSource`, a `Prescription` and the `SiteLimits` in force. Its state
+machine (`transitions`, every transition in `TRANSITIONS` below, `auto_transitions=False`, invalid
+triggers raise, a lock around triggers) moves through preparation (connect → configure → contact check →
+arm) and delivery (ramping up → delivering ⇄ paused → ramping down) to one terminal state: completed,
+stopped, aborted or fault. Hardware commands run in a transition's `before` callback, so a refused or
+failed command leaves the state unchanged and raises.
+
+`run()` does it all and returns a `SessionResult`. While energised it reads telemetry and, per sample, on
+the *device's* clock (`Telemetry.t_s`, DESIGN.md principle 2): integrates the measured dose (`DoseMeter`),
+runs the runtime monitors (`ionctl.monitors`), moves on when the device reaches its target, and begins
+the ramp-down when measured dose + the ramp-down's dose reaches the prescription (principle 5). Operator
+requests (pause, resume, stop, abort) may come from any thread or a signal handler; they are acted on
+between samples.
+
+After a stop, an abort or a fault the session keeps watching until the current is at zero. A current
+that does not fall when told (a stuck output) gets an abort, then output-off, and if current still flows,
+`alarm` is set: the operator must remove the electrodes.
+
+If the link is lost, the device's watchdog takes the output to zero on its own; with a `reconnect`
+function the session reopens the device afterwards and settles the dose from its coulomb counter.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from transitions import MachineError
+from transitions.extensions import LockedMachine
+
+from ionctl.dose import DoseMeter, centred_lookahead_s, should_begin_ramp_down
+from ionctl.drivers.base import (
+    CommandRefused,
+    CurrentSource,
+    DeviceError,
+    DeviceFault,
+    DeviceIdentity,
+    FaultCode,
+    LinkLost,
+    OutputState,
+    Polarity,
+    Telemetry,
+)
+from ionctl.monitors import FLOOR_MA, Action, Monitors, Verdict
+from ionctl.safety import (
+    Prescription,
+    PrescriptionRefused,
+    SiteLimits,
+    ValidatedPrescription,
+    device_limits,
+    validate,
+)
+
+#: Contact probe: 100 µA for 0.5 s (PROTOCOL.md allows 50–1000 µA, up to 1 s), well under any therapy current.
+PROBE_MA = 0.1
+PROBE_S = 0.5
+#: Telemetry period the session asks of the device (device seconds): 10 Hz, PROTOCOL.md §8.
+TELEMETRY_PERIOD_S = 0.1
+#: Device seconds allowed beyond a ramp's nominal end before the current is called stuck.
+STUCK_MARGIN_S = 2.0
+#: Host seconds to keep trying to reach a device whose link was lost.
+RECONNECT_WINDOW_S = 30.0
+
+# -- the machine -------------------------------------------------------------------------------------------
+
+PREPARING = ["disconnected", "connected", "configured", "contact_checked", "armed"]
+ENERGISED = ["ramping_up", "delivering", "paused", "reversing", "ramping_down"]
+TERMINAL = ["completed", "stopped", "aborted", "fault", "refused"]
+STATES = PREPARING + ENERGISED + TERMINAL
+
+# trigger, source(s), destination, and what runs first (a device command, or a condition)
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "connect", "source": "disconnected", "dest": "connected", "before": "_do_connect"},
+    {"trigger": "configure", "source": "connected", "dest": "configured", "before": "_do_configure"},
+    {"trigger": "check_contact", "source": "configured", "dest": "contact_checked", "before": "_do_check_contact"},
+    {"trigger": "arm", "source": "contact_checked", "dest": "armed", "before": "_do_arm"},
+    {"trigger": "start", "source": "armed", "dest": "ramping_up", "before": "_do_start"},
+    {"trigger": "reach_target", "source": "ramping_up", "dest": "delivering"},
+    {"trigger": "pause", "source": ["ramping_up", "delivering"], "dest": "paused", "before": "_do_pause"},
+    {"trigger": "resume", "source": "paused", "dest": "ramping_up", "before": "_do_resume"},
+    {"trigger": "reverse", "source": "delivering", "dest": "reversing", "before": "_do_ramp_down"},
+    {"trigger": "restart_reversed", "source": "reversing", "dest": "ramping_up", "before": "_do_restart_reversed"},
+    {"trigger": "dose_reached", "source": ["ramping_up", "delivering"], "dest": "ramping_down",
+     "before": "_do_ramp_down"},
+    {"trigger": "stop", "source": ["ramping_up", "delivering", "paused", "reversing"], "dest": "ramping_down",
+     "before": "_do_operator_stop"},
+    {"trigger": "finish", "source": "ramping_down", "dest": "stopped", "conditions": "_stopped_by_operator"},
+    {"trigger": "finish", "source": "ramping_down", "dest": "completed"},
+    {"trigger": "abort", "source": ENERGISED, "dest": "aborted", "before": "_do_abort"},
+    {"trigger": "fail", "source": PREPARING + ENERGISED, "dest": "fault"},
+    {"trigger": "refuse", "source": PREPARING, "dest": "refused"},
+]  # fmt: skip
+
+OUTCOMES = {"completed": "completed", "stopped": "stopped", "aborted": "aborted", "fault": "fault",
+            "refused": "refused"}  # fmt: skip
+
+
+class SessionError(Exception):
+    """A session-level refusal before any current flowed (contact, missing watchdog acknowledgement)."""
+
+
+@dataclass(frozen=True)
+class StateChange:
+    state: str
+    reason: str
+    utc: str  # ISO 8601
+    device_t_s: float | None
+
+
+@dataclass
+class SessionResult:
+    """What happened, for the technician and the chart (`asdict` gives the JSON object)."""
+
+    outcome: str  # completed | stopped | aborted | fault | refused
+    fault: str | None = None
+    message: str = ""
+    prescription: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    limits_sha256: str = ""
+    device: dict[str, Any] | None = None
+    dose_ma_min: float = 0.0  # settled delivered dose (see dose_source)
+    dose_source: str = "host"  # host | device (settled from the device's counter after a link loss)
+    host_dose_ma_min: float = 0.0
+    device_dose_ma_min: float | None = None
+    prescribed_dose_ma_min: float = 0.0
+    duration_s: float = 0.0  # device time from the start of the first ramp to the last sample
+    peak_current_ma: float = 0.0
+    peak_density_ma_cm2: float = 0.0
+    time_at_compliance_s: float = 0.0
+    impedance_start_ohm: float | None = None
+    impedance_end_ohm: float | None = None
+    impedance_min_ohm: float | None = None
+    impedance_max_ohm: float | None = None
+    energised: bool = False  # the output was switched on for treatment (a contact probe does not count)
+    alarm: bool = False  # current still flowing after output-off: remove the electrodes
+    timeline: list[StateChange] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Clock = Callable[[], datetime.datetime]
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Session:
+    """One treatment session on one source. See the module docstring."""
+
+    def __init__(
+        self,
+        device: CurrentSource,
+        prescription: Prescription,
+        limits: SiteLimits,
+        *,
+        accept_no_watchdog: bool = False,
+        reconnect: Callable[[], CurrentSource] | None = None,
+        on_sample: Callable[[Session, Telemetry], None] | None = None,
+        on_state: Callable[[Session, StateChange], None] | None = None,
+        utc_now: Clock = _utc_now,
+        read_timeout_s: float = 0.25,
+    ) -> None:
+        self.device = device
+        self.prescription = prescription
+        self.limits = limits
+        self.accept_no_watchdog = accept_no_watchdog
+        self.reconnect = reconnect
+        self.on_sample = on_sample
+        self.on_state = on_state
+        self.utc_now = utc_now
+        self.read_timeout_s = read_timeout_s
+        self.validated: ValidatedPrescription | None = None
+        self.meter = DoseMeter(max_gap_s=5 * TELEMETRY_PERIOD_S)
+        self.monitors = Monitors(limits.for_class(prescription.protocol_class), prescription.current_ma,
+                                 TELEMETRY_PERIOD_S)  # fmt: skip
+        self.polarity = prescription.polarity
+        self.last: Telemetry | None = None
+        self.result = SessionResult(outcome="refused")
+        self._requests: list[str] = []
+        self._requests_lock = threading.Lock()
+        self._operator_stop = False
+        self._reversed = False
+        self._start_t_s: float | None = None
+        self._ramp_end_t_s: float | None = None  # device time by which a commanded ramp to zero must be done
+        self._impedances: list[float] = []
+        self.state = "disconnected"
+        self.machine = LockedMachine(
+            model=self, states=STATES, transitions=TRANSITIONS, initial="disconnected", auto_transitions=False,
+            ignore_invalid_triggers=False, after_state_change="_record_state", send_event=True,
+        )  # fmt: skip
+        self._reason = "created"
+        self._record(None)
+
+    # -- operator requests (any thread, signal handlers included) -------------------------------------------
+
+    def request(self, action: str) -> None:
+        """Ask for `pause`, `resume`, `stop` or `abort`; acted on between samples."""
+        if action not in ("pause", "resume", "stop", "abort"):
+            raise ValueError(f"unknown operator action {action!r}")
+        with self._requests_lock:
+            self._requests.append(action)
+
+    # -- the whole session -----------------------------------------------------------------------------------
+
+    def run(self) -> SessionResult:
+        """Prepare, deliver, and settle; never raises for device trouble: it ends in an outcome."""
+        try:
+            self._prepare()
+        except (PrescriptionRefused, SessionError, CommandRefused) as exc:
+            self._end("refuse", str(exc), fault=None)
+            return self._finish_result()
+        except DeviceError as exc:  # a device or link error before any current flowed
+            self._end("fail", str(exc), fault=_fault_name(exc))
+            return self._finish_result()
+        try:
+            self._fire("start", "prescribed start")
+            self._deliver()
+        except LinkLost as exc:
+            self._link_lost(exc)
+        except DeviceError as exc:
+            self._device_error(exc)
+        return self._finish_result()
+
+    def _prepare(self) -> None:
+        self._fire("connect", "identified")
+        self._fire("configure", "limits and polarity set")
+        self._fire("check_contact", "contact within the window")
+        self._fire("arm", "armed")
+
+    def _deliver(self) -> None:
+        while self.state not in TERMINAL:
+            self._serve_requests()
+            for sample in self.device.read_telemetry(self.read_timeout_s):
+                self._on_sample(sample)
+                if self.state in TERMINAL:
+                    break
+        self._settle()
+
+    # -- per sample ------------------------------------------------------------------------------------------
+
+    def _on_sample(self, s: Telemetry) -> None:
+        self.last = s
+        self.meter.add(s)
+        if s.impedance_ohm is not None and s.output_on and s.measured_ma >= FLOOR_MA:
+            self._impedances.append(s.impedance_ohm)
+        if self._start_t_s is None and s.output_on:
+            self._start_t_s = s.t_s
+        if self.on_sample is not None:
+            self.on_sample(self, s)
+        verdict = self.monitors.check(s, self.meter)
+        if verdict is not None:
+            self._fault(verdict)
+            return
+        if self._stuck(s):
+            return
+        p = self.prescription
+        at_target = s.set_ma >= p.current_ma - 1e-3
+        if self.state == "ramping_up" and s.state is OutputState.RUNNING and not s.ramping and at_target:
+            self._fire("reach_target", "at the prescribed current", s)
+        if self.state in ("ramping_up", "delivering") and self._dose_due(s):
+            if p.polarity_reversal_at_midpoint and not self._reversed:
+                self._fire("reverse", "midpoint: ramping to zero to reverse polarity", s)
+            else:
+                self._fire("dose_reached", "dose reached: ramping down", s)
+        elif self.state == "reversing" and s.state is OutputState.DONE:
+            self._fire("restart_reversed", "polarity reversed", s)
+        elif self.state == "ramping_down" and s.state is OutputState.DONE:
+            self._fire("finish", "output at zero and off", s)
+
+    def _dose_due(self, s: Telemetry) -> bool:
+        p = self.prescription
+        target = p.planned_dose_ma_min
+        if p.polarity_reversal_at_midpoint and not self._reversed:
+            target /= 2
+        current = s.measured_ma if s.at_compliance else s.set_ma
+        lookahead = centred_lookahead_s(TELEMETRY_PERIOD_S)
+        return should_begin_ramp_down(self.meter.delivered_ma_min, current, p.ramp_down_s, target, lookahead)
+
+    def _stuck(self, s: Telemetry) -> bool:
+        """A commanded ramp to zero that is overdue with current still flowing: escalate."""
+        if self._ramp_end_t_s is None or s.t_s < self._ramp_end_t_s or s.measured_ma < FLOOR_MA:
+            return False
+        self._ramp_end_t_s = None
+        self._fault(Verdict("stuck_output", Action.OFF, "the current did not fall when told (stuck output)"))
+        return True
+
+    # -- operator requests -----------------------------------------------------------------------------------
+
+    def _serve_requests(self) -> None:
+        with self._requests_lock:
+            requests, self._requests = self._requests, []
+        for action in requests:
+            if action == "abort" and self.state in ENERGISED:
+                self._fire("abort", "aborted by the operator", self.last)
+            elif action == "stop" and self.state in ("ramping_up", "delivering", "paused", "reversing"):
+                self._fire("stop", "stopped by the operator", self.last)
+            elif action == "pause" and self.state in ("ramping_up", "delivering"):
+                self._fire("pause", "paused by the operator", self.last)
+            elif action == "resume" and self.state == "paused":
+                self._fire("resume", "resumed by the operator", self.last)
+
+    # -- transitions' device commands (run before the state changes) -----------------------------------------
+
+    def _do_connect(self, event: Any) -> None:
+        identity = self.device.identity
+        if not identity.watchdog and not self.accept_no_watchdog:
+            raise SessionError(
+                f"{identity.model} has no host-loss watchdog: if this PC stops, nothing turns the current off. "
+                "Refused; for bench or research use only, pass --accept-no-watchdog"
+            )
+        self.validated = validate(self.prescription, self.limits, identity)
+
+    def _do_configure(self, event: Any) -> None:
+        assert self.validated is not None
+        self.device.configure(device_limits(self.validated))
+        self.device.set_polarity(self.polarity)
+
+    def _do_check_contact(self, event: Any) -> None:
+        site = self.monitors.limits
+        reading = self.device.check_contact(PROBE_MA, PROBE_S)
+        self.result.impedance_start_ohm = reading.impedance_ohm
+        low, high = site.min_contact_impedance_ohm, site.max_contact_impedance_ohm
+        if reading.impedance_ohm is None or not low <= reading.impedance_ohm <= high:
+            shown = "no current (open circuit)" if reading.impedance_ohm is None else f"{reading.impedance_ohm:.0f} Ω"
+            raise SessionError(
+                f"contact check failed: impedance {shown} outside {low:.0f}–{high:.0f} Ω "
+                "(min/max_contact_impedance_ohm); check the electrodes and their wetting"
+            )
+
+    def _do_arm(self, event: Any) -> None:
+        self.device.arm()
+
+    def _do_start(self, event: Any) -> None:
+        self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
+
+    def _do_pause(self, event: Any) -> None:
+        self.device.set_target(0.0, self.prescription.ramp_down_s)
+
+    def _do_resume(self, event: Any) -> None:
+        self.device.set_target(self.prescription.current_ma, self.prescription.ramp_up_s)
+
+    def _do_ramp_down(self, event: Any) -> None:
+        self.device.stop(self.prescription.ramp_down_s)
+        self._expect_zero_within(self.prescription.ramp_down_s)
+
+    def _do_operator_stop(self, event: Any) -> None:
+        self._operator_stop = True
+        self._do_ramp_down(event)
+
+    def _do_restart_reversed(self, event: Any) -> None:
+        self._reversed = True
+        self._ramp_end_t_s = None
+        self.polarity = Polarity.ANODE if self.polarity is Polarity.CATHODE else Polarity.CATHODE
+        self.device.arm()  # from DONE, keeping the dose counter (PROTOCOL.md §7.4)
+        self.device.set_polarity(self.polarity)  # at zero current, output open
+        self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
+
+    def _do_abort(self, event: Any) -> None:
+        self.device.abort()
+        self._expect_zero_within(self._fastest_ramp_s())
+
+    def _stopped_by_operator(self, event: Any) -> bool:
+        return self._operator_stop
+
+    def _expect_zero_within(self, ramp_s: float) -> None:
+        now = self.last.t_s if self.last is not None else 0.0
+        self._ramp_end_t_s = now + ramp_s + STUCK_MARGIN_S
+
+    def _fastest_ramp_s(self) -> float:
+        site = self.monitors.limits
+        return site.min_ramp_s  # device_limits: max slew = max current / min_ramp_s
+
+    # -- faults ------------------------------------------------------------------------------------------
+
+    def _fault(self, verdict: Verdict) -> None:
+        """Make the current safe as the verdict says, then enter FAULT (a terminal state)."""
+        try:
+            if verdict.action is Action.OFF:
+                self.device.output_off()
+            elif verdict.action is Action.RAMP:
+                self.device.abort()
+        except LinkLost:
+            pass  # the device's watchdog acts; _settle reports what it can
+        except DeviceError:
+            pass  # already in FAULT on the device: it ramps by itself
+        self._ramp_end_t_s = (self.last.t_s if self.last else 0.0) + self._fastest_ramp_s() + STUCK_MARGIN_S
+        self._end("fail", verdict.message, fault=verdict.fault)
+
+    def _device_error(self, exc: DeviceError) -> None:
+        if isinstance(exc, DeviceFault):
+            verdict = Verdict(exc.fault.value, Action.FOLLOW, str(exc))
+        else:
+            verdict = Verdict(FaultCode.INTERNAL.value, Action.RAMP, f"device error: {exc}")
+        self._fault(verdict)
+        try:
+            self._settle()
+        except LinkLost as lost:
+            self._link_lost(lost)
+
+    def _link_lost(self, exc: LinkLost) -> None:
+        if self.state not in TERMINAL:
+            self._end("fail", f"link lost: {exc}; the device's watchdog ramps the output to zero", fault="host_lost")
+        self.device.close()
+        if self.reconnect is None:
+            return
+        device = self._reconnect()
+        if device is None:
+            self.result.message += "; the device could not be reached again: the dose is the host's count to the loss"
+            return
+        self.device = device
+        with device:
+            samples = device.read_telemetry(2.0)
+        if samples:
+            last = samples[-1]
+            self.result.device_dose_ma_min = last.device_dose_ma_min
+            if last.device_dose_ma_min is not None:
+                self.result.dose_ma_min = last.device_dose_ma_min
+                self.result.dose_source = "device"
+            if last.measured_ma >= FLOOR_MA:
+                self.result.alarm = True
+                self.result.message += "; after reconnecting, current still flows"
+
+    def _reconnect(self) -> CurrentSource | None:
+        deadline = time.monotonic() + RECONNECT_WINDOW_S
+        while time.monotonic() < deadline:
+            try:
+                return self.reconnect() if self.reconnect is not None else None
+            except DeviceError:
+                time.sleep(0.5)
+        return None
+
+    # -- the end -----------------------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """After a terminal state, watch until the current is at zero; escalate if it is not."""
+        escalated = False
+        if self._ramp_end_t_s is None:
+            self._ramp_end_t_s = (self.last.t_s if self.last else 0.0) + self._fastest_ramp_s() + STUCK_MARGIN_S
+        while True:
+            s = self.last
+            if s is None or (s.measured_ma < FLOOR_MA and (s.set_ma == 0 or not s.output_on)):
+                return
+            if s is not None and self._ramp_end_t_s is not None and s.t_s >= self._ramp_end_t_s:
+                if escalated or not s.output_on:
+                    if s.measured_ma >= FLOOR_MA:
+                        self.result.alarm = True
+                        self.result.message += (
+                            "; CURRENT STILL FLOWS after output-off: remove the electrodes from the patient now"
+                        )
+                        if self.result.fault is None:
+                            self.result.fault = "stuck_output"
+                    return
+                escalated = True
+                self._escalate(s)
+            for sample in self.device.read_telemetry(self.read_timeout_s):
+                self.last = sample
+                self.meter.add(sample)
+                if self.on_sample is not None:
+                    self.on_sample(self, sample)
+
+    def _escalate(self, s: Telemetry) -> None:
+        """The current did not fall in time: abort, then output-off, and give it a little longer."""
+        if self.result.fault is None or self.result.fault == "":
+            self.result.fault = "stuck_output"
+        self.result.message += "; the current did not fall when told: abort, then output off"
+        for command in (self.device.abort, self.device.output_off):
+            try:
+                command()
+            except (DeviceFault, CommandRefused):
+                pass
+        self._ramp_end_t_s = s.t_s + STUCK_MARGIN_S
+
+    def _end(self, trigger: str, message: str, *, fault: str | None) -> None:
+        if self.state in TERMINAL:  # already ended (e.g. aborted, then a fault while settling): keep the first
+            self.result.message += f"; then {message}"
+            self.result.fault = self.result.fault or fault
+            return
+        self.result.fault = fault
+        self.result.message = message
+        self._fire(trigger, message, self.last)
+
+    def _finish_result(self) -> SessionResult:
+        r, p, m = self.result, self.prescription, self.meter
+        r.outcome = OUTCOMES[self.state] if self.state in OUTCOMES else "fault"
+        r.prescription = _prescription_dict(p)
+        site = self.monitors.limits
+        r.limits = site.values()
+        r.limits_sha256 = site.sha256
+        r.device = _identity_dict(self.device.identity) if self.state != "disconnected" else None
+        r.host_dose_ma_min = m.delivered_ma_min
+        if r.dose_source == "host":
+            r.dose_ma_min = m.delivered_ma_min
+            r.device_dose_ma_min = m.device_dose_ma_min
+        r.prescribed_dose_ma_min = p.planned_dose_ma_min
+        r.energised = any(change.state == "ramping_up" for change in r.timeline)
+        if self._start_t_s is not None and m.last is not None:
+            r.duration_s = max(0.0, m.last.t_s - self._start_t_s) if not m.clock_resets else m.integrated_s
+        r.peak_current_ma = m.peak_current_ma
+        r.peak_density_ma_cm2 = m.peak_current_ma / p.electrode_area_cm2
+        r.time_at_compliance_s = m.time_at_compliance_s
+        if self._impedances:
+            r.impedance_end_ohm = self._impedances[-1]
+            r.impedance_min_ohm = min(self._impedances)
+            r.impedance_max_ohm = max(self._impedances)
+        if r.outcome == "completed" and r.message == "":
+            r.message = f"delivered {r.dose_ma_min:.2f} of {r.prescribed_dose_ma_min:.2f} mA·min"
+        return r
+
+    # -- state bookkeeping -------------------------------------------------------------------------------
+
+    def _fire(self, trigger: str, reason: str, sample: Telemetry | None = None) -> None:
+        self._reason = reason
+        try:
+            self.trigger(trigger)  # type: ignore[attr-defined]  # added by transitions
+        except MachineError as exc:
+            raise RuntimeError(f"session bug: {trigger!r} is not valid in state {self.state!r}") from exc
+
+    def _record_state(self, event: Any) -> None:
+        self._record(self.last)
+
+    def _record(self, sample: Telemetry | None) -> None:
+        change = StateChange(self.state, self._reason, self.utc_now().isoformat(timespec="milliseconds"),
+                             sample.t_s if sample is not None else None)  # fmt: skip
+        self.result.timeline.append(change)
+        if self.on_state is not None:
+            self.on_state(self, change)
+
+
+def _fault_name(exc: DeviceError) -> str:
+    if isinstance(exc, DeviceFault):
+        return exc.fault.value
+    if isinstance(exc, LinkLost):
+        return "link_lost"
+    return type(exc).__name__
+
+
+def _prescription_dict(p: Prescription) -> dict[str, Any]:
+    d = asdict(p)
+    d["polarity"] = p.polarity.value
+    d["drug_charge"] = p.drug_charge.value if p.drug_charge is not None else None
+    d["density_ma_cm2"] = p.density_ma_cm2
+    d["planned_dose_ma_min"] = p.planned_dose_ma_min
+    return d
+
+
+def _identity_dict(identity: DeviceIdentity) -> dict[str, Any]:
+    return asdict(identity)
+
+
+def mermaid() -> str:
+    """The session state diagram in mermaid, drawn by `transitions` from `TRANSITIONS` itself."""
+    from transitions.extensions import GraphMachine
+
+    class _Model:
+        pass
+
+    model = _Model()
+    GraphMachine(model=model, states=STATES, transitions=TRANSITIONS, initial="disconnected",
+                 auto_transitions=False, graph_engine="mermaid", title="ionctl session")  # fmt: skip
+    return str(model.get_graph().draw(None))  # type: ignore[attr-defined]
