@@ -115,7 +115,7 @@ class Monitors:
             return Verdict(
                 FaultCode.COMPLIANCE.value,
                 Action.RAMP,
-                f"at the compliance voltage for {meter.compliance_streak_s:.0f} s, longer than "
+                f"at the compliance voltage for {meter.compliance_streak_s:.1f} s, longer than "
                 f"{self.limits.compliance_tolerance_s:.0f} s (compliance_tolerance_s)",
             )
         return None

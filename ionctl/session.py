@@ -536,6 +536,23 @@ class Session:
             self.on_state(self, change)
 
 
+EXIT_COMPLETED, EXIT_REFUSED, EXIT_FAULT, EXIT_OPERATOR, EXIT_DEVICE = 0, 2, 3, 4, 5
+
+
+def exit_code(result: SessionResult) -> int:
+    """`ionctl run`'s exit status: 0 completed as prescribed; 2 refused (no current flowed); 3 fault (or the
+    stuck-output alarm); 4 stopped or aborted by the operator; 5 device or link error before any current."""
+    if result.alarm:
+        return EXIT_FAULT
+    if result.outcome == "completed":
+        return EXIT_COMPLETED
+    if result.outcome == "refused":
+        return EXIT_REFUSED
+    if result.outcome in ("stopped", "aborted"):
+        return EXIT_OPERATOR
+    return EXIT_FAULT if result.energised else EXIT_DEVICE
+
+
 def _fault_name(exc: DeviceError) -> str:
     if isinstance(exc, DeviceFault):
         return exc.fault.value
