@@ -4,10 +4,11 @@ Theory of operation
 -------------------
 One background thread owns reading the port. It decodes the stream (damaged frames are counted and
 dropped, never guessed at), hands each RESPONSE to the request waiting for it, queues TELEMETRY for
-`read_telemetry`, counts lost device frames by `seq` gaps (§4.1), and, while the device reports an
-energised state, sends HEARTBEAT every `watchdog / 4` from its own timer, whatever the caller is doing
-(§7.3). Callers' commands go out stop-and-wait under a lock, with the same `seq` and payload resent
-with RETX at most `retransmissions` times (§4.4).
+`read_telemetry`, counts lost device frames by `seq` gaps (§4.1), and sends HEARTBEAT every
+`watchdog / 4` from its own timer, whatever the caller is doing (§7.3) -- in every state, since the
+device's watchdog starts when it executes START, before the host can know it did. Callers' commands go
+out stop-and-wait under a lock, with the same `seq` and payload resent with RETX at most
+`retransmissions` times (§4.4).
 
 The link is lost when a request goes unanswered after its last retransmission, when no valid frame
 arrives for `link_timeout_s` (§8: three telemetry periods or 1 s, whichever is longer), or when the
@@ -24,7 +25,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -79,7 +81,7 @@ TELEMETRY_QUEUE = 100_000
 WRITE_TIMEOUT_S = 0.5
 JOIN_TIMEOUT_S = 2.0
 RETRANSMIT = HeaderFlags.ACK_REQ | HeaderFlags.RETX
-WIRE_ENERGISED = frozenset({State.RAMP_UP, State.RUNNING, State.RAMP_DOWN})
+RESPONSE_CACHE = 4  # responses a device remembers for duplicate detection (PROTOCOL.md §4.4)
 
 _STATES = {s: OutputState[s.name] for s in State}
 _FAULTS = {f: FaultCode[f.name] for f in wire.Fault}
@@ -126,15 +128,33 @@ class LinkOptions:
 # -- wire <-> host units (pure) --------------------------------------------------------------------------
 
 
-def to_wire(name: str, value: float, scale: float, lo: int, hi: int, rounding: Callable[[float], int]) -> int:
-    """`value * scale` as a wire integer, or ValueError naming `name` when it falls outside `lo..hi`.
+class OutOfRange(ValueError):
+    """A value the wire or the hardware cannot carry; `result` is the refusal the device would answer."""
+
+    def __init__(self, message: str, result: str = "bad_argument") -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def to_wire(
+    name: str,
+    value: float,
+    scale: float,
+    lo: int,
+    hi: int,
+    rounding: Callable[[float], int],
+    above: str = "bad_argument",
+) -> int:
+    """`value * scale` as a wire integer, or `OutOfRange` naming `name` when it falls outside `lo..hi`
+    (`above` is its result when the value is too high).
 
     Float noise is removed before rounding (4.1 mA is 4100 µA, not 4099)."""
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise OutOfRange(f"{name} must be a finite number, got {value!r}")
     number = rounding(round(value * scale, 6))
     if not lo <= number <= hi:
-        raise ValueError(f"{name} = {value:g} is {number} in wire units; the device accepts {lo}..{hi}")
+        result = above if number > hi else "bad_argument"
+        raise OutOfRange(f"{name} = {value:g} is {number} in wire units; the device accepts {lo}..{hi}", result)
     return number
 
 
@@ -155,14 +175,23 @@ _LIMIT_FIELDS: tuple[tuple[str, str, float, Callable[[float], int], int, int], .
 
 
 def configure_message(limits: DeviceLimits, *, hw_max_current_ua: int = U32, hw_compliance_mv: int = U32) -> Configure:
-    """CONFIGURE for `limits`, range-checked (ValueError) against the protocol and the hardware."""
+    """CONFIGURE for `limits`, range-checked (`OutOfRange`, a ValueError) against the protocol and the hardware
+    (above the hardware is `limit_exceeded`, as the device would answer)."""
     hardware = {"max_current_ua": hw_max_current_ua, "max_voltage_mv": hw_compliance_mv}
     values = {
-        field: to_wire(name, getattr(limits, name), scale, lo, min(hi, hardware.get(field, hi)), rounding)
+        field: to_wire(
+            name,
+            getattr(limits, name),
+            scale,
+            lo,
+            min(hi, hardware.get(field, hi)),
+            rounding,
+            "limit_exceeded" if field in hardware else "bad_argument",
+        )
         for field, name, scale, rounding, lo, hi in _LIMIT_FIELDS
     }
     if values["min_impedance_ohm"] >= values["max_impedance_ohm"]:
-        raise ValueError(
+        raise OutOfRange(
             f"min_impedance_ohm {values['min_impedance_ohm']} must stay below max_impedance_ohm "
             f"{values['max_impedance_ohm']} after rounding to whole ohms"
         )
@@ -242,6 +271,7 @@ class _Waiting:
         reply = REPLIES.get(message.MSG_ID)
         self.replies: tuple[type[Message], ...] = (Ack, wire.REGISTRY[reply]) if reply else (Ack,)
         self.reply: Message | None = None
+        self.replayed = False  # the reply carried RETX: the device answered from its cache
 
     def matches(self, packet: Packet) -> bool:
         message = packet.message
@@ -276,7 +306,6 @@ class FirmwareDevice(CurrentSource):
         self._heartbeat_counter = 0
         self._recent: deque[tuple[int, int]] = deque(maxlen=4)  # (seq, msg_id) the device may still cache
         self._device_seq: int | None = None
-        self._device_state: State | None = None
         self._watchdog_s = UNCONFIGURED_WATCHDOG_S
         self._next_heartbeat = 0.0
         self._last_frame = time.monotonic()
@@ -302,8 +331,26 @@ class FirmwareDevice(CurrentSource):
         self._thread.start()
         with self._write_lock:
             self._write(b"\x00")  # ends any partial frame held by the device's decoder (§2.4)
-        self.identify()
+        self.identify()  # first, and alone until the version is known to be ours (§3)
+        self._flush_response_cache()
         self._command(wire.SetTelemetry(round(self.options.telemetry_period_s * 1000)))
+
+    def _flush_response_cache(self) -> None:
+        """Make the device's cache of its last four responses hold only this connection's answers.
+
+        This driver numbers its frames from 0 on every connection, as a previous host did: a retransmission
+        of ours whose first copy was lost would otherwise be answered from that host's cached response under
+        the same (seq, msg_id), and not executed (§4.4) -- a previous session's CONFIGURE, say. Each fresh
+        answer replaces the oldest entry; a replayed one (RETX) replaces nothing, so only fresh ones count."""
+        fresh = 0
+        for _ in range(4 * RESPONSE_CACHE):  # bounded: a replay needs a lost first copy
+            answered = self._request(wire.Identify(), 0.0)
+            assert answered.reply is not None  # _request returns answered requests only
+            _expect(answered.reply, wire.Identity, "identify")
+            fresh += not answered.replayed
+            if fresh == RESPONSE_CACHE:
+                return
+        raise DeviceError(f"{self.address}: the device kept replaying old answers to IDENTIFY; refused")
 
     # -- CurrentSource -----------------------------------------------------------------------------------
 
@@ -322,11 +369,12 @@ class FirmwareDevice(CurrentSource):
 
     def configure(self, limits: DeviceLimits) -> None:
         hw = self._wire_identity
-        message = configure_message(
-            limits,
-            hw_max_current_ua=hw.hw_max_current_ua if hw else U32,
-            hw_compliance_mv=hw.hw_compliance_mv if hw else U32,
-        )
+        with _refused_unsent("configure"):
+            message = configure_message(
+                limits,
+                hw_max_current_ua=hw.hw_max_current_ua if hw else U32,
+                hw_compliance_mv=hw.hw_compliance_mv if hw else U32,
+            )
         self._command(message)
         self._watchdog_s = message.watchdog_ms / 1000
 
@@ -334,8 +382,9 @@ class FirmwareDevice(CurrentSource):
         self._command(wire.SetPolarity(_WIRE_POLARITIES[polarity]))
 
     def check_contact(self, probe_ma: float, duration_s: float) -> ContactReading:
-        probe_ua = to_wire("probe_ma", probe_ma, UA_PER_MA, 0, U16, math.floor)
-        duration_ms = to_wire("duration_s", duration_s, 1000, 0, U16, round)
+        with _refused_unsent("check_contact"):
+            probe_ua = to_wire("probe_ma", probe_ma, UA_PER_MA, 0, U16, math.floor)
+            duration_ms = to_wire("duration_s", duration_s, 1000, 0, U16, round)
         reply = self._command(wire.CheckContact(probe_ua, duration_ms), wait_s=duration_ms / 1000)
         contact = _expect(reply, wire.Contact, "check_contact")
         return ContactReading(
@@ -348,13 +397,19 @@ class FirmwareDevice(CurrentSource):
         self._command(wire.Arm())
 
     def start(self, target_ma: float, ramp_s: float) -> None:
-        self._command(wire.Start(_target_ua(target_ma), _ramp_ms(ramp_s)))
+        with _refused_unsent("start"):
+            message = wire.Start(_target_ua(target_ma), _ramp_ms(ramp_s))
+        self._command(message)
 
     def set_target(self, target_ma: float, ramp_s: float) -> None:
-        self._command(wire.SetTarget(_target_ua(target_ma), _ramp_ms(ramp_s)))
+        with _refused_unsent("set_target"):
+            message = wire.SetTarget(_target_ua(target_ma), _ramp_ms(ramp_s))
+        self._command(message)
 
     def stop(self, ramp_s: float) -> None:
-        self._command(wire.Stop(_ramp_ms(ramp_s)))
+        with _refused_unsent("stop"):
+            message = wire.Stop(_ramp_ms(ramp_s))
+        self._command(message)
 
     def abort(self) -> None:
         self._command(wire.Abort())
@@ -404,7 +459,7 @@ class FirmwareDevice(CurrentSource):
 
     def _command(self, message: Message, *, wait_s: float = 0.0) -> Message:
         """Send a request and return its reply, raising for any refusal (PROTOCOL.md §4.3)."""
-        reply = self._request(message, wait_s)
+        reply = self._request(message, wait_s).reply
         if isinstance(reply, Ack) and reply.result is not Result.OK:
             name = message.NAME.lower()
             if reply.result is Result.FAULT_LATCHED:
@@ -413,9 +468,10 @@ class FirmwareDevice(CurrentSource):
             if reply.result is Result.UNSUPPORTED_VERSION:
                 raise VersionMismatch(f"{name} refused by {self.address}: unsupported protocol version")
             raise CommandRefused(name, reply.result.name.lower())
+        assert reply is not None  # _request returns answered requests only
         return reply
 
-    def _request(self, message: Message, wait_s: float) -> Message:
+    def _request(self, message: Message, wait_s: float) -> _Waiting:
         """Stop-and-wait with bounded retransmission (§4.4); latches the link lost when it runs out."""
         timeout_s = wait_s + self.options.response_timeout_s
         with self._request_lock:
@@ -427,9 +483,8 @@ class FirmwareDevice(CurrentSource):
                         self.retransmissions += 1
                         with self._write_lock:
                             self._write(encode(message, seq=waiting.seq, flags=RETRANSMIT))
-                    reply = self._await_reply(waiting, timeout_s)
-                    if reply is not None:
-                        return reply
+                    if self._await_reply(waiting, timeout_s) is not None:
+                        return waiting
             finally:
                 with self._cond:
                     self._waiting = None
@@ -526,27 +581,36 @@ class FirmwareDevice(CurrentSource):
         message = packet.message
         with self._cond:
             if isinstance(message, wire.Telemetry):
-                self._device_state = message.state
                 counter = self._identity.coulomb_counter if self._identity else True
                 self._telemetry.append(telemetry_sample(message, coulomb_counter=counter))
                 self._cond.notify_all()
             elif packet.is_response:
-                if isinstance(message, Ack) and not packet.is_retransmit:
-                    self._device_state = message.state  # a replayed ACK may be stale; a fresh one is not
                 waiting = self._waiting
                 if waiting is not None and waiting.reply is None and waiting.matches(packet):
                     waiting.reply = message
+                    waiting.replayed = packet.is_retransmit
                     self._cond.notify_all()
 
     def _supervise(self, now: float) -> None:
         timeout = self.options.link_timeout
         if timeout is not None and now - self._last_frame > timeout:
             raise self._lose(f"{self.address}: no valid frame for {now - self._last_frame:.2f} s (limit {timeout} s)")
-        if self._device_state not in WIRE_ENERGISED:
-            self._next_heartbeat = now  # the first heartbeat goes out as soon as the output is energised
-        elif now >= self._next_heartbeat:
+        # In every state, not only once the device is known to be energised: its watchdog runs from the moment
+        # it executes START, which the host learns only when an answer gets through (§7.3). Outside RAMP_UP,
+        # RUNNING and RAMP_DOWN a heartbeat has no effect.
+        if now >= self._next_heartbeat:
             self._send_heartbeat()
             self._next_heartbeat = now + self._watchdog_s / 4
+
+
+@contextmanager
+def _refused_unsent(command: str) -> Iterator[None]:
+    """An argument the wire cannot carry is refused before anything is sent, as `CommandRefused` (the type
+    every other refusal has, on every driver), never as a bare ValueError."""
+    try:
+        yield
+    except OutOfRange as exc:
+        raise CommandRefused(command, exc.result, f"{command} refused before sending: {exc}") from exc
 
 
 def _expect(reply: Message, cls: type[M], command: str) -> M:

@@ -25,8 +25,9 @@ so the session cannot tell the two apart except by `DeviceIdentity`'s capability
 * **What the host enforces here** (the instrument cannot): max current (start/set_target refused),
   dose and duration (integrated from measured current on the instrument clock; latched like the firmware,
   allowing for the dose and time the ramp-down at max slew will still take), open circuit (output off at
-  once), compliance timeout. The instrument itself enforces the voltage compliance (`:SENS:VOLT:PROT`, set
-  from `max_voltage_v`) and the current range (fixed to hold `max_current_ma`).
+  once), a short (impedance below `min_impedance_ohm`: ramp down), compliance timeout. The instrument
+  itself enforces the voltage compliance (`:SENS:VOLT:PROT`, set from `max_voltage_v`) and the current
+  range (fixed to hold `max_current_ma`).
 * **No watchdog.** If the host dies the current keeps flowing; so `close()` ramps the output down (and
   cuts it if that fails), and `keep_alive()` is a no-op.
 """
@@ -74,6 +75,7 @@ TIME_WRAP_S = 100_000.0  # the TIME element restarts from zero after 99,999.999 
 IMPEDANCE_FLOOR_MA = 0.05  # below this measured current V/I means nothing (as the firmware's 50 µA)
 MONITOR_FLOOR_MA = 0.1  # the firmware's monitor floor: currents below it do not arm the monitors
 OPEN_CIRCUIT_WINDOW_S = 0.1  # device seconds the open-circuit condition must hold (as PROTOCOL.md §6.2)
+LOW_IMPEDANCE_WINDOW_S = 0.1  # ... and a short (impedance below the minimum), as the firmware's LOW_IMPEDANCE
 PROBE_RANGE_MA = (0.05, 1.0)
 PROBE_DURATION_S = (0.01, 1.0)
 CUT_FAULTS = frozenset({FaultCode.OPEN_CIRCUIT, FaultCode.INTERNAL})  # output off at once; others ramp
@@ -314,13 +316,13 @@ class ScpiSourceMeter(CurrentSource):
 
     def set_target(self, target_ma: float, ramp_s: float) -> None:
         self._require("set_target", {S.RAMP_UP, S.RUNNING})
-        self._check_target("set_target", target_ma, ramp_s)
+        self._check_target("set_target", target_ma, ramp_s, pause=True)
         self._ramp_to(target_ma, ramp_s)
 
     def stop(self, ramp_s: float) -> None:
         """Ramp to zero over `ramp_s` device seconds; the output opens when the ramp, driven by
         `read_telemetry`, reaches zero (state DONE)."""
-        if ramp_s < 0:
+        if not (math.isfinite(ramp_s) and ramp_s >= 0):  # NaN or inf would never bring the current down
             raise CommandRefused("stop", "bad_argument")
         if self._state in (S.RAMP_UP, S.RUNNING):
             self._ramp_to(0.0, ramp_s)
@@ -475,8 +477,11 @@ class ScpiSourceMeter(CurrentSource):
         open_circuit = (
             set_ma >= MONITOR_FLOOR_MA and math.isfinite(impedance) and impedance > limits.max_impedance_ohm
         ) or (target >= MONITOR_FLOOR_MA and at_compliance and measured_ma < 0.1 * target)
+        short = measured_ma >= MONITOR_FLOOR_MA and impedance < limits.min_impedance_ohm
         if self._held(FaultCode.OPEN_CIRCUIT, open_circuit, OPEN_CIRCUIT_WINDOW_S):
             self._latch(FaultCode.OPEN_CIRCUIT)
+        elif self._held(FaultCode.LOW_IMPEDANCE, short, LOW_IMPEDANCE_WINDOW_S):
+            self._latch(FaultCode.LOW_IMPEDANCE)
         elif self._held(FaultCode.COMPLIANCE, at_compliance, limits.compliance_timeout_s):
             self._latch(FaultCode.COMPLIANCE)
         else:  # count the ramp-down that stopping will still take: at max slew, or slower if samples are sparse
@@ -562,10 +567,12 @@ class ScpiSourceMeter(CurrentSource):
                 raise DeviceFault(self._fault, f"{command} refused: the source is in FAULT ({self._fault.value})")
             raise CommandRefused(command, "bad_state", f"{command} refused in state {self._state.value}")
 
-    def _check_target(self, command: str, target_ma: float, ramp_s: float) -> DeviceLimits:
+    def _check_target(self, command: str, target_ma: float, ramp_s: float, *, pause: bool = False) -> DeviceLimits:
+        """`pause`: a target of 0 is legal (set_target's pause, as the firmware's SET_TARGET 0)."""
         limits = self._limits
         assert limits is not None  # ARMED and later imply configured
-        if not (target_ma > 0 and ramp_s >= 0 and math.isfinite(target_ma) and math.isfinite(ramp_s)):
+        lowest_ok = target_ma >= 0 if pause else target_ma > 0
+        if not (lowest_ok and ramp_s >= 0 and math.isfinite(target_ma) and math.isfinite(ramp_s)):
             raise CommandRefused(command, "bad_argument")
         if target_ma > limits.max_current_ma:
             raise CommandRefused(

@@ -36,7 +36,8 @@ from ionctl.drivers import (
     Telemetry,
     VersionMismatch,
 )
-from ionctl.drivers.firmware import FirmwareDevice, configure_message, telemetry_sample
+from ionctl.drivers.firmware import FirmwareDevice, check_version, configure_message, telemetry_sample
+from tests.drivers.proxy import frame_dropper
 from tests.sim.endpoints import running_sim
 
 LIMITS = DeviceLimits(
@@ -44,6 +45,7 @@ LIMITS = DeviceLimits(
     min_impedance_ohm=500.0, max_impedance_ohm=100_000.0, area_cm2=10.0, watchdog_s=1.0, compliance_timeout_s=30.0,
 )  # fmt: skip
 TARGET_MA = 2.0
+WIRE_ENERGISED = frozenset({wire.State.RAMP_UP, wire.State.RUNNING, wire.State.RAMP_DOWN})
 TIME_SCALE = "20"
 
 
@@ -288,6 +290,17 @@ def test_another_protocol_major_is_refused_and_the_port_released(tmp_path: Path)
         serial.serial_for_url(sim.endpoints["serial"], exclusive=True).close()  # no lock left behind
 
 
+def test_the_same_version_built_from_another_schema_draft_is_refused() -> None:
+    identity = wire.Identity(
+        proto_major=wire.PROTOCOL_MAJOR, proto_minor=wire.PROTOCOL_MINOR, fw_major=1, fw_minor=0, fw_patch=0,
+        hw_rev=1, model="X", serial="Y", schema_hash=wire.SCHEMA_HASH ^ 1, hw_max_current_ua=30_000,
+        hw_compliance_mv=60_000, capabilities=0x1F,
+    )  # fmt: skip
+    with pytest.raises(VersionMismatch, match="schema"):
+        check_version("/dev/x", identity)
+    check_version("/dev/x", replace(identity, proto_minor=wire.PROTOCOL_MINOR + 1))  # a later minor only adds
+
+
 # -- faults ----------------------------------------------------------------------------------------------
 
 
@@ -413,3 +426,98 @@ def test_an_unanswered_request_is_retransmitted_counted_and_executed(tmp_path: P
         retransmissions = device.retransmissions
     assert retransmissions >= 1
     assert samples[-1].fault is FaultCode.NONE
+
+
+# -- review: arguments the wire cannot carry are refused like any refusal ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "command", "result"),
+    [
+        (lambda d: d.configure(replace(LIMITS, max_current_ma=31.0)), "configure", "limit_exceeded"),  # hw: 30 mA
+        (lambda d: d.configure(replace(LIMITS, watchdog_s=20.0)), "configure", "bad_argument"),
+        (lambda d: d.start(-1.0, 1.0), "start", "bad_argument"),
+        (lambda d: d.set_target(1.0, float("nan")), "set_target", "bad_argument"),
+        (lambda d: d.stop(float("inf")), "stop", "bad_argument"),
+        (lambda d: d.check_contact(100.0, 0.1), "check_contact", "bad_argument"),  # 100 mA is beyond u16 µA
+    ],
+    ids=["configure-above-hardware", "configure-watchdog", "start-negative", "set_target-nan", "stop-inf", "probe"],
+)
+def test_an_argument_the_device_cannot_take_is_refused_as_command_refused_like_the_sourcemeter(
+    tmp_path: Path, call: Callable[[FirmwareDevice], object], command: str, result: str
+) -> None:
+    # The session must not care which driver it has: the SCPI driver refuses these with CommandRefused, and so
+    # must this one, not with a bare ValueError.
+    with device_on_sim(tmp_path) as device:
+        with pytest.raises(CommandRefused) as refused:
+            call(device)
+        assert (refused.value.command, refused.value.result) == (command, result)
+        assert device.read_telemetry(0.5)[-1].state is OutputState.IDLE  # nothing was sent
+
+
+# -- review: frames lost on purpose (tests/drivers/proxy.py) ----------------------------------------------
+
+
+def first_copy_of(msg_type: type[wire.Message]) -> Callable[[wire.Packet], bool]:
+    """Drops the first transmission of the first `msg_type` request; its retransmissions pass."""
+    dropped: list[wire.Packet] = []
+
+    def drop(packet: wire.Packet) -> bool:
+        if isinstance(packet.message, msg_type) and not packet.is_retransmit and not dropped:
+            dropped.append(packet)
+            return True
+        return False
+
+    return drop
+
+
+def test_a_reconnected_driver_never_gets_the_previous_hosts_answer_to_its_own_request(tmp_path: Path) -> None:
+    # Host A configures the device for a tap-water session (20 mA) and goes away. Host B connects for a drug
+    # session (4 mA); the line loses the first copy of its CONFIGURE. Its retransmission must be executed, not
+    # answered from the device's cache of host A's CONFIGURE under the same (seq, msg_id) (PROTOCOL.md §4.4:
+    # "a restarted host may reuse a seq"), or the device would go on enforcing host A's limits.
+    args = ("--serial-link", str(tmp_path / "ionto"), "--tcp", "0", "--time-scale", TIME_SCALE)
+    with running_sim(*args) as sim:
+        with FirmwareDevice.open(sim.endpoints["serial"]) as host_a:
+            host_a.configure(replace(LIMITS, max_current_ma=20.0))
+        with frame_dropper(sim.endpoints["tcp"], to_device=first_copy_of(wire.Configure)) as url:
+            with FirmwareDevice.open(url) as host_b:
+                arm(host_b, replace(LIMITS, max_current_ma=4.0))
+                retransmissions = host_b.retransmissions
+                with pytest.raises(CommandRefused) as refused:
+                    host_b.start(10.0, ramp_s=1.0)  # above B's limit: the device must refuse it
+                host_b.abort()
+    assert retransmissions == 1  # the first CONFIGURE was lost and resent
+    assert refused.value.result == "limit_exceeded"
+
+
+def news_of_start_lost_until_a_replay() -> Callable[[wire.Packet], bool]:
+    """Drops START's answer and every energised TELEMETRY until the device replays an answer (RETX): the host
+    learns that the output is on only from the replayed ACK of its retransmitted START, ~150 ms late."""
+    replayed: list[bool] = []
+
+    def drop(packet: wire.Packet) -> bool:
+        message = packet.message
+        if packet.is_retransmit:
+            replayed.append(True)
+            return False
+        if isinstance(message, wire.Ack):
+            return message.acked_msg_id == wire.Start.MSG_ID
+        return isinstance(message, wire.Telemetry) and message.state in WIRE_ENERGISED and not replayed
+
+    return drop
+
+
+def test_the_watchdog_is_fed_from_the_start_even_when_the_answer_to_start_is_lost(tmp_path: Path) -> None:
+    # The device's watchdog runs from the moment it executes START, which the host cannot see until an answer
+    # gets through; heartbeats that wait for that news come too late for a short watchdog.
+    dropping = news_of_start_lost_until_a_replay()
+    with running_sim("--tcp", "0", "--time-scale", TIME_SCALE) as sim:
+        with frame_dropper(sim.endpoints["tcp"], to_host=dropping) as url, FirmwareDevice.open(url) as device:
+            arm(device, replace(LIMITS, watchdog_s=0.1))
+            device.start(TARGET_MA, ramp_s=1.0)
+            retransmissions = device.retransmissions
+            samples = read_until(device, in_state(OutputState.RUNNING, OutputState.FAULT), timeout_s=3.0)
+            device.abort()
+    assert retransmissions >= 1  # START's answer was lost indeed
+    assert samples[-1].state is OutputState.RUNNING and samples[-1].fault is FaultCode.NONE

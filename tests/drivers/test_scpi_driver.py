@@ -390,3 +390,45 @@ def test_closing_one_meter_leaves_other_visa_resources_in_the_process_open(sim: 
             assert other.identify().model.endswith("2400")
         finally:
             other.close()
+
+
+# -- review: defects shown against the simulator -------------------------------------------------------------
+
+SHORTED_LOAD = ("--rs", "50", "--rp", "50", "--cp", "0.001")  # the electrodes touch: ~100 Ω
+
+
+def test_a_short_between_the_electrodes_latches_low_impedance_and_ramps_down() -> None:
+    # The firmware device faults LOW_IMPEDANCE on a short (PROTOCOL.md §6.2); the SourceMeter cannot, so the
+    # driver must, from the same `min_impedance_ohm` the session hands both.
+    with running_sim("--scpi-port", "0", "--time-scale", TIME_SCALE, *SHORTED_LOAD) as sim, connect(sim) as meter:
+        armed(meter).start(1.0, 0.5)
+        samples = poll_until(meter, lambda t: not t.output_on, timeout_s=3.0)
+        assert (samples[-1].state, samples[-1].fault) == (OutputState.FAULT, FaultCode.LOW_IMPEDANCE)
+        assert_bounded_steps(samples)  # ramped down, not cut
+        assert ask(meter, ":OUTP?") == "0"
+
+
+def test_set_target_zero_pauses_at_zero_current_with_the_output_on_and_resumes(meter: ScpiSourceMeter) -> None:
+    running(armed(meter))
+    meter.set_target(0.0, 1.0)  # the session's pause (CurrentSource.set_target)
+    paused = poll_until(meter, lambda t: t.set_ma == 0.0)[-1]
+    assert (paused.state, paused.output_on, paused.fault) == (OutputState.RUNNING, True, FaultCode.NONE)
+    assert ask(meter, ":OUTP?") == "1"
+    meter.set_target(1.0, 1.0)
+    resumed = poll_until(meter, lambda t: t.set_ma == 1.0)[-1]
+    assert resumed.state is OutputState.RUNNING and resumed.output_on
+
+
+@pytest.mark.parametrize("ramp_s", [float("nan"), float("inf"), -1.0])
+def test_stop_with_a_ramp_time_that_is_not_a_finite_non_negative_number_is_refused(
+    meter: ScpiSourceMeter, ramp_s: float
+) -> None:
+    running(armed(meter))
+    with pytest.raises(CommandRefused) as refused:
+        meter.stop(ramp_s)
+    assert refused.value.result == "bad_argument"
+    after = meter.read_telemetry(0.5)[-1]  # nothing changed: still running at the target
+    assert (after.state, after.set_ma) == (OutputState.RUNNING, 1.0)
+    meter.stop(0.5)  # and a good stop still ends the delivery
+    poll_until(meter, lambda t: t.state is OutputState.DONE)
+    assert ask(meter, ":OUTP?") == "0"
