@@ -142,6 +142,7 @@ class SessionResult:
     energised: bool = False  # the output was switched on for treatment (a contact probe does not count)
     alarm: bool = False  # current still flowing after output-off: remove the electrodes
     timeline: list[StateChange] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -322,8 +323,19 @@ class Session:
 
     def _do_configure(self, event: Any) -> None:
         assert self.validated is not None
+        self._fresh_start()
         self.device.configure(device_limits(self.validated))
         self.device.set_polarity(self.polarity)
+
+    def _fresh_start(self) -> None:
+        """RESET the source: no limits, polarity or dose left from an earlier session. A fault latched before
+        this session (a lost link, say) is cleared first, with the output at zero, and noted."""
+        try:
+            self.device.reset()
+        except DeviceFault as exc:
+            self.device.clear_fault()  # refused (busy) while current still flows: the session is refused
+            self.device.reset()
+            self.result.notes.append(f"cleared a fault latched before this session: {exc.fault.value}")
 
     def _do_check_contact(self, event: Any) -> None:
         site = self.monitors.limits
@@ -342,6 +354,9 @@ class Session:
 
     def _do_start(self, event: Any) -> None:
         self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
+        # Samples the device sent before it executed START (a fault latched before this session, the idle
+        # stream) are queued ahead of START's answer: they describe the past, not this delivery.
+        self.device.read_telemetry(0.0)
 
     def _do_pause(self, event: Any) -> None:
         self.device.set_target(0.0, self.prescription.ramp_down_s)

@@ -127,3 +127,19 @@ def test_the_sourcemeter_delivers_the_same_session_once_its_missing_watchdog_is_
     assert refused.outcome == "refused" and "watchdog" in refused.message
     assert (result.outcome, exit_code(result)) == ("completed", 0)
     assert result.dose_ma_min == pytest.approx(10.0, rel=0.01)
+
+
+def test_a_new_session_on_the_same_device_clears_the_last_ones_fault_and_starts_from_zero(tmp_path: Path) -> None:
+    link = tmp_path / "dev"
+    limits = SiteLimits.load(None)
+    first_p = Prescription(**DEXAMETHASONE)
+    second_p = Prescription(**{**DEXAMETHASONE, "dose_ma_min": 5.0})
+    with running_sim("--serial-link", str(link), "--time-scale", "50", "--fault", "electrode-lift@60:1"):
+        with open_device(str(link)) as device:
+            first = Session(device, first_p, limits).run()
+        with open_device(str(link)) as device:
+            second = Session(device, second_p, limits).run()
+    assert (first.outcome, first.fault) == ("fault", "open_circuit")
+    assert second.outcome == "completed"
+    assert second.notes == ["cleared a fault latched before this session: open_circuit"]
+    assert second.device_dose_ma_min == pytest.approx(5.0, rel=0.01)  # the counter started again from zero

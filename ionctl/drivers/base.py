@@ -194,6 +194,12 @@ class CurrentSource(ABC):
         """Hand the source the limits it enforces on its own for this session."""
 
     @abstractmethod
+    def reset(self) -> None:
+        """Return a source whose output is off (IDLE, ARMED or DONE) to its power-up state for a new
+        session: no configuration, no polarity, dose counter at zero. In FAULT it raises `DeviceFault`
+        (clear the fault first); with the output on, `CommandRefused`."""
+
+    @abstractmethod
     def set_polarity(self, polarity: Polarity) -> None:
         """Select the active electrode's polarity; only legal with the output off."""
 

@@ -414,6 +414,9 @@ class FirmwareDevice(CurrentSource):
     def abort(self) -> None:
         self._command(wire.Abort())
 
+    def reset(self) -> None:
+        self._command(wire.Reset())
+
     def output_off(self) -> None:
         self._command(wire.OutputOff())
 

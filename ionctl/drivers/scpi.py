@@ -260,6 +260,15 @@ class ScpiSourceMeter(CurrentSource):
         self._dose_ma_min = self._energised_s = 0.0
         self._state = S.IDLE
 
+    def reset(self) -> None:
+        """As the firmware's RESET: forget the limits, the polarity and the counters (output off only)."""
+        self._require("reset", {S.IDLE, S.ARMED, S.DONE})
+        self._link.write(":SOUR:CURR 0")
+        self._limits = None
+        self._polarity = None
+        self._dose_ma_min = self._energised_s = 0.0
+        self._state = S.IDLE
+
     def set_polarity(self, polarity: Polarity) -> None:
         self._require("set_polarity", {S.IDLE, S.ARMED, S.DONE})
         self._polarity = polarity  # the sign is applied with the next non-zero level

@@ -270,6 +270,22 @@ def test_output_off_opens_the_output_at_once_and_latches_output_cut(tmp_path: Pa
     assert after.fault is FaultCode.OUTPUT_CUT and not after.output_on
 
 
+def test_reset_after_a_delivery_lets_a_new_session_configure_from_zero(tmp_path: Path) -> None:
+    with device_on_sim(tmp_path) as device:
+        arm(device)
+        device.start(TARGET_MA, ramp_s=0.5)
+        read_until(device, in_state(OutputState.RUNNING))
+        device.stop(ramp_s=0.5)
+        done = read_until(device, in_state(OutputState.DONE))[-1]
+        with pytest.raises(CommandRefused, match="bad_state"):
+            device.configure(LIMITS)  # DONE keeps the session's configuration
+        device.reset()
+        arm(device)  # configure, polarity and arm are accepted again
+        after = read_until(device, in_state(OutputState.ARMED))[-1]
+    assert done.device_dose_ma_min and done.device_dose_ma_min > 0
+    assert after.device_dose_ma_min == 0
+
+
 def test_heartbeats_keep_the_device_energised_without_caller_traffic(tmp_path: Path) -> None:
     with device_on_sim(tmp_path) as device:
         arm(device, replace(LIMITS, watchdog_s=0.2))

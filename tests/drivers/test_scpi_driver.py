@@ -21,6 +21,7 @@ import serial
 from ionctl.drivers import (
     AddressError,
     CommandRefused,
+    DeviceFault,
     DeviceLimits,
     FaultCode,
     LinkLost,
@@ -289,6 +290,18 @@ def test_clear_fault_after_the_ramp_down_returns_to_done(meter: ScpiSourceMeter)
         OutputState.DONE,
         FaultCode.NONE,
     )
+
+
+def test_reset_is_refused_in_fault_and_returns_a_cleared_source_to_idle(meter: ScpiSourceMeter) -> None:
+    armed(meter, max_duration_s=1.0).start(0.5, 0.1)
+    poll_until(meter, lambda t: not t.output_on)
+    with pytest.raises(DeviceFault):
+        meter.reset()
+    meter.clear_fault()
+    meter.reset()
+    assert meter.read_telemetry(0.5)[-1].state is OutputState.IDLE
+    with pytest.raises(CommandRefused):
+        meter.arm()  # the limits are gone: configure first
 
 
 # -- contact check -------------------------------------------------------------------------------------------
