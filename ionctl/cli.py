@@ -2,6 +2,8 @@
 
 Each subcommand imports what it needs when it runs, so `ionctl --help` and `ionctl --version` stay fast.
 Exit codes: 0 success; 1 failure of the command itself; 2 bad arguments (argparse's own convention).
+`ionctl run` and `ionctl demo` exit with the session's code (`ionctl.run`): 0 completed, 2 refused,
+3 fault, 4 stopped or aborted by the operator, 5 device or link error before any current flowed.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import sys
 from collections.abc import Sequence
 
 from ionctl import __version__
+from ionctl import demo as demo_command  # light modules: what they need is imported when they run
+from ionctl import run as run_command
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    return run_command.main(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    print(
-        "ionctl demo: the treatment session (state machine, limits, dose) is not built yet; "
-        "the demo will run a full session on the built-in simulator once it is.",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED
+    return demo_command.main(args)
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -97,7 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ionctl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run a full treatment session on the built-in simulator")
+    run = commands.add_parser(
+        "run",
+        help="run one treatment session on a device (non-interactive)",
+        description="Check a prescription against the site limits (before the device is touched), confirm,\n"
+        "and deliver it: contact check, ramp up, hold, ramp down at the measured dose.",
+        epilog=run_command.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run_command.add_arguments(run)
+    run.set_defaults(handler=_cmd_run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a full treatment session on the built-in simulator",
+        description="Start the built-in simulator, run the dexamethasone example (4 mA, 40 mA·min, cathode, "
+        "10 cm²) through `ionctl run`, and print the true dose from the simulator's trace next to the host's. "
+        "Exits with the session's exit code.",
+    )
+    demo_command.add_arguments(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     sim = commands.add_parser(

@@ -64,8 +64,10 @@ PROBE_MA = 0.1
 PROBE_S = 0.5
 #: Telemetry period the session asks of the device (device seconds): 10 Hz, PROTOCOL.md §8.
 TELEMETRY_PERIOD_S = 0.1
-#: Device seconds allowed beyond a ramp's nominal end before the current is called stuck.
+#: Allowed beyond a ramp's nominal end before the current is called stuck: device seconds, and host seconds
+#: for the command's way to the device (link time does not scale with a fast simulated clock).
 STUCK_MARGIN_S = 2.0
+STUCK_LINK_MARGIN_S = 0.5
 #: Host seconds to keep trying to reach a device whose link was lost.
 RECONNECT_WINDOW_S = 30.0
 
@@ -97,6 +99,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "abort", "source": ENERGISED, "dest": "aborted", "before": "_do_abort"},
     {"trigger": "fail", "source": PREPARING + ENERGISED, "dest": "fault"},
     {"trigger": "refuse", "source": PREPARING, "dest": "refused"},
+    {"trigger": "cancel", "source": PREPARING, "dest": "stopped"},
 ]  # fmt: skip
 
 OUTCOMES = {"completed": "completed", "stopped": "stopped", "aborted": "aborted", "fault": "fault",
@@ -193,6 +196,7 @@ class Session:
         self._reversed = False
         self._start_t_s: float | None = None
         self._ramp_end_t_s: float | None = None  # device time by which a commanded ramp to zero must be done
+        self._ramp_end_host_s = 0.0  # and the host time before which it is not yet overdue
         self._impedances: list[float] = []
         self.state = "disconnected"
         self.machine = LockedMachine(
@@ -216,7 +220,8 @@ class Session:
     def run(self) -> SessionResult:
         """Prepare, deliver, and settle; never raises for device trouble: it ends in an outcome."""
         try:
-            self._prepare()
+            if not self._prepare():
+                return self._finish_result()
         except (PrescriptionRefused, SessionError, CommandRefused) as exc:
             self._end("refuse", str(exc), fault=None)
             return self._finish_result()
@@ -232,11 +237,20 @@ class Session:
             self._device_error(exc)
         return self._finish_result()
 
-    def _prepare(self) -> None:
-        self._fire("connect", "identified")
-        self._fire("configure", "limits and polarity set")
-        self._fire("check_contact", "contact within the window")
-        self._fire("arm", "armed")
+    def _prepare(self) -> bool:
+        """Connect, configure, check contact, arm; False if the operator cancelled before the start."""
+        steps = [("connect", "identified"), ("configure", "limits and polarity set"),
+                 ("check_contact", "contact within the window"), ("arm", "armed")]  # fmt: skip
+        for trigger, reason in [*steps, ("", "")]:
+            with self._requests_lock:
+                cancelled = any(action in ("stop", "abort") for action in self._requests)
+            if cancelled:
+                self.result.message = "cancelled by the operator before any current flowed"
+                self._fire("cancel", self.result.message)
+                return False
+            if trigger:
+                self._fire(trigger, reason)
+        return True
 
     def _deliver(self) -> None:
         while self.state not in TERMINAL:
@@ -289,7 +303,7 @@ class Session:
 
     def _stuck(self, s: Telemetry) -> bool:
         """A commanded ramp to zero that is overdue with current still flowing: escalate."""
-        if self._ramp_end_t_s is None or s.t_s < self._ramp_end_t_s or s.measured_ma < FLOOR_MA:
+        if not self._overdue(s) or s.measured_ma < FLOOR_MA:
             return False
         self._ramp_end_t_s = None
         self._fault(Verdict("stuck_output", Action.OFF, "the current did not fall when told (stuck output)"))
@@ -390,6 +404,11 @@ class Session:
     def _expect_zero_within(self, ramp_s: float) -> None:
         now = self.last.t_s if self.last is not None else 0.0
         self._ramp_end_t_s = now + ramp_s + STUCK_MARGIN_S
+        self._ramp_end_host_s = time.monotonic() + STUCK_LINK_MARGIN_S
+
+    def _overdue(self, s: Telemetry) -> bool:
+        end = self._ramp_end_t_s
+        return end is not None and s.t_s >= end and time.monotonic() >= self._ramp_end_host_s
 
     def _fastest_ramp_s(self) -> float:
         site = self.monitors.limits
@@ -408,7 +427,7 @@ class Session:
             pass  # the device's watchdog acts; _settle reports what it can
         except DeviceError:
             pass  # already in FAULT on the device: it ramps by itself
-        self._ramp_end_t_s = (self.last.t_s if self.last else 0.0) + self._fastest_ramp_s() + STUCK_MARGIN_S
+        self._expect_zero_within(self._fastest_ramp_s())
         self._end("fail", verdict.message, fault=verdict.fault)
 
     def _device_error(self, exc: DeviceError) -> None:
@@ -460,12 +479,12 @@ class Session:
         """After a terminal state, watch until the current is at zero; escalate if it is not."""
         escalated = False
         if self._ramp_end_t_s is None:
-            self._ramp_end_t_s = (self.last.t_s if self.last else 0.0) + self._fastest_ramp_s() + STUCK_MARGIN_S
+            self._expect_zero_within(self._fastest_ramp_s())
         while True:
             s = self.last
             if s is None or (s.measured_ma < FLOOR_MA and (s.set_ma == 0 or not s.output_on)):
                 return
-            if s is not None and self._ramp_end_t_s is not None and s.t_s >= self._ramp_end_t_s:
+            if s is not None and self._overdue(s):
                 if escalated or not s.output_on:
                     if s.measured_ma >= FLOOR_MA:
                         self.result.alarm = True
@@ -493,7 +512,7 @@ class Session:
                 command()
             except (DeviceFault, CommandRefused):
                 pass
-        self._ramp_end_t_s = s.t_s + STUCK_MARGIN_S
+        self._expect_zero_within(0.0)
 
     def _end(self, trigger: str, message: str, *, fault: str | None) -> None:
         if self.state in TERMINAL:  # already ended (e.g. aborted, then a fault while settling): keep the first
@@ -507,7 +526,7 @@ class Session:
     def _finish_result(self) -> SessionResult:
         r, p, m = self.result, self.prescription, self.meter
         r.outcome = OUTCOMES[self.state] if self.state in OUTCOMES else "fault"
-        r.prescription = _prescription_dict(p)
+        r.prescription = prescription_dict(p)
         site = self.monitors.limits
         r.limits = site.values()
         r.limits_sha256 = site.sha256
@@ -576,7 +595,8 @@ def _fault_name(exc: DeviceError) -> str:
     return type(exc).__name__
 
 
-def _prescription_dict(p: Prescription) -> dict[str, Any]:
+def prescription_dict(p: Prescription) -> dict[str, Any]:
+    """The prescription as the result and the record show it (JSON-ready)."""
     d = asdict(p)
     d["polarity"] = p.polarity.value
     d["drug_charge"] = p.drug_charge.value if p.drug_charge is not None else None

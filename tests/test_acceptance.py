@@ -143,3 +143,16 @@ def test_a_new_session_on_the_same_device_clears_the_last_ones_fault_and_starts_
     assert second.outcome == "completed"
     assert second.notes == ["cleared a fault latched before this session: open_circuit"]
     assert second.device_dose_ma_min == pytest.approx(5.0, rel=0.01)  # the counter started again from zero
+
+
+def test_a_stop_requested_while_preparing_cancels_before_any_current_flows(tmp_path: Path) -> None:
+    link, trace = tmp_path / "dev", tmp_path / "trace.jsonl"
+    with running_sim("--serial-link", str(link), "--time-scale", "50", "--trace", str(trace)):
+        with open_device(str(link)) as device:
+            s = Session(device, Prescription(**DEXAMETHASONE), SiteLimits.load(None))
+            s.request("stop")  # e.g. Ctrl-C during the contact check
+            result = s.run()
+    assert (result.outcome, result.energised, exit_code(result)) == ("stopped", False, 4)
+    assert "before any current" in result.message
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert all(row["state"] in ("IDLE", "ARMED") for row in rows)

@@ -1,0 +1,160 @@
+"""`ionctl demo`: a whole treatment session on the built-in simulator, through `ionctl run`'s own code path.
+
+The simulator is started as its own process (`python -m sim`, as a user would start it; ionctl never
+imports it) on a pseudo-terminal in a temporary directory, with a ground-truth trace. The demo runs the
+dexamethasone example (4 mA, 40 mA·min, cathode, 10 cm²) against it, then prints the true dose from the
+trace next to the host's. The simulator runs in a session of its own, so Ctrl-C reaches only ionctl
+(which ramps the current down), and it is always terminated afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from ionctl import run
+
+#: The simulator's own maximum (sim.cli.MAX_TIME_SCALE), restated here because ionctl does not import sim.
+MAX_TIME_SCALE = 1000.0
+READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+EXIT_FAILED = 1
+EXIT_NOT_STARTED = 2  # as `ionctl run`: no current flowed
+
+DEXAMETHASONE = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
+                 "--dose", "40", "--patient", "DEMO", "--operator", "DEMO", "--yes")  # fmt: skip
+
+
+class SimulatorError(Exception):
+    """The simulator did not start."""
+
+
+def time_scale(text: str) -> float:
+    try:
+        scale = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(scale) and 0 < scale <= MAX_TIME_SCALE):
+        raise argparse.ArgumentTypeError(f"{text}: the time scale must be > 0 and <= {MAX_TIME_SCALE:g}")
+    return scale
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--time-scale",
+        type=time_scale,
+        default=60.0,
+        metavar="X",
+        help="the simulated device's clock runs X times faster than wall time (default 60)",
+    )
+    parser.add_argument("--json", action="store_true",
+                        help="print the result, with the simulator's true dose, as one JSON object")  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    """Start the simulator, run the example session, compare doses; exit with the session's exit code."""
+    with tempfile.TemporaryDirectory(prefix="ionctl-demo-") as tmp:
+        link, trace = Path(tmp) / "ionto", Path(tmp) / "truth.jsonl"
+        print(f"ionctl demo: simulated device at {args.time_scale:g}x speed; times shown are device times",
+              file=sys.stderr)  # fmt: skip
+        try:
+            with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log"):
+                run_args = run.parse(["--device", str(link), *DEXAMETHASONE, *(["--json"] if args.json else [])])
+                report = run.execute(run_args)
+        except SimulatorError as exc:
+            print(f"ionctl demo: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:  # before the session's own SIGINT handling began: nothing was started
+            print("ionctl demo: interrupted before the session started", file=sys.stderr)
+            return EXIT_NOT_STARTED
+        true_dose = true_dose_ma_min(trace)
+    run.emit(report, as_json=args.json, extra={"simulator_true_dose_ma_min": true_dose})
+    if not args.json:
+        print(dose_comparison(report, true_dose))
+    return report.exit_code
+
+
+def dose_comparison(report: run.Report, true_dose: float | None) -> str:
+    host = report.result.dose_ma_min
+    if true_dose is None:
+        return f"true dose (simulator trace): not available; host {host:.3f} mA·min"
+    error = f"{100 * (host - true_dose) / true_dose:+.2f} %" if true_dose > 0 else "n/a"
+    return f"true dose (simulator trace) {true_dose:.3f} mA·min; host {host:.3f} mA·min (host error {error})"
+
+
+def true_dose_ma_min(trace: Path) -> float | None:
+    """The last trace row's true dose (µA·s) in mA·min; None if the trace is empty or unreadable."""
+    try:
+        with trace.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            rows = f.read().splitlines()
+        last = json.loads(rows[-1]) if rows else None
+    except (OSError, ValueError):
+        return None
+    return float(last["dose_uas"]) / 60_000 if isinstance(last, dict) and "dose_uas" in last else None
+
+
+@contextmanager
+def simulator(link: Path, trace: Path, scale: float, log: Path) -> Iterator[subprocess.Popen[str]]:
+    """`python -m sim` serving a device on a pty at `link`; waits for `ready`, always terminates it."""
+    command = [sys.executable, "-m", "sim", "--serial-link", str(link), "--time-scale", repr(scale),
+               "--trace", str(trace)]  # fmt: skip
+    package_root = Path(run.__file__).resolve().parents[1]  # where ionctl and its sibling `sim` are installed
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, cwd=package_root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=stderr, text=True, start_new_session=True)  # fmt: skip
+        assert process.stdout is not None
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True)
+        reader.start()
+        try:
+            _wait_ready(process, lines, log)
+            yield process
+        finally:
+            _terminate(process)
+            reader.join(timeout=STOP_TIMEOUT_S)
+            process.stdout.close()
+
+
+def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line.strip())
+    lines.put(None)
+
+
+def _wait_ready(process: subprocess.Popen[str], lines: queue.Queue[str | None], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise SimulatorError(f"the simulator did not say ready within {READY_TIMEOUT_S:g} s") from None
+        if line == "ready":
+            return
+        if line is None:
+            process.wait()
+            raise SimulatorError(f"the simulator exited ({process.returncode}): {log.read_text().strip()}")
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

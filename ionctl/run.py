@@ -1,0 +1,576 @@
+"""`ionctl run`: one treatment session from the command line, non-interactively.
+
+The order is the safety argument: the prescription is built and checked against the site limits *before*
+the device is opened (a refusal names every limit broken; no port is touched); then the operator confirms
+(`--yes`, or `y` on a terminal); then the device is opened and a `Session` runs it to an outcome. Progress
+goes to stderr so that `--json` leaves exactly one JSON object on stdout. SIGINT asks for a ramped stop, a
+second SIGINT for an abort; SIGTERM asks for a ramped stop.
+
+Exit codes (`ionctl.session.exit_code`): 0 completed as prescribed; 2 refused (bad arguments or limits,
+or not confirmed; no current flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the
+operator; 5 device or link error before any current flowed.
+
+Heavy modules (the session and its `transitions`, the drivers and pyserial/pyvisa) are imported when a
+session runs, not when the parser is built, so `ionctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ionctl.drivers.base import CurrentSource, Telemetry
+    from ionctl.safety import Prescription, SiteLimits
+    from ionctl.session import Session, SessionResult, StateChange
+
+#: Without a terminal, one progress line every this many device seconds.
+PROGRESS_EVERY_DEVICE_S = 5.0
+#: On a terminal, redraw the status line at most this often (host seconds; display only).
+REDRAW_EVERY_S = 0.1
+
+
+ALARM_TEXT = (
+    "!!! ALARM: CURRENT IS STILL FLOWING after the output was switched off.\n"
+    "!!! REMOVE THE ELECTRODES FROM THE PATIENT NOW, then disconnect the device."
+)
+
+
+# -- arguments ---------------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or a positive number, got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _charge(text: str) -> str:
+    from ionctl.safety import Charge  # light: pure safety code, no device packages
+
+    try:
+        return Charge.parse(text).value
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `ionctl run` options (shared by `ionctl demo`, which runs the same code path)."""
+    rx = parser.add_argument_group("prescription")
+    rx.add_argument("--drug", required=True, metavar="NAME", help="e.g. dexamethasone, lidocaine, tap-water")
+    rx.add_argument(
+        "--drug-charge",
+        type=_charge,
+        metavar="+|-|0",
+        help="charge of the drug's active ion; required for a drug not in the built-in table",
+    )
+    rx.add_argument("--polarity", required=True, choices=("anode", "cathode"), help="the active (drug) electrode")
+    rx.add_argument(
+        "--electrode-area",
+        required=True,
+        type=_positive,
+        metavar="CM2",
+        help="active electrode area in cm² (sets the current density)",
+    )
+    rx.add_argument("--current", required=True, type=_positive, metavar="MA", help="hold current in mA")
+    amount = rx.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--dose", type=_positive, metavar="MA_MIN", help="dose in mA·min (ramps included)")
+    amount.add_argument("--duration", type=_positive, metavar="MIN", help="whole session in minutes, ramps included")
+    rx.add_argument("--ramp-up", type=_non_negative, metavar="S", help="ramp-up time in seconds (default 30)")
+    rx.add_argument("--ramp-down", type=_non_negative, metavar="S", help="ramp-down time in seconds (default 30)")
+    rx.add_argument(
+        "--protocol-class",
+        choices=("drug-electrode", "tap-water"),
+        default="drug-electrode",
+        help="which class of site limits applies (default drug-electrode)",
+    )
+    rx.add_argument(
+        "--reverse-at-midpoint",
+        action="store_true",
+        help="reverse polarity at the midpoint (at zero current); neutral solutions only",
+    )
+    rx.add_argument("--patient", required=True, metavar="ID", help="patient identifier for the record")
+    rx.add_argument("--operator", required=True, metavar="ID", help="operator identifier for the record")
+    run = parser.add_argument_group("session")
+    run.add_argument(
+        "--device",
+        required=True,
+        metavar="ADDR",
+        help="serial port or pyserial URL (firmware device), or visa:RESOURCE (SCPI SourceMeter)",
+    )
+    run.add_argument("--limits", metavar="FILE", help="site limits TOML (default: the packaged conservative limits)")
+    run.add_argument(
+        "--db",
+        metavar="PATH",
+        help="session record store; accepted and recorded in the --json output, but nothing is "
+        "written there yet (the records store is built later)",
+    )
+    run.add_argument(
+        "--accept-no-watchdog",
+        action="store_true",
+        help="allow a source without a host-loss watchdog (a SCPI SourceMeter): bench/research only",
+    )
+    run.add_argument("--yes", action="store_true", help="start without asking (required when stdin is not a terminal)")
+    run.add_argument("--json", action="store_true", help="print the session result as one JSON object on stdout")
+
+
+EPILOG = """\
+exit codes: 0 completed as prescribed; 2 refused (bad arguments or limits, not confirmed; no current
+flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the operator; 5 device or link
+error before any current flowed.
+signals: SIGINT (Ctrl-C) ramps the current down and stops; a second SIGINT aborts (fastest safe ramp);
+SIGTERM ramps down and stops. Progress goes to stderr; --json prints one object on stdout at the end."""
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `ionctl run` arguments on their own (how `ionctl demo` builds its session)."""
+    parser = argparse.ArgumentParser(prog="ionctl run")
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+# -- the report --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """The session's result and what `ionctl run` adds to it for the caller."""
+
+    result: SessionResult
+    exit_code: int
+    db: str | None
+    violations: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.result.to_dict()
+        d["db"] = self.db
+        d["exit_code"] = self.exit_code
+        if self.violations:
+            d["violations"] = self.violations
+        return d
+
+
+def _report(result: SessionResult, args: argparse.Namespace, violations: list[dict[str, Any]] | None = None) -> Report:
+    from ionctl.session import exit_code
+
+    return Report(result, exit_code(result), args.db, violations or [])
+
+
+def _not_started(
+    args: argparse.Namespace,
+    message: str,
+    *,
+    outcome: str,
+    fault: str | None = None,
+    prescription: Prescription | None = None,
+    limits: SiteLimits | None = None,
+    violations: list[dict[str, Any]] | None = None,
+) -> Report:
+    """A result for a session that never reached the device (refused, declined, or the device unreachable)."""
+    from ionctl.session import SessionResult, prescription_dict
+
+    result = SessionResult(outcome=outcome, fault=fault, message=message)
+    if prescription is not None:
+        result.prescription = prescription_dict(prescription)
+        result.prescribed_dose_ma_min = prescription.planned_dose_ma_min
+    if limits is not None and prescription is not None and prescription.protocol_class in limits.classes:
+        site = limits.for_class(prescription.protocol_class)
+        result.limits, result.limits_sha256 = site.values(), site.sha256
+    return _report(result, args, violations)
+
+
+# -- the command -------------------------------------------------------------------------------------------
+
+
+def main(args: argparse.Namespace) -> int:
+    """`ionctl run`: run the session and print the result; returns the exit code."""
+    report = execute(args)
+    emit(report, as_json=args.json)
+    return report.exit_code
+
+
+def execute(args: argparse.Namespace, *, err: TextIO | None = None, stdin: TextIO | None = None) -> Report:
+    """Check, confirm, connect and run; everything but printing the result. Never raises for the
+    prescription, the limits or the device: every way out is a `Report`."""
+    from ionctl.safety import LimitsFileError, PrescriptionError, PrescriptionRefused, SiteLimits, validate
+
+    err = err or sys.stderr
+    try:
+        prescription = build_prescription(args)
+        limits = SiteLimits.load(args.limits)
+    except (PrescriptionError, LimitsFileError) as exc:
+        print(f"ionctl run: {exc}", file=err)
+        return _not_started(args, str(exc), outcome="refused")
+    try:
+        validated = validate(prescription, limits)
+    except PrescriptionRefused as exc:
+        print(f"ionctl run: {exc}\nNo current flowed; the device was not opened.", file=err)
+        violations = [asdict(v) for v in exc.violations]
+        return _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits,
+                            violations=violations)  # fmt: skip
+    print(summary(prescription, validated.drug_charge.name.lower(), limits, args.device), file=err)
+    refusal = confirm(args.yes, stdin or sys.stdin, err)
+    if refusal is not None:
+        print(f"ionctl run: {refusal}", file=err)
+        return _not_started(args, refusal, outcome="refused", prescription=prescription, limits=limits)
+    return _run_on_device(args, prescription, limits, err)
+
+
+def build_prescription(args: argparse.Namespace) -> Prescription:
+    """The `Prescription` the arguments describe; `PrescriptionError` if it cannot be built."""
+    from ionctl.drivers.base import Polarity
+    from ionctl.safety import Charge, Prescription
+
+    optional: dict[str, Any] = {}
+    if args.ramp_up is not None:
+        optional["ramp_up_s"] = args.ramp_up
+    if args.ramp_down is not None:
+        optional["ramp_down_s"] = args.ramp_down
+    return Prescription(
+        drug=args.drug,
+        drug_charge=Charge(args.drug_charge) if args.drug_charge is not None else None,
+        polarity=Polarity(args.polarity),
+        electrode_area_cm2=args.electrode_area,
+        current_ma=args.current,
+        dose_ma_min=args.dose,
+        duration_min=args.duration,
+        patient_id=args.patient,
+        operator_id=args.operator,
+        protocol_class=args.protocol_class,
+        polarity_reversal_at_midpoint=args.reverse_at_midpoint,
+        **optional,
+    )
+
+
+def summary(p: Prescription, charge: str, limits: SiteLimits, device: str) -> str:
+    """What is about to be delivered, for the operator to confirm."""
+    site = limits.for_class(p.protocol_class)
+    if p.dose_ma_min is not None:
+        amount = f"dose {p.dose_ma_min:.2f} mA·min, about {p.planned_duration_min:.1f} min"
+    else:
+        amount = f"duration {p.planned_duration_min:.2f} min, about {p.planned_dose_ma_min:.2f} mA·min"
+    reversal = "; polarity reversed at the midpoint" if p.polarity_reversal_at_midpoint else ""
+    return "\n".join([
+        "Prescription (checked against the site limits):",
+        f"  patient {p.patient_id}   operator {p.operator_id}",
+        f"  drug {p.drug} ({charge}), active electrode: {p.polarity.value}{reversal}",
+        f"  current {p.current_ma:.2f} mA on {p.electrode_area_cm2:.2f} cm² = {p.density_ma_cm2:.2f} mA/cm² "
+        f"(limit {site.max_density_ma_cm2:.2f})",
+        f"  {amount}; ramps {p.ramp_up_s:g} s up, {p.ramp_down_s:g} s down",
+        f"  limits: {limits.source}, class {p.protocol_class}",
+        f"  device: {device}",
+    ])  # fmt: skip
+
+
+def confirm(yes: bool, stdin: TextIO, err: TextIO) -> str | None:
+    """None to go ahead; else why not. Without `--yes` only a person at a terminal may say yes."""
+    if yes:
+        return None
+    if not stdin.isatty():
+        return "not started: stdin is not a terminal, so nobody can confirm; pass --yes to start without asking"
+    err.write("Start? [y/N] ")
+    err.flush()
+    try:
+        answer = stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return None
+    return "not started: the operator did not confirm"
+
+
+def _run_on_device(args: argparse.Namespace, prescription: Prescription, limits: SiteLimits, err: TextIO) -> Report:
+    from ionctl.drivers import DeviceError, open_device
+    from ionctl.session import Session
+
+    address = args.device
+    try:
+        device = open_device(address)
+    except KeyboardInterrupt:
+        print("ionctl run: interrupted while opening the device; not started, no current flowed", file=err)
+        return _not_started(args, "interrupted before the session started", outcome="refused",
+                            prescription=prescription, limits=limits)  # fmt: skip
+    except DeviceError as exc:
+        print(f"ionctl run: cannot reach the device at {address}: {exc}\nNo current flowed.", file=err)
+        return _not_started(args, str(exc), outcome="fault", fault=_error_name(exc), prescription=prescription,
+                            limits=limits)  # fmt: skip
+    progress = Progress(err, prescription, tty=_isatty(err))
+    session: Session | None = None
+    try:
+        session = Session(
+            device, prescription, limits, accept_no_watchdog=args.accept_no_watchdog,
+            reconnect=lambda: open_device(address), on_sample=progress.on_sample, on_state=progress.on_state,
+        )  # fmt: skip
+        with operator_signals(session, err):
+            result = session.run()
+    except Exception as exc:  # a bug, not the device: the watchdog (or the SourceMeter's close) makes it safe
+        progress.end_line()
+        result = _abandoned(session, exc, err)
+    finally:
+        _close(device, session.device if session is not None else None)
+    progress.end_line()
+    if result.alarm:
+        print(ALARM_TEXT, file=err, flush=True)
+    return _report(result, args)
+
+
+def _abandoned(session: Session | None, exc: Exception, err: TextIO) -> SessionResult:
+    """The result of a session that raised (a bug): a fault, energised if it had started the current."""
+    from ionctl.session import SessionResult
+
+    print(f"ionctl run: INTERNAL ERROR, session abandoned: {exc!r}; closing the device (its watchdog, or for a "
+          "SourceMeter the driver, takes the output to zero)", file=err)  # fmt: skip
+    result = session.result if session is not None else SessionResult(outcome="fault")
+    result.outcome, result.fault, result.message = "fault", "internal", f"internal error: {exc!r}"
+    result.energised = any(change.state == "ramping_up" for change in result.timeline)
+    return result
+
+
+def _close(*sources: CurrentSource | None) -> None:
+    """Close the device and, after a reconnect, the session's new one (closing is idempotent)."""
+    for source in {id(s): s for s in sources if s is not None}.values():
+        try:
+            source.close()
+        except Exception as exc:  # closing must not hide the result
+            print(f"ionctl run: while closing the device: {exc}", file=sys.stderr)
+
+
+def _error_name(exc: Exception) -> str:
+    from ionctl.drivers import LinkLost
+
+    return "link_lost" if isinstance(exc, LinkLost) else type(exc).__name__
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# -- signals -----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def operator_signals(session: Session, err: TextIO) -> Iterator[None]:
+    """While the session runs: SIGINT = ramped stop, a second SIGINT = abort; SIGTERM = ramped stop.
+    The previous handlers are restored afterwards. Only the main thread can own signals; elsewhere this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stops = 0
+    fd = _fileno(err)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        nonlocal stops
+        stops += 1
+        action = "stop" if stops == 1 else "abort"
+        session.request(action)
+        _say(fd, "\nSIGINT: ramping down and stopping (Ctrl-C again to abort)\n" if action == "stop"
+             else "\nSIGINT again: aborting (fastest safe ramp to zero)\n")  # fmt: skip
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal stops
+        stops += 1
+        session.request("stop")
+        _say(fd, "\nSIGTERM: ramping down and stopping\n")
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}  # fmt: skip
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _say(fd: int | None, text: str) -> None:
+    """Write from a signal handler: unbuffered, so it cannot re-enter a buffered stream mid-write."""
+    if fd is not None:
+        try:
+            os.write(fd, text.encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+
+# -- progress ----------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Session progress on stderr: one status line redrawn in place on a terminal (`\\r`), else a line every
+    few device seconds; state changes on lines of their own; faults loudly."""
+
+    def __init__(self, stream: TextIO, prescription: Prescription, *, tty: bool) -> None:
+        self.stream = stream
+        self.prescription = prescription
+        self.tty = tty
+        self._open_line = False  # a status line is on screen without its newline (tty)
+        self.broken = False  # writing failed once: stay quiet for the rest of the session
+        self._next_redraw_s = 0.0  # host monotonic (display only)
+        self._next_line_t_s: float | None = None  # device time of the next line (not a tty)
+
+    def on_sample(self, session: Session, sample: Telemetry) -> None:
+        """Called by the session per sample. A display failure (a closed terminal) ends the display, never
+        the session."""
+        if self.broken:
+            return
+        try:
+            self._sample(session, sample)
+        except Exception:
+            self.broken = True
+
+    def on_state(self, session: Session, change: StateChange) -> None:
+        """Called by the session per state change; as `on_sample`, it cannot break the session."""
+        if self.broken:
+            return
+        try:
+            self._state(change)
+        except Exception:
+            self.broken = True
+
+    def _sample(self, session: Session, sample: Telemetry) -> None:
+        if self.tty:
+            now = time.monotonic()
+            if now < self._next_redraw_s:
+                return
+            self._next_redraw_s = now + REDRAW_EVERY_S
+            self.stream.write("\r\x1b[K" + self.status(session, sample))
+            self.stream.flush()
+            self._open_line = True
+        elif self._line_due(sample.t_s):
+            self._next_line_t_s = sample.t_s + PROGRESS_EVERY_DEVICE_S
+            self._line(self.status(session, sample))
+
+    def _line_due(self, t_s: float) -> bool:
+        """The first sample, a line's time reached, or the device clock restarted (a reboot)."""
+        nxt = self._next_line_t_s
+        return nxt is None or t_s >= nxt or t_s < nxt - PROGRESS_EVERY_DEVICE_S
+
+    def _state(self, change: StateChange) -> None:
+        if change.state == "disconnected":
+            return
+        when = f"[{change.device_t_s:7.1f} s] " if change.device_t_s is not None else ""
+        if change.state == "fault":
+            self._line(f"{when}*** FAULT: {change.reason} ***")
+        elif change.state == "refused":
+            self._line(f"{when}REFUSED: {change.reason}")
+        else:
+            self._line(f"{when}{change.state}: {change.reason}")
+
+    def status(self, session: Session, s: Telemetry) -> str:
+        p = self.prescription
+        delivered = session.meter.delivered_ma_min
+        impedance = f"{s.impedance_ohm:6.0f} Ω" if s.impedance_ohm is not None else "     — Ω"
+        compliance = " AT COMPLIANCE" if s.at_compliance else ""
+        return (f"{session.state:<13} {s.measured_ma:5.2f} mA {s.voltage_v:5.1f} V {impedance}  "
+                f"{delivered:6.2f} / {p.planned_dose_ma_min:.2f} mA·min  left {_clock(self.time_left_s(session, s))}"
+                f"{compliance}")  # fmt: skip
+
+    def time_left_s(self, session: Session, s: Telemetry) -> float:
+        """Device seconds left, from `ionctl.dose.remaining_time_s`; the ramp-down's share once it began."""
+        from ionctl.dose import remaining_time_s
+
+        p = self.prescription
+        if session.state in ("completed", "stopped", "aborted", "fault", "refused"):
+            return 0.0
+        if session.state == "ramping_down":
+            return p.ramp_down_s * min(1.0, s.set_ma / p.current_ma)
+        if session.state in ("disconnected", "connected", "configured", "contact_checked", "armed", "paused"):
+            return math.inf
+        current = s.measured_ma if s.at_compliance else p.current_ma
+        return remaining_time_s(session.meter.delivered_ma_min, current, p.ramp_down_s, p.planned_dose_ma_min)
+
+    def end_line(self) -> None:
+        if self._open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open_line = False
+
+    def _line(self, text: str) -> None:
+        if self._open_line:
+            self.stream.write("\r\x1b[K")
+            self._open_line = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    whole = max(0, round(seconds))
+    return f"{whole // 60:d}:{whole % 60:02d}"
+
+
+# -- the result --------------------------------------------------------------------------------------------
+
+
+def emit(report: Report, *, as_json: bool, extra: dict[str, Any] | None = None, out: TextIO | None = None) -> None:
+    """Print the result: one JSON object (with `extra` merged in) on stdout, or a summary for a person."""
+    out = out or sys.stdout
+    if as_json:
+        out.write(json.dumps({**report.to_dict(), **(extra or {})}) + "\n")
+    else:
+        out.write(result_text(report) + "\n")
+    out.flush()
+
+
+def result_text(report: Report) -> str:
+    """The result in a few lines, for the operator (and the chart until the records store exists)."""
+    r = report.result
+    lines = [f"outcome: {r.outcome}" + (f" ({r.fault})" if r.fault else "") + f"   exit {report.exit_code}"]
+    if r.message:
+        lines.append(f"  {r.message}")
+    if r.energised or r.dose_ma_min:
+        device = f"{r.device_dose_ma_min:.3f}" if r.device_dose_ma_min is not None else "n/a"
+        lines += [
+            f"  dose {r.dose_ma_min:.3f} of {r.prescribed_dose_ma_min:.2f} mA·min ({r.dose_source}); "
+            f"host {r.host_dose_ma_min:.3f}, device {device}",
+            f"  duration {r.duration_s:.1f} s, peak {r.peak_current_ma:.2f} mA ({r.peak_density_ma_cm2:.3f} mA/cm²), "
+            f"at compliance {r.time_at_compliance_s:.1f} s",
+            f"  impedance start {_ohm(r.impedance_start_ohm)}, end {_ohm(r.impedance_end_ohm)}",
+        ]
+    if r.alarm:
+        lines.append(ALARM_TEXT)
+    if report.db:
+        lines.append(f"  record store {report.db}: not written (the records store is not built yet)")
+    return "\n".join(lines)
+
+
+def _ohm(value: float | None) -> str:
+    return f"{value:.0f} Ω" if value is not None else "n/a"
