@@ -26,7 +26,9 @@ function the session reopens the device afterwards and settles the dose from its
 
 from __future__ import annotations
 
+import collections
 import datetime
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -62,7 +64,7 @@ from ionctl.safety import (
 #: Contact probe: 100 µA for 0.5 s (PROTOCOL.md allows 50–1000 µA, up to 1 s), well under any therapy current.
 PROBE_MA = 0.1
 PROBE_S = 0.5
-#: Telemetry period the session asks of the device (device seconds): 10 Hz, PROTOCOL.md §8.
+#: Telemetry period the session expects until it has measured one (device seconds): 10 Hz, PROTOCOL.md §8.
 TELEMETRY_PERIOD_S = 0.1
 #: Allowed beyond a ramp's nominal end before the current is called stuck: device seconds, and host seconds
 #: for the command's way to the device (link time does not scale with a fast simulated clock).
@@ -198,6 +200,7 @@ class Session:
         self._ramp_end_t_s: float | None = None  # device time by which a commanded ramp to zero must be done
         self._ramp_end_host_s = 0.0  # and the host time before which it is not yet overdue
         self._impedances: list[float] = []
+        self._spacing: collections.deque[float] = collections.deque(maxlen=21)  # recent sample spacing, device s
         self.state = "disconnected"
         self.machine = LockedMachine(
             model=self, states=STATES, transitions=TRANSITIONS, initial="disconnected", auto_transitions=False,
@@ -263,7 +266,15 @@ class Session:
 
     # -- per sample ------------------------------------------------------------------------------------------
 
+    @property
+    def telemetry_period_s(self) -> float:
+        """The device-time spacing of recent samples (median), which a SourceMeter sampled by the host or a
+        simulator at a fast clock may stretch well beyond the 100 ms asked of a firmware device."""
+        return statistics.median(self._spacing) if self._spacing else TELEMETRY_PERIOD_S
+
     def _on_sample(self, s: Telemetry) -> None:
+        if self.last is not None and s.t_s > self.last.t_s:
+            self._spacing.append(s.t_s - self.last.t_s)
         self.last = s
         self.meter.add(s)
         if s.impedance_ohm is not None and s.output_on and s.measured_ma >= FLOOR_MA:
@@ -298,7 +309,7 @@ class Session:
         if p.polarity_reversal_at_midpoint and not self._reversed:
             target /= 2
         current = s.measured_ma if s.at_compliance else s.set_ma
-        lookahead = centred_lookahead_s(TELEMETRY_PERIOD_S)
+        lookahead = centred_lookahead_s(self.telemetry_period_s)
         return should_begin_ramp_down(self.meter.delivered_ma_min, current, p.ramp_down_s, target, lookahead)
 
     def _stuck(self, s: Telemetry) -> bool:
