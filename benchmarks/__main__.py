@@ -9,9 +9,9 @@ import os
 import platform
 import sys
 
-from benchmarks import codec, drivers, faults, sim
+from benchmarks import codec, drivers, faults, session, sim
 
-SUITES = {"codec": codec.run, "drivers": drivers.run, "faults": faults.run, "sim": sim.run}
+SUITES = {"codec": codec.run, "drivers": drivers.run, "faults": faults.run, "session": session.run, "sim": sim.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,7 +69,7 @@ class Monitors:
         start = self._since.setdefault(name, t_s)
         if t_s < start:
             self._since[name] = start = t_s
-        return t_s - start >= hold_s
+        return t_s - start >= hold_s - 1e-9  # device times are sums of steps: 0.3 - 0.2 < 0.1
 
     def check(self, sample: Telemetry, meter: DoseMeter) -> Verdict | None:
         if sample.state is OutputState.FAULT:

@@ -70,6 +70,9 @@ TELEMETRY_PERIOD_S = 0.1
 #: for the command's way to the device (link time does not scale with a fast simulated clock).
 STUCK_MARGIN_S = 2.0
 STUCK_LINK_MARGIN_S = 0.5
+#: Device seconds a ramp to zero may lag its nominal course (samples in flight, the skin's capacitance)
+#: before a current still above that course counts as not falling.
+DESCENT_LAG_S = 1.0
 #: Host seconds to keep trying to reach a device whose link was lost.
 RECONNECT_WINDOW_S = 30.0
 
@@ -92,7 +95,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "resume", "source": "paused", "dest": "ramping_up", "before": "_do_resume"},
     {"trigger": "reverse", "source": "delivering", "dest": "reversing", "before": "_do_ramp_down"},
     {"trigger": "restart_reversed", "source": "reversing", "dest": "ramping_up", "before": "_do_restart_reversed"},
-    {"trigger": "dose_reached", "source": ["ramping_up", "delivering"], "dest": "ramping_down",
+    {"trigger": "dose_reached", "source": ["ramping_up", "delivering", "paused"], "dest": "ramping_down",
      "before": "_do_ramp_down"},
     {"trigger": "stop", "source": ["ramping_up", "delivering", "paused", "reversing"], "dest": "ramping_down",
      "before": "_do_operator_stop"},
@@ -174,6 +177,7 @@ class Session:
         on_sample: Callable[[Session, Telemetry], None] | None = None,
         on_state: Callable[[Session, StateChange], None] | None = None,
         utc_now: Clock = _utc_now,
+        monotonic: Callable[[], float] | None = None,
         read_timeout_s: float = 0.25,
     ) -> None:
         self.device = device
@@ -184,6 +188,8 @@ class Session:
         self.on_sample = on_sample
         self.on_state = on_state
         self.utc_now = utc_now
+        # the host clock, for link supervision only (DESIGN.md principle 2); time.monotonic unless given
+        self.monotonic = monotonic or (lambda: time.monotonic())
         self.read_timeout_s = read_timeout_s
         self.validated: ValidatedPrescription | None = None
         self.meter = DoseMeter(max_gap_s=5 * TELEMETRY_PERIOD_S)
@@ -199,6 +205,7 @@ class Session:
         self._start_t_s: float | None = None
         self._ramp_end_t_s: float | None = None  # device time by which a commanded ramp to zero must be done
         self._ramp_end_host_s = 0.0  # and the host time before which it is not yet overdue
+        self._descent: tuple[float, float, float] | None = None  # (device t, from mA, over s) of that ramp
         self._impedances: list[float] = []
         self._spacing: collections.deque[float] = collections.deque(maxlen=21)  # recent sample spacing, device s
         self.state = "disconnected"
@@ -293,7 +300,7 @@ class Session:
         at_target = s.set_ma >= p.current_ma - 1e-3
         if self.state == "ramping_up" and s.state is OutputState.RUNNING and not s.ramping and at_target:
             self._fire("reach_target", "at the prescribed current", s)
-        if self.state in ("ramping_up", "delivering") and self._dose_due(s):
+        if self.state in ("ramping_up", "delivering", "paused") and self._dose_due(s):
             if p.polarity_reversal_at_midpoint and not self._reversed:
                 self._fire("reverse", "midpoint: ramping to zero to reverse polarity", s)
             else:
@@ -313,10 +320,11 @@ class Session:
         return should_begin_ramp_down(self.meter.delivered_ma_min, current, p.ramp_down_s, target, lookahead)
 
     def _stuck(self, s: Telemetry) -> bool:
-        """A commanded ramp to zero that is overdue with current still flowing: escalate."""
-        if not self._overdue(s) or s.measured_ma < FLOOR_MA:
+        """A commanded ramp to zero that is overdue, or well behind its course, with current still flowing:
+        escalate (output off)."""
+        if s.measured_ma < FLOOR_MA or not (self._overdue(s) or self._lagging(s)):
             return False
-        self._ramp_end_t_s = None
+        self._ramp_end_t_s = self._descent = None
         self._fault(Verdict("stuck_output", Action.OFF, "the current did not fall when told (stuck output)"))
         return True
 
@@ -385,9 +393,11 @@ class Session:
 
     def _do_pause(self, event: Any) -> None:
         self.device.set_target(0.0, self.prescription.ramp_down_s)
+        self._expect_zero_within(self.prescription.ramp_down_s)
 
     def _do_resume(self, event: Any) -> None:
         self.device.set_target(self.prescription.current_ma, self.prescription.ramp_up_s)
+        self._ramp_end_t_s = self._descent = None
 
     def _do_ramp_down(self, event: Any) -> None:
         self.device.stop(self.prescription.ramp_down_s)
@@ -399,7 +409,7 @@ class Session:
 
     def _do_restart_reversed(self, event: Any) -> None:
         self._reversed = True
-        self._ramp_end_t_s = None
+        self._ramp_end_t_s = self._descent = None
         self.polarity = Polarity.ANODE if self.polarity is Polarity.CATHODE else Polarity.CATHODE
         self.device.arm()  # from DONE, keeping the dose counter (PROTOCOL.md §7.4)
         self.device.set_polarity(self.polarity)  # at zero current, output open
@@ -413,13 +423,31 @@ class Session:
         return self._operator_stop
 
     def _expect_zero_within(self, ramp_s: float) -> None:
-        now = self.last.t_s if self.last is not None else 0.0
+        """Watch a ramp to zero just commanded: it must follow its course and end by `ramp_s` + margin."""
+        last = self.last
+        now = last.t_s if last is not None else 0.0
         self._ramp_end_t_s = now + ramp_s + STUCK_MARGIN_S
-        self._ramp_end_host_s = time.monotonic() + STUCK_LINK_MARGIN_S
+        self._ramp_end_host_s = self.monotonic() + STUCK_LINK_MARGIN_S
+        if self._descent is None:  # a faster ramp ordered during a slower one keeps the slower's course
+            self._descent = (now, max(last.set_ma, last.measured_ma) if last is not None else 0.0, ramp_s)
 
     def _overdue(self, s: Telemetry) -> bool:
         end = self._ramp_end_t_s
-        return end is not None and s.t_s >= end and time.monotonic() >= self._ramp_end_host_s
+        return end is not None and s.t_s >= end and self.monotonic() >= self._ramp_end_host_s
+
+    def _lagging(self, s: Telemetry) -> bool:
+        """The measured current is above the commanded ramp's course (allowing DESCENT_LAG_S device seconds
+        and STUCK_LINK_MARGIN_S host seconds for the command to arrive) by more than the mismatch tolerance."""
+        if self._descent is None or self.monotonic() < self._ramp_end_host_s:
+            return False
+        t0, from_ma, ramp_s = self._descent
+        elapsed = s.t_s - t0 - DESCENT_LAG_S
+        if elapsed <= 0:
+            return False
+        course_ma = from_ma * max(0.0, 1 - elapsed / ramp_s) if ramp_s > 0 else 0.0
+        site = self.monitors.limits
+        tolerance_ma = max(from_ma * site.current_mismatch_fraction, site.current_mismatch_floor_ma)
+        return s.measured_ma > course_ma + tolerance_ma
 
     def _fastest_ramp_s(self) -> float:
         site = self.monitors.limits
@@ -476,8 +504,8 @@ class Session:
                 self.result.message += "; after reconnecting, current still flows"
 
     def _reconnect(self) -> CurrentSource | None:
-        deadline = time.monotonic() + RECONNECT_WINDOW_S
-        while time.monotonic() < deadline:
+        deadline = self.monotonic() + RECONNECT_WINDOW_S
+        while self.monotonic() < deadline:
             try:
                 return self.reconnect() if self.reconnect is not None else None
             except DeviceError:

@@ -282,7 +282,108 @@ class _Waiting:
         )
 
 
-class FirmwareDevice(CurrentSource):
+class FirmwareCommands(CurrentSource):
+    """The `CurrentSource` commands in firmware-protocol terms, once, over any request transport.
+
+    A subclass supplies the transport: `_exchange` (send a request, return its reply, retransmitting as
+    PROTOCOL.md §4.4 says, raising `LinkLost` when it runs out) and the read side of the interface."""
+
+    address: str
+    _identity: DeviceIdentity | None = None
+    _wire_identity: wire.Identity | None = None
+
+    def _exchange(self, message: Message, wait_s: float) -> Message:
+        raise NotImplementedError
+
+    def _configured(self, message: Configure) -> None:
+        """Hook: the device accepted `message` (e.g. to heartbeat at its watchdog / 4)."""
+
+    @property
+    def identity(self) -> DeviceIdentity:
+        if self._identity is None:
+            raise DeviceError(f"{self.address}: the device has not been identified")
+        return self._identity
+
+    def identify(self) -> DeviceIdentity:
+        reply = _expect(self._command(wire.Identify()), wire.Identity, "identify")
+        check_version(self.address, reply)
+        self._wire_identity = reply
+        self._identity = device_identity(self.address, reply)
+        return self._identity
+
+    def configure(self, limits: DeviceLimits) -> None:
+        hw = self._wire_identity
+        with _refused_unsent("configure"):
+            message = configure_message(
+                limits,
+                hw_max_current_ua=hw.hw_max_current_ua if hw else U32,
+                hw_compliance_mv=hw.hw_compliance_mv if hw else U32,
+            )
+        self._command(message)
+        self._configured(message)
+
+    def set_polarity(self, polarity: Polarity) -> None:
+        self._command(wire.SetPolarity(_WIRE_POLARITIES[polarity]))
+
+    def check_contact(self, probe_ma: float, duration_s: float) -> ContactReading:
+        with _refused_unsent("check_contact"):
+            probe_ua = to_wire("probe_ma", probe_ma, UA_PER_MA, 0, U16, math.floor)
+            duration_ms = to_wire("duration_s", duration_s, 1000, 0, U16, round)
+        reply = self._command(wire.CheckContact(probe_ua, duration_ms), wait_s=duration_ms / 1000)
+        contact = _expect(reply, wire.Contact, "check_contact")
+        return ContactReading(
+            impedance_ohm=None if contact.impedance_ohm == IMPEDANCE_UNKNOWN else float(contact.impedance_ohm),
+            voltage_v=abs(contact.voltage_mv) / 1000,
+            current_ma=abs(contact.current_ua) / UA_PER_MA,
+        )
+
+    def arm(self) -> None:
+        self._command(wire.Arm())
+
+    def start(self, target_ma: float, ramp_s: float) -> None:
+        with _refused_unsent("start"):
+            message = wire.Start(_target_ua(target_ma), _ramp_ms(ramp_s))
+        self._command(message)
+
+    def set_target(self, target_ma: float, ramp_s: float) -> None:
+        with _refused_unsent("set_target"):
+            message = wire.SetTarget(_target_ua(target_ma), _ramp_ms(ramp_s))
+        self._command(message)
+
+    def stop(self, ramp_s: float) -> None:
+        with _refused_unsent("stop"):
+            message = wire.Stop(_ramp_ms(ramp_s))
+        self._command(message)
+
+    def abort(self) -> None:
+        self._command(wire.Abort())
+
+    def reset(self) -> None:
+        self._command(wire.Reset())
+
+    def output_off(self) -> None:
+        self._command(wire.OutputOff())
+
+    def clear_fault(self) -> None:
+        self._command(wire.ClearFault())
+
+    # -- requests ----------------------------------------------------------------------------------------
+
+    def _command(self, message: Message, *, wait_s: float = 0.0) -> Message:
+        """Send a request and return its reply, raising for any refusal (PROTOCOL.md §4.3)."""
+        reply = self._exchange(message, wait_s)
+        if isinstance(reply, Ack) and reply.result is not Result.OK:
+            name = message.NAME.lower()
+            if reply.result is Result.FAULT_LATCHED:
+                fault = _FAULTS[reply.fault]
+                raise DeviceFault(fault, f"{name} refused: the device is in FAULT ({fault.value})")
+            if reply.result is Result.UNSUPPORTED_VERSION:
+                raise VersionMismatch(f"{name} refused by {self.address}: unsupported protocol version")
+            raise CommandRefused(name, reply.result.name.lower())
+        return reply
+
+
+class FirmwareDevice(FirmwareCommands):
     """A device speaking the ionctl firmware protocol; see the module docstring for how the link runs.
 
     `frames_lost`, `frames_damaged` and `retransmissions` count link trouble since open."""
@@ -352,76 +453,7 @@ class FirmwareDevice(CurrentSource):
                 return
         raise DeviceError(f"{self.address}: the device kept replaying old answers to IDENTIFY; refused")
 
-    # -- CurrentSource -----------------------------------------------------------------------------------
-
-    @property
-    def identity(self) -> DeviceIdentity:
-        if self._identity is None:
-            raise DeviceError(f"{self.address}: the device has not been identified")
-        return self._identity
-
-    def identify(self) -> DeviceIdentity:
-        reply = _expect(self._command(wire.Identify()), wire.Identity, "identify")
-        check_version(self.address, reply)
-        self._wire_identity = reply
-        self._identity = device_identity(self.address, reply)
-        return self._identity
-
-    def configure(self, limits: DeviceLimits) -> None:
-        hw = self._wire_identity
-        with _refused_unsent("configure"):
-            message = configure_message(
-                limits,
-                hw_max_current_ua=hw.hw_max_current_ua if hw else U32,
-                hw_compliance_mv=hw.hw_compliance_mv if hw else U32,
-            )
-        self._command(message)
-        self._watchdog_s = message.watchdog_ms / 1000
-
-    def set_polarity(self, polarity: Polarity) -> None:
-        self._command(wire.SetPolarity(_WIRE_POLARITIES[polarity]))
-
-    def check_contact(self, probe_ma: float, duration_s: float) -> ContactReading:
-        with _refused_unsent("check_contact"):
-            probe_ua = to_wire("probe_ma", probe_ma, UA_PER_MA, 0, U16, math.floor)
-            duration_ms = to_wire("duration_s", duration_s, 1000, 0, U16, round)
-        reply = self._command(wire.CheckContact(probe_ua, duration_ms), wait_s=duration_ms / 1000)
-        contact = _expect(reply, wire.Contact, "check_contact")
-        return ContactReading(
-            impedance_ohm=None if contact.impedance_ohm == IMPEDANCE_UNKNOWN else float(contact.impedance_ohm),
-            voltage_v=abs(contact.voltage_mv) / 1000,
-            current_ma=abs(contact.current_ua) / UA_PER_MA,
-        )
-
-    def arm(self) -> None:
-        self._command(wire.Arm())
-
-    def start(self, target_ma: float, ramp_s: float) -> None:
-        with _refused_unsent("start"):
-            message = wire.Start(_target_ua(target_ma), _ramp_ms(ramp_s))
-        self._command(message)
-
-    def set_target(self, target_ma: float, ramp_s: float) -> None:
-        with _refused_unsent("set_target"):
-            message = wire.SetTarget(_target_ua(target_ma), _ramp_ms(ramp_s))
-        self._command(message)
-
-    def stop(self, ramp_s: float) -> None:
-        with _refused_unsent("stop"):
-            message = wire.Stop(_ramp_ms(ramp_s))
-        self._command(message)
-
-    def abort(self) -> None:
-        self._command(wire.Abort())
-
-    def reset(self) -> None:
-        self._command(wire.Reset())
-
-    def output_off(self) -> None:
-        self._command(wire.OutputOff())
-
-    def clear_fault(self) -> None:
-        self._command(wire.ClearFault())
+    # -- CurrentSource (the commands are FirmwareCommands') ---------------------------------------------------
 
     def read_telemetry(self, timeout_s: float) -> list[Telemetry]:
         """Samples received so far, waiting up to `timeout_s` for one. A FAULT sample is returned, not
@@ -460,17 +492,11 @@ class FirmwareDevice(CurrentSource):
 
     # -- requests ----------------------------------------------------------------------------------------
 
-    def _command(self, message: Message, *, wait_s: float = 0.0) -> Message:
-        """Send a request and return its reply, raising for any refusal (PROTOCOL.md §4.3)."""
+    def _configured(self, message: Configure) -> None:
+        self._watchdog_s = message.watchdog_ms / 1000
+
+    def _exchange(self, message: Message, wait_s: float) -> Message:
         reply = self._request(message, wait_s).reply
-        if isinstance(reply, Ack) and reply.result is not Result.OK:
-            name = message.NAME.lower()
-            if reply.result is Result.FAULT_LATCHED:
-                fault = _FAULTS[reply.fault]
-                raise DeviceFault(fault, f"{name} refused: the device is in FAULT ({fault.value})")
-            if reply.result is Result.UNSUPPORTED_VERSION:
-                raise VersionMismatch(f"{name} refused by {self.address}: unsupported protocol version")
-            raise CommandRefused(name, reply.result.name.lower())
         assert reply is not None  # _request returns answered requests only
         return reply
 
