@@ -75,6 +75,10 @@ STUCK_LINK_MARGIN_S = 0.5
 DESCENT_LAG_S = 1.0
 #: Host seconds to keep trying to reach a device whose link was lost.
 RECONNECT_WINDOW_S = 30.0
+#: Host seconds of reads that bring no sample with a new device time (the device's clock stopped, or a source
+#: that neither sends telemetry nor reports the link lost) before the telemetry counts as stale: a fault, and
+#: from then on the host's clock supervises the ramp to zero.
+STALE_TELEMETRY_S = 3.0
 
 # -- the machine -------------------------------------------------------------------------------------------
 
@@ -93,7 +97,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "reach_target", "source": "ramping_up", "dest": "delivering"},
     {"trigger": "pause", "source": ["ramping_up", "delivering"], "dest": "paused", "before": "_do_pause"},
     {"trigger": "resume", "source": "paused", "dest": "ramping_up", "before": "_do_resume"},
-    {"trigger": "reverse", "source": "delivering", "dest": "reversing", "before": "_do_ramp_down"},
+    {"trigger": "reverse", "source": ["ramping_up", "delivering"], "dest": "reversing", "before": "_do_ramp_down"},
     {"trigger": "restart_reversed", "source": "reversing", "dest": "ramping_up", "before": "_do_restart_reversed"},
     {"trigger": "dose_reached", "source": ["ramping_up", "delivering", "paused"], "dest": "ramping_down",
      "before": "_do_ramp_down"},
@@ -199,12 +203,16 @@ class Session:
         self.last: Telemetry | None = None
         self.result = SessionResult(outcome="refused")
         self._requests: list[str] = []
-        self._requests_lock = threading.Lock()
+        # re-entrant: a signal handler calling `request` runs on the main thread, maybe while it holds the lock
+        self._requests_lock = threading.RLock()
         self._operator_stop = False
         self._reversed = False
         self._start_t_s: float | None = None
         self._ramp_end_t_s: float | None = None  # device time by which a commanded ramp to zero must be done
         self._ramp_end_host_s = 0.0  # and the host time before which it is not yet overdue
+        self._ramp_deadline_host_s = 0.0  # and the host time by which it must be done, if the device clock stops
+        self._stale_since: float | None = None  # host time since which reads brought no new device time
+        self._start_sent = False  # START went out and was not refused: current may have flowed
         self._descent: tuple[float, float, float] | None = None  # (device t, from mA, over s) of that ramp
         self._impedances: list[float] = []
         self._spacing: collections.deque[float] = collections.deque(maxlen=21)  # recent sample spacing, device s
@@ -263,13 +271,32 @@ class Session:
         return True
 
     def _deliver(self) -> None:
+        self._stale_since = None
         while self.state not in TERMINAL:
             self._serve_requests()
-            for sample in self.device.read_telemetry(self.read_timeout_s):
+            samples = self.device.read_telemetry(self.read_timeout_s)
+            self._track_freshness(samples)
+            for sample in samples:
                 self._on_sample(sample)
                 if self.state in TERMINAL:
                     break
+            if self.state not in TERMINAL and self._stale():
+                self._fault(Verdict("stale_telemetry", Action.RAMP,
+                                    f"no telemetry with a new device time for {STALE_TELEMETRY_S:.0f} s: "
+                                    "the current cannot be watched"))  # fmt: skip
         self._settle()
+
+    def _track_freshness(self, samples: list[Telemetry]) -> None:
+        """Note whether a read brought a sample with a device time other than the last one seen."""
+        previous = self.last.t_s if self.last is not None else None
+        if any(s.t_s != previous for s in samples):
+            self._stale_since = None
+        elif self._stale_since is None:
+            self._stale_since = self.monotonic()
+
+    def _stale(self) -> bool:
+        since = self._stale_since
+        return since is not None and self.monotonic() - since >= STALE_TELEMETRY_S
 
     # -- per sample ------------------------------------------------------------------------------------------
 
@@ -302,7 +329,8 @@ class Session:
             self._fire("reach_target", "at the prescribed current", s)
         if self.state in ("ramping_up", "delivering", "paused") and self._dose_due(s):
             if p.polarity_reversal_at_midpoint and not self._reversed:
-                self._fire("reverse", "midpoint: ramping to zero to reverse polarity", s)
+                if self.state != "paused":  # paused at the midpoint: reverse once the operator resumes
+                    self._fire("reverse", "midpoint: ramping to zero to reverse polarity", s)
             else:
                 self._fire("dose_reached", "dose reached: ramping down", s)
         elif self.state == "reversing" and s.state is OutputState.DONE:
@@ -322,7 +350,7 @@ class Session:
     def _stuck(self, s: Telemetry) -> bool:
         """A commanded ramp to zero that is overdue, or well behind its course, with current still flowing:
         escalate (output off)."""
-        if s.measured_ma < FLOOR_MA or not (self._overdue(s) or self._lagging(s)):
+        if _at_zero(s) or not (self._overdue(s) or self._lagging(s)):
             return False
         self._ramp_end_t_s = self._descent = None
         self._fault(Verdict("stuck_output", Action.OFF, "the current did not fall when told (stuck output)"))
@@ -386,7 +414,12 @@ class Session:
         self.device.arm()
 
     def _do_start(self, event: Any) -> None:
-        self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
+        self._start_sent = True  # from here current may flow, whether or not the device's answer gets back
+        try:
+            self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
+        except (CommandRefused, DeviceFault):
+            self._start_sent = False  # the device answered: it did not start
+            raise
         # Samples the device sent before it executed START (a fault latched before this session, the idle
         # stream) are queued ahead of START's answer: they describe the past, not this delivery.
         self.device.read_telemetry(0.0)
@@ -428,12 +461,17 @@ class Session:
         now = last.t_s if last is not None else 0.0
         self._ramp_end_t_s = now + ramp_s + STUCK_MARGIN_S
         self._ramp_end_host_s = self.monotonic() + STUCK_LINK_MARGIN_S
+        self._ramp_deadline_host_s = self._ramp_end_host_s + ramp_s + STUCK_MARGIN_S
         if self._descent is None:  # a faster ramp ordered during a slower one keeps the slower's course
             self._descent = (now, max(last.set_ma, last.measured_ma) if last is not None else 0.0, ramp_s)
 
     def _overdue(self, s: Telemetry) -> bool:
         end = self._ramp_end_t_s
-        return end is not None and s.t_s >= end and self.monotonic() >= self._ramp_end_host_s
+        if end is None:
+            return False
+        if self._stale():  # the device's clock stopped: the host's supervises the ramp instead
+            return self.monotonic() >= self._ramp_deadline_host_s
+        return s.t_s >= end and self.monotonic() >= self._ramp_end_host_s
 
     def _lagging(self, s: Telemetry) -> bool:
         """The measured current is above the commanded ramp's course (allowing DESCENT_LAG_S device seconds
@@ -479,6 +517,8 @@ class Session:
             self._settle()
         except LinkLost as lost:
             self._link_lost(lost)
+        except DeviceError as again:
+            self.result.message += f"; the current could not be watched down to zero: {again}"
 
     def _link_lost(self, exc: LinkLost) -> None:
         if self.state not in TERMINAL:
@@ -492,16 +532,32 @@ class Session:
             return
         self.device = device
         with device:
-            samples = device.read_telemetry(2.0)
-        if samples:
-            last = samples[-1]
-            self.result.device_dose_ma_min = last.device_dose_ma_min
-            if last.device_dose_ma_min is not None:
-                self.result.dose_ma_min = last.device_dose_ma_min
-                self.result.dose_source = "device"
-            if last.measured_ma >= FLOOR_MA:
-                self.result.alarm = True
-                self.result.message += "; after reconnecting, current still flows"
+            try:
+                self._settle_reconnected()
+            except DeviceError as again:
+                self.result.message += f"; after reconnecting: {again}"
+
+    def _settle_reconnected(self) -> None:
+        """The device is back: if it still delivers (the new link's heartbeats feed its watchdog, so it would go
+        on), abort; watch the current down to zero as after any fault; then settle the dose from its counter."""
+        samples = self.device.read_telemetry(2.0)
+        if not samples:
+            self.result.message += "; the reconnected device sent no telemetry"
+            return
+        s = samples[-1]
+        if s.output_on and s.state is not OutputState.FAULT:
+            try:
+                self.device.abort()
+            except (CommandRefused, DeviceFault):
+                pass  # it stopped, or latched a fault, meanwhile: it ramps by itself
+        self.last, self._stale_since = s, None
+        self._ramp_end_t_s = self._descent = None
+        self._settle(integrate=False)  # the host's count stops at the loss; the device counted on
+        last = self.last
+        self.result.device_dose_ma_min = last.device_dose_ma_min
+        if last.device_dose_ma_min is not None:
+            self.result.dose_ma_min = last.device_dose_ma_min
+            self.result.dose_source = "device"
 
     def _reconnect(self) -> CurrentSource | None:
         deadline = self.monotonic() + RECONNECT_WINDOW_S
@@ -514,18 +570,25 @@ class Session:
 
     # -- the end -----------------------------------------------------------------------------------------
 
-    def _settle(self) -> None:
-        """After a terminal state, watch until the current is at zero; escalate if it is not."""
+    def _settle(self, *, integrate: bool = True) -> None:
+        """After a terminal state, watch until the current is at zero; escalate if it is not. `integrate`:
+        add the samples to the host's dose (not after a reconnect: the host's count stopped at the loss)."""
         escalated = False
         if self._ramp_end_t_s is None:
             self._expect_zero_within(self._fastest_ramp_s())
         while True:
             s = self.last
-            if s is None or (s.measured_ma < FLOOR_MA and (s.set_ma == 0 or not s.output_on)):
+            if s is None or _at_zero(s):
                 return
-            if s is not None and self._overdue(s):
+            if self._overdue(s):
                 if escalated or not s.output_on:
-                    if s.measured_ma >= FLOOR_MA:
+                    if self._stale():
+                        self.result.alarm = True
+                        self.result.message += (
+                            "; the device's telemetry is stale, so the current cannot be confirmed at zero: "
+                            "remove the electrodes from the patient now"
+                        )
+                    elif s.measured_ma >= FLOOR_MA:
                         self.result.alarm = True
                         self.result.message += (
                             "; CURRENT STILL FLOWS after output-off: remove the electrodes from the patient now"
@@ -535,9 +598,12 @@ class Session:
                     return
                 escalated = True
                 self._escalate(s)
-            for sample in self.device.read_telemetry(self.read_timeout_s):
+            samples = self.device.read_telemetry(self.read_timeout_s)
+            self._track_freshness(samples)
+            for sample in samples:
                 self.last = sample
-                self.meter.add(sample)
+                if integrate:
+                    self.meter.add(sample)
                 if self.on_sample is not None:
                     self.on_sample(self, sample)
 
@@ -575,7 +641,7 @@ class Session:
             r.dose_ma_min = m.delivered_ma_min
             r.device_dose_ma_min = m.device_dose_ma_min
         r.prescribed_dose_ma_min = p.planned_dose_ma_min
-        r.energised = any(change.state == "ramping_up" for change in r.timeline)
+        r.energised = self._start_sent or any(change.state == "ramping_up" for change in r.timeline)
         if self._start_t_s is not None and m.last is not None:
             r.duration_s = max(0.0, m.last.t_s - self._start_t_s) if not m.clock_resets else m.integrated_s
         r.peak_current_ma = m.peak_current_ma
@@ -607,6 +673,11 @@ class Session:
         self.result.timeline.append(change)
         if self.on_state is not None:
             self.on_state(self, change)
+
+
+def _at_zero(s: Telemetry) -> bool:
+    """No current flows and none is being driven: the set point is zero, or the output is open."""
+    return s.measured_ma < FLOOR_MA and (s.set_ma == 0 or not s.output_on)
 
 
 EXIT_COMPLETED, EXIT_REFUSED, EXIT_FAULT, EXIT_OPERATOR, EXIT_DEVICE = 0, 2, 3, 4, 5

@@ -5,6 +5,7 @@ outcome, the exit code and the settled dose against the simulator's ground-truth
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,9 @@ def test_a_new_session_on_the_same_device_clears_the_last_ones_fault_and_starts_
     with running_sim("--serial-link", str(link), "--time-scale", "50", "--fault", "electrode-lift@60:1"):
         with open_device(str(link)) as device:
             first = Session(device, first_p, limits).run()
+        # The first session ends within the lift (1 device s = 20 ms here): let the electrode come back, or the
+        # second contact check rightly finds an open circuit and refuses.
+        time.sleep(0.2)
         with open_device(str(link)) as device:
             second = Session(device, second_p, limits).run()
     assert (first.outcome, first.fault) == ("fault", "open_circuit")

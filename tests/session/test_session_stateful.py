@@ -250,6 +250,6 @@ def test_session_machine_over_many_examples_shrinking_failures() -> None:
     run_state_machine_as_test(
         SessionMachine,
         settings=settings(
-            max_examples=500, stateful_step_count=20, deadline=None, suppress_health_check=list(HealthCheck)
+            max_examples=150, stateful_step_count=20, deadline=None, suppress_health_check=list(HealthCheck)
         ),
     )
