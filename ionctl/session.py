@@ -73,6 +73,8 @@ STUCK_LINK_MARGIN_S = 0.5
 #: Device seconds a ramp to zero may lag its nominal course (samples in flight, the skin's capacitance)
 #: before a current still above that course counts as not falling.
 DESCENT_LAG_S = 1.0
+#: A completed session delivers the prescribed dose within this fraction (issue: ±1 % of what flowed).
+DOSE_TOLERANCE = 0.01
 #: Host seconds to keep trying to reach a device whose link was lost.
 RECONNECT_WINDOW_S = 30.0
 #: Host seconds of reads that bring no sample with a new device time (the device's clock stopped, or a source
@@ -336,7 +338,23 @@ class Session:
         elif self.state == "reversing" and s.state is OutputState.DONE:
             self._fire("restart_reversed", "polarity reversed", s)
         elif self.state == "ramping_down" and s.state is OutputState.DONE:
-            self._fire("finish", "output at zero and off", s)
+            short = self._dose_shortfall()
+            if short is not None:
+                self._end("fail", short, fault="dose_short")
+            else:
+                self._fire("finish", "output at zero and off", s)
+
+    def _dose_shortfall(self) -> str | None:
+        """A ramp-down that ended with the dose short by more than 1 % is not a completion: the device ended
+        it early (an electrode lifted during the ramp-down lets the set point fall with the current)."""
+        planned = self.prescription.planned_dose_ma_min
+        delivered = self.meter.delivered_ma_min
+        if self._operator_stop or delivered >= planned * (1 - DOSE_TOLERANCE):
+            return None
+        return (
+            f"the ramp-down ended early: delivered {delivered:.2f} of {planned:.2f} mA·min "
+            "(open circuit or compliance during the ramp-down?); check the electrodes"
+        )
 
     def _dose_due(self, s: Telemetry) -> bool:
         p = self.prescription

@@ -222,3 +222,13 @@ def test_a_sigint_arriving_while_the_session_holds_its_request_lock_does_not_dea
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['stop']"
+
+
+def test_an_electrode_lifted_during_the_ramp_down_is_a_fault_not_a_short_completion() -> None:
+    # Found by the stateful test: the lifted electrode lets the device's set point fall with the current
+    # (anti-windup), the ramp "ends" early in DONE, and the session used to call 4.84 of 5.14 mA·min complete.
+    p = Prescription(drug="lidocaine", polarity=Polarity.ANODE, electrode_area_cm2=7.6, current_ma=3.78,
+                     dose_ma_min=5.14, ramp_up_s=47.0, ramp_down_s=46.0, patient_id="P", operator_id="O")  # fmt: skip
+    run = run_scenario(p, faults=["electrode-lift@119.7", "impedance-step=20000@69.0:4"], seed=1000)
+    assert (run.result.outcome, run.result.fault, exit_code(run.result)) == ("fault", "dose_short", 3)
+    assert run.result.dose_ma_min == pytest.approx(run.truth.dose_ma_min, rel=0.01)
