@@ -537,36 +537,28 @@ class Firmware:
         impedance = abs(self.output_mv) * 1000 / meas if meas >= IMPEDANCE_FLOOR_UA else math.inf
         # max_current_ua never exceeds the hardware maximum (CONFIGURE refuses it), so one bound covers both.
         over = limits.max_current_ua + max(0.05 * limits.max_current_ua, MONITOR_FLOOR_UA)
-        checks = (
-            (Fault.OVERCURRENT, meas > over, OVERCURRENT_WINDOW_S),
-            (Fault.OVERVOLTAGE, abs(self.output_mv) > limits.max_voltage_mv * 1.05, OVERVOLTAGE_WINDOW_S),
-            (
-                Fault.OPEN_CIRCUIT,
-                (set_ua >= MONITOR_FLOOR_UA and impedance != math.inf and impedance > limits.max_impedance_ohm)
-                or (target >= MONITOR_FLOOR_UA and at_compliance and meas < 0.1 * target),
-                OPEN_CIRCUIT_WINDOW_S,
-            ),
-            (
-                Fault.LOW_IMPEDANCE,
-                meas >= MONITOR_FLOOR_UA and impedance < limits.min_impedance_ohm,
-                LOW_IMPEDANCE_WINDOW_S,
-            ),
-            (
-                Fault.CURRENT_MISMATCH,
-                not at_compliance and abs(meas - set_ua) > max(0.05 * set_ua, MONITOR_FLOOR_UA),
-                MISMATCH_WINDOW_S,
-            ),
-            (
-                Fault.COMPLIANCE,
-                limits.compliance_timeout_ms > 0 and at_compliance,
-                limits.compliance_timeout_ms / 1000,
-            ),
-        )
+        overcurrent = meas > over
+        overvoltage = abs(self.output_mv) > limits.max_voltage_mv * 1.05
+        open_circuit = (
+            set_ua >= MONITOR_FLOOR_UA and impedance != math.inf and impedance > limits.max_impedance_ohm
+        ) or (target >= MONITOR_FLOOR_UA and at_compliance and meas < 0.1 * target)
+        low_impedance = meas >= MONITOR_FLOOR_UA and impedance < limits.min_impedance_ohm
+        mismatch = not at_compliance and abs(meas - set_ua) > max(0.05 * set_ua, MONITOR_FLOOR_UA)
+        compliance = limits.compliance_timeout_ms > 0 and at_compliance
         since = self._since
-        for fault, condition, window in checks:
-            # Most steps: no condition holds and no window is open, so nothing to look up.
-            if (condition or fault in since) and self._window(fault, condition, window):
-                self._latch(fault)
+        # Most steps: no condition holds and no window is open, so there is nothing to look at.
+        if since or overcurrent or overvoltage or open_circuit or low_impedance or mismatch or compliance:
+            checks = (
+                (Fault.OVERCURRENT, overcurrent, OVERCURRENT_WINDOW_S),
+                (Fault.OVERVOLTAGE, overvoltage, OVERVOLTAGE_WINDOW_S),
+                (Fault.OPEN_CIRCUIT, open_circuit, OPEN_CIRCUIT_WINDOW_S),
+                (Fault.LOW_IMPEDANCE, low_impedance, LOW_IMPEDANCE_WINDOW_S),
+                (Fault.CURRENT_MISMATCH, mismatch, MISMATCH_WINDOW_S),
+                (Fault.COMPLIANCE, compliance, limits.compliance_timeout_ms / 1000),
+            )
+            for fault, condition, window in checks:
+                if (condition or fault in since) and self._window(fault, condition, window):
+                    self._latch(fault)
         if self.state is S.FAULT:
             return
         slew = limits.max_slew_ua_per_s
