@@ -25,6 +25,7 @@ What the instrument does (manual references in the command table and helpers bel
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ class SourceMeter:
         if unit.common:
             command = _COMMON.get(unit.header[0])
         else:
-            command = next((c for nodes, c in _COMMANDS if header_matches(nodes, unit.header)), None)
+            command = _lookup(unit.header)
         if unit.query:
             if command is None or command.query is None:
                 raise ScpiError(-113)
@@ -467,6 +468,12 @@ class SourceMeter:
 
 
 # -- parameters the instrument parses --------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _lookup(header: tuple[str, ...]) -> _Command | None:
+    """The command a header spells (the table scan, cached: a host repeats the same few headers)."""
+    return next((c for nodes, c in _COMMANDS if header_matches(nodes, header)), None)
 
 
 def _register_value(params: list[str]) -> int:
