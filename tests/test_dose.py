@@ -224,12 +224,15 @@ def test_one_period_lookahead_delivers_the_prescribed_dose_within_1_percent(sess
 
 @given(current_ma=st.floats(2.0, 10.0), period_s=st.floats(0.05, 0.25), seed=st.integers(0, 2**32))
 @settings(max_examples=20, deadline=None)
-def test_without_noise_the_centred_error_is_at_most_half_a_periods_dose(current_ma: float, period_s: float,
+def test_without_noise_the_centred_error_stays_within_about_half_a_period(current_ma: float, period_s: float,
                                                                         seed: int) -> None:  # fmt: skip
     session = Session(current_ma, 20.0, 30.0, 30.0, period_s, latency_s=0.0, noise=0.0, seed=seed, noise_floor_ma=0)
     true_ma_min, _ = session.run(centred_lookahead_s(period_s))
-    half_period_ma_min = current_ma * 1.1 * period_s / 2 / 60  # 1.1: the jitter
-    assert abs(true_ma_min - 20.0) <= half_period_ma_min + 1e-9
+    # The ramp-down is decided up to one sample spacing late or early; with a lookahead of P/2 and spacings of
+    # up to 1.1 P (the jitter), the error lies within [-(1.1 P - P/2), P/2] of the current's dose, plus the
+    # trapezoid's discretisation of the ramps: 0.65 P bounds it (the plain rule's bound is a whole period).
+    bound_ma_min = current_ma * 0.65 * period_s / 60
+    assert abs(true_ma_min - 20.0) <= bound_ma_min
 
 
 # -- against the simulator ------------------------------------------------------------------------------------
