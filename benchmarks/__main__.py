@@ -9,9 +9,16 @@ import os
 import platform
 import sys
 
-from benchmarks import codec, drivers, faults, session, sim
+from benchmarks import codec, drivers, faults, records, session, sim
 
-SUITES = {"codec": codec.run, "drivers": drivers.run, "faults": faults.run, "session": session.run, "sim": sim.run}
+SUITES = {
+    "codec": codec.run,
+    "drivers": drivers.run,
+    "faults": faults.run,
+    "records": records.run,
+    "session": session.run,
+    "sim": sim.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from ionctl.drivers.base import CurrentSource, Telemetry
+    from ionctl.records import SessionLock, SessionWriter, Store
     from ionctl.safety import Prescription, SiteLimits
     from ionctl.session import Session, SessionResult, StateChange
 
@@ -130,8 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--db",
         metavar="PATH",
-        help="session record store; accepted and recorded in the --json output, but nothing is "
-        "written there yet (the records store is built later)",
+        help="session record store (SQLite; default: records.sqlite3 in the user data directory); the "
+        "record is written as the session runs",
     )
     run.add_argument(
         "--accept-no-watchdog",
@@ -168,10 +169,13 @@ class Report:
     exit_code: int
     db: str | None
     violations: list[dict[str, Any]] = field(default_factory=list)
+    record_id: int | None = None  # the session's record in the store (None: no store, e.g. `ionctl demo`)
+    record_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = self.result.to_dict()
         d["db"] = self.db
+        d["record_id"] = self.record_id
         d["exit_code"] = self.exit_code
         if self.violations:
             d["violations"] = self.violations
@@ -211,15 +215,34 @@ def _not_started(
 
 
 def main(args: argparse.Namespace) -> int:
-    """`ionctl run`: run the session and print the result; returns the exit code."""
-    report = execute(args)
+    """`ionctl run`: open the record store (closing any record a killed session left open), run the session
+    into it and print the result; returns the exit code. No store, no session: principle 7."""
+    from ionctl.records import Store, StoreError, recover_interrupted
+
+    try:
+        store = Store(args.db)
+    except (StoreError, OSError) as exc:
+        message = f"not started: cannot open the record store: {exc}"
+        print(f"ionctl run: {message}\nNo current flowed; the device was not opened.", file=sys.stderr)
+        report = _not_started(args, message, outcome="refused")
+        emit(report, as_json=args.json)
+        return report.exit_code
+    with store:
+        for record_id in recover_interrupted(store):
+            print(f"ionctl run: record {record_id} in {store.path} was left open by a session that never ended; "
+                  "closed as interrupted", file=sys.stderr)  # fmt: skip
+        report = execute(args, store=store)
     emit(report, as_json=args.json)
     return report.exit_code
 
 
-def execute(args: argparse.Namespace, *, err: TextIO | None = None, stdin: TextIO | None = None) -> Report:
+def execute(
+    args: argparse.Namespace, *, err: TextIO | None = None, stdin: TextIO | None = None, store: Store | None = None
+) -> Report:
     """Check, confirm, connect and run; everything but printing the result. Never raises for the
-    prescription, the limits or the device: every way out is a `Report`."""
+    prescription, the limits or the device: every way out is a `Report`. With a `store` (`ionctl run`; not
+    `ionctl demo`), the record is opened once the prescription has been checked against the limits (refused
+    ones get a record too), written as the session runs, and closed with the result."""
     from ionctl.safety import LimitsFileError, PrescriptionError, PrescriptionRefused, SiteLimits, validate
 
     err = err or sys.stderr
@@ -234,14 +257,39 @@ def execute(args: argparse.Namespace, *, err: TextIO | None = None, stdin: TextI
     except PrescriptionRefused as exc:
         print(f"ionctl run: {exc}\nNo current flowed; the device was not opened.", file=err)
         violations = [asdict(v) for v in exc.violations]
-        return _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits,
-                            violations=violations)  # fmt: skip
+        report = _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits,
+                              violations=violations)  # fmt: skip
+        return _recorded(store, report, prescription, limits, err)
     print(summary(prescription, validated.drug_charge.name.lower(), limits, args.device), file=err)
     refusal = confirm(args.yes, stdin or sys.stdin, err)
     if refusal is not None:
         print(f"ionctl run: {refusal}", file=err)
-        return _not_started(args, refusal, outcome="refused", prescription=prescription, limits=limits)
-    return _run_on_device(args, prescription, limits, err)
+        report = _not_started(args, refusal, outcome="refused", prescription=prescription, limits=limits)
+        return _recorded(store, report, prescription, limits, err)
+    recorder = Recorder.open(store, prescription, limits, err) if store is not None else None
+    if store is not None and recorder is None:
+        message = "not started: the session record could not be opened (see above)"
+        return _not_started(args, message, outcome="refused", prescription=prescription, limits=limits)
+    try:
+        report = _run_on_device(args, prescription, limits, err, recorder)
+    finally:
+        if recorder is not None:
+            recorder.release()
+    return report
+
+
+def _recorded(store: Store | None, report: Report, prescription: Prescription, limits: SiteLimits,
+              err: TextIO) -> Report:  # fmt: skip
+    """Open and at once close the record of a session refused before the device was touched."""
+    recorder = Recorder.open(store, prescription, limits, err) if store is not None else None
+    if recorder is not None:
+        try:
+            for v in report.violations:
+                recorder.note(f"limit broken: {json.dumps(v, sort_keys=True)}")
+            recorder.finish(report)
+        finally:
+            recorder.release()
+    return report
 
 
 def build_prescription(args: argparse.Namespace) -> Prescription:
@@ -307,7 +355,18 @@ def confirm(yes: bool, stdin: TextIO, err: TextIO) -> str | None:
     return "not started: the operator did not confirm"
 
 
-def _run_on_device(args: argparse.Namespace, prescription: Prescription, limits: SiteLimits, err: TextIO) -> Report:
+def _run_on_device(
+    args: argparse.Namespace, prescription: Prescription, limits: SiteLimits, err: TextIO, recorder: Recorder | None
+) -> Report:
+    report = _run_device(args, prescription, limits, err, recorder)
+    if recorder is not None:
+        recorder.finish(report)
+    return report
+
+
+def _run_device(
+    args: argparse.Namespace, prescription: Prescription, limits: SiteLimits, err: TextIO, recorder: Recorder | None
+) -> Report:
     from ionctl.drivers import DeviceError, open_device
     from ionctl.session import Session
 
@@ -323,11 +382,14 @@ def _run_on_device(args: argparse.Namespace, prescription: Prescription, limits:
         return _not_started(args, str(exc), outcome="fault", fault=_error_name(exc), prescription=prescription,
                             limits=limits)  # fmt: skip
     progress = Progress(err, prescription, tty=_isatty(err))
+    on_sample, on_state = progress.on_sample, progress.on_state
+    if recorder is not None:  # the record first (durable), then the display
+        on_sample, on_state = recorder.chain(progress)
     session: Session | None = None
     try:
         session = Session(
             device, prescription, limits, accept_no_watchdog=args.accept_no_watchdog,
-            reconnect=lambda: open_device(address), on_sample=progress.on_sample, on_state=progress.on_state,
+            reconnect=lambda: open_device(address), on_sample=on_sample, on_state=on_state,
         )  # fmt: skip
         with operator_signals(session, err):
             result = session.run()
@@ -374,6 +436,106 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+# -- the record ------------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Writes one session into its record as it runs: state changes and faults as durable events, telemetry
+    in batches (`ionctl.records.SessionWriter`), the result at the end. A write that fails stops the session
+    with a ramp (a session must not run on without its record, DESIGN.md principle 7)."""
+
+    def __init__(self, store: Store, record_id: int, lock: SessionLock, err: TextIO) -> None:
+        self.store = store
+        self.record_id = record_id
+        self.lock = lock
+        self.err = err
+        self.writer: SessionWriter = store.session_writer(record_id)
+        self.failed: Exception | None = None
+
+    @classmethod
+    def open(cls, store: Store, prescription: Prescription, limits: SiteLimits, err: TextIO) -> Recorder | None:
+        """The record's opening, durable on return; None (after saying why) if it cannot be written."""
+        from ionctl.records import SessionLock
+        from ionctl.session import prescription_dict
+
+        locks: list[SessionLock] = []
+        site = limits.for_class(prescription.protocol_class) if prescription.protocol_class in limits.classes else None
+        try:
+            record_id = store.open_record(
+                patient=prescription.patient_id, operator=prescription.operator_id,
+                prescription=prescription_dict(prescription), limits=site.values() if site is not None else {},
+                limits_sha256=site.sha256 if site is not None else "",
+                before_commit=lambda rid: locks.append(SessionLock(store, rid)),
+            )  # fmt: skip
+        except Exception as exc:
+            for lock in locks:
+                lock.release()
+            print(f"ionctl run: cannot write the session record in {store.path}: {exc}", file=err)
+            return None
+        return cls(store, record_id, locks[0], err)
+
+    def chain(self, progress: Progress) -> tuple[Any, Any]:
+        """(on_sample, on_state) for the session: this record first, then the display."""
+
+        def on_sample(session: Session, sample: Telemetry) -> None:
+            self.on_sample(session, sample)
+            progress.on_sample(session, sample)
+
+        def on_state(session: Session, change: StateChange) -> None:
+            self.on_state(session, change)
+            progress.on_state(session, change)
+
+        return on_sample, on_state
+
+    def on_sample(self, session: Session, s: Telemetry) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self.writer.sample((s.t_s, s.set_ma, s.measured_ma, s.voltage_v, s.impedance_ohm,
+                                session.meter.delivered_ma_min, s.device_dose_ma_min, int(s.at_compliance),
+                                session.state))  # fmt: skip
+        except Exception as exc:
+            self._failed(session, exc)
+
+    def on_state(self, session: Session, change: StateChange) -> None:
+        if self.failed is not None:
+            return
+        try:
+            kind = "fault" if change.state == "fault" else "state"
+            self.writer.event(kind, f"{change.state}: {change.reason}", utc=change.utc, device_t_s=change.device_t_s)
+            if change.state == "connected":
+                identity = asdict(session.device.identity)
+                self.writer.event("note", "device: " + json.dumps(identity, sort_keys=True), utc=change.utc)
+        except Exception as exc:
+            self._failed(session, exc)
+
+    def note(self, text: str) -> None:
+        self.writer.event("note", text)
+
+    def _failed(self, session: Session, exc: Exception) -> None:
+        self.failed = exc
+        print(f"\nionctl run: CANNOT WRITE THE SESSION RECORD ({exc}); stopping the session", file=self.err)
+        session.request("stop")
+
+    def finish(self, report: Report) -> None:
+        """Close the record with the result (its notes as events first); sets `report.record_id`."""
+        report.record_path = str(self.store.path)
+        try:
+            for text in report.result.notes:
+                self.writer.event("note", text)
+            if self.failed is not None:
+                self.writer.event("note", f"record writing failed during the session: {self.failed}")
+            self.writer.close(report.result.to_dict())
+            report.record_id = self.record_id
+        except Exception as exc:  # the record stays open: the next start closes it as interrupted
+            print(f"ionctl run: cannot close the session record {self.record_id} in {self.store.path}: {exc}",
+                  file=self.err)  # fmt: skip
+            report.record_id = self.record_id
+
+    def release(self) -> None:
+        self.lock.release()
 
 
 # -- signals -----------------------------------------------------------------------------------------------
@@ -567,8 +729,8 @@ def result_text(report: Report) -> str:
         ]
     if r.alarm:
         lines.append(ALARM_TEXT)
-    if report.db:
-        lines.append(f"  record store {report.db}: not written (the records store is not built yet)")
+    if report.record_id is not None:
+        lines.append(f"  record {report.record_id} in {report.record_path}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,9 @@
+"""Session records for the chart: a durable, append-only, hash-chained SQLite store (`store`), crash
+recovery (`recovery`) and exports (`export`). Standard library (and platformdirs) only; never imports the
+session or the CLI: `ionctl.run` feeds it."""
+
+from ionctl.records.recovery import SessionLock, recover_interrupted
+from ionctl.records.store import SCHEMA_VERSION, BrokenLink, Record, SessionWriter, Store, StoreError, default_path
+
+__all__ = ["SCHEMA_VERSION", "BrokenLink", "Record", "SessionLock", "SessionWriter", "Store", "StoreError",
+           "default_path", "recover_interrupted"]  # fmt: skip

@@ -1,0 +1,520 @@
+"""The session record store: SQLite, append-only, hash-chained (21 CFR 11.10(e) audit trail).
+
+One file (default `platformdirs.user_data_dir("ionctl")/records.sqlite3`) in WAL mode with
+`synchronous=FULL`. Three tables:
+
+- `records`: one row per session (refused ones too), inserted when the prescription has been validated
+  (the *opening*: patient, operator, prescription, limits and their SHA-256) and updated exactly once when
+  the session ends (the *closing*: outcome, doses, device, summary). Triggers refuse every other UPDATE and
+  every DELETE.
+- `events`: the state timeline, faults and notes, appended as they happen; never updated or deleted.
+- `telemetry`: every sample, appended in batches (at most `FLUSH_EVERY_S` of host time at risk); never
+  updated or deleted, and refused for a closed record. At closing, the SHA-256 of the record's telemetry is
+  part of the closed record's hashed content, so a telemetry edit after closing breaks the chain too.
+
+The hash chain is global, in insertion order (`gseq`): a record's opening, each event and a record's
+closing are links; each link's hash is SHA-256 over the previous link's hash and the link's canonical
+content (sorted-key compact JSON). `verify()` recomputes the chain and returns the first broken link.
+
+Schema versions live in `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n-1 to n, so a
+later ionctl opens an earlier file by running the missing steps in one transaction each.
+
+Imports only the standard library (and platformdirs for the default path): never the session or the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+GENESIS = "0" * 64
+#: Telemetry is committed at least this often (host seconds) while samples arrive: < 1 s at risk.
+FLUSH_EVERY_S = 0.5
+OPEN = None  # the outcome of a record whose session has not ended
+
+FORMAT = "ionctl.record"
+
+# The opening columns (hashed at opening) and the closing columns (hashed at closing).
+OPEN_FIELDS = ("id", "created_utc", "patient", "operator", "prescription", "limits", "limits_sha256", "open_gseq")
+CLOSE_FIELDS = (
+    "outcome", "fault", "message", "device", "dose_ma_min", "dose_source", "host_dose_ma_min",
+    "device_dose_ma_min", "prescribed_dose_ma_min", "duration_s", "peak_current_ma", "peak_density_ma_cm2",
+    "time_at_compliance_s", "impedance_start_ohm", "impedance_end_ohm", "impedance_min_ohm", "impedance_max_ohm",
+    "energised", "alarm", "ended_utc", "telemetry_count", "telemetry_sha256", "close_gseq",
+)  # fmt: skip
+EVENT_FIELDS = ("record_id", "seq", "utc", "device_t_s", "kind", "text", "gseq")
+TELEMETRY_FIELDS = ("t_s", "set_ma", "current_ma", "voltage_v", "impedance_ohm", "dose_ma_min",
+                    "device_dose_ma_min", "at_compliance", "state")  # fmt: skip
+EVENT_KINDS = ("state", "fault", "note")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written (not a records file, a newer schema, a closed record)."""
+
+
+def default_path() -> Path:
+    """`records.sqlite3` in the user data directory (created on first use)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("ionctl")) / "records.sqlite3"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def canonical(content: dict[str, Any]) -> str:
+    """The hashed form of a link's content: sorted keys, no spaces, floats as Python's repr."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def link_hash(previous: str, kind: str, content: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{previous}\n{kind}\n{canonical(content)}".encode()).hexdigest()
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else canonical(value)
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+# -- schema and migrations ----------------------------------------------------------------------------------
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, one at a time (so that they run inside the caller's transaction:
+    `executescript` would commit it first)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]!r}")
+
+
+def _v0_to_v1(db: sqlite3.Connection) -> None:
+    for statement in _statements("""
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_utc TEXT NOT NULL, patient TEXT NOT NULL, operator TEXT NOT NULL,
+            prescription TEXT NOT NULL, limits TEXT NOT NULL, limits_sha256 TEXT NOT NULL,
+            open_gseq INTEGER NOT NULL UNIQUE, open_hash TEXT NOT NULL,
+            outcome TEXT, fault TEXT, message TEXT, device TEXT,
+            dose_ma_min REAL, dose_source TEXT, host_dose_ma_min REAL, device_dose_ma_min REAL,
+            prescribed_dose_ma_min REAL, duration_s REAL, peak_current_ma REAL, peak_density_ma_cm2 REAL,
+            time_at_compliance_s REAL, impedance_start_ohm REAL, impedance_end_ohm REAL,
+            impedance_min_ohm REAL, impedance_max_ohm REAL, energised INTEGER, alarm INTEGER,
+            ended_utc TEXT, telemetry_count INTEGER, telemetry_sha256 TEXT,
+            close_gseq INTEGER UNIQUE, chain_hash TEXT
+        );
+        CREATE INDEX records_patient ON records(patient, created_utc);
+        CREATE INDEX records_open ON records(outcome) WHERE outcome IS NULL;
+        CREATE TABLE events (
+            record_id INTEGER NOT NULL REFERENCES records(id), seq INTEGER NOT NULL,
+            utc TEXT NOT NULL, device_t_s REAL, kind TEXT NOT NULL CHECK (kind IN ('state', 'fault', 'note')),
+            text TEXT NOT NULL, gseq INTEGER NOT NULL UNIQUE, chain_hash TEXT NOT NULL,
+            PRIMARY KEY (record_id, seq)
+        );
+        CREATE TABLE telemetry (
+            record_id INTEGER NOT NULL REFERENCES records(id), t_s REAL NOT NULL, set_ma REAL,
+            current_ma REAL NOT NULL, voltage_v REAL, impedance_ohm REAL, dose_ma_min REAL,
+            device_dose_ma_min REAL, at_compliance INTEGER, state TEXT
+        );
+        CREATE INDEX telemetry_record ON telemetry(record_id);
+
+        CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+        BEGIN SELECT RAISE(ABORT, 'records are append-only: a record cannot be deleted'); END;
+        CREATE TRIGGER records_finished_immutable BEFORE UPDATE ON records WHEN OLD.outcome IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'records are append-only: a finished record cannot be changed'); END;
+        CREATE TRIGGER records_close_only BEFORE UPDATE ON records
+        WHEN OLD.outcome IS NULL AND (NEW.outcome IS NULL OR NEW.chain_hash IS NULL OR NEW.close_gseq IS NULL
+            OR NEW.id IS NOT OLD.id OR NEW.created_utc IS NOT OLD.created_utc OR NEW.patient IS NOT OLD.patient
+            OR NEW.operator IS NOT OLD.operator OR NEW.prescription IS NOT OLD.prescription
+            OR NEW.limits IS NOT OLD.limits OR NEW.limits_sha256 IS NOT OLD.limits_sha256
+            OR NEW.open_gseq IS NOT OLD.open_gseq OR NEW.open_hash IS NOT OLD.open_hash)
+        BEGIN SELECT RAISE(ABORT, 'records are append-only: an open record may only be closed, once'); END;
+        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only: an event cannot be changed'); END;
+        CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only: an event cannot be deleted'); END;
+        CREATE TRIGGER events_open_record BEFORE INSERT ON events
+        WHEN (SELECT outcome FROM records WHERE id = NEW.record_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'events are append-only: the record is closed'); END;
+        CREATE TRIGGER telemetry_no_update BEFORE UPDATE ON telemetry
+        BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: a sample cannot be changed'); END;
+        CREATE TRIGGER telemetry_no_delete BEFORE DELETE ON telemetry
+        BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: a sample cannot be deleted'); END;
+        CREATE TRIGGER telemetry_open_record BEFORE INSERT ON telemetry
+        WHEN (SELECT outcome FROM records WHERE id = NEW.record_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: the record is closed'); END;
+    """):
+        db.execute(statement)
+
+
+# A v2 would be added as `2: _v1_to_v2`, e.g. `ALTER TABLE records ADD COLUMN site TEXT` (NULL in v1 rows, and
+# left out of the hashed content when NULL so v1 hashes still verify), with SCHEMA_VERSION = 2. `migrate`
+# runs each missing step in its own transaction and bumps `user_version` with it, so a v1 file opened by
+# that ionctl becomes v2 in place, and a v0 (empty) file goes through both steps.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v0_to_v1}
+
+
+def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the file to `target`; returns the version it was at. StoreError for a newer file."""
+    (found,) = db.execute("PRAGMA user_version").fetchone()
+    if found > target:
+        raise StoreError(f"the records file has schema version {found}; this ionctl knows up to {target}")
+    for version in range(found + 1, target + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return int(found)
+
+
+# -- what a record is -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """One stored record with its events and telemetry (the JSON export's content)."""
+
+    fields: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    telemetry: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> int:
+        return int(self.fields["id"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "record": self.fields, "events": self.events,
+                "telemetry": self.telemetry}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        if data.get("format") != FORMAT:
+            raise StoreError(f"not an ionctl record export (format {data.get('format')!r})")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(f"record export schema version {data.get('schema_version')}, expected {SCHEMA_VERSION}")
+        return cls(dict(data["record"]), list(data["events"]), list(data["telemetry"]))
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    """The first link of the chain that does not verify."""
+
+    gseq: int | None
+    what: str  # e.g. "record 3 (opening)", "event 3/7"
+    reason: str
+
+    def __str__(self) -> str:
+        at = f"link {self.gseq}: " if self.gseq is not None else ""
+        return f"{at}{self.what}: {self.reason}"
+
+
+# -- the store --------------------------------------------------------------------------------------------------
+
+
+class Store:
+    """A records file. One connection; not shared between threads."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable records file: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the chain head -----------------------------------------------------------------------------------------
+
+    def _head(self) -> tuple[int, str]:
+        """(gseq, hash) of the last link, inside the caller's write transaction."""
+        best = (0, GENESIS)
+        for sql in ("SELECT open_gseq, open_hash FROM records ORDER BY open_gseq DESC LIMIT 1",
+                    "SELECT close_gseq, chain_hash FROM records WHERE close_gseq IS NOT NULL "
+                    "ORDER BY close_gseq DESC LIMIT 1",
+                    "SELECT gseq, chain_hash FROM events ORDER BY gseq DESC LIMIT 1"):  # fmt: skip
+            row = self.db.execute(sql).fetchone()
+            if row is not None and row[0] > best[0]:
+                best = (int(row[0]), str(row[1]))
+        return best
+
+    def _write(self) -> _Tx:
+        return _Tx(self.db)
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def open_record(self, *, patient: str, operator: str, prescription: dict[str, Any], limits: dict[str, Any],
+                    limits_sha256: str, created_utc: str | None = None,
+                    before_commit: Callable[[int], None] | None = None) -> int:  # fmt: skip
+        """Insert a record's opening (durable on return); its id. `before_commit(id)` runs inside the write
+        transaction (the session takes its liveness lock there, before any other process can see the record)."""
+        with self._write():
+            gseq, previous = self._head()
+            (next_id,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM records").fetchone()
+            if before_commit is not None:
+                before_commit(int(next_id))
+            row = {"id": int(next_id), "created_utc": created_utc or utc_now(), "patient": patient,
+                   "operator": operator, "prescription": _json(prescription), "limits": _json(limits),
+                   "limits_sha256": limits_sha256, "open_gseq": gseq + 1}  # fmt: skip
+            digest = link_hash(previous, "open", row)
+            self.db.execute(
+                f"INSERT INTO records ({', '.join(OPEN_FIELDS)}, open_hash) "
+                f"VALUES ({', '.join('?' * len(OPEN_FIELDS))}, ?)",
+                [row[k] for k in OPEN_FIELDS] + [digest],
+            )
+        return int(next_id)
+
+    def append_event(self, record_id: int, kind: str, text: str, *, utc: str | None = None,
+                     device_t_s: float | None = None) -> int:  # fmt: skip
+        """Append an event (durable on return); its sequence number within the record."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind must be one of {EVENT_KINDS}, got {kind!r}")
+        with self._write():
+            gseq, previous = self._head()
+            (seq,) = self.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events WHERE record_id = ?",
+                                     (record_id,)).fetchone()  # fmt: skip
+            row = {"record_id": record_id, "seq": int(seq), "utc": utc or utc_now(),
+                   "device_t_s": _finite(device_t_s), "kind": kind, "text": text, "gseq": gseq + 1}  # fmt: skip
+            self.db.execute(
+                f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [row[k] for k in EVENT_FIELDS] + [link_hash(previous, "event", row)],
+            )
+        return int(seq)
+
+    def append_telemetry(self, record_id: int, rows: Sequence[Sequence[Any]]) -> None:
+        """Append samples (tuples in `TELEMETRY_FIELDS` order) in one durable transaction."""
+        if not rows:
+            return
+        with self._write():
+            self.db.executemany(
+                f"INSERT INTO telemetry (record_id, {', '.join(TELEMETRY_FIELDS)}) VALUES (?{', ?' * 9})",
+                [(record_id, *row) for row in rows],
+            )
+
+    def close_record(self, record_id: int, summary: dict[str, Any], *, ended_utc: str | None = None) -> None:
+        """Close an open record with the session's summary (the one allowed UPDATE). `summary` takes the
+        `SessionResult.to_dict()` keys; unknown keys are ignored. StoreError if it is already closed."""
+        with self._write():
+            row = self.db.execute("SELECT outcome FROM records WHERE id = ?", (record_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no record {record_id}")
+            if row["outcome"] is not None:
+                raise StoreError(f"record {record_id} is already closed ({row['outcome']})")
+            gseq, previous = self._head()
+            count, digest = self._telemetry_digest(record_id)
+            values: dict[str, Any] = {
+                "outcome": str(summary.get("outcome") or "fault"),
+                "fault": summary.get("fault"),
+                "message": str(summary.get("message") or ""),
+                "device": _json(summary.get("device")),
+                "dose_source": summary.get("dose_source"),
+                "energised": int(bool(summary.get("energised"))),
+                "alarm": int(bool(summary.get("alarm"))),
+                "ended_utc": ended_utc or utc_now(),
+                "telemetry_count": count,
+                "telemetry_sha256": digest,
+                "close_gseq": gseq + 1,
+            }
+            for key in ("dose_ma_min", "host_dose_ma_min", "device_dose_ma_min", "prescribed_dose_ma_min",
+                        "duration_s", "peak_current_ma", "peak_density_ma_cm2", "time_at_compliance_s",
+                        "impedance_start_ohm", "impedance_end_ohm", "impedance_min_ohm",
+                        "impedance_max_ohm"):  # fmt: skip
+                values[key] = _finite(summary.get(key))
+            opened = self._opened_hash(record_id)
+            content = {"id": record_id, "open_hash": opened, **values}
+            values["chain_hash"] = link_hash(previous, "close", content)
+            self.db.execute(f"UPDATE records SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                            [*values.values(), record_id])  # fmt: skip
+
+    def _opened_hash(self, record_id: int) -> str:
+        return str(self.db.execute("SELECT open_hash FROM records WHERE id = ?", (record_id,)).fetchone()[0])
+
+    def _telemetry_digest(self, record_id: int) -> tuple[int, str]:
+        h = hashlib.sha256()
+        count = 0
+        for row in self.db.execute(f"SELECT {', '.join(TELEMETRY_FIELDS)} FROM telemetry WHERE record_id = ? "
+                                   "ORDER BY rowid", (record_id,)):  # fmt: skip
+            h.update((canonical(dict(zip(TELEMETRY_FIELDS, tuple(row), strict=True))) + "\n").encode())
+            count += 1
+        return count, h.hexdigest()
+
+    def session_writer(self, record_id: int, *, flush_every_s: float = FLUSH_EVERY_S,
+                       monotonic: Callable[[], float] = time.monotonic) -> SessionWriter:  # fmt: skip
+        return SessionWriter(self, record_id, flush_every_s=flush_every_s, monotonic=monotonic)
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def list_records(self, *, patient: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """Record rows (no events or telemetry), oldest first; `since` is an ISO 8601 date or time (UTC)."""
+        sql, params = "SELECT * FROM records WHERE 1", []
+        if patient is not None:
+            sql += " AND patient = ?"
+            params.append(patient)
+        if since is not None:
+            sql += " AND created_utc >= ?"
+            params.append(since)
+        return [_fields(row) for row in self.db.execute(sql + " ORDER BY id", params)]
+
+    def open_ids(self) -> list[int]:
+        return [int(r[0]) for r in self.db.execute("SELECT id FROM records WHERE outcome IS NULL ORDER BY id")]
+
+    def get(self, record_id: int) -> Record:
+        row = self.db.execute("SELECT * FROM records WHERE id = ?", (record_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no record {record_id} in {self.path}")
+        events = [dict(r) for r in self.db.execute(
+            "SELECT seq, utc, device_t_s, kind, text, gseq, chain_hash FROM events WHERE record_id = ? ORDER BY seq",
+            (record_id,))]  # fmt: skip
+        return Record(_fields(row), events, self.telemetry(record_id))
+
+    def telemetry(self, record_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(f"SELECT {', '.join(TELEMETRY_FIELDS)} FROM telemetry WHERE record_id = ? "
+                               "ORDER BY rowid", (record_id,))  # fmt: skip
+        return [dict(r) for r in rows]
+
+    # -- verification ------------------------------------------------------------------------------------------
+
+    def verify(self) -> BrokenLink | None:
+        """Walk the chain in insertion order; the first link that does not verify, or None."""
+        try:
+            return self._verify()
+        except sqlite3.DatabaseError as exc:  # a flipped byte in the page structure itself
+            return BrokenLink(None, str(self.path), f"the database file is damaged: {exc}")
+
+    def _links(self) -> Iterator[tuple[int, str, str, dict[str, Any], str | None]]:
+        """(gseq, what, kind, content, stored hash) of every link, in gseq order."""
+        links: list[tuple[int, str, str, dict[str, Any], str | None]] = []
+        for row in self.db.execute("SELECT * FROM records"):
+            r = dict(row)
+            links.append((r["open_gseq"], f"record {r['id']} (opening)", "open",
+                          {k: r[k] for k in OPEN_FIELDS}, r["open_hash"]))  # fmt: skip
+            if r["close_gseq"] is not None or r["outcome"] is not None:
+                content = {"id": r["id"], "open_hash": r["open_hash"], **{k: r[k] for k in CLOSE_FIELDS}}
+                links.append((r["close_gseq"] if r["close_gseq"] is not None else -1,
+                              f"record {r['id']} (closing)", "close", content, r["chain_hash"]))  # fmt: skip
+        for row in self.db.execute("SELECT * FROM events"):
+            e = dict(row)
+            links.append((e["gseq"], f"event {e['record_id']}/{e['seq']}", "event",
+                          {k: e[k] for k in EVENT_FIELDS}, e["chain_hash"]))  # fmt: skip
+        links.sort(key=lambda link: link[0])
+        return iter(links)
+
+    def _verify(self) -> BrokenLink | None:
+        previous, expected_gseq = GENESIS, 1
+        for gseq, what, kind, content, stored in self._links():
+            if gseq != expected_gseq:
+                return BrokenLink(gseq, what, f"out of sequence: expected link {expected_gseq} (a link is missing, "
+                                              "or a sequence number was changed)")  # fmt: skip
+            if kind == "close":
+                count, digest = self._telemetry_digest(int(content["id"]))
+                if (count, digest) != (content["telemetry_count"], content["telemetry_sha256"]):
+                    return BrokenLink(
+                        gseq,
+                        what,
+                        f"its telemetry no longer matches the closed record's SHA-256 "
+                        f"({count} samples now, {content['telemetry_count']} at closing)",
+                    )
+            computed = link_hash(previous, kind, content)
+            if stored != computed:
+                return BrokenLink(gseq, what, f"hash mismatch: stored {stored}, content gives {computed}")
+            previous, expected_gseq = computed, expected_gseq + 1
+        return None
+
+
+def _fields(row: sqlite3.Row) -> dict[str, Any]:
+    return {k: row[k] for k in row.keys()}  # noqa: SIM118 - sqlite3.Row is not a mapping
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error): one durable write."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+# -- the writer a running session uses -----------------------------------------------------------------------------
+
+
+class SessionWriter:
+    """Streams one session into its record: events at once (durable on return), telemetry in batches
+    committed at least every `flush_every_s` of host time, from the caller's own thread."""
+
+    def __init__(self, store: Store, record_id: int, *, flush_every_s: float = FLUSH_EVERY_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.store = store
+        self.record_id = record_id
+        self.flush_every_s = flush_every_s
+        self.monotonic = monotonic
+        self.pending: list[tuple[Any, ...]] = []
+        self._last_flush = monotonic()
+        self.samples = 0
+        self.worst_flush_s = 0.0
+        self.closed = False
+
+    def sample(self, row: Sequence[Any]) -> None:
+        """Queue one sample (`TELEMETRY_FIELDS` order); commits the batch when it is due."""
+        self.pending.append(tuple(row))
+        self.samples += 1
+        if self.monotonic() - self._last_flush >= self.flush_every_s:
+            self.flush()
+
+    def event(self, kind: str, text: str, *, utc: str | None = None, device_t_s: float | None = None) -> None:
+        """Flush the samples before it (so the order on disk is the order it happened), then append it."""
+        self.flush()
+        self.store.append_event(self.record_id, kind, text, utc=utc, device_t_s=device_t_s)
+
+    def flush(self) -> None:
+        start = time.perf_counter()
+        if self.pending:
+            batch, self.pending = self.pending, []
+            self.store.append_telemetry(self.record_id, batch)
+        self._last_flush = self.monotonic()
+        self.worst_flush_s = max(self.worst_flush_s, time.perf_counter() - start)
+
+    def close(self, summary: dict[str, Any], *, ended_utc: str | None = None) -> None:
+        self.flush()
+        self.store.close_record(self.record_id, summary, ended_utc=ended_utc)
+        self.closed = True
