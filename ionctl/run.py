@@ -140,7 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow a source without a host-loss watchdog (a SCPI SourceMeter): bench/research only",
     )
     run.add_argument("--yes", action="store_true", help="start without asking (required when stdin is not a terminal)")
-    run.add_argument("--json", action="store_true", help="print the session result as one JSON object on stdout")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the session result and the record's JSON export as one JSON object on stdout",
+    )
 
 
 EPILOG = """\
@@ -232,7 +236,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"ionctl run: record {record_id} in {store.path} was left open by a session that never ended; "
                   "closed as interrupted", file=sys.stderr)  # fmt: skip
         report = execute(args, store=store)
-    emit(report, as_json=args.json)
+        export: dict[str, Any] = {}
+        if args.json and report.record_id is not None:
+            export = store.get(report.record_id).to_dict()  # the record's own JSON export, as stored
+    emit(report, as_json=args.json, extra=export)
     return report.exit_code
 
 

@@ -80,6 +80,21 @@ def test_dexamethasone_completes_with_the_dose_the_simulator_measured(tmp_path: 
     assert within_1pct(result["dose_ma_min"], 40.0)
 
 
+def test_json_output_carries_the_records_own_export(tmp_path: Path) -> None:
+    db = str(tmp_path / "records.sqlite3")
+    args = with_option(DEXAMETHASONE, "--dose", "5")
+    with simulator(tmp_path) as (device, _):
+        done = ionctl("run", "--device", device, *args, "--yes", "--json", "--db", db)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    exported = ionctl("records", "export", str(result["record_id"]), "--format", "json", "--db", db)
+    assert exported.returncode == 0, exported.stderr
+    record_export = json.loads(exported.stdout)
+    assert {key: result[key] for key in record_export} == record_export
+    assert result["record"]["outcome"] == result["outcome"] == "completed"
+    assert len(result["telemetry"]) > 100
+
+
 # -- refused before the device is touched --------------------------------------------------------------------
 
 
