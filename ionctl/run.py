@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
@@ -232,7 +232,7 @@ def main(args: argparse.Namespace) -> int:
         emit(report, as_json=args.json)
         return report.exit_code
     with store:
-        for record_id in recover_interrupted(store):
+        for record_id in recover_interrupted(store, device_counter=_counter_reader(args.device)):
             print(f"ionctl run: record {record_id} in {store.path} was left open by a session that never ended; "
                   "closed as interrupted", file=sys.stderr)  # fmt: skip
         report = execute(args, store=store)
@@ -241,6 +241,27 @@ def main(args: argparse.Namespace) -> int:
             export = store.get(report.record_id).to_dict()  # the record's own JSON export, as stored
     emit(report, as_json=args.json, extra=export)
     return report.exit_code
+
+
+def _counter_reader(address: str) -> Callable[[dict[str, Any]], float | None]:
+    """For crash recovery: the dose counter of the device at `address`, if it is the interrupted record's
+    device (same serial). Not for a SourceMeter: it has no counter, and opening one resets it."""
+
+    def read(identity: dict[str, Any]) -> float | None:
+        from ionctl.drivers import VISA_PREFIX, DeviceError, open_device
+
+        if address.lower().startswith(VISA_PREFIX):
+            return None
+        try:
+            with open_device(address) as device:
+                if device.identity.serial != identity.get("serial"):
+                    return None
+                samples = device.read_telemetry(1.0)
+        except DeviceError:
+            return None
+        return samples[-1].device_dose_ma_min if samples else None
+
+    return read
 
 
 def execute(

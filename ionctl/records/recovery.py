@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -100,8 +101,15 @@ def summarise_samples(samples: list[dict[str, Any]], area_cm2: float | None) -> 
     }
 
 
-def recover_interrupted(store: Store) -> list[int]:
-    """Close every record whose session is no longer running as `interrupted`; the ids closed."""
+#: Given an interrupted record's device identity, the device's own dose counter (mA·min) if that same device
+#: is reachable now, else None. The caller (`ionctl run`, which has an address) supplies it.
+DeviceCounter = Callable[[dict[str, Any]], "float | None"]
+
+
+def recover_interrupted(store: Store, device_counter: DeviceCounter | None = None) -> list[int]:
+    """Close every record whose session is no longer running as `interrupted`; the ids closed. With
+    `device_counter`, the device's own counter is read too: it includes what flowed after the host died
+    (the watchdog's delay and ramp-down), which the stored samples cannot show."""
     closed: list[int] = []
     for record_id in store.open_ids():
         handle = _abandoned(store, record_id)
@@ -118,6 +126,10 @@ def recover_interrupted(store: Store) -> list[int]:
             message = (f"interrupted: the session never ended (process killed or power lost); closed at "
                        f"recovery with the dose integrated from {len(record.telemetry)} stored samples"
                        + (f" up to device t = {last:.2f} s" if last is not None else ""))  # fmt: skip
+            counter = device_counter(device) if device_counter is not None and device is not None else None
+            if counter is not None:
+                summary["device_dose_ma_min"] = counter
+                message += f"; the device's own counter, read at recovery, says {counter:.3f} mA·min"
             store.append_event(record_id, "note", message)
             planned = prescription.get("planned_dose_ma_min")
             store.close_record(record_id, {**summary, "outcome": "interrupted", "fault": "interrupted",

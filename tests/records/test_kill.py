@@ -68,3 +68,36 @@ def test_sigkill_mid_delivery_leaves_an_interrupted_record_with_the_dose_up_to_t
     assert abs(record["dose_ma_min"] - truth_at_last) <= one_second_ma_min, (record["dose_ma_min"], truth_at_last)
     assert record["dose_ma_min"] > 2.0  # it had been delivering for a while
     assert true_total >= truth_at_last  # what flowed after the last sample (watchdog delay + ramp) is not claimed
+
+
+def test_a_restart_on_the_same_device_settles_the_interrupted_record_with_the_devices_own_counter(
+    tmp_path: Path,
+) -> None:
+    link, trace, db = tmp_path / "ionto", tmp_path / "truth.jsonl", tmp_path / "records.sqlite3"
+    with running_sim("--serial-link", str(link), "--time-scale", "50", "--trace", str(trace)):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, "--db", str(db), "--yes"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stderr is not None
+        next(line for line in process.stderr if "] delivering:" in line)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while not ((rows := trace_rows(trace)) and rows[-1]["current_ua"] == 0 and rows[-1]["state"] != "RUNNING"):
+            assert time.monotonic() < deadline, "the device did not ramp to zero"
+            time.sleep(0.2)
+        # The technician starts again on the same device; this prescription is refused (6 mA on 10 cm²), but
+        # recovery runs first and reads the device's counter before anything else touches it.
+        again = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, "--current", "6",
+                                "--db", str(db), "--yes"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=60)  # fmt: skip
+    assert "closed as interrupted" in again.stderr, again.stderr
+    with Store(db) as store:
+        first = store.get(1).fields
+        assert store.verify() is None
+    true_total = trace_rows(trace)[-1]["dose_uas"] / 60_000
+    assert first["outcome"] == "interrupted"
+    assert abs(first["device_dose_ma_min"] - true_total) <= 0.01 * true_total  # the watchdog's ramp included
+    assert first["dose_ma_min"] < true_total  # the host's own count stops at its last stored sample
