@@ -108,10 +108,6 @@ def _records_store(args: argparse.Namespace) -> object:
 def _cmd_records(args: argparse.Namespace) -> int:
     from ionctl.records import Store, StoreError
 
-    if getattr(args, "format", None) in ("pdf", "fhir"):
-        print(f"ionctl records export: the {args.format} export is not built yet (json and csv are)",
-              file=sys.stderr)  # fmt: skip
-        return 2
     try:
         store = _records_store(args)
     except (StoreError, OSError) as exc:
@@ -162,11 +158,19 @@ def _records_show(store: object, args: argparse.Namespace) -> int:
 
 def _records_export(store: object, args: argparse.Namespace) -> int:
     from ionctl.records import Store
-    from ionctl.records.export import to_csv, to_json
+    from ionctl.records.export import to_csv, to_fhir, to_json
 
     assert isinstance(store, Store)
     record = store.get(args.id)
-    text = to_json(record) if args.format == "json" else to_csv(record)
+    if args.format == "pdf":  # binary; a file always (-o FILE, or record-ID.pdf here)
+        from ionctl.records.export import to_pdf
+
+        path = args.output or f"record-{args.id}.pdf"
+        with open(path, "wb") as f:
+            f.write(to_pdf(record))
+        print(f"ionctl records export: wrote {path}", file=sys.stderr)
+        return EXIT_OK
+    text = {"json": to_json, "csv": to_csv, "fhir": to_fhir}[args.format](record)
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -205,10 +209,14 @@ def _add_records(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show = actions.add_parser("show", parents=[db], help="show one record and its events")
     show.add_argument("id", type=int)
     show.set_defaults(records_handler=_records_show)
-    export = actions.add_parser("export", parents=[db], help="export one record (json, csv; pdf and fhir not built)")
+    export = actions.add_parser(
+        "export", parents=[db], help="export one record (json, csv, fhir R4 bundle, pdf page for the chart)"
+    )
     export.add_argument("id", type=int)
     export.add_argument("--format", required=True, choices=("json", "csv", "pdf", "fhir"))
-    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write here instead of stdout (pdf: default record-ID.pdf)"
+    )
     export.set_defaults(records_handler=_records_export)
     verify = actions.add_parser("verify", parents=[db], help="walk the hash chain; print the first broken link")
     verify.set_defaults(records_handler=_records_verify)

@@ -1,5 +1,6 @@
 """Exports of a stored record: JSON (the whole record, schema-versioned; `Record.from_dict` reads it back)
-and CSV (one row per telemetry sample). PDF and FHIR are not built yet: `FORMATS_NOT_BUILT`."""
+and CSV (one row per telemetry sample); FHIR R4 (a Bundle, `ionctl.records.fhir`); PDF (one page for the chart,
+`ionctl.records.pdf`, matplotlib imported only then). Formats not built yet: `FORMATS_NOT_BUILT`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import json
 
 from ionctl.records.store import Record
 
-FORMATS = ("json", "csv")
-FORMATS_NOT_BUILT = ("pdf", "fhir")
+FORMATS = ("json", "csv", "fhir", "pdf")
+FORMATS_NOT_BUILT: tuple[str, ...] = ()
 CSV_HEADER = ("device_time_s", "current_ma", "voltage_v", "impedance_ohm", "dose_ma_min", "state")
 
 
@@ -28,3 +29,17 @@ def to_csv(record: Record) -> str:
         writer.writerow([s["t_s"], s["current_ma"], s["voltage_v"], "" if s["impedance_ohm"] is None
                          else s["impedance_ohm"], s["dose_ma_min"], s["state"]])  # fmt: skip
     return out.getvalue()
+
+
+def to_fhir(record: Record) -> str:
+    """The FHIR R4 Bundle (type collection) of the record, as JSON text: see `ionctl.records.fhir`."""
+    from ionctl.records.fhir import to_fhir as build
+
+    return build(record)
+
+
+def to_pdf(record: Record) -> bytes:
+    """The one-page A4 PDF for the chart (bytes): see `ionctl.records.pdf` (imports matplotlib)."""
+    from ionctl.records.pdf import to_pdf as build
+
+    return build(record)

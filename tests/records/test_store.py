@@ -142,13 +142,6 @@ def test_csv_export_has_one_row_per_sample(store: Store) -> None:
     assert float(rows[5][0]) == pytest.approx(0.4) and float(rows[5][1]) == 4.0 and rows[5][5] == "delivering"
 
 
-def test_pdf_and_fhir_exports_say_not_built(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    record_id = finished_record(store)
-    for fmt in ("pdf", "fhir"):
-        assert cli(["records", "export", str(record_id), "--format", fmt, "--db", str(store.path)]) == 2
-        assert "not built yet" in capsys.readouterr().err
-
-
 def test_an_empty_v0_file_is_migrated_and_a_newer_one_refused(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     sqlite3.connect(path).close()  # an empty file: user_version 0
