@@ -518,8 +518,7 @@ class Recorder:
         return on_sample, on_state
 
     def on_sample(self, session: Session, s: Telemetry) -> None:
-        if self.failed is not None:
-            return
+        # After a failed write, keep queuing and retrying: the ramp-down that follows belongs in the record.
         try:
             self.writer.sample((s.t_s, s.set_ma, s.measured_ma, s.voltage_v, s.impedance_ohm,
                                 session.meter.delivered_ma_min, s.device_dose_ma_min, int(s.at_compliance),
@@ -528,8 +527,6 @@ class Recorder:
             self._failed(session, exc)
 
     def on_state(self, session: Session, change: StateChange) -> None:
-        if self.failed is not None:
-            return
         try:
             kind = "fault" if change.state == "fault" else "state"
             self.writer.event(kind, f"{change.state}: {change.reason}", utc=change.utc, device_t_s=change.device_t_s)
@@ -543,6 +540,8 @@ class Recorder:
         self.writer.event("note", text)
 
     def _failed(self, session: Session, exc: Exception) -> None:
+        if self.failed is not None:
+            return  # said and acted on once; the writes go on being retried
         self.failed = exc
         print(f"\nionctl run: CANNOT WRITE THE SESSION RECORD ({exc}); stopping the session", file=self.err)
         session.request("stop")

@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover - Windows
 
 
 def lock_path(store: Store, record_id: int) -> Path:
-    return store.path.with_name(f"{store.path.name}.lock.{record_id}")
+    path = store.path.resolve()  # one lock file per database file, whichever path (symlink, relative) opened it
+    return path.with_name(f"{path.name}.lock.{record_id}")
 
 
 class SessionLock:
@@ -50,6 +51,8 @@ class SessionLock:
 def _abandoned(store: Store, record_id: int) -> IO[str] | None:
     """The lock of a record nobody is writing (held by us now), or None if a live session holds it."""
     path = lock_path(store, record_id)
+    if fcntl is None and path.exists():  # no flock: a lock file may be a live session's, so it is left alone
+        return None
     try:
         handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the caller
     except OSError:

@@ -166,6 +166,41 @@ def _v0_to_v1(db: sqlite3.Connection) -> None:
         BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: the record is closed'); END;
     """):
         db.execute(statement)
+    _harden(db)
+
+
+# REPLACE (`INSERT OR REPLACE`, `UPDATE OR REPLACE`) deletes the rows it conflicts with without firing the
+# DELETE triggers (unless the writer's connection turned `recursive_triggers` on), so every insert or closing
+# that would collide with an existing row is refused before the conflict is resolved. Files made before these
+# triggers existed get them when opened (`_harden`).
+_NO_REPLACE = {
+    "records_insert_no_replace": """
+        CREATE TRIGGER IF NOT EXISTS records_insert_no_replace BEFORE INSERT ON records
+        WHEN EXISTS (SELECT 1 FROM records WHERE id = NEW.id OR open_gseq = NEW.open_gseq
+                     OR close_gseq = NEW.close_gseq)
+        BEGIN SELECT RAISE(ABORT, 'records are append-only: a record cannot be replaced'); END;""",
+    "records_update_no_replace": """
+        CREATE TRIGGER IF NOT EXISTS records_update_no_replace BEFORE UPDATE ON records
+        WHEN EXISTS (SELECT 1 FROM records WHERE id <> OLD.id AND (id = NEW.id OR open_gseq = NEW.open_gseq
+                     OR close_gseq = NEW.close_gseq))
+        BEGIN SELECT RAISE(ABORT, 'records are append-only: a record cannot be replaced'); END;""",
+    "events_insert_no_replace": """
+        CREATE TRIGGER IF NOT EXISTS events_insert_no_replace BEFORE INSERT ON events
+        WHEN EXISTS (SELECT 1 FROM events WHERE (record_id = NEW.record_id AND seq = NEW.seq) OR gseq = NEW.gseq)
+        BEGIN SELECT RAISE(ABORT, 'events are append-only: an event cannot be replaced'); END;""",
+    "telemetry_insert_no_replace": """
+        CREATE TRIGGER IF NOT EXISTS telemetry_insert_no_replace BEFORE INSERT ON telemetry
+        WHEN EXISTS (SELECT 1 FROM telemetry WHERE rowid = NEW.rowid)
+        BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: a sample cannot be replaced'); END;""",
+}
+
+
+def _harden(db: sqlite3.Connection) -> None:
+    """Add the no-REPLACE triggers a records file lacks (in the caller's transaction)."""
+    have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    for name, statement in _NO_REPLACE.items():
+        if name not in have:
+            db.execute(statement.strip())
 
 
 # A v2 would be added as `2: _v1_to_v2`, e.g. `ALTER TABLE records ADD COLUMN site TEXT` (NULL in v1 rows, and
@@ -189,6 +224,16 @@ def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+    if found == target and target >= 1:  # an existing file: add the triggers it may lack
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        if not names.issuperset(_NO_REPLACE):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                _harden(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
     return int(found)
 
 
@@ -325,7 +370,8 @@ class Store:
         with self._write():
             self.db.executemany(
                 f"INSERT INTO telemetry (record_id, {', '.join(TELEMETRY_FIELDS)}) VALUES (?{', ?' * 9})",
-                [(record_id, *row) for row in rows],
+                # inf/NaN are stored as NULL (not measured): SQLite keeps inf, which no hash (strict JSON) takes
+                [(record_id, *(_finite(v) if isinstance(v, float) else v for v in row)) for row in rows],
             )
 
     def close_record(self, record_id: int, summary: dict[str, Any], *, ended_utc: str | None = None) -> None:
@@ -472,7 +518,18 @@ class _Tx:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()  # a failed COMMIT leaves the transaction open: every later BEGIN would fail
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+            self.db.execute("ROLLBACK")
 
 
 # -- the writer a running session uses -----------------------------------------------------------------------------
@@ -509,8 +566,9 @@ class SessionWriter:
     def flush(self) -> None:
         start = time.perf_counter()
         if self.pending:
-            batch, self.pending = self.pending, []
-            self.store.append_telemetry(self.record_id, batch)
+            batch = self.pending
+            self.store.append_telemetry(self.record_id, batch)  # on error the batch stays queued: retried next time
+            self.pending = []
         self._last_flush = self.monotonic()
         self.worst_flush_s = max(self.worst_flush_s, time.perf_counter() - start)
 
