@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ import serial
 
 from firmware_protocol import Decoder, Identify, Packet, encode
 from ionctl.drivers.firmware import FirmwareDevice
+from tests.sim.endpoints import running_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 WARM_UP = 20
@@ -31,16 +30,8 @@ WARM_UP = 20
 
 @contextmanager
 def _simulator(link: str) -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, "-m", "sim", "--serial-link", link], cwd=ROOT,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        while process.stdout and process.stdout.readline().strip() != "ready":
-            if process.poll() is not None:
-                raise RuntimeError(f"simulator exited {process.returncode}")
+    with running_sim("--serial-link", link):
         yield link
-    finally:
-        process.terminate()
-        process.wait()
 
 
 class _RawHost:
@@ -106,18 +97,6 @@ def firmware_cmd_rtt(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _scpi_simulator() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([sys.executable, "-m", "sim", "--scpi-port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
-                               text=True)  # fmt: skip
-    resource = ""
-    while process.stdout and (line := process.stdout.readline().strip()) != "ready":
-        if line.startswith("scpi: "):
-            resource = line.split(": ", 1)[1]
-        if process.poll() is not None:
-            raise RuntimeError(f"simulator exited {process.returncode}")
-    return process, resource
-
-
 def scpi_samples_per_s(quick: bool) -> list[dict[str, Any]]:
     """Telemetry samples per second from `ScpiSourceMeter.read_telemetry` (one `:READ?` returning V, I, TIME
     and status together) against the SCPI simulator over TCP with pyvisa-py, output on at 1 mA, unpaced.
@@ -138,9 +117,9 @@ def scpi_samples_per_s(quick: bool) -> list[dict[str, Any]]:
     limits = DeviceLimits(max_current_ma=5.0, max_slew_ma_per_s=10.0, max_dose_ma_min=1000.0, max_voltage_v=60.0,
                           max_duration_s=3600.0, min_impedance_ohm=500.0, max_impedance_ohm=100_000.0,
                           area_cm2=10.0, watchdog_s=1.0, compliance_timeout_s=3600.0)  # fmt: skip
-    (sim_a, resource_a), (sim_b, resource_b) = _scpi_simulator(), _scpi_simulator()
     driver_s = baseline_s = 0.0
-    try:
+    with running_sim("--scpi-port", "0") as sim_a, running_sim("--scpi-port", "0") as sim_b:
+        resource_a, resource_b = sim_a.endpoints["scpi"], sim_b.endpoints["scpi"]
         meter = ScpiSourceMeter.open(resource_a, sample_interval_s=0.0)
         raw = pyvisa.ResourceManager("@py").open_resource(
             resource_b, read_termination="\n", write_termination="\n", timeout=2000
@@ -170,10 +149,6 @@ def scpi_samples_per_s(quick: bool) -> list[dict[str, Any]]:
             meter.close()
             raw.write(":OUTP OFF")
             raw.close()
-    finally:
-        for process in (sim_a, sim_b):
-            process.terminate()
-            process.wait()
     n = blocks * per_block
     rate, baseline = n / driver_s, n / baseline_s
     ratio = rate / baseline
