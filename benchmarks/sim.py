@@ -38,6 +38,7 @@ from firmware_protocol import (
 from sim.device import SimulatedDevice
 from sim.harness import Harness
 from sim.plant import LOAD_PRESETS
+from tests.sim.endpoints import running_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSION_S = 20 * 60
@@ -101,55 +102,39 @@ def _round_trip(port: serial.Serial, frame: bytes, done: Any) -> float:
     return time.perf_counter() - t0
 
 
-def _wait_ready(sim: subprocess.Popen[str], timeout_s: float = 30.0) -> None:
-    """Wait for the simulator's `ready` line; fail (not hang) if it exits or stays silent."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = sim.stdout.readline() if sim.stdout else ""
-        if line.strip() == "ready":
-            return
-        if not line and sim.poll() is not None:
-            raise RuntimeError(f"the simulator exited ({sim.returncode}) before it was ready")
-    raise TimeoutError("the simulator did not print ready")
-
-
 def sim_pty_rtt(quick: bool) -> list[dict[str, Any]]:
     n = 30 if quick else 1000
     frame = encode(Identify(), seq=1)
     with tempfile.TemporaryDirectory() as tmp:
         link = os.path.join(tmp, "dev")
-        sim = subprocess.Popen([sys.executable, "-m", "sim", "--serial-link", link], cwd=ROOT,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
         echo = subprocess.Popen([sys.executable, "-c", _ECHO], stdout=subprocess.PIPE, text=True)
         try:
-            _wait_ready(sim)
-            echo_path = echo.stdout.readline().strip() if echo.stdout else ""
-            sim_port = serial.serial_for_url(link, timeout=1, exclusive=True)
-            echo_port = serial.serial_for_url(echo_path, timeout=1)
-            sim_port.write(encode(SetTelemetry(0), seq=0))  # only the answers on the line
-            time.sleep(0.2)
+            with running_sim("--serial-link", link):
+                echo_path = echo.stdout.readline().strip() if echo.stdout else ""
+                sim_port = serial.serial_for_url(link, timeout=1, exclusive=True)
+                echo_port = serial.serial_for_url(echo_path, timeout=1)
+                sim_port.write(encode(SetTelemetry(0), seq=0))  # only the answers on the line
+                time.sleep(0.2)
 
-            def answered(buffer: bytes) -> bool:
-                for event in Decoder().feed(buffer):
-                    if isinstance(event, Packet) and event.is_response and event.ack == 1:
-                        return True
-                return False
+                def answered(buffer: bytes) -> bool:
+                    for event in Decoder().feed(buffer):
+                        if isinstance(event, Packet) and event.is_response and event.ack == 1:
+                            return True
+                    return False
 
-            sim_port.reset_input_buffer()
-            sim_times: list[float] = []
-            echo_times: list[float] = []
-            for i in range(n + 20):  # alternate, so load on the machine hits both alike; drop 20 warm-ups
-                sim_rtt = _round_trip(sim_port, frame, answered)
-                echo_rtt = _round_trip(echo_port, frame, lambda b: len(b) >= len(frame))
-                if i >= 20:
-                    sim_times.append(sim_rtt)
-                    echo_times.append(echo_rtt)
-            sim_port.close()
-            echo_port.close()
+                sim_port.reset_input_buffer()
+                sim_times: list[float] = []
+                echo_times: list[float] = []
+                for i in range(n + 20):  # alternate, so load on the machine hits both alike; drop 20 warm-ups
+                    sim_rtt = _round_trip(sim_port, frame, answered)
+                    echo_rtt = _round_trip(echo_port, frame, lambda b: len(b) >= len(frame))
+                    if i >= 20:
+                        sim_times.append(sim_rtt)
+                        echo_times.append(echo_rtt)
+                sim_port.close()
+                echo_port.close()
         finally:
-            sim.terminate()
             echo.kill()
-            sim.wait()
             echo.wait()
     p50_sim, p50_echo = statistics.median(sim_times), statistics.median(echo_times)
     p99_sim = sorted(sim_times)[int(0.99 * (len(sim_times) - 1))]
