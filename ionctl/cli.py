@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ionctl import __version__
+from ionctl import __version__, config_command
 from ionctl import demo as demo_command  # light modules: what they need is imported when they run
 from ionctl import run as run_command
 
@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(handler=_cmd_protocol_schema)
 
     _add_records(commands)
+    config_command.add_parser(commands)
     return parser
 
 

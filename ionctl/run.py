@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from ionctl.config import SiteConfig
     from ionctl.drivers.base import CurrentSource, Telemetry
     from ionctl.records import SessionLock, SessionWriter, Store
     from ionctl.safety import Prescription, SiteLimits
@@ -85,41 +86,57 @@ def _charge(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `ionctl run` options (shared by `ionctl demo`, which runs the same code path)."""
-    rx = parser.add_argument_group("prescription")
-    rx.add_argument("--drug", required=True, metavar="NAME", help="e.g. dexamethasone, lidocaine, tap-water")
+    rx = parser.add_argument_group(
+        "prescription", "Either a preset of the site configuration (--preset; the options below then change what "
+        "it gives, and must give what it leaves to the clinician) or every value: drug, polarity, electrode, "
+        "current, and dose or duration.")  # fmt: skip
+    rx.add_argument("--preset", metavar="NAME", help="start from this preset (`ionctl config show` lists them)")
+    rx.add_argument("--drug", metavar="NAME", help="e.g. dexamethasone, lidocaine, tap-water")
     rx.add_argument(
         "--drug-charge",
         type=_charge,
         metavar="+|-|0",
         help="charge of the drug's active ion; required for a drug not in the built-in table",
     )
-    rx.add_argument("--polarity", required=True, choices=("anode", "cathode"), help="the active (drug) electrode")
-    rx.add_argument(
+    rx.add_argument("--polarity", choices=("anode", "cathode"), help="the active (drug) electrode")
+    area = rx.add_mutually_exclusive_group()
+    area.add_argument(
         "--electrode-area",
-        required=True,
         type=_positive,
         metavar="CM2",
         help="active electrode area in cm² (sets the current density)",
     )
-    rx.add_argument("--current", required=True, type=_positive, metavar="MA", help="hold current in mA")
-    amount = rx.add_mutually_exclusive_group(required=True)
+    area.add_argument("--electrode", metavar="NAME", help="an electrode of the site catalog (its area)")
+    rx.add_argument("--current", type=_positive, metavar="MA", help="hold current in mA")
+    amount = rx.add_mutually_exclusive_group()
     amount.add_argument("--dose", type=_positive, metavar="MA_MIN", help="dose in mA·min (ramps included)")
     amount.add_argument("--duration", type=_positive, metavar="MIN", help="whole session in minutes, ramps included")
     rx.add_argument("--ramp-up", type=_non_negative, metavar="S", help="ramp-up time in seconds (default 30)")
     rx.add_argument("--ramp-down", type=_non_negative, metavar="S", help="ramp-down time in seconds (default 30)")
     rx.add_argument(
         "--protocol-class",
-        choices=("drug-electrode", "tap-water"),
-        default="drug-electrode",
-        help="which class of site limits applies (default drug-electrode)",
+        metavar="CLASS",
+        help="which class of site limits applies: drug-electrode (default) or tap-water, or a site's own",
     )
     rx.add_argument(
         "--reverse-at-midpoint",
         action="store_true",
         help="reverse polarity at the midpoint (at zero current); neutral solutions only",
     )
-    rx.add_argument("--patient", required=True, metavar="ID", help="patient identifier for the record")
+    rx.add_argument("--patient", metavar="ID", help="patient identifier for the record (a course gives its own)")
     rx.add_argument("--operator", required=True, metavar="ID", help="operator identifier for the record")
+    course = parser.add_argument_group("treatment course")
+    course.add_argument(
+        "--course", type=int, metavar="ID",
+        help="this session belongs to course ID (`ionctl course start`): its preset, patient, interval and "
+        "session count apply",
+    )  # fmt: skip
+    course.add_argument(
+        "--supervisor-override", metavar="REASON",
+        help="run a course session early or beyond the plan: needs the supervisor PIN (on stdin with "
+        "--pin-stdin), recorded with REASON",
+    )  # fmt: skip
+    course.add_argument("--pin-stdin", action="store_true", help="read the supervisor PIN from stdin")
     run = parser.add_argument_group("session")
     run.add_argument(
         "--device",
@@ -127,7 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help="serial port or pyserial URL (firmware device), or visa:RESOURCE (SCPI SourceMeter)",
     )
-    run.add_argument("--limits", metavar="FILE", help="site limits TOML (default: the packaged conservative limits)")
+    run.add_argument(
+        "--config", metavar="FILE", help="site configuration (default: the site's, else the packaged defaults); "
+        "a file a supervisor has not approved is refused")  # fmt: skip
     run.add_argument(
         "--db",
         metavar="PATH",
@@ -271,15 +290,23 @@ def execute(
     prescription, the limits or the device: every way out is a `Report`. With a `store` (`ionctl run`; not
     `ionctl demo`), the record is opened once the prescription has been checked against the limits (refused
     ones get a record too), written as the session runs, and closed with the result."""
-    from ionctl.safety import LimitsFileError, PrescriptionError, PrescriptionRefused, SiteLimits, validate
+    from ionctl.config import ConfigError, ConfigNotApproved, load_config, require_approved
+    from ionctl.courses import CourseRefused
+    from ionctl.records import StoreError
+    from ionctl.safety import PrescriptionError, PrescriptionRefused, validate
 
     err = err or sys.stderr
     try:
-        prescription = build_prescription(args)
-        limits = SiteLimits.load(args.limits)
-    except (PrescriptionError, LimitsFileError) as exc:
-        print(f"ionctl run: {exc}", file=err)
+        config = load_config(args.config)
+        if store is not None:
+            require_approved(config, store)
+        course = _course(store, args.course) if args.course is not None else None
+        prescription = build_prescription(args, config, course)
+    except (PrescriptionError, ConfigError, ConfigNotApproved, StoreError) as exc:
+        print(f"ionctl run: {exc}\nNo current flowed; the device was not opened.", file=err)
         return _not_started(args, str(exc), outcome="refused")
+    limits = config.limits
+    opening = {"config_sha256": config.sha256, "course_id": args.course}
     try:
         validated = validate(prescription, limits)
     except PrescriptionRefused as exc:
@@ -287,14 +314,21 @@ def execute(
         violations = [asdict(v) for v in exc.violations]
         report = _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits,
                               violations=violations)  # fmt: skip
-        return _recorded(store, report, prescription, limits, err)
-    print(summary(prescription, validated.drug_charge.name.lower(), limits, args.device), file=err)
+        return _recorded(store, report, prescription, limits, err, opening)
+    if course is not None and store is not None:
+        try:
+            _admit(store, args, course, stdin or sys.stdin)
+        except CourseRefused as exc:
+            print(f"ionctl run: {exc}\nNo current flowed; the device was not opened.", file=err)
+            report = _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits)
+            return _recorded(store, report, prescription, limits, err, opening)
+    print(summary(prescription, validated.drug_charge.name.lower(), limits, args.device, config), file=err)
     refusal = confirm(args.yes, stdin or sys.stdin, err)
     if refusal is not None:
         print(f"ionctl run: {refusal}", file=err)
         report = _not_started(args, refusal, outcome="refused", prescription=prescription, limits=limits)
-        return _recorded(store, report, prescription, limits, err)
-    recorder = Recorder.open(store, prescription, limits, err) if store is not None else None
+        return _recorded(store, report, prescription, limits, err, opening)
+    recorder = Recorder.open(store, prescription, limits, err, **opening) if store is not None else None
     if store is not None and recorder is None:
         message = "not started: the session record could not be opened (see above)"
         return _not_started(args, message, outcome="refused", prescription=prescription, limits=limits)
@@ -306,10 +340,38 @@ def execute(
     return report
 
 
+def _course(store: Store | None, course_id: int) -> dict[str, Any]:
+    from ionctl.records import StoreError
+
+    if store is None:
+        raise StoreError("a course session needs the record store")
+    return store.course(course_id)
+
+
+def _admit(store: Store, args: argparse.Namespace, course: dict[str, Any], stdin: TextIO) -> None:
+    """CourseRefused unless the course allows a session now, or a supervisor overrides (recorded)."""
+    from ionctl.config import AuthorityError, authenticate
+    from ionctl.config_command import PinUnavailable, read_pin
+    from ionctl.courses import CourseRefused, check_next
+
+    try:
+        check_next(store, course["id"])
+    except CourseRefused as exc:
+        if not args.supervisor_override:
+            raise CourseRefused(f"{exc}; a supervisor may override with --supervisor-override REASON") from None
+        try:
+            pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin, stdin=stdin)
+            authenticate(store, pin, attempt=f"override course {course['id']}: {exc}")
+        except (AuthorityError, PinUnavailable) as denied:
+            raise CourseRefused(f"{exc}; override refused: {denied}") from None
+        detail = {"reason": args.supervisor_override, "rule": str(exc), "operator": args.operator}
+        store.append_audit("course-override", "supervisor", detail, course_id=course["id"])
+
+
 def _recorded(store: Store | None, report: Report, prescription: Prescription, limits: SiteLimits,
-              err: TextIO) -> Report:  # fmt: skip
+              err: TextIO, opening: dict[str, Any]) -> Report:  # fmt: skip
     """Open and at once close the record of a session refused before the device was touched."""
-    recorder = Recorder.open(store, prescription, limits, err) if store is not None else None
+    recorder = Recorder.open(store, prescription, limits, err, **opening) if store is not None else None
     if recorder is not None:
         try:
             for v in report.violations:
@@ -320,33 +382,51 @@ def _recorded(store: Store | None, report: Report, prescription: Prescription, l
     return report
 
 
-def build_prescription(args: argparse.Namespace) -> Prescription:
-    """The `Prescription` the arguments describe; `PrescriptionError` if it cannot be built."""
+def build_prescription(
+    args: argparse.Namespace, config: SiteConfig, course: dict[str, Any] | None = None
+) -> Prescription:
+    """The `Prescription` the arguments describe (from `--preset`, or the course's preset, with the options
+    changing it); `PrescriptionError` (or `ConfigError` for an unknown preset or electrode) if it cannot be built."""
     from ionctl.drivers.base import Polarity
-    from ionctl.safety import Charge, Prescription
+    from ionctl.safety import Charge, Prescription, PrescriptionError
 
-    optional: dict[str, Any] = {}
-    if args.ramp_up is not None:
-        optional["ramp_up_s"] = args.ramp_up
-    if args.ramp_down is not None:
-        optional["ramp_down_s"] = args.ramp_down
-    return Prescription(
-        drug=args.drug,
-        drug_charge=Charge(args.drug_charge) if args.drug_charge is not None else None,
-        polarity=Polarity(args.polarity),
-        electrode_area_cm2=args.electrode_area,
-        current_ma=args.current,
-        dose_ma_min=args.dose,
-        duration_min=args.duration,
-        patient_id=args.patient,
-        operator_id=args.operator,
-        protocol_class=args.protocol_class,
-        polarity_reversal_at_midpoint=args.reverse_at_midpoint,
-        **optional,
-    )
+    patient = args.patient
+    preset_name = args.preset
+    if course is not None:
+        if patient is not None and patient != course["patient"]:
+            raise PrescriptionError(f"course {course['id']} is patient {course['patient']}'s, not {patient}'s")
+        if preset_name is not None and preset_name != course["preset"]:
+            raise PrescriptionError(f"course {course['id']} follows preset {course['preset']}, not {preset_name}")
+        patient, preset_name = course["patient"], course["preset"]
+    if patient is None:
+        raise PrescriptionError("give --patient (or --course)")
+    values: dict[str, Any] = {
+        "drug": args.drug,
+        "drug_charge": Charge(args.drug_charge) if args.drug_charge is not None else None,
+        "polarity": Polarity(args.polarity) if args.polarity is not None else None,
+        "electrode_area_cm2": config.electrode(args.electrode).area_cm2 if args.electrode else args.electrode_area,
+        "current_ma": args.current,
+        "dose_ma_min": args.dose,
+        "duration_min": args.duration,
+        "ramp_up_s": args.ramp_up,
+        "ramp_down_s": args.ramp_down,
+        "protocol_class": args.protocol_class,
+        "polarity_reversal_at_midpoint": args.reverse_at_midpoint or None,
+    }
+    if preset_name is not None:
+        return config.preset(preset_name).prescription(patient_id=patient, operator_id=args.operator, **values)
+    missing = [option for option, key in (("--drug", "drug"), ("--polarity", "polarity"),
+                                          ("--electrode-area or --electrode", "electrode_area_cm2"),
+                                          ("--current", "current_ma")) if values[key] is None]  # fmt: skip
+    if values["dose_ma_min"] is None and values["duration_min"] is None:
+        missing.append("--dose or --duration")
+    if missing:
+        raise PrescriptionError(f"give {', '.join(missing)} (or --preset NAME)")
+    return Prescription(patient_id=patient, operator_id=args.operator,
+                        **{k: v for k, v in values.items() if v is not None})  # fmt: skip
 
 
-def summary(p: Prescription, charge: str, limits: SiteLimits, device: str) -> str:
+def summary(p: Prescription, charge: str, limits: SiteLimits, device: str, config: SiteConfig | None = None) -> str:
     """What is about to be delivered, for the operator to confirm."""
     site = limits.for_class(p.protocol_class)
     if p.dose_ma_min is not None:
@@ -362,6 +442,7 @@ def summary(p: Prescription, charge: str, limits: SiteLimits, device: str) -> st
         f"(limit {site.max_density_ma_cm2:.2f})",
         f"  {amount}; ramps {p.ramp_up_s:g} s up, {p.ramp_down_s:g} s down",
         f"  limits: {limits.source}, class {p.protocol_class}",
+        *([f"  configuration: {config.source} (SHA-256 {config.sha256[:12]}…)"] if config is not None else []),
         f"  device: {device}",
     ])  # fmt: skip
 
@@ -483,7 +564,8 @@ class Recorder:
         self.failed: Exception | None = None
 
     @classmethod
-    def open(cls, store: Store, prescription: Prescription, limits: SiteLimits, err: TextIO) -> Recorder | None:
+    def open(cls, store: Store, prescription: Prescription, limits: SiteLimits, err: TextIO, *,
+             config_sha256: str | None = None, course_id: int | None = None) -> Recorder | None:  # fmt: skip
         """The record's opening, durable on return; None (after saying why) if it cannot be written."""
         from ionctl.records import SessionLock
         from ionctl.session import prescription_dict
@@ -494,8 +576,8 @@ class Recorder:
             record_id = store.open_record(
                 patient=prescription.patient_id, operator=prescription.operator_id,
                 prescription=prescription_dict(prescription), limits=site.values() if site is not None else {},
-                limits_sha256=site.sha256 if site is not None else "",
-                before_commit=lambda rid: locks.append(SessionLock(store, rid)),
+                limits_sha256=site.sha256 if site is not None else "", config_sha256=config_sha256,
+                course_id=course_id, before_commit=lambda rid: locks.append(SessionLock(store, rid)),
             )  # fmt: skip
         except Exception as exc:
             for lock in locks:

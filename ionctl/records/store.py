@@ -8,13 +8,18 @@ One file (default `platformdirs.user_data_dir("ionctl")/records.sqlite3`) in WAL
   the session ends (the *closing*: outcome, doses, device, summary). Triggers refuse every other UPDATE and
   every DELETE.
 - `events`: the state timeline, faults and notes, appended as they happen; never updated or deleted.
+- `audit` (schema 2): who did what outside a session's own timeline: configuration approvals and changes,
+  supervisor PIN changes and refusals, course overrides, and addenda to a record (skin checks, adverse
+  reactions), which may follow a closed record the way a chart addendum follows a note.
+- `courses` (schema 2): treatment courses; a record names its course in `course_id`.
 - `telemetry`: every sample, appended in batches (at most `FLUSH_EVERY_S` of host time at risk); never
   updated or deleted, and refused for a closed record. At closing, the SHA-256 of the record's telemetry is
   part of the closed record's hashed content, so a telemetry edit after closing breaks the chain too.
 
-The hash chain is global, in insertion order (`gseq`): a record's opening, each event and a record's
-closing are links; each link's hash is SHA-256 over the previous link's hash and the link's canonical
-content (sorted-key compact JSON). `verify()` recomputes the chain and returns the first broken link.
+The hash chain is global, in insertion order (`gseq`): a record's opening, each event, a record's
+closing, each audit entry and each course are links; each link's hash is SHA-256 over the previous link's
+hash and the link's canonical content (sorted-key compact JSON). `verify()` recomputes the chain and returns
+the first broken link.
 
 Schema versions live in `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n-1 to n, so a
 later ionctl opens an earlier file by running the missing steps in one transaction each.
@@ -36,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GENESIS = "0" * 64
 #: Telemetry is committed at least this often (host seconds) while samples arrive: < 1 s at risk.
 FLUSH_EVERY_S = 0.5
@@ -46,6 +51,8 @@ FORMAT = "ionctl.record"
 
 # The opening columns (hashed at opening) and the closing columns (hashed at closing).
 OPEN_FIELDS = ("id", "created_utc", "patient", "operator", "prescription", "limits", "limits_sha256", "open_gseq")
+#: Opening columns added in schema 2: hashed only when not NULL, so records opened under schema 1 still verify.
+OPEN_FIELDS_V2 = ("config_sha256", "course_id")
 CLOSE_FIELDS = (
     "outcome", "fault", "message", "device", "dose_ma_min", "dose_source", "host_dose_ma_min",
     "device_dose_ma_min", "prescribed_dose_ma_min", "duration_s", "peak_current_ma", "peak_density_ma_cm2",
@@ -56,6 +63,9 @@ EVENT_FIELDS = ("record_id", "seq", "utc", "device_t_s", "kind", "text", "gseq")
 TELEMETRY_FIELDS = ("t_s", "set_ma", "current_ma", "voltage_v", "impedance_ohm", "dose_ma_min",
                     "device_dose_ma_min", "at_compliance", "state")  # fmt: skip
 EVENT_KINDS = ("state", "fault", "note")
+AUDIT_FIELDS = ("seq", "utc", "actor", "action", "record_id", "course_id", "detail", "gseq")
+COURSE_FIELDS = ("id", "created_utc", "patient", "operator", "preset", "sessions", "per_week", "min_interval_days",
+                 "plan", "config_sha256", "gseq")  # fmt: skip
 
 
 class StoreError(Exception):
@@ -169,6 +179,40 @@ def _v0_to_v1(db: sqlite3.Connection) -> None:
     _harden(db)
 
 
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    for statement in _statements("""
+        ALTER TABLE records ADD COLUMN config_sha256 TEXT;
+        ALTER TABLE records ADD COLUMN course_id INTEGER REFERENCES courses(id);
+        CREATE INDEX records_course ON records(course_id) WHERE course_id IS NOT NULL;
+        CREATE TABLE courses (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, created_utc TEXT NOT NULL, patient TEXT NOT NULL,
+            operator TEXT NOT NULL, preset TEXT NOT NULL, sessions INTEGER NOT NULL, per_week REAL,
+            min_interval_days REAL, plan TEXT NOT NULL, config_sha256 TEXT,
+            gseq INTEGER NOT NULL UNIQUE, chain_hash TEXT NOT NULL
+        );
+        CREATE INDEX courses_patient ON courses(patient);
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, utc TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+            record_id INTEGER REFERENCES records(id), course_id INTEGER REFERENCES courses(id),
+            detail TEXT NOT NULL, gseq INTEGER NOT NULL UNIQUE, chain_hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_action ON audit(action);
+        CREATE TRIGGER courses_no_update BEFORE UPDATE ON courses
+        BEGIN SELECT RAISE(ABORT, 'courses are append-only: a course cannot be changed'); END;
+        CREATE TRIGGER courses_no_delete BEFORE DELETE ON courses
+        BEGIN SELECT RAISE(ABORT, 'courses are append-only: a course cannot be deleted'); END;
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: an entry cannot be changed'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: an entry cannot be deleted'); END;
+        CREATE TRIGGER records_v2_fixed BEFORE UPDATE ON records
+        WHEN NEW.config_sha256 IS NOT OLD.config_sha256 OR NEW.course_id IS NOT OLD.course_id
+        BEGIN SELECT RAISE(ABORT, 'records are append-only: an open record may only be closed, once'); END;
+    """):
+        db.execute(statement)
+    _harden(db)
+
+
 # REPLACE (`INSERT OR REPLACE`, `UPDATE OR REPLACE`) deletes the rows it conflicts with without firing the
 # DELETE triggers (unless the writer's connection turned `recursive_triggers` on), so every insert or closing
 # that would collide with an existing row is refused before the conflict is resolved. Files made before these
@@ -193,21 +237,32 @@ _NO_REPLACE = {
         WHEN EXISTS (SELECT 1 FROM telemetry WHERE rowid = NEW.rowid)
         BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: a sample cannot be replaced'); END;""",
 }
+_NO_REPLACE_V2 = {
+    "courses_insert_no_replace": """
+        CREATE TRIGGER IF NOT EXISTS courses_insert_no_replace BEFORE INSERT ON courses
+        WHEN EXISTS (SELECT 1 FROM courses WHERE id = NEW.id OR gseq = NEW.gseq)
+        BEGIN SELECT RAISE(ABORT, 'courses are append-only: a course cannot be replaced'); END;""",
+    "audit_insert_no_replace": """
+        CREATE TRIGGER IF NOT EXISTS audit_insert_no_replace BEFORE INSERT ON audit
+        WHEN EXISTS (SELECT 1 FROM audit WHERE seq = NEW.seq OR gseq = NEW.gseq)
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: an entry cannot be replaced'); END;""",
+}
 
 
 def _harden(db: sqlite3.Connection) -> None:
     """Add the no-REPLACE triggers a records file lacks (in the caller's transaction)."""
     have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    for name, statement in _NO_REPLACE.items():
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    wanted = {**_NO_REPLACE, **(_NO_REPLACE_V2 if "audit" in tables else {})}
+    for name, statement in wanted.items():
         if name not in have:
             db.execute(statement.strip())
 
 
-# A v2 would be added as `2: _v1_to_v2`, e.g. `ALTER TABLE records ADD COLUMN site TEXT` (NULL in v1 rows, and
-# left out of the hashed content when NULL so v1 hashes still verify), with SCHEMA_VERSION = 2. `migrate`
-# runs each missing step in its own transaction and bumps `user_version` with it, so a v1 file opened by
-# that ionctl becomes v2 in place, and a v0 (empty) file goes through both steps.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v0_to_v1}
+# `migrate` runs each missing step in its own transaction and bumps `user_version` with it, so a v1 file opened
+# by this ionctl becomes v2 in place, and a v0 (empty) file goes through both steps. Columns a step adds to an
+# existing table are NULL in older rows and left out of the hashed content when NULL, so old hashes verify.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v0_to_v1, 2: _v1_to_v2}
 
 
 def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
@@ -226,7 +281,7 @@ def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         db.execute("COMMIT")
     if found == target and target >= 1:  # an existing file: add the triggers it may lack
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-        if not names.issuperset(_NO_REPLACE):
+        if not names.issuperset(_NO_REPLACE) or (target >= 2 and not names.issuperset(_NO_REPLACE_V2)):
             db.execute("BEGIN IMMEDIATE")
             try:
                 _harden(db)
@@ -247,6 +302,7 @@ class Record:
     fields: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     telemetry: list[dict[str, Any]] = field(default_factory=list)
+    addenda: list[dict[str, Any]] = field(default_factory=list)  # audit entries about it (skin checks, ...)
 
     @property
     def id(self) -> int:
@@ -254,15 +310,16 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "record": self.fields, "events": self.events,
-                "telemetry": self.telemetry}  # fmt: skip
+                "telemetry": self.telemetry, "addenda": self.addenda}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         if data.get("format") != FORMAT:
             raise StoreError(f"not an ionctl record export (format {data.get('format')!r})")
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise StoreError(f"record export schema version {data.get('schema_version')}, expected {SCHEMA_VERSION}")
-        return cls(dict(data["record"]), list(data["events"]), list(data["telemetry"]))
+        version = data.get("schema_version")
+        if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+            raise StoreError(f"record export schema version {version!r}, expected 1 to {SCHEMA_VERSION}")
+        return cls(dict(data["record"]), list(data["events"]), list(data["telemetry"]), list(data.get("addenda", [])))
 
 
 @dataclass(frozen=True)
@@ -314,7 +371,9 @@ class Store:
         for sql in ("SELECT open_gseq, open_hash FROM records ORDER BY open_gseq DESC LIMIT 1",
                     "SELECT close_gseq, chain_hash FROM records WHERE close_gseq IS NOT NULL "
                     "ORDER BY close_gseq DESC LIMIT 1",
-                    "SELECT gseq, chain_hash FROM events ORDER BY gseq DESC LIMIT 1"):  # fmt: skip
+                    "SELECT gseq, chain_hash FROM events ORDER BY gseq DESC LIMIT 1",
+                    "SELECT gseq, chain_hash FROM audit ORDER BY gseq DESC LIMIT 1",
+                    "SELECT gseq, chain_hash FROM courses ORDER BY gseq DESC LIMIT 1"):  # fmt: skip
             row = self.db.execute(sql).fetchone()
             if row is not None and row[0] > best[0]:
                 best = (int(row[0]), str(row[1]))
@@ -326,10 +385,12 @@ class Store:
     # -- writing ----------------------------------------------------------------------------------------------
 
     def open_record(self, *, patient: str, operator: str, prescription: dict[str, Any], limits: dict[str, Any],
-                    limits_sha256: str, created_utc: str | None = None,
+                    limits_sha256: str, created_utc: str | None = None, config_sha256: str | None = None,
+                    course_id: int | None = None,
                     before_commit: Callable[[int], None] | None = None) -> int:  # fmt: skip
-        """Insert a record's opening (durable on return); its id. `before_commit(id)` runs inside the write
-        transaction (the session takes its liveness lock there, before any other process can see the record)."""
+        """Insert a record's opening (durable on return); its id. `config_sha256` is the site configuration
+        in force, `course_id` the treatment course the session belongs to. `before_commit(id)` runs inside the
+        write transaction (the session takes its liveness lock there, before any other process can see it)."""
         with self._write():
             gseq, previous = self._head()
             (next_id,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM records").fetchone()
@@ -337,12 +398,47 @@ class Store:
                 before_commit(int(next_id))
             row = {"id": int(next_id), "created_utc": created_utc or utc_now(), "patient": patient,
                    "operator": operator, "prescription": _json(prescription), "limits": _json(limits),
-                   "limits_sha256": limits_sha256, "open_gseq": gseq + 1}  # fmt: skip
-            digest = link_hash(previous, "open", row)
+                   "limits_sha256": limits_sha256, "open_gseq": gseq + 1, "config_sha256": config_sha256,
+                   "course_id": course_id}  # fmt: skip
+            digest = link_hash(previous, "open", _opening(row))
+            columns = (*OPEN_FIELDS, *OPEN_FIELDS_V2)
             self.db.execute(
-                f"INSERT INTO records ({', '.join(OPEN_FIELDS)}, open_hash) "
-                f"VALUES ({', '.join('?' * len(OPEN_FIELDS))}, ?)",
-                [row[k] for k in OPEN_FIELDS] + [digest],
+                f"INSERT INTO records ({', '.join(columns)}, open_hash) VALUES ({', '.join('?' * len(columns))}, ?)",
+                [row[k] for k in columns] + [digest],
+            )
+        return int(next_id)
+
+    def append_audit(self, action: str, actor: str, detail: dict[str, Any], *, record_id: int | None = None,
+                     course_id: int | None = None, utc: str | None = None) -> int:  # fmt: skip
+        """Append an audit entry (durable on return); its sequence number. `action` says what happened
+        (`config-approve`, `skin-check-after`, ...), `actor` who did it; `detail` is any JSON object."""
+        if not action or not actor:
+            raise ValueError("an audit entry needs an action and an actor")
+        with self._write():
+            gseq, previous = self._head()
+            (seq,) = self.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM audit").fetchone()
+            row = {"seq": int(seq), "utc": utc or utc_now(), "actor": actor, "action": action, "record_id": record_id,
+                   "course_id": course_id, "detail": _json(detail), "gseq": gseq + 1}  # fmt: skip
+            self.db.execute(
+                f"INSERT INTO audit ({', '.join(AUDIT_FIELDS)}, chain_hash) VALUES ({', '.join('?' * 9)})",
+                [row[k] for k in AUDIT_FIELDS] + [link_hash(previous, "audit", row)],
+            )
+        return int(seq)
+
+    def insert_course(self, *, patient: str, operator: str, preset: str, sessions: int, per_week: float | None,
+                      min_interval_days: float | None, plan: dict[str, Any], config_sha256: str | None,
+                      created_utc: str | None = None) -> int:  # fmt: skip
+        """Insert a treatment course (durable on return); its id. The rules live in `ionctl.courses`."""
+        with self._write():
+            gseq, previous = self._head()
+            (next_id,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM courses").fetchone()
+            row = {"id": int(next_id), "created_utc": created_utc or utc_now(), "patient": patient,
+                   "operator": operator, "preset": preset, "sessions": sessions, "per_week": per_week,
+                   "min_interval_days": min_interval_days, "plan": _json(plan), "config_sha256": config_sha256,
+                   "gseq": gseq + 1}  # fmt: skip
+            self.db.execute(
+                f"INSERT INTO courses ({', '.join(COURSE_FIELDS)}, chain_hash) VALUES ({', '.join('?' * 12)})",
+                [row[k] for k in COURSE_FIELDS] + [link_hash(previous, "course", row)],
             )
         return int(next_id)
 
@@ -438,6 +534,34 @@ class Store:
             params.append(since)
         return [_fields(row) for row in self.db.execute(sql + " ORDER BY id", params)]
 
+    def audit(self, *, action: str | None = None, record_id: int | None = None,
+              course_id: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Audit entries, oldest first, `detail` decoded; filtered by action, record or course if given."""
+        sql, params = "SELECT * FROM audit WHERE 1", []
+        for column, value in (("action", action), ("record_id", record_id), ("course_id", course_id)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        return [_decoded(row, "detail") for row in self.db.execute(sql + " ORDER BY seq", params)]
+
+    def course(self, course_id: int) -> dict[str, Any]:
+        """A course row (`plan` decoded); StoreError if there is none."""
+        row = self.db.execute("SELECT * FROM courses WHERE id = ?", (course_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no course {course_id} in {self.path}")
+        return _decoded(row, "plan")
+
+    def courses(self, *, patient: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM courses", []
+        if patient is not None:
+            sql, params = sql + " WHERE patient = ?", [patient]
+        return [_decoded(row, "plan") for row in self.db.execute(sql + " ORDER BY id", params)]
+
+    def course_records(self, course_id: int) -> list[dict[str, Any]]:
+        """The records of a course's sessions, oldest first (open ones included)."""
+        rows = self.db.execute("SELECT * FROM records WHERE course_id = ? ORDER BY id", (course_id,))
+        return [_fields(row) for row in rows]
+
     def open_ids(self) -> list[int]:
         return [int(r[0]) for r in self.db.execute("SELECT id FROM records WHERE outcome IS NULL ORDER BY id")]
 
@@ -448,7 +572,7 @@ class Store:
         events = [dict(r) for r in self.db.execute(
             "SELECT seq, utc, device_t_s, kind, text, gseq, chain_hash FROM events WHERE record_id = ? ORDER BY seq",
             (record_id,))]  # fmt: skip
-        return Record(_fields(row), events, self.telemetry(record_id))
+        return Record(_fields(row), events, self.telemetry(record_id), self.audit(record_id=record_id))
 
     def telemetry(self, record_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute(f"SELECT {', '.join(TELEMETRY_FIELDS)} FROM telemetry WHERE record_id = ? "
@@ -469,8 +593,7 @@ class Store:
         links: list[tuple[int, str, str, dict[str, Any], str | None]] = []
         for row in self.db.execute("SELECT * FROM records"):
             r = dict(row)
-            links.append((r["open_gseq"], f"record {r['id']} (opening)", "open",
-                          {k: r[k] for k in OPEN_FIELDS}, r["open_hash"]))  # fmt: skip
+            links.append((r["open_gseq"], f"record {r['id']} (opening)", "open", _opening(r), r["open_hash"]))
             if r["close_gseq"] is not None or r["outcome"] is not None:
                 content = {"id": r["id"], "open_hash": r["open_hash"], **{k: r[k] for k in CLOSE_FIELDS}}
                 links.append((r["close_gseq"] if r["close_gseq"] is not None else -1,
@@ -479,6 +602,14 @@ class Store:
             e = dict(row)
             links.append((e["gseq"], f"event {e['record_id']}/{e['seq']}", "event",
                           {k: e[k] for k in EVENT_FIELDS}, e["chain_hash"]))  # fmt: skip
+        for row in self.db.execute("SELECT * FROM audit"):
+            a = dict(row)
+            links.append((a["gseq"], f"audit entry {a['seq']} ({a['action']})", "audit",
+                          {k: a[k] for k in AUDIT_FIELDS}, a["chain_hash"]))  # fmt: skip
+        for row in self.db.execute("SELECT * FROM courses"):
+            c = dict(row)
+            links.append((c["gseq"], f"course {c['id']}", "course", {k: c[k] for k in COURSE_FIELDS},
+                          c["chain_hash"]))  # fmt: skip
         links.sort(key=lambda link: link[0])
         return iter(links)
 
@@ -506,6 +637,19 @@ class Store:
 
 def _fields(row: sqlite3.Row) -> dict[str, Any]:
     return {k: row[k] for k in row.keys()}  # noqa: SIM118 - sqlite3.Row is not a mapping
+
+
+def _decoded(row: sqlite3.Row, column: str) -> dict[str, Any]:
+    fields = _fields(row)
+    fields[column] = json.loads(fields[column]) if fields[column] is not None else None
+    return fields
+
+
+def _opening(row: dict[str, Any]) -> dict[str, Any]:
+    """The hashed content of a record's opening: the schema-1 fields, and the later ones that are set."""
+    content = {k: row[k] for k in OPEN_FIELDS}
+    content.update({k: row[k] for k in OPEN_FIELDS_V2 if row.get(k) is not None})
+    return content
 
 
 class _Tx:

@@ -108,6 +108,12 @@ class SiteLimits:
             document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise LimitsFileError(source, None, f"not valid TOML: {exc}") from exc
+        return cls.from_table(document, source=source)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, source: str = "<table>") -> SiteLimits:
+        """Check parsed limits (a limits file's document, or a site configuration's `[limits]` table)."""
+        document = dict(table)
         class_tables = document.pop("class", {})
         if not isinstance(class_tables, dict):
             raise LimitsFileError(source, "class", "must be tables, written [class.NAME]")

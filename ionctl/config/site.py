@@ -1,0 +1,399 @@
+"""The site configuration: limits, electrode and drug catalogs, protocol presets, from one TOML file.
+
+Where it comes from, first found: `--config FILE`; `config.toml` in the platform's site configuration
+directory (`default_path()`); the packaged defaults (`ionctl/data/site.toml`, whose limits are the packaged
+`ionctl/data/limits.toml`). A site file's `[limits]` table, when present, must be complete (the limits-file
+rule: no silent fall-back to a default); without one the packaged limits are in force.
+
+Reading is pure: `parse_config(text, source)` checks everything and raises `ConfigError` naming the file,
+the key and its line, so that the supervisor who edited it can fix it. Whether the file is *approved* is a
+question for `ionctl.config.authority`, which keeps approvals in the records' audit trail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+from ionctl.drivers.base import Polarity
+from ionctl.safety import (
+    DRUG_ELECTRODE,
+    Charge,
+    LimitsFileError,
+    Prescription,
+    PrescriptionError,
+    SiteLimits,
+    find_drug,
+)
+
+PACKAGED_FILE = "data/site.toml"
+PACKAGED_SOURCE = "ionctl/data/site.toml (packaged defaults)"
+CONFIG_NAME = "config.toml"
+
+#: Prescription fields a preset may set, with the TOML key for each (same names).
+PRESET_RX_KEYS = ("current_ma", "electrode_area_cm2", "dose_ma_min", "duration_min", "ramp_up_s", "ramp_down_s")
+
+
+class ConfigError(ValueError):
+    """A site configuration that cannot be used: names the file, the key and the line."""
+
+    def __init__(self, source: str, key: str | None, problem: str, line: int | None = None) -> None:
+        self.source, self.key, self.problem, self.line = source, key, problem, line
+        where = source + (f":{line}" if line else "") + (f": {key}" if key else "")
+        super().__init__(f"site configuration {where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Electrode:
+    """An electrode (or tray) in the site's catalog."""
+
+    name: str
+    area_cm2: float
+    type: str
+
+
+@dataclass(frozen=True)
+class DrugEntry:
+    """A drug in the site's catalog: what the clinician reads, and the charge the safety layer checks."""
+
+    name: str
+    charge: Charge
+    usual_concentration: str
+    usual_dose_ma_min: tuple[float, float] | None
+    source: str
+
+
+@dataclass(frozen=True)
+class CoursePlan:
+    """How a preset is given over weeks: `sessions` in all, `per_week`, at least `min_interval_days` apart."""
+
+    sessions: int
+    per_week: float | None = None
+    min_interval_days: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    """A named, approved starting point for a prescription. Values it does not give (None) are the
+    clinician's to give at the bench (`missing`)."""
+
+    name: str
+    drug: str
+    polarity: Polarity
+    protocol_class: str = DRUG_ELECTRODE
+    current_ma: float | None = None
+    electrode: str | None = None  # a catalog name; sets electrode_area_cm2
+    electrode_area_cm2: float | None = None
+    dose_ma_min: float | None = None
+    duration_min: float | None = None
+    ramp_up_s: float | None = None
+    ramp_down_s: float | None = None
+    polarity_reversal_at_midpoint: bool = False
+    drug_charge: Charge | None = None  # from the drug catalog
+    volume_ml: float | None = None
+    notes: str = ""
+    source: str
+    course: CoursePlan | None = None
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The prescription fields the clinician must still give."""
+        gaps = [k for k in ("current_ma", "electrode_area_cm2") if getattr(self, k) is None]
+        if self.dose_ma_min is None and self.duration_min is None:
+            gaps.append("dose_ma_min or duration_min")
+        return tuple(gaps)
+
+    def prescription(self, *, patient_id: str, operator_id: str, **overrides: Any) -> Prescription:
+        """The prescription this preset gives, with `overrides` (Prescription field names; None ignored).
+        Giving a dose overrides the preset's duration and vice versa. `PrescriptionError` names what the
+        preset leaves to the clinician if it is still missing. Not yet checked against any limit."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values: dict[str, Any] = {k: getattr(self, k) for k in PRESET_RX_KEYS if getattr(self, k) is not None}
+        if "dose_ma_min" in given or "duration_min" in given:
+            values.pop("dose_ma_min", None)
+            values.pop("duration_min", None)
+        values.update(drug=self.drug, polarity=self.polarity, protocol_class=self.protocol_class,
+                      polarity_reversal_at_midpoint=self.polarity_reversal_at_midpoint)  # fmt: skip
+        if self.drug_charge is not None:
+            values["drug_charge"] = self.drug_charge
+        values.update(given)
+        still = [k for k in ("current_ma", "electrode_area_cm2") if k not in values]
+        if "dose_ma_min" not in values and "duration_min" not in values:
+            still.append("dose_ma_min or duration_min")
+        if still:
+            raise PrescriptionError(f"preset {self.name!r} leaves {', '.join(still)} to the clinician: give "
+                                    f"{' and '.join(_OPTION.get(k, k) for k in still)}")  # fmt: skip
+        return Prescription(patient_id=patient_id, operator_id=operator_id, **values)
+
+
+_OPTION = {"current_ma": "--current", "electrode_area_cm2": "--electrode-area or --electrode",
+           "dose_ma_min or duration_min": "--dose or --duration"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """A checked site configuration. `sha256` is over the file's bytes: any edit, comments included,
+    makes it a different configuration that a supervisor must approve."""
+
+    source: str
+    path: Path | None  # None: the packaged defaults
+    text: str
+    limits: SiteLimits
+    electrodes: Mapping[str, Electrode]
+    drugs: Mapping[str, DrugEntry]
+    presets: Mapping[str, Preset]
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.text.encode("utf-8")).hexdigest())
+
+    @property
+    def packaged(self) -> bool:
+        return self.path is None
+
+    def preset(self, name: str) -> Preset:
+        """The preset `name`; ConfigError listing the known ones if there is none."""
+        try:
+            return self.presets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.presets)) or "none"
+            raise ConfigError(self.source, f"presets.{name}", f"no such preset (known: {known})") from None
+
+    def electrode(self, name: str) -> Electrode:
+        try:
+            return self.electrodes[name]
+        except KeyError:
+            known = ", ".join(sorted(self.electrodes)) or "none"
+            raise ConfigError(self.source, f"electrodes.{name}", f"no such electrode (known: {known})") from None
+
+
+# -- loading ----------------------------------------------------------------------------------------------------
+
+
+def default_path() -> Path:
+    """Where a site keeps its configuration: the platform's site configuration directory."""
+    import platformdirs
+
+    return Path(platformdirs.site_config_dir("ionctl", appauthor=False)) / CONFIG_NAME
+
+
+def packaged_text() -> str:
+    return resources.files("ionctl").joinpath(PACKAGED_FILE).read_text(encoding="utf-8")
+
+
+def packaged_limits_text() -> str:
+    return resources.files("ionctl").joinpath("data/limits.toml").read_text(encoding="utf-8")
+
+
+def resolve_path(path: str | Path | None) -> Path | None:
+    """The file in force: `path`, else the site file if it exists, else None (the packaged defaults)."""
+    if path is not None:
+        return Path(path)
+    site = default_path()
+    return site if site.is_file() else None
+
+
+def load_config(path: str | Path | None = None) -> SiteConfig:
+    """The configuration in force (see the module docstring); ConfigError if it cannot be used."""
+    resolved = resolve_path(path)
+    if resolved is None:
+        return parse_config(packaged_text(), source=PACKAGED_SOURCE, path=None)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(resolved), None, f"cannot read: {exc}") from exc
+    return parse_config(text, source=str(resolved), path=resolved)
+
+
+def parse_config(text: str, *, source: str = "<text>", path: Path | None = None) -> SiteConfig:
+    """Check configuration text (pure). ConfigError names the key and its line."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # its message carries "(at line L, column C)"
+        found = re.search(r"at line (\d+)", str(exc))
+        raise ConfigError(source, None, f"not valid TOML: {exc}", int(found.group(1)) if found else None) from exc
+    reader = _Reader(text, source)
+    unknown = set(doc) - {"limits", "electrodes", "drugs", "presets"}
+    if unknown:
+        key = sorted(unknown)[0]
+        reader.fail((key,), "unknown table or key; known: limits, electrodes, drugs, presets")
+    limits = reader.limits(doc.get("limits"))
+    electrodes = {name: reader.electrode(name, t) for name, t in reader.tables(doc, "electrodes")}
+    drugs = {name: reader.drug(name, t) for name, t in reader.tables(doc, "drugs")}
+    presets = {name: reader.preset(name, t, electrodes, drugs, limits) for name, t in reader.tables(doc, "presets")}
+    return SiteConfig(source, path, text, limits, MappingProxyType(electrodes), MappingProxyType(drugs),
+                      MappingProxyType(presets))  # fmt: skip
+
+
+class _Reader:
+    """Typed access to the parsed document, failing with the key's line in the text."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text, self.source = text, source
+
+    def fail(self, keys: tuple[str, ...], problem: str) -> NoReturn:
+        raise ConfigError(self.source, ".".join(keys), problem, line_of(self.text, keys))
+
+    def tables(self, doc: Mapping[str, Any], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        section = doc.get(name, {})
+        if not isinstance(section, dict):
+            self.fail((name,), f"must be tables, written [{name}.NAME]")
+        for key, table in section.items():
+            if not isinstance(table, dict):
+                self.fail((name, key), f"must be a table, written [{name}.{key}]")
+            yield key, table
+
+    def limits(self, table: Any) -> SiteLimits:
+        if table is None:
+            return SiteLimits.from_toml(packaged_limits_text(), source="ionctl/data/limits.toml (packaged defaults)")
+        if not isinstance(table, dict):
+            self.fail(("limits",), "must be a table, written [limits]")
+        try:
+            return SiteLimits.from_table(table, source=self.source)
+        except LimitsFileError as exc:
+            key = exc.key or ""
+            cls = re.match(r"\[class\.([^\]]+)\] (.+)", key)
+            keys = ("limits", "class", cls.group(1), cls.group(2)) if cls else ("limits", key)
+            self.fail(keys, exc.problem)
+
+    def known(self, keys: tuple[str, ...], table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                self.fail((*keys, key), f"unknown key; known: {', '.join(allowed)}")
+
+    def number(self, keys: tuple[str, ...], value: Any, *, required: bool = True) -> float | None:
+        if value is None:
+            if required:
+                self.fail(keys, "missing")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            self.fail(keys, f"must be a positive finite number, got {value!r}")
+        return float(value)
+
+    def string(self, keys: tuple[str, ...], value: Any, *, required: bool = True) -> str:
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.fail(keys, "missing" if value is None else f"must be a non-empty string, got {value!r}")
+        return str(value)
+
+    def electrode(self, name: str, t: dict[str, Any]) -> Electrode:
+        keys = ("electrodes", name)
+        self.known(keys, t, ("area_cm2", "type"))
+        area = self.number((*keys, "area_cm2"), t.get("area_cm2"))
+        assert area is not None
+        return Electrode(name, area, self.string((*keys, "type"), t.get("type"), required=False))
+
+    def drug(self, name: str, t: dict[str, Any]) -> DrugEntry:
+        keys = ("drugs", name)
+        self.known(keys, t, ("charge", "usual_concentration", "usual_dose_ma_min", "source"))
+        try:
+            charge = Charge.parse(self.string((*keys, "charge"), t.get("charge")))
+        except ValueError as exc:
+            self.fail((*keys, "charge"), str(exc))
+        builtin = find_drug(name)
+        if builtin is not None and builtin.charge is not charge:
+            known = f"{builtin.name} is {builtin.charge.name.lower()} ({builtin.charge.value}; {builtin.source})"
+            self.fail((*keys, "charge"), f"{charge.value} contradicts the built-in table: {known}")
+        raw, dose_range = t.get("usual_dose_ma_min"), None
+        if raw is not None:
+            ok = isinstance(raw, list) and len(raw) == 2
+            low, high = (self.number((*keys, "usual_dose_ma_min"), v) for v in raw) if ok else (None, None)
+            if low is None or high is None or low > high:
+                self.fail((*keys, "usual_dose_ma_min"), f"must be [low, high] in mA·min, got {raw!r}")
+            dose_range = (low, high)
+        concentration = self.string((*keys, "usual_concentration"), t.get("usual_concentration"), required=False)
+        return DrugEntry(name, charge, concentration, dose_range, self.string((*keys, "source"), t.get("source")))
+
+    def preset(self, name: str, t: dict[str, Any], electrodes: Mapping[str, Electrode],
+               drugs: Mapping[str, DrugEntry], limits: SiteLimits) -> Preset:  # fmt: skip
+        keys = ("presets", name)
+        self.known(keys, t, ("drug", "polarity", "protocol_class", "electrode", *PRESET_RX_KEYS,
+                             "polarity_reversal_at_midpoint", "volume_ml", "notes", "source", "course"))  # fmt: skip
+        drug = self.string((*keys, "drug"), t.get("drug"))
+        entry = drugs.get(drug)
+        if entry is None and find_drug(drug) is None:
+            self.fail((*keys, "drug"), f"{drug!r} is neither in [drugs] nor in the built-in table: add it to [drugs] "
+                                       "with its charge")  # fmt: skip
+        polarity = self.string((*keys, "polarity"), t.get("polarity"))
+        if polarity not in ("anode", "cathode"):
+            self.fail((*keys, "polarity"), f'must be "anode" or "cathode", got {polarity!r}')
+        protocol_class = self.string((*keys, "protocol_class"), t.get("protocol_class", DRUG_ELECTRODE))
+        if protocol_class not in limits.classes:
+            self.fail((*keys, "protocol_class"), f"{protocol_class!r} is not a class of the limits in force "
+                                                 f"(known: {', '.join(sorted(limits.classes))})")  # fmt: skip
+        values = {k: self.number((*keys, k), t.get(k), required=False) for k in PRESET_RX_KEYS}
+        electrode = t.get("electrode")
+        if electrode is not None:
+            if electrode not in electrodes:
+                self.fail((*keys, "electrode"), f"{electrode!r} is not in [electrodes] "
+                                                f"(known: {', '.join(sorted(electrodes)) or 'none'})")  # fmt: skip
+            if values["electrode_area_cm2"] is not None:
+                self.fail((*keys, "electrode_area_cm2"), "give either electrode or electrode_area_cm2, not both")
+            values["electrode_area_cm2"] = electrodes[electrode].area_cm2
+        if values["dose_ma_min"] is not None and values["duration_min"] is not None:
+            self.fail((*keys, "duration_min"), "give at most one of dose_ma_min and duration_min")
+        reversal = t.get("polarity_reversal_at_midpoint", False)
+        if not isinstance(reversal, bool):
+            self.fail((*keys, "polarity_reversal_at_midpoint"), f"must be true or false, got {reversal!r}")
+        return Preset(name=name, drug=drug, polarity=Polarity(polarity), protocol_class=protocol_class,
+                      electrode=electrode, polarity_reversal_at_midpoint=reversal,
+                      drug_charge=entry.charge if entry is not None else None,
+                      volume_ml=self.number((*keys, "volume_ml"), t.get("volume_ml"), required=False),
+                      notes=self.string((*keys, "notes"), t.get("notes"), required=False),
+                      source=self.string((*keys, "source"), t.get("source")),
+                      course=self.course((*keys, "course"), t.get("course")), **values)  # fmt: skip
+
+    def course(self, keys: tuple[str, ...], t: Any) -> CoursePlan | None:
+        if t is None:
+            return None
+        if not isinstance(t, dict):
+            self.fail(keys, "must be a table, written [presets.NAME.course]")
+        self.known(keys, t, ("sessions", "per_week", "min_interval_days"))
+        sessions = t.get("sessions")
+        if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
+            self.fail((*keys, "sessions"), f"must be a whole number of sessions >= 1, got {sessions!r}")
+        per_week = self.number((*keys, "per_week"), t.get("per_week"), required=False)
+        interval = self.number((*keys, "min_interval_days"), t.get("min_interval_days"), required=False)
+        return CoursePlan(sessions, per_week, interval)
+
+
+# -- where a key is ---------------------------------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _dotted(text: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in text.split("."))
+
+
+def line_of(text: str, keys: tuple[str, ...]) -> int | None:
+    """The 1-based line where `keys` (a table path, ending with a key or not) is written; the nearest
+    enclosing table's header when the key itself is absent (a missing key); None if nothing matches."""
+    table: tuple[str, ...] = ()
+    best: tuple[int, int] | None = None  # (matched depth, line)
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = _dotted(header.group(1))
+            path = table
+        else:
+            assign = _ASSIGN.match(line)
+            if not assign:
+                continue
+            path = table + _dotted(assign.group(1))
+        depth = len(path) if keys[: len(path)] == path else -1
+        if depth == len(keys):
+            return number
+        if depth > 0 and (best is None or depth > best[0]):
+            best = (depth, number)
+    return best[1] if best else None

@@ -1,0 +1,200 @@
+"""`ionctl config`: show, start, change and approve the site configuration; set the supervisor PIN.
+
+Changing anything (`set`, `approve`, `pin`) asks for the supervisor PIN: at a terminal without echo, or one
+line per PIN on stdin with `--pin-stdin` (for scripted set-up). Every act and every refused PIN is an entry
+in the audit trail of the record store (`--db`), which `ionctl config audit` lists. Heavy modules are
+imported when a command runs, so `ionctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = commands.add_parser(
+        "config",
+        help="show or change the site configuration (limits, presets); supervisor PIN",
+        description="The site configuration: limits, electrode and drug catalogs, protocol presets. Changes "
+        "need the supervisor PIN and are recorded in the audit trail of the record store.",
+    )
+    actions = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="site configuration (default: the site's, else packaged)")
+    common.add_argument("--db", metavar="PATH", help="record store holding the audit trail (default: the user's)")
+    pin = argparse.ArgumentParser(add_help=False)
+    pin.add_argument("--pin-stdin", action="store_true", help="read the PIN(s) from stdin, one per line")
+
+    show = actions.add_parser("show", parents=[common], help="where the configuration is, its hash and contents")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(config_handler=_show)
+    init = actions.add_parser("init", help="write a complete site file to edit (packaged presets and limits)")
+    init.add_argument("file", metavar="FILE", nargs="?", help="where (default: the site configuration path)")
+    init.set_defaults(config_handler=_init)
+    setter = actions.add_parser("set", parents=[common, pin], help="change one value (supervisor)")
+    setter.add_argument("key", help="dotted key, e.g. limits.max_current_ma or presets.lidocaine.dose_ma_min")
+    setter.add_argument("value", help='new value, in TOML syntax (5.0, true, "text")')
+    setter.set_defaults(config_handler=_set)
+    approve = actions.add_parser("approve", parents=[common, pin], help="approve the file as it is (supervisor)")
+    approve.add_argument("--note", default="", help="why (recorded)")
+    approve.set_defaults(config_handler=_approve)
+    pin_cmd = actions.add_parser("pin", parents=[common, pin], help="set or change the supervisor PIN")
+    pin_cmd.set_defaults(config_handler=_pin)
+    audit = actions.add_parser("audit", parents=[common], help="list the audit trail")
+    audit.add_argument("--json", action="store_true", help="print JSON lines")
+    audit.set_defaults(config_handler=_audit)
+    config.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ionctl.config import AuthorityError, ConfigError, ConfigNotApproved
+    from ionctl.records import StoreError
+
+    try:
+        return int(args.config_handler(args))
+    except (ConfigError, ConfigNotApproved, AuthorityError, StoreError, PinUnavailable) as exc:
+        print(f"ionctl config: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+class PinUnavailable(Exception):
+    """Nobody can be asked for a PIN."""
+
+
+def read_pin(prompt: str, *, from_stdin: bool, stdin: TextIO | None = None) -> str:
+    """One PIN: a line of stdin with `--pin-stdin`, else asked at the terminal without echo."""
+    stdin = stdin or sys.stdin
+    if from_stdin:
+        line = stdin.readline()
+        if not line:
+            raise PinUnavailable(f"{prompt}: no line on stdin")
+        return line.rstrip("\r\n")
+    if not stdin.isatty():
+        raise PinUnavailable("stdin is not a terminal, so nobody can be asked for the PIN; pass --pin-stdin")
+    return getpass.getpass(f"{prompt}: ")
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from ionctl.records import Store
+
+    return Store(args.db)
+
+
+def _site_file(args: argparse.Namespace) -> Path:
+    from ionctl.config.site import ConfigError, resolve_path
+
+    path = resolve_path(args.config)
+    if path is None:
+        raise ConfigError("packaged defaults", None, "no site file: the packaged defaults are in force and need no "
+                          "approval; `ionctl config init [FILE]` writes a site file to edit")  # fmt: skip
+    return path
+
+
+def _show(args: argparse.Namespace) -> int:
+    from ionctl.config import approved_sha256, load_config
+
+    config = load_config(args.config)
+    with _store(args) as store:
+        approved = approved_sha256(store)
+    state = (
+        "packaged defaults (no approval needed)"
+        if config.packaged
+        else (
+            "approved"
+            if approved == config.sha256
+            else "NOT APPROVED (edited by hand or another file): sessions refused"
+        )
+    )
+    if args.json:
+        presets = {n: {"drug": p.drug, "polarity": p.polarity.value, "protocol_class": p.protocol_class,
+                       "missing": list(p.missing), "source": p.source} for n, p in config.presets.items()}  # fmt: skip
+        print(json.dumps({"source": config.source, "sha256": config.sha256, "state": state,
+                          "limits": config.limits.values(), "limits_source": config.limits.source,
+                          "electrodes": {n: e.area_cm2 for n, e in config.electrodes.items()},
+                          "drugs": sorted(config.drugs), "presets": presets}, indent=2))  # fmt: skip
+        return EXIT_OK
+    print(f"configuration  {config.source}\nSHA-256        {config.sha256}\nstate          {state}")
+    print(f"limits         {config.limits.source}; classes: {', '.join(sorted(config.limits.classes))}")
+    for name, e in config.electrodes.items():
+        print(f"electrode      {name}: {e.area_cm2:g} cm² ({e.type})")
+    for name, d in config.drugs.items():
+        usual = f", usual {d.usual_dose_ma_min[0]:g}–{d.usual_dose_ma_min[1]:g} mA·min" if d.usual_dose_ma_min else ""
+        print(f"drug           {name}: charge {d.charge.value}{usual}")
+    for name, p in config.presets.items():
+        gives = [f"{k} {getattr(p, k):g}" for k in ("current_ma", "electrode_area_cm2", "dose_ma_min",
+                                                     "duration_min") if getattr(p, k) is not None]  # fmt: skip
+        leaves = f"; clinician gives {', '.join(p.missing)}" if p.missing else ""
+        course = f"; course of {p.course.sessions}" if p.course else ""
+        print(f"preset         {name}: {p.drug}, {p.polarity.value}, {', '.join(gives)}{leaves}{course}")
+    return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    from ionctl.config.authority import initial_text
+    from ionctl.config.site import default_path
+
+    path = Path(args.file) if args.file else default_path()
+    if path.exists():
+        print(f"ionctl config init: {path} exists; not overwritten", file=sys.stderr)
+        return EXIT_FAILED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(initial_text(), encoding="utf-8")
+    print(f"wrote {path}\nIt is not approved yet: a supervisor reviews it, then runs `ionctl config approve"
+          f"{'' if not args.file else f' --config {path}'}`.")  # fmt: skip
+    return EXIT_OK
+
+
+def _set(args: argparse.Namespace) -> int:
+    from ionctl.config import set_value
+
+    path = _site_file(args)
+    with _store(args) as store:
+        pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin)
+        change = set_value(store, path, args.key, args.value, pin)
+    print(f"{change.key}: {change.old!r} -> {change.new!r} in {path}\napproved as SHA-256 {change.config.sha256}")
+    return EXIT_OK
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from ionctl.config import approve, load_config
+
+    config = load_config(_site_file(args))
+    with _store(args) as store:
+        pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin)
+        approve(store, config, pin, note=args.note)
+    print(f"approved {config.source}\nSHA-256 {config.sha256}; presets: {', '.join(sorted(config.presets))}")
+    return EXIT_OK
+
+
+def _pin(args: argparse.Namespace) -> int:
+    from ionctl.config import AuthorityError, set_pin
+    from ionctl.config.authority import current_pin
+
+    with _store(args) as store:
+        old = read_pin("current supervisor PIN", from_stdin=args.pin_stdin) if current_pin(store) else None
+        new = read_pin("new supervisor PIN", from_stdin=args.pin_stdin)
+        if not args.pin_stdin and read_pin("new supervisor PIN again", from_stdin=False) != new:
+            raise AuthorityError("the two new PINs differ; nothing changed")
+        set_pin(store, new, old_pin=old)
+    print("supervisor PIN set (recorded in the audit trail)")
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        entries = store.audit()
+    for e in entries:
+        if args.json:
+            print(json.dumps(e, sort_keys=True))
+            continue
+        detail = {k: v for k, v in e["detail"].items() if k != "pin"}  # a PIN hash says nothing to a reader
+        about = " ".join(f"{k} {e[k]}" for k in ("record_id", "course_id") if e[k] is not None)
+        print(f"{e['seq']:>5}  {e['utc']}  {e['actor']:<12} {e['action']:<18} {about} {json.dumps(detail)}")
+    return EXIT_OK
