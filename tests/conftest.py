@@ -1,5 +1,6 @@
-"""Every test runs with its own user data directory, so no test (nor an `ionctl` it starts) writes into the
-real record store of the machine running the suite."""
+"""Every test runs with its own user data and configuration directories (the site's too), so no test (nor an
+`ionctl` it starts) writes into the real record store, or reads the real site configuration, of the machine
+running the suite."""
 
 from __future__ import annotations
 
@@ -11,6 +12,6 @@ import pytest
 @pytest.fixture(autouse=True)
 def private_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path_factory.mktemp("xdg")
-    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_DIRS"):
         monkeypatch.setenv(name, str(home / name.lower()))
     return home

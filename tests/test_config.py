@@ -1,0 +1,396 @@
+"""The site configuration and who may change it: packaged presets, errors that name the key and its line,
+a hand-edited file refused until a supervisor approves it, a wrong PIN that changes nothing, and every act
+in the hash-chained audit trail. `ionctl run` is run as a user runs it (a subprocess): a refusal before the
+device is touched exits 2, an accepted configuration reaches the device (exit 5 for a port that is not there)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ionctl.config import (
+    AuthorityError,
+    ConfigError,
+    ConfigNotApproved,
+    approve,
+    approved_sha256,
+    load_config,
+    parse_config,
+    require_approved,
+    set_pin,
+    set_value,
+)
+from ionctl.config.authority import initial_text, pin_matches
+from ionctl.records import Store
+from ionctl.records.store import GENESIS, OPEN_FIELDS, link_hash, migrate
+from ionctl.safety import PrescriptionError, PrescriptionRefused, SiteLimits, validate
+from tests.sim.endpoints import ROOT
+from tests.test_run import DEXAMETHASONE, simulator, with_option
+
+PIN = "246810"
+
+
+def ionctl(*args: str, input_: str = "") -> subprocess.CompletedProcess[str]:
+    """`python -m ionctl ARGS` with `input_` on a stdin that is not a terminal."""
+    return subprocess.run([sys.executable, "-m", "ionctl", *args], cwd=ROOT, input=input_, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    with Store(tmp_path / "records.sqlite3") as s:
+        yield s
+
+
+@pytest.fixture
+def site(tmp_path: Path, store: Store) -> Path:
+    """A complete site file, approved by the supervisor."""
+    path = tmp_path / "site.toml"
+    path.write_text(initial_text(), encoding="utf-8")
+    set_pin(store, PIN, old_pin=None)
+    approve(store, load_config(path), PIN)
+    return path
+
+
+# -- the packaged defaults -------------------------------------------------------------------------------------
+
+
+def test_the_packaged_defaults_load_with_the_packaged_limits_and_a_source_for_every_preset() -> None:
+    config = load_config(None)
+    assert config.packaged and config.limits == SiteLimits.load(None)
+    assert {"dexamethasone", "lidocaine", "tap-water-hands", "asc-exosome-hand-eczema"} <= set(config.presets)
+    assert all(p.source.strip() for p in config.presets.values())
+    assert all(d.source.strip() for d in config.drugs.values())
+
+
+def test_the_dexamethasone_preset_is_cathode_4_ma_40_ma_min_and_passes_the_limits_on_10_cm2() -> None:
+    config = load_config(None)
+    p = config.preset("dexamethasone").prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0)
+    assert (p.polarity.value, p.current_ma, p.dose_ma_min) == ("cathode", 4.0, 40.0)
+    validate(p, config.limits)
+
+
+def test_the_lidocaine_preset_is_delivered_from_the_anode() -> None:
+    config = load_config(None)
+    p = config.preset("lidocaine").prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0)
+    assert p.polarity.value == "anode"
+    validate(p, config.limits)
+
+
+def test_the_tap_water_preset_is_duration_based_in_trays_under_the_tap_water_class() -> None:
+    config = load_config(None)
+    preset = config.preset("tap-water-hands")
+    p = preset.prescription(patient_id="P", operator_id="O")
+    assert p.protocol_class == "tap-water" and p.duration_min == 20.0 and p.dose_ma_min is None
+    assert p.electrode_area_cm2 == config.electrode("tray-100cm2").area_cm2
+    validate(p, config.limits)
+    reversed_ = preset.prescription(patient_id="P", operator_id="O", polarity_reversal_at_midpoint=True)
+    validate(reversed_, config.limits)  # neutral: the optional reversal is allowed
+
+
+def test_the_exosome_preset_leaves_area_and_duration_to_the_clinician() -> None:
+    preset = load_config(None).preset("asc-exosome-hand-eczema")
+    assert preset.missing == ("electrode_area_cm2", "dose_ma_min or duration_min")
+    assert preset.course is not None and (preset.course.sessions, preset.course.min_interval_days) == (6, 3.0)
+    with pytest.raises(PrescriptionError, match="electrode_area_cm2, dose_ma_min or duration_min to the clinician"):
+        preset.prescription(patient_id="P", operator_id="O")
+
+
+def test_the_exosome_presets_50_ma_is_refused_by_the_maximum_current_limit() -> None:
+    config = load_config(None)
+    p = config.preset("asc-exosome-hand-eczema").prescription(
+        patient_id="P", operator_id="O", electrode_area_cm2=200.0, duration_min=20.0
+    )
+    with pytest.raises(PrescriptionRefused) as refused:
+        validate(p, config.limits)
+    # 50/200 = 0.25 mA/cm² passes the density limit; the current itself is what is forbidden (and 20 min of it
+    # would be 1000 mA·min, so the dose limit is named too)
+    assert refused.value.limit_names == ("max_current_ma", "max_dose_ma_min")
+    assert "current 50.00 mA exceeds the site limit of 4.00 mA (max_current_ma)" in str(refused.value)
+
+
+def test_ionctl_run_with_the_exosome_preset_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--electrode-area", "100", "--duration", "20",
+                  "--patient", "P", "--operator", "O", "--device", str(tmp_path / "no-port"), "--yes",
+                  "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "max_current_ma" in done.stderr and "50.00" in done.stderr and "4.00" in done.stderr
+
+
+def test_ionctl_run_names_what_a_preset_leaves_to_the_clinician(tmp_path: Path) -> None:
+    done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--patient", "P", "--operator", "O",
+                  "--device", str(tmp_path / "no-port"), "--yes", "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+    assert done.returncode == 2
+    assert "--electrode-area or --electrode and --dose or --duration" in done.stderr
+
+
+def test_an_option_changes_a_preset_value_and_the_limits_still_apply(tmp_path: Path) -> None:
+    config = load_config(None)
+    p = config.preset("dexamethasone").prescription(
+        patient_id="P", operator_id="O", electrode_area_cm2=10.0, duration_min=12.0
+    )
+    assert p.duration_min == 12.0 and p.dose_ma_min is None  # a duration replaces the preset's dose
+    with pytest.raises(PrescriptionRefused, match="max_current_ma"):
+        preset = config.preset("dexamethasone")
+        validate(preset.prescription(patient_id="P", operator_id="O", electrode_area_cm2=20.0, current_ma=4.5),
+                 config.limits)  # fmt: skip
+
+
+# -- a bad file names the key and its line ---------------------------------------------------------------------
+
+
+def _error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="site.toml")
+    return caught.value
+
+
+def _line(text: str, needle: str) -> int:
+    """The line where `needle` (unique in `text`) starts."""
+    assert text.count(needle) == 1, needle
+    return text[: text.index(needle)].count("\n") + 1
+
+
+@pytest.mark.parametrize(
+    ("needle", "replacement", "key", "problem"),
+    [
+        ('current_ma = 4.0\ndose_ma_min = 40.0\nsource = "40', 'current_ma = -4.0\ndose_ma_min = 40.0\nsource = "40',
+         "presets.dexamethasone.current_ma", "positive"),
+        ('polarity = "anode"\ncurrent_ma = 4.0', 'polarity = "positive"\ncurrent_ma = 4.0',
+         "presets.lidocaine.polarity", "anode"),
+        ('electrode = "tray-100cm2"', 'electrode = "tray-200cm2"', "presets.tap-water-hands.electrode", "tray-200cm2"),
+        ('charge = "+"', 'charge = "-"', "drugs.lidocaine.charge", "contradicts"),
+        ("area_cm2 = 10.0", "area_cm2 = 0", "electrodes.patch-10cm2.area_cm2", "positive"),
+        ("max_current_ma = 4.0", 'max_current_ma = "four"', "limits.max_current_ma", "number"),
+        ("max_current_ma = 20.0", "max_current_ma = -20.0", "limits.class.tap-water.max_current_ma", "positive"),
+        ("sessions = 6", "sessions = 0", "presets.asc-exosome-hand-eczema.course.sessions", "whole number"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_is_refused_with_its_key_and_line(needle: str, replacement: str, key: str, problem: str) -> None:
+    text = initial_text()
+    assert text.count(needle) == 1, needle
+    bad = text.replace(needle, replacement)
+    error = _error(bad)
+    assert error.key == key and problem in error.problem
+    assert error.line == _line(text, needle)  # the replacement starts where the needle did
+    assert f"site.toml:{error.line}: {key}" in str(error)
+
+
+def test_an_unknown_key_is_refused_with_its_line() -> None:
+    bad = initial_text().replace("volume_ml = 1.5", "volume_ml = 1.5\nvolume_l = 0.0015")
+    error = _error(bad)
+    assert error.key == "presets.asc-exosome-hand-eczema.volume_l" and "unknown key" in error.problem
+    assert error.line == _line(bad, "volume_l ")
+
+
+def test_a_missing_limit_names_the_key_and_the_table_line() -> None:
+    text = initial_text()
+    bad = "\n".join(line for line in text.splitlines() if not line.startswith("watchdog_s"))
+    error = _error(bad)
+    assert error.key == "limits.watchdog_s" and error.problem == "missing"
+    assert error.line == _line(bad, "\n[limits]\n") + 1
+
+
+def test_invalid_toml_is_refused_with_the_line() -> None:
+    text = initial_text()
+    bad = text.replace("current_ma = 15.0", "current_ma = = 15.0")
+    error = _error(bad)
+    assert error.line == _line(bad, "current_ma = = 15.0") and "not valid TOML" in error.problem
+
+
+def test_ionctl_run_refuses_a_bad_site_file_naming_key_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "site.toml"
+    bad.write_text(initial_text().replace("area_cm2 = 10.0", "area_cm2 = -1"), encoding="utf-8")
+    done = ionctl("run", "--config", str(bad), "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes",
+                  "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+    assert done.returncode == 2
+    assert f"{bad}:{_line(bad.read_text(), 'area_cm2 = -1')}: electrodes.patch-10cm2.area_cm2" in done.stderr
+
+
+# -- approval ---------------------------------------------------------------------------------------------------
+
+
+def test_a_hand_edited_file_is_refused_until_a_supervisor_approves_it(site: Path, store: Store) -> None:
+    require_approved(load_config(site), store)
+    site.write_text(site.read_text().replace("max_current_ma = 4.0", "max_current_ma = 8.0"), encoding="utf-8")
+    edited = load_config(site)
+    with pytest.raises(ConfigNotApproved, match="not approved"):
+        require_approved(edited, store)
+    approve(store, edited, PIN, note="reviewed")
+    require_approved(edited, store)
+    assert approved_sha256(store) == edited.sha256
+
+
+def test_ionctl_run_refuses_a_hand_edited_file_before_the_device_and_runs_once_approved(
+    tmp_path: Path, site: Path, store: Store
+) -> None:
+    db = str(store.path)
+    args = ("run", "--config", str(site), "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", "--db", db)
+    assert ionctl(*args).returncode == 5  # approved: accepted, then the port is not there
+    site.write_text(site.read_text() + "\n# a comment is an edit too\n", encoding="utf-8")
+    refused = ionctl(*args)
+    assert refused.returncode == 2 and "is not approved" in refused.stderr and "ionctl config approve" in refused.stderr
+    approved = ionctl("config", "approve", "--config", str(site), "--db", db, "--pin-stdin", input_=PIN + "\n")
+    assert approved.returncode == 0, approved.stderr
+    assert ionctl(*args).returncode == 5
+
+
+def test_a_wrong_pin_changes_nothing_and_is_recorded(site: Path, store: Store) -> None:
+    before_text, before_approved = site.read_bytes(), approved_sha256(store)
+    with pytest.raises(AuthorityError, match="wrong supervisor PIN"):
+        set_value(store, site, "limits.max_current_ma", "8.0", "999999")
+    site.write_text(site.read_text() + "# edit\n", encoding="utf-8")
+    with pytest.raises(AuthorityError):
+        approve(store, load_config(site), "000000")
+    with pytest.raises(AuthorityError):
+        set_pin(store, "135791", old_pin="000000")
+    assert approved_sha256(store) == before_approved
+    assert pin_matches(PIN, store.audit(action="pin-set")[-1]["detail"]["pin"])
+    site.write_bytes(before_text)
+    assert load_config(site).limits.max_current_ma == 4.0
+    denied = store.audit(action="auth-denied")
+    assert len(denied) == 3 and "max_current_ma" in denied[0]["detail"]["attempt"]
+
+
+def test_without_a_pin_set_nothing_can_be_approved(tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(initial_text(), encoding="utf-8")
+    with pytest.raises(AuthorityError, match="no supervisor PIN is set"):
+        approve(store, load_config(path), "123456")
+    assert approved_sha256(store) is None
+
+
+def test_set_keeps_the_comments_and_the_new_file_is_the_approved_one(site: Path, store: Store) -> None:
+    change = set_value(store, site, "limits.max_current_ma", "5.0", PIN)
+    text = site.read_text()
+    assert (change.old, change.new) == (4.0, 5.0)
+    assert "max_current_ma = 5.0" in text and "# source: ActivaDose II manual" in text
+    require_approved(load_config(site), store)
+    assert load_config(site).limits.max_current_ma == 5.0
+
+
+def test_set_refuses_a_value_that_breaks_the_file_and_writes_nothing(site: Path, store: Store) -> None:
+    before = site.read_bytes()
+    with pytest.raises(ConfigError, match="limits.min_ramp_s"):
+        set_value(store, site, "limits.min_ramp_s", "90.0", PIN)  # above max_ramp_s (60)
+    assert site.read_bytes() == before
+    assert not store.audit(action="config-set")
+
+
+def test_set_refuses_to_carry_a_hand_edit_along(site: Path, store: Store) -> None:
+    site.write_text(site.read_text().replace("max_dose_ma_min = 80.0", "max_dose_ma_min = 800.0"), encoding="utf-8")
+    with pytest.raises(ConfigNotApproved):
+        set_value(store, site, "limits.max_current_ma", "5.0", PIN)
+    assert "max_current_ma = 4.0" in site.read_text()
+
+
+# -- the audit trail --------------------------------------------------------------------------------------------
+
+
+def test_every_change_is_an_audit_entry_in_the_verified_chain(site: Path, store: Store) -> None:
+    set_value(store, site, "presets.lidocaine.dose_ma_min", "30.0", PIN)
+    set_pin(store, "135791", old_pin=PIN)
+    actions = [e["action"] for e in store.audit()]
+    assert actions == ["pin-set", "config-approve", "config-set", "pin-set"]
+    setting = store.audit(action="config-set")[0]["detail"]
+    assert (setting["key"], setting["old"], setting["new"]) == ("presets.lidocaine.dose_ma_min", 40.0, 30.0)
+    assert store.verify() is None
+    for statement in ("UPDATE audit SET actor = 'x'", "DELETE FROM audit"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            store.db.execute(statement)
+
+
+def test_an_edited_audit_entry_breaks_the_chain(site: Path, store: Store) -> None:
+    store.db.execute("DROP TRIGGER audit_no_update")
+    store.db.execute("UPDATE audit SET detail = replace(detail, 'reviewed', 'x') WHERE action = 'config-approve'")
+    store.db.execute("UPDATE audit SET actor = 'someone-else' WHERE action = 'config-approve'")
+    broken = store.verify()
+    assert broken is not None and "config-approve" in broken.what
+
+
+def test_the_pin_is_stored_as_a_salted_scrypt_hash_only(store: Store) -> None:
+    set_pin(store, PIN, old_pin=None)
+    set_pin(store, PIN, old_pin=PIN)
+    first, second = (e["detail"]["pin"] for e in store.audit(action="pin-set"))
+    assert first["scheme"] == "scrypt" and first["salt"] != second["salt"] and first["hash"] != second["hash"]
+    dump = "\n".join(store.db.iterdump())
+    assert PIN not in dump
+    with pytest.raises(AuthorityError, match="at least 6"):
+        set_pin(store, "12345", old_pin=PIN)
+
+
+def test_the_config_commands_set_approve_and_list_the_audit(tmp_path: Path) -> None:
+    db, path = str(tmp_path / "r.sqlite3"), tmp_path / "site.toml"
+    assert ionctl("config", "init", str(path)).returncode == 0
+    assert ionctl("config", "pin", "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
+    show = ionctl("config", "show", "--config", str(path), "--db", db, "--json")
+    assert json.loads(show.stdout)["state"].startswith("NOT APPROVED")
+    assert (
+        ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
+    )
+    wrong = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, "--pin-stdin",
+                   input_="000000\n")  # fmt: skip
+    assert wrong.returncode == 2 and "wrong supervisor PIN" in wrong.stderr
+    done = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, "--pin-stdin",
+                  input_=PIN + "\n")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    show = json.loads(ionctl("config", "show", "--config", str(path), "--db", db, "--json").stdout)
+    assert show["state"] == "approved" and show["limits"]["max_dose_ma_min"] == 60.0
+    audit = ionctl("config", "audit", "--db", db).stdout
+    assert [line.split()[3] for line in audit.splitlines()] == [
+        "pin-set",
+        "config-approve",
+        "auth-denied",
+        "config-set",
+    ]
+    assert ionctl("records", "verify", "--db", db).returncode == 0
+
+
+# -- the record carries the configuration ------------------------------------------------------------------------
+
+
+def test_a_session_record_carries_the_sha256_of_the_configuration_in_force(tmp_path: Path, site: Path,
+                                                                         store: Store) -> None:  # fmt: skip
+    args = with_option(DEXAMETHASONE, "--dose", "3")
+    with simulator(tmp_path) as (device, _):
+        done = ionctl("run", "--config", str(site), "--device", device, *args, "--yes", "--json", "--db",
+                      str(store.path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)["record"]
+    assert record["config_sha256"] == load_config(site).sha256
+    assert store.verify() is None
+
+
+def test_a_schema_1_file_is_migrated_and_its_records_still_verify(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, target=1)
+    row = {"id": 1, "created_utc": "2026-01-01T00:00:00.000+00:00", "patient": "P", "operator": "O",
+           "prescription": "{}", "limits": "{}", "limits_sha256": "x", "open_gseq": 1}  # fmt: skip
+    db.execute(f"INSERT INTO records ({', '.join(OPEN_FIELDS)}, open_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               [row[k] for k in OPEN_FIELDS] + [link_hash(GENESIS, "open", row)])  # fmt: skip
+    db.close()
+    with Store(path) as migrated:
+        assert migrated.db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert migrated.verify() is None
+        migrated.append_audit("note", "tester", {"text": "after migration"})
+        migrated.close_record(1, {"outcome": "interrupted"})
+        assert migrated.verify() is None
+
+
+def test_read_pin_reads_one_line_per_pin_from_stdin() -> None:
+    from ionctl.config_command import PinUnavailable, read_pin
+
+    stdin = io.StringIO("111111\n222222\n")
+    assert read_pin("a", from_stdin=True, stdin=stdin) == "111111"
+    assert read_pin("b", from_stdin=True, stdin=stdin) == "222222"
+    with pytest.raises(PinUnavailable):
+        read_pin("c", from_stdin=True, stdin=stdin)
+    with pytest.raises(PinUnavailable, match="--pin-stdin"):
+        read_pin("d", from_stdin=False, stdin=io.StringIO(""))
