@@ -2,9 +2,12 @@
 
 The simulator is started as its own process (`python -m sim`, as a user would start it; ionctl never
 imports it) on a pseudo-terminal in a temporary directory, with a ground-truth trace. The demo runs the
-dexamethasone example (4 mA, 40 mA·min, cathode, 10 cm²) against it, then prints the true dose from the
-trace next to the host's. The simulator runs in a session of its own, so Ctrl-C reaches only ionctl
-(which ramps the current down), and it is always terminated afterwards.
+packaged dexamethasone preset (4 mA, 40 mA·min, cathode) on the catalog's 10 cm² patch against it with the
+live progress display, writes the session record into a demo record store (never the clinic's: by default
+`demo/` in the user data directory) and its chart PDF next to it, prints where they are, then prints the true
+dose from the trace next to the host's. The packaged configuration is used whatever the site's, so the demo
+needs no approval and changes nothing a clinic relies on. The simulator runs in a session of its own, so
+Ctrl-C reaches only ionctl (which ramps the current down), and it is always terminated afterwards.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ionctl import run
 
@@ -34,8 +37,8 @@ STOP_TIMEOUT_S = 10.0
 EXIT_FAILED = 1
 EXIT_NOT_STARTED = 2  # as `ionctl run`: no current flowed
 
-DEXAMETHASONE = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
-                 "--dose", "40", "--patient", "DEMO", "--operator", "DEMO", "--yes")  # fmt: skip
+DEXAMETHASONE = ("--preset", "dexamethasone", "--electrode", "patch-10cm2", "--patient", "DEMO", "--operator",
+                 "DEMO", "--yes")  # fmt: skip
 
 
 class SimulatorError(Exception):
@@ -62,29 +65,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true",
                         help="print the result, with the simulator's true dose, as one JSON object")  # fmt: skip
+    parser.add_argument("--out", metavar="DIR",
+                        help="where the demo record store and chart PDFs go (default: demo/ in the user data "
+                        "directory; never the clinic's record store)")  # fmt: skip
+
+
+def default_out() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("ionctl", appauthor=False)) / "demo"
 
 
 def main(args: argparse.Namespace) -> int:
-    """Start the simulator, run the example session, compare doses; exit with the session's exit code."""
+    """Start the simulator, run the example session into the demo store, export its chart PDF, compare doses;
+    exit with the session's exit code."""
+    from ionctl.config.site import PACKAGED_SOURCE, packaged_text, parse_config
+    from ionctl.records import Store, StoreError
+
+    out = Path(args.out) if args.out else default_out()
+    db = out / "records.sqlite3"
     with tempfile.TemporaryDirectory(prefix="ionctl-demo-") as tmp:
         link, trace = Path(tmp) / "ionto", Path(tmp) / "truth.jsonl"
         print(f"ionctl demo: simulated device at {args.time_scale:g}x speed; times shown are device times",
               file=sys.stderr)  # fmt: skip
         try:
-            with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log"):
-                run_args = run.parse(["--device", str(link), *DEXAMETHASONE, *(["--json"] if args.json else [])])
-                report = run.execute(run_args)
-        except SimulatorError as exc:
-            print(f"ionctl demo: {exc}", file=sys.stderr)
+            out.mkdir(parents=True, exist_ok=True)
+            store = Store(db)
+        except (OSError, StoreError) as exc:
+            print(f"ionctl demo: cannot open the demo record store {db}: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        except KeyboardInterrupt:  # before the session's own SIGINT handling began: nothing was started
-            print("ionctl demo: interrupted before the session started", file=sys.stderr)
-            return EXIT_NOT_STARTED
-        true_dose = true_dose_ma_min(trace)
-    run.emit(report, as_json=args.json, extra={"simulator_true_dose_ma_min": true_dose})
+        with store:
+            try:
+                with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log"):
+                    run_args = run.parse(["--device", str(link), *DEXAMETHASONE, "--db", str(db)])
+                    config = parse_config(packaged_text(), source=PACKAGED_SOURCE)
+                    report = run.execute(run_args, store=store, config=config)
+            except SimulatorError as exc:
+                print(f"ionctl demo: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            except KeyboardInterrupt:  # before the session's own SIGINT handling began: nothing was started
+                print("ionctl demo: interrupted before the session started", file=sys.stderr)
+                return EXIT_NOT_STARTED
+            extra: dict[str, Any] = {"simulator_true_dose_ma_min": true_dose_ma_min(trace)}
+            if report.record_id is not None:
+                extra.update(record_id=report.record_id, db=str(db), pdf=_chart(store, report.record_id, out))
+    run.emit(report, as_json=args.json, extra=extra)
     if not args.json:
-        print(dose_comparison(report, true_dose))
+        if report.record_id is not None:
+            print(f"chart PDF {extra['pdf']}" if extra["pdf"] else "chart PDF: not written (see above)")
+            print(f"the record: `ionctl records show {report.record_id} --db {db}`")
+        print(dose_comparison(report, extra["simulator_true_dose_ma_min"]))
     return report.exit_code
+
+
+def _chart(store: Any, record_id: int, out: Path) -> str | None:
+    """Write the record's chart PDF next to the demo store; its path, or None after saying why not."""
+    from ionctl.records.pdf import write_pdf
+
+    path = out / f"record-{record_id}.pdf"
+    try:
+        write_pdf(store.get(record_id), path)
+    except (OSError, ValueError) as exc:
+        print(f"ionctl demo: cannot write the chart PDF {path}: {exc}", file=sys.stderr)
+        return None
+    return str(path)
 
 
 def dose_comparison(report: run.Report, true_dose: float | None) -> str:

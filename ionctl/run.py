@@ -284,7 +284,12 @@ def _counter_reader(address: str) -> Callable[[dict[str, Any]], float | None]:
 
 
 def execute(
-    args: argparse.Namespace, *, err: TextIO | None = None, stdin: TextIO | None = None, store: Store | None = None
+    args: argparse.Namespace,
+    *,
+    err: TextIO | None = None,
+    stdin: TextIO | None = None,
+    store: Store | None = None,
+    config: SiteConfig | None = None,
 ) -> Report:
     """Check, confirm, connect and run; everything but printing the result. Never raises for the
     prescription, the limits or the device: every way out is a `Report`. With a `store` (`ionctl run`; not
@@ -297,7 +302,7 @@ def execute(
 
     err = err or sys.stderr
     try:
-        config = load_config(args.config)
+        config = config if config is not None else load_config(args.config)
         if store is not None:
             require_approved(config, store)
         course = _course(store, args.course) if args.course is not None else None

@@ -194,10 +194,16 @@ def test_a_second_sigint_aborts(tmp_path: Path) -> None:
 # -- the demo ------------------------------------------------------------------------------------------------
 
 
-def test_demo_completes_and_prints_the_true_dose_next_to_the_hosts() -> None:
-    done = ionctl("demo", "--time-scale", SCALE)
+def test_demo_completes_prints_the_true_dose_and_writes_its_record_and_chart(tmp_path: Path) -> None:
+    done = ionctl("demo", "--time-scale", SCALE, "--out", str(tmp_path / "demo"))
     assert done.returncode == 0, done.stderr
     match = re.search(r"true dose \(simulator trace\) ([\d.]+) mA·min; host ([\d.]+) mA·min", done.stdout)
     assert match, done.stdout
     truth, host = float(match[1]), float(match[2])
     assert within_1pct(host, truth) and within_1pct(truth, 40.0)
+    pdf = Path(re.search(r"chart PDF (\S+)", done.stdout)[1])  # type: ignore[index]
+    assert pdf.parent == tmp_path / "demo" and pdf.read_bytes().startswith(b"%PDF")
+    shown = ionctl("records", "export", "1", "--format", "json", "--db", str(tmp_path / "demo" / "records.sqlite3"))
+    record = json.loads(shown.stdout)["record"]
+    assert record["outcome"] == "completed" and record["patient"] == "DEMO"
+    assert within_1pct(record["dose_ma_min"], truth) and record["config_sha256"]
