@@ -142,6 +142,8 @@ def _records_list(store: object, args: argparse.Namespace) -> int:
 
 
 def _records_show(store: object, args: argparse.Namespace) -> int:
+    import json
+
     from ionctl.records import Store
 
     assert isinstance(store, Store)
@@ -153,6 +155,10 @@ def _records_show(store: object, args: argparse.Namespace) -> int:
         at = f"[{e['device_t_s']:.2f} s] " if e["device_t_s"] is not None else ""
         print(f"  {e['seq']:>3} {e['utc']} {at}{e['kind']}: {e['text']}")
     print(f"telemetry: {len(record.telemetry)} samples (ionctl records export {args.id} --format csv)")
+    if record.addenda:
+        print(f"addenda ({len(record.addenda)}):")
+        for a in record.addenda:
+            print(f"  {a['utc']} {a['action']} by {a['actor']}: {json.dumps(a['detail'], sort_keys=True)}")
     return EXIT_OK
 
 

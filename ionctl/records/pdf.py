@@ -126,6 +126,8 @@ def summary_lines(record: Record) -> tuple[list[str], list[str]]:
         f"Started     {f.get('created_utc', '-')}",
         f"Ended       {f.get('ended_utc') or '-'}",
         f"Limits SHA-256  {_short_hash(f.get('limits_sha256'))}",
+        f"Config SHA-256  {_short_hash(f.get('config_sha256'))}"
+        + (f"   course {f['course_id']}" if f.get("course_id") is not None else ""),
         f"Telemetry   {len(record.telemetry)} samples",
     ]  # fmt: skip
     return left, right
@@ -146,7 +148,20 @@ def event_lines(record: Record, limit: int = MAX_EVENTS) -> list[str]:
         lines.append(_clip(f"{at}  {mark:<5}  {' '.join(str(e['text']).split())}", 112))
     if len(events) > len(chosen):
         lines.append(f"… {len(events) - len(chosen)} more: ionctl records show {record.id}")
+    lines += addendum_lines(record)
     return lines or ["(no events)"]
+
+
+def addendum_lines(record: Record) -> list[str]:
+    """Skin checks, adverse reactions and other addenda, one line each (CPT 97033 chart guidance: skin
+    inspected before and after, adverse reactions noted)."""
+    lines = []
+    for a in record.addenda:
+        detail = a.get("detail") if isinstance(a.get("detail"), dict) else _parsed(a.get("detail"))
+        text = detail.get("text") or "; ".join(f"{k} {v}" for k, v in detail.items())
+        lines.append(_clip(f"{str(a.get('utc', ''))[:16]:>16}  {a.get('action', '-')} ({a.get('actor', '-')}): "
+                           f"{' '.join(str(text).split())}", 112))  # fmt: skip
+    return lines
 
 
 def _clip(text: str, width: int) -> str:
