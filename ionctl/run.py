@@ -448,6 +448,7 @@ def summary(p: Prescription, charge: str, limits: SiteLimits, device: str, confi
         f"  {amount}; ramps {p.ramp_up_s:g} s up, {p.ramp_down_s:g} s down",
         f"  limits: {limits.source}, class {p.protocol_class}",
         *([f"  configuration: {config.source} (SHA-256 {config.sha256[:12]}…)"] if config is not None else []),
+        *([f"  {note}"] if config is not None and (note := config.usual_dose_note(p)) else []),
         f"  device: {device}",
     ])  # fmt: skip
 

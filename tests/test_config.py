@@ -142,6 +142,17 @@ def test_an_option_changes_a_preset_value_and_the_limits_still_apply(tmp_path: P
                  config.limits)  # fmt: skip
 
 
+def test_a_dose_outside_the_drugs_usual_range_gets_a_note_not_a_refusal() -> None:
+    config = load_config(None)
+    preset = config.preset("lidocaine")
+    usual = preset.prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0)
+    high = preset.prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0, dose_ma_min=10.0)
+    assert config.usual_dose_note(usual) is None
+    note = config.usual_dose_note(high)
+    assert note is not None and "10.0 mA·min is outside the usual 20–80 mA·min for lidocaine" in note
+    validate(high, config.limits)
+
+
 # -- a bad file names the key and its line ---------------------------------------------------------------------
 
 

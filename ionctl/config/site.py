@@ -167,6 +167,18 @@ class SiteConfig:
             known = ", ".join(sorted(self.presets)) or "none"
             raise ConfigError(self.source, f"presets.{name}", f"no such preset (known: {known})") from None
 
+    def usual_dose_note(self, prescription: Prescription) -> str | None:
+        """A note when the planned dose is outside the drug catalog's usual range (advice, not a limit)."""
+        entry = self.drugs.get(prescription.drug)
+        if entry is None or entry.usual_dose_ma_min is None:
+            return None
+        low, high = entry.usual_dose_ma_min
+        dose = prescription.planned_dose_ma_min
+        if low <= dose <= high:
+            return None
+        return (f"note: {dose:.1f} mA·min is outside the usual {low:g}–{high:g} mA·min for {entry.name} "
+                f"({entry.source})")  # fmt: skip
+
     def electrode(self, name: str) -> Electrode:
         try:
             return self.electrodes[name]
