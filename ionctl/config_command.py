@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         return int(args.config_handler(args))
-    except (ConfigError, ConfigNotApproved, AuthorityError, StoreError, PinUnavailable) as exc:
+    except (ConfigError, ConfigNotApproved, AuthorityError, StoreError, PinUnavailable, OSError) as exc:
         print(f"ionctl config: {exc}", file=sys.stderr)
         return EXIT_REFUSED
 
