@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ionctl import __version__, config_command
+from ionctl import __version__, config_command, course_command
 from ionctl import demo as demo_command  # light modules: what they need is imported when they run
 from ionctl import run as run_command
 
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_records(commands)
     config_command.add_parser(commands)
+    course_command.add_parser(commands)
     return parser
 
 

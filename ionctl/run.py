@@ -320,9 +320,14 @@ def execute(
         report = _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits,
                               violations=violations)  # fmt: skip
         return _recorded(store, report, prescription, limits, err, opening)
+    override: dict[str, Any] | None = None
     if course is not None and store is not None:
         try:
-            _admit(store, args, course, stdin or sys.stdin)
+            override = _admit(store, args, course, stdin or sys.stdin)
+            changed = _preset_changed(config, course)
+            if changed:
+                print(f"ionctl run: note: preset {course['preset']} has changed since course {course['id']} started "
+                      f"({changed}); the preset in force applies", file=err)  # fmt: skip
         except CourseRefused as exc:
             print(f"ionctl run: {exc}\nNo current flowed; the device was not opened.", file=err)
             report = _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits)
@@ -337,6 +342,9 @@ def execute(
     if store is not None and recorder is None:
         message = "not started: the session record could not be opened (see above)"
         return _not_started(args, message, outcome="refused", prescription=prescription, limits=limits)
+    if override is not None and store is not None and recorder is not None:  # the override names its session
+        store.append_audit("course-override", "supervisor", override, course_id=args.course,
+                           record_id=recorder.record_id)  # fmt: skip
     try:
         report = _run_on_device(args, prescription, limits, err, recorder)
     finally:
@@ -353,14 +361,27 @@ def _course(store: Store | None, course_id: int) -> dict[str, Any]:
     return store.course(course_id)
 
 
-def _admit(store: Store, args: argparse.Namespace, course: dict[str, Any], stdin: TextIO) -> None:
-    """CourseRefused unless the course allows a session now, or a supervisor overrides (recorded)."""
+def _preset_changed(config: SiteConfig, course: dict[str, Any]) -> str:
+    """Which of the course's preset values differ now ("" if none, or if the course kept none)."""
+    from ionctl.courses import preset_values
+
+    then = (course.get("plan") or {}).get("preset")
+    if not isinstance(then, dict) or course["preset"] not in config.presets:
+        return ""
+    now = preset_values(config.presets[course["preset"]])
+    return ", ".join(f"{k} {then.get(k)!r} -> {now[k]!r}" for k in sorted(now) if then.get(k) != now[k])
+
+
+def _admit(store: Store, args: argparse.Namespace, course: dict[str, Any], stdin: TextIO) -> dict[str, Any] | None:
+    """None if the course allows a session now; the override to record once the session's record is open if a
+    supervisor overrides the rule; else CourseRefused."""
     from ionctl.config import AuthorityError, authenticate
     from ionctl.config_command import PinUnavailable, read_pin
     from ionctl.courses import CourseRefused, check_next
 
     try:
         check_next(store, course["id"])
+        return None
     except CourseRefused as exc:
         if not args.supervisor_override:
             raise CourseRefused(f"{exc}; a supervisor may override with --supervisor-override REASON") from None
@@ -369,8 +390,7 @@ def _admit(store: Store, args: argparse.Namespace, course: dict[str, Any], stdin
             authenticate(store, pin, attempt=f"override course {course['id']}: {exc}")
         except (AuthorityError, PinUnavailable) as denied:
             raise CourseRefused(f"{exc}; override refused: {denied}") from None
-        detail = {"reason": args.supervisor_override, "rule": str(exc), "operator": args.operator}
-        store.append_audit("course-override", "supervisor", detail, course_id=course["id"])
+        return {"reason": args.supervisor_override, "rule": str(exc), "operator": args.operator}
 
 
 def _recorded(store: Store | None, report: Report, prescription: Prescription, limits: SiteLimits,

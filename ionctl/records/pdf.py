@@ -157,7 +157,8 @@ def addendum_lines(record: Record) -> list[str]:
     inspected before and after, adverse reactions noted)."""
     lines = []
     for a in record.addenda:
-        detail = a.get("detail") if isinstance(a.get("detail"), dict) else _parsed(a.get("detail"))
+        raw = a.get("detail")
+        detail: dict[str, Any] = raw if isinstance(raw, dict) else _parsed(raw)
         text = detail.get("text") or "; ".join(f"{k} {v}" for k, v in detail.items())
         lines.append(_clip(f"{str(a.get('utc', ''))[:16]:>16}  {a.get('action', '-')} ({a.get('actor', '-')}): "
                            f"{' '.join(str(text).split())}", 112))  # fmt: skip

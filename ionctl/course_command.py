@@ -1,0 +1,187 @@
+"""`ionctl course`: start a treatment course, show where it stands, list courses, export its summary.
+
+A course's sessions are run with `ionctl run --course ID`, which refuses a session too early or beyond the
+plan unless a supervisor overrides it (`--supervisor-override REASON`, PIN; recorded). The rules are in
+`ionctl.courses`. Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
+    return value
+
+
+def _number(text: str, *, zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise argparse.ArgumentTypeError(f"must be a number {'>= 0' if zero else '> 0'}, got {text!r}")
+    return value
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    course = commands.add_parser(
+        "course",
+        help="treatment courses: start one, show where it stands, list, export the summary for the chart",
+        description="A treatment course: a preset given as a planned series of sessions (count, per week, "
+        "minimum interval). `ionctl run --course ID` runs its sessions and refuses one too early or beyond "
+        "the plan unless a supervisor overrides it (recorded in the audit trail).",
+    )
+    actions = course.add_subparsers(dest="course_command", metavar="ACTION", required=True)
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", metavar="PATH", help="the record store (default: records.sqlite3 in the user data dir)")
+
+    start = actions.add_parser("start", parents=[db], help="start a course of a preset for a patient")
+    start.add_argument("--patient", required=True, metavar="ID")
+    start.add_argument("--preset", required=True, metavar="NAME", help="a preset of the site configuration")
+    start.add_argument("--operator", required=True, metavar="ID", help="who starts the course (recorded)")
+    start.add_argument("--sessions", type=_whole, metavar="N", help="sessions in all (default: the preset's plan)")
+    start.add_argument("--per-week", type=lambda t: _number(t, zero=False), metavar="K",
+                       help="at most K sessions in any 7 days (default: the preset's plan)")  # fmt: skip
+    start.add_argument("--min-interval-days", type=lambda t: _number(t, zero=True), metavar="D",
+                       help="at least D days between sessions (default: the preset's plan)")  # fmt: skip
+    start.add_argument("--config", metavar="FILE", help="site configuration (default: the site's, else packaged)")
+    start.set_defaults(course_handler=_start)
+
+    show = actions.add_parser("show", parents=[db], help="plan, sessions, dose, next earliest date, overrides")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true", help="print the course summary as JSON")
+    show.set_defaults(course_handler=_show)
+
+    lst = actions.add_parser("list", parents=[db], help="list courses (oldest first)")
+    lst.add_argument("--patient", metavar="ID", help="only this patient's courses")
+    lst.add_argument("--json", action="store_true", help="one JSON array of the courses")
+    lst.set_defaults(course_handler=_list)
+
+    export = actions.add_parser("export", parents=[db], help="the course summary for the chart (json, pdf)")
+    export.add_argument("id", type=int)
+    export.add_argument("--format", required=True, choices=("json", "pdf"))
+    export.add_argument("-o", "--output", metavar="FILE", help="write here (json: default stdout; pdf: course-ID.pdf)")
+    export.set_defaults(course_handler=_export)
+    course.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ionctl.config import ConfigError, ConfigNotApproved
+    from ionctl.courses import CourseError
+    from ionctl.records import Store, StoreError, recover_interrupted
+
+    try:
+        with Store(args.db) as store:
+            for record_id in recover_interrupted(store):
+                print(f"ionctl course: record {record_id} was left open by a session that never ended; closed as "
+                      "interrupted", file=sys.stderr)  # fmt: skip
+            return int(args.course_handler(store, args))
+    except (ConfigError, ConfigNotApproved, CourseError) as exc:
+        print(f"ionctl course: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (StoreError, OSError) as exc:
+        print(f"ionctl course: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _start(store: Any, args: argparse.Namespace) -> int:
+    from ionctl.config import load_config, require_approved
+    from ionctl.courses import plan_of, start_course
+
+    config = load_config(args.config)
+    require_approved(config, store)
+    course_id = start_course(store, config, patient=args.patient, operator=args.operator, preset=args.preset,
+                             sessions=args.sessions, per_week=args.per_week,
+                             min_interval_days=args.min_interval_days)  # fmt: skip
+    course = store.course(course_id)
+    print(f"course {course_id}: patient {course['patient']}, preset {course['preset']}, "
+          f"{plan_of(course).text()}")  # fmt: skip
+    print(f"run its sessions with: ionctl run --course {course_id} --operator ID --device ADDR ...")
+    return EXIT_OK
+
+
+def _show(store: Any, args: argparse.Namespace) -> int:
+    from ionctl.courses import summary
+    from ionctl.records.course_export import header_lines, override_lines, session_lines, to_json
+
+    course_summary = summary(store, args.id, _now())
+    if args.json:
+        sys.stdout.write(to_json(course_summary))
+        return EXIT_OK
+    left, right = header_lines(course_summary)
+    print(f"course {args.id}")
+    for line in left + [""] + right:
+        print(f"  {line}" if line else "")
+    status = course_summary.status
+    if status["refusal"]:
+        print(f"  A session now would be refused: {status['refusal']}")
+    print("\nsessions")
+    for line in session_lines(course_summary, limit=10_000):
+        print(f"  {line}")
+    print("\nsupervisor overrides")
+    for line in override_lines(course_summary, limit=10_000):
+        print(f"  {line}")
+    return EXIT_OK
+
+
+def _list(store: Any, args: argparse.Namespace) -> int:
+    from ionctl.courses import status
+
+    now = _now()
+    rows = []
+    for course in store.courses(patient=args.patient):
+        s = status(store, int(course["id"]), now)
+        rows.append({"id": course["id"], "created_utc": course["created_utc"], "patient": course["patient"],
+                     "preset": course["preset"], "sessions": course["sessions"], "done": s.done, "left": s.left,
+                     "cumulative_dose_ma_min": s.cumulative_dose_ma_min,
+                     "next_earliest_utc": s.to_dict()["next_earliest_utc"]})  # fmt: skip
+    if args.json:
+        print(json.dumps(rows))
+        return EXIT_OK
+    print("id\tcreated (UTC)\tpatient\tpreset\tdone/planned\tdose mA·min\tnext earliest (UTC)")
+    for r in rows:
+        nxt = r["next_earliest_utc"] or ("any time" if r["left"] else "none left")
+        print(f"{r['id']}\t{r['created_utc']}\t{r['patient']}\t{r['preset']}\t{r['done']}/{r['sessions']}\t"
+              f"{r['cumulative_dose_ma_min']:.3f}\t{nxt}")  # fmt: skip
+    return EXIT_OK
+
+
+def _export(store: Any, args: argparse.Namespace) -> int:
+    from ionctl.courses import summary
+    from ionctl.records.course_export import to_json
+
+    course_summary = summary(store, args.id, _now())
+    if args.format == "pdf":  # binary; a file always (-o FILE, or course-ID.pdf here)
+        from ionctl.records.course_export import to_pdf
+
+        path = args.output or f"course-{args.id}.pdf"
+        with open(path, "wb") as f:
+            f.write(to_pdf(course_summary))
+        print(f"ionctl course export: wrote {path}", file=sys.stderr)
+        return EXIT_OK
+    text = to_json(course_summary)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK

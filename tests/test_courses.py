@@ -1,0 +1,398 @@
+"""Treatment courses: the rules (interval, session count, per-week rate, which records count) on plain data at a
+given time; starting a course from a preset; the seed case's regimen end to end in the store; supervisor
+overrides through `ionctl run --course` (refused with a wrong PIN before the device is touched, recorded with
+the right one, on the simulator); `ionctl course start/show/list/export` and the summary's JSON and PDF."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ionctl.cli import main as cli
+from ionctl.config import load_config, set_pin
+from ionctl.courses import (
+    CourseError,
+    CourseRefused,
+    Plan,
+    check_next,
+    evaluate,
+    next_earliest,
+    start_course,
+    status,
+    summary,
+)
+from ionctl.records import Store
+from ionctl.records.course_export import DOSE_COLOUR, CourseExportError, CourseSummary, build_figure, to_json, to_pdf
+from tests.sim.endpoints import ROOT, running_sim
+
+MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+MINUTE = timedelta(minutes=1)
+ASC = "asc-exosome-hand-eczema"
+PIN = "123456"
+
+
+def course_row(sessions: int = 6, per_week: float | None = 2, min_interval_days: float | None = 3) -> dict[str, Any]:
+    return {"id": 3, "sessions": sessions, "per_week": per_week, "min_interval_days": min_interval_days}
+
+
+def record(record_id: int, at: datetime, *, outcome: str | None = "completed", energised: int | None = 1,
+           dose: float | None = 5.0) -> dict[str, Any]:  # fmt: skip
+    return {"id": record_id, "created_utc": at.isoformat(timespec="milliseconds"), "outcome": outcome,
+            "energised": energised, "dose_ma_min": dose, "prescribed_dose_ma_min": 5.0}  # fmt: skip
+
+
+def refused(record_id: int, at: datetime) -> dict[str, Any]:
+    return record(record_id, at, outcome="refused", energised=0, dose=None)
+
+
+# -- the rules, on plain data -------------------------------------------------------------------------------
+
+
+def test_a_session_one_minute_short_of_the_3_day_interval_is_refused_naming_the_rule_and_dates() -> None:
+    done = [record(1, MONDAY)]
+    early = evaluate(course_row(per_week=None), done, MONDAY + 3 * DAY - MINUTE)
+    assert not early.allowed_now
+    assert early.refusal == (
+        "course 3: the minimum interval is 3 days; the last session was on 2026-11-02 09:00 UTC, "
+        "the next earliest is 2026-11-05 09:00 UTC"
+    )
+    assert early.next_earliest == MONDAY + 3 * DAY
+
+
+def test_a_session_exactly_3_days_after_the_last_is_allowed() -> None:
+    on_time = evaluate(course_row(per_week=None), [record(1, MONDAY)], MONDAY + 3 * DAY)
+    assert on_time.allowed_now and on_time.refusal is None
+
+
+def test_the_seventh_session_of_a_six_session_plan_is_refused() -> None:
+    done = [record(n + 1, MONDAY + n * 7 * DAY) for n in range(6)]
+    later = evaluate(course_row(), done, MONDAY + 100 * DAY)
+    assert (later.done, later.left, later.next_earliest) == (6, 0, None)
+    assert later.refusal == "course 3: all 6 planned sessions are done"
+    fifth = evaluate(course_row(), done[:5], MONDAY + 100 * DAY)
+    assert (fifth.done, fifth.left) == (5, 1) and fifth.allowed_now
+
+
+def test_at_most_per_week_sessions_in_any_rolling_7_days() -> None:
+    plan = course_row(per_week=2, min_interval_days=None)
+    done = [record(1, MONDAY), record(2, MONDAY + DAY)]
+    third = evaluate(plan, done, MONDAY + 6 * DAY + 23 * 60 * MINUTE)
+    assert third.refusal is not None
+    assert "at most 2 sessions in any 7 days (2 a week)" in third.refusal
+    assert third.refusal.endswith("the next earliest is 2026-11-09 09:00 UTC")
+    assert evaluate(plan, done, MONDAY + 7 * DAY).allowed_now  # the first has left the window
+
+
+def test_a_rate_below_one_a_week_spreads_one_session_over_a_longer_window() -> None:
+    plan = Plan(sessions=3, per_week=0.5)
+    assert next_earliest([MONDAY], plan) == MONDAY + 14 * DAY
+    assert evaluate(course_row(per_week=0.5, min_interval_days=None), [record(1, MONDAY)], MONDAY + 13 * DAY).refusal
+
+
+def test_the_next_earliest_date_is_the_latest_of_the_interval_and_the_rate_rules() -> None:
+    # Monday and Thursday done: the interval allows Sunday, two-a-week only the next Monday.
+    done = [record(1, MONDAY), record(2, MONDAY + 3 * DAY)]
+    sunday = evaluate(course_row(), done, MONDAY + 6 * DAY)
+    assert sunday.next_earliest == MONDAY + 7 * DAY
+    assert sunday.refusal is not None and "at most 2 sessions in any 7 days" in sunday.refusal
+    friday = evaluate(course_row(), done, MONDAY + 4 * DAY)
+    assert friday.refusal is not None
+    assert "minimum interval is 3 days" in friday.refusal and "at most 2 sessions" in friday.refusal
+    assert friday.refusal.endswith("the next earliest is 2026-11-09 09:00 UTC")
+
+
+def test_an_open_record_counts_and_blocks_a_second_session_even_without_an_interval() -> None:
+    running = record(1, MONDAY, outcome=None, energised=None, dose=None)
+    now = evaluate(course_row(per_week=None, min_interval_days=None), [running], MONDAY + 10 * DAY)
+    assert now.done == 1 and now.running == (1,)
+    assert now.refusal is not None and "still running (record 1 is open)" in now.refusal
+
+
+def test_refused_records_do_not_count_nor_start_the_interval() -> None:
+    done = [record(1, MONDAY), refused(2, MONDAY + 3 * DAY), refused(3, MONDAY + 4 * DAY)]
+    now = evaluate(course_row(per_week=None), done, MONDAY + 4 * DAY + MINUTE)
+    assert (now.done, now.left, now.last_session) == (1, 5, MONDAY)
+    assert now.allowed_now
+    assert [s.counts for s in now.sessions] == [True, False, False]
+    assert [s.number for s in now.sessions] == [1, None, None]
+
+
+def test_a_session_stopped_after_current_flowed_counts_and_its_dose_adds_up() -> None:
+    done = [record(1, MONDAY, dose=40.0), record(2, MONDAY + 3 * DAY, outcome="stopped", dose=12.5),
+            record(3, MONDAY + 7 * DAY, outcome="fault", energised=0, dose=0.0)]  # fmt: skip
+    now = evaluate(course_row(), done, MONDAY + 20 * DAY)
+    assert now.done == 2 and now.cumulative_dose_ma_min == pytest.approx(52.5)
+
+
+def test_now_must_be_timezone_aware() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        evaluate(course_row(), [], datetime(2026, 11, 2, 9, 0))
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [({"sessions": 0}, "sessions"), ({"sessions": 2, "per_week": 0}, "per_week"),
+     ({"sessions": 2, "min_interval_days": -1}, "min_interval_days"),
+     ({"sessions": 2, "per_week": float("nan")}, "per_week")],
+)  # fmt: skip
+def test_a_plan_out_of_range_is_refused(values: dict[str, Any], problem: str) -> None:
+    with pytest.raises(CourseError, match=problem):
+        Plan(**values)
+
+
+# -- starting a course --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "records.sqlite3") as s:
+        yield s
+
+
+def test_a_course_takes_its_plan_from_the_preset_and_keeps_the_preset_as_it_was(store: Store) -> None:
+    config = load_config(None)
+    course_id = start_course(store, config, patient="P-1", operator="T-1", preset=ASC)
+    course = store.course(course_id)
+    assert (course["sessions"], course["per_week"], course["min_interval_days"]) == (6, 2.0, 3.0)
+    assert course["config_sha256"] == config.sha256
+    assert course["plan"]["preset"]["current_ma"] == 50.0 and course["plan"]["preset"]["polarity"] == "cathode"
+    assert course["plan"]["config_sha256"] == config.sha256
+
+
+def test_values_given_replace_the_presets_plan(store: Store) -> None:
+    course_id = start_course(store, load_config(None), patient="P-1", operator="T-1", preset=ASC, sessions=8,
+                             min_interval_days=2)  # fmt: skip
+    course = store.course(course_id)
+    assert (course["sessions"], course["per_week"], course["min_interval_days"]) == (8, 2.0, 2.0)
+    assert course["plan"]["given"] == {"sessions": 8, "min_interval_days": 2}
+
+
+def test_a_preset_without_a_plan_needs_the_number_of_sessions(store: Store) -> None:
+    with pytest.raises(CourseError, match="--sessions"):
+        start_course(store, load_config(None), patient="P-1", operator="T-1", preset="dexamethasone")
+    with pytest.raises(CourseError, match="no such preset"):
+        start_course(store, load_config(None), patient="P-1", operator="T-1", preset="nope", sessions=2)
+    assert store.courses() == []
+
+
+# -- the seed case's regimen in the store --------------------------------------------------------------------
+
+
+def stored_session(store: Store, course_id: int, at: datetime, *, dose: float = 8.0) -> int:
+    """A session of the course that delivered `dose`, opened at `at`."""
+    record_id = store.open_record(patient="P-ECZ", operator="T-1", prescription={"drug": "asc-exosomes"},
+                                  limits={}, limits_sha256="", created_utc=at.isoformat(timespec="milliseconds"),
+                                  course_id=course_id)  # fmt: skip
+    store.close_record(record_id, {"outcome": "completed", "energised": True, "dose_ma_min": dose,
+                                   "prescribed_dose_ma_min": dose})  # fmt: skip
+    return record_id
+
+
+def test_the_asc_exosome_regimen_six_sessions_twice_a_week_3_days_apart(store: Store) -> None:
+    course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC,
+                             created_utc=(MONDAY - DAY).isoformat())  # fmt: skip
+    schedule = [MONDAY + week * 7 * DAY + offset * DAY for week in range(3) for offset in (0, 3)]  # Mon, Thu
+    for n, at in enumerate(schedule):
+        check_next(store, course_id, now=at)  # each on its day passes the rules
+        stored_session(store, course_id, at)
+        if n == 0:
+            with pytest.raises(CourseRefused, match="minimum interval is 3 days"):
+                check_next(store, course_id, now=at + 2 * DAY)  # two days later: too early
+    with pytest.raises(CourseRefused, match="all 6 planned sessions are done"):
+        check_next(store, course_id, now=schedule[-1] + 30 * DAY)
+    final = status(store, course_id, schedule[-1] + 30 * DAY)
+    assert (final.done, final.left, final.last_session) == (6, 0, schedule[-1])
+    assert final.cumulative_dose_ma_min == pytest.approx(48.0)
+
+
+def test_a_session_on_the_sunday_after_a_thursday_is_refused_by_the_two_a_week_rule(store: Store) -> None:
+    course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC)
+    stored_session(store, course_id, MONDAY)
+    stored_session(store, course_id, MONDAY + 3 * DAY)
+    with pytest.raises(CourseRefused, match=r"at most 2 sessions in any 7 days .* next earliest is 2026-11-09 09:00"):
+        check_next(store, course_id, now=MONDAY + 6 * DAY)
+
+
+# -- overrides through `ionctl run --course` -----------------------------------------------------------------
+
+
+def ionctl(*args: str, stdin: str = "", timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ionctl", *args], cwd=ROOT, input=stdin, capture_output=True,
+                          text=True, timeout=timeout_s)  # fmt: skip
+
+
+@pytest.fixture
+def course_done(tmp_path: Path) -> tuple[str, int]:
+    """A store with the supervisor PIN set and a one-session dexamethasone course whose session is done."""
+    db = tmp_path / "records.sqlite3"
+    with Store(db) as s:
+        set_pin(s, PIN, old_pin=None)
+        course_id = start_course(s, load_config(None), patient="P-RUN", operator="T-1", preset="dexamethasone",
+                                 sessions=1, min_interval_days=3)  # fmt: skip
+        stored_session(s, course_id, datetime.now(UTC) - DAY)
+    return str(db), course_id
+
+
+SESSION = ("--operator", "T-2", "--electrode-area", "10", "--dose", "0.5", "--ramp-up", "5", "--ramp-down", "5",
+           "--yes")  # fmt: skip
+
+
+def test_a_course_session_beyond_the_plan_is_refused_without_an_override(
+    tmp_path: Path, course_done: tuple[str, int]
+) -> None:
+    db, course_id = course_done
+    done = ionctl("run", "--course", str(course_id), "--device", str(tmp_path / "no-such-port"), *SESSION, "--db", db)
+    assert done.returncode == 2, done.stderr  # 5 would mean the device was opened
+    assert f"course {course_id}: all 1 planned sessions are done" in done.stderr
+    assert "--supervisor-override" in done.stderr
+
+
+def test_an_override_with_a_wrong_pin_is_refused_before_the_device_and_recorded(
+    tmp_path: Path, course_done: tuple[str, int]
+) -> None:
+    db, course_id = course_done
+    done = ionctl("run", "--course", str(course_id), "--device", str(tmp_path / "no-such-port"), *SESSION,
+                  "--db", db, "--supervisor-override", "patient travels", "--pin-stdin", stdin="654321\n")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "override refused: wrong supervisor PIN" in done.stderr
+    with Store(db) as s:
+        assert s.audit(action="course-override") == []
+        denied = s.audit(action="auth-denied")
+        assert len(denied) == 1 and f"override course {course_id}" in denied[0]["detail"]["attempt"]
+        records = s.course_records(course_id)
+        assert [(r["outcome"], r["energised"]) for r in records[1:]] == [("refused", 0)]
+        assert status(s, course_id, datetime.now(UTC)).done == 1  # the refusal is not a session
+
+
+def test_an_override_with_the_right_pin_runs_the_session_and_is_in_the_audit_trail(
+    tmp_path: Path, course_done: tuple[str, int]
+) -> None:
+    db, course_id = course_done
+    link = tmp_path / "ionto"
+    with running_sim("--serial-link", str(link), "--time-scale", "50"):
+        override = ("--supervisor-override", "patient travels next week", "--pin-stdin")
+        done = ionctl("run", "--course", str(course_id), "--device", str(link), *SESSION, "--db", db, "--json",
+                      *override, stdin=PIN + "\n")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["outcome"] == "completed" and result["record"]["course_id"] == course_id
+    with Store(db) as s:
+        (override,) = s.audit(action="course-override", course_id=course_id)
+        assert override["actor"] == "supervisor"
+        assert override["detail"]["reason"] == "patient travels next week"
+        assert override["detail"]["rule"] == f"course {course_id}: all 1 planned sessions are done"
+        assert override["detail"]["operator"] == "T-2"
+        assert override["record_id"] == result["record_id"]  # the override names the session it allowed
+        now = status(s, course_id, datetime.now(UTC))
+        assert (now.done, now.left) == (2, 0)
+        shown = summary(s, course_id, datetime.now(UTC))
+        assert shown.overrides[0]["detail"]["reason"] == "patient travels next week"
+        assert s.verify() is None
+
+
+# -- the command line and the exports --------------------------------------------------------------------------
+
+
+def test_course_start_show_list_and_export_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "records.sqlite3")
+    assert cli(["course", "start", "--patient", "P-CLI", "--preset", ASC, "--operator", "T-1", "--db", db]) == 0
+    assert "course 1: patient P-CLI, preset asc-exosome-hand-eczema, 6 sessions" in capsys.readouterr().out
+    with Store(db) as s:
+        stored_session(s, 1, datetime.now(UTC) - 2 * DAY, dose=7.5)
+    assert cli(["course", "show", "1", "--db", db]) == 0
+    shown = capsys.readouterr().out
+    assert "1 done, 5 left of 6" in shown and "7.500 mA·min" in shown
+    assert "A session now would be refused: course 1: the minimum interval is 3 days" in shown
+    assert cli(["course", "show", "1", "--json", "--db", db]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == "ionctl.course" and data["status"]["done"] == 1
+    assert data["status"]["next_earliest_utc"] is not None and data["status"]["allowed_now"] is False
+    assert cli(["course", "list", "--patient", "P-CLI", "--json", "--db", db]) == 0
+    assert [(r["id"], r["done"], r["left"]) for r in json.loads(capsys.readouterr().out)] == [(1, 1, 5)]
+    out = tmp_path / "course.json"
+    assert cli(["course", "export", "1", "--format", "json", "-o", str(out), "--db", db]) == 0
+    assert json.loads(out.read_text())["sessions"][0]["dose_ma_min"] == 7.5
+
+
+def test_course_start_refuses_bad_input_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "records.sqlite3")
+    assert cli(["course", "start", "--patient", "P", "--preset", "dexamethasone", "--operator", "T", "--db", db]) == 2
+    assert "--sessions" in capsys.readouterr().err
+    site = tmp_path / "site.toml"
+    site.write_text(load_config(None).text + "\n# edited by hand\n", encoding="utf-8")
+    args = ["course", "start", "--patient", "P", "--preset", ASC, "--operator", "T", "--db", db, "--config", str(site)]
+    assert cli(args) == 2
+    assert "is not approved" in capsys.readouterr().err
+    assert cli(["course", "show", "9", "--db", db]) == 1
+
+
+def test_the_json_export_reads_back_into_the_same_summary(store: Store) -> None:
+    course_id = start_course(store, load_config(None), patient="P-J", operator="T-1", preset=ASC)
+    stored_session(store, course_id, MONDAY)
+    store.append_audit("course-override", "supervisor", {"reason": "r", "rule": "x"}, course_id=course_id)
+    original = summary(store, course_id, MONDAY + DAY)
+    again = CourseSummary.from_dict(json.loads(to_json(original)))
+    assert again == original
+    assert again.status["next_earliest_utc"] == "2026-11-05T09:00:00.000+00:00"
+    with pytest.raises(CourseExportError):
+        CourseSummary.from_dict({**original.to_dict(), "format": "ionctl.record"})
+
+
+def course_with_sessions(store: Store) -> CourseSummary:
+    course_id = start_course(store, load_config(None), patient="P-PDF", operator="T-1", preset=ASC)
+    for n, at in enumerate([MONDAY, MONDAY + 3 * DAY, MONDAY + 7 * DAY]):
+        stored_session(store, course_id, at, dose=6.0 + n)
+    store.append_audit("course-override", "supervisor", {"reason": "r", "rule": "x"}, course_id=course_id)
+    return summary(store, course_id, MONDAY + 8 * DAY)
+
+
+def test_the_course_pdf_is_one_a4_page(store: Store) -> None:
+    pytest.importorskip("matplotlib")
+    data = to_pdf(course_with_sessions(store))
+    assert data.startswith(b"%PDF-")
+    assert len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", data)) == 1
+    box = re.search(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", data)
+    assert box is not None
+    assert float(box[1]) == pytest.approx(595.3, abs=1.0) and float(box[2]) == pytest.approx(841.9, abs=1.0)
+    assert b"Iontophoresis treatment course" in data
+
+
+def test_the_course_page_draws_the_cumulative_dose_not_a_blank(store: Store) -> None:
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    from matplotlib.colors import to_rgb
+    from matplotlib.image import imread
+
+    course = course_with_sessions(store)
+    fig = build_figure(course)
+    line = next(line for ax in fig.get_axes() for line in ax.get_lines() if line.get_gid() == "cumulative-dose")
+    assert np.asarray(line.get_ydata(), dtype=float).tolist() == pytest.approx([6.0, 13.0, 21.0])
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=100)
+    out.seek(0)
+    rgb = imread(out)[:, :, :3]
+    assert float((rgb.min(axis=2) < 0.9).mean()) > 0.02
+    drawn = int(np.all(np.abs(rgb - np.array(to_rgb(DOSE_COLOUR))) < 0.08, axis=2).sum())
+    assert drawn > 200, drawn
+
+
+def test_course_export_pdf_from_the_command_line(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    db = tmp_path / "records.sqlite3"
+    with Store(db) as s:
+        course_id = course_with_sessions(s).id
+    out = tmp_path / "course.pdf"
+    assert cli(["course", "export", str(course_id), "--format", "pdf", "-o", str(out), "--db", str(db)]) == 0
+    assert out.read_bytes().startswith(b"%PDF-")
