@@ -73,6 +73,11 @@ STUCK_LINK_MARGIN_S = 0.5
 #: Device seconds a ramp to zero may lag its nominal course (samples in flight, the skin's capacitance)
 #: before a current still above that course counts as not falling.
 DESCENT_LAG_S = 1.0
+#: A ramp up whose set point has not risen for this many device seconds (or 3 telemetry periods, if longer)
+#: while below the prescribed current and not at compliance has stalled: the device ignores its target (a stuck
+#: output, or a resume it did not act on). 3 s is well above the slowest rise the limits allow to show (a
+#: 0.1 mA ramp over 60 s rises 1 µA, the set point's resolution, every 0.6 s).
+RAMP_STALL_S = 3.0
 #: A completed session delivers the prescribed dose within this fraction (issue: ±1 % of what flowed).
 DOSE_TOLERANCE = 0.01
 #: Host seconds to keep trying to reach a device whose link was lost.
@@ -216,6 +221,7 @@ class Session:
         self._stale_since: float | None = None  # host time since which reads brought no new device time
         self._start_sent = False  # START went out and was not refused: current may have flowed
         self._descent: tuple[float, float, float] | None = None  # (device t, from mA, over s) of that ramp
+        self._rise: tuple[float, float] | None = None  # (device t, set mA) of a ramp up's last rise
         self._impedances: list[float] = []
         self._spacing: collections.deque[float] = collections.deque(maxlen=21)  # recent sample spacing, device s
         self.state = "disconnected"
@@ -278,9 +284,11 @@ class Session:
             self._serve_requests()
             samples = self.device.read_telemetry(self.read_timeout_s)
             self._track_freshness(samples)
-            for sample in samples:
+            for i, sample in enumerate(samples):
                 self._on_sample(sample)
-                if self.state in TERMINAL:
+                if self.state in TERMINAL:  # the rest of the batch is still measured current: count and record it
+                    for rest in samples[i + 1 :]:
+                        self._observe(rest)
                     break
             if self.state not in TERMINAL and self._stale():
                 self._fault(Verdict("stale_telemetry", Action.RAMP,
@@ -367,12 +375,29 @@ class Session:
 
     def _stuck(self, s: Telemetry) -> bool:
         """A commanded ramp to zero that is overdue, or well behind its course, with current still flowing:
-        escalate (output off)."""
+        escalate (output off). A ramp up that stopped rising: ramp down (a fault)."""
+        if self._stalled(s):
+            self._rise = None
+            self._fault(Verdict("ramp_stalled", Action.RAMP,
+                                f"the ramp up stopped rising at {s.set_ma:.2f} of {self.prescription.current_ma:.2f} "
+                                "mA: the device does not follow its target"))  # fmt: skip
+            return True
         if _at_zero(s) or not (self._overdue(s) or self._lagging(s)):
             return False
         self._ramp_end_t_s = self._descent = None
         self._fault(Verdict("stuck_output", Action.OFF, "the current did not fall when told (stuck output)"))
         return True
+
+    def _stalled(self, s: Telemetry) -> bool:
+        """In `ramping_up`, below the prescribed current and not at compliance (where the firmware holds its set
+        point), the set point has not risen for `RAMP_STALL_S` device seconds."""
+        if self.state != "ramping_up" or s.at_compliance or s.set_ma >= self.prescription.current_ma - 1e-3:
+            self._rise = None
+            return False
+        if self._rise is None or s.set_ma > self._rise[1] + 5e-4 or s.t_s < self._rise[0]:
+            self._rise = (s.t_s, s.set_ma)
+            return False
+        return s.t_s - self._rise[0] >= max(RAMP_STALL_S, 3 * self.telemetry_period_s)
 
     # -- operator requests -----------------------------------------------------------------------------------
 
@@ -619,11 +644,15 @@ class Session:
             samples = self.device.read_telemetry(self.read_timeout_s)
             self._track_freshness(samples)
             for sample in samples:
-                self.last = sample
-                if integrate:
-                    self.meter.add(sample)
-                if self.on_sample is not None:
-                    self.on_sample(self, sample)
+                self._observe(sample, integrate=integrate)
+
+    def _observe(self, sample: Telemetry, *, integrate: bool = True) -> None:
+        """A sample after the session ended: the latest, counted (unless `integrate` is off) and recorded."""
+        self.last = sample
+        if integrate:
+            self.meter.add(sample)
+        if self.on_sample is not None:
+            self.on_sample(self, sample)
 
     def _escalate(self, s: Telemetry) -> None:
         """The current did not fall in time: abort, then output-off, and give it a little longer."""

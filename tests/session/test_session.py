@@ -260,7 +260,9 @@ def test_a_stuck_output_during_the_ramp_down_is_cut_before_the_dose_passes_1_per
     point frozen (state RAMP_DOWN, not ramping) from the first sample after STOP."""
     p = dataclasses.replace(DEXAMETHASONE, ramp_down_s=60.0)
     run = run_scenario(p, faults=["stuck-output@60"])
-    assert run.result.fault in ("stuck_output", "dose_limit")
+    # The normal load holds a 4 mA ramp up at compliance for ~100 s, so at 60 s the set point freezes on the way
+    # up: the stalled ramp up is found first (ramp_stalled), and its ramp down, stuck too, is cut.
+    assert run.result.fault in ("stuck_output", "dose_limit", "ramp_stalled")
     assert run.truth.current_ua < FLOOR_UA  # cut in the end (output-off works: the relay is not welded)
     assert run.truth.dose_ma_min <= p.planned_dose_ma_min * 1.01
 
@@ -296,3 +298,42 @@ def test_an_overcurrent_held_for_one_telemetry_period_faults_at_the_second_sampl
     assert monitors.check(sample(0.2), meter) is None
     verdict = monitors.check(sample(0.3), meter)
     assert verdict is not None and verdict.fault == "overcurrent"
+
+
+# A load whose 4 mA needs about 21 V, so the ramp up is not held at compliance (where the set point waits).
+EASY_LOAD = dataclasses.replace(LOAD_PRESETS["normal"], rp_rest_ohm=5000.0,
+                                rp_min_ohm=min(LOAD_PRESETS["normal"].rp_min_ohm, 5000.0))  # fmt: skip
+
+
+def _since_energised(run: Run, state: str) -> float:
+    """Device seconds from the first sample with the output on (the origin of fault times) to `state`."""
+    first = next(s.t_s for s in run.watch.seen if s.output_on)
+    then = next(c.device_t_s for c in run.result.timeline if c.state == state)
+    assert then is not None
+    return then - first
+
+
+def test_a_ramp_up_that_stops_rising_is_a_fault_within_the_stall_window() -> None:
+    """Found by the fault matrix: with the set point frozen half-way up, the session used to deliver the whole
+    dose at half the current (twice as long) and find the fault only when the ramp-down did not come."""
+    run = run_scenario(DEXAMETHASONE, faults=["stuck-output@5"], load=EASY_LOAD)  # half-way up a 10 s ramp
+    assert (run.result.outcome, run.result.fault) == ("fault", "ramp_stalled")
+    assert _since_energised(run, "fault") < 5 + 3.0 + 0.5
+    assert run.truth.current_ua < FLOOR_UA  # its ramp down was stuck too: cut
+    assert run.truth.dose_ma_min < DEXAMETHASONE.planned_dose_ma_min / 4
+
+
+def test_a_resume_the_device_ignores_ends_the_session_instead_of_waiting_at_zero() -> None:
+    """Found by the fault matrix: stuck at zero while paused, the device ignored the resume and the session sat
+    in ramping_up at 0 mA until the device's duration cap (minutes)."""
+    run = run_scenario(DEXAMETHASONE, faults=["stuck-output@60"], actions=[(40.0, "pause"), (70.0, "resume")],
+                       load=EASY_LOAD)  # fmt: skip
+    assert (run.result.outcome, run.result.fault) == ("fault", "ramp_stalled")
+    assert _since_energised(run, "fault") < 70 + 3.0 + 1.0
+    assert run.truth.current_ua < FLOOR_UA
+
+
+def test_a_ramp_up_held_at_compliance_is_not_called_stalled() -> None:
+    """The normal load starts 4 mA at compliance, where the firmware holds its set point for ~100 s."""
+    run = run_scenario(DEXAMETHASONE)
+    assert run.result.outcome == "completed" and run.result.time_at_compliance_s > 30
