@@ -289,6 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     schema = protocol_commands.add_parser("schema", help="print the protocol version, schema hash and schema")
     schema.set_defaults(handler=_cmd_protocol_schema)
 
+    from ionctl.console import command as console_command  # light: Textual is imported only when it runs
+
+    console = commands.add_parser(
+        "console",
+        help="the technician's keyboard-first terminal UI: device, prescription, checks, run, record",
+        description="Interactive session console (Textual): pick a device, the patient, a course or preset, edit the "
+        "prescription within the site limits, check contact and skin, run and watch the session, record the "
+        "skin check after it and export the chart PDF.",
+    )
+    console_command.add_arguments(console)
+    console.set_defaults(handler=console_command.main)
+
     _add_records(commands)
     config_command.add_parser(commands)
     course_command.add_parser(commands)

@@ -1,0 +1,8 @@
+"""`ionctl console`: the technician's keyboard-first terminal UI (Textual).
+
+The flow: device -> patient and operator -> course or preset -> prescription (checked live against the site limits)
+-> contact check -> skin check -> confirm -> run -> end (skin check after, adverse reaction, chart PDF).
+
+`controller` owns the session thread and knows nothing of Textual, so the logic is testable without the
+UI; `app` and `screens` draw it. Importing this package does not import Textual: `ionctl --help` stays fast.
+"""

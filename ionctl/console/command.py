@@ -1,0 +1,40 @@
+"""`ionctl console [--config FILE] [--db PATH] [--device ADDRESS]`: the arguments and the entry point.
+
+Light at import (argparse only): the parser is built for every `ionctl` command, `--help` included, and
+Textual is imported only when the console actually runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="site configuration TOML (default: the packaged one)")
+    parser.add_argument("--db", metavar="PATH",
+                        help="session record store (default: records.sqlite3 in the user data directory)")  # fmt: skip
+    parser.add_argument("--device", metavar="ADDRESS",
+                        help="device to offer first: serial port, pyserial URL or visa:RESOURCE")  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    """Load the configuration and the store, then run the console until the technician quits."""
+    from ionctl.config import ConfigError
+    from ionctl.console.setup import ConsoleSetup
+    from ionctl.records import StoreError
+
+    try:
+        setup = ConsoleSetup.from_args(args)
+    except (ConfigError, StoreError, OSError) as exc:
+        print(f"ionctl console: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for record_id in setup.recovered:
+        print(f"ionctl console: record {record_id} was left open by a session that never ended; closed as "
+              "interrupted", file=sys.stderr)  # fmt: skip
+    from ionctl.console.app import ConsoleApp
+
+    ConsoleApp(setup).run()
+    return EXIT_OK

@@ -1,0 +1,381 @@
+"""The console's session controller: runs one `Session` in a thread of its own, exactly as `ionctl run`
+does (the same `Recorder` writes the record as the session runs), and hands the UI what it needs to draw.
+
+No Textual here, so the logic is testable without a screen. The session never waits for the UI: each sample
+goes to the record and into a snapshot under a lock (the UI polls `snapshot()` when it redraws and so drops
+frames, never samples); state changes and the end are announced through `notify`, which must not block
+(the app passes its thread-safe `post_message`). Operator requests go to `Session.request`: the UI never
+commands the device during a session.
+
+Before the session, `probe_contact` runs the device's own contact probe for the contact-check screen (the
+session probes again before it starts, and refuses on its own if the contact went bad meanwhile).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ionctl.drivers.base import ContactReading, CurrentSource, DeviceError, DeviceFault, Telemetry
+from ionctl.safety import Prescription, PrescriptionRefused, SiteLimits, Violation, device_limits, validate
+
+if TYPE_CHECKING:
+    from ionctl.records import Store
+    from ionctl.run import Report
+    from ionctl.session import Session, SessionResult, StateChange
+
+#: Recent current samples kept for the live trace (at 10 Hz, the last 30 device seconds).
+TRACE_LEN = 300
+#: Audit actions the console writes into the record store.
+SKIN_CHECK_BEFORE = "skin-check-before"
+SKIN_CHECK_AFTER = "skin-check-after"
+ADVERSE_REACTION = "adverse-reaction"
+
+
+def violations_of(prescription: Prescription, limits: SiteLimits) -> tuple[Violation, ...]:
+    """Every site limit the prescription breaks (empty: it may be delivered here)."""
+    try:
+        validate(prescription, limits)
+    except PrescriptionRefused as exc:
+        return exc.violations
+    return ()
+
+
+# -- the contact check -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactCheck:
+    """A contact probe's reading against the site's contact window, or why there is none."""
+
+    reading: ContactReading | None
+    low_ohm: float
+    high_ohm: float
+    error: str | None = None
+
+    @property
+    def impedance_ohm(self) -> float | None:
+        return self.reading.impedance_ohm if self.reading is not None else None
+
+    @property
+    def ok(self) -> bool:
+        z = self.impedance_ohm
+        return self.error is None and z is not None and self.low_ohm <= z <= self.high_ohm
+
+    def text(self) -> str:
+        window = f"{self.low_ohm:.0f}–{self.high_ohm:.0f} Ω (min/max_contact_impedance_ohm)"
+        if self.error is not None:
+            return f"contact check failed: {self.error}"
+        z = self.impedance_ohm
+        if z is None:
+            return f"no current flowed (open circuit); the window is {window}"
+        verdict = "within" if self.ok else "OUTSIDE"
+        return f"impedance {z:.0f} Ω, {verdict} the window {window}"
+
+
+def probe_contact(source: CurrentSource, prescription: Prescription, limits: SiteLimits) -> ContactCheck:
+    """Run the device's contact probe (the session's probe current and time) with this session's limits and
+    polarity, then reset the device: the session starts from a fresh device. Never raises for the device."""
+    from ionctl.session import PROBE_MA, PROBE_S
+
+    site = limits.for_class(prescription.protocol_class)
+    low, high = site.min_contact_impedance_ohm, site.max_contact_impedance_ohm
+    try:
+        validated = validate(prescription, limits, source.identity)
+        _fresh(source)
+        source.configure(device_limits(validated))
+        source.set_polarity(prescription.polarity)
+        reading = source.check_contact(PROBE_MA, PROBE_S)
+        source.reset()
+    except PrescriptionRefused as exc:
+        return ContactCheck(None, low, high, f"the device cannot deliver this prescription: {exc}")
+    except DeviceError as exc:
+        return ContactCheck(None, low, high, str(exc))
+    return ContactCheck(reading, low, high)
+
+
+def _fresh(source: CurrentSource) -> None:
+    """Reset the device, clearing a fault latched before (with the output at zero), as the session does."""
+    try:
+        source.reset()
+    except DeviceFault:
+        source.clear_fault()
+        source.reset()
+
+
+# -- what the UI draws -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The session as of its latest sample: what the run screen shows."""
+
+    state: str
+    sample: Telemetry | None
+    delivered_ma_min: float
+    planned_ma_min: float
+    time_left_s: float
+    trace_ma: tuple[float, ...]
+    samples: int  # samples seen so far
+    fault: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """Posted to the UI at each state change of the session (from the session's thread)."""
+
+    change: StateChange
+    fault: str | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Posted to the UI once the session has ended and its record is closed."""
+
+    report: Report
+
+
+Notify = Callable[[StateChanged | Finished], object]
+
+
+@dataclass
+class _Live:
+    state: str = "disconnected"
+    sample: Telemetry | None = None
+    delivered_ma_min: float = 0.0
+    time_left_s: float = float("inf")
+    samples: int = 0
+    fault: str | None = None
+    reason: str = ""
+    trace: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=TRACE_LEN))
+
+
+class SessionController:
+    """One session on an open `source`, run in a thread; the record written to the store at `store_path`.
+
+    `skin_check_before` (the checklist's answers) goes into the audit trail against the record once it is
+    opened; the record's opening names the configuration (`config_sha256`) and the course (`course_id`), as
+    `ionctl run` does. `monotonic` is passed to the `Session` (its host clock for link supervision) when given."""
+
+    def __init__(
+        self,
+        source: CurrentSource,
+        prescription: Prescription,
+        limits: SiteLimits,
+        *,
+        store_path: str | Path | None,
+        skin_check_before: dict[str, Any] | None = None,
+        config_sha256: str | None = None,
+        course_id: int | None = None,
+        reconnect: Callable[[], CurrentSource] | None = None,
+        accept_no_watchdog: bool = False,
+        notify: Notify | None = None,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        from ionctl.run import Progress
+
+        self.source = source
+        self.prescription = prescription
+        self.limits = limits
+        self.store_path = store_path
+        self.skin_check_before = skin_check_before
+        self.config_sha256 = config_sha256
+        self.course_id = course_id
+        self.reconnect = reconnect
+        self.accept_no_watchdog = accept_no_watchdog
+        self.notify = notify
+        self.monotonic = monotonic
+        self.messages = io.StringIO()  # what the recorder says about the record (failures), for the end screen
+        self.report: Report | None = None
+        self.session: Session | None = None
+        self._lock = threading.Lock()
+        self._live = _Live()
+        self._pending: list[str] = []  # requests made before the session object exists
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        # `ionctl run`'s progress line knows how to tell the time left; only its arithmetic is used here
+        self._clock = Progress(io.StringIO(), prescription, tty=False)
+
+    # -- the UI's side ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the session in its own thread (once)."""
+        if self._thread is not None:
+            raise RuntimeError("this session was started already")
+        self._thread = threading.Thread(target=self._run, name="ionctl-console-session", daemon=True)
+        self._thread.start()
+
+    def request(self, action: str) -> None:
+        """Ask the session to `pause`, `resume`, `stop` (ramped) or `abort` (fastest safe ramp)."""
+        with self._lock:
+            session = self.session
+            if session is None:
+                self._pending.append(action)
+                return
+        session.request(action)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._done.is_set()
+
+    def wait(self, timeout_s: float | None = None) -> Report | None:
+        """The report once the session has ended (None if it has not within `timeout_s`)."""
+        self._done.wait(timeout_s)
+        return self.report
+
+    @property
+    def record_id(self) -> int | None:
+        return self.report.record_id if self.report is not None else None
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            live = self._live
+            return Snapshot(live.state, live.sample, live.delivered_ma_min, self.prescription.planned_dose_ma_min,
+                            live.time_left_s, tuple(live.trace), live.samples, live.fault, live.reason)  # fmt: skip
+
+    # -- the session's thread ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        from ionctl.records import Store
+        from ionctl.run import Recorder, Report
+        from ionctl.session import exit_code
+
+        report: Report | None = None
+        try:
+            store = Store(self.store_path)
+        except Exception as exc:
+            self._close_sources()
+            self._end(self._not_started(f"not started: cannot open the record store: {exc}"))
+            return
+        try:
+            recorder = Recorder.open(store, self.prescription, self.limits, self.messages,
+                                     config_sha256=self.config_sha256, course_id=self.course_id)  # fmt: skip
+            if recorder is None:
+                report = self._not_started("not started: the session record could not be opened: "
+                                           + self.messages.getvalue().strip())  # fmt: skip
+                return
+            try:
+                refusal = self._audit_before(store, recorder.record_id)
+                if refusal is not None:
+                    report = self._not_started(refusal)
+                else:
+                    result = self._session_result(recorder)
+                    report = Report(result, exit_code(result), str(store.path))
+                recorder.finish(report)
+            finally:
+                recorder.release()
+        finally:
+            self._close_sources()
+            store.close()
+            self._end(report)
+
+    def _session_result(self, recorder: Any) -> SessionResult:
+        from ionctl.session import Session, SessionResult
+
+        def on_sample(session: Session, sample: Telemetry) -> None:
+            recorder.on_sample(session, sample)  # the record first (durable), then the display
+            self._on_sample(session, sample)
+
+        def on_state(session: Session, change: StateChange) -> None:
+            recorder.on_state(session, change)
+            self._on_state(session, change)
+
+        session: Session | None = None
+        try:
+            session = Session(
+                self.source, self.prescription, self.limits, accept_no_watchdog=self.accept_no_watchdog,
+                reconnect=self.reconnect, on_sample=on_sample, on_state=on_state, monotonic=self.monotonic,
+            )  # fmt: skip
+            with self._lock:
+                self.session, pending, self._pending = session, self._pending, []
+            for action in pending:
+                session.request(action)
+            return session.run()
+        except Exception as exc:  # a bug, not the device: the watchdog (or the SourceMeter's close) makes it safe
+            result = session.result if session is not None else SessionResult(outcome="fault")
+            result.outcome, result.fault, result.message = "fault", "internal", f"internal error: {exc!r}"
+            result.energised = any(change.state == "ramping_up" for change in result.timeline)
+            with self._lock:
+                self._live.state, self._live.fault, self._live.reason = "fault", "internal", result.message
+            return result
+
+    def _audit_before(self, store: Store, record_id: int) -> str | None:
+        """Write the skin check before into the audit trail; why the session may not start if that fails."""
+        if self.skin_check_before is None:
+            return None
+        try:
+            store.append_audit(SKIN_CHECK_BEFORE, self.prescription.operator_id, self.skin_check_before,
+                               record_id=record_id)  # fmt: skip
+        except Exception as exc:
+            return f"not started: the skin check could not be recorded: {exc}"
+        return None
+
+    def _on_sample(self, session: Session, sample: Telemetry) -> None:
+        try:
+            left = self._clock.time_left_s(session, sample)
+        except Exception:  # a display figure must never break the session
+            left = float("inf")
+        with self._lock:
+            live = self._live
+            live.sample, live.samples = sample, live.samples + 1
+            live.delivered_ma_min = session.meter.delivered_ma_min
+            live.time_left_s = left
+            live.trace.append(sample.measured_ma)
+
+    def _on_state(self, session: Session, change: StateChange) -> None:
+        fault = session.result.fault if change.state == "fault" else None
+        with self._lock:
+            self._live.state, self._live.reason = change.state, change.reason
+            if fault is not None:
+                self._live.fault = fault
+        self._tell(StateChanged(change, fault))
+
+    def _not_started(self, message: str) -> Report:
+        from ionctl.run import Report
+        from ionctl.session import SessionResult, exit_code, prescription_dict
+
+        result = SessionResult(outcome="refused", message=message)
+        result.prescription = prescription_dict(self.prescription)
+        result.prescribed_dose_ma_min = self.prescription.planned_dose_ma_min
+        return Report(result, exit_code(result), str(self.store_path) if self.store_path is not None else None)
+
+    def _close_sources(self) -> None:
+        session = self.session
+        for source in {id(s): s for s in (self.source, session.device if session else None) if s}.values():
+            try:
+                source.close()
+            except Exception as exc:  # closing must not hide the result
+                self.messages.write(f"while closing the device: {exc}\n")
+
+    def _end(self, report: Report | None) -> None:
+        if report is None:  # only when the record could not be opened, reported above
+            report = self._not_started(self.messages.getvalue().strip() or "not started")
+        self.report = report
+        with self._lock:
+            self._live.state = report.result.outcome
+            self._live.fault = report.result.fault
+            self._live.reason = report.result.message
+        self._done.set()
+        self._tell(Finished(report))
+
+    def _tell(self, event: StateChanged | Finished) -> None:
+        if self.notify is not None:
+            try:
+                self.notify(event)
+            except Exception:  # the UI went away: the session goes on regardless
+                pass
+
+
+def record_after(store: Store, record_id: int, operator: str, skin: dict[str, Any], reaction: str) -> None:
+    """The end screen's entries in the audit trail: the skin check after the session, and an adverse
+    reaction when one is described (the skin check states whether any was seen)."""
+    store.append_audit(SKIN_CHECK_AFTER, operator, {**skin, "adverse_reaction": reaction or "none"},
+                       record_id=record_id)  # fmt: skip
+    if reaction:
+        store.append_audit(ADVERSE_REACTION, operator, {"description": reaction}, record_id=record_id)

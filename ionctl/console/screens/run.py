@@ -1,0 +1,180 @@
+"""The run screen: the current in large digits, voltage, impedance, dose progress, time left, a live trace of
+the current and the session's state; P pauses, R resumes, S stops (ramped), A aborts. Stopping and aborting
+ask first, in a dialog that only another key (Y) confirms, so a key held or hit twice cannot end a
+treatment. The screen redraws from the controller's snapshot at its own pace: it may skip frames, the
+session never waits for it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Digits, Footer, Label, ProgressBar, Static
+
+from ionctl.console.controller import SessionController, Snapshot
+
+#: Redraws per second (display only).
+REDRAW_HZ = 10
+#: Rows of the current trace; each row draws eight levels with block characters.
+TRACE_ROWS = 4
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+STATE_TEXT = {
+    "disconnected": "connecting",
+    "connected": "connected",
+    "configured": "configured",
+    "contact_checked": "contact checked",
+    "armed": "armed",
+    "ramping_up": "RAMPING UP",
+    "delivering": "DELIVERING",
+    "paused": "PAUSED",
+    "reversing": "REVERSING POLARITY",
+    "ramping_down": "RAMPING DOWN",
+    "completed": "COMPLETED",
+    "stopped": "STOPPED",
+    "aborted": "ABORTED",
+    "fault": "FAULT",
+    "refused": "REFUSED",
+}
+
+
+def trace_lines(values: Sequence[float], width: int, rows: int, top: float) -> list[str]:
+    """The recent current as `rows` lines of block characters, `width` columns, on a fixed scale from 0 to
+    `top` (a trace that rescaled itself would make a steady current's noise look like swings). With more
+    values than columns, each column shows the highest value it covers."""
+    if width <= 0 or rows <= 0 or not values:
+        return []
+    n = len(values)
+    columns = list(values) if n <= width else [max(values[i * n // width : (i + 1) * n // width]) for i in range(width)]
+    steps = rows * 8
+    levels = [min(steps, max(0, round(v / top * steps))) if top > 0 else 0 for v in columns]
+    return ["".join(BLOCKS[min(8, max(0, level - row * 8))] for level in levels) for row in reversed(range(rows))]
+
+
+def clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    whole = max(0, round(seconds))
+    return f"{whole // 60:d}:{whole % 60:02d}"
+
+
+class ConfirmAction(ModalScreen[bool]):
+    """Are you sure? Only Y confirms (not the key that opened this); N or Esc goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "confirm", "Yes"),
+        Binding("n,escape", "cancel", "No, go back"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, id="question", classes="title")
+            yield Static("Press Y to confirm; N or Esc to go back.")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class RunScreen(Screen[None]):
+    """The session as it runs."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "pause", "Pause"),
+        Binding("r", "resume", "Resume"),
+        Binding("s", "stop", "Stop (ramped)"),
+        Binding("a", "abort", "ABORT"),
+    ]
+
+    def __init__(self, controller: SessionController) -> None:
+        super().__init__()
+        self.controller = controller
+
+    def compose(self) -> ComposeResult:
+        p = self.controller.prescription
+        yield Static(f"Patient {p.patient_id}   operator {p.operator_id}   {p.drug}, {p.polarity.value}, "
+                     f"{p.current_ma:g} mA on {p.electrode_area_cm2:g} cm²", classes="hint")  # fmt: skip
+        yield Static("", id="state")
+        with Horizontal(id="readout"):
+            yield Digits("0.00", id="current")
+            with Vertical():
+                yield Label("mA")
+                yield Static("", id="electrical")
+                yield Static("", id="left")
+        yield Static("", id="dose")
+        yield ProgressBar(total=p.planned_dose_ma_min, show_eta=False, id="progress")
+        yield Static("", id="trace-scale", classes="hint")
+        yield Static("", id="trace")
+        yield Static("", id="message", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.redraw()
+        self.set_interval(1 / REDRAW_HZ, self.redraw)
+
+    def redraw(self) -> None:
+        snap = self.controller.snapshot()
+        self.query_one("#state", Static).update(f"State: {STATE_TEXT.get(snap.state, snap.state)}")
+        s = snap.sample
+        self.query_one("#current", Digits).update(f"{s.measured_ma:.2f}" if s is not None else "0.00")
+        self.query_one("#electrical", Static).update(_electrical(snap))
+        self.query_one("#dose", Static).update(f"Dose {snap.delivered_ma_min:.2f} of {snap.planned_ma_min:.2f} mA·min")
+        self.query_one("#progress", ProgressBar).update(progress=min(snap.delivered_ma_min, snap.planned_ma_min))
+        self.query_one("#left", Static).update(f"Time left {clock(snap.time_left_s)}")
+        trace = self.query_one("#trace", Static)
+        top = max([self.controller.prescription.current_ma * 1.25, *snap.trace_ma])
+        trace.update("\n".join(trace_lines(snap.trace_ma, trace.size.width, TRACE_ROWS, top)))
+        scale = f"Current, last {len(snap.trace_ma)} samples, scale 0–{top:.2f} mA"
+        self.query_one("#trace-scale", Static).update(scale)
+        self.query_one("#message", Static).update(snap.reason)
+
+    def action_pause(self) -> None:
+        if self.controller.snapshot().state not in ("ramping_up", "delivering"):
+            self.notify("Nothing to pause: the current is not ramping up or held.", severity="warning")
+            return
+        self.controller.request("pause")
+        self.notify("pausing: ramping to zero")
+
+    def action_resume(self) -> None:
+        if self.controller.snapshot().state != "paused":
+            self.notify("The session is not paused.", severity="warning")
+            return
+        self.controller.request("resume")
+        self.notify("resuming: ramping up")
+
+    def action_stop(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.controller.request("stop")
+                self.notify("stopping: ramping down")
+
+        self.app.push_screen(ConfirmAction("STOP the session? The current ramps down and the session ends."), answer)
+
+    def action_abort(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.controller.request("abort")
+                self.notify("ABORTING: fastest safe ramp to zero", severity="warning")
+
+        self.app.push_screen(ConfirmAction("ABORT the session? The current goes to zero as fast as is safe."),
+                             answer)  # fmt: skip
+
+
+def _electrical(snap: Snapshot) -> str:
+    s = snap.sample
+    if s is None:
+        return "— V   — Ω"
+    impedance = f"{s.impedance_ohm:.0f} Ω" if s.impedance_ohm is not None else "— Ω"
+    compliance = "   AT COMPLIANCE" if s.at_compliance else ""
+    return f"{s.voltage_v:.1f} V   {impedance}   set {s.set_ma:.2f} mA{compliance}"

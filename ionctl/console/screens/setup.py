@@ -1,0 +1,250 @@
+"""The first steps: the device (discovered or typed), the patient and operator, the course or preset. And the
+screen that replaces them all when the site configuration has not been approved."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from ionctl.console.screens.base import Step
+from ionctl.drivers.base import CurrentSource, DeviceError
+
+if TYPE_CHECKING:
+    from ionctl.config import Preset
+
+
+class BlockedScreen(Screen[None]):
+    """No session may start: the configuration in force is not the approved one. Says why, and how to fix it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "app.quit", "Quit")]
+
+    def compose(self) -> ComposeResult:
+        setup = self.app.setup  # type: ignore[attr-defined]
+        yield Static("SESSIONS CANNOT START", classes="title error")
+        yield Static(setup.blocked or "", id="blocked")
+        yield Static("Ask a supervisor to review the configuration and approve it (`ionctl config approve`), "
+                     "or start the console without --config to use the packaged defaults.", classes="hint")  # fmt: skip
+        yield Footer()
+
+
+class DeviceScreen(Step):
+    """Pick a discovered device, or type an address (a serial port, a pyserial URL, visa:RESOURCE)."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("1. Device", classes="title")
+        yield Static("Choose a discovered device (Enter), or type its address below and press Enter.", classes="hint")
+        yield OptionList(id="found")
+        yield Static("looking for devices…", id="discovery", classes="hint")
+        with Horizontal(classes="field"):
+            yield Label("Address")
+            yield Input(value=self.flow.address or "", placeholder="/dev/ttyUSB0, socket://host:port, visa:…",
+                        id="address")  # fmt: skip
+        yield Static("", id="device-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.console.close_source()  # back at the start: whatever was open is let go
+        self.query_one("#address", Input).focus()
+        self.discover()
+
+    @work(thread=True, exclusive=True, group="discovery")
+    def discover(self) -> None:
+        try:
+            found, note = self.console.setup.discover()
+        except Exception as exc:  # discovery is a convenience: typing an address still works
+            found, note = [], f"discovery failed: {exc}"
+        self.app.call_from_thread(self._show_found, found, note)
+
+    def _show_found(self, found: list, note: str | None) -> None:  # type: ignore[type-arg]
+        if not self.is_attached:
+            return
+        options = self.query_one("#found", OptionList)
+        options.clear_options()
+        for item in found:
+            options.add_option(Option(f"{item.address}  {item.kind}  {item.description}", id=item.address))
+        text = f"{len(found)} found" if found else "none found: type the address"
+        self.query_one("#discovery", Static).update(text + (f" ({note})" if note else ""))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            self.query_one("#address", Input).value = event.option.id
+            self.connect(event.option.id)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_next()
+
+    def action_next(self) -> None:
+        address = self.query_one("#address", Input).value.strip()
+        if not address:
+            self._status("Give a device address first.", error=True)
+            return
+        self.connect(address)
+
+    def connect(self, address: str) -> None:
+        self._status(f"connecting to {address}…")
+        self._open(address)
+
+    @work(thread=True, exclusive=True, group="connect")
+    def _open(self, address: str) -> None:
+        try:
+            source = self.console.setup.open_device(address)
+        except DeviceError as exc:
+            self.app.call_from_thread(self._status, f"cannot reach the device at {address}: {exc}", error=True)
+            return
+        self.app.call_from_thread(self._opened, address, source)
+
+    def _opened(self, address: str, source: CurrentSource) -> None:
+        if not self.is_attached:  # nobody is waiting for it any more
+            source.close()
+            return
+        self.console.close_source()
+        self.flow.address, self.flow.source = address, source
+        who = source.identity
+        self.notify(f"connected: {who.model} serial {who.serial}, firmware {who.firmware}")
+        self.console.switch_screen(PatientScreen())
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        if not self.is_attached:
+            return
+        status = self.query_one("#device-status", Static)
+        status.set_class(error, "error")
+        status.update(text)
+
+
+class PatientScreen(Step):
+    """Who is treated, and who treats."""
+
+    def compose(self) -> ComposeResult:
+        source = self.flow.source
+        who = source.identity if source is not None else None
+        yield Static("2. Patient and operator", classes="title")
+        if who is not None:
+            yield Static(f"Device: {who.model} serial {who.serial} at {self.flow.address}", classes="hint")
+        with Vertical():
+            with Horizontal(classes="field"):
+                yield Label("Patient ID")
+                yield Input(value=self.flow.patient_id, id="patient")
+            with Horizontal(classes="field"):
+                yield Label("Operator ID")
+                yield Input(value=self.flow.operator_id, id="operator")
+        yield Static("", id="patient-status", classes="error")
+        yield Footer()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "patient":
+            self.query_one("#operator", Input).focus()
+        else:
+            self.action_next()
+
+    def action_next(self) -> None:
+        patient = self.query_one("#patient", Input).value.strip()
+        operator = self.query_one("#operator", Input).value.strip()
+        if not patient or not operator:
+            self.query_one("#patient-status", Static).update("Give both the patient's and the operator's ID.")
+            return
+        self.flow.patient_id, self.flow.operator_id = patient, operator
+        self.console.switch_screen(PresetScreen())
+
+    def action_back(self) -> None:
+        self.console.switch_screen(DeviceScreen())
+
+
+class PresetScreen(Step):
+    """The patient's treatment courses (each with where it stands and whether a session is allowed now), then
+    the site's approved presets; the prescription screen fills in what a preset leaves to the clinician."""
+
+    def compose(self) -> ComposeResult:
+        setup = self.console.setup
+        self.courses, note = self._courses()
+        yield Static("3. Course or preset", classes="title")
+        yield Static(f"Courses of patient {self.flow.patient_id}, then the presets of {setup.config_source}. "
+                     "Enter chooses.", classes="hint")  # fmt: skip
+        options = [Option(text, id=f"course:{course_id}") for course_id, (text, _, _) in self.courses.items()]
+        for name, preset in setup.presets.items():
+            options.append(Option(f"preset {name}: {_preset_text(preset)}", id=f"preset:{name}"))
+        yield OptionList(*options, id="presets")
+        yield Static(note, id="preset-source", classes="hint")
+        yield Footer()
+
+    def _courses(self) -> tuple[dict[int, tuple[str, str, str | None]], str]:
+        """The patient's courses: id -> (line, preset, refusal now or None); and a note if they cannot be read."""
+        from datetime import UTC, datetime
+
+        from ionctl.courses import status
+        from ionctl.records import Store
+
+        found: dict[int, tuple[str, str, str | None]] = {}
+        try:
+            with Store(self.console.setup.store_path) as store:
+                now = datetime.now(UTC)
+                for course in store.courses(patient=self.flow.patient_id):
+                    state = status(store, int(course["id"]), now)
+                    allowed = "allowed now" if state.allowed_now else "NOT ALLOWED NOW"
+                    text = (f"course {course['id']}: preset {course['preset']}, {state.plan.text()}; "
+                            f"{state.done} done, {state.left} left; {allowed}")  # fmt: skip
+                    found[int(course["id"])] = (text, str(course["preset"]), state.refusal)
+        except Exception as exc:  # the presets still work without the courses
+            return found, f"courses could not be read: {exc}"
+        return found, ""
+
+    def on_mount(self) -> None:
+        self.query_one("#presets", OptionList).focus()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        kind, _, key = (event.option.id or "").partition(":")
+        if kind == "preset":
+            text = f"Source: {self.console.setup.presets[key].source}"
+        else:
+            text = self.courses[int(key)][2] or "The course allows a session now."
+        self.query_one("#preset-source", Static).update(text)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self._choose(event.option.id)
+
+    def action_next(self) -> None:
+        options = self.query_one("#presets", OptionList)
+        if options.highlighted is not None:
+            self._choose(options.get_option_at_index(options.highlighted).id)
+
+    def _choose(self, option: str | None) -> None:
+        from ionctl.console.screens.prescription import PrescriptionScreen
+
+        kind, _, key = (option or "").partition(":")
+        course_id: int | None = None
+        if kind == "course":
+            course_id = int(key)
+            _, key, refusal = self.courses[course_id]
+            if refusal is not None:
+                shown = self.query_one("#preset-source", Static)
+                shown.set_class(True, "error")
+                shown.update(f"REFUSED: {refusal}")
+                return
+        preset = self.console.setup.presets.get(key)
+        if preset is None:
+            self.notify(f"preset {key!r} is not in the configuration in force", severity="error")
+            return
+        if self.flow.preset is not preset:
+            self.flow.prescription = None
+        self.flow.preset, self.flow.course_id = preset, course_id
+        self.console.switch_screen(PrescriptionScreen())
+
+    def action_back(self) -> None:
+        self.console.switch_screen(PatientScreen())
+
+
+def _preset_text(preset: Preset) -> str:
+    amount = "dose to give"
+    if preset.dose_ma_min is not None:
+        amount = f"{preset.dose_ma_min:g} mA·min"
+    elif preset.duration_min is not None:
+        amount = f"{preset.duration_min:g} min"
+    current = f"{preset.current_ma:g} mA" if preset.current_ma is not None else "current to give"
+    needs = f"  (to give: {', '.join(preset.missing)})" if preset.missing else ""
+    return f"{preset.drug}, {preset.polarity.value}, {current}, {amount}{needs}"

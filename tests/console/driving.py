@@ -1,0 +1,142 @@
+"""Driving the console in tests: an in-process simulator behind it, a gate that holds the session thread
+where a test wants to look or act, and pilot helpers that read the screen and type like a technician."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Digits, Input, Static
+
+from ionctl.config import load_config
+from ionctl.console.app import ConsoleApp
+from ionctl.console.setup import ConsoleSetup
+from ionctl.drivers.discovery import Found
+from sim.device import FaultSpec
+from sim.plant import LOAD_PRESETS
+from tests.session.inprocess import InProcessSource, simulated
+
+ADDRESS = "inprocess:sim"
+#: Real seconds a test waits for anything before failing (the machine may be slow and shared).
+PATIENCE_S = 60.0
+
+
+class Gate:
+    """A `before_read` hook: holds the session's thread at the first read where the predicate given to
+    `hold_when` is true, until the test calls `release()`. Each predicate holds once; a hold never outlasts
+    PATIENCE_S (so a failing test cannot hang the session thread)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._when: Callable[[InProcessSource], bool] | None = None
+        self.held = False
+
+    def hold_when(self, when: Callable[[InProcessSource], bool]) -> None:
+        with self._cond:
+            self._when = when
+
+    def release(self) -> None:
+        with self._cond:
+            self.held = False
+            self._cond.notify_all()
+
+    def __call__(self, source: InProcessSource) -> None:
+        with self._cond:
+            when = self._when
+            if when is None or not when(source):
+                return
+            self._when, self.held = None, True
+            deadline = time.monotonic() + PATIENCE_S
+            while self.held and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            self.held = False
+
+
+def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on its own event loop (the suite has no async plugin)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def energised_for(seconds: float) -> Callable[[InProcessSource], bool]:
+    def when(source: InProcessSource) -> bool:
+        since = source.since_energised_s
+        return since is not None and since >= seconds
+
+    return when
+
+
+def console_setup(
+    tmp_path: Path, *, faults: tuple[str, ...] = (), load: str = "normal", **options: Any
+) -> tuple[ConsoleSetup, InProcessSource, Gate]:
+    """The packaged configuration, a record store in `tmp_path`, and a simulated device (skin `load`) behind
+    the address `inprocess:sim`, with its session thread paced by a `Gate`."""
+    source, _ = simulated(LOAD_PRESETS[load], faults=[FaultSpec.parse(f) for f in faults])
+    gate = Gate()
+    source.before_read = gate
+    opened: list[str] = []
+
+    def open_device(address: str) -> InProcessSource:
+        opened.append(address)
+        assert address == ADDRESS, address
+        return source
+
+    setup = ConsoleSetup.from_config(
+        load_config(None), tmp_path / "records.sqlite3", device=ADDRESS, open_device=open_device,
+        discover=lambda: ([Found(ADDRESS, "serial", "simulated device")], None), reconnect=False,
+        monotonic=lambda: source.harness.wall_s, export_dir=tmp_path, **options,
+    )  # fmt: skip
+    return setup, source, gate
+
+
+def new_app(setup: ConsoleSetup) -> ConsoleApp:
+    return ConsoleApp(setup)
+
+
+def text_of(app: App[Any]) -> str:
+    """Everything the top screen shows as text: its Statics and Labels, Digits, and Inputs' values."""
+    parts: list[str] = []
+    for widget in app.screen.query(Widget):
+        if isinstance(widget, Digits):
+            parts.append(widget.value)
+        elif isinstance(widget, Static):
+            parts.append(str(widget.render()))
+        elif isinstance(widget, Input):
+            parts.append(widget.value)
+    return "\n".join(parts)
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], what: str) -> None:
+    """Let the app run until `condition()` holds; fail after PATIENCE_S."""
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{text_of(pilot.app)}")
+        await pilot.pause(0.02)
+
+
+async def on_screen(pilot: Pilot[Any], kind: type, what: str | None = None) -> None:
+    await until(pilot, lambda: isinstance(pilot.app.screen, kind), what or f"the {kind.__name__}")
+
+
+async def shows(pilot: Pilot[Any], text: str) -> None:
+    await until(pilot, lambda: text in text_of(pilot.app), f"{text!r} on the screen")
+
+
+async def fill(pilot: Pilot[Any], selector: str, text: str) -> None:
+    """Replace an input's text by keyboard: focus it, clear it, type."""
+    field = pilot.app.screen.query_one(selector, Input)
+    field.focus()
+    await pilot.press("home", "ctrl+k", *text)
