@@ -13,7 +13,9 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="site configuration TOML (default: the packaged one)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="site configuration TOML (default: the site's, else the packaged defaults)"
+    )
     parser.add_argument("--db", metavar="PATH",
                         help="session record store (default: records.sqlite3 in the user data directory)")  # fmt: skip
     parser.add_argument("--device", metavar="ADDRESS",
