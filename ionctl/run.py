@@ -796,22 +796,8 @@ class Progress:
         impedance = f"{s.impedance_ohm:6.0f} Ω" if s.impedance_ohm is not None else "     — Ω"
         compliance = " AT COMPLIANCE" if s.at_compliance else ""
         return (f"{session.state:<13} {s.measured_ma:5.2f} mA {s.voltage_v:5.1f} V {impedance}  "
-                f"{delivered:6.2f} / {p.planned_dose_ma_min:.2f} mA·min  left {_clock(self.time_left_s(session, s))}"
+                f"{delivered:6.2f} / {p.planned_dose_ma_min:.2f} mA·min  left {_clock(session.time_left_s(s))}"
                 f"{compliance}")  # fmt: skip
-
-    def time_left_s(self, session: Session, s: Telemetry) -> float:
-        """Device seconds left, from `ionctl.dose.remaining_time_s`; the ramp-down's share once it began."""
-        from ionctl.dose import remaining_time_s
-
-        p = self.prescription
-        if session.state in ("completed", "stopped", "aborted", "fault", "refused"):
-            return 0.0
-        if session.state == "ramping_down":
-            return p.ramp_down_s * min(1.0, s.set_ma / p.current_ma)
-        if session.state in ("disconnected", "connected", "configured", "contact_checked", "armed", "paused"):
-            return math.inf
-        current = s.measured_ma if s.at_compliance else p.current_ma
-        return remaining_time_s(session.meter.delivered_ma_min, current, p.ramp_down_s, p.planned_dose_ma_min)
 
     def end_line(self) -> None:
         if self._open_line:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import math
 import statistics
 import threading
 import time
@@ -38,7 +39,7 @@ from typing import Any
 from transitions import MachineError
 from transitions.extensions import LockedMachine
 
-from ionctl.dose import DoseMeter, centred_lookahead_s, should_begin_ramp_down
+from ionctl.dose import DoseMeter, centred_lookahead_s, remaining_time_s, should_begin_ramp_down
 from ionctl.drivers.base import (
     CommandRefused,
     CurrentSource,
@@ -307,6 +308,19 @@ class Session:
     def _stale(self) -> bool:
         since = self._stale_since
         return since is not None and self.monotonic() - since >= STALE_TELEMETRY_S
+
+    def time_left_s(self, s: Telemetry) -> float:
+        """Device seconds left at sample `s` (for a display): `ionctl.dose.remaining_time_s` while delivering,
+        the ramp-down's share once it began, 0 once ended, infinite before the start and while paused."""
+        p = self.prescription
+        if self.state in TERMINAL:
+            return 0.0
+        if self.state == "ramping_down":
+            return p.ramp_down_s * min(1.0, s.set_ma / p.current_ma)
+        if self.state in PREPARING or self.state == "paused":
+            return math.inf
+        current = s.measured_ma if s.at_compliance else p.current_ma
+        return remaining_time_s(self.meter.delivered_ma_min, current, p.ramp_down_s, p.planned_dose_ma_min)
 
     # -- per sample ------------------------------------------------------------------------------------------
 

@@ -178,8 +178,6 @@ class SessionController:
         notify: Notify | None = None,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
-        from ionctl.run import Progress
-
         self.source = source
         self.prescription = prescription
         self.limits = limits
@@ -199,8 +197,6 @@ class SessionController:
         self._pending: list[str] = []  # requests made before the session object exists
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
-        # `ionctl run`'s progress line knows how to tell the time left; only its arithmetic is used here
-        self._clock = Progress(io.StringIO(), prescription, tty=False)
 
     # -- the UI's side ------------------------------------------------------------------------------------
 
@@ -318,7 +314,7 @@ class SessionController:
 
     def _on_sample(self, session: Session, sample: Telemetry) -> None:
         try:
-            left = self._clock.time_left_s(session, sample)
+            left = session.time_left_s(sample)
         except Exception:  # a display figure must never break the session
             left = float("inf")
         with self._lock:
