@@ -44,6 +44,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     setter.set_defaults(config_handler=_set)
     approve = actions.add_parser("approve", parents=[common, pin], help="approve the file as it is (supervisor)")
     approve.add_argument("--note", default="", help="why (recorded)")
+    approve.add_argument(
+        "--packaged", action="store_true", help="approve the packaged defaults (a store that followed a site file)"
+    )
     approve.set_defaults(config_handler=_approve)
     pin_cmd = actions.add_parser("pin", parents=[common, pin], help="set or change the supervisor PIN")
     pin_cmd.set_defaults(config_handler=_pin)
@@ -103,15 +106,12 @@ def _show(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with _store(args) as store:
         approved = approved_sha256(store)
-    state = (
-        "packaged defaults (no approval needed)"
-        if config.packaged
-        else (
-            "approved"
-            if approved == config.sha256
-            else "NOT APPROVED (edited by hand or another file): sessions refused"
-        )
-    )
+    if approved == config.sha256:
+        state = "approved"
+    elif config.packaged and approved is None:
+        state = "packaged defaults (no approval needed: nothing was approved in this store)"
+    else:
+        state = "NOT APPROVED (edited by hand, another file, or a missing site file): sessions refused"
     if args.json:
         presets = {n: {"drug": p.drug, "polarity": p.polarity.value, "protocol_class": p.protocol_class,
                        "missing": list(p.missing), "source": p.source} for n, p in config.presets.items()}  # fmt: skip
@@ -165,7 +165,12 @@ def _set(args: argparse.Namespace) -> int:
 def _approve(args: argparse.Namespace) -> int:
     from ionctl.config import approve, load_config
 
-    config = load_config(_site_file(args))
+    if args.packaged:
+        from ionctl.config.site import PACKAGED_SOURCE, packaged_text, parse_config
+
+        config = parse_config(packaged_text(), source=PACKAGED_SOURCE)
+    else:
+        config = load_config(_site_file(args))
     with _store(args) as store:
         pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin)
         approve(store, config, pin, note=args.note)

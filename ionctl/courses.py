@@ -17,9 +17,13 @@ The rules, for a session starting at `now`:
 
 - count: at most `sessions` sessions; the next one after the last planned is refused;
 - running: no session of the course may be open (running) already;
-- interval: at least `min_interval_days` after the last session (exactly that is allowed);
-- rate: `per_week` = p allows n = max(1, floor(p)) sessions in any rolling window of 7·n/p days (for a whole
-  p that is "at most p sessions in any 7 days"; 0.5 is one session in any 14 days).
+- interval: at least `min_interval_days` calendar days after the day of the last session (a Monday session,
+  3 days: from Thursday's midnight, whatever the hours of the two appointments);
+- rate: `per_week` = p allows n = max(1, floor(p)) sessions in any rolling window of 7·n/p days, rounded up
+  to whole calendar days (for a whole p that is "at most p sessions in any 7 days"; 0.5 is one in any 14).
+
+Days are calendar days in the clinic's time zone (the machine's local time), the way a twice-a-week
+schedule is kept; times are stored in UTC and shown in local time with the zone's name.
 
 The next earliest date is the latest of the interval rule and the rate rule. A refusal (`CourseRefused`) names
 the rule and its numbers; a supervisor may override it (`ionctl run --supervisor-override`, recorded in the
@@ -153,17 +157,38 @@ def counts(record: Mapping[str, Any]) -> bool:
     return record.get("outcome") is None or bool(record.get("energised"))
 
 
+def day_start(t: datetime) -> datetime:
+    """The start (local midnight, in the clinic's time zone: the machine's) of the day `t` falls on, in UTC."""
+    local = t.astimezone()
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def _days(span: timedelta) -> timedelta:
+    """A span in whole calendar days (rounded up)."""
+    return math.ceil(span / DAY - 1e-9) * DAY
+
+
+def interval_end(last: datetime, plan: Plan) -> datetime | None:
+    """When the minimum interval after a session at `last` ends: `min_interval_days` calendar days after its day
+    (a Monday session, 3 days: Thursday from midnight, at whatever hour Monday's was)."""
+    if not plan.min_interval_days:
+        return None
+    return day_start(last) + _days(plan.min_interval_days * DAY)
+
+
 def next_earliest(times: Sequence[datetime], plan: Plan) -> datetime | None:
     """The earliest time the next session may start, given the times of the sessions done (any order):
-    None if the plan allows it at any time (nothing done, or no interval or rate rule)."""
+    None if the plan allows it at any time (nothing done, or no interval or rate rule). Rules count calendar
+    days in the clinic's time zone, as a twice-a-week schedule is kept."""
     done = sorted(times)
     candidates: list[datetime] = []
-    if done and plan.min_interval_days:
-        candidates.append(done[-1] + plan.min_interval_days * DAY)
+    end = interval_end(done[-1], plan) if done else None
+    if end is not None:
+        candidates.append(end)
     window = plan.rate_window
     if window is not None and len(done) >= window[0]:
         n, span = window
-        candidates.append(done[-n] + span)  # the n-th latest leaves the window then
+        candidates.append(day_start(done[-n]) + _days(span))  # the day the n-th latest leaves the window
     return max(candidates) if candidates else None
 
 
@@ -207,17 +232,19 @@ def _with_refusal(status: CourseStatus, done_times: Sequence[datetime]) -> Cours
         refusal = f"{c}: a session of this course is still running (record {ids} is open); one session at a time"
     else:
         broken: list[str] = []
-        if status.last_session is not None and plan.min_interval_days:
-            if now < status.last_session + plan.min_interval_days * DAY:
+        end = interval_end(status.last_session, plan) if status.last_session is not None else None
+        if end is not None and status.last_session is not None:
+            if now < end:
                 broken.append(f"the minimum interval is {plan.min_interval_days:g} days; the last session was on "
                               f"{when(status.last_session)}")  # fmt: skip
         window = plan.rate_window
         if window is not None:
             n, span = window
-            inside = sorted(t for t in done_times if t > now - span)
+            since = day_start(now) - _days(span) + DAY  # the first day of the window that ends today
+            inside = sorted(t for t in done_times if t >= since)
             if len(inside) >= n:
-                broken.append(f"at most {n} session{'s' if n != 1 else ''} in any {span / DAY:g} days "
-                              f"({plan.per_week:g} a week); {len(inside)} since {when(now - span)}: "
+                broken.append(f"at most {n} session{'s' if n != 1 else ''} in any {_days(span) / DAY:g} days "
+                              f"({plan.per_week:g} a week); {len(inside)} since {when(since)}: "
                               f"{', '.join(when(t) for t in inside)}")  # fmt: skip
         if broken and status.next_earliest is not None:
             refusal = f"{c}: {'; '.join(broken)}, the next earliest is {when(status.next_earliest, up=True)}"
@@ -325,11 +352,12 @@ def iso(value: datetime) -> str:
 
 
 def when(value: datetime, *, up: bool = False) -> str:
-    """A time for a person, to the minute, UTC; `up` rounds up so that the time shown is never too early."""
-    value = value.astimezone(UTC)
+    """A time for a person, to the minute, in the clinic's time zone (named); `up` rounds up so that the time
+    shown is never too early."""
+    value = value.astimezone()
     if up and (value.second or value.microsecond):
         value = value.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    return value.strftime("%Y-%m-%d %H:%M UTC")
+    return value.strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _require_utc(now: datetime) -> None:

@@ -332,20 +332,31 @@ def execute(
             print(f"ionctl run: {exc}\nNo current flowed; the device was not opened.", file=err)
             report = _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits)
             return _recorded(store, report, prescription, limits, err, opening)
+    if course is None and store is not None:
+        for note in _courses_in_progress(store, prescription.patient_id):
+            print(f"ionctl run: note: {note}", file=err)
     print(summary(prescription, validated.drug_charge.name.lower(), limits, args.device, config), file=err)
     refusal = confirm(args.yes, stdin or sys.stdin, err)
     if refusal is not None:
         print(f"ionctl run: {refusal}", file=err)
         report = _not_started(args, refusal, outcome="refused", prescription=prescription, limits=limits)
         return _recorded(store, report, prescription, limits, err, opening)
-    recorder = Recorder.open(store, prescription, limits, err, **opening) if store is not None else None
+    check = opening_check(config, args.course, course_rules=override is None)
+    recorder = Recorder.open(store, prescription, limits, err, **opening, check=check) if store is not None else None
     if store is not None and recorder is None:
         message = "not started: the session record could not be opened (see above)"
         return _not_started(args, message, outcome="refused", prescription=prescription, limits=limits)
-    if override is not None and store is not None and recorder is not None:  # the override names its session
-        store.append_audit("course-override", "supervisor", override, course_id=args.course,
-                           record_id=recorder.record_id)  # fmt: skip
     try:
+        if override is not None and store is not None and recorder is not None:  # the override names its session
+            try:
+                store.append_audit("course-override", "supervisor", override, course_id=args.course,
+                                   record_id=recorder.record_id)  # fmt: skip
+            except Exception as exc:  # an override that is not on record allows nothing
+                message = f"not started: the supervisor's override could not be recorded: {exc}"
+                print(f"ionctl run: {message}", file=err)
+                report = _not_started(args, message, outcome="refused", prescription=prescription, limits=limits)
+                recorder.finish(report)
+                return report
         report = _run_on_device(args, prescription, limits, err, recorder)
     finally:
         if recorder is not None:
@@ -359,6 +370,37 @@ def _course(store: Store | None, course_id: int) -> dict[str, Any]:
     if store is None:
         raise StoreError("a course session needs the record store")
     return store.course(course_id)
+
+
+def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bool) -> Callable[[Store], None]:
+    """What to check again as the record opens (`Recorder.open`): the configuration is still the approved one,
+    and the course (unless a supervisor overrode its rules) still allows a session."""
+
+    def check(store: Store) -> None:
+        from ionctl.config import require_approved
+        from ionctl.courses import check_next
+
+        require_approved(config, store)
+        if course_id is not None and course_rules:
+            check_next(store, course_id)
+
+    return check
+
+
+def _courses_in_progress(store: Store, patient: str) -> list[str]:
+    """A line for each course of `patient` with sessions left: a session outside it is not counted in it."""
+    from datetime import UTC, datetime
+
+    from ionctl.courses import status
+
+    lines = []
+    for course in store.courses(patient=patient):
+        now = status(store, course["id"], datetime.now(UTC))
+        if now.left:
+            lines.append(f"patient {patient} has course {course['id']} ({course['preset']}, {now.done} of "
+                         f"{now.plan.sessions} done) in progress; this session is not part of it (--course "
+                         f"{course['id']} to make it one)")  # fmt: skip
+    return lines
 
 
 def _preset_changed(config: SiteConfig, course: dict[str, Any]) -> str:
@@ -591,20 +633,34 @@ class Recorder:
 
     @classmethod
     def open(cls, store: Store, prescription: Prescription, limits: SiteLimits, err: TextIO, *,
-             config_sha256: str | None = None, course_id: int | None = None) -> Recorder | None:  # fmt: skip
-        """The record's opening, durable on return; None (after saying why) if it cannot be written."""
+             config_sha256: str | None = None, course_id: int | None = None,
+             check: Callable[[Store], None] | None = None) -> Recorder | None:  # fmt: skip
+        """The record's opening, durable on return; None (after saying why) if it cannot be written, or if
+        `check(store)` raises: it runs inside the opening's write transaction, so what it checks (the approval,
+        a course's rules) cannot change before the record exists (two sessions of a course started together)."""
+        from ionctl.config import ConfigNotApproved
+        from ionctl.courses import CourseRefused
         from ionctl.records import SessionLock
         from ionctl.session import prescription_dict
 
         locks: list[SessionLock] = []
+
+        def before_commit(record_id: int) -> None:
+            if check is not None:
+                check(store)
+            locks.append(SessionLock(store, record_id))
+
         site = limits.for_class(prescription.protocol_class) if prescription.protocol_class in limits.classes else None
         try:
             record_id = store.open_record(
                 patient=prescription.patient_id, operator=prescription.operator_id,
                 prescription=prescription_dict(prescription), limits=site.values() if site is not None else {},
                 limits_sha256=site.sha256 if site is not None else "", config_sha256=config_sha256,
-                course_id=course_id, before_commit=lambda rid: locks.append(SessionLock(store, rid)),
+                course_id=course_id, before_commit=before_commit,
             )  # fmt: skip
+        except (ConfigNotApproved, CourseRefused) as exc:
+            print(f"ionctl run: not started: {exc}", file=err)
+            return None
         except Exception as exc:
             for lock in locks:
                 lock.release()

@@ -27,13 +27,14 @@ from ionctl.config import (
     set_value,
 )
 from ionctl.config.authority import initial_text, pin_matches
+from ionctl.drivers.base import Polarity
 from ionctl.records import Store
 from ionctl.records.store import GENESIS, OPEN_FIELDS, link_hash, migrate
-from ionctl.safety import PrescriptionError, PrescriptionRefused, SiteLimits, validate
+from ionctl.safety import Prescription, PrescriptionError, PrescriptionRefused, SiteLimits, validate
 from tests.sim.endpoints import ROOT
 from tests.test_run import DEXAMETHASONE, simulator, with_option
 
-PIN = "246810"
+PIN = "24681012"
 
 
 def ionctl(*args: str, input_: str = "") -> subprocess.CompletedProcess[str]:
@@ -260,7 +261,7 @@ def test_a_wrong_pin_changes_nothing_and_is_recorded(site: Path, store: Store) -
     with pytest.raises(AuthorityError):
         approve(store, load_config(site), "000000")
     with pytest.raises(AuthorityError):
-        set_pin(store, "135791", old_pin="000000")
+        set_pin(store, "13579135", old_pin="000000")
     assert approved_sha256(store) == before_approved
     assert pin_matches(PIN, store.audit(action="pin-set")[-1]["detail"]["pin"])
     site.write_bytes(before_text)
@@ -306,7 +307,7 @@ def test_set_refuses_to_carry_a_hand_edit_along(site: Path, store: Store) -> Non
 
 def test_every_change_is_an_audit_entry_in_the_verified_chain(site: Path, store: Store) -> None:
     set_value(store, site, "presets.lidocaine.dose_ma_min", "30.0", PIN)
-    set_pin(store, "135791", old_pin=PIN)
+    set_pin(store, "13579135", old_pin=PIN)
     actions = [e["action"] for e in store.audit()]
     assert actions == ["pin-set", "config-approve", "config-set", "pin-set"]
     setting = store.audit(action="config-set")[0]["detail"]
@@ -332,8 +333,8 @@ def test_the_pin_is_stored_as_a_salted_scrypt_hash_only(store: Store) -> None:
     assert first["scheme"] == "scrypt" and first["salt"] != second["salt"] and first["hash"] != second["hash"]
     dump = "\n".join(store.db.iterdump())
     assert PIN not in dump
-    with pytest.raises(AuthorityError, match="at least 6"):
-        set_pin(store, "12345", old_pin=PIN)
+    with pytest.raises(AuthorityError, match="at least 8"):
+        set_pin(store, "1234567", old_pin=PIN)
 
 
 def test_the_config_commands_set_approve_and_list_the_audit(tmp_path: Path) -> None:
@@ -405,3 +406,89 @@ def test_read_pin_reads_one_line_per_pin_from_stdin() -> None:
         read_pin("c", from_stdin=True, stdin=stdin)
     with pytest.raises(PinUnavailable, match="--pin-stdin"):
         read_pin("d", from_stdin=False, stdin=io.StringIO(""))
+
+
+# -- found in review ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [({"protocol_class": "tap-water"}, "protocol_class"), ({"drug": "lidocaine"}, "drug"),
+     ({"polarity": Polarity.ANODE}, "polarity")],
+)  # fmt: skip
+def test_a_preset_fixes_its_drug_polarity_and_class(change: dict[str, object], key: str) -> None:
+    preset = load_config(None).preset("dexamethasone")
+    with pytest.raises(PrescriptionError, match=f"gives {key} .* cannot be changed"):
+        preset.prescription(patient_id="P", operator_id="O", electrode_area_cm2=40.0, **change)
+    same = preset.prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0, drug=preset.drug)
+    assert same.drug == preset.drug  # giving the preset's own value is no change
+
+
+def test_ionctl_run_refuses_a_drug_preset_under_the_tap_water_limits(tmp_path: Path) -> None:
+    done = ionctl("run", "--preset", "dexamethasone", "--protocol-class", "tap-water", "--current", "20",
+                  "--electrode-area", "40", "--dose", "100", "--patient", "P", "--operator", "O", "--device",
+                  str(tmp_path / "no-port"), "--yes", "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+    assert done.returncode == 2 and "cannot be changed" in done.stderr
+
+
+def test_the_tap_water_class_is_refused_for_a_charged_drug_even_without_a_preset() -> None:
+    p = Prescription(drug="dexamethasone", polarity=Polarity.CATHODE, electrode_area_cm2=40.0, current_ma=4.0,
+                     dose_ma_min=40.0, protocol_class="tap-water", patient_id="P", operator_id="O")  # fmt: skip
+    with pytest.raises(PrescriptionRefused) as refused:
+        validate(p, load_config(None).limits)
+    assert refused.value.limit_names == ("protocol_class",) and "neutral solution" in str(refused.value)
+
+
+def test_once_a_site_file_is_approved_a_missing_one_does_not_fall_back_to_the_packaged_defaults(
+    site: Path, store: Store
+) -> None:
+    packaged = load_config(None)  # no site file in the (private) site directory
+    with pytest.raises(ConfigNotApproved, match="packaged defaults are not what the supervisor approved"):
+        require_approved(packaged, store)
+    approve(store, packaged, PIN, note="back to the packaged limits")
+    require_approved(packaged, store)
+    with pytest.raises(ConfigNotApproved):
+        require_approved(load_config(site), store)  # the site file is no longer the approved one
+
+
+def test_the_packaged_defaults_need_no_approval_in_a_store_that_never_approved_anything(store: Store) -> None:
+    set_pin(store, PIN, old_pin=None)
+    require_approved(load_config(None), store)
+
+
+@pytest.mark.parametrize("key", ["presets.dexamethasone.current_ma.x", "drugs.lidocaine.usual_dose_ma_min.0"])
+def test_set_through_a_value_is_an_error_naming_the_key_and_changes_nothing(site: Path, store: Store,
+                                                                            key: str) -> None:  # fmt: skip
+    before = site.read_bytes()
+    with pytest.raises(ConfigError, match="is a value, not a table"):
+        set_value(store, site, key, "1.0", PIN)
+    assert site.read_bytes() == before
+
+
+def test_an_electrode_that_is_not_a_name_is_a_config_error() -> None:
+    bad = initial_text().replace('electrode = "tray-100cm2"', 'electrode = ["tray-100cm2"]')
+    assert _error(bad).key == "presets.tap-water-hands.electrode"
+
+
+def test_a_wrong_old_pin_is_recorded_even_with_a_too_short_new_one(store: Store) -> None:
+    set_pin(store, PIN, old_pin=None)
+    with pytest.raises(AuthorityError, match="wrong supervisor PIN"):
+        set_pin(store, "1", old_pin="00000000")
+    assert [e["action"] for e in store.audit()] == ["pin-set", "auth-denied"]
+
+
+def test_an_approval_withdrawn_after_the_checks_stops_the_session_as_its_record_opens(
+    tmp_path: Path, site: Path, store: Store
+) -> None:
+    """The console checks the approval when it starts; the record's opening checks it again (in its write
+    transaction), so a configuration a supervisor has since replaced starts nothing."""
+    from ionctl.run import Recorder, opening_check
+
+    config = load_config(site)
+    rx = config.preset("dexamethasone").prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0)
+    set_value(store, site, "limits.max_current_ma", "3.0", PIN)  # a supervisor lowers a limit meanwhile
+    err = io.StringIO()
+    recorder = Recorder.open(store, rx, config.limits, err, config_sha256=config.sha256,
+                             check=opening_check(config, None, course_rules=True))  # fmt: skip
+    assert recorder is None and "is not approved" in err.getvalue()
+    assert store.list_records() == []  # the opening was rolled back

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,10 +36,12 @@ from ionctl.records.course_export import DOSE_COLOUR, CourseExportError, CourseS
 from tests.sim.endpoints import ROOT, running_sim
 
 MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+MONDAY_0 = MONDAY.replace(hour=0)  # its day's start (the tests run in UTC: tests/conftest.py)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 ASC = "asc-exosome-hand-eczema"
-PIN = "123456"
+PIN = "12345678"
 
 
 def course_row(sessions: int = 6, per_week: float | None = 2, min_interval_days: float | None = 3) -> dict[str, Any]:
@@ -58,20 +61,34 @@ def refused(record_id: int, at: datetime) -> dict[str, Any]:
 # -- the rules, on plain data -------------------------------------------------------------------------------
 
 
-def test_a_session_one_minute_short_of_the_3_day_interval_is_refused_naming_the_rule_and_dates() -> None:
+def test_a_session_the_evening_before_the_third_day_is_refused_naming_the_rule_and_dates() -> None:
     done = [record(1, MONDAY)]
-    early = evaluate(course_row(per_week=None), done, MONDAY + 3 * DAY - MINUTE)
+    early = evaluate(course_row(per_week=None), done, MONDAY_0 + 3 * DAY - MINUTE)  # Wednesday 23:59
     assert not early.allowed_now
     assert early.refusal == (
         "course 3: the minimum interval is 3 days; the last session was on 2026-11-02 09:00 UTC, "
-        "the next earliest is 2026-11-05 09:00 UTC"
+        "the next earliest is 2026-11-05 00:00 UTC"
     )
-    assert early.next_earliest == MONDAY + 3 * DAY
+    assert early.next_earliest == MONDAY_0 + 3 * DAY
 
 
-def test_a_session_exactly_3_days_after_the_last_is_allowed() -> None:
-    on_time = evaluate(course_row(per_week=None), [record(1, MONDAY)], MONDAY + 3 * DAY)
-    assert on_time.allowed_now and on_time.refusal is None
+def test_3_days_are_calendar_days_whatever_the_hours_of_the_appointments() -> None:
+    """Monday 10:00, then Thursday 09:00: a routine twice-a-week schedule, 3 days apart, not 71 hours."""
+    monday_10 = MONDAY_0 + 10 * HOUR
+    for now in (MONDAY_0 + 3 * DAY, MONDAY_0 + 3 * DAY + 9 * HOUR):
+        assert evaluate(course_row(per_week=None), [record(1, monday_10)], now).allowed_now
+
+
+def test_days_are_counted_in_the_clinics_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In Tokyo (UTC+9) a Monday 08:00 session is on Monday; Thursday 07:00 local (Wednesday 22:00 UTC) is the
+    third day after it, while Wednesday 23:00 local is not."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    monday_8_local = MONDAY_0 - 1 * HOUR  # 2026-11-01 23:00 UTC = Monday 08:00 in Tokyo
+    plan = course_row(per_week=None)
+    assert evaluate(plan, [record(1, monday_8_local)], monday_8_local + 3 * DAY - HOUR).allowed_now
+    late = evaluate(plan, [record(1, monday_8_local)], monday_8_local + 2 * DAY + 15 * HOUR)
+    assert late.refusal is not None and "next earliest is 2026-11-05 00:00 JST" in late.refusal
 
 
 def test_the_seventh_session_of_a_six_session_plan_is_refused() -> None:
@@ -86,16 +103,16 @@ def test_the_seventh_session_of_a_six_session_plan_is_refused() -> None:
 def test_at_most_per_week_sessions_in_any_rolling_7_days() -> None:
     plan = course_row(per_week=2, min_interval_days=None)
     done = [record(1, MONDAY), record(2, MONDAY + DAY)]
-    third = evaluate(plan, done, MONDAY + 6 * DAY + 23 * 60 * MINUTE)
+    third = evaluate(plan, done, MONDAY_0 + 7 * DAY - MINUTE)  # Sunday 23:59
     assert third.refusal is not None
     assert "at most 2 sessions in any 7 days (2 a week)" in third.refusal
-    assert third.refusal.endswith("the next earliest is 2026-11-09 09:00 UTC")
-    assert evaluate(plan, done, MONDAY + 7 * DAY).allowed_now  # the first has left the window
+    assert third.refusal.endswith("the next earliest is 2026-11-09 00:00 UTC")
+    assert evaluate(plan, done, MONDAY_0 + 7 * DAY).allowed_now  # the first has left the window
 
 
 def test_a_rate_below_one_a_week_spreads_one_session_over_a_longer_window() -> None:
     plan = Plan(sessions=3, per_week=0.5)
-    assert next_earliest([MONDAY], plan) == MONDAY + 14 * DAY
+    assert next_earliest([MONDAY], plan) == MONDAY_0 + 14 * DAY
     assert evaluate(course_row(per_week=0.5, min_interval_days=None), [record(1, MONDAY)], MONDAY + 13 * DAY).refusal
 
 
@@ -103,12 +120,12 @@ def test_the_next_earliest_date_is_the_latest_of_the_interval_and_the_rate_rules
     # Monday and Thursday done: the interval allows Sunday, two-a-week only the next Monday.
     done = [record(1, MONDAY), record(2, MONDAY + 3 * DAY)]
     sunday = evaluate(course_row(), done, MONDAY + 6 * DAY)
-    assert sunday.next_earliest == MONDAY + 7 * DAY
+    assert sunday.next_earliest == MONDAY_0 + 7 * DAY
     assert sunday.refusal is not None and "at most 2 sessions in any 7 days" in sunday.refusal
     friday = evaluate(course_row(), done, MONDAY + 4 * DAY)
     assert friday.refusal is not None
     assert "minimum interval is 3 days" in friday.refusal and "at most 2 sessions" in friday.refusal
-    assert friday.refusal.endswith("the next earliest is 2026-11-09 09:00 UTC")
+    assert friday.refusal.endswith("the next earliest is 2026-11-09 00:00 UTC")
 
 
 def test_an_open_record_counts_and_blocks_a_second_session_even_without_an_interval() -> None:
@@ -219,8 +236,29 @@ def test_a_session_on_the_sunday_after_a_thursday_is_refused_by_the_two_a_week_r
     course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC)
     stored_session(store, course_id, MONDAY)
     stored_session(store, course_id, MONDAY + 3 * DAY)
-    with pytest.raises(CourseRefused, match=r"at most 2 sessions in any 7 days .* next earliest is 2026-11-09 09:00"):
+    with pytest.raises(CourseRefused, match=r"at most 2 sessions in any 7 days .* next earliest is 2026-11-09 00:00"):
         check_next(store, course_id, now=MONDAY + 6 * DAY)
+
+
+def test_two_sessions_of_a_course_started_together_cannot_both_open(store: Store) -> None:
+    """Both pass the course check at the prompt; the check runs again inside the record's opening transaction,
+    so the second finds the first's record open and is refused."""
+    from ionctl.run import Recorder, opening_check
+
+    config = load_config(None)
+    course_id = start_course(store, config, patient="P-ECZ", operator="T-1", preset="dexamethasone", sessions=6)
+    rx = config.preset("dexamethasone").prescription(patient_id="P-ECZ", operator_id="T-1", electrode_area_cm2=10.0)
+    check_next(store, course_id)  # both technicians' runs got this far
+    check = opening_check(config, course_id, course_rules=True)
+    first = Recorder.open(store, rx, config.limits, io.StringIO(), course_id=course_id, check=check)
+    assert first is not None
+    try:
+        err = io.StringIO()
+        second = Recorder.open(store, rx, config.limits, err, course_id=course_id, check=check)
+        assert second is None and f"course {course_id}" in err.getvalue() and "open" in err.getvalue()
+        assert [r["id"] for r in store.course_records(course_id)] == [first.record_id]
+    finally:
+        first.release()
 
 
 # -- overrides through `ionctl run --course` -----------------------------------------------------------------
@@ -345,7 +383,7 @@ def test_the_json_export_reads_back_into_the_same_summary(store: Store) -> None:
     original = summary(store, course_id, MONDAY + DAY)
     again = CourseSummary.from_dict(json.loads(to_json(original)))
     assert again == original
-    assert again.status["next_earliest_utc"] == "2026-11-05T09:00:00.000+00:00"
+    assert again.status["next_earliest_utc"] == "2026-11-05T00:00:00.000+00:00"
     with pytest.raises(CourseExportError):
         CourseSummary.from_dict({**original.to_dict(), "format": "ionctl.record"})
 
@@ -396,3 +434,13 @@ def test_course_export_pdf_from_the_command_line(tmp_path: Path) -> None:
     out = tmp_path / "course.pdf"
     assert cli(["course", "export", str(course_id), "--format", "pdf", "-o", str(out), "--db", str(db)]) == 0
     assert out.read_bytes().startswith(b"%PDF-")
+
+
+def test_a_session_outside_a_course_in_progress_is_noted(tmp_path: Path) -> None:
+    db = str(tmp_path / "r.sqlite3")
+    with Store(db) as s:
+        course_id = start_course(s, load_config(None), patient="P-NOTE", operator="T-1", preset=ASC)
+    done = ionctl("run", "--preset", "dexamethasone", "--electrode-area", "10", "--patient", "P-NOTE", "--operator",
+                  "T-1", "--device", str(tmp_path / "no-port"), "--yes", "--db", db)  # fmt: skip
+    assert done.returncode == 5  # accepted, then the port is not there
+    assert f"has course {course_id} ({ASC}, 0 of 6 done) in progress; this session is not part of it" in done.stderr

@@ -9,7 +9,8 @@ an entry in the records' audit trail (`Store.append_audit`), which is hash-chain
 - the PIN: the newest `pin-set` entry holds its salted scrypt hash (RFC 7914; `hashlib.scrypt`), never the PIN;
 - the approved configuration: the SHA-256 in the newest `config-approve` or `config-set` entry. A file whose
   hash differs (edited by hand, or another file) is refused by `require_approved` until a supervisor approves
-  it. The packaged defaults need no approval: they are the conservative limits the package ships.
+  it. The packaged defaults need no approval in a store where nothing was ever approved (they are the
+  conservative limits the package ships); once a site file was approved they need one too.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ionctl.config.site import ConfigError, SiteConfig, parse_config
+from ionctl.config.site import ConfigError, SiteConfig, default_path, parse_config
 
 #: scrypt cost (RFC 7914): n=2**14, r=8, p=1 is the interactive-login setting of the RFC's authors and of
 #: `hashlib`'s documentation examples; about 16 MiB and tens of milliseconds per check.
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
 SALT_BYTES = 16
-MIN_PIN_LENGTH = 6
+#: The hash is in a file the bench PC's users can read: at ~50 ms per guess, 8 digits are 10^8 guesses (months
+#: on one core) where 6 would be hours. Longer passphrases are better still.
+MIN_PIN_LENGTH = 8
 SUPERVISOR = "supervisor"
 
 APPROVING_ACTIONS = ("config-approve", "config-set")
@@ -78,10 +81,10 @@ def current_pin(log: AuditLog) -> dict[str, Any] | None:
 
 def set_pin(log: AuditLog, new_pin: str, *, old_pin: str | None, by: str = SUPERVISOR) -> None:
     """Set the supervisor PIN; once one is set, changing it needs the old one."""
+    if current_pin(log) is not None:  # the old PIN first, so that a wrong one is recorded whatever the new one
+        authenticate(log, old_pin, attempt="change the supervisor PIN", by=by)
     if len(new_pin) < MIN_PIN_LENGTH:
         raise AuthorityError(f"a supervisor PIN needs at least {MIN_PIN_LENGTH} characters")
-    if current_pin(log) is not None:
-        authenticate(log, old_pin, attempt="change the supervisor PIN", by=by)
     log.append_audit("pin-set", by, {"pin": hash_pin(new_pin)})
 
 
@@ -107,12 +110,20 @@ def approved_sha256(log: AuditLog) -> str | None:
 
 
 def require_approved(config: SiteConfig, log: AuditLog) -> None:
-    """Raise ConfigNotApproved unless `config` is the packaged defaults or the last approved file."""
-    if config.packaged:
-        return
+    """Raise ConfigNotApproved unless `config` is the last approved one, or the packaged defaults in a store
+    where nothing was ever approved. Once a supervisor approved a site file, the packaged defaults are refused
+    too unless approved themselves: a missing site file (unmounted, renamed, another site directory in the
+    environment) must not fall back, silently, to limits the supervisor did not choose."""
     approved = approved_sha256(log)
-    if approved == config.sha256:
+    if approved == config.sha256 or (config.packaged and approved is None):
         return
+    if config.packaged and approved is not None:
+        raise ConfigNotApproved(
+            f"no site configuration file was found (--config FILE, or {default_path()}), but this record store "
+            f"follows the approved site configuration {approved[:12]}… (see `ionctl config audit`): the packaged "
+            "defaults are not what the supervisor approved. Restore the site file or give --config FILE; a "
+            "supervisor may approve the packaged defaults with `ionctl config approve --packaged`"
+        )
     last = f"the last approved one is {approved[:12]}…" if approved else "no configuration has been approved yet"
     raise ConfigNotApproved(
         f"site configuration {config.source} (SHA-256 {config.sha256[:12]}…) is not approved: {last}. It was "
@@ -151,9 +162,11 @@ def set_value(log: AuditLog, path: Path, key: str, raw_value: str, pin: str | No
     document = tomlkit.parse(before.text)
     table: Any = document
     for part in keys[:-1]:
-        if part not in table:
+        if not isinstance(table, dict) or part not in table:
             raise ConfigError(str(path), key, f"there is no table {part!r} to set it in")
         table = table[part]
+    if not isinstance(table, dict):
+        raise ConfigError(str(path), key, f"{'.'.join(keys[:-1])} is a value, not a table")
     old = table.get(keys[-1])
     table[keys[-1]] = _value(raw_value)
     text = tomlkit.dumps(document)

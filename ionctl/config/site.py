@@ -116,6 +116,13 @@ class Preset:
         Giving a dose overrides the preset's duration and vice versa. `PrescriptionError` names what the
         preset leaves to the clinician if it is still missing. Not yet checked against any limit."""
         given = {k: v for k, v in overrides.items() if v is not None}
+        for key in LOCKED_BY_PRESET:
+            if key in given and given[key] != getattr(self, key):
+                raise PrescriptionError(
+                    f"preset {self.name!r} gives {key} {_shown(getattr(self, key))}; it cannot be changed to "
+                    f"{_shown(given[key])} (the approved preset is what it is): choose another preset, or give the "
+                    "whole prescription without --preset"
+                )
         values: dict[str, Any] = {k: getattr(self, k) for k in PRESET_RX_KEYS if getattr(self, k) is not None}
         if "dose_ma_min" in given or "duration_min" in given:
             values.pop("dose_ma_min", None)
@@ -132,6 +139,14 @@ class Preset:
             raise PrescriptionError(f"preset {self.name!r} leaves {', '.join(still)} to the clinician: give "
                                     f"{' and '.join(_OPTION.get(k, k) for k in still)}")  # fmt: skip
         return Prescription(patient_id=patient_id, operator_id=operator_id, **values)
+
+
+#: What a preset fixes: its drug (and charge), its active electrode and the class of limits that applies.
+LOCKED_BY_PRESET = ("drug", "drug_charge", "polarity", "protocol_class")
+
+
+def _shown(value: Any) -> str:
+    return str(getattr(value, "value", value))
 
 
 _OPTION = {"current_ma": "--current", "electrode_area_cm2": "--electrode-area or --electrode",
@@ -345,7 +360,7 @@ class _Reader:
         values = {k: self.number((*keys, k), t.get(k), required=False) for k in PRESET_RX_KEYS}
         electrode = t.get("electrode")
         if electrode is not None:
-            if electrode not in electrodes:
+            if not isinstance(electrode, str) or electrode not in electrodes:
                 self.fail((*keys, "electrode"), f"{electrode!r} is not in [electrodes] "
                                                 f"(known: {', '.join(sorted(electrodes)) or 'none'})")  # fmt: skip
             if values["electrode_area_cm2"] is not None:

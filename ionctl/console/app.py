@@ -126,12 +126,16 @@ class ConsoleApp(App[None]):
             self.notify(refusal, severity="error", timeout=30)
             return
         address = flow.address
+        from ionctl.run import opening_check
+
+        check = opening_check(setup.config, flow.course_id, course_rules=True) if setup.config is not None else None
         controller = SessionController(
             flow.source, flow.prescription, setup.limits, store_path=setup.store_path,
             skin_check_before=flow.skin_before, config_sha256=setup.config_sha256 or None,
             course_id=flow.course_id, accept_no_watchdog=setup.accept_no_watchdog,
             reconnect=(lambda: setup.open_device(address)) if setup.reconnect else None,
             notify=lambda event: self.post_message(SessionEvent(event)), monotonic=setup.monotonic,
+            opening_check=check,
         )  # fmt: skip
         flow.controller, flow.source = controller, None  # the controller owns (and closes) the device now
         self.switch_screen(RunScreen(controller))

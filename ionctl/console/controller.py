@@ -177,6 +177,7 @@ class SessionController:
         accept_no_watchdog: bool = False,
         notify: Notify | None = None,
         monotonic: Callable[[], float] | None = None,
+        opening_check: Callable[[Store], None] | None = None,
     ) -> None:
         self.source = source
         self.prescription = prescription
@@ -189,6 +190,7 @@ class SessionController:
         self.accept_no_watchdog = accept_no_watchdog
         self.notify = notify
         self.monotonic = monotonic
+        self.opening_check = opening_check  # checked as the record opens (`ionctl.run.opening_check`)
         self.messages = io.StringIO()  # what the recorder says about the record (failures), for the end screen
         self.report: Report | None = None
         self.session: Session | None = None
@@ -251,7 +253,8 @@ class SessionController:
             return
         try:
             recorder = Recorder.open(store, self.prescription, self.limits, self.messages,
-                                     config_sha256=self.config_sha256, course_id=self.course_id)  # fmt: skip
+                                     config_sha256=self.config_sha256, course_id=self.course_id,
+                                     check=self.opening_check)  # fmt: skip
             if recorder is None:
                 report = self._not_started("not started: the session record could not be opened: "
                                            + self.messages.getvalue().strip())  # fmt: skip

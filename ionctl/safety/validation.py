@@ -15,7 +15,7 @@ from ionctl.drivers.base import DeviceIdentity, DeviceLimits
 from ionctl.safety.drugs import Charge, find_drug
 from ionctl.safety.errors import PrescriptionRefused, Violation
 from ionctl.safety.limits import SiteLimits
-from ionctl.safety.prescription import Prescription
+from ionctl.safety.prescription import TAP_WATER, Prescription
 
 #: device_limits(): the device's duration limit sits this fraction above the plan (time lost at compliance
 #: is made up by running longer, as the ActivaDose II does), plus the compliance tolerance.
@@ -90,7 +90,13 @@ def _drug_checks(p: Prescription) -> tuple[Charge | None, list[Violation]]:
         return None, [Violation("drug_charge", drug.charge.value, p.drug_charge.value, "", message)]
     charge = drug.charge if drug is not None else p.drug_charge
     assert charge is not None
-    return charge, _polarity_checks(p, charge)
+    violations = _polarity_checks(p, charge)
+    if p.protocol_class == TAP_WATER and charge is not Charge.NEUTRAL:
+        kind = f"{charge.name.lower()} ({charge.value})"
+        message = (f"the {TAP_WATER} class (its larger current and dose limits are for trays of water) is for a "
+                   f"neutral solution; {p.drug} is {kind} (protocol_class)")  # fmt: skip
+        violations.append(Violation("protocol_class", TAP_WATER, p.protocol_class, "", message))
+    return charge, violations
 
 
 def _polarity_checks(p: Prescription, charge: Charge) -> list[Violation]:
