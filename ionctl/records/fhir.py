@@ -10,7 +10,8 @@ record different ids:
 - a `Procedure` for the session: code text "Iontophoresis", the patient as `subject` and the operator as
   `performer` (both logical references by identifier: the chart system resolves them), `performedPeriod`
   from the record's opening to its closing (UTC), `usedReference` -> the Device, the outcome, fault and
-  message as `outcome` / `statusReason` / `note`;
+  message as `outcome` / `statusReason` / `note`; the record's addenda (skin checks, adverse reactions) as
+  `note` annotations with their author and time, an adverse reaction also as a `complication`;
 - a `MedicationAdministration` of the prescribed drug, route HL7 v3 `IONTO` (topical application,
   iontophoresis), `partOf` -> the Procedure, `device` -> the Device;
 - `Observation`s with UCUM `valueQuantity`: delivered dose (`mA.min`), peak current (`mA`), impedance at
@@ -104,6 +105,12 @@ def _loads(value: Any) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def _addendum_text(addendum: dict[str, Any]) -> str:
+    detail = addendum.get("detail")
+    detail = detail if isinstance(detail, dict) else _loads(detail)
+    return str(detail.get("text") or "; ".join(f"{k} {v}" for k, v in detail.items()))
+
+
 def _identifier_ref(kind: str, value: str, system: str | None) -> dict[str, Any]:
     identifier: dict[str, Any] = {"value": value}
     if system:
@@ -171,7 +178,21 @@ def to_fhir_bundle(record: Record, *, patient_system: str | None = None,
     notes = [f"ionctl record {record.id}, chain hash {chain}" if chain else f"ionctl record {record.id}"]
     if f.get("limits_sha256"):
         notes.append(f"site limits SHA-256 {f['limits_sha256']}")
-    procedure["note"] = [{"text": n} for n in notes]
+    if f.get("config_sha256"):
+        notes.append(f"site configuration SHA-256 {f['config_sha256']}")
+    annotations = [{"text": n} for n in notes]
+    complications = []
+    for a in record.addenda:  # skin checks and adverse reactions (CPT 97033 chart guidance), by whom and when
+        text = _addendum_text(a)
+        note: dict[str, Any] = {"authorString": str(a.get("actor") or "-"), "text": f"{a.get('action')}: {text}"}
+        if _utc(a.get("utc")):
+            note["time"] = _utc(a.get("utc"))
+        annotations.append(note)
+        if a.get("action") == "adverse-reaction" and text.strip().lower() not in ("", "none", "no"):
+            complications.append({"text": text})
+    procedure["note"] = annotations
+    if complications:
+        procedure["complication"] = complications
     entries.append({"fullUrl": procedure_url, "resource": procedure})
     procedure_ref = {"reference": procedure_url}
 

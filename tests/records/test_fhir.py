@@ -210,3 +210,22 @@ def test_cli_exports_fhir(store: Store, tmp_path: Path, capsys: pytest.CaptureFi
     capsys.readouterr()
     assert cli(["records", "export", str(record.id), "--format", "fhir", "--db", db]) == 0
     assert json.loads(capsys.readouterr().out) == to_fhir_bundle(record)
+
+
+@pytest.mark.parametrize(("reaction", "complication"), [("mild erythema under the cathode", True), ("none", False)])
+def test_skin_checks_and_an_adverse_reaction_are_in_the_procedure(store: Store, reaction: str,
+                                                                 complication: bool) -> None:  # fmt: skip
+    record = stored(store)
+    store.append_audit("skin-check-after", "O-3", {"text": "intact, no redness"}, record_id=record.id,
+                       utc="2026-03-01T09:12:00.000+00:00")  # fmt: skip
+    store.append_audit("adverse-reaction", "O-3", {"text": reaction}, record_id=record.id)
+    bundle = to_fhir_bundle(store.get(record.id))
+    validate(bundle)
+    procedure = one(bundle, "Procedure")
+    notes = {n["text"]: n for n in procedure["note"]}
+    skin = notes["skin-check-after: intact, no redness"]
+    assert skin["authorString"] == "O-3" and skin["time"] == "2026-03-01T09:12:00.000Z"
+    assert f"adverse-reaction: {reaction}" in notes
+    assert ("complication" in procedure) is complication
+    if complication:
+        assert procedure["complication"] == [{"text": reaction}]
