@@ -124,6 +124,9 @@ def recover_interrupted(store: Store, device_counter: DeviceCounter | None = Non
                 continue
             prescription = json.loads(record.fields["prescription"])
             summary = summarise_samples(record.telemetry, prescription.get("electrode_area_cm2"))
+            # Events are durable at once, samples every half second: a session killed right after its start
+            # has a `ramping_up` event and maybe no sample yet. Current may have flowed: count it as energised.
+            summary["energised"] = summary["energised"] or _started(record.events)
             device = _device(record.events)
             last = record.telemetry[-1]["t_s"] if record.telemetry else None
             message = (f"interrupted: the session never ended (process killed or power lost); closed at "
@@ -143,6 +146,11 @@ def recover_interrupted(store: Store, device_counter: DeviceCounter | None = Non
             lock_path(store, record_id).unlink(missing_ok=True)
             handle.close()
     return closed
+
+
+def _started(events: list[dict[str, Any]]) -> bool:
+    """Whether the session reached its start (START was sent and accepted: a `ramping_up` state event)."""
+    return any(e["kind"] == "state" and e["text"].startswith("ramping_up:") for e in events)
 
 
 def _device(events: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -172,3 +172,16 @@ def test_recovery_closes_a_dead_sessions_record_as_interrupted_but_not_a_live_on
     assert store.get(live).fields["outcome"] is None  # its session still holds the lock
     locks[0].release()
     assert store.verify() is None
+
+
+@pytest.mark.parametrize(("state", "energised"), [("ramping_up", 1), ("armed", 0)])
+def test_a_session_killed_before_its_first_sample_counts_as_energised_once_it_started(
+    store: Store, state: str, energised: int
+) -> None:
+    """Events are durable at once, samples every half second: a `ramping_up` event with no sample yet means
+    START went out and current may have flowed (a course counts that session); `armed` means it did not."""
+    record_id = store.open_record(patient="P", operator="O", prescription=PRESCRIPTION, limits={}, limits_sha256="")
+    store.append_event(record_id, "state", f"{state}: as the session went")
+    assert recover_interrupted(store) == [record_id]
+    fields = store.get(record_id).fields
+    assert (fields["outcome"], fields["energised"]) == ("interrupted", energised)
