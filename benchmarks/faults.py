@@ -7,6 +7,11 @@ current. The over-current is a current sensor reading 30 % high (`sensor-drift=3
 current than it may deliver. The baseline is the telemetry period measured in the same runs (median
 spacing of the host's samples, device time): a reaction within one or two periods means the fault was
 handled at the first sample that could show it.
+
+The open circuit's figure is the time to zero current, which a lifted electrode brings at once (the plant
+loses its path in the same step); the device's detection of it (OPEN_CIRCUIT within its 100 ms window, the
+relay opened) is shown by `tests/sim/test_firmware.py`, not timed here. The over-current figure is a real
+detection and cut.
 """
 
 from __future__ import annotations

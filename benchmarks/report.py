@@ -101,8 +101,10 @@ def markdown(document: dict[str, Any], json_link: str | None = None) -> str:
         f"{len(figures)} figures, {len(targeted)} with a target: "
         + (f"{len(targeted) - len(missed)} met, missed: {', '.join(missed)}." if missed else "all met."),
         "",
-        "A figure that depends on the machine's speed is judged by its ratio to a baseline measured in the same "
-        "run; see each suite's docstring in `benchmarks/` for what exactly is measured.",
+        "A target is either on a ratio to a baseline measured in the same run (a figure whose value is a ratio, "
+        "or that shows a ratio) or absolute, as the issue that set it asks (a share of a CPU core, a speed-up, "
+        "samples per second against a fixed rate); see each suite's docstring in `benchmarks/` for what exactly "
+        "is measured.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",

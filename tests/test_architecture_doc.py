@@ -93,6 +93,8 @@ ALLOWED = {
     "ionctl/monitors.py": ("ionctl.dose", "ionctl.safety", "ionctl.drivers.base"),
     "ionctl/session.py": ("ionctl.dose", "ionctl.safety", "ionctl.drivers", "ionctl.monitors"),
     "ionctl/records/": ("ionctl.records",),
+    "ionctl/config/": ("ionctl.config", "ionctl.safety", "ionctl.drivers.base", "ionctl.records"),
+    "ionctl/courses.py": ("ionctl.config", "ionctl.records"),
 }
 ENTRY_POINTS = ("ionctl/cli.py", "ionctl/demo.py", "ionctl/__main__.py", "ionctl/console/")
 
@@ -143,3 +145,36 @@ def test_import_check_sees_function_level_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from ionctl import run\n    import sim.cli\n", encoding="utf-8")
     assert _imports(module) == {"ionctl.run", "sim.cli"}
+
+
+# -- the top-level packages and the sans-I/O rule ---------------------------------------------------------------
+
+#: Third-party and sibling packages each top-level package may not import (the standard library is always fine).
+FORBIDDEN = {
+    "firmware_protocol": ("ionctl", "sim", "serial", "pyvisa", "transitions"),  # it may use cobs
+    "sim": ("ionctl", "pyvisa", "transitions"),  # it may use firmware_protocol, serial and cobs
+}
+CLOCK_CALLS = {("time", "time"), ("time", "monotonic"), ("time", "sleep"), ("time", "perf_counter"),
+               ("time", "monotonic_ns"), ("time", "time_ns"), ("datetime", "now")}  # fmt: skip
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_the_wire_contract_and_the_simulator_import_nothing_above_them(package: str) -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for name in sorted(_imports(path))
+        if _within(name.split(".")[0], FORBIDDEN[package])
+    ]
+    assert not wrong, wrong
+
+
+def test_the_wire_contract_reads_no_clock() -> None:
+    wrong = []
+    for path in sorted((ROOT / "firmware_protocol").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                base = node.func.value
+                if isinstance(base, ast.Name) and (base.id, node.func.attr) in CLOCK_CALLS:
+                    wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: {base.id}.{node.func.attr}()")
+    assert not wrong, wrong

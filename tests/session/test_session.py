@@ -259,12 +259,16 @@ def test_a_stuck_output_during_the_ramp_down_is_cut_before_the_dose_passes_1_per
     current flows: the dose overshoots by I·(ramp_down/2 + 2 s) (5 % here), though the telemetry shows the set
     point frozen (state RAMP_DOWN, not ramping) from the first sample after STOP."""
     p = dataclasses.replace(DEXAMETHASONE, ramp_down_s=60.0)
-    run = run_scenario(p, faults=["stuck-output@60"])
-    # The normal load holds a 4 mA ramp up at compliance for ~100 s, so at 60 s the set point freezes on the way
-    # up: the stalled ramp up is found first (ramp_stalled), and its ramp down, stuck too, is cut.
-    assert run.result.fault in ("stuck_output", "dose_limit", "ramp_stalled")
+    clean = run_scenario(p, load=EASY_LOAD)  # where the ramp-down begins, on a load without compliance
+    down_at = _since_energised(clean, "ramping_down")
+    run = run_scenario(p, faults=[f"stuck-output@{down_at + 5:.1f}"], load=EASY_LOAD)
+    states = [c.state for c in run.result.timeline]
+    assert states[-2:] == ["ramping_down", "fault"]  # it really was stuck on the way down
+    assert run.result.fault in ("stuck_output", "dose_limit")
     assert run.truth.current_ua < FLOOR_UA  # cut in the end (output-off works: the relay is not welded)
     assert run.truth.dose_ma_min <= p.planned_dose_ma_min * 1.01
+    ramp_down_dose = p.current_ma * p.ramp_down_s / 2 / 60
+    assert run.truth.dose_ma_min > p.planned_dose_ma_min - ramp_down_dose  # all but the ramp-down had flowed
 
 
 @pytest.mark.parametrize(
@@ -337,3 +341,22 @@ def test_a_ramp_up_held_at_compliance_is_not_called_stalled() -> None:
     """The normal load starts 4 mA at compliance, where the firmware holds its set point for ~100 s."""
     run = run_scenario(DEXAMETHASONE)
     assert run.result.outcome == "completed" and run.result.time_at_compliance_s > 30
+
+
+@pytest.mark.parametrize("jump_ma_min", [1.0, -1.0])
+def test_a_device_dose_counter_that_jumps_is_a_dose_mismatch_and_the_current_ramps_down(jump_ma_min: float) -> None:
+    """The host cross-checks the device's coulomb counter against its own integral of the measured current: a
+    counter that jumps (a firmware fault, a flipped bit) ends the session, ramped, within a sample."""
+    source, truth = simulated(EASY_LOAD)
+    firmware = source.device.firmware
+
+    def corrupt_counter() -> None:
+        firmware.dose_uas += jump_ma_min * 60_000  # the device's own count, off by 1 mA·min from now on
+
+    source.at(30.0, corrupt_counter)
+    with synthetic_host_clock(source):
+        result = Session(source, DEXAMETHASONE, LIMITS).run()
+    assert (result.outcome, result.fault) == ("fault", "dose_mismatch")
+    assert "differ by more than" in result.message
+    assert truth.current_ua < FLOOR_UA
+    assert truth.dose_ma_min < DEXAMETHASONE.planned_dose_ma_min / 2  # stopped near 30 s, not at the end
