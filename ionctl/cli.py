@@ -164,24 +164,17 @@ def _records_show(store: object, args: argparse.Namespace) -> int:
 
 def _records_export(store: object, args: argparse.Namespace) -> int:
     from ionctl.records import Store
-    from ionctl.records.export import to_csv, to_fhir, to_json
+    from ionctl.records.export import deliver, to_csv, to_fhir, to_json
 
     assert isinstance(store, Store)
     record = store.get(args.id)
     if args.format == "pdf":  # binary; a file always (-o FILE, or record-ID.pdf here)
         from ionctl.records.export import to_pdf
 
-        path = args.output or f"record-{args.id}.pdf"
-        with open(path, "wb") as f:
-            f.write(to_pdf(record))
-        print(f"ionctl records export: wrote {path}", file=sys.stderr)
-        return EXIT_OK
-    text = {"json": to_json, "csv": to_csv, "fhir": to_fhir}[args.format](record)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        content: str | bytes = to_pdf(record)
     else:
-        sys.stdout.write(text)
+        content = {"json": to_json, "csv": to_csv, "fhir": to_fhir}[args.format](record)
+    deliver(content, args.output, pdf_name=f"record-{args.id}.pdf", command="ionctl records export")
     return EXIT_OK
 
 

@@ -168,20 +168,14 @@ def _list(store: Any, args: argparse.Namespace) -> int:
 def _export(store: Any, args: argparse.Namespace) -> int:
     from ionctl.courses import summary
     from ionctl.records.course_export import to_json
+    from ionctl.records.export import deliver
 
     course_summary = summary(store, args.id, _now())
     if args.format == "pdf":  # binary; a file always (-o FILE, or course-ID.pdf here)
         from ionctl.records.course_export import to_pdf
 
-        path = args.output or f"course-{args.id}.pdf"
-        with open(path, "wb") as f:
-            f.write(to_pdf(course_summary))
-        print(f"ionctl course export: wrote {path}", file=sys.stderr)
-        return EXIT_OK
-    text = to_json(course_summary)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        content: str | bytes = to_pdf(course_summary)
     else:
-        sys.stdout.write(text)
+        content = to_json(course_summary)
+    deliver(content, args.output, pdf_name=f"course-{args.id}.pdf", command="ionctl course export")
     return EXIT_OK

@@ -18,12 +18,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ionctl.config.site import ConfigError, SiteConfig, default_path, parse_config
+from ionctl.config.site import (
+    ConfigError,
+    SiteConfig,
+    default_path,
+    load_config,
+    packaged_limits_text,
+    packaged_text,
+    parse_config,
+)
 
 #: scrypt cost (RFC 7914): n=2**14, r=8, p=1 is the interactive-login setting of the RFC's authors and of
 #: `hashlib`'s documentation examples; about 16 MiB and tens of milliseconds per check.
@@ -154,7 +163,7 @@ def set_value(log: AuditLog, path: Path, key: str, raw_value: str, pin: str | No
     import tomlkit  # style-preserving TOML: keeps the supervisor's comments and sources
 
     authenticate(log, pin, attempt=f"set {key} in {path}", by=by)
-    before = _read(path)
+    before = load_config(path)
     require_approved(before, log)
     keys = tuple(part for part in key.split(".") if part)
     if len(keys) < 2:
@@ -178,15 +187,7 @@ def set_value(log: AuditLog, path: Path, key: str, raw_value: str, pin: str | No
     return Change(key, _plain(old), _plain(table[keys[-1]]), after)
 
 
-def _read(path: Path) -> SiteConfig:
-    from ionctl.config.site import load_config
-
-    return load_config(path)
-
-
 def _value(raw: str) -> Any:
-    import tomllib
-
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -210,8 +211,6 @@ def _write_atomically(path: Path, text: str) -> None:
 def initial_text() -> str:
     """A complete site file to start from: the packaged catalogs and presets, and the packaged limits as its
     `[limits]` table (comments and sources kept)."""
-    from ionctl.config.site import packaged_limits_text, packaged_text
-
     limits: Sequence[str] = packaged_limits_text().splitlines()
     moved = [f"[limits.{line.strip()[1:]}" if line.startswith("[class.") else line for line in limits]
     return (

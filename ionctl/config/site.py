@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from ionctl.drivers.base import Polarity
 from ionctl.safety import (
@@ -33,6 +33,8 @@ from ionctl.safety import (
     SiteLimits,
     find_drug,
 )
+
+T = TypeVar("T")
 
 PACKAGED_FILE = "data/site.toml"
 PACKAGED_SOURCE = "ionctl/data/site.toml (packaged defaults)"
@@ -176,11 +178,7 @@ class SiteConfig:
 
     def preset(self, name: str) -> Preset:
         """The preset `name`; ConfigError listing the known ones if there is none."""
-        try:
-            return self.presets[name]
-        except KeyError:
-            known = ", ".join(sorted(self.presets)) or "none"
-            raise ConfigError(self.source, f"presets.{name}", f"no such preset (known: {known})") from None
+        return _named(self.presets, name, "presets", "preset", self.source)
 
     def usual_dose_note(self, prescription: Prescription) -> str | None:
         """A note when the planned dose is outside the drug catalog's usual range (advice, not a limit)."""
@@ -195,11 +193,16 @@ class SiteConfig:
                 f"({entry.source})")  # fmt: skip
 
     def electrode(self, name: str) -> Electrode:
-        try:
-            return self.electrodes[name]
-        except KeyError:
-            known = ", ".join(sorted(self.electrodes)) or "none"
-            raise ConfigError(self.source, f"electrodes.{name}", f"no such electrode (known: {known})") from None
+        """The catalog's electrode `name`; ConfigError listing the known ones if there is none."""
+        return _named(self.electrodes, name, "electrodes", "electrode", self.source)
+
+
+def _named(table: Mapping[str, T], name: str, section: str, what: str, source: str) -> T:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table)) or "none"
+        raise ConfigError(source, f"{section}.{name}", f"no such {what} (known: {known})") from None
 
 
 # -- loading ----------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 
 from ionctl.records.store import Record
 
@@ -43,3 +44,18 @@ def to_pdf(record: Record) -> bytes:
     from ionctl.records.pdf import to_pdf as build
 
     return build(record)
+
+
+def deliver(content: str | bytes, output: str | None, *, pdf_name: str, command: str) -> None:
+    """Where an export goes: a PDF (bytes) to `output` or `pdf_name` (always a file, said on stderr); text to
+    `output` if given, else stdout. Shared by `ionctl records export` and `ionctl course export`."""
+    if isinstance(content, bytes):
+        path = output or pdf_name
+        with open(path, "wb") as f:
+            f.write(content)
+        print(f"{command}: wrote {path}", file=sys.stderr)
+    elif output:
+        with open(output, "w", encoding="utf-8", newline="") as f:
+            f.write(content)
+    else:
+        sys.stdout.write(content)
