@@ -71,6 +71,8 @@ Screen { padding: 0 1; }
 Select { width: 80; }
 FaultScreen { background: $surface; border: thick $error; }
 FaultScreen #fault-title { text-style: bold; color: $error; }
+ConfirmScreen .title { margin: 0; }
+ConfirmScreen #summary { max-height: 70%; overflow-y: auto; }
 ConfirmAction { align: center middle; }
 ConfirmAction > Vertical { width: 70; height: auto; border: thick $error; padding: 1 2; background: $surface; }
 """
@@ -81,6 +83,9 @@ class ConsoleApp(App[None]):
 
     TITLE = "ionctl console"
     CSS = CSS
+    # No command palette: the keys of each step are the whole interface (and at 80 columns the key help needs
+    # the room the palette's entry takes).
+    ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         # priority: over an input's copy, over Textual's own "press ctrl+q to quit" note

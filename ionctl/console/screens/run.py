@@ -137,7 +137,7 @@ class RunScreen(Screen[None]):
         super().__init__()
         self.controller = controller
 
-    DEFAULT_CSS = """
+    CSS = """
     RunScreen { layout: vertical; }
     RunScreen #who { height: auto; max-height: 2; }
     RunScreen #state { height: 3; width: 1fr; content-align: center middle; text-style: bold;
