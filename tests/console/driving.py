@@ -166,6 +166,16 @@ def key_help(app: App[Any]) -> list[Widget]:
     return list(app.screen.query_one(Footer).query(FooterKey))
 
 
+def trace_text(app: App[Any]) -> str:
+    """The run screen's live trace as drawn, one line per row."""
+    from textual.geometry import Region
+
+    from ionctl.console.screens.run import Trace
+
+    trace = app.screen.query_one("#trace", Trace)
+    return "\n".join(strip.text for strip in trace.render_lines(Region(0, 0, *trace.size)))
+
+
 BRAILLE = range(0x2800, 0x2900)
 
 

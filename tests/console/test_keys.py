@@ -19,7 +19,7 @@ from ionctl.console.app import ConsoleApp
 from ionctl.console.controller import SessionController
 from ionctl.console.screens.run import ConfirmAction, RunScreen
 from ionctl.records import Store
-from tests.console.driving import console_setup, energised_for, on_screen, run_async, shows, until
+from tests.console.driving import console_setup, on_screen, run_async, shows, until
 from tests.console.test_console import SIZE, ended, prepare, start_and_hold
 
 # -- every letter key in both cases ------------------------------------------------------------------------

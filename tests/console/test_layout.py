@@ -16,8 +16,8 @@ from textual.widgets import Input, Static
 from ionctl.console.app import ConsoleApp
 from ionctl.console.screens.checks import ContactScreen, SkinBeforeScreen
 from ionctl.console.screens.fault import FaultScreen
-from ionctl.console.screens.prescription import FIELDS, PrescriptionScreen
-from ionctl.console.screens.run import RunScreen, Trace
+from ionctl.console.screens.prescription import FIELDS
+from ionctl.console.screens.run import Trace
 from ionctl.console.screens.setup import BlockedScreen, DeviceScreen, PatientScreen, PresetScreen
 from tests.console.driving import (
     console_setup,
@@ -28,6 +28,7 @@ from tests.console.driving import (
     run_async,
     shows,
     text_of,
+    trace_text,
 )
 from tests.console.test_console import ended, prepare, prescribe, start_and_hold
 
@@ -36,11 +37,6 @@ SMALL, LARGE = (80, 24), (120, 40)
 RUN_ESSENTIALS = ("#state", "#current", "#left", "#electrical", "#dose", "#progress", "#trace")
 
 # -- the run screen ----------------------------------------------------------------------------------------
-
-
-def trace_text(app: ConsoleApp) -> str:
-    trace = app.screen.query_one("#trace", Trace)
-    return "\n".join(strip.text for strip in trace.render_lines(Region(0, 0, *trace.size)))
 
 
 @run_async
@@ -168,8 +164,12 @@ SCREENS: dict[str, tuple[Reach, tuple[str, ...], str, tuple[str, ...]]] = {
     "skin-before": (to_skin, ("#skin", "#skin-notes"), "Next", ()),
     "confirm": (to_confirm, ("#summary",), "Start the current", ()),
     "run": (to_run, RUN_ESSENTIALS, "ABORT", ()),
-    "fault": (to_fault, ("#fault-title", "#fault-what", "#fault-steps", "#fault-current", "#fault-next"),
-              "Continue", ("electrode-lift@20",)),  # fmt: skip
+    "fault": (
+        to_fault,
+        ("#fault-title", "#fault-what", "#fault-steps", "#fault-current", "#fault-next"),
+        "Continue",
+        ("electrode-lift@20",),
+    ),  # fmt: skip
     "end": (to_end, ("#outcome", "#result"), "New session", ("electrode-lift@20",)),
 }
 
