@@ -128,9 +128,9 @@ class ConsoleApp(App[None]):
         address = flow.address
         from ionctl.run import opening_check
 
-        rx = flow.prescription
+        rx, preset = flow.prescription, flow.preset.name if flow.preset else None
         check = opening_check(setup.config, flow.course_id, course_rules=True, patient=rx.patient_id, drug=rx.drug,
-                              preset=flow.preset.name if flow.preset else None) if setup.config is not None else None  # fmt: skip
+                              preset=preset) if setup.config is not None else None  # fmt: skip
         controller = SessionController(
             flow.source, flow.prescription, setup.limits, store_path=setup.store_path,
             skin_check_before=flow.skin_before, config_sha256=setup.config_sha256 or None,
