@@ -41,6 +41,10 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 ASC = "asc-exosome-hand-eczema"
+#: The exosome regimen at the packaged limits' 4 mA: the report's 50 mA is refused (max_current_ma 4.0).
+ASC_RX = {"current_ma": 4.0, "electrode_area_cm2": 150.0, "duration_min": 20.0}
+DEXA_RX = {"electrode_area_cm2": 10.0}
+ASC_OPTIONS = ("--current", "4", "--electrode-area", "150", "--duration", "20")
 PIN = "12345678"
 
 
@@ -178,7 +182,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def test_a_course_takes_its_plan_from_the_preset_and_keeps_the_preset_as_it_was(store: Store) -> None:
     config = load_config(None)
-    course_id = start_course(store, config, patient="P-1", operator="T-1", preset=ASC)
+    course_id = start_course(store, config, patient="P-1", operator="T-1", preset=ASC, prescription=ASC_RX)
     course = store.course(course_id)
     assert (course["sessions"], course["per_week"], course["min_interval_days"]) == (6, 2.0, 3.0)
     assert course["config_sha256"] == config.sha256
@@ -188,7 +192,7 @@ def test_a_course_takes_its_plan_from_the_preset_and_keeps_the_preset_as_it_was(
 
 def test_values_given_replace_the_presets_plan(store: Store) -> None:
     course_id = start_course(store, load_config(None), patient="P-1", operator="T-1", preset=ASC, sessions=8,
-                             min_interval_days=2)  # fmt: skip
+                             min_interval_days=2, prescription=ASC_RX)  # fmt: skip
     course = store.course(course_id)
     assert (course["sessions"], course["per_week"], course["min_interval_days"]) == (8, 2.0, 2.0)
     assert course["plan"]["given"] == {"sessions": 8, "min_interval_days": 2}
@@ -196,7 +200,8 @@ def test_values_given_replace_the_presets_plan(store: Store) -> None:
 
 def test_a_preset_without_a_plan_needs_the_number_of_sessions(store: Store) -> None:
     with pytest.raises(CourseError, match="--sessions"):
-        start_course(store, load_config(None), patient="P-1", operator="T-1", preset="dexamethasone")
+        start_course(store, load_config(None), patient="P-1", operator="T-1", preset="dexamethasone",
+                     prescription=DEXA_RX)  # fmt: skip
     with pytest.raises(CourseError, match="no such preset"):
         start_course(store, load_config(None), patient="P-1", operator="T-1", preset="nope", sessions=2)
     assert store.courses() == []
@@ -217,7 +222,7 @@ def stored_session(store: Store, course_id: int, at: datetime, *, dose: float = 
 
 def test_the_asc_exosome_regimen_six_sessions_twice_a_week_3_days_apart(store: Store) -> None:
     course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC,
-                             created_utc=(MONDAY - DAY).isoformat())  # fmt: skip
+                             created_utc=(MONDAY - DAY).isoformat(), prescription=ASC_RX)  # fmt: skip
     schedule = [MONDAY + week * 7 * DAY + offset * DAY for week in range(3) for offset in (0, 3)]  # Mon, Thu
     for n, at in enumerate(schedule):
         check_next(store, course_id, now=at)  # each on its day passes the rules
@@ -233,7 +238,8 @@ def test_the_asc_exosome_regimen_six_sessions_twice_a_week_3_days_apart(store: S
 
 
 def test_a_session_on_the_sunday_after_a_thursday_is_refused_by_the_two_a_week_rule(store: Store) -> None:
-    course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC)
+    course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC,
+                             prescription=ASC_RX)  # fmt: skip
     stored_session(store, course_id, MONDAY)
     stored_session(store, course_id, MONDAY + 3 * DAY)
     with pytest.raises(CourseRefused, match=r"at most 2 sessions in any 7 days .* next earliest is 2026-11-09 00:00"):
@@ -246,7 +252,8 @@ def test_two_sessions_of_a_course_started_together_cannot_both_open(store: Store
     from ionctl.run import Recorder, opening_check
 
     config = load_config(None)
-    course_id = start_course(store, config, patient="P-ECZ", operator="T-1", preset="dexamethasone", sessions=6)
+    course_id = start_course(store, config, patient="P-ECZ", operator="T-1", preset="dexamethasone", sessions=6,
+                             prescription=DEXA_RX)  # fmt: skip
     rx = config.preset("dexamethasone").prescription(patient_id="P-ECZ", operator_id="T-1", electrode_area_cm2=10.0)
     check_next(store, course_id)  # both technicians' runs got this far
     check = opening_check(config, course_id, course_rules=True)
@@ -276,7 +283,7 @@ def course_done(tmp_path: Path) -> tuple[str, int]:
     with Store(db) as s:
         set_pin(s, PIN, old_pin=None)
         course_id = start_course(s, load_config(None), patient="P-RUN", operator="T-1", preset="dexamethasone",
-                                 sessions=1, min_interval_days=3)  # fmt: skip
+                                 sessions=1, min_interval_days=3, prescription=DEXA_RX)  # fmt: skip
         stored_session(s, course_id, datetime.now(UTC) - DAY)
     return str(db), course_id
 
@@ -345,7 +352,8 @@ def test_course_start_show_list_and_export_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = str(tmp_path / "records.sqlite3")
-    assert cli(["course", "start", "--patient", "P-CLI", "--preset", ASC, "--operator", "T-1", "--db", db]) == 0
+    assert cli(["course", "start", "--patient", "P-CLI", "--preset", ASC, "--operator", "T-1", *ASC_OPTIONS,
+                "--db", db]) == 0  # fmt: skip
     assert "course 1: patient P-CLI, preset asc-exosome-hand-eczema, 6 sessions" in capsys.readouterr().out
     with Store(db) as s:
         stored_session(s, 1, datetime.now(UTC) - 2 * DAY, dose=7.5)
@@ -370,14 +378,15 @@ def test_course_start_refuses_bad_input_with_exit_2(tmp_path: Path, capsys: pyte
     assert "--sessions" in capsys.readouterr().err
     site = tmp_path / "site.toml"
     site.write_text(load_config(None).text + "\n# edited by hand\n", encoding="utf-8")
-    args = ["course", "start", "--patient", "P", "--preset", ASC, "--operator", "T", "--db", db, "--config", str(site)]
+    args = ["course", "start", "--patient", "P", "--preset", ASC, "--operator", "T", *ASC_OPTIONS, "--db", db,
+            "--config", str(site)]  # fmt: skip
     assert cli(args) == 2
     assert "is not approved" in capsys.readouterr().err
     assert cli(["course", "show", "9", "--db", db]) == 1
 
 
 def test_the_json_export_reads_back_into_the_same_summary(store: Store) -> None:
-    course_id = start_course(store, load_config(None), patient="P-J", operator="T-1", preset=ASC)
+    course_id = start_course(store, load_config(None), patient="P-J", operator="T-1", preset=ASC, prescription=ASC_RX)
     stored_session(store, course_id, MONDAY)
     store.append_audit("course-override", "supervisor", {"reason": "r", "rule": "x"}, course_id=course_id)
     original = summary(store, course_id, MONDAY + DAY)
@@ -389,7 +398,8 @@ def test_the_json_export_reads_back_into_the_same_summary(store: Store) -> None:
 
 
 def course_with_sessions(store: Store) -> CourseSummary:
-    course_id = start_course(store, load_config(None), patient="P-PDF", operator="T-1", preset=ASC)
+    course_id = start_course(store, load_config(None), patient="P-PDF", operator="T-1", preset=ASC,
+                             prescription=ASC_RX)  # fmt: skip
     for n, at in enumerate([MONDAY, MONDAY + 3 * DAY, MONDAY + 7 * DAY]):
         stored_session(store, course_id, at, dose=6.0 + n)
     store.append_audit("course-override", "supervisor", {"reason": "r", "rule": "x"}, course_id=course_id)
@@ -439,7 +449,7 @@ def test_course_export_pdf_from_the_command_line(tmp_path: Path) -> None:
 def test_a_session_outside_a_course_in_progress_is_noted(tmp_path: Path) -> None:
     db = str(tmp_path / "r.sqlite3")
     with Store(db) as s:
-        course_id = start_course(s, load_config(None), patient="P-NOTE", operator="T-1", preset=ASC)
+        course_id = start_course(s, load_config(None), patient="P-NOTE", operator="T-1", preset=ASC, prescription=ASC_RX)
     done = ionctl("run", "--preset", "dexamethasone", "--electrode-area", "10", "--patient", "P-NOTE", "--operator",
                   "T-1", "--device", str(tmp_path / "no-port"), "--yes", "--db", db)  # fmt: skip
     assert done.returncode == 5  # accepted, then the port is not there
