@@ -35,6 +35,8 @@ SESSION_COLOUR = "#9dbbe8"
 REFUSED_COLOUR = "#b0b0b0"
 MAX_ROWS = 22  # sessions listed on the page; the rest are in `ionctl course show`
 MAX_OVERRIDES = 6
+PRESET_SHOWN = (("current_ma", "current", "mA"), ("electrode_area_cm2", "area", "cm²"),
+                ("dose_ma_min", "dose", "mA·min"), ("duration_min", "duration", "min"))  # fmt: skip
 
 
 class CourseExportError(ValueError):
@@ -148,8 +150,7 @@ def header_lines(summary: CourseSummary) -> tuple[list[str], list[str]]:
         left += [f"Planned     {planned_text(rx)}", f"  ramps     {_num(rx.get('ramp_up_s'), 'g', 's')} up, "
                  f"{_num(rx.get('ramp_down_s'), 'g', 's')} down"]  # fmt: skip
     else:  # a course started before courses carried their prescription: the preset's values, not a delivery
-        values = ", ".join(f"{k.removesuffix('_ma').removesuffix('_cm2').removesuffix('_ma_min')} {preset[k]:g}"
-                           for k in ("current_ma", "electrode_area_cm2", "dose_ma_min", "duration_min")
+        values = ", ".join(f"{label} {preset[k]:g} {unit}" for k, label, unit in PRESET_SHOWN
                            if isinstance(preset.get(k), int | float))  # fmt: skip
         left += ["Planned     not kept with this course (given at the bench)",
                  f"  preset's  {values or '-'} (what each session got: below)"]  # fmt: skip
