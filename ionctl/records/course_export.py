@@ -106,15 +106,20 @@ def _next(status: dict[str, Any]) -> str:
     return _local(status["next_earliest_utc"]) if status.get("next_earliest_utc") else "any time"
 
 
-def planned_text(rx: dict[str, Any]) -> str:
-    """A course's planned prescription in one line."""
+def planned_parts(rx: dict[str, Any]) -> tuple[str, str]:
+    """A course's planned prescription: (current on area and density, dose or duration)."""
     if rx.get("dose_ma_min") is not None:
         amount = f"dose {_num(rx.get('dose_ma_min'), 'g', 'mA·min')}"
     else:
         amount = (f"duration {_num(rx.get('duration_min'), 'g', 'min')} "
                   f"(about {_num(rx.get('planned_dose_ma_min'), '.2f', 'mA·min')})")  # fmt: skip
     return (f"{_num(rx.get('current_ma'), 'g', 'mA')} on {_num(rx.get('electrode_area_cm2'), 'g', 'cm²')} "
-            f"({_num(rx.get('density_ma_cm2'), '.3f', 'mA/cm²')}), {amount}")  # fmt: skip
+            f"({_num(rx.get('density_ma_cm2'), '.3f', 'mA/cm²')})", amount)  # fmt: skip
+
+
+def planned_text(rx: dict[str, Any]) -> str:
+    """A course's planned prescription in one line."""
+    return ", ".join(planned_parts(rx))
 
 
 def _span(values: list[float], fmt: str) -> str:
@@ -142,12 +147,12 @@ def header_lines(summary: CourseSummary) -> tuple[list[str], list[str]]:
     left = [
         f"Patient:    {c.get('patient', '-')}",
         f"Started by: {c.get('operator', '-')} on {_local(c.get('created_utc'))}",
-        "",
         f"Preset      {c.get('preset', '-')}",
         f"  drug      {preset.get('drug', '-')}, {preset.get('polarity', '-')} (active electrode)",
     ]
     if isinstance(rx, dict):
-        left += [f"Planned     {planned_text(rx)}", f"  ramps     {_num(rx.get('ramp_up_s'), 'g', 's')} up, "
+        current, amount = planned_parts(rx)
+        left += [f"Planned     {current}", f"  {amount}", f"  ramps {_num(rx.get('ramp_up_s'), 'g', 's')} up, "
                  f"{_num(rx.get('ramp_down_s'), 'g', 's')} down"]  # fmt: skip
     else:  # a course started before courses carried their prescription: the preset's values, not a delivery
         values = ", ".join(f"{label} {preset[k]:g} {unit}" for k, label, unit in PRESET_SHOWN
@@ -180,8 +185,8 @@ def session_lines(summary: CourseSummary, limit: int = MAX_ROWS) -> list[str]:
     """The table of sessions, from each session's record: number, record, date (local), outcome, current
     prescribed and peak measured, duration, dose delivered / prescribed."""
     lines = [
-        f"{'#':>3} {'record':>6}  {'started':<21}{'outcome':<15}{'mA':>6}{'peak mA':>9}{'min':>7}"
-        f"{'dose mA·min':>13}{'of':>8}"
+        f"{'#':>3} {'record':>6}  {'started':<21}{'outcome':<15}{'Rx mA':>6}{'peak mA':>9}{'min':>7}"
+        f"{'dose mA·min':>13}{'Rx dose':>8}"
     ]
     for row in summary.sessions[:limit]:
         number = str(row["number"]) if row.get("number") is not None else "-"
@@ -248,9 +253,9 @@ def build_figure(summary: CourseSummary) -> Figure:
     refusal = summary.status.get("refusal")
     if refusal:
         wrapped = textwrap.wrap(f"A session now would be refused: {refusal}", width=104)[:3]
-        fig.text(0.06, 0.805, "\n".join(wrapped), **{**mono, "fontsize": 7, "color": "#8a0010"})
-    fig.text(0.06, 0.758, "Sessions", fontsize=8.5, weight="bold", va="top")
-    fig.text(0.06, 0.742, "\n".join(session_lines(summary)), **{**mono, "fontsize": 7, "linespacing": 1.35})
+        fig.text(0.06, 0.795, "\n".join(wrapped), **{**mono, "fontsize": 7, "color": "#8a0010"})
+    fig.text(0.06, 0.748, "Sessions", fontsize=8.5, weight="bold", va="top")
+    fig.text(0.06, 0.732, "\n".join(session_lines(summary)), **{**mono, "fontsize": 7, "linespacing": 1.35})
     fig.text(0.06, 0.445, "Supervisor overrides", fontsize=8.5, weight="bold", va="top")
     fig.text(0.06, 0.429, "\n".join(override_lines(summary)), **{**mono, "fontsize": 7, "linespacing": 1.35})
 
