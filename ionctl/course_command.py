@@ -80,15 +80,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def main(args: argparse.Namespace) -> int:
     from ionctl.config import ConfigError, ConfigNotApproved
+    from ionctl.config.bench import open_store
     from ionctl.courses import CourseError
-    from ionctl.records import Store, StoreError, recover_interrupted
+    from ionctl.records import StoreError, StoreMissing, recover_interrupted
 
-    try:
-        with Store(args.db) as store:
+    try:  # only `course start` writes: the other actions read, and never create a store
+        with open_store(args.db, getattr(args, "config", None), create=args.course_command == "start") as store:
             for record_id in recover_interrupted(store):
                 print(f"ionctl course: record {record_id} was left open by a session that never ended; closed as "
                       "interrupted", file=sys.stderr)  # fmt: skip
             return int(args.course_handler(store, args))
+    except StoreMissing as exc:
+        print(f"ionctl course: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ConfigError, ConfigNotApproved, CourseError) as exc:
         print(f"ionctl course: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -157,10 +161,14 @@ def _list(store: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return EXIT_OK
-    print("id\tcreated (UTC)\tpatient\tpreset\tdone/planned\tdose mA·min\tnext earliest (UTC)")
+    from ionctl import timefmt
+
+    zone = timefmt.zone_label()
+    print(f"id\tcreated ({zone})\tpatient\tpreset\tdone/planned\tdose mA·min\tnext earliest ({zone})")
     for r in rows:
-        nxt = r["next_earliest_utc"] or ("any time" if r["left"] else "none left")
-        print(f"{r['id']}\t{r['created_utc']}\t{r['patient']}\t{r['preset']}\t{r['done']}/{r['sessions']}\t"
+        nxt = timefmt.local_text(r["next_earliest_utc"], seconds=False) if r["next_earliest_utc"] else (
+            "any time" if r["left"] else "none left")
+        print(f"{r['id']}\t{timefmt.local_text(r['created_utc'])}\t{r['patient']}\t{r['preset']}\t{r['done']}/{r['sessions']}\t"
               f"{r['cumulative_dose_ma_min']:.3f}\t{nxt}")  # fmt: skip
     return EXIT_OK
 

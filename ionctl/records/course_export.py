@@ -80,8 +80,10 @@ def _clip(text: str, width: int) -> str:
 
 
 def _short(utc: Any) -> str:
-    """An ISO 8601 UTC time to the minute, for the page."""
-    return f"{str(utc)[:16].replace('T', ' ')} UTC" if utc else "-"
+    """A stored (UTC) time to the minute in the clinic's time zone, for the page."""
+    from ionctl.timefmt import local_text
+
+    return local_text(utc, seconds=False)
 
 
 def _next(status: dict[str, Any]) -> str:
@@ -138,7 +140,7 @@ def header_lines(summary: CourseSummary) -> tuple[list[str], list[str]]:
 def session_lines(summary: CourseSummary, limit: int = MAX_ROWS) -> list[str]:
     """The table of sessions: number, record, date, outcome, dose delivered / prescribed."""
     lines = [
-        f"{'#':>3}  {'record':>6}  {'started (UTC)':<17}  {'outcome':<14}  {'dose mA·min':>11}  {'prescribed':>10}"
+        f"{'#':>3}  {'record':>6}  {'started':<22}  {'outcome':<14}  {'dose mA·min':>11}  {'prescribed':>10}"
     ]
     for row in summary.sessions[:limit]:
         number = str(row["number"]) if row.get("number") is not None else "-"
@@ -146,7 +148,7 @@ def session_lines(summary: CourseSummary, limit: int = MAX_ROWS) -> list[str]:
         if not row.get("counts"):
             outcome += " *"
         lines.append(
-            f"{number:>3}  {row['record_id']:>6}  {_short(row['started_utc'])[:16]:<17}  {outcome:<14}  "
+            f"{number:>3}  {row['record_id']:>6}  {_short(row['started_utc']):<22}  {outcome:<14}  "
             f"{_num(row.get('dose_ma_min'), '.3f'):>11}  {_num(row.get('prescribed_dose_ma_min'), '.2f'):>10}"
         )
     if len(summary.sessions) > limit:
