@@ -272,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run a full treatment session on the built-in simulator",
-        description="Start the built-in simulator, run the dexamethasone example (4 mA, 40 mA·min, cathode, "
-        "10 cm²) through `ionctl run`, and print the true dose from the simulator's trace next to the host's. "
-        "Exits with the session's exit code.",
+        description="Start the built-in simulator with the load model of the preset's electrodes, run a packaged "
+        "preset (default: dexamethasone, 4 mA, 40 mA·min, cathode, 10 cm²) through `ionctl run`, and print the true "
+        "dose from the simulator's trace next to the host's. Exits with the session's exit code.",
     )
     demo_command.add_arguments(demo)
     demo.set_defaults(handler=_cmd_demo)
