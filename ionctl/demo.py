@@ -6,9 +6,10 @@ preset (`--preset`, default the dexamethasone one: 4 mA, 40 mA·min, cathode, on
 against the simulator's load model for that preset's electrodes (`DEMO_PRESETS`: a drug patch on skin, or two
 hands in tap-water trays) with the live progress display, writes the session record into a demo record
 store (never the clinic's: by default `demo/` in the user data directory) and its chart PDF next to it,
-prints where they are, then prints the true dose from the trace next to the host's. The packaged configuration is used whatever the site's, so the demo
-needs no approval and changes nothing a clinic relies on. The simulator runs in a session of its own, so
-Ctrl-C reaches only ionctl (which ramps the current down), and it is always terminated afterwards.
+prints where they are, then prints the true dose from the trace next to the host's. The packaged
+configuration is used whatever the site's, so the demo needs no approval and changes nothing a clinic relies
+on. The simulator runs in a session of its own, so Ctrl-C reaches only ionctl (which ramps the current
+down), and it is always terminated afterwards.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ def rows_of(path: Path) -> list[dict[str, Any]]:
 
 def charge_uas(rows: list[dict[str, Any]]) -> float:
     """The charge the rows' current gives, linear between rows (how a reader of the trace would integrate it)."""
-    return sum((a["current_ua"] + b["current_ua"]) / 2 * (b["t_s"] - a["t_s"]) for a, b in zip(rows, rows[1:], strict=False))
+    pairs = zip(rows, rows[1:], strict=False)
+    return sum((a["current_ua"] + b["current_ua"]) / 2 * (b["t_s"] - a["t_s"]) for a, b in pairs)
 
 
 def changes(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
