@@ -128,8 +128,7 @@ def _cmd_records(args: argparse.Namespace) -> int:
 def _records_list(store: object, args: argparse.Namespace) -> int:
     import json
 
-    from ionctl import timefmt
-    from ionctl.records import Store
+    from ionctl.records import Store, timefmt
 
     assert isinstance(store, Store)
     since = None  # the stored form (UTC, as `created_utc` is written), compared in SQL
@@ -151,8 +150,7 @@ def _records_list(store: object, args: argparse.Namespace) -> int:
 def _records_show(store: object, args: argparse.Namespace) -> int:
     import json
 
-    from ionctl import timefmt
-    from ionctl.records import Store
+    from ionctl.records import Store, timefmt
 
     assert isinstance(store, Store)
     record = store.get(args.id)
@@ -205,7 +203,7 @@ def _records_verify(store: object, args: argparse.Namespace) -> int:
 
 def _since(text: str) -> str:
     """`--since` checked when parsed (exit 2 naming the value); `_records_list` parses it in the clinic's zone."""
-    from ionctl.timefmt import parse_since
+    from ionctl.records.timefmt import parse_since
 
     try:
         parse_since(text)

@@ -161,7 +161,7 @@ def _list(store: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return EXIT_OK
-    from ionctl import timefmt
+    from ionctl.records import timefmt
 
     zone = timefmt.zone_label()
     print(f"id\tcreated ({zone})\tpatient\tpreset\tdone/planned\tdose mA·min\tnext earliest ({zone})")

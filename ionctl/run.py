@@ -803,7 +803,7 @@ class Progress:
 
     def _at(self, t_s: float | None) -> str:
         """`[+m:ss] `: session elapsed time (device clock) of a line, not the device's uptime."""
-        from ionctl.timefmt import since_start
+        from ionctl.records.timefmt import since_start
 
         if t_s is None:
             return ""

@@ -40,7 +40,7 @@ def store_path(db: str | os.PathLike[str] | None, config: str | os.PathLike[str]
 
 def use_clinic_time(config: str | os.PathLike[str] | None = None) -> None:
     """Show every time in the site configuration's `time_zone` (else the machine's zone)."""
-    from ionctl import timefmt
+    from ionctl.records import timefmt
 
     timefmt.use_zone(bench_settings(None if config is None else Path(config)).time_zone)
 

@@ -350,7 +350,7 @@ class _Reader:
         return str(value)
 
     def bench(self, doc: Mapping[str, Any]) -> BenchSettings:
-        from ionctl.timefmt import zone_named
+        from ionctl.records.timefmt import zone_named
 
         zone = doc.get("time_zone")
         if zone is not None:

@@ -81,7 +81,7 @@ def _clip(text: str, width: int) -> str:
 
 def _short(utc: Any) -> str:
     """A stored (UTC) time to the minute in the clinic's time zone, for the page."""
-    from ionctl.timefmt import local_text
+    from ionctl.records.timefmt import local_text
 
     return local_text(utc, seconds=False)
 

@@ -20,7 +20,7 @@ import os
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from ionctl import timefmt
+from ionctl.records import timefmt
 from ionctl.records.store import Record
 
 if TYPE_CHECKING:

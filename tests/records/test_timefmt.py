@@ -16,10 +16,9 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from ionctl import timefmt
 from ionctl.cli import main as cli
 from ionctl.config.site import packaged_text
-from ionctl.records import Store
+from ionctl.records import Store, timefmt
 from tests.sim.endpoints import ROOT
 
 RX = {"drug": "dexamethasone", "electrode_area_cm2": 10.0, "current_ma": 4.0, "planned_dose_ma_min": 40.0}
