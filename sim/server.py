@@ -341,7 +341,8 @@ class Server:
 
 
 class TraceWriter:
-    """JSONL ground truth, written as the simulation steps and flushed every loop iteration.
+    """JSONL ground truth, written as the simulation steps; flushed at every change of state or fault and when
+    the output goes quiet (while energised, rows reach the file as the buffer fills).
 
     The device steps every 10 ms whether or not anything happens, so an idle simulator at 60x would write
     ~6000 identical lines a wall second. A row is left out only when it is *quiet* (no current, no output
@@ -359,6 +360,7 @@ class TraceWriter:
         self.every_step = every_step
         self._quiet: tuple[object, ...] | None = None  # what the last written quiet row said (not its time)
         self._held: dict[str, object] | None = None  # the last quiet row left out
+        self._last_said: tuple[object, ...] = ()
         self.written = self.left_out = 0
 
     def __call__(self, row: dict[str, object]) -> None:
@@ -369,8 +371,12 @@ class TraceWriter:
             self.left_out += 1
             return
         self._release()
+        changed = quiet or says[:2] != self._last_said[:2]
         self._quiet = says if quiet else None
+        self._last_said = says
         self._write(row)
+        if changed:  # a reader waiting for the output to stop, or for a state, sees it now, not when a buffer fills
+            self._file.flush()
 
     def _release(self) -> None:
         if self._held is not None:
