@@ -28,7 +28,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="site configuration (default: the site's, else packaged)")
-    common.add_argument("--db", metavar="PATH", help="record store holding the audit trail (default: the user's)")
+    common.add_argument("--db", metavar="PATH", help="record store holding the audit trail (default: the site "
+                        "configuration's [records] store, else the user's)")  # fmt: skip
     pin = argparse.ArgumentParser(add_help=False)
     pin.add_argument("--pin-stdin", action="store_true", help="read the PIN(s) from stdin, one per line")
 

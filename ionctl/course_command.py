@@ -46,7 +46,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions = course.add_subparsers(dest="course_command", metavar="ACTION", required=True)
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", metavar="PATH", help="the record store (default: records.sqlite3 in the user data dir)")
+    db.add_argument("--db", metavar="PATH", help="the record store (default: the site configuration's [records] "
+                    "store, else records.sqlite3 in the user data dir)")  # fmt: skip
 
     start = actions.add_parser("start", parents=[db], help="start a course of a preset for a patient")
     start.add_argument("--patient", required=True, metavar="ID")

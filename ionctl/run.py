@@ -150,8 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--db",
         metavar="PATH",
-        help="session record store (SQLite; default: records.sqlite3 in the user data directory); the "
-        "record is written as the session runs",
+        help="session record store (SQLite; default: the site configuration's [records] store, else "
+        "records.sqlite3 in the user data directory); the record is written as the session runs",
     )
     run.add_argument(
         "--accept-no-watchdog",
