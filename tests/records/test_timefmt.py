@@ -182,3 +182,11 @@ def test_progress_lines_show_session_elapsed_time_not_device_uptime(tmp_path: Pa
     ramping_down = next(s for (_m, _s, what), s in zip(stamped, seconds, strict=True) if what == "ramping_down:")
     assert 30 <= ramping_down <= 90, done.stderr  # 3 mA·min after a 30 s ramp, counted from the session's start
     assert not re.search(r"\[\s*\d+\.\d s\]", done.stderr)  # no device-uptime stamps
+
+
+def test_course_days_and_dates_follow_the_sites_time_zone() -> None:
+    from ionctl.courses import day_start, when
+
+    timefmt.use_zone("Asia/Tokyo")  # as the site's time_zone sets it; the machine is in UTC (conftest)
+    assert when(datetime(2026, 3, 11, 15, 0, tzinfo=UTC)) == "2026-03-12 00:00 JST"
+    assert day_start(datetime(2026, 3, 11, 16, 0, tzinfo=UTC)) == datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
