@@ -162,7 +162,7 @@ def _records_show(store: object, args: argparse.Namespace) -> int:
     start = timefmt.session_start_s(record.events, record.telemetry)
     print(f"events ({len(record.events)}; +m:ss is the time since the session started):")
     for e in record.events:
-        at = f"+{timefmt.since_start(start, e['device_t_s'])}"
+        at = f"+{timefmt.since_start(start, e['device_t_s'])}" if e["device_t_s"] is not None else ""
         print(f"  {e['seq']:>3} {timefmt.local_text(e['utc'])} {at:>7} {e['kind']}: {e['text']}")
     print(f"telemetry: {len(record.telemetry)} samples (ionctl records export {args.id} --format csv)")
     if record.addenda:

@@ -104,12 +104,13 @@ def _as_local(naive: datetime) -> datetime:
 
 
 def session_start_s(events: Sequence[Mapping[str, Any]], telemetry: Sequence[Mapping[str, Any]] = ()) -> float | None:
-    """The device time a record's session started at (the first device time it noted): the origin of its
-    elapsed times. None when it noted none."""
-    for e in events:
-        if e.get("device_t_s") is not None:
-            return float(e["device_t_s"])
-    return float(telemetry[0]["t_s"]) if telemetry else None
+    """The device time a record's session started at (the earliest of its first sample and its first event with a
+    device time; the events before the output started carry none): the origin of its elapsed times. None when it
+    noted no device time."""
+    first_event = next((float(e["device_t_s"]) for e in events if e.get("device_t_s") is not None), None)
+    first_sample = float(telemetry[0]["t_s"]) if telemetry else None
+    known = [t for t in (first_event, first_sample) if t is not None]
+    return min(known) if known else None
 
 
 def since_start(start_s: float | None, t_s: float | None) -> str:

@@ -190,3 +190,21 @@ def test_course_days_and_dates_follow_the_sites_time_zone() -> None:
     timefmt.use_zone("Asia/Tokyo")  # as the site's time_zone sets it; the machine is in UTC (conftest)
     assert when(datetime(2026, 3, 11, 15, 0, tzinfo=UTC)) == "2026-03-12 00:00 JST"
     assert day_start(datetime(2026, 3, 11, 16, 0, tzinfo=UTC)) == datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
+
+
+def test_elapsed_times_count_from_the_first_sample_when_the_early_events_have_no_device_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "r.sqlite3"
+    with Store(db) as store:
+        record_id = store.open_record(patient="P", operator="O", prescription=RX, limits={}, limits_sha256="0" * 64)
+        writer = store.session_writer(record_id)
+        writer.event("state", "ramping_up: prescribed start")  # before any sample: no device time
+        for t in (500.0, 520.0, 553.0):
+            writer.sample((t, 1.0, 1.0, 5.0, 5000.0, 0.01, 0.01, 0, "ramping_up"))
+        writer.event("state", "ramping_down: dose reached", device_t_s=553.0)
+        writer.close({"outcome": "completed", "energised": True})
+    assert cli(["records", "show", str(record_id), "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\+0:53 state: ramping_down", out), out
+    assert not re.search(r"\+\S* state: ramping_up", out)  # no elapsed time where none is known
