@@ -50,7 +50,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions = course.add_subparsers(dest="course_command", metavar="ACTION", required=True)
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", metavar="PATH", help="the record store (default: records.sqlite3 in the user data dir)")
+    db.add_argument("--db", metavar="PATH", help="the record store (default: the site configuration's [records] "
+                    "store, else records.sqlite3 in the user data dir)")  # fmt: skip
 
     start = actions.add_parser("start", parents=[db], help="start a course of a preset for a patient")
     start.add_argument("--patient", required=True, metavar="ID")
@@ -104,15 +105,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def main(args: argparse.Namespace) -> int:
     from ionctl.config import ConfigError, ConfigNotApproved
+    from ionctl.config.bench import open_store
     from ionctl.courses import CourseError, CourseRefused
-    from ionctl.records import Store, StoreError, recover_interrupted
+    from ionctl.records import StoreError, StoreMissing, recover_interrupted
 
-    try:
-        with Store(args.db) as store:
+    try:  # only `course start` writes: the other actions read, and never create a store
+        with open_store(args.db, getattr(args, "config", None), create=args.course_command == "start") as store:
             for record_id in recover_interrupted(store):
                 print(f"ionctl course: record {record_id} was left open by a session that never ended; closed as "
                       "interrupted", file=sys.stderr)  # fmt: skip
             return int(args.course_handler(store, args))
+    except StoreMissing as exc:
+        print(f"ionctl course: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ConfigError, ConfigNotApproved, CourseError, CourseRefused) as exc:
         print(f"ionctl course: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -198,10 +203,14 @@ def _list(store: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return EXIT_OK
-    print("id\tcreated (UTC)\tpatient\tpreset\tdone/planned\tdose mA·min\tnext earliest (UTC)")
+    from ionctl.records import timefmt
+
+    zone = timefmt.zone_label()
+    print(f"id\tcreated ({zone})\tpatient\tpreset\tdone/planned\tdose mA·min\tnext earliest ({zone})")
     for r in rows:
-        nxt = r["next_earliest_utc"] or ("any time" if r["left"] else "none left")
-        print(f"{r['id']}\t{r['created_utc']}\t{r['patient']}\t{r['preset']}\t{r['done']}/{r['sessions']}\t"
+        nxt = timefmt.local_text(r["next_earliest_utc"], seconds=False) if r["next_earliest_utc"] else (
+            "any time" if r["left"] else "none left")
+        print(f"{r['id']}\t{timefmt.local_text(r['created_utc'])}\t{r['patient']}\t{r['preset']}\t{r['done']}/{r['sessions']}\t"
               f"{r['cumulative_dose_ma_min']:.3f}\t{nxt}")  # fmt: skip
     return EXIT_OK
 

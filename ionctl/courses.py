@@ -184,8 +184,11 @@ def counts(record: Mapping[str, Any]) -> bool:
 
 
 def day_start(t: datetime) -> datetime:
-    """The start (local midnight, in the clinic's time zone: the machine's) of the day `t` falls on, in UTC."""
-    local = t.astimezone()
+    """The start (local midnight, in the clinic's time zone: the site's `time_zone`, else the machine's) of the
+    day `t` falls on, in UTC."""
+    from ionctl.records.timefmt import local as in_clinic_zone
+
+    local = in_clinic_zone(t)
     return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
 
 
@@ -502,7 +505,9 @@ def iso(value: datetime) -> str:
 def when(value: datetime, *, up: bool = False) -> str:
     """A time for a person, to the minute, in the clinic's time zone (named); `up` rounds up so that the time
     shown is never too early."""
-    value = value.astimezone()
+    from ionctl.records.timefmt import local
+
+    value = local(value)
     if up and (value.second or value.microsecond):
         value = value.replace(second=0, microsecond=0) + timedelta(minutes=1)
     return value.strftime("%Y-%m-%d %H:%M %Z")

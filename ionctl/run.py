@@ -150,8 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--db",
         metavar="PATH",
-        help="session record store (SQLite; default: records.sqlite3 in the user data directory); the "
-        "record is written as the session runs",
+        help="session record store (SQLite; default: the site configuration's [records] store, else "
+        "records.sqlite3 in the user data directory); the record is written as the session runs",
     )
     run.add_argument(
         "--accept-no-watchdog",
@@ -240,11 +240,13 @@ def _not_started(
 def main(args: argparse.Namespace) -> int:
     """`ionctl run`: open the record store (closing any record a killed session left open), run the session
     into it and print the result; returns the exit code. No store, no session: principle 7."""
-    from ionctl.records import Store, StoreError, recover_interrupted
+    from ionctl.config import ConfigError
+    from ionctl.config.bench import open_store
+    from ionctl.records import StoreError, recover_interrupted
 
     try:
-        store = Store(args.db)
-    except (StoreError, OSError) as exc:
+        store = open_store(args.db, args.config, create=True)  # --db, else the site's store, else the user's
+    except (StoreError, OSError, ConfigError) as exc:
         message = f"not started: cannot open the record store: {exc}"
         print(f"ionctl run: {message}\nNo current flowed; the device was not opened.", file=sys.stderr)
         report = _not_started(args, message, outcome="refused")
@@ -843,6 +845,17 @@ class Progress:
         self.broken = False  # writing failed once: stay quiet for the rest of the session
         self._next_redraw_s = 0.0  # host monotonic (display only)
         self._next_line_t_s: float | None = None  # device time of the next line (not a tty)
+        self._start_t_s: float | None = None  # the first device time seen: lines show the time since then
+
+    def _at(self, t_s: float | None) -> str:
+        """`[+m:ss] `: session elapsed time (device clock) of a line, not the device's uptime."""
+        from ionctl.records.timefmt import since_start
+
+        if t_s is None:
+            return ""
+        if self._start_t_s is None:
+            self._start_t_s = t_s
+        return f"[+{since_start(self._start_t_s, t_s)}] "
 
     def on_sample(self, session: Session, sample: Telemetry) -> None:
         """Called by the session per sample. A display failure (a closed terminal) ends the display, never
@@ -869,12 +882,12 @@ class Progress:
             if now < self._next_redraw_s:
                 return
             self._next_redraw_s = now + REDRAW_EVERY_S
-            self.stream.write("\r\x1b[K" + self.status(session, sample))
+            self.stream.write("\r\x1b[K" + self._at(sample.t_s) + self.status(session, sample))
             self.stream.flush()
             self._open_line = True
         elif self._line_due(sample.t_s):
             self._next_line_t_s = sample.t_s + PROGRESS_EVERY_DEVICE_S
-            self._line(self.status(session, sample))
+            self._line(self._at(sample.t_s) + self.status(session, sample))
 
     def _line_due(self, t_s: float) -> bool:
         """The first sample, a line's time reached, or the device clock restarted (a reboot)."""
@@ -884,7 +897,7 @@ class Progress:
     def _state(self, change: StateChange) -> None:
         if change.state == "disconnected":
             return
-        when = f"[{change.device_t_s:7.1f} s] " if change.device_t_s is not None else ""
+        when = self._at(change.device_t_s)
         if change.state == "fault":
             self._line(f"{when}*** FAULT: {change.reason} ***")
         elif change.state == "refused":

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE", help="site configuration TOML (default: the site's, else the packaged defaults)"
     )
     parser.add_argument("--db", metavar="PATH",
-                        help="session record store (default: records.sqlite3 in the user data directory)")  # fmt: skip
+                        help="session record store (default: the site configuration's [records] store, "
+                        "else records.sqlite3 in the user data directory)")  # fmt: skip
     parser.add_argument("--device", metavar="ADDRESS",
                         help="device to offer first: serial port, pyserial URL or visa:RESOURCE")  # fmt: skip
 

@@ -21,7 +21,6 @@ import math
 import os
 import textwrap
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -87,23 +86,18 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _local(utc: Any) -> str:
-    """An ISO 8601 UTC time to the minute in the clinic's time zone (the machine's), named."""
-    if not utc:
-        return "-"
-    try:
-        value = datetime.fromisoformat(str(utc))
-    except ValueError:
-        return str(utc)
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    return value.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+def _short(utc: Any) -> str:
+    """A stored (UTC) time to the minute in the clinic's time zone, for the page."""
+    from ionctl.records.timefmt import local_text
+
+    return local_text(utc, seconds=False)
 
 
 def _next(status: dict[str, Any]) -> str:
     """The next earliest date in words: a time, any time (no rule holds it back), or none left."""
     if not status.get("left"):
         return "none left"
-    return _local(status["next_earliest_utc"]) if status.get("next_earliest_utc") else "any time"
+    return _short(status["next_earliest_utc"]) if status.get("next_earliest_utc") else "any time"
 
 
 def planned_parts(rx: dict[str, Any]) -> tuple[str, str]:
@@ -146,7 +140,7 @@ def header_lines(summary: CourseSummary) -> tuple[list[str], list[str]]:
     rx = plan.get("prescription")
     left = [
         f"Patient:    {c.get('patient', '-')}",
-        f"Started by: {c.get('operator', '-')} on {_local(c.get('created_utc'))}",
+        f"Started by: {c.get('operator', '-')} on {_short(c.get('created_utc'))}",
         f"Preset      {c.get('preset', '-')}",
         f"  drug      {preset.get('drug', '-')}, {preset.get('polarity', '-')} (active electrode)",
     ]
@@ -172,9 +166,9 @@ def header_lines(summary: CourseSummary) -> tuple[list[str], list[str]]:
         f"Cumulative  {_num(s.get('cumulative_dose_ma_min'), '.3f', 'mA·min')} delivered",
         f"Given at    {_span(currents, 'g')} prescribed",
         f"Peak        {_span(peaks, '.2f')} measured",
-        f"Last        {_local(s.get('last_session_utc'))}",
+        f"Last        {_short(s.get('last_session_utc'))}",
         f"Next from   {_next(s)}",
-        f"As of       {_local(s.get('as_of_utc'))}",
+        f"As of       {_short(s.get('as_of_utc'))}",
         f"Session now {allowed}",
         f"Overrides   {len(summary.overrides)}",
     ]
@@ -195,7 +189,7 @@ def session_lines(summary: CourseSummary, limit: int = MAX_ROWS) -> list[str]:
             outcome += " *"
         duration = row.get("duration_s")
         lines.append(
-            f"{number:>3} {row['record_id']:>6}  {_local(row['started_utc']):<21}{_clip(outcome, 14):<15}"
+            f"{number:>3} {row['record_id']:>6}  {_short(row['started_utc']):<21}{_clip(outcome, 14):<15}"
             f"{_num(row.get('current_ma'), '.2f'):>6}{_num(row.get('peak_current_ma'), '.2f'):>9}"
             f"{_num(duration / 60 if duration is not None else None, '.1f'):>7}"
             f"{_num(row.get('dose_ma_min'), '.3f'):>13}{_num(row.get('prescribed_dose_ma_min'), '.2f'):>8}"
@@ -213,7 +207,7 @@ def override_lines(summary: CourseSummary, limit: int = MAX_OVERRIDES) -> list[s
     lines = []
     for e in summary.overrides[:limit]:
         detail = e.get("detail") or {}
-        lines.append(_clip(f"{_local(e.get('utc'))}  {e.get('actor')}: {detail.get('reason', '-')} "
+        lines.append(_clip(f"{_short(e.get('utc'))}  {e.get('actor')}: {detail.get('reason', '-')} "
                            f"(rule: {detail.get('rule', '-')})", 118))  # fmt: skip
     if len(summary.overrides) > limit:
         lines.append(f"… {len(summary.overrides) - limit} more: ionctl course show {summary.id}")
@@ -244,7 +238,7 @@ def build_figure(summary: CourseSummary) -> Figure:
     FigureCanvasAgg(fig)
     c = summary.course
     fig.text(0.06, 0.965, f"Iontophoresis treatment course #{summary.id}", fontsize=15, weight="bold")
-    fig.text(0.06, 0.948, f"ionctl · course summary as of {_local(summary.status.get('as_of_utc'))}",
+    fig.text(0.06, 0.948, f"ionctl · course summary as of {_short(summary.status.get('as_of_utc'))}",
              fontsize=8.5, color="#444444")  # fmt: skip
     mono: dict[str, Any] = {"family": "DejaVu Sans Mono", "fontsize": 7.6, "va": "top", "linespacing": 1.45}
     left, right = header_lines(summary)
