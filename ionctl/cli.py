@@ -107,6 +107,7 @@ def _records_store(args: argparse.Namespace) -> object:
 
 def _cmd_records(args: argparse.Namespace) -> int:
     from ionctl.records import Store, StoreError
+    from ionctl.records.export import ExportError
 
     try:
         store = _records_store(args)
@@ -117,7 +118,7 @@ def _cmd_records(args: argparse.Namespace) -> int:
     with store:
         try:
             return int(args.records_handler(store, args))
-        except StoreError as exc:
+        except (StoreError, ExportError) as exc:
             print(f"ionctl records: {exc}", file=sys.stderr)
             return EXIT_FAILED
 
@@ -301,12 +302,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help()
-        return EXIT_OK
-    return int(args.handler(args))
+    """Run one command; whatever stops it, end with an exit code and at most one line on stderr (see
+    `ionctl.cli_failures`: a reader gone away, a bug, Ctrl-C outside a session)."""
+    from ionctl import cli_failures
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            parser.print_help()
+            code = EXIT_OK
+        else:
+            code = int(args.handler(args))
+        sys.stdout.flush()  # a reader gone away shows here, not in Python's flush at exit
+        return code
+    except BrokenPipeError:
+        return cli_failures.silence_stdout()
+    except KeyboardInterrupt:
+        return cli_failures.EXIT_INTERRUPTED
+    except Exception as exc:
+        return cli_failures.internal_error(exc, argv)
 
 
 if __name__ == "__main__":
