@@ -250,6 +250,8 @@ def parse_config(text: str, *, source: str = "<text>", path: Path | None = None)
     except tomllib.TOMLDecodeError as exc:  # its message carries "(at line L, column C)"
         found = re.search(r"at line (\d+)", str(exc))
         raise ConfigError(source, None, f"not valid TOML: {exc}", int(found.group(1)) if found else None) from exc
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(source, None, "not usable: arrays or inline tables nested too deeply to read") from None
     reader = _Reader(text, source)
     unknown = set(doc) - {"limits", "electrodes", "drugs", "presets"}
     if unknown:
