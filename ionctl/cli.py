@@ -133,12 +133,15 @@ def _records_list(store: object, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return EXIT_OK
+    from ionctl.safety.identifiers import escape_controls  # a record stored before IDs were checked shows safely
+
     print("id\tcreated (UTC)\tpatient\toperator\toutcome\tdose mA·min\tprescribed mA·min")
     for r in rows:
         dose = f"{r['dose_ma_min']:.3f}" if r["dose_ma_min"] is not None else "-"
         planned = f"{r['prescribed_dose_ma_min']:.2f}" if r["prescribed_dose_ma_min"] is not None else "-"
         outcome = r["outcome"] or "open (running)"
-        print(f"{r['id']}\t{r['created_utc']}\t{r['patient']}\t{r['operator']}\t{outcome}\t{dose}\t{planned}")
+        shown = [escape_controls(str(text)) for text in (r["created_utc"], r["patient"], r["operator"], outcome)]
+        print("\t".join([str(r["id"]), *shown, dose, planned]))
     return EXIT_OK
 
 
@@ -149,8 +152,10 @@ def _records_show(store: object, args: argparse.Namespace) -> int:
 
     assert isinstance(store, Store)
     record = store.get(args.id)
+    from ionctl.safety.identifiers import escape_controls
+
     for key, value in record.fields.items():
-        print(f"{key}: {value}")
+        print(f"{key}: {escape_controls(str(value))}")
     print(f"events ({len(record.events)}):")
     for e in record.events:
         at = f"[{e['device_t_s']:.2f} s] " if e["device_t_s"] is not None else ""
