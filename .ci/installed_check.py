@@ -40,6 +40,9 @@ BIN = Path(sys.executable).parent
 PATIENCE_S = 120.0  # real seconds any one wait may take on a slow, shared CI machine
 
 
+Completed = subprocess.CompletedProcess[str]
+
+
 class CheckFailed(Exception):
     pass
 
@@ -116,9 +119,7 @@ def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ())
                 yield from command_paths(sub, (*prefix, name))
 
 
-def run(command: list[str], *, timeout_s: float = PATIENCE_S, cwd: Path | None = None) -> subprocess.CompletedProcess[
-    str
-]:
+def run(command: list[str], *, timeout_s: float = PATIENCE_S, cwd: Path | None = None) -> Completed:
     try:
         return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout_s,
                               cwd=cwd)  # fmt: skip
