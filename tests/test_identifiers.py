@@ -122,3 +122,14 @@ async def test_the_console_refuses_a_pasted_patient_id_with_a_line_break(tmp_pat
         await pilot.press("ctrl+n")
         await on_screen(pilot, PresetScreen)
         assert app.flow.patient_id == "P0042"
+
+
+def test_an_unknown_preset_or_electrode_typed_with_an_escape_sequence_is_echoed_escaped(tmp_path: Path) -> None:
+    for option, value in (("--preset", "dexa\x1b[2Jmethasone"), ("--electrode", "patch\n10")):
+        args = ["--preset", "dexamethasone", option, value] if option == "--electrode" else [option, value]
+        done = ionctl("run", "--device", str(tmp_path / "no-device"), *args, "--patient", "P1", "--operator", "T07",
+                      "--db", str(tmp_path / "records.sqlite3"), "--yes")  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert "\x1b" not in done.stderr and "patch\n" not in done.stderr
+        assert ("presets.dexa\\x1b[2Jmethasone: no such preset" if option == "--preset"
+                else "electrodes.patch\\n10: no such electrode") in done.stderr  # fmt: skip

@@ -33,6 +33,7 @@ from ionctl.safety import (
     SiteLimits,
     find_drug,
 )
+from ionctl.safety.identifiers import escape_controls
 
 T = TypeVar("T")
 
@@ -202,7 +203,8 @@ def _named(table: Mapping[str, T], name: str, section: str, what: str, source: s
         return table[name]
     except KeyError:
         known = ", ".join(sorted(table)) or "none"
-        raise ConfigError(source, f"{section}.{name}", f"no such {what} (known: {known})") from None
+        typed = escape_controls(name)  # a typed name is echoed: never a line break or escape sequence as it is
+        raise ConfigError(source, f"{section}.{typed}", f"no such {what} (known: {known})") from None
 
 
 # -- loading ----------------------------------------------------------------------------------------------------
