@@ -11,12 +11,8 @@
 from __future__ import annotations
 
 import os
-import platform
 import sys
-import tempfile
-import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 EXIT_INTERNAL_ERROR = 1
@@ -43,6 +39,11 @@ def log_dir() -> Path:
 
 def internal_error(exc: BaseException, argv: Sequence[str] | None) -> int:
     """Write the traceback to a log file and say one line about it on stderr."""
+    import platform  # imported here: every command imports this module, only a failing one needs these
+    import tempfile
+    import traceback
+    from datetime import UTC, datetime
+
     from ionctl import __version__
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
