@@ -110,6 +110,7 @@ def _records_store(args: argparse.Namespace) -> object:
 def _cmd_records(args: argparse.Namespace) -> int:
     from ionctl.config import ConfigError
     from ionctl.records import Store, StoreError
+    from ionctl.records.export import ExportError
 
     try:
         store = _records_store(args)
@@ -120,7 +121,7 @@ def _cmd_records(args: argparse.Namespace) -> int:
     with store:
         try:
             return int(args.records_handler(store, args))
-        except StoreError as exc:
+        except (StoreError, ExportError) as exc:
             print(f"ionctl records: {exc}", file=sys.stderr)
             return EXIT_FAILED
 
@@ -138,12 +139,16 @@ def _records_list(store: object, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return EXIT_OK
+    from ionctl.safety.identifiers import escape_controls  # a record stored before IDs were checked shows safely
+
     print(f"id\tcreated ({timefmt.zone_label()})\tpatient\toperator\toutcome\tdose mA·min\tprescribed mA·min")
     for r in rows:
         dose = f"{r['dose_ma_min']:.3f}" if r["dose_ma_min"] is not None else "-"
         planned = f"{r['prescribed_dose_ma_min']:.2f}" if r["prescribed_dose_ma_min"] is not None else "-"
         outcome = r["outcome"] or "open (running)"
-        print(f"{r['id']}\t{timefmt.local_text(r['created_utc'])}\t{r['patient']}\t{r['operator']}\t{outcome}\t{dose}\t{planned}")
+        shown = [escape_controls(str(text)) for text in (timefmt.local_text(r["created_utc"]), r["patient"],
+                                                          r["operator"], outcome)]
+        print("\t".join([str(r["id"]), *shown, dose, planned]))
     return EXIT_OK
 
 
@@ -154,11 +159,13 @@ def _records_show(store: object, args: argparse.Namespace) -> int:
 
     assert isinstance(store, Store)
     record = store.get(args.id)
+    from ionctl.safety.identifiers import escape_controls
+
     for key, value in record.fields.items():
         if key.endswith("_utc"):  # stored in UTC; shown in the clinic's time zone (the JSON export keeps UTC)
             print(f"{key[: -len('_utc')]}: {timefmt.local_text(value)}")
         else:
-            print(f"{key}: {value}")
+            print(f"{key}: {escape_controls(str(value))}")
     start = timefmt.session_start_s(record.events, record.telemetry)
     print(f"events ({len(record.events)}; +m:ss is the time since the session started):")
     for e in record.events:
@@ -326,12 +333,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help()
-        return EXIT_OK
-    return int(args.handler(args))
+    """Run one command; whatever stops it, end with an exit code and at most one line on stderr (see
+    `ionctl.cli_failures`: a reader gone away, a bug, Ctrl-C outside a session)."""
+    from ionctl import cli_failures
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            parser.print_help()
+            code = EXIT_OK
+        else:
+            code = int(args.handler(args))
+        sys.stdout.flush()  # a reader gone away shows here, not in Python's flush at exit
+        return code
+    except BrokenPipeError:
+        return cli_failures.silence_stdout()
+    except KeyboardInterrupt:
+        return cli_failures.EXIT_INTERRUPTED
+    except Exception as exc:
+        return cli_failures.internal_error(exc, argv)
 
 
 if __name__ == "__main__":

@@ -307,9 +307,14 @@ def start_course(store: Store, config: SiteConfig, *, patient: str, operator: st
     plan keeps the preset's values and the configuration's SHA-256 as they are now, so a later change of the
     preset does not rewrite the course."""
     from ionctl.config import ConfigError
+    from ionctl.safety.identifiers import identifier_problem
 
     if not patient.strip() or not operator.strip():
         raise CourseError("a course needs a patient and an operator")
+    for field, value in (("patient", patient), ("operator", operator), ("preset", preset)):
+        problem = identifier_problem(field, value)
+        if problem is not None:
+            raise CourseError(problem)
     try:
         chosen = config.preset(preset)
     except ConfigError as exc:

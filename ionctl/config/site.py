@@ -33,6 +33,7 @@ from ionctl.safety import (
     SiteLimits,
     find_drug,
 )
+from ionctl.safety.identifiers import escape_controls
 
 T = TypeVar("T")
 
@@ -213,7 +214,8 @@ def _named(table: Mapping[str, T], name: str, section: str, what: str, source: s
         return table[name]
     except KeyError:
         known = ", ".join(sorted(table)) or "none"
-        raise ConfigError(source, f"{section}.{name}", f"no such {what} (known: {known})") from None
+        typed = escape_controls(name)  # a typed name is echoed: never a line break or escape sequence as it is
+        raise ConfigError(source, f"{section}.{typed}", f"no such {what} (known: {known})") from None
 
 
 # -- loading ----------------------------------------------------------------------------------------------------
@@ -261,6 +263,8 @@ def parse_config(text: str, *, source: str = "<text>", path: Path | None = None)
     except tomllib.TOMLDecodeError as exc:  # its message carries "(at line L, column C)"
         found = re.search(r"at line (\d+)", str(exc))
         raise ConfigError(source, None, f"not valid TOML: {exc}", int(found.group(1)) if found else None) from exc
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(source, None, "not usable: arrays or inline tables nested too deeply to read") from None
     reader = _Reader(text, source)
     unknown = set(doc) - {"limits", "electrodes", "drugs", "presets", *BENCH_KEYS}
     if unknown:

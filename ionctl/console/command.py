@@ -37,7 +37,17 @@ def main(args: argparse.Namespace) -> int:
     for record_id in setup.recovered:
         print(f"ionctl console: record {record_id} was left open by a session that never ended; closed as "
               "interrupted", file=sys.stderr)  # fmt: skip
-    from ionctl.console.app import ConsoleApp
-
-    ConsoleApp(setup).run()
+    try:
+        from ionctl.console.app import ConsoleApp
+    except ImportError as exc:  # an incomplete installation: say so rather than a traceback
+        print(f"ionctl console: cannot start, the installation is incomplete: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    app = ConsoleApp(setup)
+    app.run()
+    # Textual's App.run returns after an exception in the app (it prints the traceback itself) with no error of
+    # its own: App.return_code says how the app ended (1 on an exception, None if it never started).
+    if app.return_code != 0:
+        print(f"ionctl console: the console stopped on an error (exit code {app.return_code}); see above",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
     return EXIT_OK
