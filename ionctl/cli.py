@@ -95,10 +95,12 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _records_store(args: argparse.Namespace) -> object:
-    """The store named by --db (or the default), after closing any record a killed session left open."""
-    from ionctl.records import Store, recover_interrupted
+    """The store named by --db (else the site's, else the user's; `ionctl.config.bench`), after closing any record
+    a killed session left open. Reading never creates a store: a path with none is refused."""
+    from ionctl.config.bench import open_store
+    from ionctl.records import recover_interrupted
 
-    store = Store(args.db)
+    store = open_store(args.db, create=False)
     for record_id in recover_interrupted(store):
         print(f"ionctl records: record {record_id} was left open by a session that never ended; closed as "
               "interrupted", file=sys.stderr)  # fmt: skip
@@ -106,18 +108,20 @@ def _records_store(args: argparse.Namespace) -> object:
 
 
 def _cmd_records(args: argparse.Namespace) -> int:
+    from ionctl.config import ConfigError
     from ionctl.records import Store, StoreError
+    from ionctl.records.export import ExportError
 
     try:
         store = _records_store(args)
-    except (StoreError, OSError) as exc:
+    except (StoreError, OSError, ConfigError) as exc:
         print(f"ionctl records: {exc}", file=sys.stderr)
         return EXIT_FAILED
     assert isinstance(store, Store)
     with store:
         try:
             return int(args.records_handler(store, args))
-        except StoreError as exc:
+        except (StoreError, ExportError) as exc:
             print(f"ionctl records: {exc}", file=sys.stderr)
             return EXIT_FAILED
 
@@ -125,40 +129,54 @@ def _cmd_records(args: argparse.Namespace) -> int:
 def _records_list(store: object, args: argparse.Namespace) -> int:
     import json
 
-    from ionctl.records import Store
+    from ionctl.records import Store, timefmt
 
     assert isinstance(store, Store)
-    rows = store.list_records(patient=args.patient, since=args.since)
+    since = None  # the stored form (UTC, as `created_utc` is written), compared in SQL
+    if args.since is not None:  # parsed again now that the clinic's time zone is in force
+        since = timefmt.parse_since(args.since).isoformat(timespec="milliseconds")
+    rows = store.list_records(patient=args.patient, since=since)
     if args.json:
         print(json.dumps(rows))
         return EXIT_OK
-    print("id\tcreated (UTC)\tpatient\toperator\toutcome\tdose mA·min\tprescribed mA·min")
+    from ionctl.safety.identifiers import escape_controls  # a record stored before IDs were checked shows safely
+
+    print(f"id\tcreated ({timefmt.zone_label()})\tpatient\toperator\toutcome\tdose mA·min\tprescribed mA·min")
     for r in rows:
         dose = f"{r['dose_ma_min']:.3f}" if r["dose_ma_min"] is not None else "-"
         planned = f"{r['prescribed_dose_ma_min']:.2f}" if r["prescribed_dose_ma_min"] is not None else "-"
         outcome = r["outcome"] or "open (running)"
-        print(f"{r['id']}\t{r['created_utc']}\t{r['patient']}\t{r['operator']}\t{outcome}\t{dose}\t{planned}")
+        shown = [escape_controls(str(text)) for text in (timefmt.local_text(r["created_utc"]), r["patient"],
+                                                          r["operator"], outcome)]
+        print("\t".join([str(r["id"]), *shown, dose, planned]))
     return EXIT_OK
 
 
 def _records_show(store: object, args: argparse.Namespace) -> int:
     import json
 
-    from ionctl.records import Store
+    from ionctl.records import Store, timefmt
 
     assert isinstance(store, Store)
     record = store.get(args.id)
+    from ionctl.safety.identifiers import escape_controls
+
     for key, value in record.fields.items():
-        print(f"{key}: {value}")
-    print(f"events ({len(record.events)}):")
+        if key.endswith("_utc"):  # stored in UTC; shown in the clinic's time zone (the JSON export keeps UTC)
+            print(f"{key[: -len('_utc')]}: {timefmt.local_text(value)}")
+        else:
+            print(f"{key}: {escape_controls(str(value))}")
+    start = timefmt.session_start_s(record.events, record.telemetry)
+    print(f"events ({len(record.events)}; +m:ss is the time since the session started):")
     for e in record.events:
-        at = f"[{e['device_t_s']:.2f} s] " if e["device_t_s"] is not None else ""
-        print(f"  {e['seq']:>3} {e['utc']} {at}{e['kind']}: {e['text']}")
+        at = f"+{timefmt.since_start(start, e['device_t_s'])}" if e["device_t_s"] is not None else ""
+        print(f"  {e['seq']:>3} {timefmt.local_text(e['utc'])} {at:>7} {e['kind']}: {e['text']}")
     print(f"telemetry: {len(record.telemetry)} samples (ionctl records export {args.id} --format csv)")
     if record.addenda:
         print(f"addenda ({len(record.addenda)}):")
         for a in record.addenda:
-            print(f"  {a['utc']} {a['action']} by {a['actor']}: {json.dumps(a['detail'], sort_keys=True)}")
+            detail = json.dumps(a["detail"], sort_keys=True)
+            print(f"  {timefmt.local_text(a['utc'])} {a['action']} by {a['actor']}: {detail}")
     return EXIT_OK
 
 
@@ -190,6 +208,17 @@ def _records_verify(store: object, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _since(text: str) -> str:
+    """`--since` checked when parsed (exit 2 naming the value); `_records_list` parses it in the clinic's zone."""
+    from ionctl.records.timefmt import parse_since
+
+    try:
+        parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _add_records(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     records = commands.add_parser(
         "records",
@@ -199,10 +228,13 @@ def _add_records(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     actions = records.add_subparsers(dest="records_command", metavar="ACTION", required=True)
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", metavar="PATH", help="the record store (default: records.sqlite3 in the user data dir)")
+    db.add_argument("--db", metavar="PATH", help="the record store, which must exist (default: the site "
+                    "configuration's [records] store, else records.sqlite3 in the user data dir)")  # fmt: skip
     lst = actions.add_parser("list", parents=[db], help="list records (oldest first)")
     lst.add_argument("--patient", metavar="ID", help="only this patient's records")
-    lst.add_argument("--since", metavar="DATE", help="only records created at or after this UTC date/time (ISO 8601)")
+    lst.add_argument("--since", metavar="WHEN", type=_since,
+                     help="only records created at or after WHEN: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (the clinic's "
+                     "local time unless an offset such as +01:00 or Z is given), today or yesterday")  # fmt: skip
     lst.add_argument("--json", action="store_true", help="one JSON array of the record rows")
     lst.set_defaults(records_handler=_records_list)
     show = actions.add_parser("show", parents=[db], help="show one record and its events")
@@ -245,9 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run a full treatment session on the built-in simulator",
-        description="Start the built-in simulator, run the dexamethasone example (4 mA, 40 mA·min, cathode, "
-        "10 cm²) through `ionctl run`, and print the true dose from the simulator's trace next to the host's. "
-        "Exits with the session's exit code.",
+        description="Start the built-in simulator with the load model of the preset's electrodes, run a packaged "
+        "preset (default: dexamethasone, 4 mA, 40 mA·min, cathode, 10 cm²) through `ionctl run`, and print the true "
+        "dose from the simulator's trace next to the host's. Exits with the session's exit code.",
     )
     demo_command.add_arguments(demo)
     demo.set_defaults(handler=_cmd_demo)
@@ -301,12 +333,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help()
-        return EXIT_OK
-    return int(args.handler(args))
+    """Run one command; whatever stops it, end with an exit code and at most one line on stderr (see
+    `ionctl.cli_failures`: a reader gone away, a bug, Ctrl-C outside a session)."""
+    from ionctl import cli_failures
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            parser.print_help()
+            code = EXIT_OK
+        else:
+            code = int(args.handler(args))
+        sys.stdout.flush()  # a reader gone away shows here, not in Python's flush at exit
+        return code
+    except BrokenPipeError:
+        return cli_failures.silence_stdout()
+    except KeyboardInterrupt:
+        return cli_failures.EXIT_INTERRUPTED
+    except Exception as exc:
+        return cli_failures.internal_error(exc, argv)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="site configuration (default: the site's, else packaged)")
-    common.add_argument("--db", metavar="PATH", help="record store holding the audit trail (default: the user's)")
+    common.add_argument("--db", metavar="PATH", help="record store holding the audit trail (default: the site "
+                        "configuration's [records] store, else the user's)")  # fmt: skip
     pin = argparse.ArgumentParser(add_help=False)
     pin.add_argument("--pin-stdin", action="store_true", help="read the PIN(s) from stdin, one per line")
 
@@ -58,10 +59,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def main(args: argparse.Namespace) -> int:
     from ionctl.config import AuthorityError, ConfigError, ConfigNotApproved
-    from ionctl.records import StoreError
+    from ionctl.records import StoreError, StoreMissing
 
     try:
         return int(args.config_handler(args))
+    except StoreMissing as exc:  # a read of a store that is not there: nothing was refused, nothing to read
+        print(f"ionctl config: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ConfigError, ConfigNotApproved, AuthorityError, StoreError, PinUnavailable, OSError) as exc:
         print(f"ionctl config: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -84,10 +88,11 @@ def read_pin(prompt: str, *, from_stdin: bool, stdin: TextIO | None = None) -> s
     return getpass.getpass(f"{prompt}: ")
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from ionctl.records import Store
+def _store(args: argparse.Namespace, *, create: bool) -> Any:
+    """The record store (`ionctl.config.bench`); only an explicit write (`create`) may make a new one."""
+    from ionctl.config.bench import open_store
 
-    return Store(args.db)
+    return open_store(args.db, args.config, create=create)
 
 
 def _site_file(args: argparse.Namespace) -> Path:
@@ -104,7 +109,7 @@ def _show(args: argparse.Namespace) -> int:
     from ionctl.config import approved_sha256, load_config
 
     config = load_config(args.config)
-    with _store(args) as store:
+    with _store(args, create=False) as store:
         approved = approved_sha256(store)
     if approved == config.sha256:
         state = "approved"
@@ -155,7 +160,7 @@ def _set(args: argparse.Namespace) -> int:
     from ionctl.config import set_value
 
     path = _site_file(args)
-    with _store(args) as store:
+    with _store(args, create=True) as store:
         pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin)
         change = set_value(store, path, args.key, args.value, pin)
     print(f"{change.key}: {change.old!r} -> {change.new!r} in {path}\napproved as SHA-256 {change.config.sha256}")
@@ -171,7 +176,7 @@ def _approve(args: argparse.Namespace) -> int:
         config = parse_config(packaged_text(), source=PACKAGED_SOURCE)
     else:
         config = load_config(_site_file(args))
-    with _store(args) as store:
+    with _store(args, create=True) as store:
         pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin)
         approve(store, config, pin, note=args.note)
     print(f"approved {config.source}\nSHA-256 {config.sha256}; presets: {', '.join(sorted(config.presets))}")
@@ -182,7 +187,7 @@ def _pin(args: argparse.Namespace) -> int:
     from ionctl.config import AuthorityError, set_pin
     from ionctl.config.authority import current_pin
 
-    with _store(args) as store:
+    with _store(args, create=True) as store:
         old = read_pin("current supervisor PIN", from_stdin=args.pin_stdin) if current_pin(store) else None
         new = read_pin("new supervisor PIN", from_stdin=args.pin_stdin)
         if not args.pin_stdin and read_pin("new supervisor PIN again", from_stdin=False) != new:
@@ -193,7 +198,7 @@ def _pin(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    with _store(args) as store:
+    with _store(args, create=False) as store:
         entries = store.audit()
     for e in entries:
         if args.json:

@@ -1,13 +1,15 @@
 """`ionctl demo`: a whole treatment session on the built-in simulator, through `ionctl run`'s own code path.
 
 The simulator is started as its own process (`python -m sim`, as a user would start it; ionctl never
-imports it) on a pseudo-terminal in a temporary directory, with a ground-truth trace. The demo runs the
-packaged dexamethasone preset (4 mA, 40 mA·min, cathode) on the catalog's 10 cm² patch against it with the
-live progress display, writes the session record into a demo record store (never the clinic's: by default
-`demo/` in the user data directory) and its chart PDF next to it, prints where they are, then prints the true
-dose from the trace next to the host's. The packaged configuration is used whatever the site's, so the demo
-needs no approval and changes nothing a clinic relies on. The simulator runs in a session of its own, so
-Ctrl-C reaches only ionctl (which ramps the current down), and it is always terminated afterwards.
+imports it) on a pseudo-terminal in a temporary directory, with a ground-truth trace. The demo runs a packaged
+preset (`--preset`, default the dexamethasone one: 4 mA, 40 mA·min, cathode, on the catalog's 10 cm² patch)
+against the simulator's load model for that preset's electrodes (`DEMO_PRESETS`: a drug patch on skin, or two
+hands in tap-water trays) with the live progress display, writes the session record into a demo record
+store (never the clinic's: by default `demo/` in the user data directory) and its chart PDF next to it,
+prints where they are, then prints the true dose from the trace next to the host's. The packaged
+configuration is used whatever the site's, so the demo needs no approval and changes nothing a clinic relies
+on. The simulator runs in a session of its own, so Ctrl-C reaches only ionctl (which ramps the current
+down), and it is always terminated afterwards.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from ionctl import run
 
@@ -37,8 +39,35 @@ STOP_TIMEOUT_S = 10.0
 EXIT_FAILED = 1
 EXIT_NOT_STARTED = 2  # as `ionctl run`: no current flowed
 
-DEXAMETHASONE = ("--preset", "dexamethasone", "--electrode", "patch-10cm2", "--patient", "DEMO", "--operator",
-                 "DEMO", "--yes")  # fmt: skip
+DEMO_PATIENT = ("--patient", "DEMO", "--operator", "DEMO", "--yes")
+
+
+class DemoPreset(NamedTuple):
+    """How the demo gives a packaged preset: what it adds that the preset leaves to the clinician, and the
+    simulator's load model (`python -m sim --load`) for the preset's electrodes on a patient."""
+
+    adds: tuple[str, ...]
+    load: str
+
+
+#: Every packaged preset (tests/test_demo.py checks they agree with ionctl/data/site.toml).
+DEMO_PRESETS = {
+    # drug patches on skin: the simulator's default skin model (DOMAIN.md "Skin model starting values")
+    "dexamethasone": DemoPreset(("--electrode", "patch-10cm2"), "normal"),
+    "lidocaine": DemoPreset(("--electrode", "patch-10cm2"), "normal"),
+    # two hands in 100 cm² tap-water trays: about 2 kΩ falling toward 1 kΩ (DOMAIN.md: tray devices drive
+    # 30–60 V into 2–6 kΩ of body resistance); on the patch model 15 mA would need ~300 V and end at compliance
+    "tap-water-hands": DemoPreset((), "tap-water-hands"),
+    # as reported (50 mA), with the area and duration the report leaves out: the packaged limits refuse it
+    # before any current flows, which is what the demo then shows
+    "asc-exosome-hand-eczema": DemoPreset(("--electrode", "patch-20cm2", "--duration", "20"), "normal"),
+}
+DEFAULT_PRESET = "dexamethasone"
+
+
+def demo_arguments(preset: str) -> tuple[str, ...]:
+    """The `ionctl run` prescription options the demo of `preset` runs."""
+    return ("--preset", preset, *DEMO_PRESETS[preset].adds, *DEMO_PATIENT)
 
 
 class SimulatorError(Exception):
@@ -63,6 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="the simulated device's clock runs X times faster than wall time (default 60)",
     )
+    parser.add_argument("--preset", choices=sorted(DEMO_PRESETS), default=DEFAULT_PRESET,
+                        help="the packaged preset to run, on the simulator's matching load (default: "
+                        f"{DEFAULT_PRESET})")  # fmt: skip
+    parser.add_argument("--trace", metavar="FILE",
+                        help="keep the simulator's ground-truth trace (JSON lines) here")  # fmt: skip
     parser.add_argument("--json", action="store_true",
                         help="print the result, with the simulator's true dose, as one JSON object")  # fmt: skip
     parser.add_argument("--out", metavar="DIR",
@@ -85,9 +119,10 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out()
     db = out / "records.sqlite3"
     with tempfile.TemporaryDirectory(prefix="ionctl-demo-") as tmp:
-        link, trace = Path(tmp) / "ionto", Path(tmp) / "truth.jsonl"
-        print(f"ionctl demo: simulated device at {args.time_scale:g}x speed; times shown are device times",
-              file=sys.stderr)  # fmt: skip
+        link, trace = Path(tmp) / "ionto", Path(args.trace) if args.trace else Path(tmp) / "truth.jsonl"
+        load = DEMO_PRESETS[args.preset].load
+        print(f"ionctl demo: preset {args.preset} on a simulated device ({load} load) at {args.time_scale:g}x "
+              "speed; [+m:ss] is device time since the session started", file=sys.stderr)  # fmt: skip
         try:
             out.mkdir(parents=True, exist_ok=True)
             store = Store(db)
@@ -96,8 +131,8 @@ def main(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         with store:
             try:
-                with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log"):
-                    run_args = run.parse(["--device", str(link), *DEXAMETHASONE, "--db", str(db)])
+                with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log", load=load):
+                    run_args = run.parse(["--device", str(link), *demo_arguments(args.preset), "--db", str(db)])
                     config = parse_config(packaged_text(), source=PACKAGED_SOURCE)
                     report = run.execute(run_args, store=store, config=config)
             except SimulatorError as exc:
@@ -153,10 +188,11 @@ def true_dose_ma_min(trace: Path) -> float | None:
 
 
 @contextmanager
-def simulator(link: Path, trace: Path, scale: float, log: Path) -> Iterator[subprocess.Popen[str]]:
+def simulator(link: Path, trace: Path, scale: float, log: Path, *,
+              load: str = "normal") -> Iterator[subprocess.Popen[str]]:  # fmt: skip
     """`python -m sim` serving a device on a pty at `link`; waits for `ready`, always terminates it."""
     command = [sys.executable, "-m", "sim", "--serial-link", str(link), "--time-scale", repr(scale),
-               "--trace", str(trace)]  # fmt: skip
+               "--trace", str(trace), "--load", load]  # fmt: skip
     package_root = Path(run.__file__).resolve().parents[1]  # where ionctl and its sibling `sim` are installed
     with log.open("w") as stderr:
         process = subprocess.Popen(command, cwd=package_root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -134,8 +134,11 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
     model.add_argument(
         "--trace",
         metavar="PATH",
-        help="write the firmware device's JSONL ground truth, one line per step",
+        help="write the firmware device's JSONL ground truth: every 10 ms step while the output is energised "
+        "or anything changes; a quiet device's repeated rows are left out (the last of them is kept)",
     )
+    model.add_argument("--trace-every-step", action="store_true",
+                       help="with --trace: write every 10 ms step, idle ones too (~100 lines per device second)")
     model.add_argument("--load", choices=sorted(LOAD_PRESETS), default="normal", help="skin/electrode preset")
     model.add_argument("--rs", type=float, metavar="OHM", help="series resistance (overrides the preset)")
     model.add_argument("--rp", type=float, metavar="OHM", help="resting parallel resistance (overrides the preset)")
@@ -169,6 +172,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
     scpi = bool(args.scpi_port is not None or args.scpi_link)
     if not (firmware or scpi):
         parser.error("give at least one endpoint: --serial-link, --tcp, --scpi-port or --scpi-link")
+    if args.trace_every_step and not args.trace:
+        parser.error("--trace-every-step needs --trace")
     if not firmware and (args.fault or args.trace or args.protocol_version):
         parser.error("--fault, --trace and --protocol-version act on the firmware device: add --serial-link or --tcp")
     if args.serial_link and args.scpi_link and os.path.abspath(args.serial_link) == os.path.abspath(args.scpi_link):
@@ -188,7 +193,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
     try:
         start = time.monotonic()
         if firmware:
-            trace = TraceWriter(args.trace) if args.trace else None
+            trace = TraceWriter(args.trace, every_step=args.trace_every_step) if args.trace else None
             device = SimulatedDevice(load, spec=spec, faults=args.fault, seed=args.seed, time_scale=args.time_scale,
                                      start_wall_s=start, trace=trace)  # fmt: skip
             link = Link(device)  # one device, one host at a time, whichever endpoint it comes through

@@ -94,7 +94,10 @@ LOAD_PRESETS: dict[str, LoadParams] = {
     "high-impedance": LoadParams(rs_ohm=500.0, rp_rest_ohm=60_000.0, rp_min_ohm=6_000.0, cp_uf=0.3),
     # Tunable estimate: hands in tap-water trays (DOMAIN.md: 15–20 mA for up to ~30 min, large trays). The wetted
     # area is ~10x a drug electrode's, so impedance is much lower, capacitance higher, and R_p needs ~10x the
-    # charge to fall as far. 20 mA then needs ≈ 43 V at rest, within a 60 V compliance.
+    # charge to fall as far. 20 mA then needs ≈ 43 V at rest, within a 60 V compliance. About 2 kΩ at rest sits
+    # at the low end of "30–60 V against 2–6 kΩ of body resistance" for tray devices (DOMAIN.md, tap-water
+    # devices), and stays above the packaged min_running_impedance_ohm (500 Ω). The load `ionctl demo` uses for
+    # the packaged `tap-water-hands` preset (15 mA on 100 cm² trays).
     "tap-water-hands": LoadParams(
         rs_ohm=150.0, rp_rest_ohm=2_000.0, rp_min_ohm=800.0, cp_uf=5.0, charge_scale_uas=10_000_000.0
     ),

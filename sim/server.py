@@ -341,19 +341,56 @@ class Server:
 
 
 class TraceWriter:
-    """JSONL ground truth, written as the simulation steps and flushed every loop iteration."""
+    """JSONL ground truth, written as the simulation steps; flushed at every change of state or fault and when
+    the output goes quiet (while energised, rows reach the file as the buffer fills).
 
-    def __init__(self, path: str) -> None:
+    The device steps every 10 ms whether or not anything happens, so an idle simulator at 60x would write
+    ~6000 identical lines a wall second. A row is left out only when it is *quiet* (no current, no output
+    voltage) and says the same as the quiet row before it (state, fault, dose) except the time: nothing a
+    reader can learn from it is lost. The last quiet row of such a run is written when the run ends (before the
+    next row that differs, and at close), so current, voltage and dose interpolated between any two written
+    rows are exactly the device's, and the step where current reaches zero is always there. Every row while the
+    output is energised, and every change of state or fault, is written. `every_step` writes them all."""
+
+    def __init__(self, path: str, *, every_step: bool = False) -> None:
         self._file: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
         import json
 
         self._dumps = json.dumps
+        self.every_step = every_step
+        self._quiet: tuple[object, ...] | None = None  # what the last written quiet row said (not its time)
+        self._held: dict[str, object] | None = None  # the last quiet row left out
+        self._last_said: tuple[object, ...] = ()
+        self.written = self.left_out = 0
 
     def __call__(self, row: dict[str, object]) -> None:
+        quiet = row.get("current_ua") == 0 and row.get("voltage_mv") == 0
+        says = (row.get("state"), row.get("fault"), row.get("dose_uas"))
+        if quiet and not self.every_step and says == self._quiet:
+            self._held = row
+            self.left_out += 1
+            return
+        self._release()
+        changed = quiet or says[:2] != self._last_said[:2]
+        self._quiet = says if quiet else None
+        self._last_said = says
+        self._write(row)
+        if changed:  # a reader waiting for the output to stop, or for a state, sees it now, not when a buffer fills
+            self._file.flush()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._write(self._held)
+            self.left_out -= 1
+            self._held = None
+
+    def _write(self, row: dict[str, object]) -> None:
         self._file.write(self._dumps(row, separators=(",", ":")) + "\n")
+        self.written += 1
 
     def flush(self) -> None:
         self._file.flush()
 
     def close(self) -> None:
+        self._release()  # the trace ends at the device's last step
         self._file.close()

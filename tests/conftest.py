@@ -24,3 +24,6 @@ def clinic_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
     machine's, so dates in expectations are the same everywhere. A test of another zone sets TZ itself."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    from ionctl.records import timefmt
+
+    timefmt.use_zone(None)  # no site time zone left over from another test

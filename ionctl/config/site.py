@@ -33,6 +33,7 @@ from ionctl.safety import (
     SiteLimits,
     find_drug,
 )
+from ionctl.safety.identifiers import escape_controls
 
 T = TypeVar("T")
 
@@ -156,6 +157,16 @@ _OPTION = {"current_ma": "--current", "electrode_area_cm2": "--electrode-area or
 
 
 @dataclass(frozen=True)
+class BenchSettings:
+    """What the site file says about the PC it is on: where the record store is (`[records] store`, an absolute
+    path shared by every account; None: each user's own) and the clinic's IANA `time_zone` (None: the
+    machine's)."""
+
+    store: Path | None = None
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     """A checked site configuration. `sha256` is over the file's bytes: any edit, comments included,
     makes it a different configuration that a supervisor must approve."""
@@ -167,6 +178,7 @@ class SiteConfig:
     electrodes: Mapping[str, Electrode]
     drugs: Mapping[str, DrugEntry]
     presets: Mapping[str, Preset]
+    bench: BenchSettings = BenchSettings()
     sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -202,7 +214,8 @@ def _named(table: Mapping[str, T], name: str, section: str, what: str, source: s
         return table[name]
     except KeyError:
         known = ", ".join(sorted(table)) or "none"
-        raise ConfigError(source, f"{section}.{name}", f"no such {what} (known: {known})") from None
+        typed = escape_controls(name)  # a typed name is echoed: never a line break or escape sequence as it is
+        raise ConfigError(source, f"{section}.{typed}", f"no such {what} (known: {known})") from None
 
 
 # -- loading ----------------------------------------------------------------------------------------------------
@@ -250,17 +263,42 @@ def parse_config(text: str, *, source: str = "<text>", path: Path | None = None)
     except tomllib.TOMLDecodeError as exc:  # its message carries "(at line L, column C)"
         found = re.search(r"at line (\d+)", str(exc))
         raise ConfigError(source, None, f"not valid TOML: {exc}", int(found.group(1)) if found else None) from exc
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(source, None, "not usable: arrays or inline tables nested too deeply to read") from None
     reader = _Reader(text, source)
-    unknown = set(doc) - {"limits", "electrodes", "drugs", "presets"}
+    unknown = set(doc) - {"limits", "electrodes", "drugs", "presets", *BENCH_KEYS}
     if unknown:
         key = sorted(unknown)[0]
-        reader.fail((key,), "unknown table or key; known: limits, electrodes, drugs, presets")
+        reader.fail((key,), f"unknown table or key; known: limits, electrodes, drugs, presets, {', '.join(BENCH_KEYS)}")
+    bench = reader.bench(doc)
     limits = reader.limits(doc.get("limits"))
     electrodes = {name: reader.electrode(name, t) for name, t in reader.tables(doc, "electrodes")}
     drugs = {name: reader.drug(name, t) for name, t in reader.tables(doc, "drugs")}
     presets = {name: reader.preset(name, t, electrodes, drugs, limits) for name, t in reader.tables(doc, "presets")}
     return SiteConfig(source, path, text, limits, MappingProxyType(electrodes), MappingProxyType(drugs),
-                      MappingProxyType(presets))  # fmt: skip
+                      MappingProxyType(presets), bench)  # fmt: skip
+
+
+#: Top-level keys and tables about the PC rather than the treatment (`BenchSettings`).
+BENCH_KEYS = ("records", "time_zone")
+
+
+def bench_settings(path: str | Path | None = None) -> BenchSettings:
+    """The `BenchSettings` of the file in force (`resolve_path`), checking only those keys, so that reading
+    records does not depend on the rest of the file; the packaged defaults name none."""
+    resolved = resolve_path(path)
+    if resolved is None:
+        return BenchSettings()
+    try:
+        text = resolved.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(resolved), None, f"cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        line = int(found.group(1)) if found else None
+        raise ConfigError(str(resolved), None, f"not valid TOML: {exc}", line) from exc
+    return _Reader(text, str(resolved)).bench(doc)
 
 
 class _Reader:
@@ -314,6 +352,27 @@ class _Reader:
         if not isinstance(value, str) or not value.strip():
             self.fail(keys, "missing" if value is None else f"must be a non-empty string, got {value!r}")
         return str(value)
+
+    def bench(self, doc: Mapping[str, Any]) -> BenchSettings:
+        from ionctl.records.timefmt import zone_named
+
+        zone = doc.get("time_zone")
+        if zone is not None:
+            try:
+                zone_named(zone)
+            except ValueError as exc:
+                self.fail(("time_zone",), str(exc))
+        table = doc.get("records", {})
+        if not isinstance(table, dict):
+            self.fail(("records",), "must be a table, written [records]")
+        self.known(("records",), table, ("store",))
+        store = table.get("store")
+        if store is not None:
+            if not isinstance(store, str) or not store.strip() or not Path(store).is_absolute():
+                self.fail(("records", "store"), f"must be an absolute path to the record store file, e.g. "
+                                                f'"/var/lib/ionctl/records.sqlite3", got {store!r}')  # fmt: skip
+            store = Path(store)
+        return BenchSettings(store, zone)
 
     def electrode(self, name: str, t: dict[str, Any]) -> Electrode:
         keys = ("electrodes", name)

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE", help="site configuration TOML (default: the site's, else the packaged defaults)"
     )
     parser.add_argument("--db", metavar="PATH",
-                        help="session record store (default: records.sqlite3 in the user data directory)")  # fmt: skip
+                        help="session record store (default: the site configuration's [records] store, "
+                        "else records.sqlite3 in the user data directory)")  # fmt: skip
     parser.add_argument("--device", metavar="ADDRESS",
                         help="device to offer first: serial port, pyserial URL or visa:RESOURCE")  # fmt: skip
 
@@ -36,7 +37,17 @@ def main(args: argparse.Namespace) -> int:
     for record_id in setup.recovered:
         print(f"ionctl console: record {record_id} was left open by a session that never ended; closed as "
               "interrupted", file=sys.stderr)  # fmt: skip
-    from ionctl.console.app import ConsoleApp
-
-    ConsoleApp(setup).run()
+    try:
+        from ionctl.console.app import ConsoleApp
+    except ImportError as exc:  # an incomplete installation: say so rather than a traceback
+        print(f"ionctl console: cannot start, the installation is incomplete: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    app = ConsoleApp(setup)
+    app.run()
+    # Textual's App.run returns after an exception in the app (it prints the traceback itself) with no error of
+    # its own: App.return_code says how the app ended (1 on an exception, None if it never started).
+    if app.return_code != 0:
+        print(f"ionctl console: the console stopped on an error (exit code {app.return_code}); see above",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
     return EXIT_OK

@@ -69,10 +69,11 @@ class ConsoleSetup:
         """Load the configuration and open the store once (recovery, approval); raises `ConfigError`,
         `StoreError` or `OSError` for the command to report."""
         from ionctl.config import ConfigNotApproved, load_config, require_approved
-        from ionctl.records import Store, recover_interrupted
+        from ionctl.config.bench import open_store
+        from ionctl.records import recover_interrupted
 
         config = load_config(args.config)
-        with Store(args.db) as store:
+        with open_store(args.db, args.config, create=True) as store:  # the console runs sessions: it may create
             recovered = recover_interrupted(store)
             try:
                 require_approved(config, store)

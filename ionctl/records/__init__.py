@@ -3,7 +3,16 @@ recovery (`recovery`) and exports (`export`). Standard library (and platformdirs
 session or the CLI: `ionctl.run` feeds it."""
 
 from ionctl.records.recovery import SessionLock, recover_interrupted
-from ionctl.records.store import SCHEMA_VERSION, BrokenLink, Record, SessionWriter, Store, StoreError, default_path
+from ionctl.records.store import (
+    SCHEMA_VERSION,
+    BrokenLink,
+    Record,
+    SessionWriter,
+    Store,
+    StoreError,
+    StoreMissing,
+    default_path,
+)
 
 __all__ = ["SCHEMA_VERSION", "BrokenLink", "Record", "SessionLock", "SessionWriter", "Store", "StoreError",
-           "default_path", "recover_interrupted"]  # fmt: skip
+           "StoreMissing", "default_path", "recover_interrupted"]  # fmt: skip

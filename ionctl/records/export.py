@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 
 from ionctl.records.store import Record
@@ -46,16 +47,34 @@ def to_pdf(record: Record) -> bytes:
     return build(record)
 
 
+class ExportError(OSError):
+    """An export's file could not be written; the message names the path and the reason."""
+
+
 def deliver(content: str | bytes, output: str | None, *, pdf_name: str, command: str) -> None:
     """Where an export goes: a PDF (bytes) to `output` or `pdf_name` (always a file, said on stderr); text to
-    `output` if given, else stdout. Shared by `ionctl records export` and `ionctl course export`."""
+    `output` if given, else stdout. Shared by `ionctl records export` and `ionctl course export`. A file that
+    cannot be written (a missing folder, no permission, a full disk) raises `ExportError`."""
     if isinstance(content, bytes):
         path = output or pdf_name
-        with open(path, "wb") as f:
-            f.write(content)
+        _write(path, content)
         print(f"{command}: wrote {path}", file=sys.stderr)
     elif output:
-        with open(output, "w", encoding="utf-8", newline="") as f:
-            f.write(content)
+        _write(output, content)
     else:
         sys.stdout.write(content)
+
+
+def _write(path: str, content: str | bytes) -> None:
+    try:
+        if isinstance(content, bytes):
+            with open(path, "wb") as f:
+                f.write(content)
+        else:
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(content)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileNotFoundError) and not os.path.isdir(os.path.dirname(path) or "."):
+            reason = f"the folder {os.path.dirname(path)!r} does not exist"
+        raise ExportError(f"cannot write {path!r}: {reason}") from exc

@@ -20,6 +20,7 @@ import os
 import textwrap
 from typing import TYPE_CHECKING, Any
 
+from ionctl.records import timefmt
 from ionctl.records.store import Record
 
 if TYPE_CHECKING:
@@ -123,8 +124,8 @@ def summary_lines(record: Record) -> tuple[list[str], list[str]]:
         "            min {} / max {}".format(_num(f.get("impedance_min_ohm"), ".0f", "Ω"),
                                              _num(f.get("impedance_max_ohm"), ".0f", "Ω")),
         "",
-        f"Started     {f.get('created_utc', '-')}",
-        f"Ended       {f.get('ended_utc') or '-'}",
+        f"Started     {timefmt.local_text(f.get('created_utc'))}",
+        f"Ended       {timefmt.local_text(f.get('ended_utc'))}",
         f"Limits SHA-256  {_short_hash(f.get('limits_sha256'))}",
         f"Config SHA-256  {_short_hash(f.get('config_sha256'))}"
         + (f"   course {f['course_id']}" if f.get("course_id") is not None else ""),
@@ -142,8 +143,10 @@ def event_lines(record: Record, limit: int = MAX_EVENTS) -> list[str]:
         others = [e for e in events if e["kind"] != "fault"][: limit - len(faults)]
         chosen = sorted(faults + others, key=lambda e: e["seq"])
     lines = []
+    start = timefmt.session_start_s(record.events, record.telemetry)
     for e in chosen:
-        at = f"{e['device_t_s']:8.2f} s" if e.get("device_t_s") is not None else "         -"
+        at = f"+{timefmt.since_start(start, e.get('device_t_s'))}" if e.get("device_t_s") is not None else "-"
+        at = f"{timefmt.local_text(e.get('utc'))[11:19]} {at:>7}"  # the clinic's clock, and the session's
         mark = "FAULT" if e["kind"] == "fault" else e["kind"]
         lines.append(_clip(f"{at}  {mark:<5}  {' '.join(str(e['text']).split())}", 112))
     if len(events) > len(chosen):
@@ -160,8 +163,9 @@ def addendum_lines(record: Record) -> list[str]:
         raw = a.get("detail")
         detail: dict[str, Any] = raw if isinstance(raw, dict) else _parsed(raw)
         text = detail.get("text") or "; ".join(f"{k} {v}" for k, v in detail.items())
-        lines.append(_clip(f"{str(a.get('utc', ''))[:16]:>16}  {a.get('action', '-')} ({a.get('actor', '-')}): "
-                           f"{' '.join(str(text).split())}", 112))  # fmt: skip
+        when = timefmt.local_text(a.get("utc"), seconds=False)
+        lines.append(_clip(f"{when}  {a.get('action', '-')} ({a.get('actor', '-')}): {' '.join(str(text).split())}",
+                           112))  # fmt: skip
     return lines
 
 
@@ -227,7 +231,7 @@ def build_figure(record: Record) -> Figure:
     FigureCanvasAgg(fig)
     f = record.fields
     fig.text(0.06, 0.965, f"Iontophoresis session record #{record.id}", fontsize=15, weight="bold")
-    fig.text(0.06, 0.948, f"ionctl · created {f.get('created_utc', '-')} UTC · outcome: "
+    fig.text(0.06, 0.948, f"ionctl · created {timefmt.local_text(f.get('created_utc'))} · outcome: "
                           f"{f.get('outcome') or 'open (running)'}", fontsize=8.5, color="#444444")  # fmt: skip
     left, right = summary_lines(record)
     mono: dict[str, Any] = {"family": "DejaVu Sans Mono", "fontsize": 7.6, "va": "top", "linespacing": 1.45}
@@ -239,7 +243,8 @@ def build_figure(record: Record) -> Figure:
         wrapped = textwrap.wrap(f"Message: {message}", width=108)[:3]
         fig.text(0.06, y, "\n".join(wrapped), **mono)
         y -= 0.013 * len(wrapped) + 0.008
-    fig.text(0.06, y, "Faults and events (device time)", fontsize=8.5, weight="bold", va="top")
+    fig.text(0.06, y, "Faults and events (clinic time, +m:ss since the session started)", fontsize=8.5,
+             weight="bold", va="top")
     events = event_lines(record)
     fig.text(0.06, y - 0.016, "\n".join(events), **{**mono, "fontsize": 7, "linespacing": 1.35})
 
@@ -268,7 +273,7 @@ def build_figure(record: Record) -> Figure:
         if row < 2:
             ax.tick_params(labelbottom=False)
         axes.append(ax)
-    axes[-1].set_xlabel("device time (s)", fontsize=8)
+    _elapsed_axis(axes[-1], timefmt.session_start_s(record.events, record.telemetry))
     if not record.telemetry:
         axes[0].text(0.5, 0.5, "no telemetry (the output was never energised)", ha="center", va="center",
                      transform=axes[0].transAxes, fontsize=9, color="#666666")  # fmt: skip
@@ -306,6 +311,24 @@ def build_figure(record: Record) -> Figure:
     fig.text(0.06, 0.012, f"Record {record.id} · chain hash {_short_hash(f.get('chain_hash'))} · "
                           f"verify with `ionctl records verify`", fontsize=6.5, color="#666666")  # fmt: skip
     return fig
+
+
+def _elapsed_axis(ax: Axes, start_s: float | None) -> None:
+    """Label the (device time) axis with the time since the session started, m:ss, ticks at round elapsed
+    times (0:30, 1:00, 2:00, 5:00 ... after the start)."""
+    from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
+
+    origin = start_s or 0.0
+    rounded = MaxNLocator(nbins=8, steps=[1, 1.2, 3, 6, 10])  # x 10^k s: 10 s, 12 s, 30 s, 1 min, 2 min, 5 min
+
+    class Elapsed(Locator):
+        def __call__(self) -> Any:
+            lo, hi = ax.xaxis.get_view_interval()
+            return [origin + t for t in rounded.tick_values(lo - origin, hi - origin)]
+
+    ax.xaxis.set_major_locator(Elapsed())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: timefmt.elapsed(x - origin)))
+    ax.set_xlabel("time since the session started (m:ss)", fontsize=8)
 
 
 def to_pdf(record: Record) -> bytes:

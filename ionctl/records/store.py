@@ -72,6 +72,16 @@ class StoreError(Exception):
     """The store cannot be opened or written (not a records file, a newer schema, a closed record)."""
 
 
+class StoreMissing(StoreError):
+    """A store opened to read (`create=False`) does not exist: reading never creates one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"no record store at {path}: a command that only reads never creates one; only a session "
+                         "(ionctl run, ionctl console, ionctl demo) or an explicit write (ionctl config pin, approve "
+                         "or set; ionctl course start) does. Check --db, or the site configuration's [records] store")
+
+
 def default_path() -> Path:
     """`records.sqlite3` in the user data directory (created on first use)."""
     import platformdirs
@@ -339,13 +349,19 @@ class BrokenLink:
 
 
 class Store:
-    """A records file. One connection; not shared between threads."""
+    """A records file. One connection; not shared between threads. `create=False` (what a command that only
+    reads uses) opens an existing file or raises `StoreMissing`, never leaving a file or directory behind."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_file():
+            raise StoreMissing(self.path)
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            # mode=rw: SQLite itself refuses to create the file (no window between the check above and here)
+            target: Any = self.path if create else f"{self.path.resolve().as_uri()}?mode=rw"
+            self.db = sqlite3.connect(target, isolation_level=None, timeout=10.0, uri=not create)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")

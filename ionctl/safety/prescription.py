@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ionctl.drivers.base import Polarity
 from ionctl.safety.drugs import Charge
 from ionctl.safety.errors import PrescriptionError
+from ionctl.safety.identifiers import check_identifier
 
 DRUG_ELECTRODE = "drug-electrode"
 TAP_WATER = "tap-water"
@@ -37,6 +38,7 @@ def _positive(name: str, value: object, *, zero_ok: bool = False) -> None:
 def _text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip():
         raise PrescriptionError(f"{name} must be a non-empty string, got {value!r}")
+    check_identifier(name, value)  # printable text only: no line breaks, tabs, escape sequences
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from textual.widgets.option_list import Option
 
 from ionctl.console.screens.base import Step, both_cases
 from ionctl.drivers.base import CurrentSource, DeviceError
+from ionctl.safety.identifiers import identifier_problem
 
 if TYPE_CHECKING:
     from ionctl.config import Preset
@@ -148,6 +149,10 @@ class PatientScreen(Step):
         operator = self.query_one("#operator", Input).value.strip()
         if not patient or not operator:
             self.query_one("#patient-status", Static).update("Give both the patient's and the operator's ID.")
+            return
+        problem = identifier_problem("patient ID", patient) or identifier_problem("operator ID", operator)
+        if problem is not None:  # a pasted line break, tab or escape sequence
+            self.query_one("#patient-status", Static).update(problem)
             return
         self.flow.patient_id, self.flow.operator_id = patient, operator
         self.console.switch_screen(PresetScreen())
