@@ -162,7 +162,7 @@ SCREENS: dict[str, tuple[Reach, tuple[str, ...], str, tuple[str, ...]]] = {
     "prescription": (to_prescription, ("#rx-form", "#rx-check", "#planned"), "Next", ()),
     "contact": (to_contact, ("#contact",), "Check again", ()),
     "skin-before": (to_skin, ("#skin", "#skin-notes"), "Next", ()),
-    "confirm": (to_confirm, ("#summary",), "Start the current", ()),
+    "confirm": (to_confirm, ("#summary", ".title"), "Start the current", ()),  # .title: "Press Y to start"
     "run": (to_run, RUN_ESSENTIALS, "ABORT", ()),
     "fault": (
         to_fault,
@@ -184,7 +184,10 @@ async def test_each_screen_shows_its_content_and_key_help_at_80x24(tmp_path: Pat
         await reach(pilot, gate)
         await pilot.pause(0.2)
         for selector in essentials:
-            assert fully_visible(app, app.screen.query_one(selector)), f"{selector}:\n{text_of(app)}"
+            widgets = list(app.screen.query(selector))
+            assert widgets, selector
+            for widget in widgets:
+                assert fully_visible(app, widget), f"{selector}:\n{text_of(app)}"
         keys = key_help(app)
         assert offered in {str(key.description) for key in keys}
         assert all(fully_visible(app, key) for key in keys), [str(k.description) for k in keys]
