@@ -82,8 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "it gives, and must give what it leaves to the clinician) or every value: drug, polarity, electrode, "
         "current, and dose or duration.")  # fmt: skip
     rx.add_argument("--preset", metavar="NAME", help="start from this preset (`ionctl config show` lists them)")
-    rx.add_argument("--drug", metavar="NAME", help="a drug of the site's drug catalog, e.g. dexamethasone, lidocaine, "
-                    "tap-water (`ionctl config show` lists them)")
+    rx.add_argument(
+        "--drug", metavar="NAME", help="a drug of the site's drug catalog, e.g. dexamethasone, lidocaine, tap-water"
+    )
     # Not accepted: a drug's charge comes from the built-in table or the site's drug catalog (a supervisor's
     # addition), never from the technician. Kept, hidden, to refuse it with what to do instead.
     rx.add_argument("--drug-charge", metavar="+|-|0", help=argparse.SUPPRESS)

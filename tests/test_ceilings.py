@@ -189,7 +189,8 @@ def test_config_set_refuses_500_ma_before_writing_anything(tmp_path: Path) -> No
     db, path = str(tmp_path / "r.sqlite3"), tmp_path / "site.toml"
     assert ionctl("config", "init", str(path)).returncode == 0
     assert ionctl("config", "pin", "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
-    assert ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
+    approved = ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n")
+    assert approved.returncode == 0
     before = path.read_text(encoding="utf-8")
     done = ionctl("config", "set", "limits.max_current_ma", "500", "--config", str(path), "--db", db, "--pin-stdin",
                   "--yes", input_=PIN + "\n")  # fmt: skip

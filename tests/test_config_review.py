@@ -19,7 +19,8 @@ def approved_site(tmp_path: Path) -> tuple[str, Path]:
     db, path = str(tmp_path / "r.sqlite3"), tmp_path / "site.toml"
     assert ionctl("config", "init", str(path)).returncode == 0
     assert ionctl("config", "pin", "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
-    assert ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
+    approved = ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n")
+    assert approved.returncode == 0
     return db, path
 
 

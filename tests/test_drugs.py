@@ -50,7 +50,8 @@ def refused(p: Prescription) -> PrescriptionRefused:
     ("XYLOCAINE MPF", "lidocaine"), ("lignocaine", "lidocaine"), (f"lido{ZWSP}caine", "lidocaine"),
     ("ｌｉｄｏｃａｉｎｅ", "lidocaine"),  # full-width forms (NFKC)
     ("lido\u00adcaine", "lidocaine"),  # a soft hyphen (Cf)
-    ("Decadron", "dexamethasone-sodium-phosphate"), ("dexamethasone–sodium—phosphate", "dexamethasone-sodium-phosphate"),
+    ("Decadron", "dexamethasone-sodium-phosphate"),
+    ("dexamethasone–sodium—phosphate", "dexamethasone-sodium-phosphate"),  # en and em dashes
     ("Dexamethasone Sodium_Phosphate", "dexamethasone-sodium-phosphate"), ("TAP  WATER", "tap-water"),
 ])  # fmt: skip
 def test_synonyms_salts_brands_and_spellings_are_one_drug(spelling: str, drug: str) -> None:
@@ -81,7 +82,8 @@ def test_at_the_command_line_xylocaine_from_the_cathode_is_refused_and_a_charge_
     args = ("--drug", "Xylocaine", "--polarity", "cathode", "--electrode-area", "10", "--current", "4", "--dose", "40",
             "--patient", "P", "--operator", "O", "--yes", "--device", str(tmp_path / "no-such-port"))  # fmt: skip
     cathode = ionctl("run", *args)
-    assert cathode.returncode == 2 and "lidocaine is cationic (+) and must be delivered from the anode" in cathode.stderr
+    assert cathode.returncode == 2
+    assert "lidocaine is cationic (+) and must be delivered from the anode" in cathode.stderr
     declared = ionctl("run", *args, "--drug-charge", "-")
     assert declared.returncode == 2 and "--drug-charge is not accepted" in declared.stderr
     assert "supervisor adds a drug to the catalog" in declared.stderr

@@ -65,7 +65,9 @@ OPTION = {"current_ma": "--current", "dose_ma_min": "--dose", "duration_min": "-
 
 
 @pytest.mark.parametrize("preset, values", BAD, ids=[f"{p}-{'-'.join(v)}" for p, v in BAD])
-def test_the_cli_and_the_console_refuse_with_the_same_list(tmp_path: Path, preset: str, values: dict[str, float]) -> None:
+def test_the_cli_and_the_console_refuse_with_the_same_list(
+    tmp_path: Path, preset: str, values: dict[str, float]
+) -> None:
     options = [text for key, value in values.items() for text in (OPTION[key], f"{value:g}")]
     cli = [v["message"] for v in run_refused(tmp_path, "--preset", preset, *options)["violations"]]
     # What the console's prescription screen does with the same numbers typed into its form.

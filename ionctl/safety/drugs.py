@@ -23,7 +23,7 @@ from ionctl.drivers.base import Polarity
 
 
 class Charge(enum.Enum):
-    """The charge of the drug's active ion; the value is the CLI spelling (`+`, `-`, `0` in a site's `[drugs]` table)."""
+    """The charge of the drug's active ion; the value is its spelling in a site's `[drugs]` table (`-`, `+`, `0`)."""
 
     ANIONIC = "-"
     CATIONIC = "+"
@@ -110,7 +110,8 @@ def normalise_drug_name(name: str) -> str:
     joiners, soft hyphen, byte-order mark, bidi marks) removed, and every run of whitespace, `_` and dashes
     made one `-`."""
     folded = unicodedata.normalize("NFKC", name).casefold()
-    words, word = [], []
+    words: list[str] = []
+    word: list[str] = []
     for char in folded:
         category = unicodedata.category(char)
         if category == "Cf":

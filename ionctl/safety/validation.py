@@ -3,8 +3,9 @@
 `violations` checks a `Prescription` for consistency, its drug (against the built-in table and the site's drug
 catalog), the site limits of its protocol class, the packaged ceilings and, once connected, the hardware's own
 limits, and lists *every* violation at once (a technician fixing one number at a time is how mistakes slip
-in); `validate` accepts a prescription with none or refuses it with that list. `device_limits` turns an accepted prescription into the `DeviceLimits`
-the source enforces on its own (DESIGN.md principle 3): a backstop just above what the host intends.
+in); `validate` accepts a prescription with none or refuses it with that list. `device_limits` turns an
+accepted prescription into the `DeviceLimits` the source enforces on its own (DESIGN.md principle 3): a
+backstop just above what the host intends.
 """
 
 from __future__ import annotations
@@ -178,12 +179,12 @@ def _drug_checks(p: Prescription, catalog: Mapping[str, CatalogEntry] | None) ->
         return found
     if known is not None and p.drug_charge not in (None, known[0]):
         assert p.drug_charge is not None
-        charge, source = known
+        table_charge, source = known
         message = (
-            f"drug charge {p.drug_charge.value} contradicts {p.drug}, which is {charge.name.lower()} "
-            f"({charge.value}; {source}): a declared charge never overrides a known one (drug_charge)"
+            f"drug charge {p.drug_charge.value} contradicts {p.drug}, which is {table_charge.name.lower()} "
+            f"({table_charge.value}; {source}): a declared charge never overrides a known one (drug_charge)"
         )
-        found.append(Violation("drug_charge", charge.value, p.drug_charge.value, "", message))
+        found.append(Violation("drug_charge", table_charge.value, p.drug_charge.value, "", message))
     charge = known[0] if known is not None else p.drug_charge
     assert charge is not None
     found += _polarity_checks(p, charge)
@@ -277,12 +278,13 @@ def device_limits(validated: ValidatedPrescription) -> DeviceLimits:
     - max current: prescription + the current-mismatch tolerance, capped by the site, hardware and ceiling maxima;
     - max slew: the max current over the site's *minimum* ramp: every prescribed ramp fits under it, and an
       abort (which ramps at max slew) reaches zero within `min_ramp_s`;
-    - max dose: planned dose + the dose-mismatch tolerance, capped by the site maximum (at the site maximum
+    - max dose: planned dose + the dose-mismatch tolerance, capped by the site and ceiling maxima (at the site maximum
       there is no margin: the device may trip DOSE_LIMIT in the last moments of the ramp-down);
     - max duration: planned + 10 % + the compliance tolerance (time lost at compliance is made up by running
       longer); device time spent paused counts against it;
-    - voltage: the hardware compliance, at most the ceiling's `max_compliance_v` (a SourceMeter can do more); impedance window: the site's running window; area: the electrode's;
-      watchdog: the site's; compliance timeout: 1.5 × the site's tolerance.
+    - voltage: the hardware compliance, at most the ceiling's `max_compliance_v` (a SourceMeter can do more);
+      impedance window: the site's running window; area: the electrode's; watchdog: the site's; compliance
+      timeout: 1.5 × the site's tolerance.
 
     Raises ValueError if `validated` was validated without the hardware identity (validate once connected).
     """
@@ -294,12 +296,13 @@ def device_limits(validated: ValidatedPrescription) -> DeviceLimits:
     max_current_ma = min(p.current_ma + current_margin_ma, site.max_current_ma, hw.hw_max_current_ma,
                          ceilings.values["max_current_ma"])  # fmt: skip
     min_ramp_s = max(site.min_ramp_s, ceilings.values["min_ramp_s"])
+    ceiling_dose = ceilings.values["max_dose_ma_min"]
     dose_margin = max(p.planned_dose_ma_min * site.dose_mismatch_fraction, site.dose_mismatch_floor_ma_min)
     duration_s = p.planned_duration_s * (1 + DURATION_MARGIN_FRACTION) + site.compliance_tolerance_s
     return DeviceLimits(
         max_current_ma=max_current_ma,
         max_slew_ma_per_s=max_current_ma / min_ramp_s,
-        max_dose_ma_min=min(p.planned_dose_ma_min + dose_margin, site.max_dose_ma_min, ceilings.values["max_dose_ma_min"]),
+        max_dose_ma_min=min(p.planned_dose_ma_min + dose_margin, site.max_dose_ma_min, ceiling_dose),
         max_voltage_v=compliance_of(hw),
         max_duration_s=duration_s,
         min_impedance_ohm=site.min_running_impedance_ohm,
