@@ -24,10 +24,10 @@ from ionctl.safety import (
     Prescription,
     PrescriptionRefused,
     SiteLimits,
-    ceilings_for,
     device_limits,
     validate,
 )
+from ionctl.safety.ceilings import ceilings_for
 from ionctl.session import Session
 from tests.sim.endpoints import running_sim
 from tests.test_config import PIN, ionctl

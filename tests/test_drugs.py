@@ -20,9 +20,9 @@ from ionctl.safety import (
     PrescriptionRefused,
     SiteLimits,
     find_drug,
-    normalise_drug_name,
     validate,
 )
+from ionctl.safety.drugs import normalise_drug_name
 from tests.test_run import DEXAMETHASONE, ionctl, simulator, trace_rows, with_option
 
 CONFIG = load_config(None)
