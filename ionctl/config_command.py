@@ -2,8 +2,10 @@
 
 Changing anything (`set`, `approve`, `pin`) asks for the supervisor PIN: at a terminal without echo, or one
 line per PIN on stdin with `--pin-stdin` (for scripted set-up). Every act and every refused PIN is an entry
-in the audit trail of the record store (`--db`), which `ionctl config audit` lists. Heavy modules are
-imported when a command runs, so `ionctl --help` stays fast.
+in the audit trail of the record store (`--db`), which `ionctl config audit` lists (never a PIN's hash or
+salt). `set` checks the changed file first (limits within the packaged ceilings, presets against the drug
+table), shows the change as a unified diff and asks before writing and approving it (`--yes` when stdin is
+not a terminal). Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init = actions.add_parser("init", help="write a complete site file to edit (packaged presets and limits)")
     init.add_argument("file", metavar="FILE", nargs="?", help="where (default: the site configuration path)")
     init.set_defaults(config_handler=_init)
-    setter = actions.add_parser("set", parents=[common, pin], help="change one value (supervisor)")
+    setter = actions.add_parser("set", parents=[common, pin], help="change one value, shown as a diff (supervisor)")
     setter.add_argument("key", help="dotted key, e.g. limits.max_current_ma or presets.lidocaine.dose_ma_min")
     setter.add_argument("value", help='new value, in TOML syntax (5.0, true, "text")')
     setter.add_argument("--yes", action="store_true",
