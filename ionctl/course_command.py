@@ -1,8 +1,12 @@
 """`ionctl course`: start a treatment course, show where it stands, list courses, export its summary.
 
-A course's sessions are run with `ionctl run --course ID`, which refuses a session too early or beyond the
-plan unless a supervisor overrides it (`--supervisor-override REASON`, PIN; recorded). The rules are in
-`ionctl.courses`. Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
+A course is started with the prescription its sessions are given at (the preset, with --current,
+--electrode/--electrode-area, --dose/--duration and the ramps replacing its values), checked against the limits
+in force: a plan that breaks one is refused, every violation named, and nothing is stored. A second course of
+the same preset or drug while one is in progress is a supervisor's act (--supervisor-override REASON, PIN;
+recorded). A course's sessions are run with `ionctl run --course ID`, which refuses a session too early or
+beyond the plan unless a supervisor overrides it (`--supervisor-override REASON`, PIN; recorded). The rules are
+in `ionctl.courses`. Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
 """
 
 from __future__ import annotations
@@ -57,6 +61,26 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="at most K sessions in any 7 days (default: the preset's plan)")  # fmt: skip
     start.add_argument("--min-interval-days", type=lambda t: _number(t, zero=True), metavar="D",
                        help="at least D days between sessions (default: the preset's plan)")  # fmt: skip
+    rx = start.add_argument_group(
+        "planned prescription", "What every session of the course is given at (its sessions default to it): the "
+        "preset's values, with these replacing them. Checked against the limits in force before anything is "
+        "stored.")  # fmt: skip
+    rx.add_argument("--current", type=lambda t: _number(t, zero=False), metavar="MA", help="hold current in mA")
+    area = rx.add_mutually_exclusive_group()
+    area.add_argument("--electrode-area", type=lambda t: _number(t, zero=False), metavar="CM2",
+                      help="active electrode area in cm²")  # fmt: skip
+    area.add_argument("--electrode", metavar="NAME", help="an electrode of the site catalog (its area)")
+    amount = rx.add_mutually_exclusive_group()
+    amount.add_argument("--dose", type=lambda t: _number(t, zero=False), metavar="MA_MIN", help="dose in mA·min")
+    amount.add_argument("--duration", type=lambda t: _number(t, zero=False), metavar="MIN",
+                        help="whole session in minutes, ramps included")  # fmt: skip
+    rx.add_argument("--ramp-up", type=lambda t: _number(t, zero=True), metavar="S", help="ramp-up time in seconds")
+    rx.add_argument("--ramp-down", type=lambda t: _number(t, zero=True), metavar="S",
+                    help="ramp-down time in seconds")  # fmt: skip
+    start.add_argument("--supervisor-override", metavar="REASON",
+                       help="start a second course of the same preset or drug while one is in progress (or inside "
+                       "its minimum interval): needs the supervisor PIN, recorded with REASON")  # fmt: skip
+    start.add_argument("--pin-stdin", action="store_true", help="read the supervisor PIN from stdin")
     start.add_argument("--config", metavar="FILE", help="site configuration (default: the site's, else packaged)")
     start.set_defaults(course_handler=_start)
 
@@ -80,7 +104,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def main(args: argparse.Namespace) -> int:
     from ionctl.config import ConfigError, ConfigNotApproved
-    from ionctl.courses import CourseError
+    from ionctl.courses import CourseError, CourseRefused
     from ionctl.records import Store, StoreError, recover_interrupted
 
     try:
@@ -89,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"ionctl course: record {record_id} was left open by a session that never ended; closed as "
                       "interrupted", file=sys.stderr)  # fmt: skip
             return int(args.course_handler(store, args))
-    except (ConfigError, ConfigNotApproved, CourseError) as exc:
+    except (ConfigError, ConfigNotApproved, CourseError, CourseRefused) as exc:
         print(f"ionctl course: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except (StoreError, OSError) as exc:
@@ -104,17 +128,34 @@ def _now() -> Any:
 
 
 def _start(store: Any, args: argparse.Namespace) -> int:
-    from ionctl.config import load_config, require_approved
-    from ionctl.courses import plan_of, start_course
+    from ionctl.config import AuthorityError, authenticate, load_config, require_approved
+    from ionctl.config_command import PinUnavailable, read_pin
+    from ionctl.courses import CourseRefused, plan_of, start_course
+    from ionctl.records.course_export import planned_text
 
     config = load_config(args.config)
     require_approved(config, store)
-    course_id = start_course(store, config, patient=args.patient, operator=args.operator, preset=args.preset,
-                             sessions=args.sessions, per_week=args.per_week,
-                             min_interval_days=args.min_interval_days)  # fmt: skip
+    area = config.electrode(args.electrode).area_cm2 if args.electrode else args.electrode_area
+    rx = {"current_ma": args.current, "electrode_area_cm2": area, "dose_ma_min": args.dose,
+          "duration_min": args.duration, "ramp_up_s": args.ramp_up, "ramp_down_s": args.ramp_down}  # fmt: skip
+    given = {"patient": args.patient, "operator": args.operator, "preset": args.preset, "sessions": args.sessions,
+             "per_week": args.per_week, "min_interval_days": args.min_interval_days, "prescription": rx}  # fmt: skip
+    try:
+        course_id = start_course(store, config, **given)
+    except CourseRefused as refused:
+        if not args.supervisor_override:
+            raise
+        try:  # the supervisor sets the rule aside for this one course; the refusal or the override is recorded
+            pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin, stdin=sys.stdin)
+            authenticate(store, pin, attempt=f"start a second course for patient {args.patient}: {refused}")
+        except (AuthorityError, PinUnavailable) as denied:
+            raise CourseRefused(f"{refused}; override refused: {denied}") from None
+        override = {"reason": args.supervisor_override, "operator": args.operator}
+        course_id = start_course(store, config, **given, override=override)
     course = store.course(course_id)
     print(f"course {course_id}: patient {course['patient']}, preset {course['preset']}, "
           f"{plan_of(course).text()}")  # fmt: skip
+    print(f"  given at: {planned_text(course['plan']['prescription'])}")
     print(f"run its sessions with: ionctl run --course {course_id} --operator ID --device ADDR ...")
     return EXIT_OK
 

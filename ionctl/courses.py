@@ -28,10 +28,22 @@ schedule is kept; times are stored in UTC and shown in local time with the zone'
 The next earliest date is the latest of the interval rule and the rate rule. A refusal (`CourseRefused`) names
 the rule and its numbers; a supervisor may override it (`ionctl run --supervisor-override`, recorded in the
 audit trail as `course-override`).
+
+A course carries the prescription it is given at: `start_course` builds it from the preset and the values the
+clinician gives (current, electrode area, dose or duration, ramps), checks it with the one validation of
+`ionctl.safety` against the limits in force, and stores it in the plan; a plan that breaks a limit is refused
+with every violation named and nothing is stored. The course's sessions default to that prescription.
+
+The rules bind the patient, not only the course: while a course of a patient is in progress (sessions left)
+or inside the minimum interval after its last session, a session of the same preset or the same drug outside
+it is refused (`check_outside`: run it with `--course ID`), and so is a second course of the same preset or
+drug (`start_course`), unless a supervisor overrides (PIN; `course-override` and `course-start-override` in
+the audit trail).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,8 +58,11 @@ if TYPE_CHECKING:
 DAY = timedelta(days=1)
 WEEK_DAYS = 7.0
 OVERRIDE_ACTION = "course-override"
-#: The version of the `plan` JSON stored with a course.
-PLAN_VERSION = 1
+START_OVERRIDE_ACTION = "course-start-override"
+#: The version of the `plan` JSON stored with a course (2: with the planned `prescription`).
+PLAN_VERSION = 2
+#: The prescription values a course may set for its sessions (Prescription field names).
+PLANNED_KEYS = ("current_ma", "electrode_area_cm2", "dose_ma_min", "duration_min", "ramp_up_s", "ramp_down_s")
 
 
 class CourseRefused(Exception):
@@ -55,7 +70,12 @@ class CourseRefused(Exception):
 
 
 class CourseError(ValueError):
-    """A course that cannot be started as asked: an unknown preset, no session count, a value out of range."""
+    """A course that cannot be started as asked: an unknown preset, no session count, a value out of range, a
+    planned prescription that is incomplete or breaks a limit in force (`violations`: every one broken)."""
+
+    def __init__(self, message: str, violations: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)
 
 
 # -- plain data -------------------------------------------------------------------------------------------------
@@ -107,12 +127,18 @@ class CourseSession:
     prescribed_dose_ma_min: float | None
     counts: bool
     number: int | None  # 1, 2, ... among the sessions that count; None for one that does not
+    # What the session's own record says it was given at and delivered (never the preset's values).
+    current_ma: float | None = None  # prescribed hold current
+    peak_current_ma: float | None = None  # measured peak
+    duration_s: float | None = None
+    electrode_area_cm2: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"record_id": self.record_id, "started_utc": iso(self.started), "outcome": self.outcome,
                 "energised": self.energised, "dose_ma_min": self.dose_ma_min,
                 "prescribed_dose_ma_min": self.prescribed_dose_ma_min, "counts": self.counts,
-                "number": self.number}  # fmt: skip
+                "number": self.number, "current_ma": self.current_ma, "peak_current_ma": self.peak_current_ma,
+                "duration_s": self.duration_s, "electrode_area_cm2": self.electrode_area_cm2}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -202,11 +228,14 @@ def evaluate(course: Mapping[str, Any], records: Sequence[Mapping[str, Any]], no
     for r in sorted(records, key=lambda r: (parse_utc(r["created_utc"]), r["id"])):
         counted = counts(r)
         number += counted
+        rx = _decoded(r.get("prescription"))
         sessions.append(CourseSession(
             record_id=int(r["id"]), started=parse_utc(r["created_utc"]), outcome=r.get("outcome"),
             energised=bool(r.get("energised")), dose_ma_min=_float(r.get("dose_ma_min")),
             prescribed_dose_ma_min=_float(r.get("prescribed_dose_ma_min")), counts=counted,
-            number=number if counted else None,
+            number=number if counted else None, current_ma=_number(rx.get("current_ma")),
+            peak_current_ma=_float(r.get("peak_current_ma")), duration_s=_float(r.get("duration_s")),
+            electrode_area_cm2=_number(rx.get("electrode_area_cm2")),
         ))  # fmt: skip
     done_times = [s.started for s in sessions if s.counts]
     done = len(done_times)
@@ -262,11 +291,18 @@ def plan_of(course: Mapping[str, Any]) -> Plan:
 
 def start_course(store: Store, config: SiteConfig, *, patient: str, operator: str, preset: str,
                  sessions: int | None = None, per_week: float | None = None, min_interval_days: float | None = None,
+                 prescription: Mapping[str, Any] | None = None, override: Mapping[str, Any] | None = None,
                  created_utc: str | None = None) -> int:  # fmt: skip
     """Start a course of `preset` for `patient`; its id. The plan is the preset's `course`, with any value given
-    here replacing the preset's; `sessions` must come from one or the other. The caller checks that `config`
-    is approved (`require_approved`). The stored plan keeps the preset's values and the configuration's
-    SHA-256 as they are now, so a later change of the preset does not rewrite the course."""
+    here replacing the preset's; `sessions` must come from one or the other. The planned prescription is the
+    preset with `prescription` (values of `PLANNED_KEYS`) replacing its values; it must be complete and pass
+    the limits in force (`ionctl.safety.validate`), else CourseError names every violation and nothing is
+    stored. A course of the same preset or drug still in progress for the patient (or inside its minimum
+    interval) refuses it (CourseRefused) unless `override` is given: the caller has authenticated the
+    supervisor (`authenticate`), and the override (its reason, the rule it set aside) is recorded in the audit
+    trail against the new course. The caller checks that `config` is approved (`require_approved`). The stored
+    plan keeps the preset's values and the configuration's SHA-256 as they are now, so a later change of the
+    preset does not rewrite the course."""
     from ionctl.config import ConfigError
 
     if not patient.strip() or not operator.strip():
@@ -282,6 +318,15 @@ def start_course(store: Store, config: SiteConfig, *, patient: str, operator: st
     if values["sessions"] is None:
         raise CourseError(f"preset {preset!r} has no course plan: give the number of sessions (--sessions N)")
     plan = Plan(values["sessions"], _float(values["per_week"]), _float(values["min_interval_days"]))
+    rx_given = {k: v for k, v in (prescription or {}).items() if v is not None}
+    rx = planned_prescription(config, preset, patient=patient, operator=operator, values=rx_given)
+    conflicts = conflicting_courses(store, patient, preset=preset, drug=chosen.drug, now=datetime.now(UTC))
+    held = "; ".join(text for _, text in conflicts)
+    rule = (f"patient {patient} already has {held}: a second course of the same preset or drug is a "
+            "supervisor's act") if conflicts else None  # fmt: skip
+    if rule is not None and override is None:
+        raise CourseRefused(f"course not started: {rule}; a supervisor may start it with --supervisor-override "
+                            "REASON (PIN)")  # fmt: skip
     detail = {
         "version": PLAN_VERSION,
         "sessions": plan.sessions,
@@ -289,13 +334,116 @@ def start_course(store: Store, config: SiteConfig, *, patient: str, operator: st
         "min_interval_days": plan.min_interval_days,
         "from_preset": {k: getattr(planned, k) for k in given} if planned is not None else None,
         "given": {k: v for k, v in given.items() if v is not None},
+        "prescription": rx,
+        "prescription_given": rx_given,
         "preset": preset_values(chosen),
         "config_source": config.source,
         "config_sha256": config.sha256,
     }
-    return store.insert_course(patient=patient, operator=operator, preset=preset, sessions=plan.sessions,
-                               per_week=plan.per_week, min_interval_days=plan.min_interval_days, plan=detail,
-                               config_sha256=config.sha256, created_utc=created_utc)  # fmt: skip
+    course_id = store.insert_course(patient=patient, operator=operator, preset=preset, sessions=plan.sessions,
+                                    per_week=plan.per_week, min_interval_days=plan.min_interval_days, plan=detail,
+                                    config_sha256=config.sha256, created_utc=created_utc)  # fmt: skip
+    if rule is not None and override is not None:
+        store.append_audit(START_OVERRIDE_ACTION, "supervisor", {**override, "rule": rule}, course_id=course_id)
+    return course_id
+
+
+def planned_prescription(config: SiteConfig, preset: str, *, patient: str, operator: str,
+                         values: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The prescription a course of `preset` is given at (`values` replacing the preset's), as plain JSON
+    values, after `ionctl.safety.validate` accepted it against the limits in force; CourseError (naming what is
+    missing, or every violation) if it is incomplete or breaks a limit."""
+    from ionctl.safety import PrescriptionError, PrescriptionRefused, validate
+
+    unknown = sorted(set(values) - set(PLANNED_KEYS))
+    if unknown:
+        raise CourseError(f"a course's prescription cannot set {', '.join(unknown)} (only {', '.join(PLANNED_KEYS)})")
+    try:
+        rx = config.preset(preset).prescription(patient_id=patient, operator_id=operator, **values)
+        validate(rx, config.limits)
+    except PrescriptionRefused as exc:
+        raise CourseError(f"course not started: its planned prescription can never pass the limits in force "
+                          f"({config.limits.source}); {exc}", exc.violations) from exc  # fmt: skip
+    except PrescriptionError as exc:
+        raise CourseError(f"course not started: {exc}") from exc
+    return rx_values(rx)
+
+
+def rx_values(rx: Any) -> dict[str, Any]:
+    """A Prescription as plain JSON values, with its planned dose and density (what a course keeps of it)."""
+    out = {k: v for k, v in preset_values(rx).items() if k not in ("patient_id", "operator_id")}
+    out["planned_dose_ma_min"] = rx.planned_dose_ma_min
+    out["density_ma_cm2"] = rx.density_ma_cm2
+    return out
+
+
+def planned_values(course: Mapping[str, Any]) -> dict[str, Any]:
+    """What a course's sessions default to (`PLANNED_KEYS` of its planned prescription); {} for a course
+    started before courses carried one (its sessions give every value at the bench, as then)."""
+    rx = (course.get("plan") or {}).get("prescription")
+    if not isinstance(rx, Mapping):
+        return {}
+    return {k: rx[k] for k in PLANNED_KEYS if rx.get(k) is not None}
+
+
+# -- the rules across courses -----------------------------------------------------------------------------------
+
+
+def same_drug(a: str | None, b: str | None) -> bool:
+    """Whether two drug names name the same drug (synonyms, case, spaces, `_` and `-` do not matter)."""
+    from ionctl.safety import find_drug
+    from ionctl.safety.drugs import normalise_drug_name
+
+    if not a or not b:
+        return False
+    known_a, known_b = find_drug(a), find_drug(b)
+    if known_a is not None and known_b is not None:
+        return known_a.name == known_b.name
+    return normalise_drug_name(a) == normalise_drug_name(b)
+
+
+def course_drug(course: Mapping[str, Any]) -> str | None:
+    plan = course.get("plan") or {}
+    for part in ("prescription", "preset"):
+        value = (plan.get(part) or {}).get("drug")
+        if value:
+            return str(value)
+    return None
+
+
+def conflicting_courses(store: Store, patient: str, *, preset: str | None, drug: str | None, now: datetime,
+                        exclude: int | None = None) -> list[tuple[int, str]]:  # fmt: skip
+    """The courses of `patient` of the same preset or drug that bind a session now, (id, why in words): in
+    progress (sessions left), or all done but inside the minimum interval after their last session."""
+    out: list[tuple[int, str]] = []
+    for course in store.courses(patient=patient):
+        if course["id"] == exclude:
+            continue
+        drug_of = course_drug(course)
+        if not (course["preset"] == preset or same_drug(drug_of, drug)):
+            continue
+        current = status(store, int(course["id"]), now)
+        what = f"course {course['id']} ({course['preset']}, {drug_of or 'drug unknown'}"
+        if current.left:
+            out.append((int(course["id"]), f"{what}; {current.done} of {current.plan.sessions} done) in progress"))
+            continue
+        end = interval_end(current.last_session, current.plan) if current.last_session is not None else None
+        if end is not None and now < end:
+            out.append((int(course["id"]), f"{what}; all {current.plan.sessions} done) whose minimum interval of "
+                       f"{current.plan.min_interval_days:g} days runs until {when(end, up=True)}"))  # fmt: skip
+    return out
+
+
+def check_outside(store: Store, patient: str, *, preset: str | None, drug: str | None,
+                  now: datetime | None = None) -> None:  # fmt: skip
+    """Return if a session of `drug` (and `preset`, if one) outside any course may run for `patient` now; else
+    CourseRefused naming the course(s) whose rules it must go through (`ionctl run --course ID`)."""
+    conflicts = conflicting_courses(store, patient, preset=preset, drug=drug,
+                                    now=now if now is not None else datetime.now(UTC))  # fmt: skip
+    if conflicts:
+        ids = " or --course ".join(str(i) for i, _ in conflicts)
+        raise CourseRefused(f"patient {patient} has {'; '.join(t for _, t in conflicts)}: a session of the same "
+                            f"preset or drug goes through its course's rules: run it with --course {ids}")  # fmt: skip
 
 
 def preset_values(preset: Any) -> dict[str, Any]:
@@ -371,3 +519,21 @@ def _finite(value: Any) -> bool:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _number(value: Any) -> float | None:
+    """A number from a record's JSON, or None for anything else (a record written by hand, an old version)."""
+    return float(value) if _finite(value) else None
+
+
+def _decoded(value: Any) -> dict[str, Any]:
+    """A record's prescription as a dict (the store gives the JSON text; a test may give the dict)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return {}
+        return decoded if isinstance(decoded, dict) else {}
+    return {}

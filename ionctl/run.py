@@ -323,6 +323,12 @@ def execute(
             report = _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits)
             return _recorded(store, report, prescription, limits, err, opening)
     if course is None and store is not None:
+        try:  # a course of the same preset or drug in progress binds this session too
+            override = _admit_outside(store, args, prescription, stdin or sys.stdin)
+        except CourseRefused as exc:
+            print(f"ionctl run: {exc}\nNo current flowed; the device was not opened.", file=err)
+            report = _not_started(args, str(exc), outcome="refused", prescription=prescription, limits=limits)
+            return _recorded(store, report, prescription, limits, err, opening)
         for note in _courses_in_progress(store, prescription.patient_id):
             print(f"ionctl run: note: {note}", file=err)
     print(summary(prescription, validated.drug_charge.name.lower(), limits, args.device, config), file=err)
@@ -331,7 +337,8 @@ def execute(
         print(f"ionctl run: {refusal}", file=err)
         report = _not_started(args, refusal, outcome="refused", prescription=prescription, limits=limits)
         return _recorded(store, report, prescription, limits, err, opening)
-    check = opening_check(config, args.course, course_rules=override is None)
+    check = opening_check(config, args.course, course_rules=override is None, patient=prescription.patient_id,
+                          preset=args.preset, drug=prescription.drug)  # fmt: skip
     recorder = Recorder.open(store, prescription, limits, err, **opening, check=check) if store is not None else None
     if store is not None and recorder is None:
         message = "not started: the session record could not be opened (see above)"
@@ -339,7 +346,8 @@ def execute(
     try:
         if override is not None and store is not None and recorder is not None:  # the override names its session
             try:
-                store.append_audit("course-override", "supervisor", override, course_id=args.course,
+                store.append_audit("course-override", "supervisor", override,
+                                   course_id=args.course if args.course is not None else override["course_id"],
                                    record_id=recorder.record_id)  # fmt: skip
             except Exception as exc:  # an override that is not on record allows nothing
                 message = f"not started: the supervisor's override could not be recorded: {exc}"
@@ -362,17 +370,21 @@ def _course(store: Store | None, course_id: int) -> dict[str, Any]:
     return store.course(course_id)
 
 
-def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bool) -> Callable[[Store], None]:
+def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bool, patient: str | None = None,
+                  preset: str | None = None, drug: str | None = None) -> Callable[[Store], None]:  # fmt: skip
     """What to check again as the record opens (`Recorder.open`): the configuration is still the approved one,
-    and the course (unless a supervisor overrode its rules) still allows a session."""
+    and the course (unless a supervisor overrode its rules) still allows a session; a session outside any
+    course (given its `patient`, `preset` and `drug`) is still not bound by a course in progress."""
 
     def check(store: Store) -> None:
         from ionctl.config import require_approved
-        from ionctl.courses import check_next
+        from ionctl.courses import check_next, check_outside
 
         require_approved(config, store)
         if course_id is not None and course_rules:
             check_next(store, course_id)
+        elif course_id is None and course_rules and patient is not None:
+            check_outside(store, patient, preset=preset, drug=drug)
 
     return check
 
@@ -423,6 +435,33 @@ def _admit(store: Store, args: argparse.Namespace, course: dict[str, Any], stdin
         except (AuthorityError, PinUnavailable) as denied:
             raise CourseRefused(f"{exc}; override refused: {denied}") from None
         return {"reason": args.supervisor_override, "rule": str(exc), "operator": args.operator}
+
+
+def _admit_outside(store: Store, args: argparse.Namespace, prescription: Prescription,
+                   stdin: TextIO) -> dict[str, Any] | None:  # fmt: skip
+    """None if no course of the patient's binds this session outside courses; the override to record once the
+    record is open if a supervisor sets the rule aside; else CourseRefused naming the course and `--course`."""
+    from ionctl.config import AuthorityError, authenticate
+    from ionctl.config_command import PinUnavailable, read_pin
+    from ionctl.courses import CourseRefused, check_outside, conflicting_courses
+
+    try:
+        check_outside(store, prescription.patient_id, preset=args.preset, drug=prescription.drug)
+        return None
+    except CourseRefused as exc:
+        if not args.supervisor_override:
+            raise CourseRefused(f"{exc}; a supervisor may override with --supervisor-override REASON") from None
+        try:
+            pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin, stdin=stdin)
+            authenticate(store, pin, attempt=f"run outside a course: {exc}")
+        except (AuthorityError, PinUnavailable) as denied:
+            raise CourseRefused(f"{exc}; override refused: {denied}") from None
+        from datetime import UTC, datetime
+
+        held = conflicting_courses(store, prescription.patient_id, preset=args.preset, drug=prescription.drug,
+                                   now=datetime.now(UTC))  # fmt: skip
+        return {"reason": args.supervisor_override, "rule": str(exc), "operator": args.operator,
+                "course_id": held[0][0] if held else None, "outside_course": True}  # fmt: skip
 
 
 def _recorded(store: Store | None, report: Report, prescription: Prescription, limits: SiteLimits,
@@ -480,6 +519,13 @@ def build_prescription(
         "protocol_class": args.protocol_class,
         "polarity_reversal_at_midpoint": args.reverse_at_midpoint or None,
     }
+    if course is not None:  # the course's planned prescription is the default; what is given here changes it
+        from ionctl.courses import planned_values
+
+        planned = planned_values(course)
+        if values["dose_ma_min"] is not None or values["duration_min"] is not None:
+            planned = {k: v for k, v in planned.items() if k not in ("dose_ma_min", "duration_min")}
+        values.update({k: v for k, v in planned.items() if values[k] is None})
     if preset_name is not None:
         return config.preset(preset_name).prescription(patient_id=patient, operator_id=args.operator, **values)
     missing = [option for option, key in (("--drug", "drug"), ("--polarity", "polarity"),

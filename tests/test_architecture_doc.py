@@ -94,7 +94,7 @@ ALLOWED = {
     "ionctl/session.py": ("ionctl.dose", "ionctl.safety", "ionctl.drivers", "ionctl.monitors"),
     "ionctl/records/": ("ionctl.records",),
     "ionctl/config/": ("ionctl.config", "ionctl.safety", "ionctl.drivers.base", "ionctl.records"),
-    "ionctl/courses.py": ("ionctl.config", "ionctl.records"),
+    "ionctl/courses.py": ("ionctl.config", "ionctl.safety", "ionctl.records"),  # as the table in ARCHITECTURE.md
 }
 ENTRY_POINTS = ("ionctl/cli.py", "ionctl/demo.py", "ionctl/__main__.py", "ionctl/console/")
 

@@ -41,6 +41,10 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 ASC = "asc-exosome-hand-eczema"
+#: The exosome regimen at the packaged limits' 4 mA: the report's 50 mA is refused (max_current_ma 4.0).
+ASC_RX = {"current_ma": 4.0, "electrode_area_cm2": 150.0, "duration_min": 20.0}
+DEXA_RX = {"electrode_area_cm2": 10.0}
+ASC_OPTIONS = ("--current", "4", "--electrode-area", "150", "--duration", "20")
 PIN = "12345678"
 
 
@@ -178,7 +182,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def test_a_course_takes_its_plan_from_the_preset_and_keeps_the_preset_as_it_was(store: Store) -> None:
     config = load_config(None)
-    course_id = start_course(store, config, patient="P-1", operator="T-1", preset=ASC)
+    course_id = start_course(store, config, patient="P-1", operator="T-1", preset=ASC, prescription=ASC_RX)
     course = store.course(course_id)
     assert (course["sessions"], course["per_week"], course["min_interval_days"]) == (6, 2.0, 3.0)
     assert course["config_sha256"] == config.sha256
@@ -188,7 +192,7 @@ def test_a_course_takes_its_plan_from_the_preset_and_keeps_the_preset_as_it_was(
 
 def test_values_given_replace_the_presets_plan(store: Store) -> None:
     course_id = start_course(store, load_config(None), patient="P-1", operator="T-1", preset=ASC, sessions=8,
-                             min_interval_days=2)  # fmt: skip
+                             min_interval_days=2, prescription=ASC_RX)  # fmt: skip
     course = store.course(course_id)
     assert (course["sessions"], course["per_week"], course["min_interval_days"]) == (8, 2.0, 2.0)
     assert course["plan"]["given"] == {"sessions": 8, "min_interval_days": 2}
@@ -196,7 +200,8 @@ def test_values_given_replace_the_presets_plan(store: Store) -> None:
 
 def test_a_preset_without_a_plan_needs_the_number_of_sessions(store: Store) -> None:
     with pytest.raises(CourseError, match="--sessions"):
-        start_course(store, load_config(None), patient="P-1", operator="T-1", preset="dexamethasone")
+        start_course(store, load_config(None), patient="P-1", operator="T-1", preset="dexamethasone",
+                     prescription=DEXA_RX)  # fmt: skip
     with pytest.raises(CourseError, match="no such preset"):
         start_course(store, load_config(None), patient="P-1", operator="T-1", preset="nope", sessions=2)
     assert store.courses() == []
@@ -217,7 +222,7 @@ def stored_session(store: Store, course_id: int, at: datetime, *, dose: float = 
 
 def test_the_asc_exosome_regimen_six_sessions_twice_a_week_3_days_apart(store: Store) -> None:
     course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC,
-                             created_utc=(MONDAY - DAY).isoformat())  # fmt: skip
+                             created_utc=(MONDAY - DAY).isoformat(), prescription=ASC_RX)  # fmt: skip
     schedule = [MONDAY + week * 7 * DAY + offset * DAY for week in range(3) for offset in (0, 3)]  # Mon, Thu
     for n, at in enumerate(schedule):
         check_next(store, course_id, now=at)  # each on its day passes the rules
@@ -233,7 +238,8 @@ def test_the_asc_exosome_regimen_six_sessions_twice_a_week_3_days_apart(store: S
 
 
 def test_a_session_on_the_sunday_after_a_thursday_is_refused_by_the_two_a_week_rule(store: Store) -> None:
-    course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC)
+    course_id = start_course(store, load_config(None), patient="P-ECZ", operator="T-1", preset=ASC,
+                             prescription=ASC_RX)  # fmt: skip
     stored_session(store, course_id, MONDAY)
     stored_session(store, course_id, MONDAY + 3 * DAY)
     with pytest.raises(CourseRefused, match=r"at most 2 sessions in any 7 days .* next earliest is 2026-11-09 00:00"):
@@ -246,7 +252,8 @@ def test_two_sessions_of_a_course_started_together_cannot_both_open(store: Store
     from ionctl.run import Recorder, opening_check
 
     config = load_config(None)
-    course_id = start_course(store, config, patient="P-ECZ", operator="T-1", preset="dexamethasone", sessions=6)
+    course_id = start_course(store, config, patient="P-ECZ", operator="T-1", preset="dexamethasone", sessions=6,
+                             prescription=DEXA_RX)  # fmt: skip
     rx = config.preset("dexamethasone").prescription(patient_id="P-ECZ", operator_id="T-1", electrode_area_cm2=10.0)
     check_next(store, course_id)  # both technicians' runs got this far
     check = opening_check(config, course_id, course_rules=True)
@@ -276,7 +283,7 @@ def course_done(tmp_path: Path) -> tuple[str, int]:
     with Store(db) as s:
         set_pin(s, PIN, old_pin=None)
         course_id = start_course(s, load_config(None), patient="P-RUN", operator="T-1", preset="dexamethasone",
-                                 sessions=1, min_interval_days=3)  # fmt: skip
+                                 sessions=1, min_interval_days=3, prescription=DEXA_RX)  # fmt: skip
         stored_session(s, course_id, datetime.now(UTC) - DAY)
     return str(db), course_id
 
@@ -345,7 +352,8 @@ def test_course_start_show_list_and_export_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = str(tmp_path / "records.sqlite3")
-    assert cli(["course", "start", "--patient", "P-CLI", "--preset", ASC, "--operator", "T-1", "--db", db]) == 0
+    assert cli(["course", "start", "--patient", "P-CLI", "--preset", ASC, "--operator", "T-1", *ASC_OPTIONS,
+                "--db", db]) == 0  # fmt: skip
     assert "course 1: patient P-CLI, preset asc-exosome-hand-eczema, 6 sessions" in capsys.readouterr().out
     with Store(db) as s:
         stored_session(s, 1, datetime.now(UTC) - 2 * DAY, dose=7.5)
@@ -370,14 +378,15 @@ def test_course_start_refuses_bad_input_with_exit_2(tmp_path: Path, capsys: pyte
     assert "--sessions" in capsys.readouterr().err
     site = tmp_path / "site.toml"
     site.write_text(load_config(None).text + "\n# edited by hand\n", encoding="utf-8")
-    args = ["course", "start", "--patient", "P", "--preset", ASC, "--operator", "T", "--db", db, "--config", str(site)]
+    args = ["course", "start", "--patient", "P", "--preset", ASC, "--operator", "T", *ASC_OPTIONS, "--db", db,
+            "--config", str(site)]  # fmt: skip
     assert cli(args) == 2
     assert "is not approved" in capsys.readouterr().err
     assert cli(["course", "show", "9", "--db", db]) == 1
 
 
 def test_the_json_export_reads_back_into_the_same_summary(store: Store) -> None:
-    course_id = start_course(store, load_config(None), patient="P-J", operator="T-1", preset=ASC)
+    course_id = start_course(store, load_config(None), patient="P-J", operator="T-1", preset=ASC, prescription=ASC_RX)
     stored_session(store, course_id, MONDAY)
     store.append_audit("course-override", "supervisor", {"reason": "r", "rule": "x"}, course_id=course_id)
     original = summary(store, course_id, MONDAY + DAY)
@@ -389,7 +398,8 @@ def test_the_json_export_reads_back_into_the_same_summary(store: Store) -> None:
 
 
 def course_with_sessions(store: Store) -> CourseSummary:
-    course_id = start_course(store, load_config(None), patient="P-PDF", operator="T-1", preset=ASC)
+    course_id = start_course(store, load_config(None), patient="P-PDF", operator="T-1", preset=ASC,
+                             prescription=ASC_RX)  # fmt: skip
     for n, at in enumerate([MONDAY, MONDAY + 3 * DAY, MONDAY + 7 * DAY]):
         stored_session(store, course_id, at, dose=6.0 + n)
     store.append_audit("course-override", "supervisor", {"reason": "r", "rule": "x"}, course_id=course_id)
@@ -439,8 +449,135 @@ def test_course_export_pdf_from_the_command_line(tmp_path: Path) -> None:
 def test_a_session_outside_a_course_in_progress_is_noted(tmp_path: Path) -> None:
     db = str(tmp_path / "r.sqlite3")
     with Store(db) as s:
-        course_id = start_course(s, load_config(None), patient="P-NOTE", operator="T-1", preset=ASC)
+        course_id = start_course(s, load_config(None), patient="P-NOTE", operator="T-1", preset=ASC,
+                                 prescription=ASC_RX)  # fmt: skip
     done = ionctl("run", "--preset", "dexamethasone", "--electrode-area", "10", "--patient", "P-NOTE", "--operator",
                   "T-1", "--device", str(tmp_path / "no-port"), "--yes", "--db", db)  # fmt: skip
     assert done.returncode == 5  # accepted, then the port is not there
     assert f"has course {course_id} ({ASC}, 0 of 6 done) in progress; this session is not part of it" in done.stderr
+
+
+# -- what the summary says each session delivered ------------------------------------------------------------
+
+
+def delivered(store: Store, course_id: int, at: datetime, *, current: float, peak: float, duration_s: float,
+              dose: float, prescribed: float) -> int:  # fmt: skip
+    """A session of the course as its record tells it: given at `current`, peaking at `peak`."""
+    rx = {"drug": "asc-exosomes", "polarity": "cathode", "current_ma": current, "electrode_area_cm2": 150.0}
+    record_id = store.open_record(patient="P-DLV", operator="T-1", prescription=rx, limits={}, limits_sha256="",
+                                  created_utc=at.isoformat(timespec="milliseconds"), course_id=course_id)  # fmt: skip
+    store.close_record(record_id, {"outcome": "completed", "energised": True, "dose_ma_min": dose,
+                                   "prescribed_dose_ma_min": prescribed, "peak_current_ma": peak,
+                                   "duration_s": duration_s})  # fmt: skip
+    return record_id
+
+
+def preset_only_course(store: Store) -> int:
+    """A course as courses were kept before they carried their prescription: the preset's values (50 mA)."""
+    from ionctl.courses import preset_values
+
+    config = load_config(None)
+    plan = {"version": 1, "sessions": 6, "per_week": 2.0, "min_interval_days": 3.0,
+            "preset": preset_values(config.preset(ASC)), "config_sha256": config.sha256}  # fmt: skip
+    return store.insert_course(patient="P-DLV", operator="T-1", preset=ASC, sessions=6, per_week=2.0,
+                               min_interval_days=3.0, plan=plan, config_sha256=config.sha256,
+                               created_utc=(MONDAY - DAY).isoformat())  # fmt: skip
+
+
+def test_the_summary_shows_what_each_session_delivered_not_the_presets_current(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "records.sqlite3"
+    with Store(db) as s:
+        course_id = preset_only_course(s)
+        delivered(s, course_id, MONDAY, current=4.0, peak=3.98, duration_s=1200.0, dose=77.5, prescribed=78.0)
+        delivered(s, course_id, MONDAY + 3 * DAY, current=3.0, peak=2.97, duration_s=900.0, dose=42.25,
+                  prescribed=43.5)  # fmt: skip
+    assert cli(["course", "show", str(course_id), "--db", str(db)]) == 0
+    shown = capsys.readouterr().out
+    rows = [line.split() for line in shown.splitlines() if line.strip().startswith(("1 ", "2 "))]
+    # number, record, date, time, zone, outcome, current prescribed, peak, minutes, dose, prescribed dose
+    assert rows == [
+        ["1", "1", "2026-11-02", "09:00", "UTC", "completed", "4.00", "3.98", "20.0", "77.500", "78.00"],
+        ["2", "2", "2026-11-05", "09:00", "UTC", "completed", "3.00", "2.97", "15.0", "42.250", "43.50"],
+    ]
+    assert "3 to 4 mA prescribed" in shown and "2.97 to 3.98 mA measured" in shown
+    # the preset's 50 mA is shown only as the preset's value, never as what was given
+    fifty = [line for line in shown.splitlines() if re.search(r"\b50(\.0*)? mA\b", line)]
+    assert fifty and all("preset's" in line for line in fifty), fifty
+    assert cli(["course", "show", str(course_id), "--json", "--db", str(db)]) == 0
+    sessions = json.loads(capsys.readouterr().out)["sessions"]
+    assert [(r["current_ma"], r["peak_current_ma"], r["duration_s"]) for r in sessions] == [
+        (4.0, 3.98, 1200.0), (3.0, 2.97, 900.0)]  # fmt: skip
+
+
+def test_the_summary_shows_the_plan_as_planned_and_dates_in_the_clinics_time_zone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ionctl.records.course_export import header_lines, session_lines
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    course_id = start_course(store, load_config(None), patient="P-DLV", operator="T-1", preset=ASC,
+                             prescription=ASC_RX)  # fmt: skip
+    delivered(store, course_id, MONDAY, current=4.0, peak=3.99, duration_s=1200.0, dose=77.9, prescribed=78.0)
+    shown = summary(store, course_id, MONDAY + DAY)
+    left, _ = header_lines(shown)
+    assert "Planned     4 mA on 150 cm² (0.027 mA/cm²)" in left and "  duration 20 min (about 78.00 mA·min)" in left
+    assert not any(re.search(r"\b50(\.0*)? mA\b", line) for line in left)
+    assert "2026-11-02 10:00 CET" in session_lines(shown)[1]  # 09:00 UTC is 10:00 in Paris in November
+
+
+def test_the_course_page_shows_the_delivered_currents(store: Store) -> None:
+    pytest.importorskip("matplotlib")
+    course_id = preset_only_course(store)
+    delivered(store, course_id, MONDAY, current=4.0, peak=3.98, duration_s=1200.0, dose=77.5, prescribed=78.0)
+    fig = build_figure(summary(store, course_id, MONDAY + DAY))
+    text = "\n".join(t.get_text() for t in fig.texts)
+    rows = [line.split()[-6:] for line in text.splitlines() if "completed" in line]
+    assert rows == [["completed", "4.00", "3.98", "20.0", "77.500", "78.00"]]
+    assert "current 50 mA" in text and "preset's  current 50 mA" in text
+
+
+# -- a course carries the prescription it is given at ------------------------------------------------------
+
+
+def test_a_course_whose_plan_breaks_the_limits_is_refused_naming_every_violation_and_nothing_is_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "records.sqlite3")
+    start = ["course", "start", "--patient", "P-LIM", "--preset", ASC, "--operator", "T-1", "--db", db]
+    assert cli(start) == 2  # the report's 50 mA, nothing else given
+    assert "course not started" in capsys.readouterr().err
+    assert cli([*start, "--electrode-area", "10", "--duration", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "can never pass the limits in force" in err
+    for named in ("current 50.00 mA exceeds the site limit of 4.00 mA (max_current_ma)", "max_density_ma_cm2",
+                  "max_duration_min", "max_dose_ma_min"):  # fmt: skip
+        assert named in err, err
+    with Store(db) as s:
+        assert s.courses() == []
+    with Store(db) as s, pytest.raises(CourseError) as refused:
+        start_course(s, load_config(None), patient="P-LIM", operator="T-1", preset=ASC,
+                     prescription={"electrode_area_cm2": 150.0, "duration_min": 20.0})  # fmt: skip
+    assert [v.limit_name for v in refused.value.violations] == ["max_current_ma", "max_dose_ma_min"]  # 50 mA × 20 min
+
+
+def test_a_course_started_with_its_prescription_stores_it_and_its_sessions_are_given_at_it(tmp_path: Path) -> None:
+    db = str(tmp_path / "records.sqlite3")
+    started = ionctl("course", "start", "--patient", "P-RX", "--preset", "dexamethasone", "--operator", "T-1",
+                     "--sessions", "2", "--current", "2", "--electrode-area", "10", "--dose", "0.5", "--ramp-up",
+                     "5", "--ramp-down", "5", "--db", db)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "given at: 2 mA on 10 cm² (0.200 mA/cm²), dose 0.5 mA·min" in started.stdout
+    with Store(db) as s:
+        planned = s.course(1)["plan"]["prescription"]
+    assert (planned["current_ma"], planned["electrode_area_cm2"], planned["dose_ma_min"]) == (2.0, 10.0, 0.5)
+    assert planned["drug"] == "dexamethasone-sodium-phosphate" and planned["polarity"] == "cathode"
+    link = tmp_path / "ionto"
+    with running_sim("--serial-link", str(link), "--time-scale", "50"):
+        done = ionctl("run", "--course", "1", "--operator", "T-2", "--device", str(link), "--yes", "--json",
+                      "--db", db)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rx = json.loads(done.stdout)["prescription"]
+    assert (rx["current_ma"], rx["electrode_area_cm2"], rx["dose_ma_min"], rx["ramp_up_s"]) == (2.0, 10.0, 0.5, 5.0)

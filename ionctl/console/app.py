@@ -128,7 +128,9 @@ class ConsoleApp(App[None]):
         address = flow.address
         from ionctl.run import opening_check
 
-        check = opening_check(setup.config, flow.course_id, course_rules=True) if setup.config is not None else None
+        rx, preset = flow.prescription, flow.preset.name if flow.preset else None
+        check = opening_check(setup.config, flow.course_id, course_rules=True, patient=rx.patient_id, drug=rx.drug,
+                              preset=preset) if setup.config is not None else None  # fmt: skip
         controller = SessionController(
             flow.source, flow.prescription, setup.limits, store_path=setup.store_path,
             skin_check_before=flow.skin_before, config_sha256=setup.config_sha256 or None,
@@ -142,16 +144,24 @@ class ConsoleApp(App[None]):
         controller.start()
 
     def course_refusal(self, course_id: int | None) -> str | None:
-        """Why the course does not allow a session now (its rule and numbers), or None."""
-        if course_id is None:
+        """Why the course rules do not allow this session now (the rule and its numbers), or None: a course's
+        session by its course's rules; one outside any course by those of a course of the patient's of the same
+        preset or drug in progress (`ionctl.courses.check_outside`)."""
+        rx, preset = self.flow.prescription, self.flow.preset
+        if course_id is None and rx is None:
             return None
-        from ionctl.courses import CourseRefused, check_next
+        from ionctl.courses import CourseRefused, check_next, check_outside
         from ionctl.records import Store
 
         try:
             with Store(self.setup.store_path) as store:
-                check_next(store, course_id)
+                if course_id is not None:
+                    check_next(store, course_id)
+                elif rx is not None:
+                    check_outside(store, rx.patient_id, preset=preset.name if preset else None, drug=rx.drug)
         except CourseRefused as exc:
+            if course_id is None:
+                return f"{exc} (choose that course for this session); a supervisor override is given with `ionctl run`"
             return f"{exc}; a supervisor override is given with `ionctl run --course {course_id} --supervisor-override`"
         except Exception as exc:
             return f"course {course_id} cannot be checked: {exc}"

@@ -2,6 +2,11 @@
 reads it back) and a one-page A4 PDF (patient, preset, plan, the sessions, cumulative dose per session, the
 next earliest date, the supervisor overrides).
 
+What the plan said and what each session delivered are kept apart: the header shows the course's planned
+prescription (or, for a course started before courses carried one, the preset's values marked as such), and
+each session's row what that session's own record says: the current prescribed and the peak measured, the
+duration, the dose delivered against the dose prescribed, the outcome, and its date in the clinic's time zone.
+
 The summary is plain data (the stored course row, its status as `ionctl.courses.CourseStatus.to_dict` gives it,
 one dict per record, the override audit entries), built by `ionctl.courses.summary`: this module computes
 nothing about the rules, so the records package does not depend on them. matplotlib is imported inside the PDF
@@ -16,19 +21,22 @@ import math
 import os
 import textwrap
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 FORMAT = "ionctl.course"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sessions carry current_ma, peak_current_ma, duration_s, electrode_area_cm2
 A4_PORTRAIT_IN = (8.27, 11.69)
 DOSE_COLOUR = "#0050c8"  # the cumulative dose line: the tests look for it in the rendered page
 SESSION_COLOUR = "#9dbbe8"
 REFUSED_COLOUR = "#b0b0b0"
 MAX_ROWS = 22  # sessions listed on the page; the rest are in `ionctl course show`
 MAX_OVERRIDES = 6
+PRESET_SHOWN = (("current_ma", "current", "mA"), ("electrode_area_cm2", "area", "cm²"),
+                ("dose_ma_min", "dose", "mA·min"), ("duration_min", "duration", "min"))  # fmt: skip
 
 
 class CourseExportError(ValueError):
@@ -79,16 +87,46 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _short(utc: Any) -> str:
-    """An ISO 8601 UTC time to the minute, for the page."""
-    return f"{str(utc)[:16].replace('T', ' ')} UTC" if utc else "-"
+def _local(utc: Any) -> str:
+    """An ISO 8601 UTC time to the minute in the clinic's time zone (the machine's), named."""
+    if not utc:
+        return "-"
+    try:
+        value = datetime.fromisoformat(str(utc))
+    except ValueError:
+        return str(utc)
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return value.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _next(status: dict[str, Any]) -> str:
     """The next earliest date in words: a time, any time (no rule holds it back), or none left."""
     if not status.get("left"):
         return "none left"
-    return _short(status["next_earliest_utc"]) if status.get("next_earliest_utc") else "any time"
+    return _local(status["next_earliest_utc"]) if status.get("next_earliest_utc") else "any time"
+
+
+def planned_parts(rx: dict[str, Any]) -> tuple[str, str]:
+    """A course's planned prescription: (current on area and density, dose or duration)."""
+    if rx.get("dose_ma_min") is not None:
+        amount = f"dose {_num(rx.get('dose_ma_min'), 'g', 'mA·min')}"
+    else:
+        amount = (f"duration {_num(rx.get('duration_min'), 'g', 'min')} "
+                  f"(about {_num(rx.get('planned_dose_ma_min'), '.2f', 'mA·min')})")  # fmt: skip
+    return (f"{_num(rx.get('current_ma'), 'g', 'mA')} on {_num(rx.get('electrode_area_cm2'), 'g', 'cm²')} "
+            f"({_num(rx.get('density_ma_cm2'), '.3f', 'mA/cm²')})", amount)  # fmt: skip
+
+
+def planned_text(rx: dict[str, Any]) -> str:
+    """A course's planned prescription in one line."""
+    return ", ".join(planned_parts(rx))
+
+
+def _span(values: list[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    low, high = min(values), max(values)
+    return f"{low:{fmt}} mA" if f"{low:{fmt}}" == f"{high:{fmt}}" else f"{low:{fmt}} to {high:{fmt}} mA"
 
 
 def plan_text(course: dict[str, Any]) -> str:
@@ -101,34 +139,42 @@ def plan_text(course: dict[str, Any]) -> str:
 
 
 def header_lines(summary: CourseSummary) -> tuple[list[str], list[str]]:
-    """The two text columns: (patient, preset and plan), (where the course stands)."""
+    """The two text columns: (patient, plan as planned), (where the course stands, what was delivered)."""
     c, s = summary.course, summary.status
     plan = c.get("plan") or {}
     preset = plan.get("preset") or {}
-    area = preset.get("electrode_area_cm2")
-    amount = (f"dose {_num(preset.get('dose_ma_min'), 'g', 'mA·min')}" if preset.get("dose_ma_min") is not None
-              else f"duration {_num(preset.get('duration_min'), 'g', 'min')}"
-              if preset.get("duration_min") is not None else "dose at the bench")  # fmt: skip
+    rx = plan.get("prescription")
     left = [
         f"Patient:    {c.get('patient', '-')}",
-        f"Started by: {c.get('operator', '-')} on {_short(c.get('created_utc'))}",
-        "",
+        f"Started by: {c.get('operator', '-')} on {_local(c.get('created_utc'))}",
         f"Preset      {c.get('preset', '-')}",
         f"  drug      {preset.get('drug', '-')}, {preset.get('polarity', '-')} (active electrode)",
-        f"  current   {_num(preset.get('current_ma'), 'g', 'mA')}"
-        + (f" on {_num(area, 'g', 'cm²')}" if area is not None else " (area at the bench)"),
-        f"  {amount}",
+    ]
+    if isinstance(rx, dict):
+        current, amount = planned_parts(rx)
+        left += [f"Planned     {current}", f"  {amount}", f"  ramps {_num(rx.get('ramp_up_s'), 'g', 's')} up, "
+                 f"{_num(rx.get('ramp_down_s'), 'g', 's')} down"]  # fmt: skip
+    else:  # a course started before courses carried their prescription: the preset's values, not a delivery
+        values = ", ".join(f"{label} {preset[k]:g} {unit}" for k, label, unit in PRESET_SHOWN
+                           if isinstance(preset.get(k), int | float))  # fmt: skip
+        left += ["Planned     not kept with this course (given at the bench)",
+                 f"  preset's  {values or '-'} (what each session got: below)"]  # fmt: skip
+    left += [
         f"Plan        {plan_text(c)}",
         f"Config      SHA-256 {str(c.get('config_sha256') or '-')[:16]}…",
     ]
+    given = [row for row in summary.sessions if row.get("counts")]
+    currents = [float(row["current_ma"]) for row in given if row.get("current_ma") is not None]
+    peaks = [float(row["peak_current_ma"]) for row in given if row.get("peak_current_ma") is not None]
     allowed = "yes" if s.get("allowed_now") else "no"
     right = [
         f"Sessions:   {s.get('done', 0)} done, {s.get('left', 0)} left of {c.get('sessions')}",
-        f"Cumulative  {_num(s.get('cumulative_dose_ma_min'), '.3f', 'mA·min')}",
-        f"Last        {_short(s.get('last_session_utc'))}",
+        f"Cumulative  {_num(s.get('cumulative_dose_ma_min'), '.3f', 'mA·min')} delivered",
+        f"Given at    {_span(currents, 'g')} prescribed",
+        f"Peak        {_span(peaks, '.2f')} measured",
+        f"Last        {_local(s.get('last_session_utc'))}",
         f"Next from   {_next(s)}",
-        "",
-        f"As of       {_short(s.get('as_of_utc'))}",
+        f"As of       {_local(s.get('as_of_utc'))}",
         f"Session now {allowed}",
         f"Overrides   {len(summary.overrides)}",
     ]
@@ -136,18 +182,23 @@ def header_lines(summary: CourseSummary) -> tuple[list[str], list[str]]:
 
 
 def session_lines(summary: CourseSummary, limit: int = MAX_ROWS) -> list[str]:
-    """The table of sessions: number, record, date, outcome, dose delivered / prescribed."""
+    """The table of sessions, from each session's record: number, record, date (local), outcome, current
+    prescribed and peak measured, duration, dose delivered / prescribed."""
     lines = [
-        f"{'#':>3}  {'record':>6}  {'started (UTC)':<17}  {'outcome':<14}  {'dose mA·min':>11}  {'prescribed':>10}"
+        f"{'#':>3} {'record':>6}  {'started':<21}{'outcome':<15}{'Rx mA':>6}{'peak mA':>9}{'min':>7}"
+        f"{'dose mA·min':>13}{'Rx dose':>8}"
     ]
     for row in summary.sessions[:limit]:
         number = str(row["number"]) if row.get("number") is not None else "-"
         outcome = row.get("outcome") or "open (running)"
         if not row.get("counts"):
             outcome += " *"
+        duration = row.get("duration_s")
         lines.append(
-            f"{number:>3}  {row['record_id']:>6}  {_short(row['started_utc'])[:16]:<17}  {outcome:<14}  "
-            f"{_num(row.get('dose_ma_min'), '.3f'):>11}  {_num(row.get('prescribed_dose_ma_min'), '.2f'):>10}"
+            f"{number:>3} {row['record_id']:>6}  {_local(row['started_utc']):<21}{_clip(outcome, 14):<15}"
+            f"{_num(row.get('current_ma'), '.2f'):>6}{_num(row.get('peak_current_ma'), '.2f'):>9}"
+            f"{_num(duration / 60 if duration is not None else None, '.1f'):>7}"
+            f"{_num(row.get('dose_ma_min'), '.3f'):>13}{_num(row.get('prescribed_dose_ma_min'), '.2f'):>8}"
         )
     if len(summary.sessions) > limit:
         lines.append(f"… {len(summary.sessions) - limit} more: ionctl course show {summary.id}")
@@ -162,7 +213,7 @@ def override_lines(summary: CourseSummary, limit: int = MAX_OVERRIDES) -> list[s
     lines = []
     for e in summary.overrides[:limit]:
         detail = e.get("detail") or {}
-        lines.append(_clip(f"{_short(e.get('utc'))}  {e.get('actor')}: {detail.get('reason', '-')} "
+        lines.append(_clip(f"{_local(e.get('utc'))}  {e.get('actor')}: {detail.get('reason', '-')} "
                            f"(rule: {detail.get('rule', '-')})", 118))  # fmt: skip
     if len(summary.overrides) > limit:
         lines.append(f"… {len(summary.overrides) - limit} more: ionctl course show {summary.id}")
@@ -193,7 +244,7 @@ def build_figure(summary: CourseSummary) -> Figure:
     FigureCanvasAgg(fig)
     c = summary.course
     fig.text(0.06, 0.965, f"Iontophoresis treatment course #{summary.id}", fontsize=15, weight="bold")
-    fig.text(0.06, 0.948, f"ionctl · course summary as of {_short(summary.status.get('as_of_utc'))}",
+    fig.text(0.06, 0.948, f"ionctl · course summary as of {_local(summary.status.get('as_of_utc'))}",
              fontsize=8.5, color="#444444")  # fmt: skip
     mono: dict[str, Any] = {"family": "DejaVu Sans Mono", "fontsize": 7.6, "va": "top", "linespacing": 1.45}
     left, right = header_lines(summary)
@@ -202,9 +253,9 @@ def build_figure(summary: CourseSummary) -> Figure:
     refusal = summary.status.get("refusal")
     if refusal:
         wrapped = textwrap.wrap(f"A session now would be refused: {refusal}", width=104)[:3]
-        fig.text(0.06, 0.805, "\n".join(wrapped), **{**mono, "fontsize": 7, "color": "#8a0010"})
-    fig.text(0.06, 0.758, "Sessions", fontsize=8.5, weight="bold", va="top")
-    fig.text(0.06, 0.742, "\n".join(session_lines(summary)), **{**mono, "fontsize": 7, "linespacing": 1.35})
+        fig.text(0.06, 0.795, "\n".join(wrapped), **{**mono, "fontsize": 7, "color": "#8a0010"})
+    fig.text(0.06, 0.748, "Sessions", fontsize=8.5, weight="bold", va="top")
+    fig.text(0.06, 0.732, "\n".join(session_lines(summary)), **{**mono, "fontsize": 7, "linespacing": 1.35})
     fig.text(0.06, 0.445, "Supervisor overrides", fontsize=8.5, weight="bold", va="top")
     fig.text(0.06, 0.429, "\n".join(override_lines(summary)), **{**mono, "fontsize": 7, "linespacing": 1.35})
 

@@ -421,7 +421,8 @@ def start_dexamethasone_course(setup: ConsoleSetup) -> int:
     assert setup.config is not None
     with Store(setup.store_path) as store:
         return start_course(store, setup.config, patient="P0042", operator="T07", preset="dexamethasone",
-                            sessions=6, per_week=2, min_interval_days=3)  # fmt: skip
+                            sessions=6, per_week=2, min_interval_days=3,
+                            prescription={"electrode_area_cm2": 10.0})  # fmt: skip
 
 
 @run_async
