@@ -2,8 +2,10 @@
 
 Changing anything (`set`, `approve`, `pin`) asks for the supervisor PIN: at a terminal without echo, or one
 line per PIN on stdin with `--pin-stdin` (for scripted set-up). Every act and every refused PIN is an entry
-in the audit trail of the record store (`--db`), which `ionctl config audit` lists. Heavy modules are
-imported when a command runs, so `ionctl --help` stays fast.
+in the audit trail of the record store (`--db`), which `ionctl config audit` lists (never a PIN's hash or
+salt). `set` checks the changed file first (limits within the packaged ceilings, presets against the drug
+table), shows the change as a unified diff and asks before writing and approving it (`--yes` when stdin is
+not a terminal). Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init = actions.add_parser("init", help="write a complete site file to edit (packaged presets and limits)")
     init.add_argument("file", metavar="FILE", nargs="?", help="where (default: the site configuration path)")
     init.set_defaults(config_handler=_init)
-    setter = actions.add_parser("set", parents=[common, pin], help="change one value (supervisor)")
+    setter = actions.add_parser("set", parents=[common, pin], help="change one value, shown as a diff (supervisor)")
     setter.add_argument("key", help="dotted key, e.g. limits.max_current_ma or presets.lidocaine.dose_ma_min")
     setter.add_argument("value", help='new value, in TOML syntax (5.0, true, "text")')
+    setter.add_argument("--yes", action="store_true",
+                        help="approve the change without asking (needed when stdin is not a terminal)")  # fmt: skip
     setter.set_defaults(config_handler=_set)
     approve = actions.add_parser("approve", parents=[common, pin], help="approve the file as it is (supervisor)")
     approve.add_argument("--note", default="", help="why (recorded)")
@@ -157,14 +161,33 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    from ionctl.config import set_value
+    """Work out and check the change, show it as a diff of the file, ask (y/N; `--yes` when stdin is not a
+    terminal), then ask for the PIN and write it: a value beyond the ceilings is refused before anything."""
+    from ionctl.config.authority import apply_change, plan_change
 
     path = _site_file(args)
     with _store(args, create=True) as store:
+        planned = plan_change(store, path, args.key, args.value)
+        print(planned.diff or f"{args.key} is already {planned.new!r}: the file would not change", end="")
+        if not _confirmed(args.yes, sys.stdin, f"write this change to {path} and approve it"):
+            print(f"nothing changed: {path} and its approval are as they were")
+            return EXIT_REFUSED
         pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin)
-        change = set_value(store, path, args.key, args.value, pin)
+        change = apply_change(store, planned, pin)
     print(f"{change.key}: {change.old!r} -> {change.new!r} in {path}\napproved as SHA-256 {change.config.sha256}")
     return EXIT_OK
+
+
+def _confirmed(yes: bool, stdin: TextIO, question: str) -> bool:
+    """`--yes`, or `y` typed at a terminal; a stdin that is not a terminal without `--yes` is a no."""
+    if yes:
+        return True
+    if not stdin.isatty():
+        print(f"not confirmed: stdin is not a terminal, so nobody can be asked to {question}; pass --yes",
+              file=sys.stderr)  # fmt: skip
+        return False
+    print(f"{question}? [y/N] ", end="", flush=True)
+    return stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _approve(args: argparse.Namespace) -> int:
@@ -198,13 +221,17 @@ def _pin(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from ionctl.config.authority import public_detail
+    from ionctl.records import timefmt
+
     with _store(args, create=False) as store:
         entries = store.audit()
     for e in entries:
+        detail = public_detail(e["detail"])  # never the PIN's hash or salt, in any output
         if args.json:
-            print(json.dumps(e, sort_keys=True))
+            print(json.dumps({**e, "detail": detail}, sort_keys=True))
             continue
-        detail = {k: v for k, v in e["detail"].items() if k != "pin"}  # a PIN hash says nothing to a reader
         about = " ".join(f"{k} {e[k]}" for k in ("record_id", "course_id") if e[k] is not None)
-        print(f"{e['seq']:>5}  {e['utc']}  {e['actor']:<12} {e['action']:<18} {about} {json.dumps(detail)}")
+        when = timefmt.local_text(e["utc"])
+        print(f"{e['seq']:>5}  {when}  {e['actor']:<12} {e['action']:<18} {about} {json.dumps(detail)}")
     return EXIT_OK

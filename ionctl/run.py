@@ -75,15 +75,6 @@ def _finite(text: str) -> float:
     return value
 
 
-def _charge(text: str) -> str:
-    from ionctl.safety import Charge  # light: pure safety code, no device packages
-
-    try:
-        return Charge.parse(text).value
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `ionctl run` options (shared by `ionctl demo`, which runs the same code path)."""
     rx = parser.add_argument_group(
@@ -91,13 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "it gives, and must give what it leaves to the clinician) or every value: drug, polarity, electrode, "
         "current, and dose or duration.")  # fmt: skip
     rx.add_argument("--preset", metavar="NAME", help="start from this preset (`ionctl config show` lists them)")
-    rx.add_argument("--drug", metavar="NAME", help="e.g. dexamethasone, lidocaine, tap-water")
     rx.add_argument(
-        "--drug-charge",
-        type=_charge,
-        metavar="+|-|0",
-        help="charge of the drug's active ion; required for a drug not in the built-in table",
+        "--drug", metavar="NAME", help="a drug of the site's drug catalog, e.g. dexamethasone, lidocaine, tap-water"
     )
+    # Not accepted: a drug's charge comes from the built-in table or the site's drug catalog (a supervisor's
+    # addition), never from the technician. Kept, hidden, to refuse it with what to do instead.
+    rx.add_argument("--drug-charge", metavar="+|-|0", help=argparse.SUPPRESS)
     rx.add_argument("--polarity", choices=("anode", "cathode"), help="the active (drug) electrode")
     area = rx.add_mutually_exclusive_group()
     area.add_argument(
@@ -315,7 +305,7 @@ def execute(
     limits = config.limits
     opening = {"config_sha256": config.sha256, "course_id": args.course}
     try:
-        validated = validate(prescription, limits)
+        validated = validate(prescription, limits, catalog=config.drugs)
     except PrescriptionRefused as exc:
         print(f"ionctl run: {exc}\nNo current flowed; the device was not opened.", file=err)
         violations = [asdict(v) for v in exc.violations]
@@ -490,14 +480,23 @@ def _recorded(store: Store | None, report: Report, prescription: Prescription, l
     return report
 
 
+DRUG_CHARGE_REFUSED = (
+    "--drug-charge is not accepted: a drug's charge comes from the built-in table or the site's drug catalog. A "
+    "supervisor adds a drug to the catalog ([drugs.NAME] with its charge and source in the site configuration; "
+    "`ionctl config init` writes one to edit) and approves it with `ionctl config approve`"
+)
+
+
 def build_prescription(
     args: argparse.Namespace, config: SiteConfig, course: dict[str, Any] | None = None
 ) -> Prescription:
     """The `Prescription` the arguments describe (from `--preset`, or the course's preset, with the options
     changing it); `PrescriptionError` (or `ConfigError` for an unknown preset or electrode) if it cannot be built."""
     from ionctl.drivers.base import Polarity
-    from ionctl.safety import Charge, Prescription, PrescriptionError
+    from ionctl.safety import Prescription, PrescriptionError
 
+    if getattr(args, "drug_charge", None) is not None:
+        raise PrescriptionError(DRUG_CHARGE_REFUSED)
     patient = args.patient
     preset_name = args.preset
     if course is not None:
@@ -508,9 +507,10 @@ def build_prescription(
         patient, preset_name = course["patient"], course["preset"]
     if patient is None:
         raise PrescriptionError("give --patient (or --course)")
+    drug, charge = config.resolve_drug(args.drug) if args.drug is not None else (None, None)
     values: dict[str, Any] = {
-        "drug": args.drug,
-        "drug_charge": Charge(args.drug_charge) if args.drug_charge is not None else None,
+        "drug": drug,
+        "drug_charge": charge,  # the catalog's, for a drug the built-in table does not know
         "polarity": Polarity(args.polarity) if args.polarity is not None else None,
         "electrode_area_cm2": config.electrode(args.electrode).area_cm2 if args.electrode else args.electrode_area,
         "current_ma": args.current,

@@ -296,7 +296,7 @@ def test_set_refuses_a_value_that_breaks_the_file_and_writes_nothing(site: Path,
 
 
 def test_set_refuses_to_carry_a_hand_edit_along(site: Path, store: Store) -> None:
-    site.write_text(site.read_text().replace("max_dose_ma_min = 80.0", "max_dose_ma_min = 800.0"), encoding="utf-8")
+    site.write_text(site.read_text().replace("max_dose_ma_min = 80.0", "max_dose_ma_min = 70.0"), encoding="utf-8")
     with pytest.raises(ConfigNotApproved):
         set_value(store, site, "limits.max_current_ma", "5.0", PIN)
     assert "max_current_ma = 4.0" in site.read_text()
@@ -347,15 +347,15 @@ def test_the_config_commands_set_approve_and_list_the_audit(tmp_path: Path) -> N
         ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
     )
     wrong = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, "--pin-stdin",
-                   input_="000000\n")  # fmt: skip
+                   "--yes", input_="000000\n")  # fmt: skip
     assert wrong.returncode == 2 and "wrong supervisor PIN" in wrong.stderr
     done = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, "--pin-stdin",
-                  input_=PIN + "\n")  # fmt: skip
+                  "--yes", input_=PIN + "\n")  # fmt: skip
     assert done.returncode == 0, done.stderr
     show = json.loads(ionctl("config", "show", "--config", str(path), "--db", db, "--json").stdout)
     assert show["state"] == "approved" and show["limits"]["max_dose_ma_min"] == 60.0
     audit = ionctl("config", "audit", "--db", db).stdout
-    assert [line.split()[3] for line in audit.splitlines()] == [
+    assert [line.split()[5] for line in audit.splitlines()] == [  # seq, local date, time and zone, actor, action
         "pin-set",
         "config-approve",
         "auth-denied",

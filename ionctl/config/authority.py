@@ -155,14 +155,35 @@ class Change:
     config: SiteConfig
 
 
-def set_value(log: AuditLog, path: Path, key: str, raw_value: str, pin: str | None, *, by: str = SUPERVISOR) -> Change:
-    """Set `key` (dotted: `limits.max_current_ma`, `presets.lidocaine.current_ma`) in the file at `path` to
-    `raw_value` (TOML syntax, or a bare string), keeping its comments. The file must be the approved one
-    (so a hand edit cannot ride along), and the result must check; then it is written and recorded, and the
-    new file is the approved one. Nothing changes if anything fails."""
+@dataclass(frozen=True)
+class PlannedChange:
+    """A change worked out and checked, not yet written: `diff` is what it does to the file."""
+
+    path: Path
+    key: str
+    old: Any
+    new: Any
+    before: SiteConfig
+    after: SiteConfig
+
+    @property
+    def diff(self) -> str:
+        """A unified diff of the file (difflib), the lines a supervisor reviews before approving."""
+        import difflib
+
+        lines = difflib.unified_diff(self.before.text.splitlines(keepends=True),
+                                     self.after.text.splitlines(keepends=True),
+                                     fromfile=f"{self.path} (approved)", tofile=f"{self.path} (proposed)")  # fmt: skip
+        return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def plan_change(log: AuditLog, path: Path, key: str, raw_value: str) -> PlannedChange:
+    """Work out setting `key` (dotted: `limits.max_current_ma`, `presets.lidocaine.current_ma`) in the file at
+    `path` to `raw_value` (TOML syntax, or a bare string), keeping its comments, and check the result (limits
+    within the ceilings, presets against the drug table): ConfigError if it does not check. The file must be
+    the approved one (so a hand edit cannot ride along). Nothing is written and no PIN is needed."""
     import tomlkit  # style-preserving TOML: keeps the supervisor's comments and sources
 
-    authenticate(log, pin, attempt=f"set {key} in {path}", by=by)
     before = load_config(path)
     require_approved(before, log)
     keys = tuple(part for part in key.split(".") if part)
@@ -178,13 +199,39 @@ def set_value(log: AuditLog, path: Path, key: str, raw_value: str, pin: str | No
         raise ConfigError(str(path), key, f"{'.'.join(keys[:-1])} is a value, not a table")
     old = table.get(keys[-1])
     table[keys[-1]] = _value(raw_value)
-    text = tomlkit.dumps(document)
-    after = parse_config(text, source=str(path), path=path)  # ConfigError before anything is written
-    _write_atomically(path, text)
-    log.append_audit("config-set", by, {"path": str(path), "key": key, "old": _plain(old),
-                                        "new": _plain(table[keys[-1]]), "previous_sha256": before.sha256,
-                                        "sha256": after.sha256})  # fmt: skip
-    return Change(key, _plain(old), _plain(table[keys[-1]]), after)
+    after = parse_config(tomlkit.dumps(document), source=str(path), path=path)  # ConfigError: nothing written
+    return PlannedChange(path, key, _plain(old), _plain(table[keys[-1]]), before, after)
+
+
+def apply_change(log: AuditLog, planned: PlannedChange, pin: str | None, *, by: str = SUPERVISOR) -> Change:
+    """Authenticate, write the planned change and record it: the new file is the approved one. Refused if the
+    file changed since the change was planned."""
+    authenticate(log, pin, attempt=f"set {planned.key} in {planned.path}", by=by)
+    now = load_config(planned.path)
+    if now.sha256 != planned.before.sha256:
+        raise ConfigError(str(planned.path), planned.key, "the file changed while the change was being reviewed; "
+                                                          "nothing written: run the command again")  # fmt: skip
+    _write_atomically(planned.path, planned.after.text)
+    log.append_audit("config-set", by, {"path": str(planned.path), "key": planned.key, "old": planned.old,
+                                        "new": planned.new, "previous_sha256": planned.before.sha256,
+                                        "sha256": planned.after.sha256})  # fmt: skip
+    return Change(planned.key, planned.old, planned.new, planned.after)
+
+
+def set_value(log: AuditLog, path: Path, key: str, raw_value: str, pin: str | None, *, by: str = SUPERVISOR) -> Change:
+    """`plan_change` then `apply_change`, without review (the command shows the diff and asks in between).
+    Nothing changes if anything fails; a wrong PIN is recorded."""
+    authenticate(log, pin, attempt=f"set {key} in {path}", by=by)
+    return apply_change(log, plan_change(log, path, key, raw_value), pin, by=by)
+
+
+#: Audit-detail keys that hold credentials (the PIN's salted hash): never shown or exported.
+CREDENTIAL_KEYS = ("pin",)
+
+
+def public_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """An audit entry's detail as it may be shown or exported: credentials removed (their presence noted)."""
+    return {k: ("(not shown)" if k in CREDENTIAL_KEYS else v) for k, v in detail.items()}
 
 
 def _value(raw: str) -> Any:

@@ -26,11 +26,15 @@ from typing import Any, NoReturn, TypeVar
 from ionctl.drivers.base import Polarity
 from ionctl.safety import (
     DRUG_ELECTRODE,
+    TAP_WATER,
     Charge,
     LimitsFileError,
     Prescription,
     PrescriptionError,
     SiteLimits,
+    ceilings_for,
+    closest_names,
+    drug_identity,
     find_drug,
 )
 from ionctl.safety.identifiers import escape_controls
@@ -120,6 +124,8 @@ class Preset:
         preset leaves to the clinician if it is still missing. Not yet checked against any limit."""
         given = {k: v for k, v in overrides.items() if v is not None}
         for key in LOCKED_BY_PRESET:
+            if key == "drug" and "drug" in given and drug_identity(given["drug"]) == drug_identity(self.drug):
+                given["drug"] = self.drug  # another name of the same drug: the catalog's name is recorded
             if key in given and given[key] != getattr(self, key):
                 raise PrescriptionError(
                     f"preset {self.name!r} gives {key} {_shown(getattr(self, key))}; it cannot be changed to "
@@ -203,6 +209,16 @@ class SiteConfig:
             return None
         return (f"note: {dose:.1f} mA·min is outside the usual {low:g}–{high:g} mA·min for {entry.name} "
                 f"({entry.source})")  # fmt: skip
+
+    def resolve_drug(self, name: str) -> tuple[str, Charge | None]:
+        """The catalog's name for drug `name` (any synonym, salt, brand name or spelling of it) and the charge
+        the catalog gives a drug the built-in table does not know; `(name, None)` if the catalog does not have
+        it (validation then refuses it, suggesting the closest names)."""
+        wanted = drug_identity(name)
+        for entry in self.drugs.values():
+            if drug_identity(entry.name) == wanted:
+                return entry.name, (None if find_drug(entry.name) is not None else entry.charge)
+        return name, None
 
     def electrode(self, name: str) -> Electrode:
         """The catalog's electrode `name`; ConfigError listing the known ones if there is none."""
@@ -379,6 +395,7 @@ class _Reader:
         self.known(keys, t, ("area_cm2", "type"))
         area = self.number((*keys, "area_cm2"), t.get("area_cm2"))
         assert area is not None
+        self.within_ceilings(keys, {"area_cm2": area}, DRUG_ELECTRODE)
         return Electrode(name, area, self.string((*keys, "type"), t.get("type"), required=False))
 
     def drug(self, name: str, t: dict[str, Any]) -> DrugEntry:
@@ -389,6 +406,9 @@ class _Reader:
         except ValueError as exc:
             self.fail((*keys, "charge"), str(exc))
         builtin = find_drug(name)
+        if builtin is not None and builtin.name != name:
+            self.fail(keys, f"{name!r} is another name of {builtin.name}: write it [drugs.{builtin.name}] (the record "
+                            "and the chart carry one name per drug)")  # fmt: skip
         if builtin is not None and builtin.charge is not charge:
             known = f"{builtin.name} is {builtin.charge.name.lower()} ({builtin.charge.value}; {builtin.source})"
             self.fail((*keys, "charge"), f"{charge.value} contradicts the built-in table: {known}")
@@ -408,10 +428,13 @@ class _Reader:
         self.known(keys, t, ("drug", "polarity", "protocol_class", "electrode", *PRESET_RX_KEYS,
                              "polarity_reversal_at_midpoint", "volume_ml", "notes", "source", "course"))  # fmt: skip
         drug = self.string((*keys, "drug"), t.get("drug"))
-        entry = drugs.get(drug)
-        if entry is None and find_drug(drug) is None:
-            self.fail((*keys, "drug"), f"{drug!r} is neither in [drugs] nor in the built-in table: add it to [drugs] "
-                                       "with its charge")  # fmt: skip
+        entry = next((e for e in drugs.values() if drug_identity(e.name) == drug_identity(drug)), None)
+        if entry is None:
+            near = closest_names(drug, drugs)
+            hint = f"; did you mean {' or '.join(near)}?" if near else ""
+            self.fail((*keys, "drug"), f"{drug!r} is not in [drugs]{hint} A preset's drug must be in the site's drug "
+                                       "catalog, with its charge and source")  # fmt: skip
+        drug = entry.name
         polarity = self.string((*keys, "polarity"), t.get("polarity"))
         if polarity not in ("anode", "cathode"):
             self.fail((*keys, "polarity"), f'must be "anode" or "cathode", got {polarity!r}')
@@ -419,6 +442,8 @@ class _Reader:
         if protocol_class not in limits.classes:
             self.fail((*keys, "protocol_class"), f"{protocol_class!r} is not a class of the limits in force "
                                                  f"(known: {', '.join(sorted(limits.classes))})")  # fmt: skip
+        reversal = t.get("polarity_reversal_at_midpoint", False)
+        self.drug_fits(name, entry, Polarity(polarity), protocol_class, reversal is True)
         values = {k: self.number((*keys, k), t.get(k), required=False) for k in PRESET_RX_KEYS}
         electrode = t.get("electrode")
         if electrode is not None:
@@ -430,16 +455,50 @@ class _Reader:
             values["electrode_area_cm2"] = electrodes[electrode].area_cm2
         if values["dose_ma_min"] is not None and values["duration_min"] is not None:
             self.fail((*keys, "duration_min"), "give at most one of dose_ma_min and duration_min")
+        self.within_ceilings(keys, values, protocol_class)
         reversal = t.get("polarity_reversal_at_midpoint", False)
         if not isinstance(reversal, bool):
             self.fail((*keys, "polarity_reversal_at_midpoint"), f"must be true or false, got {reversal!r}")
         return Preset(name=name, drug=drug, polarity=Polarity(polarity), protocol_class=protocol_class,
                       electrode=electrode, polarity_reversal_at_midpoint=reversal,
-                      drug_charge=entry.charge if entry is not None else None,
+                      drug_charge=entry.charge,
                       volume_ml=self.number((*keys, "volume_ml"), t.get("volume_ml"), required=False),
                       notes=self.string((*keys, "notes"), t.get("notes"), required=False),
                       source=self.string((*keys, "source"), t.get("source")),
                       course=self.course((*keys, "course"), t.get("course")), **values)  # fmt: skip
+
+    def drug_fits(self, preset: str, entry: DrugEntry, polarity: Polarity, protocol_class: str,
+                  reversal: bool) -> None:  # fmt: skip
+        """A preset's polarity, reversal and class must suit its drug's charge (as `validate` would refuse)."""
+        keys, charge = ("presets", preset), entry.charge
+        builtin = find_drug(entry.name)
+        kind = f"{entry.name} is {charge.name.lower()} ({charge.value}; {builtin.source if builtin else entry.source})"
+        required = charge.required_polarity
+        if required is not None and polarity is not required:
+            self.fail((*keys, "polarity"), f"preset {preset!r} delivers {entry.name} from the {polarity.value}, but "
+                                           f"{kind}: it must be delivered from the {required.value}")  # fmt: skip
+        if required is not None and reversal:
+            self.fail((*keys, "polarity_reversal_at_midpoint"), f"preset {preset!r} reverses polarity, but {kind}: "
+                                                                 "only a neutral solution may reverse")  # fmt: skip
+        if protocol_class == TAP_WATER and charge is not Charge.NEUTRAL:
+            self.fail((*keys, "protocol_class"), f"preset {preset!r} uses the {TAP_WATER} class, which is for a "
+                                                 f"neutral solution, but {kind}")  # fmt: skip
+
+    def within_ceilings(self, keys: tuple[str, ...], values: Mapping[str, float | None], protocol_class: str) -> None:
+        """Preset and electrode values may not go beyond the packaged ceilings (`ionctl.safety.ceilings`)."""
+        ceilings = ceilings_for(protocol_class)
+        checks = (("current_ma", "max_current_ma"), ("dose_ma_min", "max_dose_ma_min"),
+                  ("duration_min", "max_duration_min"), ("ramp_up_s", "min_ramp_s"), ("ramp_down_s", "min_ramp_s"),
+                  ("electrode_area_cm2", "min_electrode_area_cm2"), ("electrode_area_cm2", "max_electrode_area_cm2"),
+                  ("area_cm2", "min_electrode_area_cm2"), ("area_cm2", "max_electrode_area_cm2"))  # fmt: skip
+        for key, ceiling in checks:
+            value = values.get(key)
+            if value is not None and ceilings.breaks(ceiling, value):
+                self.fail((*keys, key), f"{value:g} is beyond {ceilings.describe(ceiling)}")
+        current, area = values.get("current_ma"), values.get("electrode_area_cm2")
+        if current is not None and area is not None and ceilings.breaks("max_density_ma_cm2", current / area):
+            self.fail((*keys, "current_ma"), f"{current:g} mA on {area:g} cm² is {current / area:.2f} mA/cm², beyond "
+                                             f"{ceilings.describe('max_density_ma_cm2')}")  # fmt: skip
 
     def course(self, keys: tuple[str, ...], t: Any) -> CoursePlan | None:
         if t is None:

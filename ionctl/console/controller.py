@@ -16,13 +16,22 @@ from __future__ import annotations
 import collections
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ionctl.drivers.base import ContactReading, CurrentSource, DeviceError, DeviceFault, Telemetry
-from ionctl.safety import Prescription, PrescriptionRefused, SiteLimits, Violation, device_limits, validate
+from ionctl.safety import (
+    Prescription,
+    PrescriptionRefused,
+    SiteLimits,
+    Violation,
+    device_limits,
+    validate,
+    violations,
+)
+from ionctl.safety.validation import CatalogEntry
 
 if TYPE_CHECKING:
     from ionctl.records import Store
@@ -37,13 +46,12 @@ SKIN_CHECK_AFTER = "skin-check-after"
 ADVERSE_REACTION = "adverse-reaction"
 
 
-def violations_of(prescription: Prescription, limits: SiteLimits) -> tuple[Violation, ...]:
-    """Every site limit the prescription breaks (empty: it may be delivered here)."""
-    try:
-        validate(prescription, limits)
-    except PrescriptionRefused as exc:
-        return exc.violations
-    return ()
+def violations_of(
+    prescription: Prescription, limits: SiteLimits, catalog: Mapping[str, CatalogEntry] | None = None
+) -> tuple[Violation, ...]:
+    """Every reason the prescription may not be delivered here (empty: it may): `ionctl.safety.violations`,
+    the one list `ionctl run` refuses with, against the site's limits and drug catalog."""
+    return violations(prescription, limits, catalog=catalog)
 
 
 # -- the contact check -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ class SafetyError(Exception):
 
 class PrescriptionError(SafetyError, ValueError):
     """A prescription that cannot even be built: a wrong type, a non-positive value, both or neither of
-    dose and duration, a dose or duration too small to hold its own ramps."""
+    dose and duration. (Ramps too long for the dose or duration are a `Violation`, listed with the limits.)"""
 
 
 class LimitsFileError(SafetyError, ValueError):
@@ -34,7 +34,8 @@ class LimitsFileError(SafetyError, ValueError):
 class Violation:
     """One limit a prescription breaks. `message` names the limit, its value and the prescribed value."""
 
-    limit_name: str  # the SiteLimits / DeviceIdentity field, or "drug" / "drug_charge" / "protocol_class"
+    limit_name: str  # a SiteLimits / ceiling / DeviceIdentity field, or "drug" / "drug_charge" / "protocol_class" /
+    # "ramps" (the prescription's own ramps do not fit its dose or duration)
     limit_value: float | str | None
     prescribed_value: float | str | None
     unit: str

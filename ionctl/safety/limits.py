@@ -18,7 +18,9 @@ every `[class.NAME]` in the file; a prescription names its class (`Prescription.
     max_dose_ma_min = 600.0
 
 Every value must be a positive finite number (TOML integers are fine); each `min_*` must not exceed its
-`max_*` (impedance windows must be strictly ordered), fractions must not exceed 1. Problems raise
+`max_*` (impedance windows must be strictly ordered), fractions must not exceed 1, and no value may go beyond
+the packaged ceilings (`ionctl.safety.ceilings`: 50 mA, 0.5 mA/cm², a 5 s minimum ramp, a dose and a duration
+per class). Problems raise
 `LimitsFileError` naming the file, the key and the problem. Reading the file is the only I/O here.
 """
 
@@ -36,6 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ionctl.safety.ceilings import ceilings_for
 from ionctl.safety.errors import LimitsFileError
 from ionctl.safety.prescription import DRUG_ELECTRODE
 
@@ -124,7 +127,9 @@ class SiteLimits:
                 raise LimitsFileError(source, f"class.{name}", "must be a table, written [class.NAME]")
             classes[name] = {**base, **_read_table(table, source, prefix=f"[class.{name}] ", complete=False)}
         for name, values in classes.items():
-            for key, problem in check_values(values):
+            for key, problem in check_values(values) or ceilings_for(name).site_limit_problems(values):
+                if name in class_tables and key not in class_tables[name]:
+                    problem += " (the class inherits the top-level value)"
                 raise LimitsFileError(source, f"[class.{name}] {key}" if name in class_tables else key, problem)
         base_values: dict[str, Any] = dict(classes[DRUG_ELECTRODE])
         return cls(**base_values, classes=classes, source=source)

@@ -1,8 +1,9 @@
 """A prescription: what the technician asks ionctl to deliver, checked for form when built.
 
-Built means well-formed (types, positive finite numbers, exactly one of dose and duration, a dose or a
-duration big enough to hold its own ramps); whether it is *safe* is `validate`'s job, against the site
-limits and the hardware.
+Built means well-formed (types, positive finite numbers, exactly one of dose and duration), with a drug the
+built-in table knows under any of its names recorded by the table's own name (`Xylocaine` is `lidocaine`);
+whether it is consistent (ramps that fit its dose or duration) and *safe* is `validate`'s job, in one list
+with the site limits, the ceilings and the hardware.
 
 Timing model (used for the planned dose and duration, and by the session):
 a session ramps linearly from 0 to `current_ma` over `ramp_up_s`, holds, and ramps linearly back to 0
@@ -18,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from ionctl.drivers.base import Polarity
-from ionctl.safety.drugs import Charge
+from ionctl.safety.drugs import Charge, find_drug
 from ionctl.safety.errors import PrescriptionError
 from ionctl.safety.identifiers import check_identifier
 
@@ -78,17 +79,11 @@ class Prescription:
             raise PrescriptionError("give exactly one of dose_ma_min and duration_min")
         if self.dose_ma_min is not None:
             _positive("dose_ma_min", self.dose_ma_min)
-            if self.dose_ma_min < self.ramp_dose_ma_min:
-                raise PrescriptionError(
-                    f"dose {self.dose_ma_min:.2f} mA·min is less than its ramps alone deliver "
-                    f"({self.ramp_dose_ma_min:.2f} mA·min at {self.current_ma:.2f} mA): shorten the ramps"
-                )
         if self.duration_min is not None:
             _positive("duration_min", self.duration_min)
-            if self.duration_min * 60 < self.ramp_time_s:
-                raise PrescriptionError(
-                    f"duration {self.duration_min:.2f} min is shorter than its ramps ({self.ramp_time_s:.0f} s)"
-                )
+        known = find_drug(self.drug)
+        if known is not None:  # the table's own name on the record, whatever the spelling typed
+            object.__setattr__(self, "drug", known.name)
 
     @property
     def density_ma_cm2(self) -> float:

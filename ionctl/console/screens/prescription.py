@@ -118,7 +118,9 @@ class PrescriptionScreen(Step):
             rx = preset.prescription(patient_id=self.flow.patient_id, operator_id=self.flow.operator_id, **values)
         except PrescriptionError as exc:
             return None, [str(exc)]
-        return rx, [v.message for v in violations_of(rx, self.console.setup.limits)]
+        config = self.console.setup.config
+        catalog = config.drugs if config is not None else None
+        return rx, [v.message for v in violations_of(rx, self.console.setup.limits, catalog)]
 
     def check(self) -> bool:
         """Rebuild and check the prescription; show the plan and every violation. True if it may go on."""
