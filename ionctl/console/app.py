@@ -3,7 +3,12 @@
 The app holds what the steps have chosen so far (`Flow`) and moves between the step screens
 (`ionctl.console.screens`). A running session belongs to a `SessionController`; its events arrive here as
 `SessionEvent` messages (posted from the session's thread, never waited for) and decide when the fault
-screen takes over and when the end screen follows. The app will not quit while a session runs.
+screen takes over and when the end screen follows.
+
+Ctrl-C means what it means under `ionctl run`: while a session runs, a ramped stop, and a second Ctrl-C an
+abort (the fastest safe ramp); with no session running it leaves the console, as Ctrl-Q does. The console
+never quits while a session runs: Ctrl-Q (or any other way to quit) asks for a ramped stop instead, and the
+session ends on the end screen with its record closed.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Flow:
     contact: ContactCheck | None = None
     skin_before: dict[str, Any] | None = None
     controller: SessionController | None = None
+    interrupts: int = 0  # Ctrl-C presses while the session runs: the first stops, the next abort
     after_saved: bool = False  # the skin check after the session is in the record
 
 
@@ -63,15 +69,10 @@ Screen { padding: 0 1; }
 .field Input { width: 44; height: 1; border: none; padding: 0 1; background: $boost; }
 .field Input:focus { background: $accent 40%; }
 Select { width: 80; }
-#current { width: auto; }
-#readout { height: auto; margin: 1 0; }
-#readout > Vertical { height: auto; width: 1fr; padding: 0 2; }
-#trace { height: 4; margin: 0 0 1 0; }
-#trace-scale { margin: 1 0 0 0; }
-#state { text-style: bold; }
-#progress { margin: 1 0 0 0; }
 FaultScreen { background: $surface; border: thick $error; }
 FaultScreen #fault-title { text-style: bold; color: $error; }
+ConfirmScreen .title { margin: 0; }
+ConfirmScreen #summary { max-height: 70%; overflow-y: auto; }
 ConfirmAction { align: center middle; }
 ConfirmAction > Vertical { width: 70; height: auto; border: thick $error; padding: 1 2; background: $surface; }
 """
@@ -82,7 +83,14 @@ class ConsoleApp(App[None]):
 
     TITLE = "ionctl console"
     CSS = CSS
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+    # No command palette: the keys of each step are the whole interface (and at 80 columns the key help needs
+    # the room the palette's entry takes).
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        # priority: over an input's copy, over Textual's own "press ctrl+q to quit" note
+        Binding("ctrl+c", "interrupt", "Stop, or quit", show=False, priority=True),
+    ]
 
     def __init__(self, setup: ConsoleSetup) -> None:
         super().__init__()
@@ -198,9 +206,44 @@ class ConsoleApp(App[None]):
         self.switch_screen(EndScreen(report))
 
     async def action_quit(self) -> None:
+        """Leave the console; while a session runs, ask for a ramped stop instead (the console stays open)."""
         controller = self.flow.controller
         if controller is not None and controller.running:
-            self.notify("A session is running: stop it (S) or abort it (A) first.", severity="error")
+            self.ask_to_stop(controller)
             return
         self.close_source()
         self.exit()
+
+    async def action_interrupt(self) -> None:
+        """Ctrl-C: a ramped stop of the running session, a second one an abort (as `ionctl run` does with
+        SIGINT); with no session running, leave the console."""
+        controller = self.flow.controller
+        if controller is None or not controller.running:
+            await self.action_quit()
+            return
+        self.flow.interrupts += 1
+        if self.flow.interrupts == 1:
+            controller.request("stop")
+            self.notify("Ctrl-C: ramping down and stopping (Ctrl-C again to abort).", severity="warning", timeout=10)
+        else:
+            controller.request("abort")
+            self.notify("Ctrl-C again: ABORTING, fastest safe ramp to zero.", severity="error", timeout=10)
+
+    def ask_to_stop(self, controller: SessionController) -> None:
+        """Quitting while a session runs: offer the ramped stop (only Y confirms); the console stays open."""
+        from ionctl.console.screens.run import ConfirmAction
+
+        if isinstance(self.screen, ConfirmAction):  # a question is already open: answer that one first
+            self.notify("A session is running: answer the question first.", severity="warning")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes and controller.running:
+                controller.request("stop")
+                self.notify("stopping: ramping down; the console can be closed once the session has ended")
+            elif controller.running:
+                self.notify("The session goes on: the console does not close while it runs.", severity="warning")
+
+        self.push_screen(ConfirmAction("A session is running: the console cannot close while it runs.\n"
+                                       "STOP the session now? The current ramps down and the session ends."),
+                         answer)  # fmt: skip

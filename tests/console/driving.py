@@ -140,3 +140,44 @@ async def fill(pilot: Pilot[Any], selector: str, text: str) -> None:
     field = pilot.app.screen.query_one(selector, Input)
     field.focus()
     await pilot.press("home", "ctrl+k", *text)
+
+
+def fully_visible(app: App[Any], widget: Widget) -> bool:
+    """`widget` is inside the terminal and shows at its corners: not clipped by the screen's edge, not scrolled
+    out of its container, not covered by another widget."""
+    region = widget.region
+    if region.area == 0 or not app.screen.region.contains_region(region):
+        return False
+    for x, y in {(region.x, region.y), (region.right - 1, region.bottom - 1)}:
+        try:
+            shown, _ = app.screen.get_widget_at(x, y)
+        except Exception:  # nothing there
+            return False
+        if shown is not widget and widget not in shown.ancestors:
+            return False
+    return True
+
+
+def key_help(app: App[Any]) -> list[Widget]:
+    """The key help of the top screen: its footer's keys."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+
+    return list(app.screen.query_one(Footer).query(FooterKey))
+
+
+def trace_text(app: App[Any]) -> str:
+    """The run screen's live trace as drawn, one line per row."""
+    from textual.geometry import Region
+
+    from ionctl.console.screens.run import Trace
+
+    trace = app.screen.query_one("#trace", Trace)
+    return "\n".join(strip.text for strip in trace.render_lines(Region(0, 0, *trace.size)))
+
+
+BRAILLE = range(0x2800, 0x2900)
+
+
+def has_braille(text: str) -> bool:
+    return any(ord(c) in BRAILLE for c in text)

@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Input, Label, SelectionList, Static
 
 from ionctl.console.controller import ContactCheck, probe_contact
-from ionctl.console.screens.base import Step
+from ionctl.console.screens.base import Step, both_cases
 
 SKIN_BEFORE = (
     "Skin under both electrodes intact: no cuts, abrasions or broken skin",
@@ -26,7 +26,7 @@ SKIN_BEFORE = (
 class ContactScreen(Step):
     """Probe the electrodes' contact; go on only inside the site's contact window."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [*Step.BINDINGS, Binding("r", "recheck", "Check again")]
+    BINDINGS: ClassVar[list[BindingType]] = both_cases([*Step.BINDINGS, Binding("r", "recheck", "Check again")])
 
     def compose(self) -> ComposeResult:
         yield Static("5. Contact check", classes="title")
@@ -107,8 +107,8 @@ class SkinBeforeScreen(Step):
 class ConfirmScreen(Step):
     """Everything that is about to happen, once more; Y starts the current."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("y", "start", "Start the current"),
-                                             Binding("escape", "back", "Back")]  # fmt: skip
+    BINDINGS: ClassVar[list[BindingType]] = both_cases([Binding("y", "start", "Start the current"),
+                                                        Binding("escape", "back", "Back")])  # fmt: skip
 
     def compose(self) -> ComposeResult:
         from ionctl.run import summary

@@ -3,6 +3,9 @@
 Every limit broken is listed as it is typed, each naming the limit, its value and the prescribed value
 (`ionctl.safety.validate`); the next step stays closed until none is. A field left empty is never filled in
 from the preset behind the technician's back: what the screen shows is what is prescribed.
+
+The form and the list of refusals scroll apart, so a long list never hides a field, even at 80×24: the form
+takes what it needs (up to most of the screen), the list the rest, and a focused field scrolls into view.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Input, Label, Select, Static
 
 from ionctl.console.controller import violations_of
@@ -33,25 +36,36 @@ RAMP_DEFAULT_S = 30.0  # Prescription's own default, shown so that it can be see
 class PrescriptionScreen(Step):
     """Edit the prescription within the site limits."""
 
+    CSS = """
+    PrescriptionScreen .title { margin: 0; }
+    PrescriptionScreen #rx-form { height: auto; max-height: 70%; }
+    PrescriptionScreen #rx-form .field { margin: 0; }
+    PrescriptionScreen #rx-form .field Label { width: 32; }
+    PrescriptionScreen #rx-form .field Input { width: 1fr; max-width: 44; }
+    PrescriptionScreen #rx-form Select { width: 1fr; max-width: 80; }
+    PrescriptionScreen #rx-check { height: 1fr; min-height: 3; }
+    """
+
     def compose(self) -> ComposeResult:
         preset = self.flow.preset
         assert preset is not None
         yield Static(f"4. Prescription: preset {preset.name}", classes="title")
         reversal = "; polarity reversed at the midpoint" if preset.polarity_reversal_at_midpoint else ""
-        yield Static(f"Drug {preset.drug}, active electrode {preset.polarity.value}{reversal}, "
-                     f"limits class {preset.protocol_class}.\nSource: {preset.source}"
-                     + (f"\n{preset.notes}" if preset.notes else ""), classes="hint")  # fmt: skip
-        electrodes = self.console.setup.electrodes
-        if electrodes:
-            choices = [(f"{e.name}: {e.area_cm2:g} cm² ({e.type})", e.name) for e in electrodes.values()]
-            yield Select(choices, prompt="Electrode from the catalog (sets the area)", id="electrode")
-        with Vertical():
+        with VerticalScroll(id="rx-form"):
+            yield Static(f"Drug {preset.drug}, active electrode {preset.polarity.value}{reversal}, "
+                         f"limits class {preset.protocol_class}.\nSource: {preset.source}"
+                         + (f"\n{preset.notes}" if preset.notes else ""), classes="hint")  # fmt: skip
+            electrodes = self.console.setup.electrodes
+            if electrodes:
+                choices = [(f"{e.name}: {e.area_cm2:g} cm² ({e.type})", e.name) for e in electrodes.values()]
+                yield Select(choices, prompt="Electrode from the catalog (sets the area)", id="electrode")
             for name, label in FIELDS.items():
                 with Horizontal(classes="field"):
                     yield Label(label)
                     yield Input(value=self._initial(name), type="number", id=name)
-        yield Static("", id="planned")
-        yield Static("", id="violations", classes="error")
+            yield Static("", id="planned")
+        with VerticalScroll(id="rx-check"):
+            yield Static("", id="violations", classes="error")
         yield Footer()
 
     def _initial(self, name: str) -> str:

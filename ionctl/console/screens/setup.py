@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ionctl.console.screens.base import Step
+from ionctl.console.screens.base import Step, both_cases
 from ionctl.drivers.base import CurrentSource, DeviceError
 from ionctl.safety.identifiers import identifier_problem
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class BlockedScreen(Screen[None]):
     """No session may start: the configuration in force is not the approved one. Says why, and how to fix it."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "app.quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = both_cases([Binding("q", "app.quit", "Quit")])
 
     def compose(self) -> ComposeResult:
         setup = self.app.setup  # type: ignore[attr-defined]
