@@ -9,7 +9,7 @@ screen takes over and when the end screen follows. The app will not quit while a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ionctl.config import Preset
     from ionctl.console.controller import ContactCheck
     from ionctl.drivers.base import CurrentSource
+    from ionctl.records.skin import SkinCheck
     from ionctl.run import Report
     from ionctl.safety import Prescription
 
@@ -46,7 +47,7 @@ class Flow:
     course_id: int | None = None  # the treatment course this session belongs to, if any
     prescription: Prescription | None = None
     contact: ContactCheck | None = None
-    skin_before: dict[str, Any] | None = None
+    skin_before: SkinCheck | None = None
     controller: SessionController | None = None
     after_saved: bool = False  # the skin check after the session is in the record
 
