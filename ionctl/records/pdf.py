@@ -155,13 +155,14 @@ def event_lines(record: Record, limit: int = MAX_EVENTS) -> list[str]:
 def addendum_lines(record: Record) -> list[str]:
     """Skin checks, adverse reactions and other addenda, one line each (CPT 97033 chart guidance: skin
     inspected before and after, adverse reactions noted)."""
+    from ionctl.records.skin import addendum_text
+
     lines = []
     for a in record.addenda:
         raw = a.get("detail")
-        detail: dict[str, Any] = raw if isinstance(raw, dict) else _parsed(raw)
-        text = detail.get("text") or "; ".join(f"{k} {v}" for k, v in detail.items())
-        lines.append(_clip(f"{str(a.get('utc', ''))[:16]:>16}  {a.get('action', '-')} ({a.get('actor', '-')}): "
-                           f"{' '.join(str(text).split())}", 112))  # fmt: skip
+        text = addendum_text({**a, "detail": raw if isinstance(raw, dict) else _parsed(raw)})
+        lines.append(_clip(f"{str(a.get('utc', ''))[:16]:>16}  #{a.get('seq', '-')} {a.get('action', '-')} "
+                           f"({a.get('actor', '-')}): {text}", 112))  # fmt: skip
     return lines
 
 

@@ -251,6 +251,16 @@ def addendum_text(entry: Mapping[str, Any]) -> str:
     return prefix + "; ".join(f"{k}: {_plain(v)}" for k, v in detail.items() if k != "corrects")
 
 
+def corrected_by(addenda: Iterable[Mapping[str, Any]]) -> dict[int, list[int]]:
+    """Addendum number -> the numbers of the later addenda that correct it."""
+    found: dict[int, list[int]] = {}
+    for entry in addenda:
+        detail = entry.get("detail")
+        if isinstance(detail, Mapping) and isinstance(detail.get("corrects"), int):
+            found.setdefault(int(detail["corrects"]), []).append(int(entry["seq"]))
+    return found
+
+
 def _legacy_checklist(detail: Mapping[str, Any]) -> str:
     items = detail.get("items")
     parts = [f"{k}: {'confirmed' if v is True else 'NOT confirmed' if v is False else _plain(v)}"
