@@ -25,7 +25,7 @@ from ionctl.console.screens.setup import BlockedScreen, PatientScreen, PresetScr
 from ionctl.console.setup import ConsoleSetup
 from ionctl.drivers.base import FaultCode
 from ionctl.records import Store
-from ionctl.records.skin import ITEMS
+from ionctl.records.skin import AFTER, ITEMS, SKIN_CHECK_AFTER, Addendum, SkinCheck
 from tests.console.driving import (
     Gate,
     answer_skin,
@@ -507,6 +507,8 @@ async def test_a_course_session_too_soon_is_refused_naming_the_rule(tmp_path: Pa
         record_id = store.open_record(patient="P0042", operator="T07", prescription={}, limits={}, limits_sha256="",
                                       course_id=course_id)  # fmt: skip
         store.close_record(record_id, {"outcome": "completed", "energised": True, "dose_ma_min": 40.0})
+        check = SkinCheck.of(AFTER, dict.fromkeys(ITEMS, "no"))  # its skin check after is recorded: none pending
+        store.append_addendum(record_id, "T07", Addendum(SKIN_CHECK_AFTER, skin=check))
     app = ConsoleApp(setup)
     async with app.run_test(size=SIZE) as pilot:
         await choose(pilot, option=0)
