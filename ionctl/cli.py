@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ionctl import __version__, config_command, course_command
+from ionctl import __version__, addendum_command, config_command, course_command
 from ionctl import demo as demo_command  # light modules: what they need is imported when they run
 from ionctl import run as run_command
 
@@ -153,7 +153,6 @@ def _records_list(store: object, args: argparse.Namespace) -> int:
 
 
 def _records_show(store: object, args: argparse.Namespace) -> int:
-    import json
 
     from ionctl.records import Store, timefmt
 
@@ -173,10 +172,14 @@ def _records_show(store: object, args: argparse.Namespace) -> int:
         print(f"  {e['seq']:>3} {timefmt.local_text(e['utc'])} {at:>7} {e['kind']}: {e['text']}")
     print(f"telemetry: {len(record.telemetry)} samples (ionctl records export {args.id} --format csv)")
     if record.addenda:
+        from ionctl.records.skin import addendum_text, corrected_by
+
         print(f"addenda ({len(record.addenda)}):")
+        later = corrected_by(record.addenda)
         for a in record.addenda:
-            detail = json.dumps(a["detail"], sort_keys=True)
-            print(f"  {timefmt.local_text(a['utc'])} {a['action']} by {a['actor']}: {detail}")
+            mark = f" [corrected by {', '.join(f'#{n}' for n in later[a['seq']])}]" if a["seq"] in later else ""
+            when = timefmt.local_text(a["utc"])
+            print(f"  #{a['seq']} {when} {a['action']} by {a['actor']}: {addendum_text(a)}{mark}")
     return EXIT_OK
 
 
@@ -222,7 +225,7 @@ def _since(text: str) -> str:
 def _add_records(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     records = commands.add_parser(
         "records",
-        help="session records: list, show, export, verify the audit chain",
+        help="session records: list, show, export, verify the audit chain, add an addendum",
         description="The session record store (SQLite, append-only, hash-chained). Every command first closes "
         "any record a killed session left open, as `interrupted`.",
     )
@@ -251,6 +254,8 @@ def _add_records(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     export.set_defaults(records_handler=_records_export)
     verify = actions.add_parser("verify", parents=[db], help="walk the hash chain; print the first broken link")
     verify.set_defaults(records_handler=_records_verify)
+    addendum = addendum_command.add_parser(actions, db)
+    addendum.set_defaults(records_handler=addendum_command.records_addendum)
     records.set_defaults(handler=_cmd_records)
 
 

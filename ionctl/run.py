@@ -282,11 +282,13 @@ def execute(
     stdin: TextIO | None = None,
     store: Store | None = None,
     config: SiteConfig | None = None,
+    skin_checks: bool = True,
 ) -> Report:
     """Check, confirm, connect and run; everything but printing the result. Never raises for the
     prescription, the limits or the device: every way out is a `Report`. With a `store` (`ionctl run`; not
     `ionctl demo`), the record is opened once the prescription has been checked against the limits (refused
-    ones get a record too), written as the session runs, and closed with the result."""
+    ones get a record too), written as the session runs, and closed with the result. A session of the patient
+    that energised them and has no skin check after it is asked for first (`skin_checks`; not in the demo)."""
     from ionctl.config import ConfigError, ConfigNotApproved, load_config, require_approved
     from ionctl.courses import CourseRefused
     from ionctl.records import StoreError
@@ -334,7 +336,8 @@ def execute(
         for note in _courses_in_progress(store, prescription.patient_id):
             print(f"ionctl run: note: {note}", file=err)
     print(summary(prescription, validated.drug_charge.name.lower(), limits, args.device, config), file=err)
-    refusal = confirm(args.yes, stdin or sys.stdin, err)
+    refusal = _skin_checks_pending(args, store, prescription, stdin or sys.stdin, err) if skin_checks else None
+    refusal = refusal or confirm(args.yes, stdin or sys.stdin, err)
     if refusal is not None:
         print(f"ionctl run: {refusal}", file=err)
         report = _not_started(args, refusal, outcome="refused", prescription=prescription, limits=limits)
@@ -362,6 +365,18 @@ def execute(
         if recorder is not None:
             recorder.release()
     return report
+
+
+def _skin_checks_pending(args: argparse.Namespace, store: Store | None, prescription: Prescription, stdin: TextIO,
+                         err: TextIO) -> str | None:  # fmt: skip
+    """Why not to start while a session of this patient lacks its skin check after (asked for at a terminal)."""
+    from ionctl.addendum_command import settle_pending
+
+    if store is None:
+        return None
+    ask = not args.yes and _isatty(stdin)
+    return settle_pending(store, prescription.patient_id, prescription.operator_id, ask=ask, stdin=stdin, err=err,
+                          db=args.db)  # fmt: skip
 
 
 def _course(store: Store | None, course_id: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ session ends on the end screen with its record closed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ionctl.config import Preset
     from ionctl.console.controller import ContactCheck
     from ionctl.drivers.base import CurrentSource
+    from ionctl.records.skin import SkinCheck
     from ionctl.run import Report
     from ionctl.safety import Prescription
 
@@ -51,7 +52,7 @@ class Flow:
     course_id: int | None = None  # the treatment course this session belongs to, if any
     prescription: Prescription | None = None
     contact: ContactCheck | None = None
-    skin_before: dict[str, Any] | None = None
+    skin_before: SkinCheck | None = None
     controller: SessionController | None = None
     interrupts: int = 0  # Ctrl-C presses while the session runs: the first stops, the next abort
     after_saved: bool = False  # the skin check after the session is in the record
@@ -68,6 +69,7 @@ Screen { padding: 0 1; }
 .field Label { width: 34; padding: 0 1 0 0; }
 .field Input { width: 44; height: 1; border: none; padding: 0 1; background: $boost; }
 .field Input:focus { background: $accent 40%; }
+SkinCheckForm .field { margin: 0; }
 Select { width: 80; }
 FaultScreen { background: $surface; border: thick $error; }
 FaultScreen #fault-title { text-style: bold; color: $error; }

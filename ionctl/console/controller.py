@@ -35,15 +35,12 @@ from ionctl.safety.validation import CatalogEntry
 
 if TYPE_CHECKING:
     from ionctl.records import Store
+    from ionctl.records.skin import SkinCheck
     from ionctl.run import Report
     from ionctl.session import Session, SessionResult, StateChange
 
 #: Recent current samples kept for the live trace (at 10 Hz, the last 30 device seconds).
 TRACE_LEN = 300
-#: Audit actions the console writes into the record store.
-SKIN_CHECK_BEFORE = "skin-check-before"
-SKIN_CHECK_AFTER = "skin-check-after"
-ADVERSE_REACTION = "adverse-reaction"
 
 
 def violations_of(
@@ -167,7 +164,7 @@ class _Live:
 class SessionController:
     """One session on an open `source`, run in a thread; the record written to the store at `store_path`.
 
-    `skin_check_before` (the checklist's answers) goes into the audit trail against the record once it is
+    `skin_check_before` (the typed skin check) goes into the record as an addendum once it is
     opened; the record's opening names the configuration (`config_sha256`) and the course (`course_id`), as
     `ionctl run` does. `monotonic` is passed to the `Session` (its host clock for link supervision) when given."""
 
@@ -178,7 +175,7 @@ class SessionController:
         limits: SiteLimits,
         *,
         store_path: str | Path | None,
-        skin_check_before: dict[str, Any] | None = None,
+        skin_check_before: SkinCheck | None = None,
         config_sha256: str | None = None,
         course_id: int | None = None,
         reconnect: Callable[[], CurrentSource] | None = None,
@@ -316,9 +313,11 @@ class SessionController:
         """Write the skin check before into the audit trail; why the session may not start if that fails."""
         if self.skin_check_before is None:
             return None
+        from ionctl.records.skin import SKIN_CHECK_BEFORE, Addendum
+
         try:
-            store.append_audit(SKIN_CHECK_BEFORE, self.prescription.operator_id, self.skin_check_before,
-                               record_id=record_id)  # fmt: skip
+            store.append_addendum(record_id, self.prescription.operator_id,
+                                  Addendum(SKIN_CHECK_BEFORE, skin=self.skin_check_before))  # fmt: skip
         except Exception as exc:
             return f"not started: the skin check could not be recorded: {exc}"
         return None
@@ -379,10 +378,9 @@ class SessionController:
                 pass
 
 
-def record_after(store: Store, record_id: int, operator: str, skin: dict[str, Any], reaction: str) -> None:
-    """The end screen's entries in the audit trail: the skin check after the session, and an adverse
-    reaction when one is described (the skin check states whether any was seen)."""
-    store.append_audit(SKIN_CHECK_AFTER, operator, {**skin, "adverse_reaction": reaction or "none"},
-                       record_id=record_id)  # fmt: skip
-    if reaction:
-        store.append_audit(ADVERSE_REACTION, operator, {"description": reaction}, record_id=record_id)
+def record_after(store: Store, record_id: int, operator: str, check: SkinCheck) -> int:
+    """The skin check after the session (and the adverse reaction it describes, if any) as an addendum to the
+    record; its addendum number. The same store call as `ionctl records addendum --skin-check`."""
+    from ionctl.records.skin import SKIN_CHECK_AFTER, Addendum
+
+    return store.append_addendum(record_id, operator, Addendum(SKIN_CHECK_AFTER, skin=check))

@@ -105,10 +105,23 @@ def _loads(value: Any) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _addendum_text(addendum: dict[str, Any]) -> str:
+def _addendum_text(addendum: dict[str, Any]) -> tuple[str, str]:
+    """(the addendum in words, the adverse reaction it reports or "")."""
+    from ionctl.records.skin import ADVERSE_REACTION, SKIN_CHECK_AFTER, SkinCheck, SkinCheckError, addendum_text
+
     detail = addendum.get("detail")
     detail = detail if isinstance(detail, dict) else _loads(detail)
-    return str(detail.get("text") or "; ".join(f"{k} {v}" for k, v in detail.items()))
+    text = addendum_text({**addendum, "detail": detail})
+    reaction = ""
+    if addendum.get("action") == ADVERSE_REACTION:
+        reaction = str(detail.get("text") or detail.get("description") or "")
+    elif addendum.get("action") == SKIN_CHECK_AFTER:
+        try:
+            check = SkinCheck.from_detail(detail)
+        except SkinCheckError:  # a check stored before the typed model
+            check = None
+        reaction = check.reaction if check is not None and check.adverse else ""
+    return text, reaction
 
 
 def _identifier_ref(kind: str, value: str, system: str | None) -> dict[str, Any]:
@@ -183,13 +196,14 @@ def to_fhir_bundle(record: Record, *, patient_system: str | None = None,
     annotations = [{"text": n} for n in notes]
     complications = []
     for a in record.addenda:  # skin checks and adverse reactions (CPT 97033 chart guidance), by whom and when
-        text = _addendum_text(a)
-        note: dict[str, Any] = {"authorString": str(a.get("actor") or "-"), "text": f"{a.get('action')}: {text}"}
+        text, reaction = _addendum_text(a)
+        note: dict[str, Any] = {"authorString": str(a.get("actor") or "-"),
+                                "text": f"#{a.get('seq')} {a.get('action')}: {text}"}  # fmt: skip
         if _utc(a.get("utc")):
             note["time"] = _utc(a.get("utc"))
         annotations.append(note)
-        if a.get("action") == "adverse-reaction" and text.strip().lower() not in ("", "none", "no"):
-            complications.append({"text": text})
+        if reaction.strip().lower() not in ("", "none", "no"):
+            complications.append({"text": reaction})
     procedure["note"] = annotations
     if complications:
         procedure["complication"] = complications

@@ -158,14 +158,14 @@ def event_lines(record: Record, limit: int = MAX_EVENTS) -> list[str]:
 def addendum_lines(record: Record) -> list[str]:
     """Skin checks, adverse reactions and other addenda, one line each (CPT 97033 chart guidance: skin
     inspected before and after, adverse reactions noted)."""
+    from ionctl.records.skin import addendum_text
+
     lines = []
     for a in record.addenda:
         raw = a.get("detail")
-        detail: dict[str, Any] = raw if isinstance(raw, dict) else _parsed(raw)
-        text = detail.get("text") or "; ".join(f"{k} {v}" for k, v in detail.items())
+        text = addendum_text({**a, "detail": raw if isinstance(raw, dict) else _parsed(raw)})
         when = timefmt.local_text(a.get("utc"), seconds=False)
-        lines.append(_clip(f"{when}  {a.get('action', '-')} ({a.get('actor', '-')}): {' '.join(str(text).split())}",
-                           112))  # fmt: skip
+        lines.append(_clip(f"{when}  #{a.get('seq', '-')} {a.get('action', '-')} ({a.get('actor', '-')}): {text}", 112))
     return lines
 
 

@@ -9,8 +9,10 @@ One file (default `platformdirs.user_data_dir("ionctl")/records.sqlite3`) in WAL
   every DELETE.
 - `events`: the state timeline, faults and notes, appended as they happen; never updated or deleted.
 - `audit` (schema 2): who did what outside a session's own timeline: configuration approvals and changes,
-  supervisor PIN changes and refusals, course overrides, and addenda to a record (skin checks, adverse
-  reactions), which may follow a closed record the way a chart addendum follows a note.
+  supervisor PIN changes and refusals, course overrides, and addenda to a record (`append_addendum`: skin
+  checks, adverse reactions, notes, corrections naming the addendum they correct), which may follow a closed
+  record the way a chart addendum follows a note. A record whose session energised the patient and has no skin
+  check after it is pending (`pending_skin_checks`): the patient's next session waits for it.
 - `courses` (schema 2): treatment courses; a record names its course in `course_id`.
 - `telemetry`: every sample, appended in batches (at most `FLUSH_EVERY_S` of host time at risk); never
   updated or deleted, and refused for a closed record. At closing, the SHA-256 of the record's telemetry is
@@ -24,7 +26,8 @@ the first broken link.
 Schema versions live in `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n-1 to n, so a
 later ionctl opens an earlier file by running the missing steps in one transaction each.
 
-Imports only the standard library (and platformdirs for the default path): never the session or the CLI.
+Imports only the standard library (and platformdirs for the default path) and `ionctl.records.skin` (the typed
+addenda): never the session or the CLI.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ionctl.records.skin import ADDENDUM_KINDS, SKIN_CHECK_AFTER, Addendum
 
 SCHEMA_VERSION = 2
 GENESIS = "0" * 64
@@ -440,6 +445,33 @@ class Store:
                 [row[k] for k in AUDIT_FIELDS] + [link_hash(previous, "audit", row)],
             )
         return int(seq)
+
+    def append_addendum(self, record_id: int, actor: str, addendum: Addendum) -> int:
+        """Append an addendum to a record (a skin check, a late adverse reaction, a note, a correction) to its
+        audit trail, in the hash chain; its number (the audit entry's `seq`). The one way the console and the
+        command line add to a chart. StoreError for no such record, or a correction of an addendum that is not
+        this record's; the corrected addendum is never changed."""
+        if not actor.strip():
+            raise StoreError("an addendum needs the operator who makes it")
+        if self.db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone() is None:
+            raise StoreError(f"no record {record_id} in {self.path}")
+        if addendum.corrects is not None:
+            row = self.db.execute("SELECT action FROM audit WHERE seq = ? AND record_id = ?",
+                                  (addendum.corrects, record_id)).fetchone()  # fmt: skip
+            if row is None or row["action"] not in ADDENDUM_KINDS:
+                raise StoreError(f"record {record_id} has no addendum #{addendum.corrects} to correct "
+                                 f"(`ionctl records show {record_id}` lists them)")  # fmt: skip
+        return self.append_audit(addendum.kind, actor.strip(), addendum.detail(), record_id=record_id)
+
+    def pending_skin_checks(self, patient: str | None = None) -> list[dict[str, Any]]:
+        """The closed records (of `patient`, if given) whose session energised the patient and that have no
+        skin check after the session: oldest first. A new session of that patient waits for them."""
+        sql = ("SELECT * FROM records WHERE outcome IS NOT NULL AND energised = 1 AND NOT EXISTS "
+               "(SELECT 1 FROM audit WHERE audit.record_id = records.id AND audit.action = ?)")
+        params: list[Any] = [SKIN_CHECK_AFTER]
+        if patient is not None:
+            sql, params = sql + " AND patient = ?", [*params, patient]
+        return [_fields(row) for row in self.db.execute(sql + " ORDER BY id", params)]
 
     def insert_course(self, *, patient: str, operator: str, preset: str, sessions: int, per_week: float | None,
                       min_interval_days: float | None, plan: dict[str, Any], config_sha256: str | None,

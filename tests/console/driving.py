@@ -181,3 +181,19 @@ BRAILLE = range(0x2800, 0x2900)
 
 def has_braille(text: str) -> bool:
     return any(ord(c) in BRAILLE for c in text)
+
+
+async def answer_skin(pilot: Pilot[Any], answers: dict[str, str] | None = None, *, key: str = "n",
+                      reasons: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Answer the skin check form on the screen by keyboard: each item's key (`n`, `y` or `i`, either case;
+    `key` for those not in `answers`; "" leaves the item unanswered), and the reason typed beside an item not
+    inspected."""
+    from ionctl.records.skin import ITEMS
+
+    answers = answers or {}
+    for item in ITEMS:
+        if answers.get(item, key):
+            pilot.app.screen.query_one(f"#skin-{item}").focus()
+            await pilot.press(answers.get(item, key))
+    for item, reason in (reasons or {}).items():
+        await fill(pilot, f"#skin-{item}-reason", reason)

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Digits, Input, SelectionList
+from textual.widgets import Digits, Input
 
 from ionctl.console.app import ConsoleApp
 from ionctl.console.controller import SessionController
 from ionctl.console.faults import FAULT_ADVICE
-from ionctl.console.screens.checks import SKIN_BEFORE, ConfirmScreen, ContactScreen, SkinBeforeScreen
-from ionctl.console.screens.end import SKIN_AFTER, EndScreen
+from ionctl.console.screens.checks import ConfirmScreen, ContactScreen, SkinBeforeScreen
+from ionctl.console.screens.end import EndScreen
 from ionctl.console.screens.fault import FaultScreen
 from ionctl.console.screens.prescription import PrescriptionScreen
 from ionctl.console.screens.run import ConfirmAction, RunScreen
@@ -25,8 +25,10 @@ from ionctl.console.screens.setup import BlockedScreen, PatientScreen, PresetScr
 from ionctl.console.setup import ConsoleSetup
 from ionctl.drivers.base import FaultCode
 from ionctl.records import Store
+from ionctl.records.skin import AFTER, ITEMS, SKIN_CHECK_AFTER, Addendum, SkinCheck
 from tests.console.driving import (
     Gate,
+    answer_skin,
     console_setup,
     energised_for,
     fill,
@@ -84,8 +86,7 @@ async def prepare(pilot: Pilot[Any], option: int | None = None) -> None:
     await shows(pilot, "within the window")
     await pilot.press("ctrl+n")
     await on_screen(pilot, SkinBeforeScreen)
-    for _ in SKIN_BEFORE:
-        await pilot.press("space", "down")
+    await answer_skin(pilot)
     await pilot.press("ctrl+n")
     await on_screen(pilot, ConfirmScreen)
     await shows(pilot, "Prescription (checked against the site limits)")
@@ -133,8 +134,7 @@ async def test_a_full_session_shows_the_current_live_and_ends_in_a_completed_rec
 
         end = await ended(pilot)
         await shows(pilot, "Session ended: COMPLETED")
-        for _ in SKIN_AFTER:
-            await pilot.press("space", "down")
+        await answer_skin(pilot)
         await pilot.press("ctrl+s")
         await shows(pilot, "no adverse reaction")
         await pilot.press("ctrl+o")
@@ -152,8 +152,9 @@ async def test_a_full_session_shows_the_current_live_and_ends_in_a_completed_rec
         assert store.audit(action="adverse-reaction") == []
         assert len(store.telemetry(row["id"])) > 100
         assert store.verify() is None
-    assert [e["actor"] for e in before] == ["T07"] and all(before[0]["detail"]["items"].values())
-    assert after[0]["detail"]["adverse_reaction"] == "none" and all(after[0]["detail"]["items"].values())
+    every_no = {item: {"answer": "no"} for item in ITEMS}
+    assert [e["actor"] for e in before] == ["T07"] and before[0]["detail"]["items"] == every_no
+    assert after[0]["detail"]["items"] == every_no and after[0]["detail"]["reaction"] == ""
 
 
 @run_async
@@ -166,16 +167,69 @@ async def test_an_adverse_reaction_typed_at_the_end_is_stored_against_the_record
         await ended(pilot)
         await pilot.press("ctrl+n")  # a new session before the skin check after is refused
         await shows(pilot, "Record the skin check after the session first")
-        await fill(pilot, "#reaction", "mild erythema under the cathode")
-        await pilot.press("enter")
+        await pilot.press("ctrl+s")  # nothing answered: refused, nothing is taken for "no"
+        await shows(pilot, "Not recorded: skin check item 'erythema' (erythema (redness)) is not answered")
+        await answer_skin(pilot, {"erythema": "Y"}, key="N")  # either case
+        await pilot.press("ctrl+s")
+        await shows(pilot, "'erythema' is yes: describe the adverse reaction")
+        await fill(pilot, "#skin-reaction", "mild erythema under the cathode")
+        await pilot.press("ctrl+s")
         await shows(pilot, "adverse reaction noted: mild erythema under the cathode")
         record_id = controller_of(app).record_id
     with Store(setup.store_path) as store:
-        (reaction,) = store.audit(action="adverse-reaction", record_id=record_id)
         (after,) = store.audit(action="skin-check-after", record_id=record_id)
-    assert reaction["detail"] == {"description": "mild erythema under the cathode"}
-    assert after["detail"]["adverse_reaction"] == "mild erythema under the cathode"
-    assert not any(after["detail"]["items"].values())  # nothing ticked: recorded as not confirmed
+    assert after["detail"]["reaction"] == "mild erythema under the cathode"
+    assert after["detail"]["items"] == {item: {"answer": "yes" if item == "erythema" else "no"} for item in ITEMS}
+
+
+@run_async
+async def test_the_skin_check_after_is_refused_with_an_item_unanswered_or_not_inspected_without_a_reason(
+    tmp_path: Path,
+) -> None:
+    setup, source, gate = console_setup(tmp_path)
+    app = ConsoleApp(setup)
+    async with app.run_test(size=SIZE) as pilot:
+        await prepare(pilot)
+        await pilot.press("y")
+        await ended(pilot)
+        await answer_skin(pilot, {"itching": ""})  # every item but one
+        await pilot.press("ctrl+s")
+        await shows(pilot, "Not recorded: skin check item 'itching' (itching or tingling) is not answered")
+        await answer_skin(pilot, {"pain": "i"})
+        await pilot.press("ctrl+s")
+        await shows(pilot, "'pain' is 'not inspected' without a reason")
+        record_id = controller_of(app).record_id
+        with Store(setup.store_path) as store:
+            assert store.audit(action="skin-check-after", record_id=record_id) == []
+        await fill(pilot, "#skin-pain-reason", "patient asleep")
+        await pilot.press("ctrl+s")
+        await shows(pilot, "Skin check after recorded")
+    with Store(setup.store_path) as store:
+        (after,) = store.audit(action="skin-check-after", record_id=record_id)
+    assert after["detail"]["items"]["pain"] == {"answer": "not inspected", "reason": "patient asleep"}
+
+
+@run_async
+async def test_the_skin_check_before_must_find_every_item_inspected_and_clear(tmp_path: Path) -> None:
+    setup, source, gate = console_setup(tmp_path)
+    app = ConsoleApp(setup)
+    async with app.run_test(size=SIZE) as pilot:
+        await prescribe(pilot, current_ma="2", electrode_area_cm2="10", dose_ma_min="5")
+        await shows(pilot, "0.200 mA/cm²")
+        await pilot.press("ctrl+n")
+        await on_screen(pilot, ContactScreen)
+        await shows(pilot, "within the window")
+        await pilot.press("ctrl+n")
+        await on_screen(pilot, SkinBeforeScreen)
+        await pilot.press("ctrl+n")
+        await shows(pilot, "Not complete: skin check item 'erythema'")
+        await answer_skin(pilot, {"other": "y"}, key="n")
+        await fill(pilot, "#skin-reaction", "a small cut on the left palm")
+        await pilot.press("ctrl+n")
+        await shows(pilot, "Do not treat until the skin is inspected and clear at both sites")
+        await shows(pilot, "- other: yes")
+        assert isinstance(app.screen, SkinBeforeScreen) and app.flow.skin_before is None
+    assert records(setup) == []
 
 
 # -- a refused prescription --------------------------------------------------------------------------------
@@ -330,7 +384,7 @@ async def test_a_session_on_the_simulator_over_a_socket_runs_through_the_real_dr
             await shows(pilot, "within the window")
             await pilot.press("ctrl+n")
             await on_screen(pilot, SkinBeforeScreen)
-            app.screen.query_one(SelectionList).select_all()
+            await answer_skin(pilot)
             await pilot.press("ctrl+n")
             await on_screen(pilot, ConfirmScreen)
             await pilot.press("y")
@@ -443,6 +497,8 @@ async def test_a_course_session_too_soon_is_refused_naming_the_rule(tmp_path: Pa
         record_id = store.open_record(patient="P0042", operator="T07", prescription={}, limits={}, limits_sha256="",
                                       course_id=course_id)  # fmt: skip
         store.close_record(record_id, {"outcome": "completed", "energised": True, "dose_ma_min": 40.0})
+        check = SkinCheck.of(AFTER, dict.fromkeys(ITEMS, "no"))  # its skin check after is recorded: none pending
+        store.append_addendum(record_id, "T07", Addendum(SKIN_CHECK_AFTER, skin=check))
     app = ConsoleApp(setup)
     async with app.run_test(size=SIZE) as pilot:
         await choose(pilot, option=0)

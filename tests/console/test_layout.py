@@ -161,7 +161,7 @@ SCREENS: dict[str, tuple[Reach, tuple[str, ...], str, tuple[str, ...]]] = {
     "preset": (to_preset, ("#presets", "#preset-source"), "Next", ()),
     "prescription": (to_prescription, ("#rx-form", "#rx-check", "#planned"), "Next", ()),
     "contact": (to_contact, ("#contact",), "Check again", ()),
-    "skin-before": (to_skin, ("#skin", "#skin-notes"), "Next", ()),
+    "skin-before": (to_skin, ("#skin", "#skin-note"), "Next", ()),
     "confirm": (to_confirm, ("#summary", ".title"), "Start the current", ()),  # .title: "Press Y to start"
     "run": (to_run, RUN_ESSENTIALS, "ABORT", ()),
     "fault": (

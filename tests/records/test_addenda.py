@@ -5,12 +5,13 @@ export and its round trip, the chart PDF, and `verify`."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from ionctl.cli import main as cli
-from ionctl.records import Record, Store
+from ionctl.records import Record, Store, timefmt
 from ionctl.records.export import to_json
 from ionctl.records.pdf import event_lines
 from tests.records.test_store import finished_record
@@ -49,3 +50,148 @@ def test_an_addendum_to_another_record_is_not_shown_on_this_one(store: Store) ->
     first, second = finished_record(store), finished_record(store, patient="P-2")
     store.append_audit("adverse-reaction", "O-1", {"text": "itching"}, record_id=second)
     assert store.get(first).addenda == [] and len(store.get(second).addenda) == 1
+
+
+# -- `ionctl records addendum`, corrections, the triggers, what is pending -------------------------------------
+
+SKIN_ALL_NO = ["erythema=no", "blistering=no", "pain=no", "itching=no", "other=no"]
+
+
+def addendum(store: Store, record_id: int, *options: str) -> int:
+    return cli(["records", "addendum", str(record_id), "--db", str(store.path), "--operator", "T-9", *options])
+
+
+def test_the_skin_check_after_is_appended_from_the_command_line_and_the_chain_verifies(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, "--skin-check", *SKIN_ALL_NO[:2], "pain=not-inspected", *SKIN_ALL_NO[3:],
+                    "--reason", "patient asleep") == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert f"recorded in record {record_id} by T-9: erythema: no; blistering: no; pain: not inspected (patient " \
+           "asleep)" in said
+    (entry,) = store.get(record_id).addenda
+    assert entry["action"] == "skin-check-after" and entry["actor"] == "T-9"
+    assert entry["detail"]["items"]["pain"] == {"answer": "not inspected", "reason": "patient asleep"}
+    assert cli(["records", "verify", "--db", str(store.path)]) == 0
+    assert "ok: the chain" in capsys.readouterr().out
+
+
+def test_a_skin_check_with_an_item_unanswered_is_refused_from_the_command_line_naming_it(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, "--skin-check", *[a for a in SKIN_ALL_NO if not a.startswith("pain")]) == 2
+    assert "skin check item 'pain' (pain or burning (the patient reports)) is not answered" in capsys.readouterr().err
+    assert store.get(record_id).addenda == []
+
+
+def test_not_inspected_without_a_reason_is_refused_from_the_command_line(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, "--skin-check", "erythema=not-inspected", *SKIN_ALL_NO[1:]) == 2
+    assert "'erythema' is 'not inspected' without a reason" in capsys.readouterr().err
+    assert store.get(record_id).addenda == []
+
+
+def test_a_late_adverse_reaction_and_a_note_are_addenda(store: Store) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, "--reaction", "blister under the anode, seen the next day") == 0
+    assert addendum(store, record_id, "--note", "patient phoned; advised cold compress") == 0
+    actions = [(a["action"], a["detail"]["text"]) for a in store.get(record_id).addenda]
+    assert actions == [("adverse-reaction", "blister under the anode, seen the next day"),
+                       ("note", "patient phoned; advised cold compress")]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", [(), ("--reaction", "x", "--note", "y"), ("--correction", "x"),
+                                     ("--reason", "asleep", "--note", "x")])  # fmt: skip
+def test_an_addendum_that_is_not_exactly_one_thing_is_refused(
+    store: Store, options: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, *options) == 2
+    assert capsys.readouterr().err.startswith("ionctl records addendum: ")
+    assert store.get(record_id).addenda == []
+
+
+def test_an_addendum_to_no_such_record_is_refused(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    assert addendum(store, 99, "--note", "x") == 1
+    assert "no record 99" in capsys.readouterr().err
+
+
+def test_the_store_refuses_to_update_or_delete_an_addendum(store: Store) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, "--skin-check", *SKIN_ALL_NO) == 0
+    with pytest.raises(sqlite3.IntegrityError, match="append-only: an entry cannot be changed"):
+        store.db.execute("UPDATE audit SET detail = '{}' WHERE record_id = ?", (record_id,))
+    with pytest.raises(sqlite3.IntegrityError, match="append-only: an entry cannot be deleted"):
+        store.db.execute("DELETE FROM audit WHERE record_id = ?", (record_id,))
+    with pytest.raises(sqlite3.IntegrityError, match="cannot be replaced"):
+        store.db.execute("INSERT OR REPLACE INTO audit SELECT * FROM audit WHERE record_id = ?", (record_id,))
+    (entry,) = store.get(record_id).addenda
+    assert entry["detail"]["items"]["erythema"] == {"answer": "no"} and store.verify() is None
+
+
+def test_an_addendum_edited_around_the_triggers_breaks_the_chain(store: Store) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, "--skin-check", *SKIN_ALL_NO) == 0
+    store.db.execute("DROP TRIGGER audit_no_update")
+    store.db.execute("UPDATE audit SET detail = replace(detail, '\"no\"', '\"yes\"') WHERE record_id = ?",
+                     (record_id,))  # fmt: skip
+    broken = store.verify()
+    assert broken is not None and "skin-check-after" in broken.what
+
+
+def test_a_correction_names_the_addendum_it_corrects_and_both_are_shown_and_exported(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, "--skin-check", *SKIN_ALL_NO) == 0
+    (original,) = store.get(record_id).addenda
+    assert addendum(store, record_id, "--correction", "erythema was present under the cathode (2 cm), not absent",
+                    "--corrects", str(original["seq"])) == 0  # fmt: skip
+    record = store.get(record_id)
+    first, correction = record.addenda
+    assert first == original  # the corrected addendum never changes
+    assert correction["action"] == "correction" and correction["detail"]["corrects"] == original["seq"]
+    capsys.readouterr()
+    assert cli(["records", "show", str(record_id), "--db", str(store.path)]) == 0
+    shown = capsys.readouterr().out
+    shown_at = {a["seq"]: timefmt.local_text(a["utc"]) for a in record.addenda}  # the clinic's time zone
+    first_at, correction_at = shown_at[original["seq"]], shown_at[correction["seq"]]
+    assert (f"#{original['seq']} {first_at} skin-check-after by T-9: erythema: no; blistering: no; pain: no; "
+            f"itching: no; other: no; no adverse reaction [corrected by #{correction['seq']}]") in shown
+    assert (f"#{correction['seq']} {correction_at} correction by T-9: corrects #{original['seq']}: erythema was "
+            "present under the cathode (2 cm), not absent") in shown
+    assert "{" not in shown.split("addenda (2):")[1]  # no JSON or Python repr
+    assert cli(["records", "export", str(record_id), "--format", "json", "--db", str(store.path)]) == 0
+    exported = json.loads(capsys.readouterr().out)["addenda"]
+    assert [(a["seq"], a["action"], a["detail"].get("corrects")) for a in exported] == [
+        (original["seq"], "skin-check-after", None), (correction["seq"], "correction", original["seq"])]
+    assert exported[0]["detail"] == original["detail"]
+    assert cli(["records", "verify", "--db", str(store.path)]) == 0
+
+
+def test_a_correction_of_an_addendum_of_another_record_is_refused(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = finished_record(store), finished_record(store, patient="P-2")
+    assert addendum(store, first, "--note", "x") == 0
+    (note,) = store.get(first).addenda
+    assert addendum(store, second, "--correction", "y", "--corrects", str(note["seq"])) == 1
+    assert f"record {second} has no addendum #{note['seq']} to correct" in capsys.readouterr().err
+    assert store.get(second).addenda == []
+
+
+def test_a_session_that_energised_the_patient_is_pending_until_its_skin_check_after(store: Store) -> None:
+    energised = finished_record(store, patient="P-1")
+    refused = store.open_record(patient="P-1", operator="O-1", prescription={}, limits={}, limits_sha256="")
+    store.close_record(refused, {"outcome": "refused", "energised": False})
+    other = finished_record(store, patient="P-2")
+    assert [r["id"] for r in store.pending_skin_checks("P-1")] == [energised]
+    assert addendum(store, energised, "--reaction", "itching") == 0  # a reaction alone is not the skin check
+    assert [r["id"] for r in store.pending_skin_checks("P-1")] == [energised]
+    assert addendum(store, energised, "--skin-check", *SKIN_ALL_NO) == 0
+    assert store.pending_skin_checks("P-1") == []
+    assert [r["id"] for r in store.pending_skin_checks()] == [other]

@@ -14,6 +14,7 @@ import pytest
 from ionctl.cli import main as cli
 from ionctl.records import Record, Store
 from ionctl.records.fhir import ROUTE_SYSTEM, UCUM, procedure_status, to_fhir_bundle
+from ionctl.records.skin import ADVERSE_REACTION, AFTER, ITEMS, SKIN_CHECK_AFTER, Addendum, SkinCheck
 
 PRESCRIPTION = {"drug": "dexamethasone", "electrode_area_cm2": 10.0, "current_ma": 4.0, "planned_dose_ma_min": 40.0}
 LIMITS = {"max_current_ma": 4.0, "max_density_ma_cm2": 0.5}
@@ -216,16 +217,28 @@ def test_cli_exports_fhir(store: Store, tmp_path: Path, capsys: pytest.CaptureFi
 def test_skin_checks_and_an_adverse_reaction_are_in_the_procedure(store: Store, reaction: str,
                                                                  complication: bool) -> None:  # fmt: skip
     record = stored(store)
-    store.append_audit("skin-check-after", "O-3", {"text": "intact, no redness"}, record_id=record.id,
-                       utc="2026-03-01T09:12:00.000+00:00")  # fmt: skip
-    store.append_audit("adverse-reaction", "O-3", {"text": reaction}, record_id=record.id)
+    clear = SkinCheck.of(AFTER, dict.fromkeys(ITEMS, "no"))
+    skin_no = store.append_audit("skin-check-after", "O-3", clear.to_detail(), record_id=record.id,
+                                 utc="2026-03-01T09:12:00.000+00:00")  # fmt: skip
+    late = store.append_addendum(record.id, "O-3", Addendum(ADVERSE_REACTION, text=reaction))
     bundle = to_fhir_bundle(store.get(record.id))
     validate(bundle)
     procedure = one(bundle, "Procedure")
     notes = {n["text"]: n for n in procedure["note"]}
-    skin = notes["skin-check-after: intact, no redness"]
+    skin = notes[f"#{skin_no} skin-check-after: erythema: no; blistering: no; pain: no; itching: no; other: no; "
+                 "no adverse reaction"]
     assert skin["authorString"] == "O-3" and skin["time"] == "2026-03-01T09:12:00.000Z"
-    assert f"adverse-reaction: {reaction}" in notes
+    assert f"#{late} adverse-reaction: {reaction}" in notes
     assert ("complication" in procedure) is complication
     if complication:
         assert procedure["complication"] == [{"text": reaction}]
+
+
+def test_a_reaction_reported_by_the_skin_check_after_is_a_complication(store: Store) -> None:
+    record = stored(store)
+    check = SkinCheck.of(AFTER, {**dict.fromkeys(ITEMS, "no"), "erythema": "yes"}, reaction="erythema, 2 cm")
+    store.append_addendum(record.id, "O-3", Addendum(SKIN_CHECK_AFTER, skin=check))
+    procedure = one(to_fhir_bundle(store.get(record.id)), "Procedure")
+    assert procedure["complication"] == [{"text": "erythema, 2 cm"}]
+    assert any("erythema: yes;" in n["text"] and "adverse reaction: erythema, 2 cm" in n["text"]
+               for n in procedure["note"])  # fmt: skip

@@ -1,5 +1,5 @@
 """Before the current: the contact check (the device's probe, impedance against the site window), the skin
-check (a checklist, recorded in the audit trail against the session's record) and the confirmation."""
+check (the typed skin check, recorded as an addendum to the session's record) and the confirmation."""
 
 from __future__ import annotations
 
@@ -8,19 +8,12 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
-from textual.widgets import Footer, Input, Label, SelectionList, Static
+from textual.widgets import Footer, Static
 
 from ionctl.console.controller import ContactCheck, probe_contact
+from ionctl.console.screens.addenda import SkinCheckForm
 from ionctl.console.screens.base import Step, both_cases
-
-SKIN_BEFORE = (
-    "Skin under both electrodes intact: no cuts, abrasions or broken skin",
-    "No rash, redness, blister or recent burn at either site",
-    "Normal sensation at both sites (the patient feels light touch)",
-    "Sites clean and dry around the electrodes; metal and jewellery removed",
-    "Patient told to report any burning or pain at once",
-)
+from ionctl.records.skin import BEFORE, Answer, SkinCheckError
 
 
 class ContactScreen(Step):
@@ -73,31 +66,34 @@ class ContactScreen(Step):
 
 
 class SkinBeforeScreen(Step):
-    """The skin check before the session: every item must be confirmed (space toggles), notes optional."""
+    """The skin check before the session: every item answered (no / yes / not inspected with the reason). Only
+    skin inspected and clear at both sites may be treated: broken or inflamed skin is a labelled
+    contraindication, and skin not inspected is skin not known to be clear."""
 
     def compose(self) -> ComposeResult:
         yield Static("6. Skin check before the session", classes="title")
-        yield Static("Inspect both sites. Space ticks the highlighted item; every item must be ticked to treat.",
-                     classes="hint")  # fmt: skip
-        yield SelectionList[int](*[(text, i) for i, text in enumerate(SKIN_BEFORE)], id="skin")
-        with Horizontal(classes="field"):
-            yield Label("Notes (optional)")
-            yield Input(id="skin-notes")
+        yield Static("Inspect both sites. Answer each item: N no, Y yes, I not inspected (type the reason). "
+                     "Tab moves on.", classes="hint")  # fmt: skip
+        yield SkinCheckForm(BEFORE, id="skin")
         yield Static("", id="skin-status", classes="error")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#skin", SelectionList).focus()
+        self.query_one(SkinCheckForm).focus_first()
 
     def action_next(self) -> None:
-        ticked = set(self.query_one("#skin", SelectionList).selected)
-        unticked = [text for i, text in enumerate(SKIN_BEFORE) if i not in ticked]
-        if unticked:
-            self.query_one("#skin-status", Static).update("Do not treat until this is confirmed:\n- "
-                                                          + "\n- ".join(unticked))  # fmt: skip
+        status = self.query_one("#skin-status", Static)
+        try:
+            check = self.query_one(SkinCheckForm).check()
+        except SkinCheckError as exc:
+            status.update(f"Not complete: {exc}")
             return
-        notes = self.query_one("#skin-notes", Input).value.strip()
-        self.flow.skin_before = {"items": {text: True for text in SKIN_BEFORE}, "notes": notes}
+        unclear = [f"{k}: {item.text()}" for k, item in check.items.items() if item.answer is not Answer.NO]
+        if unclear:
+            status.update("Do not treat until the skin is inspected and clear at both sites:\n- "
+                          + "\n- ".join(unclear))  # fmt: skip
+            return
+        self.flow.skin_before = check
         self.console.switch_screen(ConfirmScreen())
 
     def action_back(self) -> None:

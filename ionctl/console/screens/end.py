@@ -1,6 +1,6 @@
-"""The end screen: the session's summary, the skin check after it and any adverse reaction (written into the
-audit trail against the record), and the chart PDF. A new session may start only once the skin check after
-is recorded."""
+"""The end screen: the session's summary, the skin check after it with any adverse reaction (an addendum to
+the record), and the chart PDF. A new session may start only once no session that energised this patient lacks
+its skin check after (the store says which: `Store.pending_skin_checks`)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,25 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, SelectionList, Static
+from textual.widgets import Footer, Static
 
 from ionctl.console.controller import record_after
+from ionctl.console.screens.addenda import RecordsScreen, SkinCheckForm
+from ionctl.records.skin import AFTER, SkinCheckError
 
 if TYPE_CHECKING:
     from ionctl.console.app import ConsoleApp
     from ionctl.run import Report
 
-SKIN_AFTER = (
-    "Skin inspected under both electrodes",
-    "No blister, burn or broken skin",
-    "Redness, if any, is mild and fading",
-    "The patient reports no pain or burning",
-)
-
-
 class EndScreen(Screen[None]):
     """Summary, skin check after, adverse reaction, PDF export."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Record skin check"),
-        Binding("ctrl+o", "export", "Export chart PDF"),
+        Binding("ctrl+s", "save", "Save skin check"),
+        Binding("ctrl+o", "export", "Chart PDF"),
         Binding("ctrl+n", "new", "New session"),
+        Binding("ctrl+r", "addendum", "Addendum"),
     ]
 
     def __init__(self, report: Report) -> None:
@@ -58,43 +52,39 @@ class EndScreen(Screen[None]):
         if self.report.record_id is None:
             yield Static("No record was written for this session.", classes="error")
         else:
-            yield Static("Skin check after the session (space ticks what is true):", classes="title")
-            yield SelectionList[int](*[(text, i) for i, text in enumerate(SKIN_AFTER)], id="skin-after")
-            with Horizontal(classes="field"):
-                yield Label("Adverse reaction (empty: none)")
-                yield Input(id="reaction", placeholder="e.g. erythema under the cathode, 2 cm")
+            yield Static("Skin check after: N no · Y yes · I not inspected (and why) · Ctrl+S records it",
+                         classes="title")  # fmt: skip
+            yield SkinCheckForm(AFTER, id="skin-after")
         yield Static("", id="end-status")
         yield Footer()
 
     def on_mount(self) -> None:
         if self.report.record_id is not None:
-            self.query_one("#skin-after", SelectionList).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.action_save()
+            self.query_one(SkinCheckForm).focus_first()
 
     def action_save(self) -> None:
         record_id = self.report.record_id
         if record_id is None:
             return
         if self.console.flow.after_saved:
-            self._status("The skin check after this session is already recorded.")
+            self._status("The skin check after this session is already recorded; Ctrl+R adds a correction.")
             return
         from ionctl.records import Store
 
-        ticked = set(self.query_one("#skin-after", SelectionList).selected)
-        skin = {"items": {text: i in ticked for i, text in enumerate(SKIN_AFTER)}}
-        reaction = self.query_one("#reaction", Input).value.strip()
         operator = self.report.result.prescription.get("operator_id") or self.console.flow.operator_id
         try:
+            check = self.query_one(SkinCheckForm).check()
             with Store(self.console.setup.store_path) as store:
-                record_after(store, record_id, str(operator), skin, reaction)
+                number = record_after(store, record_id, str(operator), check)
+        except SkinCheckError as exc:
+            self._status(f"Not recorded: {exc}", error=True)
+            return
         except Exception as exc:
             self._status(f"could not record the skin check: {exc}", error=True)
             return
         self.console.flow.after_saved = True
-        noted = f"; adverse reaction noted: {reaction}" if reaction else "; no adverse reaction"
-        self._status(f"Skin check after recorded in record {record_id}{noted}.")
+        noted = f"; adverse reaction noted: {check.reaction}" if check.reaction else "; no adverse reaction"
+        self._status(f"Skin check after recorded in record {record_id} (addendum #{number}){noted}.")
 
     def action_export(self) -> None:
         if self.report.record_id is None:
@@ -118,10 +108,27 @@ class EndScreen(Screen[None]):
         self.app.call_from_thread(self._status, f"Chart PDF written: {path}")
 
     def action_new(self) -> None:
-        if self.report.record_id is not None and not self.console.flow.after_saved:
-            self._status("Record the skin check after the session first (ctrl+s).", error=True)
+        pending = self._pending()
+        if pending:
+            self._status(f"Record the skin check after the session first (ctrl+s): {pending}.", error=True)
             return
         self.console.new_session()
+
+    def _pending(self) -> str:
+        """Which sessions of this patient still lack their skin check after, as the store says ("" if none)."""
+        from ionctl.records import Store
+
+        patient = self.report.result.prescription.get("patient_id") or self.console.flow.patient_id
+        try:
+            with Store(self.console.setup.store_path) as store:
+                rows = store.pending_skin_checks(str(patient))
+        except Exception as exc:
+            return f"the record store cannot be read to know ({exc})"
+        return ", ".join(f"record {r['id']}" for r in rows)
+
+    def action_addendum(self) -> None:
+        patient = self.report.result.prescription.get("patient_id") or self.console.flow.patient_id
+        self.console.push_screen(RecordsScreen(str(patient)))
 
     def _status(self, text: str, error: bool = False) -> None:
         if not self.is_attached:

@@ -120,7 +120,9 @@ class DeviceScreen(Step):
 
 
 class PatientScreen(Step):
-    """Who is treated, and who treats."""
+    """Who is treated, and who treats; Ctrl+R adds an addendum to one of the patient's records."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [*Step.BINDINGS, Binding("ctrl+r", "addendum", "Addendum to a record")]
 
     def compose(self) -> ComposeResult:
         source = self.flow.source
@@ -155,7 +157,22 @@ class PatientScreen(Step):
             self.query_one("#patient-status", Static).update(problem)
             return
         self.flow.patient_id, self.flow.operator_id = patient, operator
-        self.console.switch_screen(PresetScreen())
+        from ionctl.console.screens.addenda import after_patient
+
+        screen = after_patient(self.console)  # a pending skin check of this patient first
+        if screen is not None:
+            self.console.switch_screen(screen)
+
+    def action_addendum(self) -> None:
+        from ionctl.console.screens.addenda import RecordsScreen
+
+        patient = self.query_one("#patient", Input).value.strip()
+        operator = self.query_one("#operator", Input).value.strip()
+        if not patient or not operator:
+            self.query_one("#patient-status", Static).update("Give both IDs to add to a record of the patient.")
+            return
+        self.flow.patient_id, self.flow.operator_id = patient, operator
+        self.console.push_screen(RecordsScreen(patient))
 
     def action_back(self) -> None:
         self.console.switch_screen(DeviceScreen())
