@@ -840,13 +840,13 @@ def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
         return
     stops = 0
     fd = _fileno(err)
-    terminals = [n for n in (0, 1, 2) if _fd_isatty(n)]
+    terminals = [n for n in (0, 1, 2) if fd_isatty(n)]
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stops
         name = signal.Signals(signum).name
         if signum == signal.SIGHUP:
-            _silence_lost_terminals(terminals)
+            silence_lost_terminals(terminals)
         if interrupts.ended or session.state in TERMINAL:
             _say(fd, f"\n{name}: the session has ended; closing its record\n")
             return
@@ -875,16 +875,16 @@ def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
                 signal.signal(signum, handler)
 
 
-def _fd_isatty(fd: int) -> bool:
+def fd_isatty(fd: int) -> bool:
     try:
         return os.isatty(fd)
     except OSError:
         return False
 
 
-def _silence_lost_terminals(fds: list[int]) -> None:
+def silence_lost_terminals(fds: list[int]) -> None:
     """Point each of `fds` that was a terminal and answers no more as one (hung up) at /dev/null."""
-    lost = [fd for fd in fds if not _fd_isatty(fd)]
+    lost = [fd for fd in fds if not fd_isatty(fd)]
     if not lost:
         return
     try:
