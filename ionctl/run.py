@@ -4,7 +4,7 @@ The order is the safety argument: the prescription is built and checked against 
 the device is opened (a refusal names every limit broken; no port is touched); then the operator confirms
 (`--yes`, or `y` on a terminal); then the device is opened and a `Session` runs it to an outcome. Progress
 goes to stderr so that `--json` leaves exactly one JSON object on stdout. SIGINT asks for a ramped stop, a
-second SIGINT for an abort; SIGTERM asks for a ramped stop.
+second SIGINT for an abort; SIGTERM and SIGHUP (the terminal closed) ask for a ramped stop.
 
 Exit codes (`ionctl.session.exit_code`): 0 completed as prescribed; 2 refused (bad arguments or limits,
 or not confirmed; no current flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the
@@ -161,7 +161,8 @@ exit codes: 0 completed as prescribed; 2 refused (bad arguments or limits, not c
 flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the operator; 5 device or link
 error before any current flowed.
 signals: SIGINT (Ctrl-C) ramps the current down and stops; a second SIGINT aborts (fastest safe ramp);
-SIGTERM ramps down and stops. Progress goes to stderr; --json prints one object on stdout at the end."""
+SIGTERM and SIGHUP (the terminal closed) ramp down and stop. Progress goes to stderr; --json prints one
+object on stdout at the end."""
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
