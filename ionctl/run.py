@@ -243,16 +243,15 @@ def main(args: argparse.Namespace) -> int:
         report = _not_started(args, message, outcome="refused")
         emit(report, as_json=args.json)
         return report.exit_code
-    with store:
+    with signals_held(), store:  # a session's signal handlers stay until its record, result and store are done
         for record_id in recover_interrupted(store, device_counter=_counter_reader(args.device)):
             print(f"ionctl run: record {record_id} in {store.path} was left open by a session that never ended; "
                   "closed as interrupted", file=sys.stderr)  # fmt: skip
-        with signals_held():  # a session's signal handlers stay until its record is closed and its result printed
-            report = execute(args, store=store)
-            export: dict[str, Any] = {}
-            if args.json and report.record_id is not None:
-                export = store.get(report.record_id).to_dict()  # the record's own JSON export, as stored
-            emit(report, as_json=args.json, extra=export)
+        report = execute(args, store=store)
+        export: dict[str, Any] = {}
+        if args.json and report.record_id is not None:
+            export = store.get(report.record_id).to_dict()  # the record's own JSON export, as stored
+        emit(report, as_json=args.json, extra=export)
     return report.exit_code
 
 
