@@ -829,9 +829,10 @@ def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
     """While the session runs: SIGINT = ramped stop, a second SIGINT = abort; SIGTERM and SIGHUP (the terminal
     closed, an SSH link dropped) = ramped stop. After a hang-up, the standard streams that were the terminal
     are pointed at /dev/null, so that no write to the dead terminal can end the process; SIGTTOU is ignored
-    (a write from the background does not suspend it). The previous handlers are restored afterwards, or,
-    inside `signals_held`, when that block ends (a signal meanwhile is acknowledged). Only the main thread
-    can own signals; elsewhere this does nothing."""
+    (a write from the background does not suspend it) and Ctrl-Z (SIGTSTP) is refused with a word: a host
+    suspended mid-session would leave the device to its watchdog (a SourceMeter, sourcing on). The previous
+    handlers are restored afterwards, or, inside `signals_held`, when that block ends (a signal meanwhile is
+    acknowledged). Only the main thread can own signals; elsewhere this does nothing."""
     from ionctl.session import TERMINAL
 
     interrupts = Interrupts()
@@ -862,8 +863,13 @@ def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
         else:
             _say(fd, f"\n{SIGNAL_REASONS[signum]}: ramping down and stopping\n")
 
+    def on_suspend(signum: int, frame: object) -> None:  # a suspended host is a dead host to the device
+        _say(fd, "\nCtrl-Z: a running session cannot be suspended (the device would lose its host); "
+                 "Ctrl-C stops it\n")  # fmt: skip
+
     previous: dict[int, Any] = {signum: signal.signal(signum, on_signal) for signum in SIGNAL_REASONS}
     previous[signal.SIGTTOU] = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, on_suspend)
     try:
         yield interrupts
     finally:

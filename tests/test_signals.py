@@ -113,3 +113,34 @@ def test_ctrl_c_as_the_session_completes_is_acknowledged_and_the_record_closed(t
             assert "outcome: completed" in stdout, stdout
             acknowledged += "SIGINT: the session has ended; closing its record" in stderr
     assert acknowledged > 0  # some Ctrl-C did land between the session's end and its record's closing
+
+
+def test_ctrl_z_mid_delivery_does_not_suspend_the_session(tmp_path: Path) -> None:
+    """Ctrl-Z (SIGTSTP) would stop the host mid-session: the device's watchdog would end it with HOST_LOST (a
+    SourceMeter would source on). The child has a process group of its own in this session, as a shell's job
+    has, so that the kernel does not discard the stop signal."""
+    with simulator(tmp_path) as (device, trace):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ionctl", "run", "--device", device, *DEXAMETHASONE, "--yes"], cwd=ROOT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0,
+        )  # fmt: skip
+        try:
+            wait_for_delivering(process)
+            process.send_signal(signal.SIGTSTP)
+            time.sleep(3.0)  # longer than the 2 s host-loss watchdog, still within the 10-minute hold
+            state = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        finally:
+            process.send_signal(signal.SIGCONT)  # without the handling, let it go on to its end
+        stdout, stderr = process.communicate(timeout=60)
+    assert state != "T", "the session's process was suspended"
+    assert "cannot be suspended" in stderr
+    assert process.returncode == 0 and "outcome: completed" in stdout, (process.returncode, stderr)
+    assert {row["fault"] for row in trace_rows(trace)} == {"NONE"}  # the watchdog never had to act
+
+
+def wait_for_delivering(process: subprocess.Popen[str]) -> None:
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "] delivering:" in line:
+            return
+    raise AssertionError(f"never delivered; exit {process.wait()}")
