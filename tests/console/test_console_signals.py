@@ -5,8 +5,13 @@ the simulator's ground truth; the console's end is whatever `run_test` does when
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import struct
+import subprocess
+import sys
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +23,8 @@ from ionctl.records import Store
 from tests.console.driving import console_setup, run_async, until
 from tests.console.test_console import SIZE, prepare, start_and_hold
 from tests.console.test_keys import descent, keep_truth
+from tests.sim.endpoints import ROOT
+from tests.test_signals import ON_TERMINAL, read_until
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +106,25 @@ async def test_a_console_that_ends_during_a_session_waits_for_its_ramped_stop(tm
     took_s, largest_drop_ma = descent(rows, 2.0)
     assert took_s >= 0.8 * 10 and largest_drop_ma < 0.1
     assert str(stopped_record(setup, controller)["message"]).startswith("stopped: the console closed")
+
+
+def test_the_console_on_a_real_terminal_that_closes_leaves_cleanly(tmp_path: Path) -> None:
+    """`ionctl console` on a pseudo-terminal that is then closed (the kernel's hang-up): Textual's terminal is
+    gone, and the console leaves with exit 0 instead of being killed by SIGHUP or hanging on the dead terminal."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-c", ON_TERMINAL, "console", "--db", str(tmp_path / "records.sqlite3")],
+        cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        read_until(master, "Device")
+    finally:
+        os.close(master)
+    try:
+        returncode = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert returncode == 0, returncode
