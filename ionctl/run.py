@@ -4,7 +4,7 @@ The order is the safety argument: the prescription is built and checked against 
 the device is opened (a refusal names every limit broken; no port is touched); then the operator confirms
 (`--yes`, or `y` on a terminal); then the device is opened and a `Session` runs it to an outcome. Progress
 goes to stderr so that `--json` leaves exactly one JSON object on stdout. SIGINT asks for a ramped stop, a
-second SIGINT for an abort; SIGTERM asks for a ramped stop.
+second SIGINT for an abort; SIGTERM and SIGHUP (the terminal closed) ask for a ramped stop.
 
 Exit codes (`ionctl.session.exit_code`): 0 completed as prescribed; 2 refused (bad arguments or limits,
 or not confirmed; no current flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the
@@ -161,7 +161,8 @@ exit codes: 0 completed as prescribed; 2 refused (bad arguments or limits, not c
 flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the operator; 5 device or link
 error before any current flowed.
 signals: SIGINT (Ctrl-C) ramps the current down and stops; a second SIGINT aborts (fastest safe ramp);
-SIGTERM ramps down and stops. Progress goes to stderr; --json prints one object on stdout at the end."""
+SIGTERM and SIGHUP (the terminal closed) ramp down and stop. Progress goes to stderr; --json prints one
+object on stdout at the end."""
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -242,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
         report = _not_started(args, message, outcome="refused")
         emit(report, as_json=args.json)
         return report.exit_code
-    with store:
+    with signals_held(), store:  # a session's signal handlers stay until its record, result and store are done
         for record_id in recover_interrupted(store, device_counter=_counter_reader(args.device)):
             print(f"ionctl run: record {record_id} in {store.path} was left open by a session that never ended; "
                   "closed as interrupted", file=sys.stderr)  # fmt: skip
@@ -250,7 +251,7 @@ def main(args: argparse.Namespace) -> int:
         export: dict[str, Any] = {}
         if args.json and report.record_id is not None:
             export = store.get(report.record_id).to_dict()  # the record's own JSON export, as stored
-    emit(report, as_json=args.json, extra=export)
+        emit(report, as_json=args.json, extra=export)
     return report.exit_code
 
 
@@ -598,9 +599,10 @@ def confirm(yes: bool, stdin: TextIO, err: TextIO) -> str | None:
 def _run_on_device(
     args: argparse.Namespace, prescription: Prescription, limits: SiteLimits, err: TextIO, recorder: Recorder | None
 ) -> Report:
-    report = _run_device(args, prescription, limits, err, recorder)
-    if recorder is not None:
-        recorder.finish(report)
+    with signals_held():  # a signal as the session ends is acknowledged until its record is closed
+        report = _run_device(args, prescription, limits, err, recorder)
+        if recorder is not None:
+            recorder.finish(report)
     return report
 
 
@@ -631,8 +633,9 @@ def _run_device(
             device, prescription, limits, accept_no_watchdog=args.accept_no_watchdog,
             reconnect=lambda: open_device(address), on_sample=on_sample, on_state=on_state,
         )  # fmt: skip
-        with operator_signals(session, err):
+        with operator_signals(session, err) as interrupts:
             result = session.run()
+        interrupts.apply(result)
     except Exception as exc:  # a bug, not the device: the watchdog (or the SourceMeter's close) makes it safe
         progress.end_line()
         result = _abandoned(session, exc, err)
@@ -795,38 +798,126 @@ class Recorder:
 # -- signals -----------------------------------------------------------------------------------------------
 
 
+#: The signals a session answers, and what each one is called in the record.
+SIGNAL_REASONS: dict[int, str] = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM",
+                  signal.SIGHUP: "SIGHUP, the terminal closed"}  # fmt: skip
+
+#: Handlers that `operator_signals` left installed past a session's end for `signals_held` to restore.
+_held: list[dict[int, Any]] | None = None
+
+
+@dataclass
+class Interrupts:
+    """What the operator's signals asked of a session: the first one names the reason in its record."""
+
+    reasons: list[str] = field(default_factory=list)
+    ended: bool = False  # the session has ended: a signal now is acknowledged, its record is being closed
+
+    def apply(self, result: SessionResult) -> None:
+        """Name the signal in the message of a session it stopped (`stopped: SIGHUP, the terminal closed`)."""
+        if self.reasons and result.outcome in ("stopped", "aborted"):
+            said = f"{result.outcome}: {self.reasons[0]}"
+            result.message = f"{said}; {result.message}" if result.message else said
+
+
 @contextmanager
-def operator_signals(session: Session, err: TextIO) -> Iterator[None]:
-    """While the session runs: SIGINT = ramped stop, a second SIGINT = abort; SIGTERM = ramped stop.
-    The previous handlers are restored afterwards. Only the main thread can own signals; elsewhere this
-    does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+def signals_held() -> Iterator[None]:
+    """Keep a session's signal handlers installed past its end until this block ends (the record closed, the
+    result printed): a Ctrl-C arriving as the session completes is acknowledged, never an interrupt that
+    leaves a completed session's record open. Nested blocks defer to the outermost; main thread only."""
+    global _held
+    if threading.current_thread() is not threading.main_thread() or _held is not None:
         yield
         return
-    stops = 0
-    fd = _fileno(err)
-
-    def on_sigint(signum: int, frame: object) -> None:
-        nonlocal stops
-        stops += 1
-        action = "stop" if stops == 1 else "abort"
-        session.request(action)
-        _say(fd, "\nSIGINT: ramping down and stopping (Ctrl-C again to abort)\n" if action == "stop"
-             else "\nSIGINT again: aborting (fastest safe ramp to zero)\n")  # fmt: skip
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        nonlocal stops
-        stops += 1
-        session.request("stop")
-        _say(fd, "\nSIGTERM: ramping down and stopping\n")
-
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
-                signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}  # fmt: skip
+    _held = []
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        held, _held = _held, None
+        for previous in reversed(held):
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+@contextmanager
+def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
+    """While the session runs: SIGINT = ramped stop, a second SIGINT = abort; SIGTERM and SIGHUP (the terminal
+    closed, an SSH link dropped) = ramped stop. After a hang-up, the standard streams that were the terminal
+    are pointed at /dev/null, so that no write to the dead terminal can end the process; SIGTTOU is ignored
+    (a write from the background does not suspend it) and Ctrl-Z (SIGTSTP) is refused with a word: a host
+    suspended mid-session would leave the device to its watchdog (a SourceMeter, sourcing on). The previous
+    handlers are restored afterwards, or, inside `signals_held`, when that block ends (a signal meanwhile is
+    acknowledged). Only the main thread can own signals; elsewhere this does nothing."""
+    from ionctl.session import TERMINAL
+
+    interrupts = Interrupts()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupts
+        return
+    stops = 0
+    fd = _fileno(err)
+    terminals = [n for n in (0, 1, 2) if fd_isatty(n)]
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stops
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            silence_lost_terminals(terminals)
+        if interrupts.ended or session.state in TERMINAL:
+            _say(fd, f"\n{name}: the session has ended; closing its record\n")
+            return
+        interrupts.reasons.append(SIGNAL_REASONS[signum])
+        stops += 1
+        if signum == signal.SIGINT and stops > 1:
+            session.request("abort")
+            _say(fd, "\nSIGINT again: aborting (fastest safe ramp to zero)\n")
+            return
+        session.request("stop")
+        if signum == signal.SIGINT:
+            _say(fd, "\nSIGINT: ramping down and stopping (Ctrl-C again to abort)\n")
+        else:
+            _say(fd, f"\n{SIGNAL_REASONS[signum]}: ramping down and stopping\n")
+
+    def on_suspend(signum: int, frame: object) -> None:  # a suspended host is a dead host to the device
+        _say(fd, "\nCtrl-Z: a running session cannot be suspended (the device would lose its host); "
+                 "Ctrl-C stops it\n")  # fmt: skip
+
+    previous: dict[int, Any] = {signum: signal.signal(signum, on_signal) for signum in SIGNAL_REASONS}
+    previous[signal.SIGTTOU] = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, on_suspend)
+    try:
+        yield interrupts
+    finally:
+        interrupts.ended = True
+        if _held is not None:
+            _held.append(previous)
+        else:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def fd_isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def silence_lost_terminals(fds: list[int]) -> None:
+    """Point each of `fds` that was a terminal and answers no more as one (hung up) at /dev/null."""
+    lost = [fd for fd in fds if not fd_isatty(fd)]
+    if not lost:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    for fd in lost:
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
+    os.close(devnull)
 
 
 def _fileno(stream: TextIO) -> int | None:
@@ -930,10 +1021,13 @@ class Progress:
                 f"{compliance}")  # fmt: skip
 
     def end_line(self) -> None:
-        if self._open_line:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._open_line and not self.broken:
             self._open_line = False
+            try:
+                self.stream.write("\n")
+                self.stream.flush()
+            except Exception:  # a closed terminal: the display ends here, the result does not
+                self.broken = True
 
     def _line(self, text: str) -> None:
         if self._open_line:

@@ -9,10 +9,20 @@ Ctrl-C means what it means under `ionctl run`: while a session runs, a ramped st
 abort (the fastest safe ramp); with no session running it leaves the console, as Ctrl-Q does. The console
 never quits while a session runs: Ctrl-Q (or any other way to quit) asks for a ramped stop instead, and the
 session ends on the end screen with its record closed.
+
+SIGTERM asks for a ramped stop of a running session; the console stays up to show the ramp and leaves once
+the record is closed. SIGHUP (the terminal closed, an SSH link dropped) asks for the same stop and leaves the
+screen at once, nobody can see it. However the console ends (a signal, a crash, the terminal gone), a session
+still running is asked for a ramped stop and waited for, up to its ramp down and `SETTLE_MARGIN_S`, so the
+process does not exit while the current it started flows or before its record is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -30,6 +40,12 @@ if TYPE_CHECKING:
     from ionctl.records.skin import SkinCheck
     from ionctl.run import Report
     from ionctl.safety import Prescription
+
+
+#: Host seconds the console waits at its end, beyond the session's ramp down, for a running session to end.
+SETTLE_MARGIN_S = 120.0
+#: The signals that end the console (a running session first ramps down); what each is called in the record.
+ENDING_SIGNALS: dict[int, str] = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP, the terminal closed"}
 
 
 class SessionEvent(Message):
@@ -98,11 +114,95 @@ class ConsoleApp(App[None]):
         super().__init__()
         self.setup = setup
         self.flow = Flow(address=setup.device)
+        self.leave_when_ended = False  # SIGTERM during a session: leave once its record is closed
+        self._terminals: list[int] = []  # the standard streams that were a terminal at the start
+        self._signals: list[int] = []  # installed on the event loop
 
     def on_mount(self) -> None:
         from ionctl.console.screens.setup import BlockedScreen, DeviceScreen
+        from ionctl.run import fd_isatty
 
+        self._terminals = [fd for fd in (0, 1, 2) if fd_isatty(fd)]
+        try:
+            loop = asyncio.get_running_loop()
+            for signum in ENDING_SIGNALS:
+                loop.add_signal_handler(signum, self.on_ending_signal, signum)
+                self._signals.append(signum)
+        except (RuntimeError, ValueError, NotImplementedError):  # not the main thread, or no Unix signals
+            pass
         self.push_screen(BlockedScreen() if self.setup.blocked else DeviceScreen())
+
+    async def on_unmount(self) -> None:
+        """The console's end, however it came: a running session ramps down and its record closes first."""
+        await asyncio.to_thread(self.settle)
+        loop = asyncio.get_running_loop()
+        for signum in self._signals:
+            loop.remove_signal_handler(signum)
+        self._signals = []
+
+    def run(self, *args: Any, **kwargs: Any) -> None:
+        """`App.run`, then `settle`: even when Textual ends without unmounting (its terminal gone)."""
+        try:
+            super().run(*args, **kwargs)
+        finally:
+            self.settle()
+
+    # -- signals and the end -------------------------------------------------------------------------------
+
+    def on_ending_signal(self, signum: int) -> None:
+        """SIGTERM or SIGHUP, on the app's thread (the event loop's handler): a running session is asked for a
+        ramped stop, named by the signal in its record; SIGHUP leaves the screen now (nobody can see it: the
+        session is waited for at the end), SIGTERM once the record is closed. No session: leave."""
+        from ionctl.run import silence_lost_terminals
+
+        if signum == signal.SIGHUP:
+            silence_lost_terminals(self._terminals)  # a write to a hung-up terminal must not end the process
+        controller = self.flow.controller
+        if controller is None or not controller.running:
+            self.close_source()
+            self.exit()
+            return
+        controller.request("stop", reason=ENDING_SIGNALS[signum])
+        if signum == signal.SIGHUP:
+            self.exit()
+        else:
+            self.leave_when_ended = True
+            self.notify("SIGTERM: ramping down and stopping; the console closes once the session has ended.",
+                        severity="warning", timeout=30)  # fmt: skip
+
+    def settle(self) -> None:
+        """After the console: a session still running is asked for a ramped stop and waited for (up to its ramp
+        down and SETTLE_MARGIN_S) until its record is closed. On the main thread, SIGINT, SIGTERM and SIGHUP
+        meanwhile are acknowledged (a SIGINT aborts: the fastest safe ramp)."""
+        controller = self.flow.controller
+        if controller is None or not controller.running:
+            return
+        controller.request("stop", reason="the console closed")
+        _tell("ionctl console: the console closed while a session ran: ramping the current down and stopping; "
+              "the record is closed when it ends")  # fmt: skip
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+
+            def acknowledge(signum: int, frame: object) -> None:
+                from ionctl.run import silence_lost_terminals
+
+                if signum == signal.SIGHUP:
+                    silence_lost_terminals(self._terminals)
+                controller.request("abort" if signum == signal.SIGINT else "stop")
+
+            for signum in (signal.SIGINT, *ENDING_SIGNALS):
+                previous[signum] = signal.signal(signum, acknowledge)
+        try:
+            report = controller.wait(self.flow.prescription.ramp_down_s + SETTLE_MARGIN_S
+                                     if self.flow.prescription is not None else SETTLE_MARGIN_S)  # fmt: skip
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if report is None:
+            _tell("ionctl console: THE SESSION DID NOT END IN TIME; leaving: the device's watchdog takes the current "
+                  "to zero (a SourceMeter: switch its output off at the instrument)")  # fmt: skip
+        else:
+            _tell(f"ionctl console: session ended: {report.result.outcome}; record {report.record_id} closed")
 
     # -- moving between steps -------------------------------------------------------------------------------
 
@@ -190,6 +290,9 @@ class ConsoleApp(App[None]):
                 self.push_screen(FaultScreen(controller, event.fault, event.change.reason))
             return
         result = event.report.result
+        if self.leave_when_ended:  # SIGTERM: the record is closed, the console goes
+            self.exit()
+            return
         if shown is not None:
             shown.finished(event.report)
         elif result.outcome == "fault" or result.alarm:
@@ -249,3 +352,11 @@ class ConsoleApp(App[None]):
         self.push_screen(ConfirmAction("A session is running: the console cannot close while it runs.\n"
                                        "STOP the session now? The current ramps down and the session ends."),
                          answer)  # fmt: skip
+
+
+def _tell(text: str) -> None:
+    """A line on stderr that cannot fail (the terminal may be gone)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass

@@ -204,6 +204,7 @@ class SessionController:
         self._pending: list[str] = []  # requests made before the session object exists
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
+        self._signalled: list[str] = []  # what stopped the session when not a key: a signal, the console closing
 
     # -- the UI's side ------------------------------------------------------------------------------------
 
@@ -214,9 +215,12 @@ class SessionController:
         self._thread = threading.Thread(target=self._run, name="ionctl-console-session", daemon=True)
         self._thread.start()
 
-    def request(self, action: str) -> None:
-        """Ask the session to `pause`, `resume`, `stop` (ramped) or `abort` (fastest safe ramp)."""
+    def request(self, action: str, reason: str | None = None) -> None:
+        """Ask the session to `pause`, `resume`, `stop` (ramped) or `abort` (fastest safe ramp). A `reason`
+        (`SIGHUP, the terminal closed`) names what asked in the message of the record of a session it stopped."""
         with self._lock:
+            if reason is not None:
+                self._signalled.append(reason)
             session = self.session
             if session is None:
                 self._pending.append(action)
@@ -246,7 +250,7 @@ class SessionController:
 
     def _run(self) -> None:
         from ionctl.records import Store
-        from ionctl.run import Recorder, Report
+        from ionctl.run import Interrupts, Recorder, Report
         from ionctl.session import exit_code
 
         report: Report | None = None
@@ -270,6 +274,8 @@ class SessionController:
                     report = self._not_started(refusal)
                 else:
                     result = self._session_result(recorder)
+                    with self._lock:
+                        Interrupts(list(self._signalled)).apply(result)
                     report = Report(result, exit_code(result), str(store.path))
                 recorder.finish(report)
             finally:
