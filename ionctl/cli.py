@@ -101,9 +101,12 @@ def _records_store(args: argparse.Namespace) -> object:
     from ionctl.records import recover_interrupted
 
     store = open_store(args.db, create=False)
-    for record_id in recover_interrupted(store):
+    notes: list[str] = []  # a store that cannot be written now (a full disk): read without recovering, say so
+    for record_id in recover_interrupted(store, notes=notes):
         print(f"ionctl records: record {record_id} was left open by a session that never ended; closed as "
               "interrupted", file=sys.stderr)  # fmt: skip
+    for note in notes:
+        print(f"ionctl records: note: {note}", file=sys.stderr)
     return store
 
 
