@@ -112,6 +112,7 @@ class RecordWriter:
         self.stall_s = stall_s
         self.summarise = summarise  # the dose and figures from stored samples (a closing `from_samples`)
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=capacity)
+        self._batch = min(BATCH, capacity)  # so that at most twice `capacity` items wait in all
         self.failure: str | None = None  # why the record cannot be written (set once)
         self.error: str | None = None  # the last write error, if any
         self.samples = 0
@@ -178,9 +179,9 @@ class RecordWriter:
         try:
             while not self._stopping:
                 try:  # what waits beyond BATCH stays in the bounded queue, so a stalled store fills it
-                    if len(ops) < BATCH:
+                    if len(ops) < self._batch:
                         ops.append(self._queue.get(timeout=0.05 if ops else 0.2))
-                    while len(ops) < BATCH:
+                    while len(ops) < self._batch:
                         ops.append(self._queue.get_nowait())
                 except queue.Empty:
                     pass

@@ -274,3 +274,29 @@ def test_recovery_by_a_read_command_is_settled_with_the_device_counter_by_the_ne
     assert abs(entry["detail"]["device_dose_ma_min"] - true_total) <= 0.01 * true_total
     assert closed["dose_ma_min"] < true_total
 
+
+
+# -- the writer on its own --------------------------------------------------------------------------------------
+
+
+def test_the_writer_says_the_record_cannot_be_written_when_its_queue_fills_and_catches_up_after(tmp_path: Path) -> None:
+    from ionctl.records.writer import RecordWriter
+    from tests.records.test_store import PRESCRIPTION, sample
+
+    db = tmp_path / "records.sqlite3"
+    with Store(db) as store:
+        record_id = store.open_record(patient="P", operator="O", prescription=PRESCRIPTION, limits={},
+                                      limits_sha256="")  # fmt: skip
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's write transaction
+    writer = RecordWriter(db, record_id, capacity=5, flush_every_s=0.0)
+    for i in range(11):  # at most 5 in the writer's hands and 5 in the queue
+        writer.sample(sample(i * 0.1, 4.0))
+    assert writer.failure is not None and "waiting to be written" in writer.failure
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert writer.close({"outcome": "stopped", "energised": True}, timeout_s=30)
+    with Store(db) as store:
+        assert store.get(record_id).fields["outcome"] == "stopped"
+        assert 1 <= store.get(record_id).fields["telemetry_count"] <= 10
+        assert store.verify() is None
