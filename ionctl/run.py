@@ -8,7 +8,8 @@ second SIGINT for an abort; SIGTERM asks for a ramped stop.
 
 Exit codes (`ionctl.session.exit_code`): 0 completed as prescribed; 2 refused (bad arguments or limits,
 or not confirmed; no current flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the
-operator; 5 device or link error before any current flowed.
+operator; 5 device or link error before any current flowed; 6 the record could not be written
+(`record_failed`, `Recorder`: the session was stopped with a ramp).
 
 Heavy modules (the session and its `transitions`, the drivers and pyserial/pyvisa) are imported when a
 session runs, not when the parser is built, so `ionctl --help` stays fast.
@@ -160,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 EPILOG = """\
 exit codes: 0 completed as prescribed; 2 refused (bad arguments or limits, not confirmed; no current
 flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the operator; 5 device or link
-error before any current flowed.
+error before any current flowed; 6 the session's record could not be written (stopped with a ramp).
 signals: SIGINT (Ctrl-C) ramps the current down and stops; a second SIGINT aborts (fastest safe ramp);
 SIGTERM ramps down and stops. Progress goes to stderr; --json prints one object on stdout at the end."""
 
