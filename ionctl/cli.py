@@ -3,7 +3,8 @@
 Each subcommand imports what it needs when it runs, so `ionctl --help` and `ionctl --version` stay fast.
 Exit codes: 0 success; 1 failure of the command itself; 2 bad arguments (argparse's own convention).
 `ionctl run` and `ionctl demo` exit with the session's code (`ionctl.run`): 0 completed, 2 refused,
-3 fault, 4 stopped or aborted by the operator, 5 device or link error before any current flowed.
+3 fault, 4 stopped or aborted by the operator, 5 device or link error before any current flowed, 6 the
+session's record could not be written (`record_failed`: stopped with a ramp).
 """
 
 from __future__ import annotations
@@ -101,9 +102,12 @@ def _records_store(args: argparse.Namespace) -> object:
     from ionctl.records import recover_interrupted
 
     store = open_store(args.db, create=False)
-    for record_id in recover_interrupted(store):
+    notes: list[str] = []  # a store that cannot be written now (a full disk): read without recovering, say so
+    for record_id in recover_interrupted(store, notes=notes):
         print(f"ionctl records: record {record_id} was left open by a session that never ended; closed as "
               "interrupted", file=sys.stderr)  # fmt: skip
+    for note in notes:
+        print(f"ionctl records: note: {note}", file=sys.stderr)
     return store
 
 

@@ -8,7 +8,8 @@ second SIGINT for an abort; SIGTERM and SIGHUP (the terminal closed) ask for a r
 
 Exit codes (`ionctl.session.exit_code`): 0 completed as prescribed; 2 refused (bad arguments or limits,
 or not confirmed; no current flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the
-operator; 5 device or link error before any current flowed.
+operator; 5 device or link error before any current flowed; 6 the record could not be written
+(`record_failed`, `Recorder`: the session was stopped with a ramp).
 
 Heavy modules (the session and its `transitions`, the drivers and pyserial/pyvisa) are imported when a
 session runs, not when the parser is built, so `ionctl --help` stays fast.
@@ -32,7 +33,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
     from ionctl.drivers.base import CurrentSource, Telemetry
-    from ionctl.records import SessionLock, SessionWriter, Store
+    from ionctl.records import SessionLock, Store
+    from ionctl.records.writer import ClosingJournal
     from ionctl.safety import Prescription, SiteLimits
     from ionctl.session import Session, SessionResult, StateChange
 
@@ -159,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 EPILOG = """\
 exit codes: 0 completed as prescribed; 2 refused (bad arguments or limits, not confirmed; no current
 flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the operator; 5 device or link
-error before any current flowed.
+error before any current flowed; 6 the session's record could not be written (stopped with a ramp).
 signals: SIGINT (Ctrl-C) ramps the current down and stops; a second SIGINT aborts (fastest safe ramp);
 SIGTERM and SIGHUP (the terminal closed) ramp down and stop. Progress goes to stderr; --json prints one
 object on stdout at the end."""
@@ -234,6 +236,7 @@ def main(args: argparse.Namespace) -> int:
     from ionctl.config import ConfigError
     from ionctl.config.bench import open_store
     from ionctl.records import StoreError, recover_interrupted
+    from ionctl.records.recovery import settle_counters
 
     try:
         store = open_store(args.db, args.config, create=True)  # --db, else the site's store, else the user's
@@ -244,9 +247,24 @@ def main(args: argparse.Namespace) -> int:
         emit(report, as_json=args.json)
         return report.exit_code
     with signals_held(), store:  # a session's signal handlers stay until its record, result and store are done
-        for record_id in recover_interrupted(store, device_counter=_counter_reader(args.device)):
+        broken = store.verify()  # a session is not written into a store whose chain is broken
+        if broken is not None:
+            message = (f"not started: the record store {store.path} does not verify (`ionctl records verify`): "
+                       f"{broken}")  # fmt: skip
+            print(f"ionctl run: {message}\nNo current flowed; the device was not opened.", file=sys.stderr)
+            report = _not_started(args, message, outcome="refused")
+            emit(report, as_json=args.json)
+            return report.exit_code
+        counter = _counter_reader(args.device)
+        notes: list[str] = []
+        for record_id in recover_interrupted(store, device_counter=counter, notes=notes):
             print(f"ionctl run: record {record_id} in {store.path} was left open by a session that never ended; "
                   "closed as interrupted", file=sys.stderr)  # fmt: skip
+        for note in notes:
+            print(f"ionctl run: {note}", file=sys.stderr)
+        for record_id in settle_counters(store, counter):
+            print(f"ionctl run: record {record_id} (interrupted) settled with the device's own dose counter",
+                  file=sys.stderr)  # fmt: skip
         report = execute(args, store=store)
         export: dict[str, Any] = {}
         if args.json and report.record_id is not None:
@@ -685,17 +703,27 @@ def _isatty(stream: TextIO) -> bool:
 
 
 class Recorder:
-    """Writes one session into its record as it runs: state changes and faults as durable events, telemetry
-    in batches (`ionctl.records.SessionWriter`), the result at the end. A write that fails stops the session
-    with a ramp (a session must not run on without its record, DESIGN.md principle 7)."""
+    """Writes one session into its record as it runs: state changes and faults as events, telemetry in batches,
+    the result at the end, all through `ionctl.records.writer.RecordWriter`: the session's callbacks only
+    enqueue, a thread of the writer's own commits, so a store held by another process or a full disk never
+    blocks the session's supervision. When the record cannot be written (the writer's queue fills, or writes
+    keep failing past `STALL_S`) the session is stopped with a ramp and ends `record_failed` (exit 6): a session
+    must not run on without its record (DESIGN.md principle 7). The closing is also kept in the record's
+    closing journal, in space reserved at opening, so that the record can be closed truthfully later."""
 
-    def __init__(self, store: Store, record_id: int, lock: SessionLock, err: TextIO) -> None:
+    def __init__(self, store: Store, record_id: int, lock: SessionLock, err: TextIO,
+                 journal: ClosingJournal | None = None) -> None:  # fmt: skip
+        from ionctl.records.recovery import summarise_samples
+        from ionctl.records.writer import RecordWriter
+
         self.store = store
         self.record_id = record_id
         self.lock = lock
         self.err = err
-        self.writer: SessionWriter = store.session_writer(record_id)
-        self.failed: Exception | None = None
+        self.journal = journal
+        area = _area(store, record_id)
+        self.writer = RecordWriter(store.path, record_id, summarise=lambda rows: summarise_samples(rows, area))
+        self.failed: str | None = None
 
     @classmethod
     def open(cls, store: Store, prescription: Prescription, limits: SiteLimits, err: TextIO, *,
@@ -703,18 +731,22 @@ class Recorder:
              check: Callable[[Store], None] | None = None) -> Recorder | None:  # fmt: skip
         """The record's opening, durable on return; None (after saying why) if it cannot be written, or if
         `check(store)` raises: it runs inside the opening's write transaction, so what it checks (the approval,
-        a course's rules) cannot change before the record exists (two sessions of a course started together)."""
+        a course's rules) cannot change before the record exists (two sessions of a course started together).
+        The session's liveness lock and its closing journal are taken inside that transaction too."""
         from ionctl.config import ConfigNotApproved
         from ionctl.courses import CourseRefused
         from ionctl.records import SessionLock
+        from ionctl.records.writer import ClosingJournal
         from ionctl.session import prescription_dict
 
         locks: list[SessionLock] = []
+        journals: list[ClosingJournal] = []
 
         def before_commit(record_id: int) -> None:
             if check is not None:
                 check(store)
             locks.append(SessionLock(store, record_id))
+            journals.append(ClosingJournal(store.path, record_id))
 
         site = limits.for_class(prescription.protocol_class) if prescription.protocol_class in limits.classes else None
         try:
@@ -725,14 +757,18 @@ class Recorder:
                 course_id=course_id, before_commit=before_commit,
             )  # fmt: skip
         except (ConfigNotApproved, CourseRefused) as exc:
+            for lock in locks:
+                lock.release()
             print(f"ionctl run: not started: {exc}", file=err)
             return None
         except Exception as exc:
             for lock in locks:
                 lock.release()
+            for journal in journals:
+                journal.discard()
             print(f"ionctl run: cannot write the session record in {store.path}: {exc}", file=err)
             return None
-        return cls(store, record_id, locks[0], err)
+        return cls(store, record_id, locks[0], err, journals[0] if journals else None)
 
     def chain(self, progress: Progress) -> tuple[Any, Any]:
         """(on_sample, on_state) for the session: this record first, then the display."""
@@ -748,13 +784,14 @@ class Recorder:
         return on_sample, on_state
 
     def on_sample(self, session: Session, s: Telemetry) -> None:
-        # After a failed write, keep queuing and retrying: the ramp-down that follows belongs in the record.
+        # Enqueues only; after a failure the writes go on being retried: the ramp-down belongs in the record.
         try:
             self.writer.sample((s.t_s, s.set_ma, s.measured_ma, s.voltage_v, s.impedance_ohm,
                                 session.meter.delivered_ma_min, s.device_dose_ma_min, int(s.at_compliance),
                                 session.state))  # fmt: skip
         except Exception as exc:
-            self._failed(session, exc)
+            self.writer.failure = self.writer.failure or str(exc)
+        self._check(session)
 
     def on_state(self, session: Session, change: StateChange) -> None:
         try:
@@ -764,35 +801,79 @@ class Recorder:
                 identity = asdict(session.device.identity)
                 self.writer.event("note", "device: " + json.dumps(identity, sort_keys=True), utc=change.utc)
         except Exception as exc:
-            self._failed(session, exc)
+            self.writer.failure = self.writer.failure or str(exc)
+        self._check(session)
 
     def note(self, text: str) -> None:
         self.writer.event("note", text)
 
-    def _failed(self, session: Session, exc: Exception) -> None:
-        if self.failed is not None:
-            return  # said and acted on once; the writes go on being retried
-        self.failed = exc
-        print(f"\nionctl run: CANNOT WRITE THE SESSION RECORD ({exc}); stopping the session", file=self.err)
+    def _check(self, session: Session) -> None:
+        """Stop the session (ramped) once the writer says the record cannot be written; said once."""
+        if self.failed is not None or self.writer.failure is None:
+            return
+        self.failed = self.writer.failure
+        print(f"\nionctl run: {RECORD_FAILED}: {self.failed}; stopping the session", file=self.err)
         session.request("stop")
 
     def finish(self, report: Report) -> None:
-        """Close the record with the result (its notes as events first); sets `report.record_id`."""
+        """Close the record with the result (its notes as events first); sets `report.record_id`. A session that
+        was stopped because its record could not be written ends `record_failed`; a session abandoned on an
+        internal error is closed with the dose its own stored samples show."""
         report.record_path = str(self.store.path)
-        try:
-            for text in report.result.notes:
-                self.writer.event("note", text)
-            if self.failed is not None:
-                self.writer.event("note", f"record writing failed during the session: {self.failed}")
-            self.writer.close(report.result.to_dict())
-            report.record_id = self.record_id
-        except Exception as exc:  # the record stays open: the next start closes it as interrupted
-            print(f"ionctl run: cannot close the session record {self.record_id} in {self.store.path}: {exc}",
-                  file=self.err)  # fmt: skip
-            report.record_id = self.record_id
+        report.record_id = self.record_id
+        result = report.result
+        if self.failed is not None and result.outcome != "refused":
+            prior = f"{result.outcome}" + (f" ({result.fault})" if result.fault else "")
+            result.outcome, result.fault = "record_failed", result.fault or "record"
+            result.message = f"{RECORD_FAILED}: {self.failed}; the session was stopped ({prior}: {result.message})"
+            if not result.alarm:
+                report.exit_code = EXIT_RECORD_FAILED
+        from_samples = result.fault == "internal"
+        summary = result.to_dict()
+        if self.journal is not None:
+            try:
+                self.journal.write({"record_id": self.record_id, "summary": summary, "from_samples": from_samples,
+                                    "notes": list(result.notes), "failure": self.failed})  # fmt: skip
+            except Exception as exc:
+                print(f"ionctl run: cannot write the closing journal of record {self.record_id}: {exc}", file=self.err)
+        for text in result.notes:
+            self.writer.event("note", text)
+        if self.failed is not None:
+            self.writer.event("note", f"record writing failed during the session: {self.failed}")
+        if self.writer.close(summary, from_samples=from_samples):
+            if from_samples and self.writer.closing is not None:
+                for key in ("dose_ma_min", "host_dose_ma_min", "device_dose_ma_min", "duration_s", "peak_current_ma",
+                            "peak_density_ma_cm2", "time_at_compliance_s"):  # fmt: skip
+                    if hasattr(result, key):
+                        setattr(result, key, self.writer.closing.get(key))
+            if self.journal is not None:
+                self.journal.discard()
+            return
+        self.writer.stop()
+        where = f" (its closing is kept in {self.journal.path})" if self.journal is not None else ""
+        print(f"ionctl run: cannot close the session record {self.record_id} in {self.store.path}"
+              f"{where}: {self.writer.error or self.writer.failure}; the next ionctl command that can write the "
+              "store closes it", file=self.err)  # fmt: skip
+        if report.exit_code == 0:
+            report.exit_code = EXIT_RECORD_FAILED
 
     def release(self) -> None:
+        if self.journal is not None:
+            self.journal.release()
         self.lock.release()
+
+
+#: What a session stopped for its record says, and its exit code (`ionctl run`).
+RECORD_FAILED = "the record cannot be written"
+EXIT_RECORD_FAILED = 6
+
+
+def _area(store: Store, record_id: int) -> float | None:
+    try:
+        area = json.loads(store.get(record_id).fields["prescription"]).get("electrode_area_cm2")
+    except Exception:
+        return None
+    return float(area) if isinstance(area, int | float) else None
 
 
 # -- signals -----------------------------------------------------------------------------------------------
