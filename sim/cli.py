@@ -21,7 +21,7 @@ from sim.firmware import DeviceSpec
 from sim.plant import LOAD_PRESETS, LoadParams, Plant
 from sim.server import Link, PtyChannel, Server, TcpChannel, TraceWriter
 
-SCPI_FAULT_KINDS = ("garble-replies", "unreachable")
+SCPI_FAULT_KINDS = ("garble-replies", "unreachable", "garble-then-unreachable")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,9 @@ class ScpiFault:
       or UTF-8 text), as on a serial line at the wrong baud rate or a noisy link. Commands still arrive and
       are executed.
     * `unreachable`: nothing gets through either way (a pulled cable): commands are lost, nothing is
-      answered, and the output stays as it was."""
+      answered, and the output stays as it was.
+    * `garble-then-unreachable`: one reply arrives damaged, then the link is cut as `unreachable` (a link
+      failing: the host sees the bad reply first, and nothing it sends afterwards arrives)."""
 
     kind: str
     at_s: float
@@ -75,6 +77,7 @@ class ScpiLink:
         self.time_scale = time_scale
         self.faults = tuple(faults)
         self._first_on_s: float | None = None  # instrument time the output was first switched on
+        self._garbled_once = False
         self._in = b""
         self._out = bytearray()
         self._trace: IO[str] | None = open(trace, "w", encoding="utf-8") if trace else None  # noqa: SIM115
@@ -86,6 +89,10 @@ class ScpiLink:
 
     def _faulty(self, kind: str) -> bool:
         since = None if self._first_on_s is None else self.meter.t_s - self._first_on_s  # type: ignore[attr-defined]
+        if kind == "unreachable" and self._garbled_once and self._faulty("garble-then-unreachable"):
+            return True
+        if kind == "garble-replies" and not self._garbled_once and self._faulty("garble-then-unreachable"):
+            return True
         return any(f.kind == kind and f.active(since) for f in self.faults)
 
     def receive(self, data: bytes, now_s: float) -> None:
@@ -97,12 +104,12 @@ class ScpiLink:
         for raw in lines:
             reply = self.meter.handle(raw.decode("ascii", "replace").rstrip("\r"))  # type: ignore[attr-defined]
             self._observe()
-            if reply is not None:
+            if reply is not None and not self._faulty("unreachable"):
                 out = reply.encode("ascii", "replace") + b"\n"
                 if self._faulty("garble-replies"):
                     out = bytes([out[0] | 0x80]) + out[1:]
-                if not self._faulty("unreachable"):
-                    self._out += out
+                    self._garbled_once = True
+                self._out += out
         if len(self._in) > 65536:
             self._in = b""  # a runaway line without terminator: drop it, as the input buffer would
 

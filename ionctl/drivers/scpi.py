@@ -276,7 +276,7 @@ class ScpiSourceMeter(CurrentSource):
                 identity = parse_identity(link.query("*IDN?"), resource)
             except UnreadableReply as exc:  # something answered, not in SCPI: refused before any current
                 raise VersionMismatch(
-                    f"{resource}: no SCPI SourceMeter answered: {exc.reply[:40]!r} is not a SCPI reply (a firmware "
+                    f"{resource}: no SCPI SourceMeter answered: {exc.reply[:16]!r} is not a SCPI reply (a firmware "
                     "device or another instrument at this address, or a serial line at the wrong baud rate); "
                     "nothing was switched on"
                 ) from exc
