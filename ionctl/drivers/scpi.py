@@ -160,11 +160,14 @@ class Link:
     def switch_off(self) -> str | None:
         """Every way there is to switch the output off, each in its own try whatever the others raised:
         `:OUTP OFF`; a VISA device clear (aborts a hung command on the instrument and discards stale
-        replies); `*RST` (output off is its default). Then ask `:OUTP?`. None if the instrument answered a
-        readable '0', else why the output cannot be confirmed off."""
+        replies; GPIB, USB, VXI-11 and serial resources); `*RST` (output off is its default). Then ask
+        `:OUTP?`. None if the instrument answered a readable '0', else why the output cannot be confirmed off."""
         failures: list[str] = []
         resource = self.resource
-        for name in (":OUTP OFF", "device clear", "*RST"):
+        # A raw socket has no device clear: pyvisa-py's stand-in only drains input, and spins for ever on a
+        # connection the instrument has closed. There, stale input is left, and read as "not confirmed".
+        socket = self.address.upper().endswith("::SOCKET")
+        for name in (":OUTP OFF", *(() if socket else ("device clear",)), "*RST"):
             try:
                 if name == "device clear":
                     resource.clear()
