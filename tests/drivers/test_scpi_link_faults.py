@@ -63,10 +63,6 @@ def test_replies_garbled_mid_delivery_end_with_the_output_off_and_the_dose_on_re
                      "--scpi-trace", str(trace)) as sim:  # fmt: skip
         done = ionctl("run", "--device", f"visa:{sim.endpoints['scpi']}", *DEXAMETHASONE, "--accept-no-watchdog",
                       "--yes", "--json", "--db", db)  # fmt: skip
-    result = json.loads(done.stdout)
-    assert done.returncode == 3, done.stderr
-    assert (result["outcome"], result["fault"]) == ("fault", "host_lost"), result["message"]
-    assert "link lost" in result["message"] and "unreadable reply" in result["message"]
     # The ground truth: the output went off while the replies were still garbled (the driver's close, not the
     # reconnect after the garbling ended), and stayed off.
     truth = rows(trace)
@@ -76,6 +72,10 @@ def test_replies_garbled_mid_delivery_end_with_the_output_off_and_the_dose_on_re
     ][-1]
     assert first_on + GARBLE_AT_S <= went_off < first_on + GARBLE_AT_S + GARBLE_FOR_S, (first_on, went_off)
     assert not truth[-1]["output"]
+    result = json.loads(done.stdout)
+    assert done.returncode == 3, done.stderr
+    assert (result["outcome"], result["fault"]) == ("fault", "host_lost"), result["message"]
+    assert "link lost" in result["message"] and "unreadable reply" in result["message"]
     assert not result["alarm"] and ALARM_TEXT not in done.stderr  # the reconnected instrument confirmed it off
     # The dose delivered, not 0: the host's count of measured current to its last reading before the loss. At
     # 50x the host reads every ~5 device seconds while the instrument sources on to the loss, so the count is
