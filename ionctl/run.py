@@ -658,8 +658,11 @@ def _run_device(
         progress.end_line()
         result = _abandoned(session, exc, err)
     finally:
-        _close(device, session.device if session is not None else None)
+        unconfirmed = _close(device, session.device if session is not None else None)
     progress.end_line()
+    if unconfirmed:  # a source without a watchdog that may still be sourcing: nothing else will stop it
+        result.alarm = True
+        result.message += f"; {unconfirmed}: remove the electrodes from the patient now"
     if result.alarm:
         print(ALARM_TEXT, file=err, flush=True)
     return _report(result, args)
@@ -677,13 +680,17 @@ def _abandoned(session: Session | None, exc: Exception, err: TextIO) -> SessionR
     return result
 
 
-def _close(*sources: CurrentSource | None) -> None:
-    """Close the device and, after a reconnect, the session's new one (closing is idempotent)."""
+def _close(*sources: CurrentSource | None) -> str | None:
+    """Close the device and, after a reconnect, the session's new one (closing is idempotent). Returns why the
+    output could not be confirmed off by the last one closed (a SourceMeter's `unconfirmed_off`), else None."""
+    unconfirmed = None
     for source in {id(s): s for s in sources if s is not None}.values():
         try:
             source.close()
         except Exception as exc:  # closing must not hide the result
             print(f"ionctl run: while closing the device: {exc}", file=sys.stderr)
+        unconfirmed = getattr(source, "unconfirmed_off", None)
+    return unconfirmed
 
 
 def _error_name(exc: Exception) -> str:

@@ -6,41 +6,110 @@ Prints one line per endpoint, then `ready`, on stdout; runs until SIGINT or SIGT
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import IO, Any
 
 from sim.device import FAULT_KINDS, MAX_CATCH_UP_S, FaultSpec, FaultSpecError, SimulatedDevice
 from sim.firmware import DeviceSpec
 from sim.plant import LOAD_PRESETS, LoadParams, Plant
 from sim.server import Link, PtyChannel, Server, TcpChannel, TraceWriter
 
+SCPI_FAULT_KINDS = ("garble-replies", "unreachable", "garble-then-unreachable")
+
+
+@dataclass(frozen=True)
+class ScpiFault:
+    """A fault of the link to the SourceMeter (not of the instrument), from `at_s` instrument seconds after
+    the output was first switched on, for `duration_s` (None: to the end).
+
+    * `garble-replies`: the first byte of every reply arrives damaged (its top bit set, so it is not ASCII
+      or UTF-8 text), as on a serial line at the wrong baud rate or a noisy link. Commands still arrive and
+      are executed.
+    * `unreachable`: nothing gets through either way (a pulled cable): commands are lost, nothing is
+      answered, and the output stays as it was.
+    * `garble-then-unreachable`: one reply arrives damaged, then the link is cut as `unreachable` (a link
+      failing: the host sees the bad reply first, and nothing it sends afterwards arrives)."""
+
+    kind: str
+    at_s: float
+    duration_s: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ScpiFault:
+        kind, sep, when = text.partition("@")
+        if kind not in SCPI_FAULT_KINDS or not sep:
+            raise ValueError(f"SCPI fault {text!r}: expected KIND@T[:D], KIND one of {', '.join(SCPI_FAULT_KINDS)}")
+        at, colon, duration = when.partition(":")
+        try:
+            at_s, duration_s = float(at), float(duration) if colon else None
+        except ValueError:
+            raise ValueError(f"SCPI fault {text!r}: T and D are device seconds, e.g. garble-replies@5:10") from None
+        if not (math.isfinite(at_s) and at_s >= 0) or (
+            duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0)
+        ):
+            raise ValueError(f"SCPI fault {text!r}: T must be >= 0 and D > 0 (device seconds)")
+        return cls(kind, at_s, duration_s)
+
+    def active(self, since_on_s: float | None) -> bool:
+        if since_on_s is None or since_on_s < self.at_s:
+            return False
+        return self.duration_s is None or since_on_s < self.at_s + self.duration_s
+
 
 class ScpiLink:
-    """Line framing (`\\n`) around the sans-I/O SourceMeter, on the same scaled clock as the device."""
+    """Line framing (`\\n`) around the sans-I/O SourceMeter, on the same scaled clock as the device, with the
+    link's faults (`ScpiFault`) and the instrument's ground truth (`trace`: a JSONL row at every change of
+    the output or the source level, and at the end)."""
 
-    def __init__(self, meter: object, *, start_s: float, time_scale: float) -> None:
+    def __init__(
+        self, meter: object, *, start_s: float, time_scale: float, faults: Sequence[ScpiFault] = (),
+        trace: str | None = None,
+    ) -> None:  # fmt: skip
         self.meter = meter
         self.start_s = start_s
         self.time_scale = time_scale
+        self.faults = tuple(faults)
+        self._first_on_s: float | None = None  # instrument time the output was first switched on
+        self._garbled_once = False
         self._in = b""
         self._out = bytearray()
+        self._trace: IO[str] | None = open(trace, "w", encoding="utf-8") if trace else None  # noqa: SIM115
+        self._traced: tuple[object, ...] | None = None
+        self._observe()  # the first row: the instrument at power-on
 
     def _t(self, now_s: float) -> float:
         return (now_s - self.start_s) * self.time_scale
 
+    def _faulty(self, kind: str) -> bool:
+        since = None if self._first_on_s is None else self.meter.t_s - self._first_on_s  # type: ignore[attr-defined]
+        if kind == "unreachable" and self._garbled_once and self._faulty("garble-then-unreachable"):
+            return True
+        if kind == "garble-replies" and not self._garbled_once and self._faulty("garble-then-unreachable"):
+            return True
+        return any(f.kind == kind and f.active(since) for f in self.faults)
+
     def receive(self, data: bytes, now_s: float) -> None:
         self.advance(now_s)
+        if self._faulty("unreachable"):
+            return  # the command never arrives
         self._in += data
         *lines, self._in = self._in.split(b"\n")
         for raw in lines:
             reply = self.meter.handle(raw.decode("ascii", "replace").rstrip("\r"))  # type: ignore[attr-defined]
-            if reply is not None:
-                self._out += reply.encode("ascii", "replace") + b"\n"
+            self._observe()
+            if reply is not None and not self._faulty("unreachable"):
+                out = reply.encode("ascii", "replace") + b"\n"
+                if self._faulty("garble-replies"):
+                    out = bytes([out[0] | 0x80]) + out[1:]
+                    self._garbled_once = True
+                self._out += out
         if len(self._in) > 65536:
             self._in = b""  # a runaway line without terminator: drop it, as the input buffer would
 
@@ -49,6 +118,34 @@ class ScpiLink:
         # the instrument clock rather than stalling the loop.
         t_s = min(self._t(now_s), self.meter.t_s + MAX_CATCH_UP_S)  # type: ignore[attr-defined]
         self.meter.advance(t_s)  # type: ignore[attr-defined]
+
+    def _observe(self) -> None:
+        meter: Any = self.meter
+        if meter.output_on and self._first_on_s is None:
+            self._first_on_s = meter.t_s
+        if self._trace is None:
+            return
+        function, level = meter.source_level
+        now = (meter.output_on, function, level)
+        if now != self._traced:
+            self._traced = now
+            self._write_trace()
+
+    def _write_trace(self) -> None:
+        if self._trace is None:
+            return
+        meter: Any = self.meter
+        function, level = meter.source_level
+        row = {"t_s": round(meter.t_s, 6), "output": meter.output_on, "source": function, "level": level}
+        self._trace.write(json.dumps(row, separators=(",", ":")) + "\n")
+        self._trace.flush()
+
+    def close(self) -> None:
+        """The last row (the instrument as the simulator leaves it), then close the trace."""
+        if self._trace is not None:
+            self._write_trace()
+            self._trace.close()
+            self._trace = None
 
     def reset_input(self) -> None:
         self._in = b""  # a new host: a partial line from the previous one is not its first command
@@ -100,6 +197,13 @@ def _fault(text: str) -> FaultSpec:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _scpi_fault(text: str) -> ScpiFault:
+    try:
+        return ScpiFault.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -130,6 +234,19 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
         f"energised; "
         f"kinds: {', '.join(FAULT_KINDS)} (repeatable)",
     )
+    model.add_argument(
+        "--scpi-fault",
+        type=_scpi_fault,
+        action="append",
+        default=[],
+        metavar="KIND@T[:D]",
+        help="schedule a fault of the link to the SCPI SourceMeter, T and D in instrument seconds since its output "
+        "was first switched on; kinds: garble-replies (the first byte of each reply damaged: a wrong baud rate, a "
+        "noisy link), unreachable (nothing gets through either way) (repeatable)",
+    )
+    model.add_argument("--scpi-trace", metavar="PATH",
+                       help="write the SCPI SourceMeter's JSONL ground truth: its output and source level at every "
+                       "change, and as the simulator stops")
     model.add_argument("--seed", type=int, default=0, help="seed for noise and faults (reproducible runs)")
     model.add_argument(
         "--trace",
@@ -176,6 +293,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
         parser.error("--trace-every-step needs --trace")
     if not firmware and (args.fault or args.trace or args.protocol_version):
         parser.error("--fault, --trace and --protocol-version act on the firmware device: add --serial-link or --tcp")
+    if not scpi and (args.scpi_fault or args.scpi_trace):
+        parser.error("--scpi-fault and --scpi-trace act on the SCPI SourceMeter: add --scpi-port or --scpi-link")
     if args.serial_link and args.scpi_link and os.path.abspath(args.serial_link) == os.path.abspath(args.scpi_link):
         parser.error("--serial-link and --scpi-link must be different paths")
     try:
@@ -189,6 +308,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
     server = Server()
     server.install_signals()  # before any endpoint exists, so a signal during start-up still cleans up
     trace: TraceWriter | None = None
+    scpi_link: ScpiLink | None = None
     lines: list[str] = []
     try:
         start = time.monotonic()
@@ -205,7 +325,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
             from sim.scpi import SourceMeter
 
             plant = Plant(load, rng=random.Random(args.seed + 2))
-            meter = Link(ScpiLink(SourceMeter(plant), start_s=start, time_scale=args.time_scale))
+            scpi_link = ScpiLink(SourceMeter(plant), start_s=start, time_scale=args.time_scale,
+                                 faults=args.scpi_fault, trace=args.scpi_trace)  # fmt: skip
+            meter = Link(scpi_link)
             if args.scpi_port is not None:
                 port = server.add(TcpChannel(meter, args.scpi_port)).address().rsplit(":", 1)[1]
                 lines.append(f"scpi: TCPIP::127.0.0.1::{port}::SOCKET")
@@ -213,6 +335,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
                 lines.append(f"scpi-serial: {server.add(PtyChannel(meter, args.scpi_link)).address()}")
     except OSError as exc:
         server.close()
+        if scpi_link is not None:
+            scpi_link.close()
         if trace is not None:
             trace.close()
             os.unlink(args.trace)  # we made it empty: a failed start leaves no trace file to mistake
@@ -228,6 +352,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
     finally:
         if trace is not None:
             trace.close()
+        if scpi_link is not None:
+            scpi_link.close()
     return 0
 
 

@@ -122,6 +122,11 @@ class SourceMeter:
         return self._output
 
     @property
+    def source_level(self) -> tuple[str, float]:
+        """The source function ("CURR" or "VOLT") and its programmed level (A or V, signed)."""
+        return self._source, self._level[self._source]
+
+    @property
     def plant(self) -> Plant:
         """The simulated load, for fault injection and ground truth."""
         return self._plant

@@ -28,8 +28,14 @@ so the session cannot tell the two apart except by `DeviceIdentity`'s capability
   once), a short (impedance below `min_impedance_ohm`: ramp down), compliance timeout. The instrument
   itself enforces the voltage compliance (`:SENS:VOLT:PROT`, set from `max_voltage_v`) and the current
   range (fixed to hold `max_current_ma`).
-* **No watchdog.** If the host dies the current keeps flowing; so `close()` ramps the output down (and
-  cuts it if that fails), and `keep_alive()` is a no-op.
+* **No watchdog.** If the host dies the current keeps flowing; so `close()` ramps the output down, then
+  whatever that raised tries every way to switch it off (`:OUTP OFF`, a VISA device clear, `*RST`) and asks
+  `:OUTP?`; when no readable '0' comes back, `unconfirmed_off` says so and the front end raises the
+  remove-the-electrodes alarm. `keep_alive()` is a no-op.
+* **A reply that cannot be read is a lost link.** Bytes that are not ASCII text (a serial line at the wrong
+  baud rate, a noisy link), or text that does not parse as the reply asked for, raise `LinkLost` (from the
+  original error) and latch the link lost, as silence does. At connect, such a reply is something else
+  answering (a firmware device, another instrument): refused with `VersionMismatch` before any current.
 """
 
 from __future__ import annotations
@@ -105,7 +111,9 @@ class Reading:
 
 
 class Link:
-    """The VISA resource with every pyvisa/OS error turned into `LinkLost`, latched once lost."""
+    """The VISA resource with every pyvisa/OS error, and every reply that cannot be decoded or parsed (a serial
+    line at the wrong baud rate, a noisy link, something that does not speak SCPI), turned into `LinkLost`,
+    latched once lost: a reply the driver cannot read is no reply."""
 
     def __init__(self, manager: Any, resource: Any, address: str, errors: tuple[type[BaseException], ...]) -> None:
         self.manager = manager
@@ -120,28 +128,68 @@ class Link:
         command back waiting for a delayed ACK (40 ms per write on TCP otherwise)."""
         reply = self.query(f"{command};*OPC?")
         if reply != "1":
-            raise DeviceError(f"{self.address}: unexpected reply {reply!r} to {command!r};*OPC?")
+            self.unreadable(f"{command};*OPC?", reply, ValueError(f"expected '1', got {reply!r}"))
 
     def query(self, command: str) -> str:
         self._check()
         try:
-            return str(self.resource.query(command)).strip()
+            reply = str(self.resource.query(command)).strip()
+        except UnicodeError as exc:  # pyvisa decodes as ASCII: bytes that are not text
+            raw = exc.object if isinstance(exc, UnicodeDecodeError) else b""
+            self.unreadable(command, raw, exc)
         except self.errors as exc:
             self._lose(command, exc)
+        if not reply.isprintable():
+            self.unreadable(command, reply, ValueError("control characters in the reply"))
+        return reply
+
+    def unreadable(self, command: str, reply: str | bytes, exc: BaseException) -> NoReturn:
+        """A reply that cannot be decoded or parsed: the link is lost (raised from `exc`)."""
+        self.lost = True
+        raise UnreadableReply(
+            f"{self.address}: link lost: unreadable reply to {command!r}: {reply[:60]!r}", reply
+        ) from exc
 
     def last_resort_off(self) -> None:
-        """`:OUTP OFF` once, lost or not, errors ignored: the last thing to try when the link fails."""
+        """`:OUTP OFF` once, lost or not, errors ignored: the first thing to try when the link fails."""
         try:
             self.resource.write(":OUTP OFF")
-        except self.errors:
+        except Exception:  # noqa: BLE001 - whatever failed, closing goes on with the other ways
             pass
+
+    def switch_off(self) -> str | None:
+        """Every way there is to switch the output off, each in its own try whatever the others raised:
+        `:OUTP OFF`; a VISA device clear (aborts a hung command on the instrument and discards stale
+        replies; GPIB, USB, VXI-11 and serial resources); `*RST` (output off is its default). Then ask
+        `:OUTP?`. None if the instrument answered a readable '0', else why the output cannot be confirmed off."""
+        failures: list[str] = []
+        resource = self.resource
+        # A raw socket has no device clear: pyvisa-py's stand-in only drains input, and spins for ever on a
+        # connection the instrument has closed. There, stale input is left, and read as "not confirmed".
+        socket = self.address.upper().endswith("::SOCKET")
+        for name in (":OUTP OFF", *(() if socket else ("device clear",)), "*RST"):
+            try:
+                if name == "device clear":
+                    resource.clear()
+                else:
+                    resource.write(name)
+            except Exception as exc:  # noqa: BLE001 - each way is tried whatever the one before raised
+                failures.append(f"{name} failed ({exc})")
+        try:
+            reply = self.resource.query(":OUTP?").strip()
+        except Exception as exc:  # noqa: BLE001 - no readable answer is no confirmation
+            return f"{self.address}: the output could not be confirmed off: no readable answer to ':OUTP?' ({exc})"
+        if reply != "0":
+            detail = f"; {'; '.join(failures)}" if failures else ""
+            return f"{self.address}: the output could not be confirmed off: ':OUTP?' answered {reply[:60]!r}{detail}"
+        return None
 
     def close(self) -> None:
         # Only the resource: pyvisa shares one ResourceManager per backend in a process, and closing it
         # would close every other resource open through it (another instrument, a discovery probe).
         try:
             self.resource.close()
-        except self.errors:
+        except Exception:  # noqa: BLE001 - releasing the port must not hide the result
             pass
 
     def _check(self) -> None:
@@ -151,6 +199,14 @@ class Link:
     def _lose(self, command: str, exc: BaseException) -> NoReturn:
         self.lost = True
         raise LinkLost(f"{self.address}: link lost during {command!r}: {exc}") from exc
+
+
+class UnreadableReply(LinkLost):
+    """A reply that could not be decoded or parsed; `reply` is what came (bytes if it was not text)."""
+
+    def __init__(self, message: str, reply: str | bytes) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class ScpiSourceMeter(CurrentSource):
@@ -164,6 +220,7 @@ class ScpiSourceMeter(CurrentSource):
         self._sample_interval_s = sample_interval_s
         self._max_step_ma = max_step_ma
         self._closed = False
+        self.unconfirmed_off: str | None = None  # set by close(): why the output could not be confirmed off
         self._state = S.IDLE
         self._fault = FaultCode.NONE
         self._polarity: Polarity | None = None
@@ -216,9 +273,16 @@ class ScpiSourceMeter(CurrentSource):
             raise LinkLost(f"{resource}: cannot open: {exc}") from exc
         link = Link(manager, handle, resource, errors)
         try:
-            link.write("*RST")
-            link.write("*CLS")
-            identity = parse_identity(link.query("*IDN?"), resource)
+            try:
+                link.write("*RST")
+                link.write("*CLS")
+                identity = parse_identity(link.query("*IDN?"), resource)
+            except UnreadableReply as exc:  # something answered, not in SCPI: refused before any current
+                raise VersionMismatch(
+                    f"{resource}: no SCPI SourceMeter answered: {exc.reply[:16]!r} is not a SCPI reply (a firmware "
+                    "device or another instrument at this address, or a serial line at the wrong baud rate); "
+                    "nothing was switched on"
+                ) from exc
             for command in SETUP:
                 link.write(command)
             check_errors(link, "set-up")
@@ -388,20 +452,26 @@ class ScpiSourceMeter(CurrentSource):
         """Nothing to do: a SourceMeter has no watchdog (which is why `close()` turns the output off)."""
 
     def close(self) -> None:
-        """Ramp the output down (cut it if that fails), then release the resource. Idempotent. Unlike a
-        device with a watchdog, a SourceMeter left on would keep driving current."""
+        """Ramp the output down, then, whatever that raised, try every way to switch the output off
+        (`Link.switch_off`) and ask the instrument whether it is; then release the resource. Idempotent; never
+        raises for the instrument. Unlike a device with a watchdog, a SourceMeter left on would keep driving
+        current, so when the output cannot be confirmed off `unconfirmed_off` says why: the front end raises
+        the remove-the-electrodes alarm."""
         if self._closed:
             return
         self._closed = True
         try:
             if self._output_on and not self._link.lost:
-                self.abort()  # tries `:OUTP OFF` itself if the link fails
-        except LinkLost:
+                self.abort()
+        except Exception:  # noqa: BLE001 - whatever failed, the ways to switch off below are all tried
             pass
-        except DeviceError:
-            self._link.last_resort_off()
         finally:
-            self._link.close()
+            try:
+                self.unconfirmed_off = self._link.switch_off()
+                if self.unconfirmed_off is None:
+                    self._output_on = False
+            finally:
+                self._link.close()
 
     # -- the software ramp and the monitors -------------------------------------------------------------
 
@@ -423,7 +493,10 @@ class ScpiSourceMeter(CurrentSource):
 
     def _idle_sample(self) -> Telemetry:
         """With the output off there is no reading; check the instrument agrees the output is off."""
-        if self._link.query(":OUTP?") not in ("0", "OFF"):
+        reply = self._link.query(":OUTP?")
+        if reply not in ("0", "OFF", "1", "ON"):
+            self._link.unreadable(":OUTP?", reply, ValueError("expected 0 or 1"))
+        if reply in ("1", "ON"):
             self._link.write(":OUTP OFF")
             self._latch(FaultCode.INTERNAL)  # output on that the driver did not switch on
         return self._telemetry(0.0, 0.0, 0.0, None, False)
@@ -550,9 +623,12 @@ class ScpiSourceMeter(CurrentSource):
         text = self._link.query(":READ?")
         try:
             volts, amps, stamp, status = (float(field) for field in text.split(","))
-        except ValueError:
-            raise DeviceError(f"{self._link.address}: unexpected reply to :READ?: {text!r}") from None
-        return Reading(volts, amps, stamp, int(status))
+            reading = Reading(volts, amps, stamp, int(status))
+        except (ValueError, OverflowError) as exc:
+            self._link.unreadable(":READ?", text, exc)
+        if not all(math.isfinite(value) for value in (volts, amps, stamp)):
+            self._link.unreadable(":READ?", text, ValueError("a reading that is not a finite number"))
+        return reading
 
     def _pace(self, timeout_s: float) -> bool:
         """Wait (host clock) until the next sample is due, at most `timeout_s`; True if it is due now."""
