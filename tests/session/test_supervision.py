@@ -23,10 +23,14 @@ DEXAMETHASONE = Prescription(
     ramp_up_s=10.0, ramp_down_s=10.0, patient_id="P-1", operator_id="O-1",
 )  # fmt: skip
 
+#: Device seconds after which the operator stops a session that has not ended (without it, a session waiting at
+#: 0 mA for a device that stopped would never end).
+PATIENCE = [(600.0, "stop")]
+
 
 @pytest.mark.parametrize("at_s", [5.0, 60.0])  # during the ramp up, and while delivering
 def test_a_device_that_stops_on_its_own_ends_in_device_stopped_with_the_dose_settled_there(at_s: float) -> None:
-    run = run_scenario(DEXAMETHASONE, faults=[f"device-stop@{at_s:g}"])
+    run = run_scenario(DEXAMETHASONE, faults=[f"device-stop@{at_s:g}"], actions=PATIENCE)
     r = run.result
     assert (r.outcome, r.fault, r.alarm) == ("fault", "device_stopped", False)
     assert "stopped delivering on its own" in r.message and "settled where the device stopped" in r.message
@@ -39,7 +43,8 @@ def test_a_device_that_stops_on_its_own_ends_in_device_stopped_with_the_dose_set
 
 
 def test_a_device_that_stops_while_paused_ends_in_device_stopped() -> None:
-    run = run_scenario(DEXAMETHASONE, faults=["device-stop@40"], actions=[(30.0, "pause"), (60.0, "resume")])
+    actions = [(30.0, "pause"), (60.0, "resume"), *PATIENCE]
+    run = run_scenario(DEXAMETHASONE, faults=["device-stop@40"], actions=actions)
     assert (run.result.outcome, run.result.fault) == ("fault", "device_stopped")
     assert "paused" in run.result.message
     check_outcome(run.session, run.result, run.truth, run.source, run.faults, run.watch)
@@ -57,7 +62,7 @@ def test_a_device_stop_late_in_the_host_ramp_down_completes_with_the_dose_within
 
 
 def test_a_device_stop_early_in_the_host_ramp_down_is_a_short_dose_not_a_completion() -> None:
-    run = run_scenario(BELOW_COMPLIANCE, faults=[f"device-stop@{RAMP_DOWN_AT_S + 1.0:g}"])
+    run = run_scenario(BELOW_COMPLIANCE, faults=[f"device-stop@{RAMP_DOWN_AT_S + 1.0:g}"], actions=PATIENCE)
     assert (run.result.outcome, run.result.fault) == ("fault", "dose_short")
     assert run.truth.dose_ma_min < BELOW_COMPLIANCE.planned_dose_ma_min * 0.99
 

@@ -52,11 +52,19 @@ def simulator(tmp: Path, name: str, *args: str, time_scale: float) -> Iterator[t
         yield sim.endpoints, trace
 
 
+#: Wall seconds after which the operator stops a session that has not ended (what the bench did by hand: without
+#: it, a session waiting at 0 mA for a device that stopped never ends).
+OPERATOR_PATIENCE_S = 60.0
+
+
 def run_session(device: FirmwareDevice, prescription: Prescription = SHORT, **options: Any) -> SessionResult:
     session = Session(device, prescription, SITE, **options)
+    patience = threading.Timer(OPERATOR_PATIENCE_S, lambda: session.request("stop"))
+    patience.start()
     try:
         return session.run()
     finally:
+        patience.cancel()
         session.device.close()
         device.close()
 
