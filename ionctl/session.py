@@ -20,8 +20,15 @@ After a stop, an abort or a fault the session keeps watching until the current i
 that does not fall when told (a stuck output) gets an abort, then output-off, and if current still flows,
 `alarm` is set: the operator must remove the electrodes.
 
+The session also supervises the device itself: a device that stops delivering on its own while the session
+expects delivery (`device_stopped`), or reports a polarity other than the prescription's (`polarity_mismatch`),
+ends the session in a fault; a delivery that ends beyond the prescription by more than the site's dose-mismatch
+fraction is `dose_overshoot`, short by more than 1 % `dose_short`, never `completed`.
+
 If the link is lost, the device's watchdog takes the output to zero on its own; with a `reconnect`
-function the session reopens the device afterwards and settles the dose from its coulomb counter.
+function the session reopens the device afterwards and settles the dose from its coulomb counter -- if it is
+the device identified at the start (model and serial). Another device is never commanded nor counted
+(`wrong_device`, the alarm).
 """
 
 from __future__ import annotations

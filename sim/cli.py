@@ -149,8 +149,12 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
     model.add_argument("--rs", type=float, metavar="OHM", help="series resistance (overrides the preset)")
     model.add_argument("--rp", type=float, metavar="OHM", help="resting parallel resistance (overrides the preset)")
     model.add_argument("--cp", type=float, metavar="UF", help="parallel capacitance in µF (overrides the preset)")
-    model.add_argument("--device-serial", metavar="TEXT", type=_serial,
-                       help="the serial number the firmware device gives in IDENTITY (default SIM-000001)")
+    model.add_argument(
+        "--device-serial",
+        metavar="TEXT",
+        type=_serial,
+        help="the serial number the firmware device gives in IDENTITY (default SIM-000001)",
+    )
     model.add_argument(
         "--protocol-version",
         type=_version,
@@ -183,8 +187,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
     if args.trace_every_step and not args.trace:
         parser.error("--trace-every-step needs --trace")
     if not firmware and (args.fault or args.trace or args.protocol_version or args.device_serial):
-        parser.error("--fault, --trace, --protocol-version and --device-serial act on the firmware device: add "
-                     "--serial-link or --tcp")
+        parser.error(
+            "--fault, --trace, --protocol-version and --device-serial act on the firmware device: add "
+            "--serial-link or --tcp"
+        )
     if args.serial_link and args.scpi_link and os.path.abspath(args.serial_link) == os.path.abspath(args.scpi_link):
         parser.error("--serial-link and --scpi-link must be different paths")
     try:

@@ -12,9 +12,12 @@ out stop-and-wait under a lock, with the same `seq` and payload resent with RETX
 
 The link is lost when a request goes unanswered after its last retransmission, when no valid frame
 arrives for `link_timeout_s` (§8: three telemetry periods or 1 s, whichever is longer), or when the
-port fails. Loss is latched, as Klipper's host does: from then on every command and `read_telemetry`
-raise `LinkLost`, and no more heartbeats are sent, so the device's own watchdog takes the output to
-zero. A new driver (a new `open`) is the only way back.
+port fails. Silence is judged only after the port was drained, and counted on the reader's own time
+(`READER_PASS_S` at most per pass): a host that stalled finds the device's frames waiting, not a silent
+device (docs/SESSION.md, "Link supervision": the timeout keeps half the device's watchdog as margin).
+Loss is latched, as Klipper's host does: from then on every command and `read_telemetry` raise `LinkLost`,
+and no more heartbeats are sent, so the device's own watchdog takes the output to zero. A new driver (a new
+`open`) is the only way back.
 
 Wire units stay in this module: the rest of ionctl sees `ionctl.drivers.base` values in mA, V, Ω, s.
 """
@@ -638,7 +641,8 @@ class FirmwareDevice(FirmwareCommands):
         self._silent_s = 0.0 if self._last_frame == now else self._silent_s + step
         timeout = self.options.link_timeout
         if timeout is not None and self._silent_s > timeout:
-            raise self._lose(f"{self.address}: no valid frame for {self._silent_s:.2f} s of reading (limit {timeout} s)")
+            silent = f"{self._silent_s:.2f} s of reading"
+            raise self._lose(f"{self.address}: no valid frame for {silent} (limit {timeout} s)")
         # In every state, not only once the device is known to be energised: its watchdog runs from the moment
         # it executes START, which the host learns only when an answer gets through (§7.3). Outside RAMP_UP,
         # RUNNING and RAMP_DOWN a heartbeat has no effect.

@@ -243,14 +243,16 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         "point is lower, off it (CURRENT_MISMATCH): either detection is right"),
     ("device-stop", "ramping_up"): E("fault", 3, ("device_stopped",), RAMPED, STOPPED),
     ("device-stop", "delivering"): E("fault", 3, ("device_stopped",), RAMPED, STOPPED),
-    ("device-stop", "paused"): E("fault", 3, ("device_stopped",), CUT,
-        "held at zero, the device ends (DONE) unasked: no current flows; the host names it device_stopped"),
+    ("device-stop", "paused"): E("fault", 3, ("device_stopped",), RAMPED,
+        "held at zero, the device ends (DONE) unasked: no current flows (if the pause's own ramp is still under "
+        "way, the device ends it at max slew); the host names it device_stopped"),
     ("device-stop", "ramping_down"): E("completed", 0, (None,), RAMPED,
         "the device's ramp at max slew ends the host's own ramp-down a little early; the dose is within 1 %"),
     ("polarity-flip", "ramping_up"): E("fault", 3, ("polarity_mismatch",), HOST_RAMPED, FLIPPED),
     ("polarity-flip", "delivering"): E("fault", 3, ("polarity_mismatch",), HOST_RAMPED, FLIPPED),
-    ("polarity-flip", "paused"): E("fault", 3, ("polarity_mismatch",), CUT,
-        "at zero current the device reports the other polarity: the host ends the session before any current"),
+    ("polarity-flip", "paused"): E("fault", 3, ("polarity_mismatch",), HOST_RAMPED,
+        "at zero current the device reports the other polarity: the host ends the session before any current "
+        "(if the pause's own ramp is still under way, the host's abort ends it at max slew)"),
     ("polarity-flip", "ramping_down"): E("fault", 3, ("polarity_mismatch",), HOST_RAMPED, FLIPPED),
 }  # fmt: skip
 

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from ionctl.drivers import Polarity, Telemetry
-from ionctl.drivers import firmware
+from ionctl.drivers import Polarity, Telemetry, firmware
 from ionctl.drivers.firmware import FirmwareDevice, LinkOptions
 from ionctl.safety import Prescription, SiteLimits
 from ionctl.session import Session, SessionResult
@@ -166,17 +165,18 @@ def test_a_reconnect_to_another_device_never_energises_it_and_the_dose_is_the_fi
             device = FirmwareDevice.open(relay.url)
 
             def on_sample(session: Session, s: Telemetry) -> None:
-                if session.state == "delivering" and session.meter.delivered_ma_min > 1.0 and relay.upstream == first["tcp"]:
+                delivering = session.state == "delivering" and session.meter.delivered_ma_min > 1.0
+                if delivering and relay.upstream == first["tcp"]:
                     relay.upstream = second["tcp"]  # the address now leads to the other device
                     relay.cut()
 
             result = run_session(device, on_sample=on_sample, reconnect=lambda: FirmwareDevice.open(relay.url))
-            time.sleep(0.5)  # the first device's watchdog (2 s wall) has ramped it down meanwhile; let the trace show it
+            time.sleep(0.5)  # the first device's watchdog (2 s wall) ramped it down meanwhile: let the trace show it
         assert relay.connections >= 2  # the session did reconnect, through the re-pointed relay
     first_rows, second_rows = trace_rows(first_trace), trace_rows(second_trace)
     assert (result.outcome, result.fault, result.alarm) == ("fault", "wrong_device", True)
     assert "SIM-000002" in result.message
-    energised = [r for r in second_rows[len(second_before):] if r["state"] in ("RAMP_UP", "RUNNING")]
+    energised = [r for r in second_rows[len(second_before) :] if r["state"] in ("RAMP_UP", "RUNNING")]
     assert energised == []  # the second device was never energised by the session
     assert second_rows[-1]["state"] == second_before[-1]["state"]  # nor commanded out of its state
     second_dose = true_dose_ma_min(second_rows)
