@@ -210,3 +210,36 @@ def test_link_latency_that_overshoots_the_dose_ends_in_dose_overshoot_never_comp
     assert (result.outcome, result.fault) == ("fault", "dose_overshoot"), result.message
     assert f"{result.dose_ma_min:.3f}" in result.message and f"{planned:.3f}" in result.message
     assert result.dose_ma_min == pytest.approx(truth, rel=0.01)
+
+
+def test_ionctl_run_stopped_for_1_1_s_mid_delivery_completes_with_the_prescribed_dose(tmp_path: Path) -> None:
+    # The whole host process frozen (SIGSTOP, SIGCONT 1.1 s later) at real time (time scale 1): its reader thread
+    # wakes to a port full of the device's frames; the device's 2 s watchdog saw heartbeats stop for at most
+    # 1.1 + 0.5 s. The treatment goes on.
+    import signal
+    import subprocess
+    import sys
+
+    from tests.sim.endpoints import ROOT
+
+    args = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
+            "--dose", "1", "--ramp-up", "5", "--ramp-down", "5", "--patient", "P-STALL",
+            "--operator", "O-STALL")  # fmt: skip
+    with simulator(tmp_path, "dev", time_scale=1) as (endpoints, trace):
+        process = subprocess.Popen([sys.executable, "-m", "ionctl", "run", "--device", endpoints["serial"], *args,
+                                    "--yes", "--json"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "] delivering:" in line:
+                break
+        time.sleep(1.0)
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(1.1)
+        process.send_signal(signal.SIGCONT)
+        stdout, stderr = process.communicate(timeout=60)
+    result = json.loads(stdout)
+    assert (result["outcome"], result["fault"]) == ("completed", None), (result["message"], stderr)
+    rows = trace_rows(trace)
+    assert true_dose_ma_min(rows) == pytest.approx(1.0, rel=0.01)
+    assert not any(row["fault"] == "HOST_LOST" for row in rows)
