@@ -2,7 +2,8 @@
 TCP relay (`tests/drivers/proxy.py`), judged on the simulator's JSONL ground truth.
 
 * a device that stops on its own ends the session in `device_stopped`, not in `delivering` at 0 mA;
-* a host that stalls for less than the device's watchdog does not end a healthy treatment;
+* a host that stalls for less than the device's watchdog (its reader thread frozen in-process, or the whole
+  `ionctl run` process stopped with SIGSTOP) does not end a healthy treatment;
 * a reconnect that reaches another device never commands it and never takes its counter;
 * link latency that makes the dose overshoot ends in `dose_overshoot`, never `completed`.
 """
