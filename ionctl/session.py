@@ -20,8 +20,15 @@ After a stop, an abort or a fault the session keeps watching until the current i
 that does not fall when told (a stuck output) gets an abort, then output-off, and if current still flows,
 `alarm` is set: the operator must remove the electrodes.
 
+The session also supervises the device itself: a device that stops delivering on its own while the session
+expects delivery (`device_stopped`), or reports a polarity other than the prescription's (`polarity_mismatch`),
+ends the session in a fault; a delivery that ends beyond the prescription by more than the site's dose-mismatch
+fraction is `dose_overshoot`, short by more than 1 % `dose_short`, never `completed`.
+
 If the link is lost, the device's watchdog takes the output to zero on its own; with a `reconnect`
-function the session reopens the device afterwards and settles the dose from its coulomb counter.
+function the session reopens the device afterwards and settles the dose from its coulomb counter -- if it is
+the device identified at the start (model and serial). Another device is never commanded nor counted
+(`wrong_device`, the alarm).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from transitions import MachineError
 from transitions.extensions import LockedMachine
 
 from ionctl.dose import DoseMeter, centred_lookahead_s, remaining_time_s, should_begin_ramp_down
+from ionctl.drivers.base import ENERGISED as DEVICE_ENERGISED
 from ionctl.drivers.base import (
     CommandRefused,
     CurrentSource,
@@ -81,6 +89,10 @@ DESCENT_LAG_S = 1.0
 RAMP_STALL_S = 3.0
 #: A completed session delivers the prescribed dose within this fraction (issue: ±1 % of what flowed).
 DOSE_TOLERANCE = 0.01
+#: Session states in which the host expects the device to be delivering (its output on, energised): a device that
+#: is not (a front-panel stop, the firmware ending the delivery, another program's STOP) is the fault
+#: `device_stopped`. In `ramping_down` the device ending is the plan; in `reversing` it is too.
+EXPECTS_DELIVERY = ("ramping_up", "delivering", "paused")
 #: Host seconds to keep trying to reach a device whose link was lost.
 RECONNECT_WINDOW_S = 30.0
 #: Host seconds of reads that bring no sample with a new device time (the device's clock stopped, or a source
@@ -224,6 +236,10 @@ class Session:
         self._descent: tuple[float, float, float] | None = None  # (device t, from mA, over s) of that ramp
         self._rise: tuple[float, float] | None = None  # (device t, set mA) of a ramp up's last rise
         self._impedances: list[float] = []
+        self._identity: DeviceIdentity | None = None  # who answered at connect: a reconnect must find the same
+        self._device_dose_unknown = False  # the device's counter cannot be trusted (another device answered)
+        self._reads = 0  # telemetry reads in delivery, to tell samples older than a (re)start from newer ones
+        self._started_at_read = 0  # the read during which the last START went out
         self._spacing: collections.deque[float] = collections.deque(maxlen=21)  # recent sample spacing, device s
         self.state = "disconnected"
         self.machine = LockedMachine(
@@ -283,6 +299,7 @@ class Session:
         self._stale_since = None
         while self.state not in TERMINAL:
             self._serve_requests()
+            self._reads += 1
             samples = self.device.read_telemetry(self.read_timeout_s)
             self._track_freshness(samples)
             for i, sample in enumerate(samples):
@@ -347,6 +364,10 @@ class Session:
             return
         if self._stuck(s):
             return
+        disagreement = self._device_disagrees(s)
+        if disagreement is not None:
+            self._fault(disagreement)
+            return
         p = self.prescription
         at_target = s.set_ma >= p.current_ma - 1e-3
         if self.state == "ramping_up" and s.state is OutputState.RUNNING and not s.ramping and at_target:
@@ -360,11 +381,53 @@ class Session:
         elif self.state == "reversing" and s.state is OutputState.DONE:
             self._fire("restart_reversed", "polarity reversed", s)
         elif self.state == "ramping_down" and s.state is OutputState.DONE:
-            short = self._dose_shortfall()
+            short, over = self._dose_shortfall(), self._dose_overshoot()
             if short is not None:
                 self._end("fail", short, fault="dose_short")
+            elif over is not None:
+                self._end("fail", over, fault="dose_overshoot")
             else:
                 self._fire("finish", "output at zero and off", s)
+
+    def _device_disagrees(self, s: Telemetry) -> Verdict | None:
+        """The device is not doing what the session expects of it: it reports a polarity other than the one this
+        phase of the prescription set (a firmware or wiring fault: the drug would be driven back out), or it stopped
+        delivering on its own while the session expects delivery (`EXPECTS_DELIVERY`). Both ramp to zero.
+
+        Samples read in the same batch as the START that began this delivery phase are older than it (the device's
+        DONE before a reversal's restart): they are not judged."""
+        if self.state not in (*EXPECTS_DELIVERY, "ramping_down"):
+            return None
+        if s.output_on and s.polarity is not None and s.polarity is not self.polarity:
+            return Verdict("polarity_mismatch", Action.RAMP,
+                           f"the device reports {s.polarity.value} polarity, the prescription {self.polarity.value}: "
+                           "ramping to zero")  # fmt: skip
+        if self.state not in EXPECTS_DELIVERY or self._reads <= self._started_at_read:
+            return None
+        if s.output_on and s.state in DEVICE_ENERGISED and s.state is not OutputState.RAMP_DOWN:
+            return None
+        output = "on" if s.output_on else "off"
+        return Verdict("device_stopped", Action.RAMP,
+                       f"the device stopped delivering on its own (state {s.state.value}, output {output}) while the "
+                       f"session was {self.state}: a front-panel stop, the firmware ending the delivery, or another "
+                       "program's STOP")  # fmt: skip
+
+    def _dose_overshoot(self) -> str | None:
+        """A delivery that ended above the prescription by more than the site's dose_mismatch_fraction is not a
+        completion (link latency delays both the samples the ramp-down is decided on and the STOP itself). The
+        floor (dose_mismatch_floor_ma_min) is left out: it absorbs counter noise for the mismatch monitor, and with
+        it the device's own dose cap (planned + max(fraction, floor)) would be the only bound on small doses."""
+        planned = self.prescription.planned_dose_ma_min
+        delivered = self.meter.delivered_ma_min
+        allowed = planned * self.monitors.limits.dose_mismatch_fraction
+        if delivered <= planned + allowed:
+            return None
+        device = self.meter.device_dose_ma_min
+        counted = f"{device:.3f} mA·min" if device is not None else "not counted"
+        return (
+            f"dose overshoot: delivered {delivered:.3f} mA·min (host), device counter {counted}, prescribed "
+            f"{planned:.3f} mA·min: more than {allowed:.3f} mA·min over (dose_mismatch_fraction)"
+        )
 
     def _dose_shortfall(self) -> str | None:
         """A ramp-down that ended with the dose short by more than 1 % is not a completion: the device ended
@@ -432,6 +495,7 @@ class Session:
 
     def _do_connect(self, event: Any) -> None:
         identity = self.device.identity
+        self._identity = identity
         if not identity.watchdog and not self.accept_no_watchdog:
             raise SessionError(
                 f"{identity.model} has no host-loss watchdog: if this PC stops, nothing turns the current off. "
@@ -472,6 +536,7 @@ class Session:
 
     def _do_start(self, event: Any) -> None:
         self._start_sent = True  # from here current may flow, whether or not the device's answer gets back
+        self._started_at_read = self._reads
         try:
             self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
         except (CommandRefused, DeviceFault):
@@ -503,7 +568,9 @@ class Session:
         self.polarity = Polarity.ANODE if self.polarity is Polarity.CATHODE else Polarity.CATHODE
         self.device.arm()  # from DONE, keeping the dose counter (PROTOCOL.md §7.4)
         self.device.set_polarity(self.polarity)  # at zero current, output open
+        self._started_at_read = self._reads
         self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
+        self.device.read_telemetry(0.0)  # samples from before START (DONE, ARMED) describe the past: as _do_start
 
     def _do_abort(self, event: Any) -> None:
         self.device.abort()
@@ -587,6 +654,8 @@ class Session:
         if device is None:
             self.result.message += "; the device could not be reached again: the dose is the host's count to the loss"
             return
+        if not self._same_device(device):
+            return
         self.device = device
         with device:
             try:
@@ -615,6 +684,31 @@ class Session:
         if last.device_dose_ma_min is not None:
             self.result.dose_ma_min = last.device_dose_ma_min
             self.result.dose_source = "device"
+
+    def _same_device(self, device: CurrentSource) -> bool:
+        """After a reconnect: is it the device identified at the start (same model and serial)? If not (the port
+        re-enumerated onto another device, another patient's maybe), it is closed without a command, the dose is
+        the host's count to the loss, the device dose unknown, and the alarm raised: nobody has seen the original
+        device's output since the loss."""
+        first = self._identity
+        try:
+            now = device.identity
+        except DeviceError:
+            now = None
+        if first is None or (now is not None and (now.model, now.serial) == (first.model, first.serial)):
+            return True
+        device.close()
+        found = f"{now.model} serial {now.serial}" if now is not None else "an unidentified device"
+        self.result.fault = "wrong_device"
+        self.result.alarm = True
+        self._device_dose_unknown = True
+        self.result.message += (
+            f"; the reconnect reached {found}, not {first.model} serial {first.serial} (identified at the start): "
+            "it was not commanded and its counter not used; the dose is the host's count to the loss and the "
+            f"device dose unknown. The output of {first.serial} was not seen since the loss: check the patient and "
+            "that device now"
+        )
+        return False
 
     def _reconnect(self) -> CurrentSource | None:
         deadline = self.monotonic() + RECONNECT_WINDOW_S
@@ -700,7 +794,11 @@ class Session:
         r.host_dose_ma_min = m.delivered_ma_min
         if r.dose_source == "host":
             r.dose_ma_min = m.delivered_ma_min
-            r.device_dose_ma_min = m.device_dose_ma_min
+            r.device_dose_ma_min = None if self._device_dose_unknown else m.device_dose_ma_min
+        if r.fault == "device_stopped":
+            device = "not counted" if r.device_dose_ma_min is None else f"{r.device_dose_ma_min:.3f} mA·min"
+            r.message += (f"; the dose is settled where the device stopped: {m.delivered_ma_min:.3f} mA·min (host), "
+                          f"device counter {device}, of {p.planned_dose_ma_min:.3f} mA·min prescribed")  # fmt: skip
         r.prescribed_dose_ma_min = p.planned_dose_ma_min
         r.energised = self._start_sent or any(change.state == "ramping_up" for change in r.timeline)
         if self._start_t_s is not None and m.last is not None:

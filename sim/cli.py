@@ -190,6 +190,12 @@ def _time_scale(text: str) -> float:
     return scale
 
 
+def _serial(text: str) -> str:
+    if not (0 < len(text.encode("utf-8")) <= 16):
+        raise argparse.ArgumentTypeError(f"{text!r}: a serial number is 1..16 bytes (str16 in IDENTITY)")
+    return text
+
+
 def _fault(text: str) -> FaultSpec:
     try:
         return FaultSpec.parse(text)
@@ -261,6 +267,12 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
     model.add_argument("--rp", type=float, metavar="OHM", help="resting parallel resistance (overrides the preset)")
     model.add_argument("--cp", type=float, metavar="UF", help="parallel capacitance in µF (overrides the preset)")
     model.add_argument(
+        "--device-serial",
+        metavar="TEXT",
+        type=_serial,
+        help="the serial number the firmware device gives in IDENTITY (default SIM-000001)",
+    )
+    model.add_argument(
         "--protocol-version",
         type=_version,
         metavar="MAJOR.MINOR",
@@ -291,8 +303,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
         parser.error("give at least one endpoint: --serial-link, --tcp, --scpi-port or --scpi-link")
     if args.trace_every_step and not args.trace:
         parser.error("--trace-every-step needs --trace")
-    if not firmware and (args.fault or args.trace or args.protocol_version):
-        parser.error("--fault, --trace and --protocol-version act on the firmware device: add --serial-link or --tcp")
+    if not firmware and (args.fault or args.trace or args.protocol_version or args.device_serial):
+        parser.error(
+            "--fault, --trace, --protocol-version and --device-serial act on the firmware device: add "
+            "--serial-link or --tcp"
+        )
     if not scpi and (args.scpi_fault or args.scpi_trace):
         parser.error("--scpi-fault and --scpi-trace act on the SCPI SourceMeter: add --scpi-port or --scpi-link")
     if args.serial_link and args.scpi_link and os.path.abspath(args.serial_link) == os.path.abspath(args.scpi_link):
@@ -304,6 +319,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
     spec = DeviceSpec()
     if args.protocol_version:
         spec = replace(spec, proto_major=args.protocol_version[0], proto_minor=args.protocol_version[1])
+    if args.device_serial:
+        spec = replace(spec, serial=args.device_serial)
 
     server = Server()
     server.install_signals()  # before any endpoint exists, so a signal during start-up still cleans up

@@ -16,6 +16,8 @@ Faults are scheduled in device seconds since the output was first energised (`KI
 | reboot | the processor restarts (FAULT BROWNOUT), silent for D if given | — |
 | stuck-output[=welded] | firmware ignores target changes and stops; `welded`: the relay too | unstuck |
 | sensor-drift=PCT | the current sensor reads PCT % high (negative: low) | drift removed |
+| device-stop | the front panel's STOP: the device ramps to zero at max slew and ends (DONE), unasked | — |
+| polarity-flip | the output polarity swaps on its own and the device reports it | — |
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ _KINDS: dict[str, tuple[bool, Callable[[str], object] | None]] = {
     "reboot": (False, None),
     "stuck-output": (False, lambda v: {"welded": "welded"}[v]),
     "sensor-drift": (True, float),
+    "device-stop": (False, None),
+    "polarity-flip": (False, None),
 }
 FAULT_KINDS = tuple(_KINDS)
 
@@ -225,6 +229,10 @@ class SimulatedDevice:
                 fw.relay_welded = fault.value == "welded"
             case "sensor-drift":
                 plant.set_sensor_drift(float(fault.value))  # type: ignore[arg-type]
+            case "device-stop":
+                fw.panel_stop()
+            case "polarity-flip":
+                fw.flip_polarity()
 
     def _end(self, fault: FaultSpec) -> None:
         plant, fw = self.plant, self.firmware

@@ -15,7 +15,8 @@ Every command's legality is in one table, `LEGAL` (PROTOCOL.md §6.3); every fau
 requires of a real device). Commands are executed the moment they arrive; their effect on the output
 follows in the next step.
 
-Fault hooks for the simulator (`stuck_output`, `reboot`) model firmware and supply failures; electrical
+Fault hooks for the simulator (`stuck_output`, `reboot`, `panel_stop`, `flip_polarity`) model firmware, supply and
+front-panel events; electrical
 faults (lifted electrode, short, drift) are the plant's.
 """
 
@@ -195,6 +196,22 @@ class Firmware:
         self.measured_ua = 0.0
         self.output_mv = 0.0
         self._apply_relay()
+
+    def panel_stop(self) -> None:
+        """Fault hook: the front panel's STOP key (or the firmware ending a delivery by itself): an energised
+        output ramps to zero at the maximum slew and opens (RAMP_DOWN, then DONE), without a fault, as a host's
+        ABORT would; the host is not asked. A ramp down already under way goes on at the maximum slew. Elsewhere
+        it does nothing."""
+        if self.state in ENERGISED:
+            self._ramp_to(0, 0)
+            self._enter(S.RAMP_DOWN)
+
+    def flip_polarity(self) -> None:
+        """Fault hook: the output polarity swaps on its own (a firmware or wiring fault) and the device reports
+        the swapped one; nothing else changes."""
+        if self.polarity is not Polarity.NONE:
+            self.polarity = Polarity.ANODE if self.polarity is Polarity.CATHODE else Polarity.CATHODE
+            self._telemetry_due = True
 
     def reboot(self, fault: Fault = Fault.BROWNOUT) -> None:
         """Fault hook: the processor restarts (supply dip). Output off, counters lost, FAULT latched."""

@@ -146,6 +146,26 @@ FAULT_ADVICE: dict[str, FaultAdvice] = {
             _CHECK_SKIN,
         ),
     ),
+    "device_stopped": FaultAdvice(
+        "The device stopped delivering on its own (its front panel, its firmware, or another program)",
+        ("Check the device's display and why it stopped.", _CHECK_SKIN,
+         "Note the dose delivered; deliver the rest only if the prescriber allows."),
+    ),
+    "polarity_mismatch": FaultAdvice(
+        "The device reported the other polarity than prescribed; the current was ramped to zero",
+        ("Remove the electrodes from the patient.", _CHECK_SKIN,
+         "Take the device out of service and report it: its output polarity cannot be trusted."),
+    ),
+    "dose_overshoot": FaultAdvice(
+        "More than the prescribed dose was delivered",
+        (_CHECK_SKIN, "Note both doses in the chart and tell the prescriber.",
+         "Check the link to the device (a slow or busy link delays the stop)."),
+    ),
+    "wrong_device": FaultAdvice(
+        "After the link was lost, another device answered at the same address",
+        ("Go to the patient's device now: check its display, its output must be off.", _CHECK_SKIN,
+         "Check which device is connected to this PC before any new session."),
+    ),
     "internal": FaultAdvice(
         "An internal error in the device or in this program",
         ("Remove the electrodes from the patient.", "Check the device's display: its output must be off.",

@@ -12,9 +12,12 @@ out stop-and-wait under a lock, with the same `seq` and payload resent with RETX
 
 The link is lost when a request goes unanswered after its last retransmission, when no valid frame
 arrives for `link_timeout_s` (§8: three telemetry periods or 1 s, whichever is longer), or when the
-port fails. Loss is latched, as Klipper's host does: from then on every command and `read_telemetry`
-raise `LinkLost`, and no more heartbeats are sent, so the device's own watchdog takes the output to
-zero. A new driver (a new `open`) is the only way back.
+port fails. Silence is judged only after the port was drained, and counted on the reader's own time
+(`READER_PASS_S` at most per pass): a host that stalled finds the device's frames waiting, not a silent
+device (docs/SESSION.md, "Link supervision": the timeout keeps half the device's watchdog as margin).
+Loss is latched, as Klipper's host does: from then on every command and `read_telemetry` raise `LinkLost`,
+and no more heartbeats are sent, so the device's own watchdog takes the output to zero. A new driver (a new
+`open`) is the only way back.
 
 Wire units stay in this module: the rest of ionctl sees `ionctl.drivers.base` values in mA, V, Ω, s.
 """
@@ -82,6 +85,11 @@ WRITE_TIMEOUT_S = 0.5
 JOIN_TIMEOUT_S = 2.0
 RETRANSMIT = HeaderFlags.ACK_REQ | HeaderFlags.RETX
 RESPONSE_CACHE = 4  # responses a device remembers for duplicate detection (PROTOCOL.md §4.4)
+#: The most one pass of the reader thread counts toward the link's silence (host seconds): a pass blocks for
+#: `read_timeout_s` (at most 0.1 s); a longer one means the host itself did not run, and that is not the device's
+#: silence. Under a host so loaded that every pass is late, detection slows by at most pass / READER_PASS_S; the
+#: device's watchdog does not wait for it.
+READER_PASS_S = 0.25
 
 _STATES = {s: OutputState[s.name] for s in State}
 _FAULTS = {f: FaultCode[f.name] for f in wire.Fault}
@@ -410,6 +418,8 @@ class FirmwareDevice(FirmwareCommands):
         self._watchdog_s = UNCONFIGURED_WATCHDOG_S
         self._next_heartbeat = 0.0
         self._last_frame = time.monotonic()
+        self._polled = self._last_frame  # the reader's last pass (host monotonic)
+        self._silent_s = 0.0  # reading time since the last valid frame
         self._identity: DeviceIdentity | None = None
         self._wire_identity: wire.Identity | None = None
         self._thread = threading.Thread(target=self._run, name=f"ionctl-firmware {address}", daemon=True)
@@ -585,6 +595,8 @@ class FirmwareDevice(FirmwareCommands):
         try:
             while not self._stop.is_set():
                 data = port.read(max(1, port.in_waiting))
+                while data and port.in_waiting:  # drain what waited (a stalled host finds a backlog)
+                    data += port.read(port.in_waiting)
                 now = time.monotonic()
                 if data:
                     self._on_bytes(data, now)
@@ -621,9 +633,16 @@ class FirmwareDevice(FirmwareCommands):
                     self._cond.notify_all()
 
     def _supervise(self, now: float) -> None:
+        # Silence is counted on the reader's own time, and only after the port was drained: each pass adds at most
+        # READER_PASS_S, so a host that did not run (a stall, a suspended process) does not count its own absence
+        # as the device's silence. A device that is silent while the reader runs is found within the link timeout.
+        step = min(max(0.0, now - self._polled), READER_PASS_S)
+        self._polled = now
+        self._silent_s = 0.0 if self._last_frame == now else self._silent_s + step
         timeout = self.options.link_timeout
-        if timeout is not None and now - self._last_frame > timeout:
-            raise self._lose(f"{self.address}: no valid frame for {now - self._last_frame:.2f} s (limit {timeout} s)")
+        if timeout is not None and self._silent_s > timeout:
+            silent = f"{self._silent_s:.2f} s of reading"
+            raise self._lose(f"{self.address}: no valid frame for {silent} (limit {timeout} s)")
         # In every state, not only once the device is known to be energised: its watchdog runs from the moment
         # it executes START, which the host learns only when an answer gets through (§7.3). Outside RAMP_UP,
         # RUNNING and RAMP_DOWN a heartbeat has no effect.

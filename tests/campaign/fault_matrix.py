@@ -83,6 +83,8 @@ FAULT_ARGS = {
     "reboot": "reboot",
     "stuck-output": "stuck-output",
     "sensor-drift": "sensor-drift=30",  # reads 30 % high: 5.2 mA shown at a true 4 mA
+    "device-stop": "device-stop",  # the front panel's STOP: the device ends the delivery unasked
+    "polarity-flip": "polarity-flip",  # the output polarity swaps on its own
 }
 
 
@@ -129,6 +131,9 @@ I_MA = PRESCRIPTION.current_ma
 CUT = (0.2, 0.0)
 #: The device latches and ramps to zero at its max slew (max current / min_ramp_s: under RAMP_S from 4 mA).
 RAMPED = (RAMP_S + 0.5, 0.0)
+#: The host finds the fault in a sample and orders the ramp (ABORT): the sample's and the command's way over the
+#: link, and the host's read loop, in wall time; then the device's ramp at max slew.
+HOST_RAMPED = (RAMP_S + 0.5, 0.1)
 #: A paused cell's current flows again only at the resume, RESUME_AFTER_FAULT_S after the fault (plus the
 #: resume's way to the device, wall time).
 RESUMED = (RESUME_AFTER_FAULT_S, 0.1)
@@ -176,6 +181,9 @@ CLEAN = "damaged frames are dropped and requests retransmitted: the session comp
 BROWNOUT = "the device restarts with its output off and FAULT BROWNOUT latched; the host follows"
 DRIFT_HIGH = "the reading 30 % high is above the device's current limit (prescription + 10 %, + 5 %): OVERCURRENT"
 DRIFT_OFF = "the reading is off the set point by more than 5 % for 0.5 s: the device latches CURRENT_MISMATCH"
+STOPPED = ("the device ramps to zero at its max slew and ends (DONE) unasked: the host, expecting delivery, names it "
+           "device_stopped and settles the dose there")  # fmt: skip
+FLIPPED = "the device reports the other polarity: the host names it polarity_mismatch and ramps to zero (abort)"
 
 EXPECTED: dict[tuple[str, str], Expect] = {
     ("electrode-lift", "ramping_up"): E("fault", 3, ("open_circuit",), CUT, OPEN),
@@ -233,6 +241,19 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("sensor-drift", "ramping_down"): E("fault", 3, ("overcurrent", "current_mismatch"), RAMPED,
         "early in the ramp-down the reading is above the device's current limit (OVERCURRENT) or, once the set "
         "point is lower, off it (CURRENT_MISMATCH): either detection is right"),
+    ("device-stop", "ramping_up"): E("fault", 3, ("device_stopped",), RAMPED, STOPPED),
+    ("device-stop", "delivering"): E("fault", 3, ("device_stopped",), RAMPED, STOPPED),
+    ("device-stop", "paused"): E("fault", 3, ("device_stopped",), RAMPED,
+        "held at zero, the device ends (DONE) unasked: no current flows (if the pause's own ramp is still under "
+        "way, the device ends it at max slew); the host names it device_stopped"),
+    ("device-stop", "ramping_down"): E("completed", 0, (None,), RAMPED,
+        "the device's ramp at max slew ends the host's own ramp-down a little early; the dose is within 1 %"),
+    ("polarity-flip", "ramping_up"): E("fault", 3, ("polarity_mismatch",), HOST_RAMPED, FLIPPED),
+    ("polarity-flip", "delivering"): E("fault", 3, ("polarity_mismatch",), HOST_RAMPED, FLIPPED),
+    ("polarity-flip", "paused"): E("fault", 3, ("polarity_mismatch",), HOST_RAMPED,
+        "at zero current the device reports the other polarity: the host ends the session before any current "
+        "(if the pause's own ramp is still under way, the host's abort ends it at max slew)"),
+    ("polarity-flip", "ramping_down"): E("fault", 3, ("polarity_mismatch",), HOST_RAMPED, FLIPPED),
 }  # fmt: skip
 
 

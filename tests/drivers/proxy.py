@@ -84,3 +84,85 @@ def frame_dropper(upstream: str, *, to_device: Drop = _never, to_host: Drop = _n
                 pass
             s.close()
         acceptor.join(1.0)
+
+
+class Relay:
+    """A TCP relay for link trouble that is not frame loss: every connection is forwarded to `upstream` (which a
+    test may re-point: a port that re-enumerated onto another device), each direction delayed by `delay_s`
+    (latency), and `cut()` drops the connections open now (a cable pulled). Use as a context manager; `url` is
+    the `socket://` address to open instead of the upstream."""
+
+    def __init__(self, upstream: str, *, delay_s: float = 0.0) -> None:
+        self.upstream = upstream
+        self.delay_s = delay_s
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._acceptor = threading.Thread(target=self._accept, name="relay", daemon=True)
+
+    def __enter__(self) -> Relay:
+        self._acceptor.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        self.cut()
+        self._listener.close()
+        self._acceptor.join(1.0)
+
+    def cut(self) -> None:
+        with self._lock:
+            sockets, self._open = self._open, []
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            host, port = self.upstream.removeprefix("socket://").rsplit(":", 1)
+            device = socket.create_connection((host, int(port)))
+            with self._lock:
+                self._open += [client, device]
+                self.connections += 1
+            for source, sink in ((client, device), (device, client)):
+                threading.Thread(target=self._pump, args=(source, sink), name="relay", daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        import queue
+        import time
+
+        pending: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+
+        def deliver() -> None:
+            while (item := pending.get()) is not None:
+                due, data = item
+                time.sleep(max(0.0, due - time.monotonic()))
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=deliver, name="relay", daemon=True)
+        sender.start()
+        try:
+            while data := source.recv(4096):
+                pending.put((time.monotonic() + self.delay_s, data))
+        except OSError:
+            pass
+        finally:
+            pending.put(None)
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

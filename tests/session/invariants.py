@@ -30,6 +30,10 @@ EXEMPT: dict[str, dict[str, str]] = {
         "sensor-drift": "the host integrates the drifting sensor; the device's counter reads the same sensor",
         "stuck-output=welded": "current still flows after the session ends (alarm): no dose is final",
     },
+    "polarity_at_zero": {
+        "polarity-flip": "the injected fault is the device swapping its polarity with current flowing; the host can "
+        "only ramp to zero once it reads it",
+    },
     "output_zero": {
         "stuck-output=welded": "nothing can stop a welded output: the alarm must be raised instead",
     },
@@ -89,7 +93,10 @@ def check_outcome(
     """Invariants 2, 3 and 5 once `run()` has returned."""
     p = session.prescription
     context = f"{r.outcome} ({r.fault}: {r.message}); faults {faults}"
-    assert watch.violations == [], watch.violations[0]
+    if exempt("polarity_at_zero", faults) is None:
+        assert watch.violations == [], watch.violations[0]
+    else:
+        assert all(v.startswith("polarity") for v in watch.violations), watch.violations
     assert r.outcome in OUTCOMES.values(), context
     assert session.state in TERMINAL, context
     if not r.energised:
