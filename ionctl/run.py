@@ -455,43 +455,44 @@ def _preset_changed(config: SiteConfig, course: dict[str, Any]) -> str:
 def _admit(store: Store, args: argparse.Namespace, course: dict[str, Any], stdin: TextIO) -> dict[str, Any] | None:
     """None if the course allows a session now; the override to record once the session's record is open if a
     supervisor overrides the rule; else CourseRefused."""
-    from ionctl.config import AuthorityError, authenticate
-    from ionctl.config_command import PinUnavailable, read_pin
     from ionctl.courses import CourseRefused, check_next
 
     try:
         check_next(store, course["id"])
         return None
     except CourseRefused as exc:
-        if not args.supervisor_override:
-            raise CourseRefused(f"{exc}; a supervisor may override with --supervisor-override REASON") from None
-        try:
-            pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin, stdin=stdin)
-            authenticate(store, pin, attempt=f"override course {course['id']}: {exc}")
-        except (AuthorityError, PinUnavailable) as denied:
-            raise CourseRefused(f"{exc}; override refused: {denied}") from None
+        _supervisor_overrides(store, args, exc, f"override course {course['id']}: {exc}", stdin)
         return {"reason": args.supervisor_override, "rule": str(exc), "operator": args.operator}
+
+
+def _supervisor_overrides(store: Store, args: argparse.Namespace, refused: Exception, attempt: str,
+                          stdin: TextIO) -> None:  # fmt: skip
+    """Return if a supervisor sets the course rule `refused` aside (`--supervisor-override` and the right PIN,
+    the attempt recorded); else CourseRefused saying how, or why the override was refused."""
+    from ionctl.config import AuthorityError, authenticate
+    from ionctl.config_command import PinUnavailable, read_pin
+    from ionctl.courses import CourseRefused
+
+    if not args.supervisor_override:
+        raise CourseRefused(f"{refused}; a supervisor may override with --supervisor-override REASON") from None
+    try:
+        pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin, stdin=stdin)
+        authenticate(store, pin, attempt=attempt)
+    except (AuthorityError, PinUnavailable) as denied:
+        raise CourseRefused(f"{refused}; override refused: {denied}") from None
 
 
 def _admit_outside(store: Store, args: argparse.Namespace, prescription: Prescription,
                    stdin: TextIO) -> dict[str, Any] | None:  # fmt: skip
     """None if no course of the patient's binds this session outside courses; the override to record once the
     record is open if a supervisor sets the rule aside; else CourseRefused naming the course and `--course`."""
-    from ionctl.config import AuthorityError, authenticate
-    from ionctl.config_command import PinUnavailable, read_pin
     from ionctl.courses import CourseRefused, check_outside, conflicting_courses
 
     try:
         check_outside(store, prescription.patient_id, preset=args.preset, drug=prescription.drug)
         return None
     except CourseRefused as exc:
-        if not args.supervisor_override:
-            raise CourseRefused(f"{exc}; a supervisor may override with --supervisor-override REASON") from None
-        try:
-            pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin, stdin=stdin)
-            authenticate(store, pin, attempt=f"run outside a course: {exc}")
-        except (AuthorityError, PinUnavailable) as denied:
-            raise CourseRefused(f"{exc}; override refused: {denied}") from None
+        _supervisor_overrides(store, args, exc, f"run outside a course: {exc}", stdin)
         from datetime import UTC, datetime
 
         held = conflicting_courses(store, prescription.patient_id, preset=args.preset, drug=prescription.drug,
