@@ -646,7 +646,10 @@ class Session:
 
     def _link_lost(self, exc: LinkLost) -> None:
         if self.state not in TERMINAL:
-            self._end("fail", f"link lost: {exc}; the device's watchdog ramps the output to zero", fault="host_lost")
+            watched = self._identity is None or self._identity.watchdog
+            ends = ("the device's watchdog ramps the output to zero" if watched
+                    else "the source has no watchdog: closing switches its output off")  # fmt: skip
+            self._end("fail", f"link lost: {exc}; {ends}", fault="host_lost")
         self.device.close()
         if self.reconnect is None:
             return

@@ -274,6 +274,12 @@ class SessionController:
                     report = self._not_started(refusal)
                 else:
                     result = self._session_result(recorder)
+                    # Closed before the record is: a source without a watchdog whose output could not be confirmed
+                    # off may still be sourcing, and the record and the screen must say so (as `ionctl run` does).
+                    unconfirmed = self._close_sources()
+                    if unconfirmed:
+                        result.alarm = True
+                        result.message += f"; {unconfirmed}: remove the electrodes from the patient now"
                     with self._lock:
                         Interrupts(list(self._signalled)).apply(result)
                     report = Report(result, exit_code(result), str(store.path))
@@ -357,13 +363,17 @@ class SessionController:
         result.prescribed_dose_ma_min = self.prescription.planned_dose_ma_min
         return Report(result, exit_code(result), str(self.store_path) if self.store_path is not None else None)
 
-    def _close_sources(self) -> None:
-        session = self.session
+    def _close_sources(self) -> str | None:
+        """Close the device (and a reconnected one; closing is idempotent). Returns why the output could not be
+        confirmed off (a SourceMeter's `unconfirmed_off`), else None."""
+        session, unconfirmed = self.session, None
         for source in {id(s): s for s in (self.source, session.device if session else None) if s}.values():
             try:
                 source.close()
             except Exception as exc:  # closing must not hide the result
                 self.messages.write(f"while closing the device: {exc}\n")
+            unconfirmed = getattr(source, "unconfirmed_off", None) or unconfirmed
+        return unconfirmed
 
     def _end(self, report: Report | None) -> None:
         if report is None:  # only when the record could not be opened, reported above

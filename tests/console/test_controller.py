@@ -87,3 +87,28 @@ def test_the_current_trace_keeps_a_fixed_scale_so_a_steady_current_looks_steady(
     assert steady == ["    ", "████"]  # half scale: the bottom row full, the top one empty, noise invisible
     assert trace_lines([0.0, 4.0], width=2, rows=1, top=4.0) == [" █"]
     assert trace_lines([1.0] * 10 + [4.0], width=2, rows=1, top=4.0) == ["▂█"]  # a column shows its highest
+
+
+def test_a_sourcemeter_whose_output_cannot_be_confirmed_off_raises_the_alarm_in_the_record(tmp_path: Path) -> None:
+    """The console closes the device as `ionctl run` does: a SourceMeter (no watchdog) whose link is cut after a
+    garbled reply may still be sourcing (the simulator's trace shows it is), so the record and the fault screen
+    carry the alarm: remove the electrodes."""
+    from ionctl.drivers import open_device
+    from tests.drivers.test_scpi_link_faults import SCALE, rows
+    from tests.sim.endpoints import running_sim
+
+    trace = tmp_path / "meter.jsonl"
+    with running_sim("--scpi-port", "0", "--time-scale", SCALE, "--scpi-fault", "garble-then-unreachable@30",
+                     "--scpi-trace", str(trace)) as sim:  # fmt: skip
+        source = open_device(f"visa:{sim.endpoints['scpi']}")
+        c = SessionController(source, RX, CONFIG.limits, store_path=tmp_path / "records.sqlite3",
+                              accept_no_watchdog=True)  # fmt: skip
+        c.start()
+        report = c.wait(120.0)
+    assert report is not None and report.result.outcome == "fault"
+    assert report.result.alarm and "remove the electrodes" in report.result.message
+    assert "watchdog ramps" not in report.result.message  # a SourceMeter has none: the message must not say so
+    assert rows(trace)[-1]["output"]  # the ground truth: still sourcing when the simulator stopped
+    with Store(tmp_path / "records.sqlite3") as store:
+        record = store.get(report.record_id)  # type: ignore[arg-type]
+    assert record.fields["alarm"] and "remove the electrodes" in str(record.fields["message"])
