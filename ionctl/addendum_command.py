@@ -125,7 +125,10 @@ def record_command(record_id: int, operator: str, db: str | None) -> str:
 def pending_line(row: dict[str, Any]) -> str:
     dose = f"{row['dose_ma_min']:.2f} mA·min" if row.get("dose_ma_min") is not None else "dose unknown"
     fault = f" ({row['fault']})" if row.get("fault") else ""
-    return f"record {row['id']} of {str(row['created_utc'])[:16]} UTC, {row['outcome']}{fault}, {dose}"
+    from ionctl.records import timefmt
+
+    when = timefmt.local_text(row["created_utc"], seconds=False)
+    return f"record {row['id']} of {when}, {row['outcome']}{fault}, {dose}"
 
 
 def settle_pending(store: Store, patient: str, operator: str, *, ask: bool, stdin: TextIO, err: TextIO,

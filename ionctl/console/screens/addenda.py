@@ -79,7 +79,7 @@ class SkinCheckForm(Vertical):
     DEFAULT_CSS = """
     SkinCheckForm { height: auto; }
     SkinCheckForm .skin-row { height: 1; }
-    SkinCheckForm .skin-row Label { width: 1fr; min-width: 16; }
+    SkinCheckForm .skin-row Label { width: 1fr; min-width: 16; padding: 0 1 0 0; }
     SkinCheckForm .skin-row Input { width: 1fr; height: 1; border: none; padding: 0 1; background: $boost; }
     SkinCheckForm .skin-row Input:focus { background: $accent 40%; }
     SkinCheckForm .field { margin: 0; }
@@ -138,7 +138,10 @@ def record_line(row: dict[str, Any], pending: bool) -> str:
     dose = f"{row['dose_ma_min']:.2f} mA·min" if row.get("dose_ma_min") is not None else "no dose"
     outcome = row.get("outcome") or "open (running)"
     check = "skin check after PENDING" if pending else ""
-    return f"record {row['id']}  {str(row['created_utc'])[:16]}  {outcome}  {dose}  {check}".rstrip()
+    from ionctl.records import timefmt
+
+    when = timefmt.local_text(row["created_utc"], seconds=False)  # the clinic's time zone
+    return f"record {row['id']}  {when}  {outcome}  {dose}  {check}".rstrip()
 
 
 # -- the pending skin check ----------------------------------------------------------------------------------
@@ -309,8 +312,10 @@ class AddendumScreen(Screen[None]):
             self.query_one("#addenda", Static).update(f"the record cannot be read: {exc}")
             return
         lines = [record_line(record.fields, False)]
-        lines += [f"#{a['seq']} {str(a['utc'])[:16]} {a['action']} by {a['actor']}: {addendum_text(a)}"
-                  for a in record.addenda] or ["no addenda yet"]  # fmt: skip
+        from ionctl.records import timefmt
+
+        lines += [f"#{a['seq']} {timefmt.local_text(a['utc'], seconds=False)} {a['action']} by {a['actor']}: "
+                  f"{addendum_text(a)}" for a in record.addenda] or ["no addenda yet"]  # fmt: skip
         self.query_one("#addenda", Static).update("\n".join(lines))
 
     def addendum(self) -> Addendum:
