@@ -89,8 +89,10 @@ def test_ctrl_c_as_the_session_completes_is_acknowledged_and_the_record_closed(t
     acknowledged = 0
     with simulator(tmp_path) as (device, _):
         for attempt in range(8):
+            # a patient a run: each run energises its patient, whose skin check after would be pending
+            patient = with_option(args, "--patient", f"P-END-{attempt}")
             process = subprocess.Popen(
-                [sys.executable, "-m", "ionctl", "run", "--device", device, *args, "--db", str(db), "--yes"],
+                [sys.executable, "-m", "ionctl", "run", "--device", device, *patient, "--db", str(db), "--yes"],
                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             assert process.stderr is not None

@@ -191,6 +191,8 @@ async def answer_skin(pilot: Pilot[Any], answers: dict[str, str] | None = None, 
     from ionctl.records.skin import ITEMS
 
     answers = answers or {}
+    first = f"#skin-{next(iter(ITEMS))}"
+    await until(pilot, lambda: bool(pilot.app.screen.query(first)), "the skin check form")  # a new screen mounts
     for item in ITEMS:
         if answers.get(item, key):
             pilot.app.screen.query_one(f"#skin-{item}").focus()
