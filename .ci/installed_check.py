@@ -196,7 +196,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 async def console_session(work: Path, address: str) -> None:
-    from textual.widgets import Input, SelectionList, Static
+    from textual.widgets import Input, Static
 
     from ionctl.config import load_config
     from ionctl.console.app import ConsoleApp
@@ -241,6 +241,16 @@ async def console_session(work: Path, address: str) -> None:
     def put(selector: str, value: str) -> None:
         app.screen.query_one(selector, Input).value = value
 
+    async def skin_all_no() -> None:
+        """Answer every item of the skin check on the screen "no", by its key, as a technician does."""
+        from ionctl.records.skin import ITEMS
+
+        first = f"#skin-{next(iter(ITEMS))}"
+        await until(lambda: bool(app.screen.query(first)), "the skin check form")
+        for item in ITEMS:
+            app.screen.query_one(f"#skin-{item}").focus()
+            await pilot.press("n")
+
     # The driver's reader thread keeps the process busy, and the pilot waits for idle after each key: forms are
     # filled in directly, the steps are keys (as the console's own socket test does).
     async with app.run_test(size=(100, 36)) as pilot:
@@ -262,7 +272,7 @@ async def console_session(work: Path, address: str) -> None:
         await shows("within the window")
         await pilot.press("ctrl+n")
         await on(SkinBeforeScreen)
-        app.screen.query_one(SelectionList).select_all()
+        await skin_all_no()
         await pilot.press("ctrl+n")
         await on(ConfirmScreen)
         await pilot.press("y")
@@ -270,9 +280,9 @@ async def console_session(work: Path, address: str) -> None:
         await shows("State: DELIVERING")
         await on(EndScreen)
         await shows("Session ended: COMPLETED")
-        app.screen.query_one(SelectionList).select_all()
+        await skin_all_no()
         await pilot.press("ctrl+s")
-        await shows("no adverse reaction")
+        await shows("Skin check after recorded")
         await pilot.press("ctrl+o")
         await shows("Chart PDF written")
         end = app.screen
