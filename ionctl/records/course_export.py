@@ -142,7 +142,8 @@ def header_lines(summary: CourseSummary) -> tuple[list[str], list[str]]:
         f"Patient:    {c.get('patient', '-')}",
         f"Started by: {c.get('operator', '-')} on {_short(c.get('created_utc'))}",
         f"Preset      {c.get('preset', '-')}",
-        f"  drug      {preset.get('drug', '-')}, {preset.get('polarity', '-')} (active electrode)",
+        f"  drug      {preset.get('drug', '-')}",  # a drug's full name, on a line of its own: the column is narrow
+        f"  active    {preset.get('polarity', '-')}",
     ]
     if isinstance(rx, dict):
         current, amount = planned_parts(rx)
