@@ -24,9 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ionctl.core.session import Session
 from ionctl.drivers import Polarity, Telemetry, open_device
 from ionctl.safety import Prescription, SiteLimits
-from ionctl.session import Session
 from tests.sim.endpoints import running_sim
 
 KINDS = {"open_circuit": "electrode-lift", "overcurrent": "sensor-drift=30"}

@@ -24,10 +24,10 @@ import serial
 
 from firmware_protocol import Decoder, Packet, SetTelemetry, encode
 from firmware_protocol import Telemetry as WireTelemetry
+from ionctl.core.session import Session
 from ionctl.drivers.base import Polarity, Telemetry
 from ionctl.drivers.firmware import FirmwareDevice
 from ionctl.safety import Prescription, SiteLimits
-from ionctl.session import Session
 from tests.sim.endpoints import running_sim
 
 PERIOD_S = 0.010

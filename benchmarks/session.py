@@ -16,10 +16,10 @@ import statistics
 import time
 from typing import Any
 
+from ionctl.core.session import Session
 from ionctl.drivers.base import Polarity
 from ionctl.safety import Prescription, SiteLimits
 from ionctl.safety.prescription import DRUG_ELECTRODE, TAP_WATER
-from ionctl.session import Session
 from sim.plant import LOAD_PRESETS
 from tests.session.inprocess import simulated, synthetic_host_clock
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ionctl.core.session import Session, SessionResult, exit_code
 from ionctl.drivers import Polarity, open_device
 from ionctl.safety import Prescription, PrescriptionRefused, SiteLimits, validate
-from ionctl.session import Session, SessionResult, exit_code
 from tests.sim.endpoints import running_sim
 
 DEXAMETHASONE = dict(drug="dexamethasone", polarity=Polarity.CATHODE, electrode_area_cm2=10.0, current_ma=4.0,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ionctl import diagram
+from ionctl.core import diagram
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
@@ -72,15 +72,15 @@ def test_every_dotted_name_exists(name: str) -> None:
 
 
 def test_name_check_rejects_what_does_not_exist() -> None:
-    assert _resolves("ionctl.session.Session")
-    assert not _resolves("ionctl.session.NoSuchThing")
+    assert _resolves("ionctl.core.session.Session")
+    assert not _resolves("ionctl.core.session.NoSuchThing")
     assert not _resolves("ionctl.no_such_module")
 
 
 def test_state_diagram_is_the_one_the_machine_draws() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert diagram.BEGIN in text
-    assert diagram.render(text) == text, "run: python -m ionctl.diagram docs/ARCHITECTURE.md"
+    assert diagram.render(text) == text, "run: python -m ionctl.core.diagram docs/ARCHITECTURE.md"
 
 
 # -- the import arrows the page states inside ionctl/ -----------------------------------------------------------
@@ -89,14 +89,14 @@ def test_state_diagram_is_the_one_the_machine_draws() -> None:
 ALLOWED = {
     "ionctl/drivers/": ("ionctl.drivers",),
     "ionctl/safety/": ("ionctl.safety", "ionctl.drivers.base"),
-    "ionctl/dose.py": ("ionctl.drivers.base",),
-    "ionctl/monitors.py": ("ionctl.dose", "ionctl.safety", "ionctl.drivers.base"),
-    "ionctl/session.py": ("ionctl.dose", "ionctl.safety", "ionctl.drivers", "ionctl.monitors"),
+    "ionctl/core/dose.py": ("ionctl.drivers.base",),
+    "ionctl/core/monitors.py": ("ionctl.core.dose", "ionctl.safety", "ionctl.drivers.base"),
+    "ionctl/core/session.py": ("ionctl.core.dose", "ionctl.safety", "ionctl.drivers", "ionctl.core.monitors"),
     "ionctl/records/": ("ionctl.records",),
     "ionctl/config/": ("ionctl.config", "ionctl.safety", "ionctl.drivers.base", "ionctl.records"),
-    "ionctl/courses.py": ("ionctl.config", "ionctl.safety", "ionctl.records"),  # as the table in ARCHITECTURE.md
+    "ionctl/core/courses.py": ("ionctl.config", "ionctl.safety", "ionctl.records"),  # as the table in ARCHITECTURE.md
 }
-ENTRY_POINTS = ("ionctl/cli.py", "ionctl/demo.py", "ionctl/__main__.py", "ionctl/console/")
+ENTRY_POINTS = ("ionctl/cli/main.py", "ionctl/cli/demo.py", "ionctl/__main__.py", "ionctl/console/")
 
 
 def _imports(path: Path) -> set[str]:
@@ -143,8 +143,8 @@ def test_only_the_entry_points_import_the_simulator() -> None:
 
 def test_import_check_sees_function_level_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from ionctl import run\n    import sim.cli\n", encoding="utf-8")
-    assert _imports(module) == {"ionctl.run", "sim.cli"}
+    module.write_text("def f():\n    from ionctl.cli import run\n    import sim.cli\n", encoding="utf-8")
+    assert _imports(module) == {"ionctl.cli.run", "sim.cli"}
 
 
 # -- the top-level packages and the sans-I/O rule ---------------------------------------------------------------

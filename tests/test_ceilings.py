@@ -15,6 +15,7 @@ import pytest
 
 from ionctl.config import ConfigError, approve, approved_sha256, load_config, parse_config, set_pin, set_value
 from ionctl.config.authority import initial_text
+from ionctl.core.session import Session
 from ionctl.drivers import open_device
 from ionctl.drivers.base import DeviceIdentity, Polarity
 from ionctl.drivers.scpi import parse_identity
@@ -28,7 +29,6 @@ from ionctl.safety import (
     validate,
 )
 from ionctl.safety.ceilings import ceilings_for
-from ionctl.session import Session
 from tests.sim.endpoints import running_sim
 from tests.test_config import PIN, ionctl
 

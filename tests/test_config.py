@@ -397,7 +397,7 @@ def test_a_schema_1_file_is_migrated_and_its_records_still_verify(tmp_path: Path
 
 
 def test_read_pin_reads_one_line_per_pin_from_stdin() -> None:
-    from ionctl.config_command import PinUnavailable, read_pin
+    from ionctl.cli.config import PinUnavailable, read_pin
 
     stdin = io.StringIO("111111\n222222\n")
     assert read_pin("a", from_stdin=True, stdin=stdin) == "111111"
@@ -482,7 +482,7 @@ def test_an_approval_withdrawn_after_the_checks_stops_the_session_as_its_record_
 ) -> None:
     """The console checks the approval when it starts; the record's opening checks it again (in its write
     transaction), so a configuration a supervisor has since replaced starts nothing."""
-    from ionctl.run import Recorder, opening_check
+    from ionctl.cli.run import Recorder, opening_check
 
     config = load_config(site)
     rx = config.preset("dexamethasone").prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0)

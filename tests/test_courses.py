@@ -20,7 +20,7 @@ import pytest
 
 from ionctl.cli import main as cli
 from ionctl.config import load_config, set_pin
-from ionctl.courses import (
+from ionctl.core.courses import (
     CourseError,
     CourseRefused,
     Plan,
@@ -249,7 +249,7 @@ def test_a_session_on_the_sunday_after_a_thursday_is_refused_by_the_two_a_week_r
 def test_two_sessions_of_a_course_started_together_cannot_both_open(store: Store) -> None:
     """Both pass the course check at the prompt; the check runs again inside the record's opening transaction,
     so the second finds the first's record open and is refused."""
-    from ionctl.run import Recorder, opening_check
+    from ionctl.cli.run import Recorder, opening_check
 
     config = load_config(None)
     course_id = start_course(store, config, patient="P-ECZ", operator="T-1", preset="dexamethasone", sessions=6,
@@ -474,7 +474,7 @@ def delivered(store: Store, course_id: int, at: datetime, *, current: float, pea
 
 def preset_only_course(store: Store) -> int:
     """A course as courses were kept before they carried their prescription: the preset's values (50 mA)."""
-    from ionctl.courses import preset_values
+    from ionctl.core.courses import preset_values
 
     config = load_config(None)
     plan = {"version": 1, "sessions": 6, "per_week": 2.0, "min_interval_days": 3.0,

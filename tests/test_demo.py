@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ionctl.cli.demo import DEMO_PRESETS
 from ionctl.config.site import packaged_text, parse_config
-from ionctl.demo import DEMO_PRESETS
 from sim.plant import LOAD_PRESETS
 from tests.test_run import ionctl, trace_rows
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ionctl.diagram import block, render
-from ionctl.session import STATES, TRANSITIONS
+from ionctl.core.diagram import block, render
+from ionctl.core.session import STATES, TRANSITIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_session_diagram_in_the_docs_is_the_machines_own() -> None:
     document = (ROOT / "docs" / "SESSION.md").read_text(encoding="utf-8")
-    assert render(document) == document, "regenerate: python -m ionctl.diagram docs/SESSION.md"
+    assert render(document) == document, "regenerate: python -m ionctl.core.diagram docs/SESSION.md"
 
 
 def test_the_diagram_shows_every_state_and_trigger() -> None:

@@ -1,4 +1,4 @@
-"""ionctl.dose as a specification: the dose meter, and the ramp-down decision that lands the prescribed dose
+"""ionctl.core.dose as a specification: the dose meter, and the ramp-down decision that lands the prescribed dose
 within ±1 % of what really flowed, ramps included."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ionctl.dose import (
+from ionctl.core.dose import (
     DoseMeter,
     centred_lookahead_s,
     ramp_down_dose_ma_min,

@@ -10,7 +10,7 @@ import json
 import shlex
 from pathlib import Path
 
-from ionctl import run
+from ionctl.cli import run
 from ionctl.records import Store
 from ionctl.records.skin import ITEMS
 from tests.test_run import DEXAMETHASONE, ionctl, simulator, trace_rows, with_option

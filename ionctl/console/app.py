@@ -34,11 +34,11 @@ from ionctl.console.controller import Finished, SessionController, StateChanged
 from ionctl.console.setup import ConsoleSetup
 
 if TYPE_CHECKING:
+    from ionctl.cli.run import Report
     from ionctl.config import Preset
     from ionctl.console.controller import ContactCheck
     from ionctl.drivers.base import CurrentSource
     from ionctl.records.skin import SkinCheck
-    from ionctl.run import Report
     from ionctl.safety import Prescription
 
 
@@ -119,8 +119,8 @@ class ConsoleApp(App[None]):
         self._signals: list[int] = []  # installed on the event loop
 
     def on_mount(self) -> None:
+        from ionctl.cli.run import fd_isatty
         from ionctl.console.screens.setup import BlockedScreen, DeviceScreen
-        from ionctl.run import fd_isatty
 
         self._terminals = [fd for fd in (0, 1, 2) if fd_isatty(fd)]
         try:
@@ -153,7 +153,7 @@ class ConsoleApp(App[None]):
         """SIGTERM or SIGHUP, on the app's thread (the event loop's handler): a running session is asked for a
         ramped stop, named by the signal in its record; SIGHUP leaves the screen now (nobody can see it: the
         session is waited for at the end), SIGTERM once the record is closed. No session: leave."""
-        from ionctl.run import silence_lost_terminals
+        from ionctl.cli.run import silence_lost_terminals
 
         if signum == signal.SIGHUP:
             silence_lost_terminals(self._terminals)  # a write to a hung-up terminal must not end the process
@@ -184,7 +184,7 @@ class ConsoleApp(App[None]):
         if threading.current_thread() is threading.main_thread():
 
             def acknowledge(signum: int, frame: object) -> None:
-                from ionctl.run import silence_lost_terminals
+                from ionctl.cli.run import silence_lost_terminals
 
                 if signum == signal.SIGHUP:
                     silence_lost_terminals(self._terminals)
@@ -236,7 +236,7 @@ class ConsoleApp(App[None]):
             self.notify(refusal, severity="error", timeout=30)
             return
         address = flow.address
-        from ionctl.run import opening_check
+        from ionctl.cli.run import opening_check
 
         rx, preset = flow.prescription, flow.preset.name if flow.preset else None
         check = opening_check(setup.config, flow.course_id, course_rules=True, patient=rx.patient_id, drug=rx.drug,
@@ -256,11 +256,11 @@ class ConsoleApp(App[None]):
     def course_refusal(self, course_id: int | None) -> str | None:
         """Why the course rules do not allow this session now (the rule and its numbers), or None: a course's
         session by its course's rules; one outside any course by those of a course of the patient's of the same
-        preset or drug in progress (`ionctl.courses.check_outside`)."""
+        preset or drug in progress (`ionctl.core.courses.check_outside`)."""
         rx, preset = self.flow.prescription, self.flow.preset
         if course_id is None and rx is None:
             return None
-        from ionctl.courses import CourseRefused, check_next, check_outside
+        from ionctl.core.courses import CourseRefused, check_next, check_outside
         from ionctl.records import Store
 
         try:

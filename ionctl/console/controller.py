@@ -34,10 +34,10 @@ from ionctl.safety import (
 from ionctl.safety.validation import CatalogEntry
 
 if TYPE_CHECKING:
+    from ionctl.cli.run import Report
+    from ionctl.core.session import Session, SessionResult, StateChange
     from ionctl.records import Store
     from ionctl.records.skin import SkinCheck
-    from ionctl.run import Report
-    from ionctl.session import Session, SessionResult, StateChange
 
 #: Recent current samples kept for the live trace (at 10 Hz, the last 30 device seconds).
 TRACE_LEN = 300
@@ -86,7 +86,7 @@ class ContactCheck:
 def probe_contact(source: CurrentSource, prescription: Prescription, limits: SiteLimits) -> ContactCheck:
     """Run the device's contact probe (the session's probe current and time) with this session's limits and
     polarity, then reset the device: the session starts from a fresh device. Never raises for the device."""
-    from ionctl.session import PROBE_MA, PROBE_S
+    from ionctl.core.session import PROBE_MA, PROBE_S
 
     site = limits.for_class(prescription.protocol_class)
     low, high = site.min_contact_impedance_ohm, site.max_contact_impedance_ohm
@@ -195,7 +195,7 @@ class SessionController:
         self.accept_no_watchdog = accept_no_watchdog
         self.notify = notify
         self.monotonic = monotonic
-        self.opening_check = opening_check  # checked as the record opens (`ionctl.run.opening_check`)
+        self.opening_check = opening_check  # checked as the record opens (`ionctl.cli.run.opening_check`)
         self.messages = io.StringIO()  # what the recorder says about the record (failures), for the end screen
         self.report: Report | None = None
         self.session: Session | None = None
@@ -249,9 +249,9 @@ class SessionController:
     # -- the session's thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        from ionctl.cli.run import Interrupts, Recorder, Report
+        from ionctl.core.session import exit_code
         from ionctl.records import Store
-        from ionctl.run import Interrupts, Recorder, Report
-        from ionctl.session import exit_code
 
         report: Report | None = None
         try:
@@ -292,7 +292,7 @@ class SessionController:
             self._end(report)
 
     def _session_result(self, recorder: Any) -> SessionResult:
-        from ionctl.session import Session, SessionResult
+        from ionctl.core.session import Session, SessionResult
 
         def on_sample(session: Session, sample: Telemetry) -> None:
             recorder.on_sample(session, sample)  # the record first (durable), then the display
@@ -355,8 +355,8 @@ class SessionController:
         self._tell(StateChanged(change, fault))
 
     def _not_started(self, message: str) -> Report:
-        from ionctl.run import Report
-        from ionctl.session import SessionResult, exit_code, prescription_dict
+        from ionctl.cli.run import Report
+        from ionctl.core.session import SessionResult, exit_code, prescription_dict
 
         result = SessionResult(outcome="refused", message=message)
         result.prescription = prescription_dict(self.prescription)

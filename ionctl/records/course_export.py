@@ -7,8 +7,8 @@ prescription (or, for a course started before courses carried one, the preset's 
 each session's row what that session's own record says: the current prescribed and the peak measured, the
 duration, the dose delivered against the dose prescribed, the outcome, and its date in the clinic's time zone.
 
-The summary is plain data (the stored course row, its status as `ionctl.courses.CourseStatus.to_dict` gives it,
-one dict per record, the override audit entries), built by `ionctl.courses.summary`: this module computes
+The summary is plain data (the stored course row, its status as `ionctl.core.courses.CourseStatus.to_dict` gives it,
+one dict per record, the override audit entries), built by `ionctl.core.courses.summary`: this module computes
 nothing about the rules, so the records package does not depend on them. matplotlib is imported inside the PDF
 functions only, and draws through `Figure` (no pyplot), as `ionctl.records.pdf` does.
 """

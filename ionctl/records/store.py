@@ -476,7 +476,7 @@ class Store:
     def insert_course(self, *, patient: str, operator: str, preset: str, sessions: int, per_week: float | None,
                       min_interval_days: float | None, plan: dict[str, Any], config_sha256: str | None,
                       created_utc: str | None = None) -> int:  # fmt: skip
-        """Insert a treatment course (durable on return); its id. The rules live in `ionctl.courses`."""
+        """Insert a treatment course (durable on return); its id. The rules live in `ionctl.core.courses`."""
         with self._write():
             gseq, previous = self._head()
             (next_id,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM courses").fetchone()

@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ionctl.core.session import RAMP_STALL_S, Session, SessionResult, exit_code
 from ionctl.drivers import OutputState, Polarity, Telemetry, open_device
 from ionctl.safety import Prescription, SiteLimits
-from ionctl.session import RAMP_STALL_S, Session, SessionResult, exit_code
 from sim.device import FAULT_KINDS
 from tests.sim.endpoints import ROOT, running_sim
 

@@ -3,7 +3,7 @@ its pty with a seeded random fault (or none), all into one record store.
 
 What it shows: no session hangs (each has a wall-clock timeout); the host process's resident memory stays
 flat (first vs last session); no session ends in an internal error; every record is closed and the store's
-hash chain verifies at the end. The sessions go through `ionctl.run.execute`, the code `ionctl run` runs,
+hash chain verifies at the end. The sessions go through `ionctl.cli.run.execute`, the code `ionctl run` runs,
 with the record written as the session runs.
 
     python -m tests.campaign.soak [--sessions 200] [--seed 7] [--json]
@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from ionctl.cli.run import execute, parse
 from ionctl.records import Store
-from ionctl.run import execute, parse
 from sim.device import FAULT_KINDS
 from tests.campaign.fault_matrix import FAULT_ARGS
 from tests.sim.endpoints import running_sim

@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import pytest
 
+from ionctl.core.session import Session
 from ionctl.drivers.base import Polarity, Telemetry
 from ionctl.safety import Prescription, SiteLimits
-from ionctl.session import Session
 from sim.device import FaultSpec
 from sim.plant import LOAD_PRESETS
 from tests.session.inprocess import InProcessSource, simulated, synthetic_host_clock

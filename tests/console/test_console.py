@@ -444,11 +444,11 @@ async def test_a_welded_output_raises_the_alarm_remove_the_electrodes(tmp_path: 
 def test_every_device_and_session_fault_code_has_plain_instructions() -> None:
     import re
 
-    import ionctl.session
+    import ionctl.core.session
 
     codes = {code.value for code in FaultCode} - {"none"}
     # the session's own codes, read from where it raises them, so a new one cannot go without advice
-    source = Path(ionctl.session.__file__).read_text(encoding="utf-8")
+    source = Path(ionctl.core.session.__file__).read_text(encoding="utf-8")
     session_codes = set(re.findall(r'(?:Verdict\(|fault=)"([a-z_]+)"', source))
     assert {"stuck_output", "ramp_stalled", "stale_telemetry", "dose_short", "host_lost"} <= session_codes
     assert codes | session_codes | {"dose_mismatch", "link_lost"} <= set(FAULT_ADVICE)
@@ -459,7 +459,7 @@ def test_every_device_and_session_fault_code_has_plain_instructions() -> None:
 
 def start_dexamethasone_course(setup: ConsoleSetup) -> int:
     """Six sessions, twice a week, at least 3 days apart, for patient P0042."""
-    from ionctl.courses import start_course
+    from ionctl.core.courses import start_course
 
     assert setup.config is not None
     with Store(setup.store_path) as store:
@@ -484,7 +484,7 @@ async def test_a_course_session_is_recorded_as_part_of_its_course(tmp_path: Path
     with Store(setup.store_path) as store:
         from datetime import UTC, datetime
 
-        from ionctl.courses import status
+        from ionctl.core.courses import status
 
         assert status(store, course_id, datetime.now(UTC)).done == 1
 

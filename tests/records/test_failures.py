@@ -191,7 +191,7 @@ def test_deleting_a_live_sessions_lock_file_does_not_let_a_reader_close_its_reco
 def test_a_session_abandoned_on_an_internal_error_is_closed_with_the_dose_of_its_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ionctl import run
+    from ionctl.cli import run
 
     original = run.Recorder.on_sample
     seen = {"n": 0}

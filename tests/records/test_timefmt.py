@@ -185,7 +185,7 @@ def test_progress_lines_show_session_elapsed_time_not_device_uptime(tmp_path: Pa
 
 
 def test_course_days_and_dates_follow_the_sites_time_zone() -> None:
-    from ionctl.courses import day_start, when
+    from ionctl.core.courses import day_start, when
 
     timefmt.use_zone("Asia/Tokyo")  # as the site's time_zone sets it; the machine is in UTC (conftest)
     assert when(datetime(2026, 3, 11, 15, 0, tzinfo=UTC)) == "2026-03-12 00:00 JST"

@@ -252,7 +252,7 @@ class GroundTruth:
 
 
 class SyntheticHostClock:
-    """`time` as `ionctl.session` sees it, on the synthetic clock: `monotonic()` is the link time and `sleep`
+    """`time` as `ionctl.core.session` sees it, on the synthetic clock: `monotonic()` is the link time and `sleep`
     lets it pass (host alive). With a fast synthetic clock, the session's host-time margins (the stuck-output
     link margin, the reconnect window) would otherwise wait real seconds while device minutes fly by, and a
     test's outcome would depend on the machine's speed."""
@@ -269,10 +269,10 @@ class SyntheticHostClock:
 
 @contextmanager
 def synthetic_host_clock(source: InProcessSource) -> Iterator[None]:
-    """Run `ionctl.session` on `source`'s synthetic clock for the duration (see `SyntheticHostClock`)."""
-    import ionctl.session
+    """Run `ionctl.core.session` on `source`'s synthetic clock for the duration (see `SyntheticHostClock`)."""
+    import ionctl.core.session
 
-    with mock.patch.object(ionctl.session, "time", SyntheticHostClock(source.harness)):
+    with mock.patch.object(ionctl.core.session, "time", SyntheticHostClock(source.harness)):
         yield
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ionctl.core.monitors import FLOOR_MA
+from ionctl.core.session import OUTCOMES, TELEMETRY_PERIOD_S, TERMINAL, Session, SessionResult
 from ionctl.drivers.base import Telemetry
-from ionctl.monitors import FLOOR_MA
 from ionctl.safety import Prescription, SiteLimits
-from ionctl.session import OUTCOMES, TELEMETRY_PERIOD_S, TERMINAL, Session, SessionResult
 from sim.device import FaultSpec
 from sim.plant import LOAD_PRESETS, LoadParams
 from tests.session.inprocess import FLOOR_UA, GroundTruth, InProcessSource, simulated, synthetic_host_clock

@@ -10,11 +10,11 @@ import pytest
 from transitions import MachineError
 
 from firmware_protocol import Capability
-from ionctl.dose import DoseMeter
+from ionctl.core.dose import DoseMeter
+from ionctl.core.monitors import FLOOR_MA, Monitors
+from ionctl.core.session import STATES, TRANSITIONS, Session, SessionResult, mermaid
 from ionctl.drivers.base import CommandRefused, DeviceFault, FaultCode, OutputState, Polarity, Telemetry
-from ionctl.monitors import FLOOR_MA, Monitors
 from ionctl.safety import Prescription
-from ionctl.session import STATES, TRANSITIONS, Session, SessionResult, mermaid
 from sim.device import FaultSpec
 from sim.firmware import DeviceSpec
 from sim.plant import LOAD_PRESETS, LoadParams

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ionctl.core.session import Session, exit_code
 from ionctl.drivers.base import DeviceError, Polarity, Telemetry
 from ionctl.safety import Prescription
-from ionctl.session import Session, exit_code
 from sim.device import FaultSpec, SimulatedDevice
 from sim.plant import LOAD_PRESETS
 from tests.session.inprocess import FLOOR_UA, GroundTruth, InProcessSource, synthetic_host_clock
@@ -204,9 +204,9 @@ def test_a_sigint_arriving_while_the_session_holds_its_request_lock_does_not_dea
         import signal, sys
         from unittest import mock
         from ionctl.drivers.base import Polarity
-        from ionctl.run import operator_signals
+        from ionctl.cli.run import operator_signals
         from ionctl.safety import Prescription, SiteLimits
-        from ionctl.session import Session
+        from ionctl.core.session import Session
 
         p = Prescription(drug="dexamethasone", polarity=Polarity.CATHODE, electrode_area_cm2=10.0, current_ma=4.0,
                          dose_ma_min=10.0, patient_id="P-1", operator_id="O-1")

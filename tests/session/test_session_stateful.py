@@ -42,10 +42,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from ionctl.core.session import ENERGISED, TELEMETRY_PERIOD_S, Session, SessionResult
 from ionctl.drivers.base import Polarity
 from ionctl.safety import Prescription
 from ionctl.safety.prescription import DRUG_ELECTRODE, TAP_WATER
-from ionctl.session import ENERGISED, TELEMETRY_PERIOD_S, Session, SessionResult
 from sim.device import FaultSpec
 from sim.plant import LOAD_PRESETS
 from tests.session.inprocess import InProcessSource, simulated, synthetic_host_clock

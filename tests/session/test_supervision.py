@@ -9,9 +9,9 @@ import dataclasses
 
 import pytest
 
+from ionctl.core.session import Session
 from ionctl.drivers.base import Polarity
 from ionctl.safety import Prescription
-from ionctl.session import Session
 from sim.device import FaultSpec
 from sim.firmware import DeviceSpec
 from sim.plant import LOAD_PRESETS

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from ionctl.core.session import Session, SessionResult
 from ionctl.drivers import Polarity, Telemetry, firmware
 from ionctl.drivers.firmware import FirmwareDevice, LinkOptions
 from ionctl.safety import Prescription, SiteLimits
-from ionctl.session import Session, SessionResult
 from tests.drivers.proxy import Relay
 from tests.sim.endpoints import running_sim
 

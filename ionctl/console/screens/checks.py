@@ -107,7 +107,7 @@ class ConfirmScreen(Step):
                                                         Binding("escape", "back", "Back")])  # fmt: skip
 
     def compose(self) -> ComposeResult:
-        from ionctl.run import summary
+        from ionctl.cli.run import summary
         from ionctl.safety import validate
 
         flow, setup = self.flow, self.console.setup

@@ -15,7 +15,7 @@ from ionctl.console.controller import SessionController
 from ionctl.console.faults import advice
 
 if TYPE_CHECKING:
-    from ionctl.run import Report
+    from ionctl.cli.run import Report
 
 
 class FaultScreen(Screen[None]):

@@ -199,7 +199,7 @@ class PresetScreen(Step):
         """The patient's courses: id -> (line, preset, refusal now or None); and a note if they cannot be read."""
         from datetime import UTC, datetime
 
-        from ionctl.courses import status
+        from ionctl.core.courses import status
         from ionctl.records import Store
 
         found: dict[int, tuple[str, str, str | None]] = {}

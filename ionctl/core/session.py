@@ -11,7 +11,7 @@ failed command leaves the state unchanged and raises.
 
 `run()` does it all and returns a `SessionResult`. While energised it reads telemetry and, per sample, on
 the *device's* clock (`Telemetry.t_s`, DESIGN.md principle 2): integrates the measured dose (`DoseMeter`),
-runs the runtime monitors (`ionctl.monitors`), moves on when the device reaches its target, and begins
+runs the runtime monitors (`ionctl.core.monitors`), moves on when the device reaches its target, and begins
 the ramp-down when measured dose + the ramp-down's dose reaches the prescription (principle 5). Operator
 requests (pause, resume, stop, abort) may come from any thread or a signal handler; they are acted on
 between samples.
@@ -46,7 +46,8 @@ from typing import Any
 from transitions import MachineError
 from transitions.extensions import LockedMachine
 
-from ionctl.dose import DoseMeter, centred_lookahead_s, remaining_time_s, should_begin_ramp_down
+from ionctl.core.dose import DoseMeter, centred_lookahead_s, remaining_time_s, should_begin_ramp_down
+from ionctl.core.monitors import FLOOR_MA, Action, Monitors, Verdict
 from ionctl.drivers.base import ENERGISED as DEVICE_ENERGISED
 from ionctl.drivers.base import (
     CommandRefused,
@@ -60,7 +61,6 @@ from ionctl.drivers.base import (
     Polarity,
     Telemetry,
 )
-from ionctl.monitors import FLOOR_MA, Action, Monitors, Verdict
 from ionctl.safety import (
     Prescription,
     PrescriptionRefused,
@@ -327,7 +327,7 @@ class Session:
         return since is not None and self.monotonic() - since >= STALE_TELEMETRY_S
 
     def time_left_s(self, s: Telemetry) -> float:
-        """Device seconds left at sample `s` (for a display): `ionctl.dose.remaining_time_s` while delivering,
+        """Device seconds left at sample `s` (for a display): `ionctl.core.dose.remaining_time_s` while delivering,
         the ramp-down's share once it began, 0 once ended, infinite before the start and while paused."""
         p = self.prescription
         if self.state in TERMINAL:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from ionctl import run
+from ionctl.cli import run
 
 #: The simulator's own maximum (sim.cli.MAX_TIME_SCALE), restated here because ionctl does not import sim.
 MAX_TIME_SCALE = 1000.0

@@ -6,7 +6,7 @@ in force: a plan that breaks one is refused, every violation named, and nothing 
 the same preset or drug while one is in progress is a supervisor's act (--supervisor-override REASON, PIN;
 recorded). A course's sessions are run with `ionctl run --course ID`, which refuses a session too early or
 beyond the plan unless a supervisor overrides it (`--supervisor-override REASON`, PIN; recorded). The rules are
-in `ionctl.courses`. Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
+in `ionctl.core.courses`. Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def main(args: argparse.Namespace) -> int:
     from ionctl.config import ConfigError, ConfigNotApproved
     from ionctl.config.bench import open_store
-    from ionctl.courses import CourseError, CourseRefused
+    from ionctl.core.courses import CourseError, CourseRefused
     from ionctl.records import StoreError, StoreMissing, recover_interrupted
 
     try:  # only `course start` writes: the other actions read, and never create a store
@@ -133,9 +133,9 @@ def _now() -> Any:
 
 
 def _start(store: Any, args: argparse.Namespace) -> int:
+    from ionctl.cli.config import PinUnavailable, read_pin
     from ionctl.config import AuthorityError, authenticate, load_config, require_approved
-    from ionctl.config_command import PinUnavailable, read_pin
-    from ionctl.courses import CourseRefused, plan_of, start_course
+    from ionctl.core.courses import CourseRefused, plan_of, start_course
     from ionctl.records.course_export import planned_text
 
     config = load_config(args.config)
@@ -166,7 +166,7 @@ def _start(store: Any, args: argparse.Namespace) -> int:
 
 
 def _show(store: Any, args: argparse.Namespace) -> int:
-    from ionctl.courses import summary
+    from ionctl.core.courses import summary
     from ionctl.records.course_export import header_lines, override_lines, session_lines, to_json
 
     course_summary = summary(store, args.id, _now())
@@ -190,7 +190,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
 
 
 def _list(store: Any, args: argparse.Namespace) -> int:
-    from ionctl.courses import status
+    from ionctl.core.courses import status
 
     now = _now()
     rows = []
@@ -216,7 +216,7 @@ def _list(store: Any, args: argparse.Namespace) -> int:
 
 
 def _export(store: Any, args: argparse.Namespace) -> int:
-    from ionctl.courses import summary
+    from ionctl.core.courses import summary
     from ionctl.records.course_export import to_json
     from ionctl.records.export import deliver
 

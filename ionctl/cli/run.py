@@ -6,7 +6,7 @@ the device is opened (a refusal names every limit broken; no port is touched); t
 goes to stderr so that `--json` leaves exactly one JSON object on stdout. SIGINT asks for a ramped stop, a
 second SIGINT for an abort; SIGTERM and SIGHUP (the terminal closed) ask for a ramped stop.
 
-Exit codes (`ionctl.session.exit_code`): 0 completed as prescribed; 2 refused (bad arguments or limits,
+Exit codes (`ionctl.core.session.exit_code`): 0 completed as prescribed; 2 refused (bad arguments or limits,
 or not confirmed; no current flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the
 operator; 5 device or link error before any current flowed; 6 the record could not be written
 (`record_failed`, `Recorder`: the session was stopped with a ramp).
@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
+    from ionctl.core.session import Session, SessionResult, StateChange
     from ionctl.drivers.base import CurrentSource, Telemetry
     from ionctl.records import SessionLock, Store
     from ionctl.records.writer import ClosingJournal
     from ionctl.safety import Prescription, SiteLimits
-    from ionctl.session import Session, SessionResult, StateChange
 
 #: Without a terminal, one progress line every this many device seconds.
 PROGRESS_EVERY_DEVICE_S = 5.0
@@ -199,7 +199,7 @@ class Report:
 
 
 def _report(result: SessionResult, args: argparse.Namespace, violations: list[dict[str, Any]] | None = None) -> Report:
-    from ionctl.session import exit_code
+    from ionctl.core.session import exit_code
 
     return Report(result, exit_code(result), args.db, violations or [])
 
@@ -215,7 +215,7 @@ def _not_started(
     violations: list[dict[str, Any]] | None = None,
 ) -> Report:
     """A result for a session that never reached the device (refused, declined, or the device unreachable)."""
-    from ionctl.session import SessionResult, prescription_dict
+    from ionctl.core.session import SessionResult, prescription_dict
 
     result = SessionResult(outcome=outcome, fault=fault, message=message)
     if prescription is not None:
@@ -309,7 +309,7 @@ def execute(
     ones get a record too), written as the session runs, and closed with the result. A session of the patient
     that energised them and has no skin check after it is asked for first (`skin_checks`; not in the demo)."""
     from ionctl.config import ConfigError, ConfigNotApproved, load_config, require_approved
-    from ionctl.courses import CourseRefused
+    from ionctl.core.courses import CourseRefused
     from ionctl.records import StoreError
     from ionctl.safety import PrescriptionError, PrescriptionRefused, validate
 
@@ -389,7 +389,7 @@ def execute(
 def _skin_checks_pending(args: argparse.Namespace, store: Store | None, prescription: Prescription, stdin: TextIO,
                          err: TextIO) -> str | None:  # fmt: skip
     """Why not to start while a session of this patient lacks its skin check after (asked for at a terminal)."""
-    from ionctl.addendum_command import settle_pending
+    from ionctl.cli.addendum import settle_pending
 
     if store is None:
         return None
@@ -414,7 +414,7 @@ def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bo
 
     def check(store: Store) -> None:
         from ionctl.config import require_approved
-        from ionctl.courses import check_next, check_outside
+        from ionctl.core.courses import check_next, check_outside
 
         require_approved(config, store)
         if course_id is not None and course_rules:
@@ -429,7 +429,7 @@ def _courses_in_progress(store: Store, patient: str) -> list[str]:
     """A line for each course of `patient` with sessions left: a session outside it is not counted in it."""
     from datetime import UTC, datetime
 
-    from ionctl.courses import status
+    from ionctl.core.courses import status
 
     lines = []
     for course in store.courses(patient=patient):
@@ -443,7 +443,7 @@ def _courses_in_progress(store: Store, patient: str) -> list[str]:
 
 def _preset_changed(config: SiteConfig, course: dict[str, Any]) -> str:
     """Which of the course's preset values differ now ("" if none, or if the course kept none)."""
-    from ionctl.courses import preset_values
+    from ionctl.core.courses import preset_values
 
     then = (course.get("plan") or {}).get("preset")
     if not isinstance(then, dict) or course["preset"] not in config.presets:
@@ -455,7 +455,7 @@ def _preset_changed(config: SiteConfig, course: dict[str, Any]) -> str:
 def _admit(store: Store, args: argparse.Namespace, course: dict[str, Any], stdin: TextIO) -> dict[str, Any] | None:
     """None if the course allows a session now; the override to record once the session's record is open if a
     supervisor overrides the rule; else CourseRefused."""
-    from ionctl.courses import CourseRefused, check_next
+    from ionctl.core.courses import CourseRefused, check_next
 
     try:
         check_next(store, course["id"])
@@ -469,9 +469,9 @@ def _supervisor_overrides(store: Store, args: argparse.Namespace, refused: Excep
                           stdin: TextIO) -> None:  # fmt: skip
     """Return if a supervisor sets the course rule `refused` aside (`--supervisor-override` and the right PIN,
     the attempt recorded); else CourseRefused saying how, or why the override was refused."""
+    from ionctl.cli.config import PinUnavailable, read_pin
     from ionctl.config import AuthorityError, authenticate
-    from ionctl.config_command import PinUnavailable, read_pin
-    from ionctl.courses import CourseRefused
+    from ionctl.core.courses import CourseRefused
 
     if not args.supervisor_override:
         raise CourseRefused(f"{refused}; a supervisor may override with --supervisor-override REASON") from None
@@ -486,7 +486,7 @@ def _admit_outside(store: Store, args: argparse.Namespace, prescription: Prescri
                    stdin: TextIO) -> dict[str, Any] | None:  # fmt: skip
     """None if no course of the patient's binds this session outside courses; the override to record once the
     record is open if a supervisor sets the rule aside; else CourseRefused naming the course and `--course`."""
-    from ionctl.courses import CourseRefused, check_outside, conflicting_courses
+    from ionctl.core.courses import CourseRefused, check_outside, conflicting_courses
 
     try:
         check_outside(store, prescription.patient_id, preset=args.preset, drug=prescription.drug)
@@ -557,7 +557,7 @@ def build_prescription(
         "polarity_reversal_at_midpoint": args.reverse_at_midpoint or None,
     }
     if course is not None:  # the course's planned prescription is the default; what is given here changes it
-        from ionctl.courses import planned_values
+        from ionctl.core.courses import planned_values
 
         planned = planned_values(course)
         if values["dose_ma_min"] is not None or values["duration_min"] is not None:
@@ -628,8 +628,8 @@ def _run_on_device(
 def _run_device(
     args: argparse.Namespace, prescription: Prescription, limits: SiteLimits, err: TextIO, recorder: Recorder | None
 ) -> Report:
+    from ionctl.core.session import Session
     from ionctl.drivers import DeviceError, open_device
-    from ionctl.session import Session
 
     address = args.device
     try:
@@ -671,7 +671,7 @@ def _run_device(
 
 def _abandoned(session: Session | None, exc: Exception, err: TextIO) -> SessionResult:
     """The result of a session that raised (a bug): a fault, energised if it had started the current."""
-    from ionctl.session import SessionResult
+    from ionctl.core.session import SessionResult
 
     print(f"ionctl run: INTERNAL ERROR, session abandoned: {exc!r}; closing the device (its watchdog, or for a "
           "SourceMeter the driver, takes the output to zero)", file=err)  # fmt: skip
@@ -742,10 +742,10 @@ class Recorder:
         a course's rules) cannot change before the record exists (two sessions of a course started together).
         The session's liveness lock and its closing journal are taken inside that transaction too."""
         from ionctl.config import ConfigNotApproved
-        from ionctl.courses import CourseRefused
+        from ionctl.core.courses import CourseRefused
+        from ionctl.core.session import prescription_dict
         from ionctl.records import SessionLock
         from ionctl.records.writer import ClosingJournal
-        from ionctl.session import prescription_dict
 
         locks: list[SessionLock] = []
         journals: list[ClosingJournal] = []
@@ -937,7 +937,7 @@ def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
     suspended mid-session would leave the device to its watchdog (a SourceMeter, sourcing on). The previous
     handlers are restored afterwards, or, inside `signals_held`, when that block ends (a signal meanwhile is
     acknowledged). Only the main thread can own signals; elsewhere this does nothing."""
-    from ionctl.session import TERMINAL
+    from ionctl.core.session import TERMINAL
 
     interrupts = Interrupts()
     if threading.current_thread() is not threading.main_thread():

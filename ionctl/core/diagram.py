@@ -1,6 +1,6 @@
 """Write the session state diagram, drawn by `transitions` from the session's own table, into a document.
 
-    python -m ionctl.diagram docs/SESSION.md
+    python -m ionctl.core.diagram docs/SESSION.md
 
 replaces what stands between `<!-- session-diagram:begin -->` and `<!-- session-diagram:end -->` with a
 mermaid block; tests/test_docs.py fails when the document and the machine disagree.
@@ -16,7 +16,7 @@ BEGIN, END = "<!-- session-diagram:begin -->", "<!-- session-diagram:end -->"
 
 
 def block() -> str:
-    from ionctl.session import mermaid
+    from ionctl.core.session import mermaid
 
     return f"{BEGIN}\n```mermaid\n{mermaid().strip()}\n```\n{END}"
 
@@ -30,7 +30,7 @@ def render(document: str) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m ionctl.diagram DOCUMENT.md", file=sys.stderr)
+        print("usage: python -m ionctl.core.diagram DOCUMENT.md", file=sys.stderr)
         return 2
     path = Path(argv[0])
     path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")

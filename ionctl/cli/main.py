@@ -2,7 +2,7 @@
 
 Each subcommand imports what it needs when it runs, so `ionctl --help` and `ionctl --version` stay fast.
 Exit codes: 0 success; 1 failure of the command itself; 2 bad arguments (argparse's own convention).
-`ionctl run` and `ionctl demo` exit with the session's code (`ionctl.run`): 0 completed, 2 refused,
+`ionctl run` and `ionctl demo` exit with the session's code (`ionctl.cli.run`): 0 completed, 2 refused,
 3 fault, 4 stopped or aborted by the operator, 5 device or link error before any current flowed, 6 the
 session's record could not be written (`record_failed`: stopped with a ramp).
 """
@@ -13,9 +13,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ionctl import __version__, addendum_command, config_command, course_command
-from ionctl import demo as demo_command  # light modules: what they need is imported when they run
-from ionctl import run as run_command
+from ionctl import __version__
+from ionctl.cli import addendum as addendum_command
+from ionctl.cli import config as config_command
+from ionctl.cli import course as course_command
+from ionctl.cli import demo as demo_command  # light modules: what they need is imported when they run
+from ionctl.cli import run as run_command
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -343,8 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; whatever stops it, end with an exit code and at most one line on stderr (see
-    `ionctl.cli_failures`: a reader gone away, a bug, Ctrl-C outside a session)."""
-    from ionctl import cli_failures
+    `ionctl.cli.failures`: a reader gone away, a bug, Ctrl-C outside a session)."""
+    from ionctl.cli import failures as cli_failures
 
     try:
         parser = build_parser()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ionctl.dose import DoseMeter
+from ionctl.core.dose import DoseMeter
 from ionctl.drivers.base import FaultCode, OutputState, Telemetry
 from ionctl.safety import SiteLimits
 
