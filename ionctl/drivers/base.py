@@ -12,9 +12,11 @@ seconds and only supervise the link.
 from __future__ import annotations
 
 import enum
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
 # -- errors ------------------------------------------------------------------------------------------------
 
@@ -168,6 +170,38 @@ class Telemetry:
     at_compliance: bool
     output_on: bool
     ramping: bool
+
+
+# -- the host's clock -------------------------------------------------------------------------------------
+
+
+class HostClock(Protocol):
+    """The host's monotonic clock, which supervises the link (docs/ARCHITECTURE.md, the clock rule).
+
+    Passed in, never read from a module global: an in-process simulated source runs on a synthetic clock
+    (`ionctl.drivers.simulated`), so a 20-minute session takes a fraction of a second and its host-time margins
+    (stale telemetry, a stuck ramp, the reconnect window) pass in step with its device time."""
+
+    def monotonic(self) -> float:
+        """Host seconds from an arbitrary origin; never goes back."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Let `seconds` of host time pass."""
+        ...
+
+
+class SystemClock:
+    """The real host clock: `time.monotonic` and `time.sleep`."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK: HostClock = SystemClock()
 
 
 # -- the interface -----------------------------------------------------------------------------------------
