@@ -286,6 +286,12 @@ class CurrentSource(ABC):
         the host is silent); one without (a SourceMeter) is ramped down and switched off first, since
         nothing else would. Idempotent."""
 
+    @property
+    def host_clock(self) -> HostClock:
+        """The host clock that supervises this source's link: the real one, unless the source lives on a
+        synthetic clock of its own (the in-process simulator). The session reads host time through it."""
+        return SYSTEM_CLOCK
+
     def __enter__(self) -> CurrentSource:
         return self
 
