@@ -22,7 +22,7 @@ import serial
 
 from firmware_protocol import Decoder, Identify, Packet, encode
 from ionctl.drivers.firmware import FirmwareDevice
-from tests.sim.endpoints import running_sim
+from sim.process import running_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 WARM_UP = 20

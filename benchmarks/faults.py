@@ -27,7 +27,7 @@ from typing import Any
 from ionctl.core.session import Session
 from ionctl.drivers import Polarity, Telemetry, open_device
 from ionctl.safety import Prescription, SiteLimits
-from tests.sim.endpoints import running_sim
+from sim.process import running_sim
 
 KINDS = {"open_circuit": "electrode-lift", "overcurrent": "sensor-drift=30"}
 PRESCRIPTION = Prescription(drug="dexamethasone", polarity=Polarity.CATHODE, electrode_area_cm2=10.0,

@@ -28,7 +28,7 @@ from ionctl.core.session import Session
 from ionctl.drivers.base import Polarity, Telemetry
 from ionctl.drivers.firmware import FirmwareDevice
 from ionctl.safety import Prescription, SiteLimits
-from tests.sim.endpoints import running_sim
+from sim.process import running_sim
 
 PERIOD_S = 0.010
 TARGET_PCT = 10.0  # a tenth of one core at most: the bench PC also runs the technician's console and records

@@ -38,7 +38,7 @@ from firmware_protocol import (
 from sim.device import SimulatedDevice
 from sim.harness import Harness
 from sim.plant import LOAD_PRESETS
-from tests.sim.endpoints import running_sim
+from sim.process import running_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSION_S = 20 * 60

@@ -1,159 +1,37 @@
-"""`python -m sim` (and `ionctl sim`, which passes its arguments here): run the simulated devices.
+"""`python -m sim` and `ionctl sim`: run the simulated devices.
 
 Prints one line per endpoint, then `ready`, on stdout; runs until SIGINT or SIGTERM.
+
+The options are defined once, by `add_arguments()`: `python -m sim` builds its own parser with it
+(`build_parser()`), `ionctl sim` adds them to its subcommand (ionctl/cli/sim.py). `check()` refuses
+contradictory options before anything opens and `serve()` runs what they describe. Only the parsing is
+imported with this module, so a command line that merely lists `sim` stays fast: the device model and the
+endpoints are imported when `serve()` runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import random
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import IO, Any
+from dataclasses import replace
 
-from sim.device import FAULT_KINDS, MAX_CATCH_UP_S, FaultSpec, FaultSpecError, SimulatedDevice
-from sim.firmware import DeviceSpec
-from sim.plant import LOAD_PRESETS, LoadParams, Plant
-from sim.server import Link, PtyChannel, Server, TcpChannel, TraceWriter
+from sim.faults import FAULT_KINDS, FaultSpec, FaultSpecError
+from sim.plant import LOAD_PRESETS, LoadParams
+from sim.scpi_link import SCPI_FAULT_KINDS as SCPI_FAULT_KINDS  # importable from here, as before
+from sim.scpi_link import ScpiFault
+from sim.scpi_link import ScpiLink as ScpiLink
 
-SCPI_FAULT_KINDS = ("garble-replies", "unreachable", "garble-then-unreachable")
-
-
-@dataclass(frozen=True)
-class ScpiFault:
-    """A fault of the link to the SourceMeter (not of the instrument), from `at_s` instrument seconds after
-    the output was first switched on, for `duration_s` (None: to the end).
-
-    * `garble-replies`: the first byte of every reply arrives damaged (its top bit set, so it is not ASCII
-      or UTF-8 text), as on a serial line at the wrong baud rate or a noisy link. Commands still arrive and
-      are executed.
-    * `unreachable`: nothing gets through either way (a pulled cable): commands are lost, nothing is
-      answered, and the output stays as it was.
-    * `garble-then-unreachable`: one reply arrives damaged, then the link is cut as `unreachable` (a link
-      failing: the host sees the bad reply first, and nothing it sends afterwards arrives)."""
-
-    kind: str
-    at_s: float
-    duration_s: float | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ScpiFault:
-        kind, sep, when = text.partition("@")
-        if kind not in SCPI_FAULT_KINDS or not sep:
-            raise ValueError(f"SCPI fault {text!r}: expected KIND@T[:D], KIND one of {', '.join(SCPI_FAULT_KINDS)}")
-        at, colon, duration = when.partition(":")
-        try:
-            at_s, duration_s = float(at), float(duration) if colon else None
-        except ValueError:
-            raise ValueError(f"SCPI fault {text!r}: T and D are device seconds, e.g. garble-replies@5:10") from None
-        if not (math.isfinite(at_s) and at_s >= 0) or (
-            duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0)
-        ):
-            raise ValueError(f"SCPI fault {text!r}: T must be >= 0 and D > 0 (device seconds)")
-        return cls(kind, at_s, duration_s)
-
-    def active(self, since_on_s: float | None) -> bool:
-        if since_on_s is None or since_on_s < self.at_s:
-            return False
-        return self.duration_s is None or since_on_s < self.at_s + self.duration_s
+DESCRIPTION = (
+    "Simulated iontophoresis device (firmware protocol) and SCPI SourceMeter, served on pseudo-terminals and "
+    "127.0.0.1 sockets."
+)
 
 
-class ScpiLink:
-    """Line framing (`\\n`) around the sans-I/O SourceMeter, on the same scaled clock as the device, with the
-    link's faults (`ScpiFault`) and the instrument's ground truth (`trace`: a JSONL row at every change of
-    the output or the source level, and at the end)."""
-
-    def __init__(
-        self, meter: object, *, start_s: float, time_scale: float, faults: Sequence[ScpiFault] = (),
-        trace: str | None = None,
-    ) -> None:  # fmt: skip
-        self.meter = meter
-        self.start_s = start_s
-        self.time_scale = time_scale
-        self.faults = tuple(faults)
-        self._first_on_s: float | None = None  # instrument time the output was first switched on
-        self._garbled_once = False
-        self._in = b""
-        self._out = bytearray()
-        self._trace: IO[str] | None = open(trace, "w", encoding="utf-8") if trace else None  # noqa: SIM115
-        self._traced: tuple[object, ...] | None = None
-        self._observe()  # the first row: the instrument at power-on
-
-    def _t(self, now_s: float) -> float:
-        return (now_s - self.start_s) * self.time_scale
-
-    def _faulty(self, kind: str) -> bool:
-        since = None if self._first_on_s is None else self.meter.t_s - self._first_on_s  # type: ignore[attr-defined]
-        if kind == "unreachable" and self._garbled_once and self._faulty("garble-then-unreachable"):
-            return True
-        if kind == "garble-replies" and not self._garbled_once and self._faulty("garble-then-unreachable"):
-            return True
-        return any(f.kind == kind and f.active(since) for f in self.faults)
-
-    def receive(self, data: bytes, now_s: float) -> None:
-        self.advance(now_s)
-        if self._faulty("unreachable"):
-            return  # the command never arrives
-        self._in += data
-        *lines, self._in = self._in.split(b"\n")
-        for raw in lines:
-            reply = self.meter.handle(raw.decode("ascii", "replace").rstrip("\r"))  # type: ignore[attr-defined]
-            self._observe()
-            if reply is not None and not self._faulty("unreachable"):
-                out = reply.encode("ascii", "replace") + b"\n"
-                if self._faulty("garble-replies"):
-                    out = bytes([out[0] | 0x80]) + out[1:]
-                    self._garbled_once = True
-                self._out += out
-        if len(self._in) > 65536:
-            self._in = b""  # a runaway line without terminator: drop it, as the input buffer would
-
-    def advance(self, now_s: float) -> None:
-        # Bounded catch-up per call, as SimulatedDevice.advance: a machine that cannot keep up slows
-        # the instrument clock rather than stalling the loop.
-        t_s = min(self._t(now_s), self.meter.t_s + MAX_CATCH_UP_S)  # type: ignore[attr-defined]
-        self.meter.advance(t_s)  # type: ignore[attr-defined]
-
-    def _observe(self) -> None:
-        meter: Any = self.meter
-        if meter.output_on and self._first_on_s is None:
-            self._first_on_s = meter.t_s
-        if self._trace is None:
-            return
-        function, level = meter.source_level
-        now = (meter.output_on, function, level)
-        if now != self._traced:
-            self._traced = now
-            self._write_trace()
-
-    def _write_trace(self) -> None:
-        if self._trace is None:
-            return
-        meter: Any = self.meter
-        function, level = meter.source_level
-        row = {"t_s": round(meter.t_s, 6), "output": meter.output_on, "source": function, "level": level}
-        self._trace.write(json.dumps(row, separators=(",", ":")) + "\n")
-        self._trace.flush()
-
-    def close(self) -> None:
-        """The last row (the instrument as the simulator leaves it), then close the trace."""
-        if self._trace is not None:
-            self._write_trace()
-            self._trace.close()
-            self._trace = None
-
-    def reset_input(self) -> None:
-        self._in = b""  # a new host: a partial line from the previous one is not its first command
-
-    def take_output(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+class UsageError(Exception):
+    """Options that contradict each other, or a load no skin has: the command line's error (exit 2)."""
 
 
 MAX_TIME_SCALE = 1000.0  # about what one core sustains with 100 ms telemetry (benchmarks: sim_speedup)
@@ -210,12 +88,8 @@ def _scpi_fault(text: str) -> ScpiFault:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Simulated iontophoresis device (firmware protocol) and SCPI SourceMeter, served on "
-        "pseudo-terminals and 127.0.0.1 sockets.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's options, on `parser` (`python -m sim`'s own, or `ionctl sim`)."""
     ep = parser.add_argument_group("endpoints (at least one)")
     ep.add_argument("--serial-link", metavar="PATH", help="firmware protocol on a pty; PATH becomes a symlink to it")
     ep.add_argument("--tcp", metavar="PORT", type=_port, help="firmware protocol on 127.0.0.1:PORT (0: any free port)")
@@ -250,9 +124,12 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
         "was first switched on; kinds: garble-replies (the first byte of each reply damaged: a wrong baud rate, a "
         "noisy link), unreachable (nothing gets through either way) (repeatable)",
     )
-    model.add_argument("--scpi-trace", metavar="PATH",
-                       help="write the SCPI SourceMeter's JSONL ground truth: its output and source level at every "
-                       "change, and as the simulator stops")
+    model.add_argument(
+        "--scpi-trace",
+        metavar="PATH",
+        help="write the SCPI SourceMeter's JSONL ground truth: its output and source level at every "
+        "change, and as the simulator stops",
+    )
     model.add_argument("--seed", type=int, default=0, help="seed for noise and faults (reproducible runs)")
     model.add_argument(
         "--trace",
@@ -260,8 +137,11 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
         help="write the firmware device's JSONL ground truth: every 10 ms step while the output is energised "
         "or anything changes; a quiet device's repeated rows are left out (the last of them is kept)",
     )
-    model.add_argument("--trace-every-step", action="store_true",
-                       help="with --trace: write every 10 ms step, idle ones too (~100 lines per device second)")
+    model.add_argument(
+        "--trace-every-step",
+        action="store_true",
+        help="with --trace: write every 10 ms step, idle ones too (~100 lines per device second)",
+    )
     model.add_argument("--load", choices=sorted(LOAD_PRESETS), default="normal", help="skin/electrode preset")
     model.add_argument("--rs", type=float, metavar="OHM", help="series resistance (overrides the preset)")
     model.add_argument("--rp", type=float, metavar="OHM", help="resting parallel resistance (overrides the preset)")
@@ -278,7 +158,12 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
         metavar="MAJOR.MINOR",
         help="claim another protocol version in IDENTITY (to test a host's version check)",
     )
-    return parser  # fmt: skip
+
+
+def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
 
 
 def load_from(args: argparse.Namespace) -> LoadParams:
@@ -294,28 +179,57 @@ def load_from(args: argparse.Namespace) -> LoadParams:
     return replace(load, **changes)
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    firmware = bool(args.serial_link or args.tcp is not None)
-    scpi = bool(args.scpi_port is not None or args.scpi_link)
+def check(args: argparse.Namespace) -> None:
+    """Refuse what cannot run, before anything opens: raise UsageError saying why."""
+    firmware, scpi = _endpoints(args)
     if not (firmware or scpi):
-        parser.error("give at least one endpoint: --serial-link, --tcp, --scpi-port or --scpi-link")
+        raise UsageError("give at least one endpoint: --serial-link, --tcp, --scpi-port or --scpi-link")
     if args.trace_every_step and not args.trace:
-        parser.error("--trace-every-step needs --trace")
+        raise UsageError("--trace-every-step needs --trace")
     if not firmware and (args.fault or args.trace or args.protocol_version or args.device_serial):
-        parser.error(
+        raise UsageError(
             "--fault, --trace, --protocol-version and --device-serial act on the firmware device: add "
             "--serial-link or --tcp"
         )
     if not scpi and (args.scpi_fault or args.scpi_trace):
-        parser.error("--scpi-fault and --scpi-trace act on the SCPI SourceMeter: add --scpi-port or --scpi-link")
+        raise UsageError("--scpi-fault and --scpi-trace act on the SCPI SourceMeter: add --scpi-port or --scpi-link")
     if args.serial_link and args.scpi_link and os.path.abspath(args.serial_link) == os.path.abspath(args.scpi_link):
-        parser.error("--serial-link and --scpi-link must be different paths")
+        raise UsageError("--serial-link and --scpi-link must be different paths")
     try:
-        load = load_from(args)
+        load_from(args)
     except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _endpoints(args: argparse.Namespace) -> tuple[bool, bool]:
+    """(firmware device wanted, SCPI SourceMeter wanted)."""
+    return bool(args.serial_link or args.tcp is not None), bool(args.scpi_port is not None or args.scpi_link)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        check(args)
+    except UsageError as exc:
         parser.error(str(exc))
+    return serve(args, prog)
+
+
+def serve(args: argparse.Namespace, prog: str = "python -m sim") -> int:
+    """Open the endpoints `args` describe (already `check`ed), print them and `ready`, and serve until SIGINT or
+    SIGTERM; 0, or 1 (after saying why on stderr) if an endpoint or the trace cannot be opened."""
+    import random
+    import time
+
+    from sim.device import SimulatedDevice
+    from sim.firmware import DeviceSpec
+    from sim.plant import Plant
+    from sim.scpi import SourceMeter
+    from sim.server import Link, PtyChannel, Server, TcpChannel, TraceWriter
+
+    firmware, scpi = _endpoints(args)
+    load = load_from(args)
     spec = DeviceSpec()
     if args.protocol_version:
         spec = replace(spec, proto_major=args.protocol_version[0], proto_minor=args.protocol_version[1])
@@ -339,8 +253,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sim") -> int:
             if args.tcp is not None:
                 lines.append(f"tcp: socket://{server.add(TcpChannel(link, args.tcp)).address()}")
         if scpi:
-            from sim.scpi import SourceMeter
-
             plant = Plant(load, rng=random.Random(args.seed + 2))
             scpi_link = ScpiLink(SourceMeter(plant), start_s=start, time_scale=args.time_scale,
                                  faults=args.scpi_fault, trace=args.scpi_trace)  # fmt: skip

@@ -22,92 +22,16 @@ Faults are scheduled in device seconds since the output was first energised (`KI
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from firmware_protocol import State
+from sim.faults import FAULT_KINDS as FAULT_KINDS  # the fault language, importable from here as well
+from sim.faults import FaultSpec as FaultSpec
+from sim.faults import FaultSpecError as FaultSpecError
 from sim.firmware import DeviceSpec, Firmware
+from sim.plant import MAX_CATCH_UP_S as MAX_CATCH_UP_S
 from sim.plant import LoadParams, Plant, PlantSample
-
-
-class FaultSpecError(ValueError):
-    """A `--fault` argument that cannot be understood."""
-
-
-# kind -> (value required?, value parser or None when the kind takes no value)
-_KINDS: dict[str, tuple[bool, Callable[[str], object] | None]] = {
-    "electrode-lift": (False, None),
-    "short": (False, float),
-    "impedance-step": (True, float),
-    "link-drop": (False, None),
-    "corrupt": (True, float),
-    "reboot": (False, None),
-    "stuck-output": (False, lambda v: {"welded": "welded"}[v]),
-    "sensor-drift": (True, float),
-    "device-stop": (False, None),
-    "polarity-flip": (False, None),
-}
-FAULT_KINDS = tuple(_KINDS)
-
-# kind -> (lowest, highest, the rule in words) for numeric values
-_VALUE_RANGES: dict[str, tuple[float, float, str]] = {
-    "short": (1.0, 1e4, "resistance must be within 1..10000 ohms"),
-    "impedance-step": (1.0, 1e7, "step must be within 1..1e7 ohms"),
-    "corrupt": (0.0, 1.0, "rate must be within 0..1"),
-    "sensor-drift": (-99.0, 1000.0, "drift must be within -99..1000 percent"),
-}
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    """One scheduled fault: `kind`, its optional `value`, start `at_s` and optional `duration_s`."""
-
-    kind: str
-    at_s: float
-    duration_s: float | None = None
-    value: float | str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> FaultSpec:
-        """Parse `KIND[=VALUE]@T[:D]`, e.g. `electrode-lift@60`, `corrupt=0.01@0:30`."""
-        head, sep, when = text.partition("@")
-        if not sep:
-            raise FaultSpecError(f"fault {text!r}: expected KIND[=VALUE]@T[:D], e.g. electrode-lift@60")
-        kind, has_value, raw_value = head.partition("=")
-        if kind not in _KINDS:
-            raise FaultSpecError(f"fault {text!r}: unknown kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        required, parser = _KINDS[kind]
-        value: float | str | None = None
-        if has_value:
-            if parser is None:
-                raise FaultSpecError(f"fault {text!r}: {kind} takes no value")
-            try:
-                value = parser(raw_value)  # type: ignore[assignment]
-            except (ValueError, KeyError):
-                raise FaultSpecError(f"fault {text!r}: bad value {raw_value!r} for {kind}") from None
-        elif required:
-            raise FaultSpecError(f"fault {text!r}: {kind} needs a value ({kind}=...)")
-        at, colon, duration = when.partition(":")
-        try:
-            at_s = float(at)
-            duration_s = float(duration) if colon else None
-        except ValueError:
-            raise FaultSpecError(f"fault {text!r}: T and D must be numbers of device seconds") from None
-        if not (math.isfinite(at_s) and at_s >= 0) or (
-            duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0)
-        ):
-            raise FaultSpecError(f"fault {text!r}: T must be a finite number >= 0 and D a finite number > 0")
-        if isinstance(value, float):
-            low, high, what = _VALUE_RANGES[kind]
-            if not (math.isfinite(value) and low <= value <= high):
-                raise FaultSpecError(f"fault {text!r}: {kind} {what}, got {raw_value}")
-        return cls(kind, at_s, duration_s, value)
-
-
-#: Device seconds one `advance` call may run (a few ms of CPU); see `SimulatedDevice.advance`.
-MAX_CATCH_UP_S = 5.0
 
 TraceSink = Callable[[dict[str, object]], None]
 

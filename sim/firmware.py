@@ -12,17 +12,16 @@ so a simulator running its device clock 100x fast still gives the host real seco
 
 Every command's legality is in one table, `LEGAL` (PROTOCOL.md §6.3); every fault's action is in
 `FAULT_CUTS` (§6.2). Monitors are evaluated every internal step (`step_s`, 10 ms by default, as §7.2
-requires of a real device). Commands are executed the moment they arrive; their effect on the output
-follows in the next step.
+requires of a real device); their conditions and windows, CONFIGURE's checks and the dose and duration
+limits are in `sim.monitors`, what a tripped one does is here. Commands are executed the moment they
+arrive; their effect on the output follows in the next step.
 
 Fault hooks for the simulator (`stuck_output`, `reboot`, `panel_stop`, `flip_polarity`) model firmware, supply and
-front-panel events; electrical
-faults (lifted electrode, short, drift) are the plant's.
+front-panel events; electrical faults (lifted electrode, short, drift) are the plant's.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,6 +65,7 @@ from firmware_protocol import (
     UnsupportedVersion,
     encode,
 )
+from sim.monitors import IMPEDANCE_FLOOR_UA, MONITOR_FLOOR_UA, Monitors, configure_result, limit_reached
 from sim.plant import Plant, PlantSample
 
 S = State
@@ -100,14 +100,6 @@ FAULT_CUTS = frozenset(
     {Fault.OVERCURRENT, Fault.OPEN_CIRCUIT, Fault.OVERVOLTAGE, Fault.INTERNAL, Fault.BROWNOUT, Fault.OUTPUT_CUT}
 )
 
-# Monitor thresholds and windows (PROTOCOL.md §6.2), device time.
-OVERCURRENT_WINDOW_S = 0.010
-OVERVOLTAGE_WINDOW_S = 0.010
-OPEN_CIRCUIT_WINDOW_S = 0.100
-LOW_IMPEDANCE_WINDOW_S = 0.100
-MISMATCH_WINDOW_S = 0.500
-IMPEDANCE_FLOOR_UA = 50  # below this measured current, impedance is not measurable
-MONITOR_FLOOR_UA = 100
 PROBE_MAX_UA = 1000
 POWER_UP_TELEMETRY_MS = 100
 RESPONSE_CACHE = 4  # responses remembered for duplicate detection (§4.4)
@@ -186,7 +178,7 @@ class Firmware:
         self._telemetry_due = True
         self._probe: tuple[float, int, int] | None = None  # (end time, seq, probe µA)
         self._watchdog_fed_link_s: float | None = None
-        self._since: dict[Fault, float] = {}
+        self._monitors = Monitors()  # the windowed monitors of §6.2 (sim.monitors)
         self._seq = 0
         # (request seq, msg_id) -> (response, response seq), the last RESPONSE_CACHE responses sent
         self._cache: dict[tuple[int, int], tuple[Message, int]] = {}
@@ -320,22 +312,10 @@ class Firmware:
         return Result.OK
 
     def _do_configure(self, m: Configure, seq: int, link_s: float) -> Result:
-        spec = self.spec
-        checks = (  # PROTOCOL.md §5.1, in the documented order: the first failing one answers
-            (m.max_current_ua == 0, Result.BAD_ARGUMENT),
-            (m.max_current_ua > spec.hw_max_current_ua, Result.LIMIT_EXCEEDED),
-            (not 1 <= m.max_slew_ua_per_s <= 100_000, Result.BAD_ARGUMENT),
-            (m.max_dose_uas < 1, Result.BAD_ARGUMENT),
-            (m.max_voltage_mv == 0, Result.BAD_ARGUMENT),
-            (m.max_voltage_mv > spec.hw_compliance_mv, Result.LIMIT_EXCEEDED),
-            (m.max_duration_ms < 1, Result.BAD_ARGUMENT),
-            (m.min_impedance_ohm >= m.max_impedance_ohm, Result.BAD_ARGUMENT),
-            (m.area_mm2 < 1, Result.BAD_ARGUMENT),
-            (not 100 <= m.watchdog_ms <= 10_000, Result.BAD_ARGUMENT),
-        )
-        for failed, result in checks:
-            if failed:
-                return result
+        result = configure_result(m, hw_max_current_ua=self.spec.hw_max_current_ua,
+                                  hw_compliance_mv=self.spec.hw_compliance_mv)  # fmt: skip
+        if result is not Result.OK:
+            return result
         self.limits = m
         self.plant.compliance_v = m.max_voltage_mv / 1000
         return Result.OK
@@ -382,7 +362,7 @@ class Firmware:
         self._apply_relay()
         self._ramp_to(m.target_ua, m.ramp_ms)
         self._watchdog_fed_link_s = link_s
-        self._since.clear()
+        self._monitors.clear()
         self._enter(S.RAMP_UP)
         return Result.OK
 
@@ -513,8 +493,7 @@ class Firmware:
         if self.state in ENERGISED or (self.state is S.FAULT and self.relay):
             self._monitor(sample.at_compliance)
         else:
-            stray = probe is None and abs(self.measured_ua) >= MONITOR_FLOOR_UA
-            if (stray or Fault.INTERNAL in self._since) and self._window(Fault.INTERNAL, stray, 0.1):
+            if self._monitors.stray(self.t, self.measured_ua, probing=probe is not None):
                 self._latch(Fault.INTERNAL)  # current through an output that was commanded open (§6.2)
         self._progress()
         if self.on_step is not None:
@@ -538,51 +517,22 @@ class Firmware:
             if self.state is S.RAMP_DOWN:
                 self._enter(S.DONE)
 
-    def _window(self, fault: Fault, condition: bool, window_s: float) -> bool:
-        """True once `condition` has held continuously for `window_s` of device time."""
-        if not condition:
-            self._since.pop(fault, None)
-            return False
-        start = self._since.setdefault(fault, self.t)
-        return self.t - start >= window_s - 1e-9
-
     def _monitor(self, at_compliance: bool) -> None:
+        """The monitors of §6.2 on this step's measurement (sim.monitors): latch whatever tripped, then stop at
+        the dose or duration limit if nothing did."""
         limits = self.limits
         if limits is None:  # energised without limits: only after a reboot, where the relay is open
             return
-        meas, set_ua, target = abs(self.measured_ua), self.set_ua, self.target_ua
-        impedance = abs(self.output_mv) * 1000 / meas if meas >= IMPEDANCE_FLOOR_UA else math.inf
-        # max_current_ua never exceeds the hardware maximum (CONFIGURE refuses it), so one bound covers both.
-        over = limits.max_current_ua + max(0.05 * limits.max_current_ua, MONITOR_FLOOR_UA)
-        overcurrent = meas > over
-        overvoltage = abs(self.output_mv) > limits.max_voltage_mv * 1.05
-        open_circuit = (
-            set_ua >= MONITOR_FLOOR_UA and impedance != math.inf and impedance > limits.max_impedance_ohm
-        ) or (target >= MONITOR_FLOOR_UA and at_compliance and meas < 0.1 * target)
-        low_impedance = meas >= MONITOR_FLOOR_UA and impedance < limits.min_impedance_ohm
-        mismatch = not at_compliance and abs(meas - set_ua) > max(0.05 * set_ua, MONITOR_FLOOR_UA)
-        compliance = limits.compliance_timeout_ms > 0 and at_compliance
-        since = self._since
-        # Most steps: no condition holds and no window is open, so there is nothing to look at.
-        if since or overcurrent or overvoltage or open_circuit or low_impedance or mismatch or compliance:
-            checks = (
-                (Fault.OVERCURRENT, overcurrent, OVERCURRENT_WINDOW_S),
-                (Fault.OVERVOLTAGE, overvoltage, OVERVOLTAGE_WINDOW_S),
-                (Fault.OPEN_CIRCUIT, open_circuit, OPEN_CIRCUIT_WINDOW_S),
-                (Fault.LOW_IMPEDANCE, low_impedance, LOW_IMPEDANCE_WINDOW_S),
-                (Fault.CURRENT_MISMATCH, mismatch, MISMATCH_WINDOW_S),
-                (Fault.COMPLIANCE, compliance, limits.compliance_timeout_ms / 1000),
-            )
-            for fault, condition, window in checks:
-                if (condition or fault in since) and self._window(fault, condition, window):
-                    self._latch(fault)
+        tripped = self._monitors.tripped(self.t, limits, measured_ua=self.measured_ua, output_mv=self.output_mv,
+                                         set_ua=self.set_ua, target_ua=self.target_ua,
+                                         at_compliance=at_compliance)  # fmt: skip
+        for fault in tripped:
+            self._latch(fault)
         if self.state is S.FAULT:
             return
-        slew = limits.max_slew_ua_per_s
-        if self.dose_uas + set_ua * set_ua / (2 * slew) >= limits.max_dose_uas:
-            self._latch(Fault.DOSE_LIMIT)
-        elif (self.energised_s + set_ua / slew) * 1000 >= limits.max_duration_ms:
-            self._latch(Fault.DURATION_LIMIT)
+        limit = limit_reached(limits, dose_uas=self.dose_uas, energised_s=self.energised_s, set_ua=self.set_ua)
+        if limit is not None:
+            self._latch(limit)
 
     def _impedance(self) -> int:
         if self.measured_ua < IMPEDANCE_FLOOR_UA:

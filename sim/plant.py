@@ -43,6 +43,12 @@ _INF = math.inf
 _TWO_PI = 2.0 * math.pi
 _REST_CURRENT_UA = 1.0  # a step whose mean current is below this counts as rest: R_p recovers
 _ZERO_CURRENT_UA = 1e-3  # below this the impedance (V/I) is reported as infinite
+
+#: Device seconds one catch-up call may step a plant (a few ms of CPU): `SimulatedDevice.advance` and
+#: `ScpiLink.advance` stop there, so a machine that cannot keep up slows the simulated clock rather than
+#: stalling the serving loop.
+MAX_CATCH_UP_S = 5.0
+
 _RAMP_PIECES = 8  # constant-current pieces a slew ramp is split into (ramps last ~1 ms at the default slew)
 # A slew that lasts at most this fraction of a step, and whose mean over the step is within this fraction of the
 # target, is folded into one piece at the step's mean current.

@@ -8,8 +8,9 @@ sleeps or touches a port; an endpoint (TCP, pty) wraps this object.
 
 Parsing (`sim.scpi_syntax`) follows IEEE 488.2 and the SCPI tree rules. Headers match the 2400 manual's
 patterns (Keithley 2400 Series SourceMeter User's Manual, 2400S-900-01 Rev. K, section 18) in long or short
-form, any case, with optional nodes in brackets. A bad unit queues an error (SCPI -1xx/-2xx, or the 2400's
-+8xx) and the next unit is still executed; nothing raises to the caller.
+form, any case, with optional nodes in brackets; the command set (which header runs which of this model's
+handlers, the plain settings and their limits) is in `sim.scpi_commands`. A bad unit queues an error (SCPI
+-1xx/-2xx, or the 2400's +8xx) and the next unit is still executed; nothing raises to the caller.
 
 What the instrument does (manual references in the command table and helpers below):
 - Source I or V; the plant works in magnitude, so the sign of the source level is re-applied to readings.
@@ -25,23 +26,27 @@ What the instrument does (manual references in the command table and helpers bel
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
 
 from sim.plant import Plant, PlantSample
+from sim.scpi_commands import (
+    COMMON,
+    SETTINGS,
+    SOURCE_RANGE_DEFAULT,
+    UNITS,
+    Setting,
+    lookup,
+    pick_range,
+    range_for,
+    ranges_of,
+    register_value,
+    sense_function,
+)
 from sim.scpi_syntax import (
-    COMMAND_ERRORS,
-    WHITESPACE,
     MessageUnit,
-    Node,
     ScpiError,
     boolean,
     choice,
-    compile_header,
-    header_matches,
     keyword,
     message_units,
     no_params,
@@ -63,24 +68,6 @@ _ERROR_QUEUE_SIZE = 10  # ":SYSTem:ERRor[:NEXT]?": the Error Queue "can hold up 
 _MAX_STEP_S = 0.1  # advance() steps the plant at most this far at a time, so R_p is followed closely
 _MAX_READINGS = 2500  # arm count x trigger count may not exceed 2500
 
-# Ranges are reported and selected as 1.05x their nominal full scale, as the 2400 does.
-_CURRENT_RANGES_A = (1.05e-6, 1.05e-5, 1.05e-4, 1.05e-3, 1.05e-2, 1.05e-1, 1.05)
-_VOLTAGE_RANGES_V = (0.21, 2.1, 21.0, 210.0)
-_RESISTANCE_RANGES_OHM = (2.1, 21.0, 210.0, 2.1e3, 2.1e4, 2.1e5, 2.1e6, 2.1e7, 2.1e8)
-_UNITS = {"CURR": "A", "VOLT": "V", "RES": "OHM"}
-_SOURCE_RANGE_DEFAULT = {"CURR": 1.05e-4, "VOLT": 21.0}  # 18-75: DEFault is the 100 µA and 20 V range
-
-_ERRORS = {
-    0: "No error",
-    **COMMAND_ERRORS,
-    -221: "Settings conflict",
-    -222: "Data out of range",
-    -224: "Illegal parameter value",
-    -230: "Data corrupt or stale",
-    -350: "Queue overflow",
-    803: "Not permitted with OUTPUT off",  # Table B-1, "Additional command execution errors"
-}
-
 # Standard Event Status Register bits (IEEE 488.2).
 _ESR_OPC, _ESR_QYE, _ESR_DDE, _ESR_EXE, _ESR_CME = 1, 4, 8, 16, 32
 
@@ -97,6 +84,12 @@ _FUNCTION_NAMES = {"VOLT": '"VOLT:DC"', "CURR": '"CURR:DC"', "RES": '"RES"'}
 
 class SourceMeter:
     """A Keithley 2400 SourceMeter model: a SCPI parser and instrument state around a `Plant`."""
+
+    # Declared here for the command table in sim.scpi_commands, which reads them.
+    _idn: str
+    _ese: int
+    _sre: int
+    _output: bool
 
     def __init__(self, plant: Plant, *, idn: str = DEFAULT_IDN) -> None:
         self._plant = plant
@@ -159,9 +152,9 @@ class SourceMeter:
 
     def _execute(self, unit: MessageUnit) -> str | None:
         if unit.common:
-            command = _COMMON.get(unit.header[0])
+            command = COMMON.get(unit.header[0])
         else:
-            command = _lookup(unit.header)
+            command = lookup(unit.header)
         if unit.query:
             if command is None or command.query is None:
                 raise ScpiError(-113)
@@ -175,10 +168,10 @@ class SourceMeter:
 
     def _reset(self) -> None:
         """*RST defaults (Tables 18-3 to 18-7). The error queue and the clock are not affected."""
-        self._settings: dict[str, float | bool | str] = {s.key: s.default for s in _SETTINGS}
+        self._settings: dict[str, float | bool | str] = {s.key: s.default for s in SETTINGS}
         self._source: str = "VOLT"
         self._level = {"CURR": 0.0, "VOLT": 0.0}
-        self._source_range = dict(_SOURCE_RANGE_DEFAULT)
+        self._source_range = dict(SOURCE_RANGE_DEFAULT)
         self._source_range_auto = {"CURR": True, "VOLT": True}
         self._sense: set[str] = {"CURR"}
         self._concurrent: bool = True
@@ -331,10 +324,10 @@ class SourceMeter:
         self._esr = 0
 
     def _set_ese(self, params: list[str]) -> None:
-        self._ese = _register_value(params)
+        self._ese = register_value(params)
 
     def _set_sre(self, params: list[str]) -> None:
-        self._sre = _register_value(params) & ~0x40
+        self._sre = register_value(params) & ~0x40
 
     # -- command handlers: source ------------------------------------------------------------------------------
 
@@ -343,12 +336,12 @@ class SourceMeter:
         self._step(0.0)
 
     def _set_level(self, function: str, params: list[str]) -> None:
-        ranges = _ranges(function)
-        value = numeric_value(one_param(params), _UNITS[function], -ranges[-1], ranges[-1], 0.0)
+        ranges = ranges_of(function)
+        value = numeric_value(one_param(params), UNITS[function], -ranges[-1], ranges[-1], 0.0)
         if abs(value) > ranges[-1]:
             raise ScpiError(-222)
         if self._source_range_auto[function]:
-            self._source_range[function] = _range_for(abs(value), ranges)
+            self._source_range[function] = range_for(abs(value), ranges)
         elif abs(value) > self._source_range[function] * (1 + 1e-9):
             # A manual range caps the level, so MIN and MAX need the highest range (manual 18-78/79).
             raise ScpiError(-221)
@@ -356,13 +349,13 @@ class SourceMeter:
         self._step(0.0)
 
     def _query_level(self, function: str, params: list[str]) -> str:
-        top = _ranges(function)[-1]
+        top = ranges_of(function)[-1]
         return nr3(numeric_query(params, self._level[function], -top, top, 0.0))
 
     def _set_source_range(self, function: str, params: list[str]) -> None:
         present = self._source_range[function]
-        chosen = _pick_range(
-            one_param(params), _ranges(function), present, _UNITS[function], _SOURCE_RANGE_DEFAULT[function]
+        chosen = pick_range(
+            one_param(params), ranges_of(function), present, UNITS[function], SOURCE_RANGE_DEFAULT[function]
         )
         if abs(self._level[function]) > chosen * (1 + 1e-9):
             raise ScpiError(-221)  # the present level would not fit: refuse rather than change the output
@@ -370,21 +363,21 @@ class SourceMeter:
         self._source_range_auto[function] = False
 
     def _query_source_range(self, function: str, params: list[str]) -> str:
-        ranges = _ranges(function)
+        ranges = ranges_of(function)
         present = self._source_range[function]
-        return nr3(numeric_query(params, present, ranges[0], ranges[-1], _SOURCE_RANGE_DEFAULT[function]))
+        return nr3(numeric_query(params, present, ranges[0], ranges[-1], SOURCE_RANGE_DEFAULT[function]))
 
     def _set_source_range_auto(self, function: str, params: list[str]) -> None:
         self._source_range_auto[function] = boolean(one_param(params))
         if self._source_range_auto[function]:
-            self._source_range[function] = _range_for(abs(self._level[function]), _ranges(function))
+            self._source_range[function] = range_for(abs(self._level[function]), ranges_of(function))
 
     # -- command handlers: sense, format, output ---------------------------------------------------------------
 
     def _set_sense_functions(self, on: bool, params: list[str]) -> None:
         if not params:
             raise ScpiError(-109)
-        functions = [_sense_function(name) for p in params for name in string(p).split(",")]
+        functions = [sense_function(name) for p in params for name in string(p).split(",")]
         if not on:
             self._sense.difference_update(functions)
         elif self._concurrent:
@@ -400,7 +393,7 @@ class SourceMeter:
         self._sense = set(_FUNCTIONS) if on else set()
 
     def _query_function_state(self, params: list[str]) -> str:
-        return "1" if _sense_function(one_param(params)) in self._sense else "0"
+        return "1" if sense_function(one_param(params)) in self._sense else "0"
 
     def _set_concurrent(self, params: list[str]) -> None:
         self._concurrent = boolean(one_param(params))
@@ -437,7 +430,7 @@ class SourceMeter:
 
     # -- plain settings ----------------------------------------------------------------------------------------
 
-    def _set_setting(self, setting: _Setting, params: list[str]) -> None:
+    def _set_setting(self, setting: Setting, params: list[str]) -> None:
         text = one_param(params)
         value: float | bool | str
         if setting.one_shot and keyword(text, setting.one_shot):
@@ -446,7 +439,7 @@ class SourceMeter:
             value = boolean(text)
         elif setting.kind == "range":
             present = float(self._settings[setting.key])
-            value = _pick_range(text, setting.ranges, present, setting.unit, float(setting.default))
+            value = pick_range(text, setting.ranges, present, setting.unit, float(setting.default))
         elif setting.kind == "choice":
             value = choice(text, *setting.choices)
         else:
@@ -462,7 +455,7 @@ class SourceMeter:
             self._settings[setting.clears] = False
         self._step(0.0)
 
-    def _query_setting(self, setting: _Setting, params: list[str]) -> str:
+    def _query_setting(self, setting: Setting, params: list[str]) -> str:
         value = self._settings[setting.key]
         if setting.kind in ("bool", "choice"):
             no_params(params)
@@ -470,333 +463,3 @@ class SourceMeter:
         lo, hi = (setting.ranges[0], setting.ranges[-1]) if setting.kind == "range" else (setting.lo, setting.hi)
         shown = numeric_query(params, float(value), lo, hi, float(setting.default))
         return str(round(shown)) if setting.kind == "int" else nr3(shown)
-
-
-# -- parameters the instrument parses --------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1024)
-def _lookup(header: tuple[str, ...]) -> _Command | None:
-    """The command a header spells (the table scan, cached: a host repeats the same few headers)."""
-    return next((c for nodes, c in _COMMANDS if header_matches(nodes, header)), None)
-
-
-def _register_value(params: list[str]) -> int:
-    """The value for *ESE or *SRE: 0 to 255."""
-    value = number(one_param(params))
-    if not 0 <= value <= 255:
-        raise ScpiError(-222)
-    return round(value)
-
-
-def _ranges(function: str) -> tuple[float, ...]:
-    return _CURRENT_RANGES_A if function == "CURR" else _VOLTAGE_RANGES_V
-
-
-def _range_for(magnitude: float, ranges: tuple[float, ...]) -> float:
-    """The lowest range that can accommodate `magnitude` (manual 18-75)."""
-    return next((r for r in ranges if magnitude <= r * (1 + 1e-9)), ranges[-1])
-
-
-def _pick_range(text: str, ranges: tuple[float, ...], present: float, unit: str, default: float) -> float:
-    """<n>|UP|DOWN|MIN|MAX|DEF for a range command: the range to select (manual 18-74/75)."""
-    step = keyword(text, "UP", "DOWN")
-    if step is not None:
-        index = ranges.index(present) if present in ranges else len(ranges) - 1
-        return ranges[min(index + 1, len(ranges) - 1)] if step == "UP" else ranges[max(index - 1, 0)]
-    value = abs(numeric_value(text, unit, ranges[0], ranges[-1], default))
-    if value > ranges[-1] * (1 + 1e-9):
-        raise ScpiError(-222)
-    return _range_for(value, ranges)
-
-
-def _sense_function(text: str) -> str:
-    """'"VOLT"', '"VOLT:DC"', '"CURRent:DC"', '"RES"' -> 'VOLT' / 'CURR' / 'RES'."""
-    parts = string(text).strip(WHITESPACE).split(":")
-    name = keyword(parts[0], "VOLTage", "CURRent", "RESistance")
-    if name is None or len(parts) > 2 or (len(parts) == 2 and (name == "RES" or parts[1].upper() != "DC")):
-        raise ScpiError(-224)
-    return name
-
-
-# -- settings that are stored and reported but do not change the simulation ------------------------------------
-
-
-@dataclass(frozen=True)
-class _Setting:
-    """A plain instrument setting: how to parse it, its limits and its *RST default."""
-
-    key: str
-    kind: str  # "num", "int", "bool", "choice" or "range"
-    default: float | bool | str
-    lo: float = 0.0
-    hi: float = 0.0
-    unit: str = ""
-    choices: tuple[str, ...] = ()
-    magnitude: bool = False  # the manual treats the value as a magnitude: -5 means 5
-    clears: str = ""  # setting this turns that boolean off (e.g. a manual range turns autorange off)
-    ranges: tuple[float, ...] = ()  # for "range": the ranges, selected as the lowest that holds the value
-    one_shot: str = ""  # a keyword accepted as an action that leaves the setting alone (AZER ONCE)
-
-
-_SETTINGS = (
-    _Setting("sens.volt.prot", "num", 21.0, -210.0, 210.0, "V", magnitude=True),  # 18-68: DEF 21 V, ±210 V
-    _Setting("sens.curr.prot", "num", 1.05e-4, -1.05, 1.05, "A", magnitude=True),  # 18-68: DEF 105 µA
-    _Setting("sens.curr.rang", "range", 1.05e-4, unit="A", ranges=_CURRENT_RANGES_A, clears="sens.curr.rang.auto"),
-    _Setting("sens.volt.rang", "range", 21.0, unit="V", ranges=_VOLTAGE_RANGES_V, clears="sens.volt.rang.auto"),
-    _Setting("sens.res.rang", "range", 2.1e5, unit="OHM", ranges=_RESISTANCE_RANGES_OHM, clears="sens.res.rang.auto"),
-    _Setting("sens.curr.rang.auto", "bool", True),
-    _Setting("sens.volt.rang.auto", "bool", True),
-    _Setting("sens.res.rang.auto", "bool", True),
-    _Setting("sens.curr.nplc", "num", 1.0, 0.01, 10.0),
-    _Setting("sens.volt.nplc", "num", 1.0, 0.01, 10.0),
-    _Setting("sens.res.nplc", "num", 1.0, 0.01, 10.0),
-    _Setting("sens.res.mode", "choice", "AUTO", choices=("MANual", "AUTO")),
-    _Setting("sens.res.ocom", "bool", False),
-    _Setting("sens.aver", "bool", False),
-    _Setting("sens.aver.tcon", "choice", "REP", choices=("REPeat", "MOVing")),
-    _Setting("sens.aver.coun", "int", 10, 1, 100),
-    _Setting("sour.volt.prot", "num", 210.0, -210.0, 210.0, "V", magnitude=True),
-    _Setting("sour.del", "num", 0.0, 0.0, 999.9999, "S", clears="sour.del.auto"),
-    _Setting("sour.del.auto", "bool", True),
-    _Setting("sour.cle.auto", "bool", False),  # 18-72: auto output-off disabled is the *RST default
-    _Setting("sour.cle.auto.mode", "choice", "ALW", choices=("ALWays", "TCOunt")),
-    _Setting("sour.curr.mode", "choice", "FIX", choices=("FIXed",)),  # sweeps and lists are not modelled
-    _Setting("sour.volt.mode", "choice", "FIX", choices=("FIXed",)),
-    _Setting("outp.smod", "choice", "NORM", choices=("HIMPedance", "NORMal", "ZERO", "GUARd")),
-    _Setting("outp.enab", "bool", False),
-    _Setting("form.data", "choice", "ASC", choices=("ASCii",)),  # binary formats are not modelled
-    _Setting("form.bord", "choice", "NORM", choices=("NORMal", "SWAPped")),
-    _Setting("form.sreg", "choice", "ASC", choices=("ASCii", "HEXadecimal", "OCTal", "BINary")),
-    _Setting("trig.coun", "int", 1, 1, 2500),
-    _Setting("arm.coun", "int", 1, 1, 2500),
-    _Setting("trig.del", "num", 0.0, 0.0, 999.9999, "S"),
-    _Setting("trig.sour", "choice", "IMM", choices=("IMMediate", "TLINk")),
-    _Setting("arm.sour", "choice", "IMM", choices=("IMMediate", "TIMer", "MANual", "BUS", "TLINk", "NSTest")),
-    _Setting("arm.tim", "num", 0.1, 0.001, 99999.99, "S"),
-    _Setting("trig.outp", "choice", "NONE", choices=("SOURce", "DELay", "SENSe", "NONE")),
-    _Setting("arm.outp", "choice", "NONE", choices=("TENTer", "TEXit", "NONE")),
-    _Setting("trig.ilin", "int", 1, 1, 4),
-    _Setting("trig.olin", "int", 2, 1, 4),
-    _Setting("arm.ilin", "int", 1, 1, 4),
-    _Setting("arm.olin", "int", 2, 1, 4),
-    _Setting("syst.rsen", "bool", False),
-    _Setting("syst.azer", "bool", True, one_shot="ONCE"),
-    _Setting("syst.lfr", "int", 60, 50, 60),
-    _Setting("syst.lfr.auto", "bool", True),
-    _Setting("syst.beep.stat", "bool", True),
-    _Setting("disp.enab", "bool", True),
-    _Setting("rout.term", "choice", "FRON", choices=("FRONt", "REAR")),
-    _Setting("trac.poin", "int", 100, 1, 2500),
-    _Setting("trac.feed", "choice", "SENS", choices=("SENSe",)),
-    _Setting("trac.feed.cont", "choice", "NEV", choices=("NEVer", "NEXT")),
-    _Setting("stat.meas.enab", "int", 0, 0, 65535),
-    _Setting("stat.oper.enab", "int", 0, 0, 65535),
-    _Setting("stat.ques.enab", "int", 0, 0, 65535),
-)
-_SETTING = {s.key: s for s in _SETTINGS}
-
-
-# -- the command table -----------------------------------------------------------------------------------------
-
-Handler = Callable[["SourceMeter", list[str]], None]
-Query = Callable[["SourceMeter", list[str]], str]
-
-
-@dataclass(frozen=True)
-class _Command:
-    setter: Handler | None = None
-    query: Query | None = None
-
-
-_Entry = tuple[tuple[Node, ...], _Command]  # a header pattern and what it does
-
-
-_R = TypeVar("_R", str, None)
-
-
-def _bare(action: Callable[[SourceMeter], _R]) -> Callable[[SourceMeter, list[str]], _R]:
-    """A handler for a command or query that takes no parameters."""
-
-    def handler(meter: SourceMeter, params: list[str]) -> _R:
-        no_params(params)
-        return action(meter)
-
-    return handler
-
-
-_NOTHING = _bare(lambda m: None)  # accepted and ignored
-_ZERO = _bare(lambda m: "0")
-
-
-def _error_query(*, every: bool, described: bool) -> Query:
-    """SYST:ERR? and its variants: the oldest error (0 if none) or all of them, taken off the queue."""
-
-    def query(meter: SourceMeter) -> str:
-        taken = len(meter._errors) if every else 1
-        codes = meter._errors[:taken] or [0]
-        del meter._errors[:taken]
-        return ",".join(f'{code},"{_ERRORS.get(code, "Error")}"' if described else str(code) for code in codes)
-
-    return _bare(query)
-
-
-def _command(pattern: str, setter: Handler | None = None, query: Query | None = None) -> _Entry:
-    return compile_header(pattern), _Command(setter, query)
-
-
-def _setting(pattern: str, key: str) -> _Entry:
-    spec = _SETTING[key]
-    return _command(
-        pattern,
-        lambda meter, params: meter._set_setting(spec, params),
-        lambda meter, params: meter._query_setting(spec, params),
-    )
-
-
-def _per_function(function: str) -> list[_Entry]:
-    long = {"CURR": "CURRent", "VOLT": "VOLTage"}[function]
-    return [
-        _command(
-            f":SOURce[1]:{long}[:LEVel][:IMMediate][:AMPLitude]",
-            lambda m, p: m._set_level(function, p),
-            lambda m, p: m._query_level(function, p),
-        ),
-        _command(
-            f":SOURce[1]:{long}:RANGe:AUTO",
-            lambda m, p: m._set_source_range_auto(function, p),
-            _bare(lambda m: "1" if m._source_range_auto[function] else "0"),
-        ),
-        _command(
-            f":SOURce[1]:{long}:RANGe",
-            lambda m, p: m._set_source_range(function, p),
-            lambda m, p: m._query_source_range(function, p),
-        ),
-        _setting(f":SOURce[1]:{long}:MODE", f"sour.{function.lower()}.mode"),
-        _setting(f"[:SENSe[1]]:{long}[:DC]:PROTection[:LEVel]", f"sens.{function.lower()}.prot"),
-        _command(f"[:SENSe[1]]:{long}[:DC]:PROTection:TRIPped", query=_bare(lambda m: m._tripped(function))),
-        _setting(f"[:SENSe[1]]:{long}[:DC]:RANGe:AUTO", f"sens.{function.lower()}.rang.auto"),
-        _setting(f"[:SENSe[1]]:{long}[:DC]:RANGe[:UPPer]", f"sens.{function.lower()}.rang"),
-        _setting(f"[:SENSe[1]]:{long}[:DC]:NPLCycles", f"sens.{function.lower()}.nplc"),
-        _command(f":CONFigure:{long}[:DC]", lambda m, p: m._configure(function, p)),
-        _command(f":MEASure:{long}[:DC]", query=lambda m, p: m._measure(function, p)),
-    ]
-
-
-# IEEE 488.2 common commands, by upper-cased header.
-_COMMON = {
-    "*IDN": _Command(query=_bare(lambda m: m._idn)),
-    "*OPC": _Command(_bare(SourceMeter._operation_complete), _bare(lambda m: "1")),
-    "*ESR": _Command(query=_bare(SourceMeter._read_esr)),
-    "*STB": _Command(query=_bare(lambda m: str(m._status_byte()))),
-    "*TST": _Command(query=_ZERO),
-    "*ESE": _Command(SourceMeter._set_ese, _bare(lambda m: str(m._ese))),
-    "*SRE": _Command(SourceMeter._set_sre, _bare(lambda m: str(m._sre))),
-    "*RST": _Command(_bare(SourceMeter._reset)),
-    "*CLS": _Command(_bare(SourceMeter._clear_status)),
-    "*WAI": _Command(_NOTHING),
-    "*TRG": _Command(_NOTHING),
-}
-
-_COMMANDS: tuple[_Entry, ...] = (
-    *_per_function("CURR"),
-    *_per_function("VOLT"),
-    _command(":SOURce[1]:FUNCtion[:MODE]", SourceMeter._set_function, _bare(lambda m: m._source)),
-    _command(":SOURce[1]:CLEar[:IMMediate]", _bare(lambda m: m._set_output(False))),
-    _setting(":SOURce[1]:CLEar:AUTO", "sour.cle.auto"),
-    _setting(":SOURce[1]:CLEar:AUTO:MODE", "sour.cle.auto.mode"),
-    _setting(":SOURce[1]:DELay", "sour.del"),
-    _setting(":SOURce[1]:DELay:AUTO", "sour.del.auto"),
-    _setting(":SOURce[1]:VOLTage:PROTection[:LEVel]", "sour.volt.prot"),
-    _command(
-        "[:SENSe[1]]:FUNCtion:CONCurrent",
-        SourceMeter._set_concurrent,
-        _bare(lambda m: "1" if m._concurrent else "0"),
-    ),
-    _command("[:SENSe[1]]:FUNCtion[:ON]:ALL", lambda m, p: m._set_all_functions(True, p)),
-    _command("[:SENSe[1]]:FUNCtion:OFF:ALL", lambda m, p: m._set_all_functions(False, p)),
-    _command("[:SENSe[1]]:FUNCtion:OFF", lambda m, p: m._set_sense_functions(False, p)),
-    _command("[:SENSe[1]]:FUNCtion:STATe", query=SourceMeter._query_function_state),
-    _command(
-        "[:SENSe[1]]:FUNCtion[:ON]",
-        lambda m, p: m._set_sense_functions(True, p),
-        _bare(SourceMeter._sense_functions),
-    ),
-    _setting("[:SENSe[1]]:RESistance:RANGe:AUTO", "sens.res.rang.auto"),
-    _setting("[:SENSe[1]]:RESistance:RANGe[:UPPer]", "sens.res.rang"),
-    _setting("[:SENSe[1]]:RESistance:NPLCycles", "sens.res.nplc"),
-    _setting("[:SENSe[1]]:RESistance:MODE", "sens.res.mode"),
-    _setting("[:SENSe[1]]:RESistance:OCOMpensated", "sens.res.ocom"),
-    _setting("[:SENSe[1]]:AVERage:TCONtrol", "sens.aver.tcon"),
-    _setting("[:SENSe[1]]:AVERage:COUNt", "sens.aver.coun"),
-    _setting("[:SENSe[1]]:AVERage[:STATe]", "sens.aver"),
-    _command(":CONFigure:RESistance", lambda m, p: m._configure("RES", p), _bare(SourceMeter._sense_functions)),
-    _command(":CONFigure", query=_bare(SourceMeter._sense_functions)),
-    _command(":MEASure:RESistance", query=lambda m, p: m._measure("RES", p)),
-    _command(":MEASure", query=lambda m, p: m._measure(None, p)),
-    _command(":FORMat:ELEMents[:SENSe[1]]", SourceMeter._set_elements, _bare(lambda m: ",".join(m._elements))),
-    _setting(":FORMat[:DATA]", "form.data"),
-    _setting(":FORMat:BORDer", "form.bord"),
-    _setting(":FORMat:SREGister", "form.sreg"),
-    _command(
-        ":OUTPut[1][:STATe]",
-        lambda m, p: m._set_output(boolean(one_param(p))),
-        _bare(lambda m: "1" if m._output else "0"),
-    ),
-    _setting(":OUTPut[1]:SMODe", "outp.smod"),
-    _setting(":OUTPut[1]:ENABle[:STATe]", "outp.enab"),
-    _command(":INITiate[:IMMediate]", _bare(SourceMeter._initiate)),
-    _command(":ABORt", _NOTHING),
-    _command(":FETCh", query=_bare(SourceMeter._fetch)),
-    _command(":READ", query=_bare(SourceMeter._read)),
-    _setting(":TRIGger[:SEQuence[1]]:COUNt", "trig.coun"),
-    _setting(":TRIGger[:SEQuence[1]]:DELay", "trig.del"),
-    _setting(":TRIGger[:SEQuence[1]]:SOURce", "trig.sour"),
-    _setting(":TRIGger[:SEQuence[1]]:OUTPut", "trig.outp"),
-    _setting(":TRIGger[:SEQuence[1]]:ILINe", "trig.ilin"),
-    _setting(":TRIGger[:SEQuence[1]]:OLINe", "trig.olin"),
-    _command(":TRIGger:CLEar", _NOTHING),
-    _setting(":ARM[:SEQuence[1]][:LAYer[1]]:COUNt", "arm.coun"),
-    _setting(":ARM[:SEQuence[1]][:LAYer[1]]:SOURce", "arm.sour"),
-    _setting(":ARM[:SEQuence[1]][:LAYer[1]]:TIMer", "arm.tim"),
-    _setting(":ARM[:SEQuence[1]][:LAYer[1]]:OUTPut", "arm.outp"),
-    _setting(":ARM[:SEQuence[1]][:LAYer[1]]:ILINe", "arm.ilin"),
-    _setting(":ARM[:SEQuence[1]][:LAYer[1]]:OLINe", "arm.olin"),
-    _command(":SYSTem:ERRor[:NEXT]", query=_error_query(every=False, described=True)),
-    _command(":SYSTem:ERRor:ALL", query=_error_query(every=True, described=True)),
-    _command(":SYSTem:ERRor:COUNt", query=_bare(lambda m: str(len(m._errors)))),
-    _command(":SYSTem:ERRor:CODE[:NEXT]", query=_error_query(every=False, described=False)),
-    _command(":SYSTem:ERRor:CODE:ALL", query=_error_query(every=True, described=False)),
-    _command(":SYSTem:CLEar", _bare(lambda m: m._errors.clear())),
-    _command(":SYSTem:PRESet", _bare(SourceMeter._reset)),
-    _command(":SYSTem:TIME:RESet", _bare(SourceMeter._reset_time)),
-    _command(":SYSTem:VERSion", query=_bare(lambda m: "1996.0")),
-    _command(":SYSTem:BEEPer[:IMMediate]", SourceMeter._beep),
-    _setting(":SYSTem:BEEPer:STATe", "syst.beep.stat"),
-    _setting(":SYSTem:RSENse", "syst.rsen"),
-    _setting(":SYSTem:AZERo[:STATe]", "syst.azer"),
-    _setting(":SYSTem:LFRequency", "syst.lfr"),
-    _setting(":SYSTem:LFRequency:AUTO", "syst.lfr.auto"),
-    _command(":SYSTem:LOCal", _NOTHING),
-    _command(":SYSTem:REMote", _NOTHING),
-    _command(":STATus:QUEue[:NEXT]", query=_error_query(every=False, described=True)),
-    _command(":STATus:QUEue:CLEar", _bare(lambda m: m._errors.clear())),
-    _command(":STATus:PRESet", _bare(SourceMeter._status_preset)),
-    _command(":STATus:MEASurement:CONDition", query=_bare(SourceMeter._measurement_condition)),
-    _command(":STATus:MEASurement[:EVENt]", query=_ZERO),
-    _setting(":STATus:MEASurement:ENABle", "stat.meas.enab"),
-    _command(":STATus:OPERation:CONDition", query=_ZERO),
-    _command(":STATus:OPERation[:EVENt]", query=_ZERO),
-    _setting(":STATus:OPERation:ENABle", "stat.oper.enab"),
-    _command(":STATus:QUEStionable:CONDition", query=_ZERO),
-    _command(":STATus:QUEStionable[:EVENt]", query=_ZERO),
-    _setting(":STATus:QUEStionable:ENABle", "stat.ques.enab"),
-    _setting(":DISPlay:ENABle", "disp.enab"),
-    _setting(":ROUTe:TERMinals", "rout.term"),
-    _command(":TRACe:CLEar", _bare(lambda m: m._buffer.clear())),
-    _setting(":TRACe:POINts", "trac.poin"),
-    _command(":TRACe:POINts:ACTual", query=_bare(lambda m: str(len(m._buffer)))),
-    _setting(":TRACe:FEED", "trac.feed"),
-    _setting(":TRACe:FEED:CONTrol", "trac.feed.cont"),
-    _command(":TRACe:DATA", query=_bare(lambda m: m._format(m._buffer))),
-)

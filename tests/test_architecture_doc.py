@@ -96,7 +96,13 @@ ALLOWED = {
     "ionctl/config/": ("ionctl.config", "ionctl.safety", "ionctl.drivers.base", "ionctl.records"),
     "ionctl/core/courses.py": ("ionctl.config", "ionctl.safety", "ionctl.records"),  # as the table in ARCHITECTURE.md
 }
-ENTRY_POINTS = ("ionctl/cli/main.py", "ionctl/cli/demo.py", "ionctl/__main__.py", "ionctl/console/")
+ENTRY_POINTS = (
+    "ionctl/cli/main.py",
+    "ionctl/cli/demo.py",
+    "ionctl/cli/sim.py",
+    "ionctl/__main__.py",
+    "ionctl/console/",
+)
 
 
 def _imports(path: Path) -> set[str]:

@@ -18,17 +18,13 @@ import argparse
 import json
 import math
 import os
-import queue
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from ionctl.cli import run
 
@@ -190,51 +186,16 @@ def true_dose_ma_min(trace: Path) -> float | None:
 @contextmanager
 def simulator(link: Path, trace: Path, scale: float, log: Path, *,
               load: str = "normal") -> Iterator[subprocess.Popen[str]]:  # fmt: skip
-    """`python -m sim` serving a device on a pty at `link`; waits for `ready`, always terminates it."""
-    command = [sys.executable, "-m", "sim", "--serial-link", str(link), "--time-scale", repr(scale),
-               "--trace", str(trace), "--load", load]  # fmt: skip
-    package_root = Path(run.__file__).resolve().parents[1]  # where ionctl and its sibling `sim` are installed
-    with log.open("w") as stderr:
-        process = subprocess.Popen(command, cwd=package_root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=stderr, text=True, start_new_session=True)  # fmt: skip
-        assert process.stdout is not None
-        lines: queue.Queue[str | None] = queue.Queue()
-        reader = threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True)
-        reader.start()
-        try:
-            _wait_ready(process, lines, log)
-            yield process
-        finally:
-            _terminate(process)
-            reader.join(timeout=STOP_TIMEOUT_S)
-            process.stdout.close()
+    """`python -m sim` serving a device on a pty at `link` (`sim.process`); waits for `ready`, always stops it."""
+    from sim.process import SimulatorError as NotStarted
+    from sim.process import start
 
-
-def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line.strip())
-    lines.put(None)
-
-
-def _wait_ready(process: subprocess.Popen[str], lines: queue.Queue[str | None], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise SimulatorError(f"the simulator did not say ready within {READY_TIMEOUT_S:g} s") from None
-        if line == "ready":
-            return
-        if line is None:
-            process.wait()
-            raise SimulatorError(f"the simulator exited ({process.returncode}): {log.read_text().strip()}")
-
-
-def _terminate(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    try:
+        sim = start("--serial-link", str(link), "--time-scale", repr(scale), "--trace", str(trace), "--load", load,
+                    timeout_s=READY_TIMEOUT_S, log=log, new_session=True)  # fmt: skip
+    except NotStarted as exc:
+        raise SimulatorError(str(exc)) from None
+    try:
+        yield sim.process
+    finally:
+        sim.stop(STOP_TIMEOUT_S)

@@ -19,6 +19,7 @@ from ionctl.cli import config as config_command
 from ionctl.cli import course as course_command
 from ionctl.cli import demo as demo_command  # light modules: what they need is imported when they run
 from ionctl.cli import run as run_command
+from ionctl.cli import sim as sim_command  # the simulator's option parsing only (see ionctl/cli/sim.py)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -30,12 +31,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     return demo_command.main(args)
-
-
-def _cmd_sim(args: argparse.Namespace) -> int:
-    from sim.cli import main as sim_main
-
-    return sim_main(args.sim_args, prog="ionctl sim")
 
 
 def _cmd_protocol_decode(args: argparse.Namespace) -> int:
@@ -296,14 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_command.add_arguments(demo)
     demo.set_defaults(handler=_cmd_demo)
 
-    sim = commands.add_parser(
-        "sim",
-        help="run the device simulator (same options as `python -m sim`; see `ionctl sim --help`)",
-        add_help=False,
-        prefix_chars="\0",  # every argument, --help included, goes to the simulator's own parser
-    )
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
-    sim.set_defaults(handler=_cmd_sim)
+    sim_command.register(commands)
 
     devices = commands.add_parser(
         "devices",

@@ -1,60 +1,20 @@
-"""Start the simulator as a real process and talk to it as a host would: over its pty or sockets."""
+"""Talk to the simulator as a host would, over its pty or sockets; `running_sim` (from `sim.process`) starts it
+as a real process."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import serial
 
 from firmware_protocol import Decoder, Message, Packet, ProtocolError, Telemetry, encode
+from sim.process import SimProcess, running_sim
+
+__all__ = ["ROOT", "SimProcess", "WireClient", "running_sim", "symlink_target"]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class SimProcess:
-    process: subprocess.Popen[str]
-    endpoints: dict[str, str] = field(default_factory=dict)
-
-
-@contextmanager
-def running_sim(*args: str, timeout_s: float = 20.0) -> Iterator[SimProcess]:
-    """Run `python -m sim ARGS`, wait for `ready`, and stop it with SIGTERM afterwards (must exit 0)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sim", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    sim = SimProcess(process)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            line = process.stdout.readline().strip() if process.stdout else ""
-            if line == "ready":
-                break
-            if not line and process.poll() is not None:
-                raise RuntimeError(f"simulator exited {process.returncode}: {process.stderr.read()}")
-            if ": " in line:
-                name, address = line.split(": ", 1)
-                sim.endpoints[name] = address
-            if time.monotonic() > deadline:
-                raise TimeoutError("simulator did not print ready")
-        yield sim
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
 
 
 class WireClient:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
+
 import pytest
 
-from sim.cli import build_parser, load_from, main
+from sim.cli import UsageError, add_arguments, build_parser, check, load_from, main
 from sim.plant import LOAD_PRESETS
 
 
@@ -81,3 +85,53 @@ def test_a_trace_in_a_missing_directory_fails_cleanly(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "cannot start" in err and "Traceback" not in err
     assert not link.exists()  # nothing left behind
+
+
+# -- the options are defined once: `python -m sim` and `ionctl sim` both take them from sim.cli.add_arguments --
+
+
+def test_ionctl_sim_parses_the_simulators_own_options() -> None:
+    from ionctl.cli import build_parser as ionctl_parser
+    from ionctl.cli import sim as sim_command
+
+    args = ionctl_parser().parse_args(["sim", "--tcp", "0", "--time-scale", "5", "--fault", "electrode-lift@60"])
+    assert args.handler is sim_command.main
+    assert (args.tcp, args.time_scale, [f.kind for f in args.fault]) == (0, 5.0, ["electrode-lift"])
+    assert vars(args).keys() >= vars(parse("--tcp", "0")).keys()
+
+
+def test_ionctl_sim_refuses_contradictory_options_with_its_own_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    from ionctl.cli import main as ionctl_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        ionctl_main(["sim", "--scpi-port", "0", "--trace", "t.jsonl"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith("usage: ionctl sim") and "ionctl sim: error: --fault, --trace" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ([], "give at least one endpoint"),
+        (["--tcp", "0", "--trace-every-step"], "--trace-every-step needs --trace"),
+        (["--tcp", "0", "--rs", "-5"], "rs_ohm"),
+    ],
+)
+def test_check_says_what_cannot_run(args: list[str], reason: str) -> None:
+    with pytest.raises(UsageError, match=reason):
+        check(parse(*args))
+
+
+def test_the_options_go_onto_any_parser() -> None:
+    parser = argparse.ArgumentParser(prog="host")
+    add_arguments(parser)
+    assert parser.parse_args(["--scpi-port", "5025"]).scpi_port == 5025
+
+
+def test_parsing_the_options_does_not_load_the_device_model_or_the_endpoints() -> None:
+    code = "import sys, sim.cli; print(sorted(m for m in sys.modules if m.startswith(('sim.', 'firmware_protocol'))))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "sim.cli" in loaded
+    for heavy in ("sim.device", "sim.firmware", "sim.server", "sim.scpi'", "firmware_protocol"):
+        assert heavy not in loaded
