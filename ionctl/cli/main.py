@@ -48,7 +48,7 @@ class run:  # noqa: N801  (stands in for the module ionctl.cli.run)
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         run_command.add_arguments(parser)
-        parser.set_defaults(handler=run.main)
+        parser.set_defaults(handler=run_command.main)
 
     @staticmethod
     def main(args: argparse.Namespace) -> int:
