@@ -99,7 +99,7 @@ GOVERNED = ("firmware_protocol", "sim", "ionctl")
 
 def _imports(path: Path) -> set[str]:
     """Every absolute import in the module, function-level ones included, as dotted names."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
