@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import inspect
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 from firmware_protocol.vectors import load
 from ionctl import __version__
+from ionctl.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The commands `ionctl --help` lists, each a module of its own in ionctl/cli/.
+COMMANDS = ("run", "demo", "sim", "devices", "protocol", "console", "records", "config", "course")
 
 
 def ionctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -26,6 +38,51 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("demo", "protocol"):
         assert command in result.stdout
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
+
+
+def _handlers(parser: argparse.ArgumentParser, path: str = "") -> Iterator[tuple[str, object]]:
+    """(`command action`, its handler) for every command the parser runs, nested actions included."""
+    for name, sub in _subcommands(parser).items():
+        here = f"{path} {name}".strip()
+        yield here, sub.get_default("handler")
+        yield from _handlers(sub, here)
+
+
+def _command_modules() -> list[ModuleType]:
+    modules = [importlib.import_module(f"ionctl.cli.{p.stem}") for p in sorted((ROOT / "ionctl/cli").glob("*.py"))]
+    return [m for m in modules if hasattr(m, "register")]
+
+
+def test_help_lists_the_commands_in_order() -> None:
+    assert list(_subcommands(build_parser())) == list(COMMANDS)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_each_command_is_a_module_whose_main_runs_it(name: str) -> None:
+    module = importlib.import_module(f"ionctl.cli.{name}")
+    assert _subcommands(build_parser())[name].get_default("handler") is module.main
+
+
+def test_records_addendum_is_its_own_module() -> None:
+    from ionctl.cli import addendum
+
+    assert dict(_handlers(build_parser()))["records addendum"] is addendum.main
+
+
+def test_every_command_module_has_the_one_signature_and_is_registered() -> None:
+    modules = _command_modules()
+    names = {module.__name__ for module in modules}
+    assert sorted(f"ionctl.cli.{name}" for name in COMMANDS if f"ionctl.cli.{name}" not in names) == []
+    for module in modules:
+        assert list(inspect.signature(module.register).parameters) == ["commands"], module.__name__
+        assert list(inspect.signature(module.main).parameters) == ["args"], module.__name__
+    handlers = {handler for _, handler in _handlers(build_parser())}
+    assert [m.__name__ for m in modules if m.main not in handlers] == []
 
 
 def test_help_does_not_import_heavy_or_device_packages() -> None:

@@ -78,12 +78,17 @@ def test_course_export_into_a_missing_folder_names_the_path(tmp_path: Path) -> N
 
 def test_a_bug_is_one_line_naming_a_log_file_that_holds_the_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}  # platformdirs' user log dir on Linux
-    done = ionctl("protocol", "schema", env=env, prelude="""
-import ionctl.cli
+    done = ionctl(
+        "protocol",
+        "schema",
+        env=env,
+        prelude="""
+import ionctl.cli.protocol
 def broken(args):
     raise ValueError("a bug\\nover two lines")
-ionctl.cli._cmd_protocol_schema = broken
-""")
+ionctl.cli.protocol.schema = broken
+""",
+    )
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
@@ -97,11 +102,15 @@ ionctl.cli._cmd_protocol_schema = broken
 
 
 def test_ctrl_c_outside_a_session_exits_130_quietly() -> None:
-    done = ionctl("protocol", "schema", prelude="""
-import ionctl.cli
+    done = ionctl(
+        "protocol",
+        "schema",
+        prelude="""
+import ionctl.cli.protocol
 def interrupted(args):
     raise KeyboardInterrupt
-ionctl.cli._cmd_protocol_schema = interrupted
-""")
+ionctl.cli.protocol.schema = interrupted
+""",
+    )
     assert done.returncode == 130
     assert done.stderr == ""

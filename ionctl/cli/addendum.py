@@ -17,20 +17,22 @@ import shlex
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ionctl.core.vocabulary import ExitCode
+
 if TYPE_CHECKING:
     from ionctl.records import Store
     from ionctl.records.skin import Addendum, SkinCheck
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 
-
-def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser],
-               db: argparse.ArgumentParser) -> argparse.ArgumentParser:  # fmt: skip
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`addendum` among the actions of `ionctl records` (`ionctl.cli.records` registers it there)."""
+    from ionctl.cli.records import db_option
     from ionctl.records.skin import ITEMS
 
+    db = db_option()
+
     items = ", ".join(ITEMS)
-    parser = actions.add_parser(
+    parser = commands.add_parser(
         "addendum", parents=[db], help="add to a record: the skin check after, a late adverse reaction, a "
         "correction, a note (append-only)",
         description="Append an addendum to a record (append-only, in the hash chain). Exactly one of: "
@@ -42,14 +44,26 @@ def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser],
     parser.add_argument("--operator", required=True, metavar="NAME", help="who makes the addendum")
     parser.add_argument("--skin-check", nargs="+", action="extend", metavar="ITEM=ANSWER",
                         help=f"the skin check after the session, every item answered: {items}")  # fmt: skip
-    parser.add_argument("--reason", action="append", default=[], metavar="[ITEM=]TEXT",
-                        help="why an item was not inspected (ITEM=TEXT for one, TEXT for all not inspected)")
+    parser.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        metavar="[ITEM=]TEXT",
+        help="why an item was not inspected (ITEM=TEXT for one, TEXT for all not inspected)",
+    )
     parser.add_argument("--reaction", metavar="TEXT", help="an adverse reaction (with --skin-check: the one "
                         "seen; required when an item is yes)")  # fmt: skip
     parser.add_argument("--correction", metavar="TEXT", help="a correction of addendum --corrects N")
     parser.add_argument("--corrects", type=int, metavar="N", help="the addendum corrected (its # in records show)")
     parser.add_argument("--note", metavar="TEXT", help="a note (with --skin-check: the check's note)")
-    return parser
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """`ionctl records addendum`: opened and recovered as every `records` action is (`ionctl.cli.records`)."""
+    from ionctl.cli.records import with_store
+
+    return with_store(args, records_addendum)
 
 
 def addendum_from(args: argparse.Namespace) -> Addendum:
@@ -92,21 +106,19 @@ def addendum_from(args: argparse.Namespace) -> Addendum:
     return Addendum(NOTE, text=args.note)
 
 
-def records_addendum(store: object, args: argparse.Namespace) -> int:
-    """`ionctl records addendum`: exit 0 recorded, 2 bad input (named), 1 the store refused (no such record)."""
-    from ionctl.records import Store
+def records_addendum(store: Store, args: argparse.Namespace) -> int:
+    """Append the addendum: exit 0 recorded, 2 bad input (named), 1 the store refused (no such record)."""
     from ionctl.records.skin import SkinCheckError, addendum_text
 
-    assert isinstance(store, Store)
     try:
         addendum = addendum_from(args)
     except SkinCheckError as exc:
         print(f"ionctl records addendum: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.REFUSED
     number = store.append_addendum(args.id, args.operator, addendum)
     text = addendum_text({"detail": addendum.detail()})
     print(f"addendum #{number} ({addendum.kind}) recorded in record {args.id} by {args.operator}: {text}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # -- the pending skin check, for `ionctl run` -------------------------------------------------------------------

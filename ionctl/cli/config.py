@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+from ionctl.core.vocabulary import ExitCode
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = commands.add_parser(
         "config",
         help="show or change the site configuration (limits, presets); supervisor PIN",
@@ -69,10 +69,10 @@ def main(args: argparse.Namespace) -> int:
         return int(args.config_handler(args))
     except StoreMissing as exc:  # a read of a store that is not there: nothing was refused, nothing to read
         print(f"ionctl config: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except (ConfigError, ConfigNotApproved, AuthorityError, StoreError, PinUnavailable, OSError) as exc:
         print(f"ionctl config: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return ExitCode.REFUSED
 
 
 class PinUnavailable(Exception):
@@ -128,7 +128,7 @@ def _show(args: argparse.Namespace) -> int:
                           "limits": config.limits.values(), "limits_source": config.limits.source,
                           "electrodes": {n: e.area_cm2 for n, e in config.electrodes.items()},
                           "drugs": sorted(config.drugs), "presets": presets}, indent=2))  # fmt: skip
-        return EXIT_OK
+        return ExitCode.OK
     print(f"configuration  {config.source}\nSHA-256        {config.sha256}\nstate          {state}")
     print(f"limits         {config.limits.source}; classes: {', '.join(sorted(config.limits.classes))}")
     for name, e in config.electrodes.items():
@@ -142,7 +142,7 @@ def _show(args: argparse.Namespace) -> int:
         leaves = f"; clinician gives {', '.join(p.missing)}" if p.missing else ""
         course = f"; course of {p.course.sessions}" if p.course else ""
         print(f"preset         {name}: {p.drug}, {p.polarity.value}, {', '.join(gives)}{leaves}{course}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -152,12 +152,12 @@ def _init(args: argparse.Namespace) -> int:
     path = Path(args.file) if args.file else default_path()
     if path.exists():
         print(f"ionctl config init: {path} exists; not overwritten", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(initial_text(), encoding="utf-8")
     print(f"wrote {path}\nIt is not approved yet: a supervisor reviews it, then runs `ionctl config approve"
           f"{'' if not args.file else f' --config {path}'}`.")  # fmt: skip
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _set(args: argparse.Namespace) -> int:
@@ -171,11 +171,11 @@ def _set(args: argparse.Namespace) -> int:
         print(planned.diff or f"{args.key} is already {planned.new!r}: the file would not change", end="")
         if not _confirmed(args.yes, sys.stdin, f"write this change to {path} and approve it"):
             print(f"nothing changed: {path} and its approval are as they were")
-            return EXIT_REFUSED
+            return ExitCode.REFUSED
         pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin)
         change = apply_change(store, planned, pin)
     print(f"{change.key}: {change.old!r} -> {change.new!r} in {path}\napproved as SHA-256 {change.config.sha256}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _confirmed(yes: bool, stdin: TextIO, question: str) -> bool:
@@ -203,7 +203,7 @@ def _approve(args: argparse.Namespace) -> int:
         pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin)
         approve(store, config, pin, note=args.note)
     print(f"approved {config.source}\nSHA-256 {config.sha256}; presets: {', '.join(sorted(config.presets))}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _pin(args: argparse.Namespace) -> int:
@@ -217,7 +217,7 @@ def _pin(args: argparse.Namespace) -> int:
             raise AuthorityError("the two new PINs differ; nothing changed")
         set_pin(store, new, old_pin=old)
     print("supervisor PIN set (recorded in the audit trail)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -234,4 +234,4 @@ def _audit(args: argparse.Namespace) -> int:
         about = " ".join(f"{k} {e[k]}" for k in ("record_id", "course_id") if e[k] is not None)
         when = timefmt.local_text(e["utc"])
         print(f"{e['seq']:>5}  {when}  {e['actor']:<12} {e['action']:<18} {about} {json.dumps(detail)}")
-    return EXIT_OK
+    return ExitCode.OK

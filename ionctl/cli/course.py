@@ -17,7 +17,7 @@ import math
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+from ionctl.core.vocabulary import ExitCode
 
 
 def _whole(text: str) -> int:
@@ -40,7 +40,7 @@ def _number(text: str, *, zero: bool) -> float:
     return value
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     course = commands.add_parser(
         "course",
         help="treatment courses: start one, show where it stands, list, export the summary for the chart",
@@ -117,13 +117,13 @@ def main(args: argparse.Namespace) -> int:
             return int(args.course_handler(store, args))
     except StoreMissing as exc:
         print(f"ionctl course: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except (ConfigError, ConfigNotApproved, CourseError, CourseRefused) as exc:
         print(f"ionctl course: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return ExitCode.REFUSED
     except (StoreError, OSError) as exc:
         print(f"ionctl course: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
 
 def _now() -> Any:
@@ -162,7 +162,7 @@ def _start(store: Any, args: argparse.Namespace) -> int:
           f"{plan_of(course).text()}")  # fmt: skip
     print(f"  given at: {planned_text(course['plan']['prescription'])}")
     print(f"run its sessions with: ionctl run --course {course_id} --operator ID --device ADDR ...")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _show(store: Any, args: argparse.Namespace) -> int:
@@ -172,7 +172,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     course_summary = summary(store, args.id, _now())
     if args.json:
         sys.stdout.write(to_json(course_summary))
-        return EXIT_OK
+        return ExitCode.OK
     left, right = header_lines(course_summary)
     print(f"course {args.id}")
     for line in left + [""] + right:
@@ -186,7 +186,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     print("\nsupervisor overrides")
     for line in override_lines(course_summary, limit=10_000):
         print(f"  {line}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _list(store: Any, args: argparse.Namespace) -> int:
@@ -202,17 +202,20 @@ def _list(store: Any, args: argparse.Namespace) -> int:
                      "next_earliest_utc": s.to_dict()["next_earliest_utc"]})  # fmt: skip
     if args.json:
         print(json.dumps(rows))
-        return EXIT_OK
+        return ExitCode.OK
     from ionctl.records import timefmt
 
     zone = timefmt.zone_label()
     print(f"id\tcreated ({zone})\tpatient\tpreset\tdone/planned\tdose mA·min\tnext earliest ({zone})")
     for r in rows:
-        nxt = timefmt.local_text(r["next_earliest_utc"], seconds=False) if r["next_earliest_utc"] else (
-            "any time" if r["left"] else "none left")
+        nxt = (
+            timefmt.local_text(r["next_earliest_utc"], seconds=False)
+            if r["next_earliest_utc"]
+            else ("any time" if r["left"] else "none left")
+        )
         print(f"{r['id']}\t{timefmt.local_text(r['created_utc'])}\t{r['patient']}\t{r['preset']}\t{r['done']}/{r['sessions']}\t"
               f"{r['cumulative_dose_ma_min']:.3f}\t{nxt}")  # fmt: skip
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _export(store: Any, args: argparse.Namespace) -> int:
@@ -228,4 +231,4 @@ def _export(store: Any, args: argparse.Namespace) -> int:
     else:
         content = to_json(course_summary)
     deliver(content, args.output, pdf_name=f"course-{args.id}.pdf", command="ionctl course export")
-    return EXIT_OK
+    return ExitCode.OK

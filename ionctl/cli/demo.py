@@ -199,3 +199,16 @@ def simulator(link: Path, trace: Path, scale: float, log: Path, *,
         yield sim.process
     finally:
         sim.stop(STOP_TIMEOUT_S)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`ionctl demo` among the commands (`ionctl.cli.main`); `main` runs it."""
+    demo = commands.add_parser(
+        "demo",
+        help="run a full treatment session on the built-in simulator",
+        description="Start the built-in simulator with the load model of the preset's electrodes, run a packaged "
+        "preset (default: dexamethasone, 4 mA, 40 mA·min, cathode, 10 cm²) through `ionctl run`, and print the true "
+        "dose from the simulator's trace next to the host's. Exits with the session's exit code.",
+    )
+    add_arguments(demo)
+    demo.set_defaults(handler=main)

@@ -1,11 +1,13 @@
 """How an `ionctl` command ends when something other than its own errors stops it.
 
 - Its reader went away (`ionctl records list | head -1`): stdout is pointed at /dev/null so that Python's final
-  flush cannot complain, and the command ends quietly with 141, the shell's code for a command killed by SIGPIPE
-  (the recipe of the Python documentation, "Note on SIGPIPE" in the signal module).
+  flush cannot complain, and the command ends quietly with 141 (`ExitCode.BROKEN_PIPE`), the shell's code for
+  a command killed by SIGPIPE (the recipe of the Python documentation, "Note on SIGPIPE" in the signal module).
 - An unexpected exception, a bug: one line on stderr, `ionctl: internal error: ...`, naming a log file in the
-  user log directory (platformdirs) that holds the full traceback, the command line and the versions; exit 1.
-- Ctrl-C outside a session (a session handles its own signals and ramps down first): exit 130, quietly.
+  user log directory (platformdirs) that holds the full traceback, the command line and the versions; exit 1
+  (`ExitCode.FAILED`).
+- Ctrl-C outside a session (a session handles its own signals and ramps down first): exit 130
+  (`ExitCode.INTERRUPTED`), quietly.
 """
 
 from __future__ import annotations
@@ -15,12 +17,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_INTERNAL_ERROR = 1
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command that SIGPIPE ended
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
+from ionctl.core.vocabulary import ExitCode
 
 
-def silence_stdout() -> int:
+def silence_stdout() -> ExitCode:
     """After a BrokenPipeError on stdout: send what is still buffered nowhere, so exit is quiet."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -28,7 +28,7 @@ def silence_stdout() -> int:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # stdout has no file descriptor (replaced, closed)
         pass
-    return EXIT_BROKEN_PIPE
+    return ExitCode.BROKEN_PIPE
 
 
 def log_dir() -> Path:
@@ -37,7 +37,7 @@ def log_dir() -> Path:
     return Path(platformdirs.user_log_dir("ionctl"))
 
 
-def internal_error(exc: BaseException, argv: Sequence[str] | None) -> int:
+def internal_error(exc: BaseException, argv: Sequence[str] | None) -> ExitCode:
     """Write the traceback to a log file and say one line about it on stderr."""
     import platform  # imported here: every command imports this module, only a failing one needs these
     import tempfile
@@ -69,4 +69,4 @@ def internal_error(exc: BaseException, argv: Sequence[str] | None) -> int:
         print(f"ionctl: internal error: {summary}; {where}", file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
-    return EXIT_INTERNAL_ERROR
+    return ExitCode.FAILED

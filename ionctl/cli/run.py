@@ -716,7 +716,7 @@ class Recorder:
     enqueue, a thread of the writer's own commits, so a store held by another process or a full disk never
     blocks the session's supervision. When the record cannot be written (the writer's queue fills, or writes
     keep failing past `STALL_S`) the session is stopped with a ramp and ends `record_failed` (exit 6): a session
-    must not run on without its record (DESIGN.md principle 7). The closing is also kept in the record's
+    must not run on without its record (docs/ARCHITECTURE.md, principle 7). The closing is also kept in the record's
     closing journal, in space reserved at opening, so that the record can be closed truthfully later."""
 
     def __init__(self, store: Store, record_id: int, lock: SessionLock, err: TextIO,

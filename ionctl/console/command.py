@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILED = 0, 1
+from ionctl.core.vocabulary import ExitCode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
         setup = ConsoleSetup.from_args(args)
     except (ConfigError, StoreError, OSError) as exc:
         print(f"ionctl console: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     for record_id in setup.recovered:
         print(f"ionctl console: record {record_id} was left open by a session that never ended; closed as "
               "interrupted", file=sys.stderr)  # fmt: skip
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
         from ionctl.console.app import ConsoleApp
     except ImportError as exc:  # an incomplete installation: say so rather than a traceback
         print(f"ionctl console: cannot start, the installation is incomplete: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     app = ConsoleApp(setup)
     app.run()
     # Textual's App.run returns after an exception in the app (it prints the traceback itself) with no error of
@@ -49,5 +49,5 @@ def main(args: argparse.Namespace) -> int:
     if app.return_code != 0:
         print(f"ionctl console: the console stopped on an error (exit code {app.return_code}); see above",
               file=sys.stderr)  # fmt: skip
-        return EXIT_FAILED
-    return EXIT_OK
+        return ExitCode.FAILED
+    return ExitCode.OK

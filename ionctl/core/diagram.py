@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+from ionctl.core.vocabulary import ExitCode
+
 BEGIN, END = "<!-- session-diagram:begin -->", "<!-- session-diagram:end -->"
 
 
@@ -28,13 +30,13 @@ def render(document: str) -> str:
     return pattern.sub(lambda _: block(), document)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> ExitCode:
     if len(argv) != 1:
         print("usage: python -m ionctl.core.diagram DOCUMENT.md", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     path = Path(argv[0])
     path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The host's runtime monitors, pure: one telemetry sample in, at most one `Verdict` out.
 
-They are the host half of the two safety layers (DESIGN.md principle 3): the device enforces its own hard
+They are the host half of the two safety layers (docs/ARCHITECTURE.md, principle 3): the device enforces its own hard
 limits; these cross-check it with the site's limits and tolerances, on the device's clock (`t_s`), so a
 simulator running 50x fast meets the same conditions at the same device times.
 
@@ -15,7 +15,7 @@ simulator running 50x fast meets the same conditions at the same device times.
 | dose mismatch | host-integrated and device-counted dose disagree beyond the tolerance | ramp to zero |
 
 Open circuit is the one fault handled by a step (output off): there is no current to ramp, and a
-returning contact must not meet a closed output (DESIGN.md principle 4; ActivaDose II "electrode reject").
+returning contact must not meet a closed output (docs/ARCHITECTURE.md, principle 4; ActivaDose II "electrode reject").
 """
 
 from __future__ import annotations

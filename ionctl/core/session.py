@@ -10,7 +10,7 @@ stopped, aborted or fault. Hardware commands run in a transition's `before` call
 failed command leaves the state unchanged and raises.
 
 `run()` does it all and returns a `SessionResult`. While energised it reads telemetry and, per sample, on
-the *device's* clock (`Telemetry.t_s`, DESIGN.md principle 2): integrates the measured dose (`DoseMeter`),
+the *device's* clock (`Telemetry.t_s`, docs/ARCHITECTURE.md, principle 2): integrates the measured dose (`DoseMeter`),
 runs the runtime monitors (`ionctl.core.monitors`), moves on when the device reaches its target, and begins
 the ramp-down when measured dose + the ramp-down's dose reaches the prescription (principle 5). Operator
 requests (pause, resume, stop, abort) may come from any thread or a signal handler; they are acted on
@@ -212,7 +212,7 @@ class Session:
         self.on_sample = on_sample
         self.on_state = on_state
         self.utc_now = utc_now
-        # the host clock, for link supervision only (DESIGN.md principle 2); time.monotonic unless given
+        # the host clock, for link supervision only (docs/ARCHITECTURE.md, principle 2); time.monotonic unless given
         self.monotonic = monotonic or (lambda: time.monotonic())
         self.read_timeout_s = read_timeout_s
         self.validated: ValidatedPrescription | None = None

@@ -4,7 +4,7 @@ Everything above the drivers (the session, the console, the records) talks to a 
 frozen values in host units (mA, V, Ω, s, mA·min); it never learns whether a firmware device or a SCPI
 SourceMeter is on the other end. Wire units and wire enums stay inside the drivers.
 
-Two clocks, never mixed (DESIGN.md, "One clock rule"): `Telemetry.t_s` is the *device's* clock and is
+Two clocks, never mixed (docs/ARCHITECTURE.md, principle 2): `Telemetry.t_s` is the *device's* clock and is
 what session timing (ramps, dose, duration) follows; timeouts given to driver methods are host monotonic
 seconds and only supervise the link.
 """

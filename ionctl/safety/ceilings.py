@@ -1,6 +1,6 @@
 """Absolute ceilings: bounds that no site configuration can exceed (`ionctl/data/ceilings.toml`).
 
-Site limits are the accountable person's to set (DESIGN.md principle 6), within these: `SiteLimits` refuses
+Site limits are the accountable person's to set (docs/ARCHITECTURE.md, principle 6), within these: `SiteLimits` refuses
 a file that goes beyond one (naming the key, its value, the ceiling and its source), and `validate` checks
 every prescription against them again, so that limits built some other way cannot carry a session past
 them either. Each value's source is the comment above it in the TOML file, kept here as `sources[key]` for

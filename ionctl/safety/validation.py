@@ -4,7 +4,7 @@
 catalog), the site limits of its protocol class, the packaged ceilings and, once connected, the hardware's own
 limits, and lists *every* violation at once (a technician fixing one number at a time is how mistakes slip
 in); `validate` accepts a prescription with none or refuses it with that list. `device_limits` turns an
-accepted prescription into the `DeviceLimits` the source enforces on its own (DESIGN.md principle 3): a
+accepted prescription into the `DeviceLimits` the source enforces on its own (docs/ARCHITECTURE.md, principle 3): a
 backstop just above what the host intends.
 """
 

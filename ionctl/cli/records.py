@@ -1,0 +1,193 @@
+"""`ionctl records`: list, show, export and verify the session records; `records addendum` is `ionctl.cli.addendum`.
+
+Every action first closes any record a killed session left open, as `interrupted` (`ionctl.records.recovery`).
+Reading never creates a store: a path with none is refused. Heavy modules are imported when an action runs,
+so `ionctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ionctl.cli import addendum
+from ionctl.core.vocabulary import ExitCode
+
+if TYPE_CHECKING:
+    from ionctl.records import Store
+
+#: What an action does with the open store (`records_handler` in the parsed arguments).
+Action = Callable[["Store", argparse.Namespace], int]
+
+
+def db_option() -> argparse.ArgumentParser:
+    """The `--db PATH` option every action takes (a parent parser)."""
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", metavar="PATH", help="the record store, which must exist (default: the site "
+                    "configuration's [records] store, else records.sqlite3 in the user data dir)")  # fmt: skip
+    return db
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    records = commands.add_parser(
+        "records",
+        help="session records: list, show, export, verify the audit chain, add an addendum",
+        description="The session record store (SQLite, append-only, hash-chained). Every command first closes "
+        "any record a killed session left open, as `interrupted`.",
+    )
+    actions = records.add_subparsers(dest="records_command", metavar="ACTION", required=True)
+    db = db_option()
+    lst = actions.add_parser("list", parents=[db], help="list records (oldest first)")
+    lst.add_argument("--patient", metavar="ID", help="only this patient's records")
+    lst.add_argument("--since", metavar="WHEN", type=_since,
+                     help="only records created at or after WHEN: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (the clinic's "
+                     "local time unless an offset such as +01:00 or Z is given), today or yesterday")  # fmt: skip
+    lst.add_argument("--json", action="store_true", help="one JSON array of the record rows")
+    lst.set_defaults(records_handler=_list)
+    show = actions.add_parser("show", parents=[db], help="show one record and its events")
+    show.add_argument("id", type=int)
+    show.set_defaults(records_handler=_show)
+    export = actions.add_parser(
+        "export", parents=[db], help="export one record (json, csv, fhir R4 bundle, pdf page for the chart)"
+    )
+    export.add_argument("id", type=int)
+    export.add_argument("--format", required=True, choices=("json", "csv", "pdf", "fhir"))
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write here instead of stdout (pdf: default record-ID.pdf)"
+    )
+    export.set_defaults(records_handler=_export)
+    verify = actions.add_parser("verify", parents=[db], help="walk the hash chain; print the first broken link")
+    verify.set_defaults(records_handler=_verify)
+    records.set_defaults(handler=main)
+    addendum.register(actions)  # `records addendum`: its own module, its own main (which opens the store here)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the action the arguments name on the store they name."""
+    action: Action = args.records_handler
+    return with_store(args, action)
+
+
+def with_store(args: argparse.Namespace, action: Action) -> int:
+    """Open the store named by --db (`open_store`), run `action` on it; the store's refusals are one line on
+    stderr and exit 1."""
+    from ionctl.config import ConfigError
+    from ionctl.records import StoreError
+    from ionctl.records.export import ExportError
+
+    try:
+        store = open_store(args.db)
+    except (StoreError, OSError, ConfigError) as exc:
+        print(f"ionctl records: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    with store:
+        try:
+            return int(action(store, args))
+        except (StoreError, ExportError) as exc:
+            print(f"ionctl records: {exc}", file=sys.stderr)
+            return ExitCode.FAILED
+
+
+def open_store(db: str | None) -> Store:
+    """The store named by --db (else the site's, else the user's; `ionctl.config.bench`), after closing any record
+    a killed session left open. Reading never creates a store: a path with none is refused."""
+    from ionctl.config.bench import open_store as bench_store
+    from ionctl.records import recover_interrupted
+
+    store = bench_store(db, create=False)
+    notes: list[str] = []  # a store that cannot be written now (a full disk): read without recovering, say so
+    for record_id in recover_interrupted(store, notes=notes):
+        print(f"ionctl records: record {record_id} was left open by a session that never ended; closed as "
+              "interrupted", file=sys.stderr)  # fmt: skip
+    for note in notes:
+        print(f"ionctl records: note: {note}", file=sys.stderr)
+    return store
+
+
+def _list(store: Store, args: argparse.Namespace) -> int:
+    import json
+
+    from ionctl.records import timefmt
+
+    since = None  # the stored form (UTC, as `created_utc` is written), compared in SQL
+    if args.since is not None:  # parsed again now that the clinic's time zone is in force
+        since = timefmt.parse_since(args.since).isoformat(timespec="milliseconds")
+    rows = store.list_records(patient=args.patient, since=since)
+    if args.json:
+        print(json.dumps(rows))
+        return ExitCode.OK
+    from ionctl.safety.identifiers import escape_controls  # a record stored before IDs were checked shows safely
+
+    print(f"id\tcreated ({timefmt.zone_label()})\tpatient\toperator\toutcome\tdose mA·min\tprescribed mA·min")
+    for r in rows:
+        dose = f"{r['dose_ma_min']:.3f}" if r["dose_ma_min"] is not None else "-"
+        planned = f"{r['prescribed_dose_ma_min']:.2f}" if r["prescribed_dose_ma_min"] is not None else "-"
+        outcome = r["outcome"] or "open (running)"
+        shown = [escape_controls(str(text)) for text in (timefmt.local_text(r["created_utc"]), r["patient"],
+                                                          r["operator"], outcome)]  # fmt: skip
+        print("\t".join([str(r["id"]), *shown, dose, planned]))
+    return ExitCode.OK
+
+
+def _show(store: Store, args: argparse.Namespace) -> int:
+    from ionctl.records import timefmt
+    from ionctl.safety.identifiers import escape_controls
+
+    record = store.get(args.id)
+    for key, value in record.fields.items():
+        if key.endswith("_utc"):  # stored in UTC; shown in the clinic's time zone (the JSON export keeps UTC)
+            print(f"{key[: -len('_utc')]}: {timefmt.local_text(value)}")
+        else:
+            print(f"{key}: {escape_controls(str(value))}")
+    start = timefmt.session_start_s(record.events, record.telemetry)
+    print(f"events ({len(record.events)}; +m:ss is the time since the session started):")
+    for e in record.events:
+        at = f"+{timefmt.since_start(start, e['device_t_s'])}" if e["device_t_s"] is not None else ""
+        print(f"  {e['seq']:>3} {timefmt.local_text(e['utc'])} {at:>7} {e['kind']}: {e['text']}")
+    print(f"telemetry: {len(record.telemetry)} samples (ionctl records export {args.id} --format csv)")
+    if record.addenda:
+        from ionctl.records.skin import addendum_text, corrected_by
+
+        print(f"addenda ({len(record.addenda)}):")
+        later = corrected_by(record.addenda)
+        for a in record.addenda:
+            mark = f" [corrected by {', '.join(f'#{n}' for n in later[a['seq']])}]" if a["seq"] in later else ""
+            when = timefmt.local_text(a["utc"])
+            print(f"  #{a['seq']} {when} {a['action']} by {a['actor']}: {addendum_text(a)}{mark}")
+    return ExitCode.OK
+
+
+def _export(store: Store, args: argparse.Namespace) -> int:
+    from ionctl.records.export import deliver, to_csv, to_fhir, to_json
+
+    record = store.get(args.id)
+    if args.format == "pdf":  # binary; a file always (-o FILE, or record-ID.pdf here)
+        from ionctl.records.export import to_pdf
+
+        content: str | bytes = to_pdf(record)
+    else:
+        content = {"json": to_json, "csv": to_csv, "fhir": to_fhir}[args.format](record)
+    deliver(content, args.output, pdf_name=f"record-{args.id}.pdf", command="ionctl records export")
+    return ExitCode.OK
+
+
+def _verify(store: Store, args: argparse.Namespace) -> int:
+    broken = store.verify()
+    if broken is not None:
+        print(f"BROKEN: {broken}")
+        return ExitCode.FAILED
+    print(f"ok: the chain of {store.path} verifies")
+    return ExitCode.OK
+
+
+def _since(text: str) -> str:
+    """`--since` checked when parsed (exit 2 naming the value); `_list` parses it again in the clinic's zone."""
+    from ionctl.records.timefmt import parse_since
+
+    try:
+        parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
