@@ -34,13 +34,13 @@ from typing import Any
 
 import firmware_protocol as wire
 from firmware_protocol import Configure, LinkDown, LinkDownError, Message, Reply, TelemetryReceived
+from ionctl.drivers import SIM_PREFIX
 from ionctl.drivers.base import AddressError, HostClock, LinkLost, Telemetry
 from ionctl.drivers.firmware_wire import FirmwareCommands, LinkOptions, telemetry_sample
 from sim.device import FaultSpec, FaultSpecError, SimulatedDevice
 from sim.harness import Harness
 from sim.plant import LOAD_PRESETS
 
-SIM_PREFIX = "sim:"
 DEFAULT_LOAD = "normal"
 #: Link seconds between the host's looks at the line while time passes (as `sim.harness.Harness.wait` steps).
 STEP_S = 0.05
