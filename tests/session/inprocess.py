@@ -20,7 +20,7 @@ from typing import Any
 from unittest import mock
 
 from ionctl.drivers.base import Telemetry
-from ionctl.drivers.firmware import UAS_PER_MA_MIN, LinkOptions
+from ionctl.drivers.firmware_wire import UAS_PER_MA_MIN, LinkOptions
 from ionctl.drivers.simulated import SimulatedSource
 from sim.device import SimulatedDevice
 from sim.harness import Harness
