@@ -103,14 +103,16 @@ class SimulatedLine:
             self.deliver()
 
 
-_LINES: weakref.WeakKeyDictionary[Harness, SimulatedLine] = weakref.WeakKeyDictionary()
+#: The line of each harness, by the harness's id, while a driver holds it. The line holds its harness, so an id
+#: cannot be reused while its entry lives (a dictionary keyed by the harness itself would keep both for ever).
+_LINES: weakref.WeakValueDictionary[int, SimulatedLine] = weakref.WeakValueDictionary()
 
 
 def line_of(harness: Harness) -> SimulatedLine:
     """The line of the device behind `harness` (one per harness, shared by every driver opened on it)."""
-    line = _LINES.get(harness)
-    if line is None:
-        line = _LINES[harness] = SimulatedLine(harness)
+    line = _LINES.get(id(harness))
+    if line is None or line.harness is not harness:
+        line = _LINES[id(harness)] = SimulatedLine(harness)
     return line
 
 
