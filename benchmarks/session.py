@@ -3,7 +3,7 @@
 Random prescriptions within the packaged limits (0.5–4 mA, density ≤ 0.5 mA/cm², 5–40 mA·min, ramps 5–60 s,
 ≤ 30 min; drug electrodes on the normal skin load, tap-water trays, some with a midpoint polarity reversal, on
 theirs) each run to completion through `Session` and the in-process simulator on a synthetic clock
-(`tests.session.inprocess`: the stepping API, frames through the real codec, no I/O). The error is the dose
+(`ionctl.drivers.simulated`: the shipped `sim:` driver, frames through the real codec, no I/O). The error is the dose
 that really flowed, from the simulator's ground truth, against the prescription: max and mean of
 |true - prescribed| / prescribed over 200 prescriptions (20 with --quick). Target: max <= 1 %.
 """
@@ -18,10 +18,11 @@ from typing import Any
 
 from ionctl.core.session import Session
 from ionctl.drivers.base import Polarity
+from ionctl.drivers.simulated import SimulatedSource
 from ionctl.safety import Prescription, SiteLimits
 from ionctl.safety.prescription import DRUG_ELECTRODE, TAP_WATER
-from sim.plant import LOAD_PRESETS
-from tests.session.inprocess import simulated, synthetic_host_clock
+from sim.device import SimulatedDevice
+from sim.plant import LOAD_PRESETS, LoadParams
 
 SEED = 5
 DRUGS = {Polarity.CATHODE: ("dexamethasone", "asc-exosomes"), Polarity.ANODE: ("lidocaine",)}
@@ -50,6 +51,25 @@ def random_prescription(rng: random.Random, limits: SiteLimits) -> Prescription:
     )  # fmt: skip
 
 
+class TrueDose:
+    """A `SimulatedDevice` trace sink: the charge that really flowed (the simulator's ground truth)."""
+
+    def __init__(self) -> None:
+        self.dose_uas = 0.0
+
+    def __call__(self, row: dict[str, object]) -> None:
+        self.dose_uas = float(row["dose_uas"])  # type: ignore[arg-type]
+
+    @property
+    def dose_ma_min(self) -> float:
+        return self.dose_uas / 60_000
+
+
+def simulated(load: LoadParams, seed: int) -> tuple[SimulatedSource, TrueDose]:
+    truth = TrueDose()
+    return SimulatedSource(SimulatedDevice(load, seed=seed, trace=truth)), truth
+
+
 def session_errors(n: int, seed: int = SEED) -> tuple[list[float], list[float], list[str]]:
     """(|true - prescribed| / prescribed %, |host - true| / true %, outcomes) for `n` random prescriptions."""
     rng, limits = random.Random(seed), SiteLimits.load(None)
@@ -57,9 +77,8 @@ def session_errors(n: int, seed: int = SEED) -> tuple[list[float], list[float], 
     for i in range(n):
         p = random_prescription(rng, limits)
         load = LOAD_PRESETS["tap-water-hands" if p.protocol_class == TAP_WATER else "normal"]
-        source, truth = simulated(load, seed=seed * 1000 + i)
-        with synthetic_host_clock(source):
-            result = Session(source, p, limits).run()
+        source, truth = simulated(load, seed * 1000 + i)
+        result = Session(source, p, limits, monotonic=source.host_clock.monotonic).run()
         outcomes.append(result.outcome)
         dose_errors.append(abs(truth.dose_ma_min - p.planned_dose_ma_min) / p.planned_dose_ma_min * 100)
         host_errors.append(abs(result.dose_ma_min - truth.dose_ma_min) / truth.dose_ma_min * 100)

@@ -1,7 +1,8 @@
 """The wire contract between the ionctl host and the iontophoresis device firmware.
 
 Pure: no I/O, no clock. `PROTOCOL.md` (next to this file) is normative; `vectors.json` is the
-conformance suite. Typical use::
+conformance suite. `HostLink` (`firmware_protocol.link`) is the host's side of the link (seq/ack,
+retransmission, heartbeats, link loss), with the time passed in. Typical use of the codec::
 
     frame = encode(Heartbeat(counter=7), seq=3)
     decoder = Decoder()
@@ -33,6 +34,16 @@ from firmware_protocol.errors import (
     ProtocolError,
     UnknownMessage,
     UnsupportedVersion,
+)
+from firmware_protocol.link import (
+    Event,
+    HostLink,
+    LinkDown,
+    LinkDownError,
+    LinkError,
+    LinkUsageError,
+    Reply,
+    TelemetryReceived,
 )
 from firmware_protocol.messages import (
     IMPEDANCE_UNKNOWN,
@@ -90,16 +101,22 @@ __all__ = [
     "Decoder",
     "Direction",
     "Disarm",
+    "Event",
     "Fault",
     "FrameError",
     "FrameTooLong",
     "FrameTooShort",
     "HeaderFlags",
     "Heartbeat",
+    "HostLink",
     "IMPEDANCE_UNKNOWN",
     "Identify",
     "Identity",
     "InvalidMessage",
+    "LinkDown",
+    "LinkDownError",
+    "LinkError",
+    "LinkUsageError",
     "MAX_BODY",
     "MAX_ENCODED",
     "MalformedPayload",
@@ -113,6 +130,7 @@ __all__ = [
     "ProtocolError",
     "REGISTRY",
     "REPLIES",
+    "Reply",
     "Reset",
     "Result",
     "SCHEMA_HASH",
@@ -124,6 +142,7 @@ __all__ = [
     "Stop",
     "Telemetry",
     "TelemetryFlags",
+    "TelemetryReceived",
     "UNACKNOWLEDGED",
     "UNSOLICITED",
     "UnknownMessage",
