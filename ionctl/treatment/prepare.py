@@ -85,7 +85,7 @@ class Prepared:
     request: TreatmentRequest
     config: SiteConfig
     prescription: Prescription
-    charge: str  # the drug's charge as the validation found it ("negative", …)
+    charge: str  # the drug's charge as the validation found it ("anionic", …)
     course: dict[str, Any] | None = None
     override: Override | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)

@@ -76,11 +76,14 @@ class SessionRunner:
 
     @classmethod
     def of(cls, prepared: Prepared, open_source: Callable[[], CurrentSource], **options: Any) -> SessionRunner:
-        """The runner of a prepared session: its prescription, limits, course, override and opening check."""
-        return cls(prepared.prescription, prepared.limits, open_source, config_sha256=prepared.config.sha256,
-                   course_id=prepared.request.course_id, override=prepared.override,
-                   opening_check=prepared.opening_check(), accept_no_watchdog=prepared.request.accept_no_watchdog,
-                   db=prepared.request.db, device=prepared.request.device, **options)  # fmt: skip
+        """The runner of a prepared session: its prescription, limits, course, override and opening check
+        (`options` give the rest, or replace these)."""
+        request = prepared.request
+        given: dict[str, Any] = {"config_sha256": prepared.config.sha256, "course_id": request.course_id,
+                                 "override": prepared.override, "opening_check": prepared.opening_check(),
+                                 "accept_no_watchdog": request.accept_no_watchdog, "db": request.db,
+                                 "device": request.device}  # fmt: skip
+        return cls(prepared.prescription, prepared.limits, open_source, **{**given, **options})
 
     def __post_init__(self) -> None:
         self.session: Session | None = None

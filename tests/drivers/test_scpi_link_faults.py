@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ionctl.cli.run import ALARM_TEXT
+from ionctl.treatment import ALARM_TEXT
 from ionctl.drivers import DeviceLimits, LinkLost, OutputState, Polarity, open_device
 from ionctl.drivers.scpi import ScpiSourceMeter
 from sim.cli import ScpiFault
