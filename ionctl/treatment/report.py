@@ -26,7 +26,7 @@ class Report:
     """The session's result and what a front end shows with it: its exit code, its record."""
 
     result: SessionResult
-    exit_code: int
+    exit_code: ExitCode
     db: str | None
     violations: list[dict[str, Any]] = field(default_factory=list)
     record_id: int | None = None  # the session's record in the store (None: no store, e.g. `ionctl demo`)

@@ -194,14 +194,15 @@ class SessionRunner:
 
     def _close(self, *sources: CurrentSource | None) -> str | None:
         """Close the device and, after a reconnect, the session's new one (closing is idempotent). Why the output
-        could not be confirmed off (a SourceMeter's `unconfirmed_off`), else None."""
+        could not be confirmed off by the last one closed (a SourceMeter's `unconfirmed_off`: a reconnected
+        instrument that confirms its output off answers for the one it replaced), else None."""
         unconfirmed = None
         for source in {id(s): s for s in sources if s is not None}.values():
             try:
                 source.close()
             except Exception as exc:  # closing must not hide the result
                 self._say(f"while closing the device: {exc}")
-            unconfirmed = getattr(source, "unconfirmed_off", None) or unconfirmed
+            unconfirmed = getattr(source, "unconfirmed_off", None)
         return unconfirmed
 
     def _not_started(self, message: str, *, outcome: str = "refused", fault: str | None = None) -> Report:
