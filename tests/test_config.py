@@ -482,7 +482,7 @@ def test_an_approval_withdrawn_after_the_checks_stops_the_session_as_its_record_
 ) -> None:
     """The console checks the approval when it starts; the record's opening checks it again (in its write
     transaction), so a configuration a supervisor has since replaced starts nothing."""
-    from ionctl.cli.run import Recorder, opening_check
+    from ionctl.treatment import Recorder, opening_check
 
     config = load_config(site)
     rx = config.preset("dexamethasone").prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0)

@@ -163,7 +163,7 @@ def test_a_course_of_the_same_drug_inside_the_last_ones_minimum_interval_is_refu
 def test_the_rule_is_checked_again_as_the_record_opens(tmp_path: Path) -> None:
     """The session outside courses passed the check at the prompt; a course of the same drug started before its
     record opened refuses it in the opening transaction."""
-    from ionctl.cli.run import Recorder, opening_check
+    from ionctl.treatment import Recorder, opening_check
 
     config = load_config(None)
     rx = config.preset("dexamethasone").prescription(patient_id=PATIENT, operator_id="T-1", electrode_area_cm2=10.0)

@@ -249,7 +249,7 @@ def test_a_session_on_the_sunday_after_a_thursday_is_refused_by_the_two_a_week_r
 def test_two_sessions_of_a_course_started_together_cannot_both_open(store: Store) -> None:
     """Both pass the course check at the prompt; the check runs again inside the record's opening transaction,
     so the second finds the first's record open and is refused."""
-    from ionctl.cli.run import Recorder, opening_check
+    from ionctl.treatment import Recorder, opening_check
 
     config = load_config(None)
     course_id = start_course(store, config, patient="P-ECZ", operator="T-1", preset="dexamethasone", sessions=6,

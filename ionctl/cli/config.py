@@ -11,12 +11,13 @@ not a terminal). Heavy modules are imported when a command runs, so `ionctl --he
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from ionctl.cli.args import PinUnavailable as PinUnavailable  # `ionctl course` reads the PIN as config does
+from ionctl.cli.args import read_pin as read_pin
 from ionctl.core.vocabulary import ExitCode
 
 
@@ -73,23 +74,6 @@ def main(args: argparse.Namespace) -> int:
     except (ConfigError, ConfigNotApproved, AuthorityError, StoreError, PinUnavailable, OSError) as exc:
         print(f"ionctl config: {exc}", file=sys.stderr)
         return ExitCode.REFUSED
-
-
-class PinUnavailable(Exception):
-    """Nobody can be asked for a PIN."""
-
-
-def read_pin(prompt: str, *, from_stdin: bool, stdin: TextIO | None = None) -> str:
-    """One PIN: a line of stdin with `--pin-stdin`, else asked at the terminal without echo."""
-    stdin = stdin or sys.stdin
-    if from_stdin:
-        line = stdin.readline()
-        if not line:
-            raise PinUnavailable(f"{prompt}: no line on stdin")
-        return line.rstrip("\r\n")
-    if not stdin.isatty():
-        raise PinUnavailable("stdin is not a terminal, so nobody can be asked for the PIN; pass --pin-stdin")
-    return getpass.getpass(f"{prompt}: ")
 
 
 def _store(args: argparse.Namespace, *, create: bool) -> Any:

@@ -24,46 +24,53 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ionctl.cli import run
+from ionctl.core.vocabulary import ExitCode
+from ionctl.treatment.request import TreatmentRequest
+
+if TYPE_CHECKING:
+    from ionctl.treatment import Report
 
 #: The simulator's own maximum (sim.cli.MAX_TIME_SCALE), restated here because ionctl does not import sim.
 MAX_TIME_SCALE = 1000.0
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
-EXIT_FAILED = 1
-EXIT_NOT_STARTED = 2  # as `ionctl run`: no current flowed
 
-DEMO_PATIENT = ("--patient", "DEMO", "--operator", "DEMO", "--yes")
+DEMO_PATIENT = DEMO_OPERATOR = "DEMO"
 
 
 class DemoPreset(NamedTuple):
-    """How the demo gives a packaged preset: what it adds that the preset leaves to the clinician, and the
-    simulator's load model (`python -m sim --load`) for the preset's electrodes on a patient."""
+    """How the demo gives a packaged preset: what it adds that the preset leaves to the clinician (an electrode
+    of the catalog, a duration), and the simulator's load model (`python -m sim --load`) for the preset's
+    electrodes on a patient."""
 
-    adds: tuple[str, ...]
-    load: str
+    electrode: str | None = None
+    duration_min: float | None = None
+    load: str = "normal"
 
 
 #: Every packaged preset (tests/test_demo.py checks they agree with ionctl/data/site.toml).
 DEMO_PRESETS = {
     # drug patches on skin: the simulator's default skin model (DOMAIN.md "Skin model starting values")
-    "dexamethasone": DemoPreset(("--electrode", "patch-10cm2"), "normal"),
-    "lidocaine": DemoPreset(("--electrode", "patch-10cm2"), "normal"),
+    "dexamethasone": DemoPreset("patch-10cm2", load="normal"),
+    "lidocaine": DemoPreset("patch-10cm2", load="normal"),
     # two hands in 100 cm² tap-water trays: about 2 kΩ falling toward 1 kΩ (DOMAIN.md: tray devices drive
     # 30–60 V into 2–6 kΩ of body resistance); on the patch model 15 mA would need ~300 V and end at compliance
-    "tap-water-hands": DemoPreset((), "tap-water-hands"),
+    "tap-water-hands": DemoPreset(load="tap-water-hands"),
     # as reported (50 mA), with the area and duration the report leaves out: the packaged limits refuse it
     # before any current flows, which is what the demo then shows
-    "asc-exosome-hand-eczema": DemoPreset(("--electrode", "patch-20cm2", "--duration", "20"), "normal"),
+    "asc-exosome-hand-eczema": DemoPreset("patch-20cm2", 20.0, load="normal"),
 }
 DEFAULT_PRESET = "dexamethasone"
 
 
-def demo_arguments(preset: str) -> tuple[str, ...]:
-    """The `ionctl run` prescription options the demo of `preset` runs."""
-    return ("--preset", preset, *DEMO_PRESETS[preset].adds, *DEMO_PATIENT)
+def demo_request(preset: str, device: str, db: str) -> TreatmentRequest:
+    """The session the demo of `preset` runs on the simulated device at `device`, recorded in `db`."""
+    demo = DEMO_PRESETS[preset]
+    return TreatmentRequest(device=device, operator=DEMO_OPERATOR, patient=DEMO_PATIENT, preset=preset,
+                            electrode=demo.electrode, duration_min=demo.duration_min, db=db)  # fmt: skip
 
 
 class SimulatorError(Exception):
@@ -124,19 +131,27 @@ def main(args: argparse.Namespace) -> int:
             store = Store(db)
         except (OSError, StoreError) as exc:
             print(f"ionctl demo: cannot open the demo record store {db}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return ExitCode.FAILED
         with store:
             try:
                 with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log", load=load):
-                    run_args = run.parse(["--device", str(link), *demo_arguments(args.preset), "--db", str(db)])
+                    request = demo_request(args.preset, str(link), str(db))
                     config = parse_config(packaged_text(), source=PACKAGED_SOURCE)
-                    report = run.execute(run_args, store=store, config=config, skin_checks=False)  # no skin to inspect
+                    report = run.treat(
+                        request,
+                        err=sys.stderr,
+                        stdin=sys.stdin,
+                        store=store,
+                        config=config,
+                        yes=True,
+                        skin_checks=False,
+                    )  # no skin to inspect
             except SimulatorError as exc:
                 print(f"ionctl demo: {exc}", file=sys.stderr)
-                return EXIT_FAILED
+                return ExitCode.FAILED
             except KeyboardInterrupt:  # before the session's own SIGINT handling began: nothing was started
                 print("ionctl demo: interrupted before the session started", file=sys.stderr)
-                return EXIT_NOT_STARTED
+                return ExitCode.REFUSED  # as `ionctl run`: no current flowed
             extra: dict[str, Any] = {"simulator_true_dose_ma_min": true_dose_ma_min(trace)}
             if report.record_id is not None:
                 extra.update(record_id=report.record_id, db=str(db), pdf=_chart(store, report.record_id, out))
@@ -146,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"chart PDF {extra['pdf']}" if extra["pdf"] else "chart PDF: not written (see above)")
             print(f"the record: `ionctl records show {report.record_id} --db {db}`")
         print(dose_comparison(report, extra["simulator_true_dose_ma_min"]))
-    return report.exit_code
+    return int(report.exit_code)
 
 
 def _chart(store: Any, record_id: int, out: Path) -> str | None:
@@ -162,7 +177,7 @@ def _chart(store: Any, record_id: int, out: Path) -> str | None:
     return str(path)
 
 
-def dose_comparison(report: run.Report, true_dose: float | None) -> str:
+def dose_comparison(report: Report, true_dose: float | None) -> str:
     host = report.result.dose_ma_min
     if true_dose is None:
         return f"true dose (simulator trace): not available; host {host:.3f} mA·min"

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ionctl import __version__
-from ionctl.cli import config, console, course, demo, devices, protocol, records, sim
+from ionctl.cli import config, console, course, demo, devices, protocol, records, run, sim
 from ionctl.core.vocabulary import ExitCode
 
 
@@ -29,34 +29,6 @@ class Command(Protocol):
 
     def main(self, args: argparse.Namespace) -> int: ...
 
-
-# -- TEMPORARY adapter: `run` as a command module until `ionctl.cli.run` has `register`.
-
-
-class run:  # noqa: N801  (stands in for the module ionctl.cli.run)
-    @staticmethod
-    def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-        from ionctl.cli import run as run_command  # light: the session and drivers load when it runs
-
-        parser = commands.add_parser(
-            "run",
-            help="run one treatment session on a device (non-interactive)",
-            description="Check a prescription against the site limits (before the device is touched), confirm,\n"
-            "and deliver it: contact check, ramp up, hold, ramp down at the measured dose.",
-            epilog=run_command.EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        run_command.add_arguments(parser)
-        parser.set_defaults(handler=run_command.main)
-
-    @staticmethod
-    def main(args: argparse.Namespace) -> int:
-        from ionctl.cli import run as run_command
-
-        return run_command.main(args)
-
-
-# -- end of the TEMPORARY adapters -------------------------------------------------------------------------
 
 #: Every command, in the order `ionctl --help` lists them. `records addendum` is registered by `records`.
 COMMANDS: tuple[Command, ...] = (run, demo, sim, devices, protocol, console, records, config, course)

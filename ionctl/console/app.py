@@ -23,6 +23,7 @@ import asyncio
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,12 +35,12 @@ from ionctl.console.controller import Finished, SessionController, StateChanged
 from ionctl.console.setup import ConsoleSetup
 
 if TYPE_CHECKING:
-    from ionctl.cli.run import Report
     from ionctl.config import Preset
     from ionctl.console.controller import ContactCheck
     from ionctl.drivers.base import CurrentSource
     from ionctl.records.skin import SkinCheck
     from ionctl.safety import Prescription
+    from ionctl.treatment import CourseRuleRefused, Prepared, Report, TreatmentRequest
 
 
 #: Host seconds the console waits at its end, beyond the session's ramp down, for a running session to end.
@@ -72,6 +73,9 @@ class Flow:
     controller: SessionController | None = None
     interrupts: int = 0  # Ctrl-C presses while the session runs: the first stops, the next abort
     after_saved: bool = False  # the skin check after the session is in the record
+    override_reason: str | None = None  # a supervisor sets a course rule aside for this session, for this reason
+    override_pin: str | None = None  # with this PIN: checked (and then forgotten) when the session starts
+    refusal: str | None = None  # the course rule that refused the last start, for the override dialog
 
 
 CSS = """
@@ -119,8 +123,8 @@ class ConsoleApp(App[None]):
         self._signals: list[int] = []  # installed on the event loop
 
     def on_mount(self) -> None:
-        from ionctl.cli.run import fd_isatty
         from ionctl.console.screens.setup import BlockedScreen, DeviceScreen
+        from ionctl.treatment.terminals import fd_isatty
 
         self._terminals = [fd for fd in (0, 1, 2) if fd_isatty(fd)]
         try:
@@ -153,7 +157,7 @@ class ConsoleApp(App[None]):
         """SIGTERM or SIGHUP, on the app's thread (the event loop's handler): a running session is asked for a
         ramped stop, named by the signal in its record; SIGHUP leaves the screen now (nobody can see it: the
         session is waited for at the end), SIGTERM once the record is closed. No session: leave."""
-        from ionctl.cli.run import silence_lost_terminals
+        from ionctl.treatment.terminals import silence_lost_terminals
 
         if signum == signal.SIGHUP:
             silence_lost_terminals(self._terminals)  # a write to a hung-up terminal must not end the process
@@ -184,7 +188,7 @@ class ConsoleApp(App[None]):
         if threading.current_thread() is threading.main_thread():
 
             def acknowledge(signum: int, frame: object) -> None:
-                from ionctl.cli.run import silence_lost_terminals
+                from ionctl.treatment.terminals import silence_lost_terminals
 
                 if signum == signal.SIGHUP:
                     silence_lost_terminals(self._terminals)
@@ -223,7 +227,8 @@ class ConsoleApp(App[None]):
                 self.notify(f"while closing the device: {exc}", severity="warning")
 
     def start_session(self) -> None:
-        """Hand the prepared session to a controller and show the run screen."""
+        """Prepare the session through `ionctl.treatment.prepare` (the course rules, a supervisor's override),
+        hand it to a controller and show the run screen."""
         from ionctl.console.screens.run import RunScreen
 
         flow, setup = self.flow, self.setup
@@ -231,51 +236,88 @@ class ConsoleApp(App[None]):
             self.notify(setup.blocked, severity="error")
             return
         assert flow.source is not None and flow.prescription is not None and flow.address is not None
-        refusal = self.course_refusal(flow.course_id)
-        if refusal is not None:
-            self.notify(refusal, severity="error", timeout=30)
+        prepared = self.prepare_session()
+        if prepared is None:
             return
         address = flow.address
-        from ionctl.cli.run import opening_check
-
-        rx, preset = flow.prescription, flow.preset.name if flow.preset else None
-        check = opening_check(setup.config, flow.course_id, course_rules=True, patient=rx.patient_id, drug=rx.drug,
-                              preset=preset) if setup.config is not None else None  # fmt: skip
         controller = SessionController(
-            flow.source, flow.prescription, setup.limits, store_path=setup.store_path,
+            flow.source, prepared.prescription, prepared.limits, store_path=setup.store_path,
             skin_check_before=flow.skin_before, config_sha256=setup.config_sha256 or None,
             course_id=flow.course_id, accept_no_watchdog=setup.accept_no_watchdog,
             reconnect=(lambda: setup.open_device(address)) if setup.reconnect else None,
             notify=lambda event: self.post_message(SessionEvent(event)), monotonic=setup.monotonic,
-            opening_check=check,
+            opening_check=prepared.opening_check(), override=prepared.override,
         )  # fmt: skip
         flow.controller, flow.source = controller, None  # the controller owns (and closes) the device now
         self.switch_screen(RunScreen(controller))
         controller.start()
 
-    def course_refusal(self, course_id: int | None) -> str | None:
-        """Why the course rules do not allow this session now (the rule and its numbers), or None: a course's
-        session by its course's rules; one outside any course by those of a course of the patient's of the same
-        preset or drug in progress (`ionctl.core.courses.check_outside`)."""
-        rx, preset = self.flow.prescription, self.flow.preset
-        if course_id is None and rx is None:
-            return None
-        from ionctl.core.courses import CourseRefused, check_next, check_outside
-        from ionctl.records import Store
+    def request(self) -> TreatmentRequest:
+        """The session the technician's choices describe, as the application layer takes it."""
+        from ionctl.treatment import TreatmentRequest
 
+        flow, setup = self.flow, self.setup
+        rx, preset = flow.prescription, flow.preset
+        assert rx is not None and flow.address is not None
+        return TreatmentRequest(
+            device=flow.address, operator=flow.operator_id, patient=flow.patient_id,
+            preset=preset.name if preset is not None else None, drug=None if preset is not None else rx.drug,
+            polarity=None if preset is not None else rx.polarity.value, electrode_area_cm2=rx.electrode_area_cm2,
+            current_ma=rx.current_ma, dose_ma_min=rx.dose_ma_min, duration_min=rx.duration_min,
+            ramp_up_s=rx.ramp_up_s, ramp_down_s=rx.ramp_down_s, course_id=flow.course_id,
+            override_reason=flow.override_reason, accept_no_watchdog=setup.accept_no_watchdog,
+            db=str(setup.store_path) if setup.store_path is not None else None,
+        )  # fmt: skip
+
+    def prepare_session(self) -> Prepared | None:
+        """The session prepared to start, or None after saying why not: a course rule (with how a supervisor
+        overrides it, or why the override was refused), or anything else `prepare` refuses."""
+        from ionctl.records import Store
+        from ionctl.treatment import CourseRuleRefused, Refused, prepare
+
+        flow = self.flow
+        pin, flow.override_pin, flow.refusal = flow.override_pin, None, None  # a PIN is used once
         try:
             with Store(self.setup.store_path) as store:
-                if course_id is not None:
-                    check_next(store, course_id)
-                elif rx is not None:
-                    check_outside(store, rx.patient_id, preset=preset.name if preset else None, drug=rx.drug)
-        except CourseRefused as exc:
-            if course_id is None:
-                return f"{exc} (choose that course for this session); a supervisor override is given with `ionctl run`"
-            return f"{exc}; a supervisor override is given with `ionctl run --course {course_id} --supervisor-override`"
+                prepared = prepare(self.request(), store=store, config=self.setup.config,
+                                   pin=(lambda: pin) if pin is not None else None)  # fmt: skip
+        except CourseRuleRefused as exc:
+            flow.override_reason, flow.refusal = None, exc.rule
+            self.notify(self.course_refusal(exc), severity="error", timeout=30)
+            return None
+        except Refused as exc:
+            self.notify(exc.message, severity="error", timeout=30)
+            return None
         except Exception as exc:
-            return f"course {course_id} cannot be checked: {exc}"
-        return None
+            self.notify(f"course {flow.course_id} cannot be checked: {exc}", severity="error", timeout=30)
+            return None
+        if prepared.prescription != flow.prescription:  # never run what the confirmation did not show
+            self.notify("the prescription prepared is not the one confirmed; go back and check it", severity="error")
+            return None
+        return prepared
+
+    def course_refusal(self, refused: CourseRuleRefused) -> str:
+        """Why the course rules do not allow this session now (the rule and its numbers), and how a supervisor
+        overrides it here, or why the override was refused: a course's session by its course's rules; one
+        outside any course by those of a course of the patient's of the same preset or drug in progress."""
+        if refused.denied is not None:
+            return refused.message
+        override = "a supervisor may override it: press O (reason and supervisor PIN)"
+        if self.flow.course_id is None:
+            return f"{refused.rule} (choose that course for this session); {override}"
+        return f"{refused.rule}; {override}"
+
+    def ask_override(self, rule: str, then: Callable[[], object]) -> None:
+        """The supervisor override dialog for `rule`; with a reason and PIN given, `then()`."""
+        from ionctl.console.screens.override import OverrideScreen
+
+        def given(answer: tuple[str, str] | None) -> None:
+            if answer is None:
+                return
+            self.flow.override_reason, self.flow.override_pin = answer
+            then()
+
+        self.push_screen(OverrideScreen(rule), given)
 
     def on_session_event(self, message: SessionEvent) -> None:
         from ionctl.console.screens.fault import FaultScreen

@@ -1,5 +1,6 @@
-"""The console's session controller: runs one `Session` in a thread of its own, exactly as `ionctl run`
-does (the same `Recorder` writes the record as the session runs), and hands the UI what it needs to draw.
+"""The console's session controller: runs one session in a thread of its own through the same
+`ionctl.treatment.SessionRunner` as `ionctl run` (the same `Recorder` writes the record as the session runs),
+and hands the UI what it needs to draw.
 
 No Textual here, so the logic is testable without a screen. The session never waits for the UI: each sample
 goes to the record and into a snapshot under a lock (the UI polls `snapshot()` when it redraws and so drops
@@ -16,10 +17,11 @@ from __future__ import annotations
 import collections
 import io
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ionctl.drivers.base import ContactReading, CurrentSource, DeviceError, DeviceFault, Telemetry
 from ionctl.safety import (
@@ -32,12 +34,13 @@ from ionctl.safety import (
     violations,
 )
 from ionctl.safety.validation import CatalogEntry
+from ionctl.treatment.report import Interrupts, Report, not_started
 
 if TYPE_CHECKING:
-    from ionctl.cli.run import Report
     from ionctl.core.session import Session, SessionResult, StateChange
     from ionctl.records import Store
     from ionctl.records.skin import SkinCheck
+    from ionctl.treatment.prepare import Override
 
 #: Recent current samples kept for the live trace (at 10 Hz, the last 30 device seconds).
 TRACE_LEN = 300
@@ -166,7 +169,9 @@ class SessionController:
 
     `skin_check_before` (the typed skin check) goes into the record as an addendum once it is
     opened; the record's opening names the configuration (`config_sha256`) and the course (`course_id`), as
-    `ionctl run` does. `monotonic` is passed to the `Session` (its host clock for link supervision) when given."""
+    `ionctl run` does. `monotonic` is passed to the `Session` (its host clock for link supervision) when given.
+    An `override` (a course rule a supervisor set aside) is recorded against the session's record once it is
+    open; `opening_check` then leaves the course rules out (`Prepared.opening_check`)."""
 
     def __init__(
         self,
@@ -183,6 +188,7 @@ class SessionController:
         notify: Notify | None = None,
         monotonic: Callable[[], float] | None = None,
         opening_check: Callable[[Store], None] | None = None,
+        override: Override | None = None,
     ) -> None:
         self.source = source
         self.prescription = prescription
@@ -195,7 +201,8 @@ class SessionController:
         self.accept_no_watchdog = accept_no_watchdog
         self.notify = notify
         self.monotonic = monotonic
-        self.opening_check = opening_check  # checked as the record opens (`ionctl.cli.run.opening_check`)
+        self.opening_check = opening_check  # checked as the record opens (`ionctl.treatment.opening_check`)
+        self.override = override
         self.messages = io.StringIO()  # what the recorder says about the record (failures), for the end screen
         self.report: Report | None = None
         self.session: Session | None = None
@@ -249,9 +256,8 @@ class SessionController:
     # -- the session's thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        from ionctl.cli.run import Interrupts, Recorder, Report
-        from ionctl.core.session import exit_code
         from ionctl.records import Store
+        from ionctl.treatment.runner import SessionRunner
 
         report: Report | None = None
         try:
@@ -261,78 +267,49 @@ class SessionController:
             self._end(self._not_started(f"not started: cannot open the record store: {exc}"))
             return
         try:
-            recorder = Recorder.open(store, self.prescription, self.limits, self.messages,
-                                     config_sha256=self.config_sha256, course_id=self.course_id,
-                                     check=self.opening_check)  # fmt: skip
-            if recorder is None:
-                report = self._not_started("not started: the session record could not be opened: "
-                                           + self.messages.getvalue().strip())  # fmt: skip
-                return
-            try:
-                refusal = self._audit_before(store, recorder.record_id)
-                if refusal is not None:
-                    report = self._not_started(refusal)
-                else:
-                    result = self._session_result(recorder)
-                    # Closed before the record is: a source without a watchdog whose output could not be confirmed
-                    # off may still be sourcing, and the record and the screen must say so (as `ionctl run` does).
-                    unconfirmed = self._close_sources()
-                    if unconfirmed:
-                        result.alarm = True
-                        result.message += f"; {unconfirmed}: remove the electrodes from the patient now"
-                    with self._lock:
-                        Interrupts(list(self._signalled)).apply(result)
-                    report = Report(result, exit_code(result), str(store.path))
-                recorder.finish(report)
-            finally:
-                recorder.release()
+            runner = SessionRunner(
+                self.prescription, self.limits, lambda: self.source, store=store, db=str(store.path),
+                messages=self.messages, say=self._say,
+                config_sha256=self.config_sha256, course_id=self.course_id, override=self.override,
+                opening_check=self.opening_check, skin_check_before=self.skin_check_before, reconnect=self.reconnect,
+                accept_no_watchdog=self.accept_no_watchdog, monotonic=self.monotonic, display=self, watch=self._watch,
+            )  # fmt: skip
+            report = runner.run()
         finally:
-            self._close_sources()
+            self._close_sources()  # when the session never started; closing again is harmless
             store.close()
             self._end(report)
 
-    def _session_result(self, recorder: Any) -> SessionResult:
-        from ionctl.core.session import Session, SessionResult
+    def _say(self, text: str) -> None:
+        self.messages.write(text + "\n")
 
-        def on_sample(session: Session, sample: Telemetry) -> None:
-            recorder.on_sample(session, sample)  # the record first (durable), then the display
-            self._on_sample(session, sample)
-
-        def on_state(session: Session, change: StateChange) -> None:
-            recorder.on_state(session, change)
-            self._on_state(session, change)
-
-        session: Session | None = None
+    @contextmanager
+    def _watch(self, session: Session) -> Iterator[Interrupts]:
+        """While the session runs: the requests made before it existed go to it; what stopped it when not a key
+        (a signal, the console closing) names itself in its record."""
+        with self._lock:
+            self.session, pending, self._pending = session, self._pending, []
+        for action in pending:
+            session.request(action)
+        interrupts = Interrupts()
         try:
-            session = Session(
-                self.source, self.prescription, self.limits, accept_no_watchdog=self.accept_no_watchdog,
-                reconnect=self.reconnect, on_sample=on_sample, on_state=on_state, monotonic=self.monotonic,
-            )  # fmt: skip
+            yield interrupts
+        finally:
             with self._lock:
-                self.session, pending, self._pending = session, self._pending, []
-            for action in pending:
-                session.request(action)
-            return session.run()
-        except Exception as exc:  # a bug, not the device: the watchdog (or the SourceMeter's close) makes it safe
-            result = session.result if session is not None else SessionResult(outcome="fault")
-            result.outcome, result.fault, result.message = "fault", "internal", f"internal error: {exc!r}"
-            result.energised = any(change.state == "ramping_up" for change in result.timeline)
+                interrupts.reasons = list(self._signalled)
+
+    # -- `ionctl.treatment.Display`: called from the session's thread ---------------------------------------
+
+    def on_sample(self, session: Session, sample: Telemetry) -> None:
+        self._on_sample(session, sample)
+
+    def on_state(self, session: Session, change: StateChange) -> None:
+        self._on_state(session, change)
+
+    def ended(self, result: SessionResult) -> None:
+        if result.fault == "internal":  # abandoned on an internal error: the screen says so at once
             with self._lock:
                 self._live.state, self._live.fault, self._live.reason = "fault", "internal", result.message
-            return result
-
-    def _audit_before(self, store: Store, record_id: int) -> str | None:
-        """Write the skin check before into the audit trail; why the session may not start if that fails."""
-        if self.skin_check_before is None:
-            return None
-        from ionctl.records.skin import SKIN_CHECK_BEFORE, Addendum
-
-        try:
-            store.append_addendum(record_id, self.prescription.operator_id,
-                                  Addendum(SKIN_CHECK_BEFORE, skin=self.skin_check_before))  # fmt: skip
-        except Exception as exc:
-            return f"not started: the skin check could not be recorded: {exc}"
-        return None
 
     def _on_sample(self, session: Session, sample: Telemetry) -> None:
         try:
@@ -355,13 +332,8 @@ class SessionController:
         self._tell(StateChanged(change, fault))
 
     def _not_started(self, message: str) -> Report:
-        from ionctl.cli.run import Report
-        from ionctl.core.session import SessionResult, exit_code, prescription_dict
-
-        result = SessionResult(outcome="refused", message=message)
-        result.prescription = prescription_dict(self.prescription)
-        result.prescribed_dose_ma_min = self.prescription.planned_dose_ma_min
-        return Report(result, exit_code(result), str(self.store_path) if self.store_path is not None else None)
+        db = str(self.store_path) if self.store_path is not None else None
+        return not_started(message, db=db, prescription=self.prescription)
 
     def _close_sources(self) -> str | None:
         """Close the device (and a reconnected one; closing is idempotent). Returns why the output could not be

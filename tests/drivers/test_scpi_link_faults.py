@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from ionctl.cli.run import ALARM_TEXT
 from ionctl.drivers import DeviceLimits, LinkLost, OutputState, Polarity, open_device
 from ionctl.drivers.scpi import ScpiSourceMeter
+from ionctl.treatment import ALARM_TEXT
 from sim.cli import ScpiFault
 from tests.sim.endpoints import ROOT, running_sim
 

@@ -192,17 +192,18 @@ def test_a_session_abandoned_on_an_internal_error_is_closed_with_the_dose_of_its
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ionctl.cli import run
+    from ionctl.treatment import Recorder
 
-    original = run.Recorder.on_sample
+    original = Recorder.on_sample
     seen = {"n": 0}
 
-    def on_sample(self: run.Recorder, session: Any, sample: Any) -> None:
+    def on_sample(self: Recorder, session: Any, sample: Any) -> None:
         original(self, session, sample)
         seen["n"] += session.state == "delivering"
         if seen["n"] == 50:  # into the hold
             raise RuntimeError("a bug in a callback")
 
-    monkeypatch.setattr(run.Recorder, "on_sample", on_sample)
+    monkeypatch.setattr(Recorder, "on_sample", on_sample)
     link, trace, db = tmp_path / "ionto", tmp_path / "truth.jsonl", tmp_path / "records.sqlite3"
     with running_sim("--serial-link", str(link), "--time-scale", "10", "--trace", str(trace)):
         args = run.parse(["--device", str(link), *rx(40.0, "P-BUG"), "--db", str(db), "--yes"])

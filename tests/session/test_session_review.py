@@ -204,7 +204,7 @@ def test_a_sigint_arriving_while_the_session_holds_its_request_lock_does_not_dea
         import signal, sys
         from unittest import mock
         from ionctl.drivers.base import Polarity
-        from ionctl.cli.run import operator_signals
+        from ionctl.cli.signals import operator_signals
         from ionctl.safety import Prescription, SiteLimits
         from ionctl.core.session import Session
 

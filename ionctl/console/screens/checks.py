@@ -104,11 +104,12 @@ class ConfirmScreen(Step):
     """Everything that is about to happen, once more; Y starts the current."""
 
     BINDINGS: ClassVar[list[BindingType]] = both_cases([Binding("y", "start", "Start the current"),
+                                                        Binding("o", "override", "Supervisor override"),
                                                         Binding("escape", "back", "Back")])  # fmt: skip
 
     def compose(self) -> ComposeResult:
-        from ionctl.cli.run import summary
         from ionctl.safety import validate
+        from ionctl.treatment.report import summary
 
         flow, setup = self.flow, self.console.setup
         assert flow.prescription is not None and flow.contact is not None
@@ -121,13 +122,32 @@ class ConfirmScreen(Step):
         )
         course = f"\nCourse {flow.course_id}" if flow.course_id is not None else ""
         yield Static(f"Contact: {flow.contact.text()}\nSkin check before: done{course}")
+        yield Static(self._override_text(), id="override")
         if setup.blocked:
             yield Static(setup.blocked, classes="error")
         yield Static("Press Y to start the current, Esc to go back.", classes="title")
         yield Footer()
 
+    def _override_text(self) -> str:
+        reason = self.flow.override_reason
+        return f"Supervisor override: {reason} (the PIN is checked when the current starts)" if reason else ""
+
     def action_start(self) -> None:
         self.console.start_session()
+
+    def action_override(self) -> None:
+        """A course rule refused the start: a supervisor may set it aside (reason and PIN), then Y starts."""
+        rule = self.flow.refusal
+        if rule is None:
+            self.notify("No course rule refuses this session: there is nothing to override.", severity="warning")
+            return
+
+        def given() -> None:
+            if self.is_attached:
+                self.query_one("#override", Static).update(self._override_text())
+            self.notify("Override given: press Y to start the current.")
+
+        self.console.ask_override(rule, given)
 
     def action_back(self) -> None:
         self.console.switch_screen(SkinBeforeScreen())

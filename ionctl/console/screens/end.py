@@ -18,8 +18,9 @@ from ionctl.console.screens.addenda import RecordsScreen, SkinCheckForm
 from ionctl.records.skin import AFTER, SkinCheckError
 
 if TYPE_CHECKING:
-    from ionctl.cli.run import Report
     from ionctl.console.app import ConsoleApp
+    from ionctl.treatment.report import Report
+
 
 class EndScreen(Screen[None]):
     """Summary, skin check after, adverse reaction, PDF export."""
@@ -41,7 +42,7 @@ class EndScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        from ionctl.cli.run import result_text
+        from ionctl.treatment.report import result_text
 
         yield Static(f"Session ended: {self.report.result.outcome.upper()}", classes="title", id="outcome")
         yield Static(result_text(self.report), classes="box", id="result")

@@ -15,7 +15,7 @@ from ionctl.console.controller import SessionController
 from ionctl.console.faults import advice
 
 if TYPE_CHECKING:
-    from ionctl.cli.run import Report
+    from ionctl.treatment.report import Report
 
 
 class FaultScreen(Screen[None]):

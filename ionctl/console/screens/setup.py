@@ -180,7 +180,11 @@ class PatientScreen(Step):
 
 class PresetScreen(Step):
     """The patient's treatment courses (each with where it stands and whether a session is allowed now), then
-    the site's approved presets; the prescription screen fills in what a preset leaves to the clinician."""
+    the site's approved presets; the prescription screen fills in what a preset leaves to the clinician. A
+    course that refuses a session now may be chosen with a supervisor's override (O: reason and PIN)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [*Step.BINDINGS, *both_cases([Binding("o", "override",
+                                                                                  "Supervisor override")])]  # fmt: skip
 
     def compose(self) -> ComposeResult:
         setup = self.console.setup
@@ -235,18 +239,31 @@ class PresetScreen(Step):
         if options.highlighted is not None:
             self._choose(options.get_option_at_index(options.highlighted).id)
 
-    def _choose(self, option: str | None) -> None:
+    def action_override(self) -> None:
+        """The highlighted course refuses a session now: a supervisor sets its rule aside, then it is chosen."""
+        options = self.query_one("#presets", OptionList)
+        option = options.get_option_at_index(options.highlighted).id if options.highlighted is not None else None
+        kind, _, key = (option or "").partition(":")
+        refusal = self.courses[int(key)][2] if kind == "course" else None
+        if refusal is None:
+            self.notify("Only a course that refuses a session now needs an override.", severity="warning")
+            return
+        self.console.ask_override(refusal, lambda: self._choose(option, overridden=True))
+
+    def _choose(self, option: str | None, *, overridden: bool = False) -> None:
         from ionctl.console.screens.prescription import PrescriptionScreen
 
         kind, _, key = (option or "").partition(":")
         course_id: int | None = None
+        if not overridden:
+            self.flow.override_reason = self.flow.override_pin = None
         if kind == "course":
             course_id = int(key)
             _, key, refusal = self.courses[course_id]
-            if refusal is not None:
+            if refusal is not None and not overridden:
                 shown = self.query_one("#preset-source", Static)
                 shown.set_class(True, "error")
-                shown.update(f"REFUSED: {refusal}")
+                shown.update(f"REFUSED: {refusal}\nA supervisor may override it: press O.")
                 return
         preset = self.console.setup.presets.get(key)
         if preset is None:

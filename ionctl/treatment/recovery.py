@@ -1,0 +1,28 @@
+"""Before a session: what crash recovery may ask of the device the session is about to use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def device_counter(address: str) -> Callable[[dict[str, Any]], float | None]:
+    """For crash recovery (`ionctl.records.recover_interrupted`): the dose counter of the device at `address`, if
+    it is the interrupted record's device (same serial). Not for a SourceMeter: it has no counter, and opening
+    one resets it."""
+
+    def read(identity: dict[str, Any]) -> float | None:
+        from ionctl.drivers import VISA_PREFIX, DeviceError, open_device
+
+        if address.lower().startswith(VISA_PREFIX):
+            return None
+        try:
+            with open_device(address) as device:
+                if device.identity.serial != identity.get("serial"):
+                    return None
+                samples = device.read_telemetry(1.0)
+        except DeviceError:
+            return None
+        return samples[-1].device_dose_ma_min if samples else None
+
+    return read

@@ -1,0 +1,130 @@
+"""`SessionRunner`: one prepared session on the in-process simulator, from the record's opening to its closing,
+with every way out handled in one place."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ionctl.config import SiteConfig
+from ionctl.core.vocabulary import ExitCode
+from ionctl.drivers import DeviceError
+from ionctl.records import Store
+from ionctl.treatment import OVERRIDE_ACTION, Prepared, SessionRunner, TreatmentRequest, prepare
+from sim.plant import LOAD_PRESETS
+from tests.session.inprocess import InProcessSource, simulated
+from tests.treatment.conftest import PIN
+from tests.treatment.test_prepare import DEXA
+
+
+def runner(prepared: Prepared, store: Store | None, **options: Any) -> tuple[SessionRunner, InProcessSource]:
+    """A runner of `prepared` on a fresh simulated device, the session on the simulator's own host clock."""
+    source, _ = simulated(LOAD_PRESETS["normal"])
+    options.setdefault("open_source", lambda: source)
+    opener: Callable[[], InProcessSource] = options.pop("open_source")
+    return SessionRunner.of(prepared, opener, store=store, messages=io.StringIO(),
+                            monotonic=lambda: source.harness.wall_s, **options), source  # fmt: skip
+
+
+def test_a_prepared_session_completes_on_the_simulator_and_its_record_is_closed(
+    config: SiteConfig, store: Store
+) -> None:
+    run, source = runner(prepare(DEXA, store=store, config=config), store)
+    report = run.run()
+    assert (report.result.outcome, report.exit_code) == ("completed", ExitCode.OK)
+    assert report.record_id is not None and report.record_path == str(store.path)
+    record = store.get(report.record_id)
+    assert record.fields["outcome"] == "completed" and record.fields["config_sha256"] == config.sha256
+    assert record.fields["dose_ma_min"] == pytest.approx(0.5, rel=0.02) and record.telemetry
+    assert "start" in source.commands
+
+
+def test_an_override_is_recorded_against_the_sessions_record(
+    config: SiteConfig, store: Store, refusing_course: int
+) -> None:
+    request = TreatmentRequest(**{**DEXA.__dict__, "course_id": refusing_course, "override_reason": "missed visit"})
+    run, _ = runner(prepare(request, store=store, config=config, pin=lambda: PIN), store)
+    report = run.run()
+    assert report.result.outcome == "completed"
+    (entry,) = store.audit(action=OVERRIDE_ACTION)
+    assert (entry["record_id"], entry["course_id"], entry["actor"]) == (report.record_id, refusing_course,
+                                                                        "supervisor")  # fmt: skip
+    assert entry["detail"]["reason"] == "missed visit"
+    assert [r["id"] for r in store.course_records(refusing_course)][-1] == report.record_id
+
+
+def test_a_record_that_cannot_be_written_stops_the_session_and_ends_record_failed(
+    config: SiteConfig, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ionctl.records.writer import RecordWriter
+
+    def full(self: RecordWriter, row: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RecordWriter, "sample", full)
+    run, source = runner(prepare(DEXA, store=store, config=config), store)
+    report = run.run()
+    assert (report.result.outcome, report.exit_code) == ("record_failed", ExitCode.RECORD_FAILED)
+    assert "the record cannot be written: [Errno 28] No space left on device" in report.result.message
+    assert isinstance(run.messages, io.StringIO) and "stopping the session" in run.messages.getvalue()
+    assert "stop" in source.commands  # a ramped stop, asked as soon as the record failed
+
+
+def test_a_device_that_cannot_be_reached_is_a_device_error_with_a_closed_record(
+    config: SiteConfig, store: Store
+) -> None:
+    said: list[str] = []
+
+    def unreachable() -> InProcessSource:
+        raise DeviceError("no such port")
+
+    run, _ = runner(prepare(DEXA, store=store, config=config), store, open_source=unreachable, say=said.append)
+    report = run.run()
+    assert (report.result.outcome, report.result.fault, report.exit_code) == ("fault", "DeviceError", ExitCode.DEVICE)
+    assert report.record_id is not None and store.get(report.record_id).fields["outcome"] == "fault"
+    assert said == ["cannot reach the device at inprocess:sim: no such port\nNo current flowed."]
+
+
+def test_a_record_that_cannot_be_opened_starts_nothing_and_opens_no_device(
+    config: SiteConfig, store: Store, refusing_course: int
+) -> None:
+    prepared = prepare(TreatmentRequest(**{**DEXA.__dict__, "course_id": refusing_course,
+                                           "override_reason": "missed visit"}),
+                       store=store, config=config, pin=lambda: PIN)  # fmt: skip
+    opened: list[str] = []
+    run, _ = runner(prepared, store, open_source=lambda: opened.append("opened"),
+                    opening_check=lambda s: (_ for _ in ()).throw(OSError("the disk is read-only")))  # fmt: skip
+    report = run.run()
+    assert (report.result.outcome, report.exit_code) == ("refused", ExitCode.REFUSED)
+    assert "not started: the session record could not be opened" in report.result.message
+    assert "the disk is read-only" in report.result.message and opened == []
+    assert store.audit(action=OVERRIDE_ACTION) == []  # an override that names no session is not recorded
+
+
+def test_a_session_that_raises_is_abandoned_as_an_internal_fault_and_its_source_closed(
+    config: SiteConfig, store: Store
+) -> None:
+    class Broken:
+        def on_sample(self, session: Any, sample: Any) -> None:
+            if session.state == "delivering":
+                raise RuntimeError("a bug in the display")
+
+        def on_state(self, session: Any, change: Any) -> None:
+            pass
+
+        def ended(self, result: Any) -> None:
+            self.result = result
+
+    display = Broken()
+    run, source = runner(prepare(DEXA, store=store, config=config), store, display=display)
+    closed: list[bool] = []
+    close = source.close
+    source.close = lambda: (closed.append(True), close())[1]  # type: ignore[method-assign]
+    report = run.run()
+    assert (report.result.outcome, report.result.fault, report.exit_code) == ("fault", "internal", ExitCode.FAULT)
+    assert display.result is report.result and report.record_id is not None
+    assert store.get(report.record_id).fields["outcome"] == "fault"
+    assert closed  # the watchdog takes the output to zero once the driver lets go
