@@ -21,7 +21,7 @@ from ionctl.drivers.base import Polarity
 from ionctl.safety import Prescription, SiteLimits
 from ionctl.safety.prescription import DRUG_ELECTRODE, TAP_WATER
 from sim.plant import LOAD_PRESETS
-from tests.session.inprocess import simulated, synthetic_host_clock
+from tests.session.inprocess import simulated
 
 SEED = 5
 DRUGS = {Polarity.CATHODE: ("dexamethasone", "asc-exosomes"), Polarity.ANODE: ("lidocaine",)}
@@ -58,8 +58,7 @@ def session_errors(n: int, seed: int = SEED) -> tuple[list[float], list[float], 
         p = random_prescription(rng, limits)
         load = LOAD_PRESETS["tap-water-hands" if p.protocol_class == TAP_WATER else "normal"]
         source, truth = simulated(load, seed=seed * 1000 + i)
-        with synthetic_host_clock(source):
-            result = Session(source, p, limits).run()
+        result = Session(source, p, limits).run()
         outcomes.append(result.outcome)
         dose_errors.append(abs(truth.dose_ma_min - p.planned_dose_ma_min) / p.planned_dose_ma_min * 100)
         host_errors.append(abs(result.dose_ma_min - truth.dose_ma_min) / truth.dose_ma_min * 100)

@@ -306,7 +306,7 @@ class SessionController:
         try:
             session = Session(
                 self.source, self.prescription, self.limits, accept_no_watchdog=self.accept_no_watchdog,
-                reconnect=self.reconnect, on_sample=on_sample, on_state=on_state, monotonic=self.monotonic,
+                reconnect=self.reconnect, on_sample=on_sample, on_state=on_state,
             )  # fmt: skip
             with self._lock:
                 self.session, pending, self._pending = session, self._pending, []

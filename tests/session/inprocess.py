@@ -23,16 +23,15 @@ and polarity really did.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 import firmware_protocol as wire
 from firmware_protocol import Configure, HeaderFlags, Message
 from ionctl.drivers.base import (
     DeviceIdentity,
+    HostClock,
     LinkLost,
     Telemetry,
 )
@@ -95,6 +94,13 @@ class InProcessSource(FirmwareCommands):
         """Device seconds since the output was first energised (the origin of `FaultSpec.at_s`), or None."""
         first = self.device.energised_at_s
         return None if first is None else self.device.firmware.t - first
+
+    @property
+    def host_clock(self) -> HostClock:
+        """The host's clock is the synthetic one too: `monotonic()` is the link time and `sleep` lets it pass
+        (host alive). A session on this source reads it by itself, so its host-time margins (the stuck-output
+        link margin, the reconnect window) pass with the device's minutes, not the machine's real seconds."""
+        return _SyntheticHostClock(self.harness)
 
     def at(self, t_s: float, fn: Callable[[], None]) -> None:
         """Run `fn` once, when `since_energised_s` first reaches `t_s` (checked every telemetry period)."""
@@ -251,11 +257,8 @@ class GroundTruth:
         return self.dose_uas / UAS_PER_MA_MIN
 
 
-class SyntheticHostClock:
-    """`time` as `ionctl.core.session` sees it, on the synthetic clock: `monotonic()` is the link time and `sleep`
-    lets it pass (host alive). With a fast synthetic clock, the session's host-time margins (the stuck-output
-    link margin, the reconnect window) would otherwise wait real seconds while device minutes fly by, and a
-    test's outcome would depend on the machine's speed."""
+class _SyntheticHostClock:
+    """A `HostClock` on a harness's synthetic clock (`InProcessSource.host_clock`)."""
 
     def __init__(self, harness: Harness) -> None:
         self.harness = harness
@@ -265,15 +268,6 @@ class SyntheticHostClock:
 
     def sleep(self, seconds: float) -> None:
         self.harness.wait(seconds)
-
-
-@contextmanager
-def synthetic_host_clock(source: InProcessSource) -> Iterator[None]:
-    """Run `ionctl.core.session` on `source`'s synthetic clock for the duration (see `SyntheticHostClock`)."""
-    import ionctl.core.session
-
-    with mock.patch.object(ionctl.core.session, "time", SyntheticHostClock(source.harness)):
-        yield
 
 
 def simulated(load: Any, *, faults: Any = (), seed: int = 0, spec: Any = None) -> tuple[InProcessSource, GroundTruth]:
