@@ -1,6 +1,6 @@
 """Dose accounting, pure: integrate measured current on the device clock, and decide when to ramp down.
 
-Dose is measured, not assumed (DESIGN.md principle 5): `DoseMeter` integrates the *measured* current of
+Dose is measured, not assumed (docs/SESSION.md, Dose): `DoseMeter` integrates the *measured* current of
 each `Telemetry` sample over the *device's* clock (`t_s`) with the trapezoid rule. It never reads a clock;
 time arrives in the samples.
 

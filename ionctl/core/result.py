@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ionctl.core.dose import DoseMeter
 from ionctl.core.vocabulary import ExitCode, Outcome
 from ionctl.drivers.base import DeviceIdentity
 from ionctl.safety import Prescription
@@ -79,3 +80,36 @@ def prescription_dict(p: Prescription) -> dict[str, Any]:
 def identity_dict(identity: DeviceIdentity) -> dict[str, Any]:
     """The device as the result and the record show it (JSON-ready)."""
     return asdict(identity)
+
+
+def add_figures(r: SessionResult, m: DoseMeter, p: Prescription, start_t_s: float | None, impedances: list[float],
+                *, device_dose_unknown: bool) -> None:  # fmt: skip
+    """Fill in the result's doses and figures from the dose meter at the end: the host's dose (and the device's,
+    unless the session settled the dose from the device's counter after a reconnect, `dose_source` device, or its
+    counter cannot be trusted), the duration on the device's clock since `start_t_s`, peaks, time at compliance
+    and the impedances seen while current flowed."""
+    r.host_dose_ma_min = m.delivered_ma_min
+    if r.dose_source == "host":
+        r.dose_ma_min = m.delivered_ma_min
+        r.device_dose_ma_min = None if device_dose_unknown else m.device_dose_ma_min
+    r.prescribed_dose_ma_min = p.planned_dose_ma_min
+    if start_t_s is not None and m.last is not None:
+        r.duration_s = max(0.0, m.last.t_s - start_t_s) if not m.clock_resets else m.integrated_s
+    r.peak_current_ma = m.peak_current_ma
+    r.peak_density_ma_cm2 = m.peak_current_ma / p.electrode_area_cm2
+    r.time_at_compliance_s = m.time_at_compliance_s
+    if impedances:
+        r.impedance_end_ohm = impedances[-1]
+        r.impedance_min_ohm = min(impedances)
+        r.impedance_max_ohm = max(impedances)
+
+
+def wrong_device_message(first: DeviceIdentity, now: DeviceIdentity | None) -> str:
+    """What the result says when a reconnect reached `now`, not the device `first` identified at the start."""
+    found = f"{now.model} serial {now.serial}" if now is not None else "an unidentified device"
+    return (
+        f"; the reconnect reached {found}, not {first.model} serial {first.serial} (identified at the start): "
+        "it was not commanded and its counter not used; the dose is the host's count to the loss and the "
+        f"device dose unknown. The output of {first.serial} was not seen since the loss: check the patient and "
+        "that device now"
+    )

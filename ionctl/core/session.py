@@ -3,22 +3,24 @@
 Theory of operation
 -------------------
 A `Session` owns a connected `CurrentSource`, a `Prescription` and the `SiteLimits` in force. Its state
-machine (`transitions`, every transition in `TRANSITIONS` below, `auto_transitions=False`, invalid
-triggers raise, a lock around triggers) moves through preparation (connect → configure → contact check →
-arm) and delivery (ramping up → delivering ⇄ paused → ramping down) to one terminal state: completed,
-stopped, aborted or fault. Hardware commands run in a transition's `before` callback, so a refused or
-failed command leaves the state unchanged and raises.
+machine (`transitions`, every transition in `ionctl.core.machine.TRANSITIONS`, `auto_transitions=False`,
+invalid triggers raise, a lock around triggers) moves through preparation (connect → configure → contact check
+→ arm) and delivery (ramping up → delivering ⇄ paused → ramping down) to one terminal state: completed,
+stopped, aborted or fault. Hardware commands run in a transition's `before` callback (`ionctl.core.steps`), so
+a refused or failed command leaves the state unchanged and raises.
 
 `run()` does it all and returns a `SessionResult`. While energised it reads telemetry and, per sample, on
-the *device's* clock (`Telemetry.t_s`, DESIGN.md principle 2): integrates the measured dose (`DoseMeter`),
-runs the runtime monitors (`ionctl.core.monitors`), moves on when the device reaches its target, and begins
-the ramp-down when measured dose + the ramp-down's dose reaches the prescription (principle 5). Operator
+the *device's* clock (`Telemetry.t_s`, docs/ARCHITECTURE.md, the clock rule): integrates the measured dose
+(`DoseMeter`), runs the runtime monitors (`ionctl.core.monitors`), moves on when the device reaches its target,
+and begins the ramp-down when measured dose + the ramp-down's dose reaches the prescription. Operator
 requests (pause, resume, stop, abort) may come from any thread or a signal handler; they are acted on
 between samples.
 
 After a stop, an abort or a fault the session keeps watching until the current is at zero. A current
 that does not fall when told (a stuck output) gets an abort, then output-off, and if current still flows,
-`alarm` is set: the operator must remove the electrodes.
+`alarm` is set: the operator must remove the electrodes. The watch itself (`ionctl.core.supervision`) is pure;
+the session gives it the device's time in each sample and the host's from its `HostClock` (the source's own,
+`CurrentSource.host_clock`, unless one is given).
 
 The session also supervises the device itself: a device that stops delivering on its own while the session
 expects delivery (`device_stopped`), or reports a polarity other than the prescription's (`polarity_mismatch`),
@@ -53,12 +55,25 @@ from ionctl.core.dose import (
     should_begin_ramp_down,
 )
 from ionctl.core.machine import ENERGISED, EXPECTS_DELIVERY, OUTCOMES, PREPARING, STATES, TERMINAL, TRANSITIONS, mermaid
-from ionctl.core.monitors import FLOOR_MA, Action, Monitors, Verdict
-from ionctl.core.result import SessionResult, StateChange, exit_code, identity_dict, prescription_dict
-from ionctl.core.supervision import RAMP_STALL_S, STALE_TELEMETRY_S, FreshnessWatch, RampSupervisor
+from ionctl.core.monitors import FLOOR_MA, Action, Monitors, Verdict, device_disagreement
+from ionctl.core.result import (
+    SessionResult,
+    StateChange,
+    add_figures,
+    exit_code,
+    identity_dict,
+    prescription_dict,
+    wrong_device_message,
+)
+from ionctl.core.steps import PROBE_MA, PROBE_S, DeviceSteps, SessionError
+from ionctl.core.supervision import (
+    RAMP_STALL_S,
+    STALE_TELEMETRY_S,
+    FreshnessWatch,
+    RampSupervisor,
+)
 from ionctl.core.vocabulary import Outcome, SessionFault, fault_of
 from ionctl.core.vocabulary import SessionState as S
-from ionctl.drivers.base import ENERGISED as DEVICE_ENERGISED
 from ionctl.drivers.base import (
     CommandRefused,
     CurrentSource,
@@ -69,7 +84,6 @@ from ionctl.drivers.base import (
     HostClock,
     LinkLost,
     OutputState,
-    Polarity,
     Telemetry,
 )
 from ionctl.safety import (
@@ -77,8 +91,6 @@ from ionctl.safety import (
     PrescriptionRefused,
     SiteLimits,
     ValidatedPrescription,
-    device_limits,
-    validate,
 )
 
 __all__ = [  # what the front ends and the tests import from here, wherever it is defined
@@ -87,17 +99,10 @@ __all__ = [  # what the front ends and the tests import from here, wherever it i
     "exit_code", "mermaid", "prescription_dict",
 ]  # fmt: skip
 
-#: Contact probe: 100 µA for 0.5 s (PROTOCOL.md allows 50–1000 µA, up to 1 s), well under any therapy current.
-PROBE_MA = 0.1
-PROBE_S = 0.5
 #: Telemetry period the session expects until it has measured one (device seconds): 10 Hz, PROTOCOL.md §8.
 TELEMETRY_PERIOD_S = 0.1
 #: Host seconds to keep trying to reach a device whose link was lost.
 RECONNECT_WINDOW_S = 30.0
-
-
-class SessionError(Exception):
-    """A session-level refusal before any current flowed (contact, missing watchdog acknowledgement)."""
 
 
 Clock = Callable[[], datetime.datetime]
@@ -107,7 +112,7 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-class Session:
+class Session(DeviceSteps):
     """One treatment session on one source. See the module docstring."""
 
     def __init__(
@@ -278,7 +283,8 @@ class Session:
             return
         if self._stuck(s):
             return
-        disagreement = self._device_disagrees(s)
+        judge_stop = self._reads > self._started_at_read  # samples read with the START are older than it
+        disagreement = device_disagreement(self.state, s, self.polarity, judge_stop=judge_stop)
         if disagreement is not None:
             self._fault(disagreement)
             return
@@ -305,29 +311,6 @@ class Session:
                 self._end("fail", over, fault=SessionFault.DOSE_OVERSHOOT)
             else:
                 self._fire("finish", "output at zero and off", s)
-
-    def _device_disagrees(self, s: Telemetry) -> Verdict | None:
-        """The device is not doing what the session expects of it: it reports a polarity other than the one this
-        phase of the prescription set (a firmware or wiring fault: the drug would be driven back out), or it stopped
-        delivering on its own while the session expects delivery (`EXPECTS_DELIVERY`). Both ramp to zero.
-
-        Samples read in the same batch as the START that began this delivery phase are older than it (the device's
-        DONE before a reversal's restart): they are not judged."""
-        if self.state not in (*EXPECTS_DELIVERY, S.RAMPING_DOWN):
-            return None
-        if s.output_on and s.polarity is not None and s.polarity is not self.polarity:
-            return Verdict(SessionFault.POLARITY_MISMATCH, Action.RAMP,
-                           f"the device reports {s.polarity.value} polarity, the prescription {self.polarity.value}: "
-                           "ramping to zero")  # fmt: skip
-        if self.state not in EXPECTS_DELIVERY or self._reads <= self._started_at_read:
-            return None
-        if s.output_on and s.state in DEVICE_ENERGISED and s.state is not OutputState.RAMP_DOWN:
-            return None
-        output = "on" if s.output_on else "off"
-        return Verdict(SessionFault.DEVICE_STOPPED, Action.RAMP,
-                       f"the device stopped delivering on its own (state {s.state.value}, output {output}) while the "
-                       f"session was {self.state}: a front-panel stop, the firmware ending the delivery, or another "
-                       "program's STOP")  # fmt: skip
 
     def _dose_due(self, s: Telemetry) -> bool:
         p = self.prescription
@@ -368,108 +351,6 @@ class Session:
                 self._fire("pause", "paused by the operator", self.last)
             elif action == "resume" and self.state == S.PAUSED:
                 self._fire("resume", "resumed by the operator", self.last)
-
-    # -- transitions' device commands (run before the state changes) -----------------------------------------
-
-    def _do_connect(self, event: Any) -> None:
-        identity = self.device.identity
-        self._identity = identity
-        if not identity.watchdog and not self.accept_no_watchdog:
-            raise SessionError(
-                f"{identity.model} has no host-loss watchdog: if this PC stops, nothing turns the current off. "
-                "Refused; for bench or research use only, pass --accept-no-watchdog"
-            )
-        self.validated = validate(self.prescription, self.limits, identity)
-
-    def _do_configure(self, event: Any) -> None:
-        assert self.validated is not None
-        self._fresh_start()
-        self.device.configure(device_limits(self.validated))
-        self.device.set_polarity(self.polarity)
-
-    def _fresh_start(self) -> None:
-        """RESET the source: no limits, polarity or dose left from an earlier session. A fault latched before
-        this session (a lost link, say) is cleared first, with the output at zero, and noted."""
-        try:
-            self.device.reset()
-        except DeviceFault as exc:
-            self.device.clear_fault()  # refused (busy) while current still flows: the session is refused
-            self.device.reset()
-            self.result.notes.append(f"cleared a fault latched before this session: {exc.fault.value}")
-
-    def _do_check_contact(self, event: Any) -> None:
-        site = self.monitors.limits
-        reading = self.device.check_contact(PROBE_MA, PROBE_S)
-        self.result.impedance_start_ohm = reading.impedance_ohm
-        low, high = site.min_contact_impedance_ohm, site.max_contact_impedance_ohm
-        if reading.impedance_ohm is None or not low <= reading.impedance_ohm <= high:
-            shown = "no current (open circuit)" if reading.impedance_ohm is None else f"{reading.impedance_ohm:.0f} Ω"
-            raise SessionError(
-                f"contact check failed: impedance {shown} outside {low:.0f}–{high:.0f} Ω "
-                "(min/max_contact_impedance_ohm); check the electrodes and their wetting"
-            )
-
-    def _do_arm(self, event: Any) -> None:
-        self.device.arm()
-
-    def _do_start(self, event: Any) -> None:
-        self._start_sent = True  # from here current may flow, whether or not the device's answer gets back
-        self._started_at_read = self._reads
-        try:
-            self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
-        except (CommandRefused, DeviceFault):
-            self._start_sent = False  # the device answered: it did not start
-            raise
-        # Samples the device sent before it executed START (a fault latched before this session, the idle
-        # stream) are queued ahead of START's answer: they describe the past, not this delivery.
-        self.device.read_telemetry(0.0)
-
-    def _do_pause(self, event: Any) -> None:
-        self.device.set_target(0.0, self.prescription.ramp_down_s)
-        self._expect_zero_within(self.prescription.ramp_down_s)
-
-    def _do_resume(self, event: Any) -> None:
-        self.device.set_target(self.prescription.current_ma, self.prescription.ramp_up_s)
-        self.ramp.cancel_descent()
-
-    def _do_ramp_down(self, event: Any) -> None:
-        self.device.stop(self.prescription.ramp_down_s)
-        self._expect_zero_within(self.prescription.ramp_down_s)
-
-    def _do_operator_stop(self, event: Any) -> None:
-        self._operator_stop = True
-        self._do_ramp_down(event)
-
-    def _do_restart_reversed(self, event: Any) -> None:
-        self._reversed = True
-        self.ramp.cancel_descent()
-        self.polarity = Polarity.ANODE if self.polarity is Polarity.CATHODE else Polarity.CATHODE
-        self.device.arm()  # from DONE, keeping the dose counter (PROTOCOL.md §7.4)
-        self.device.set_polarity(self.polarity)  # at zero current, output open
-        self._started_at_read = self._reads
-        self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
-        self.device.read_telemetry(0.0)  # samples from before START (DONE, ARMED) describe the past: as _do_start
-
-    def _do_abort(self, event: Any) -> None:
-        self.device.abort()
-        self._expect_zero_within(self._fastest_ramp_s())
-
-    def _stopped_by_operator(self, event: Any) -> bool:
-        return self._operator_stop
-
-    def _expect_zero_within(self, ramp_s: float) -> None:
-        """Watch a ramp to zero just commanded: it must follow its course and end by `ramp_s` + margin."""
-        self.ramp.expect_zero_within(ramp_s, self.last, self.clock.monotonic())
-
-    def _reset_supervision(self) -> None:
-        """Forget what was being watched: the freshness of the telemetry and any commanded ramp (a device found
-        again after a link loss is watched from its first new sample)."""
-        self.freshness.reset()
-        self.ramp.reset()
-
-    def _fastest_ramp_s(self) -> float:
-        site = self.monitors.limits
-        return site.min_ramp_s  # device_limits: max slew = max current / min_ramp_s
 
     # -- faults ------------------------------------------------------------------------------------------
 
@@ -557,16 +438,10 @@ class Session:
         if first is None or (now is not None and (now.model, now.serial) == (first.model, first.serial)):
             return True
         device.close()
-        found = f"{now.model} serial {now.serial}" if now is not None else "an unidentified device"
         self.result.fault = SessionFault.WRONG_DEVICE
         self.result.alarm = True
         self._device_dose_unknown = True
-        self.result.message += (
-            f"; the reconnect reached {found}, not {first.model} serial {first.serial} (identified at the start): "
-            "it was not commanded and its counter not used; the dose is the host's count to the loss and the "
-            f"device dose unknown. The output of {first.serial} was not seen since the loss: check the patient and "
-            "that device now"
-        )
+        self.result.message += wrong_device_message(first, now)
         return False
 
     def _reconnect(self) -> CurrentSource | None:
@@ -650,25 +525,12 @@ class Session:
         r.limits = site.values()
         r.limits_sha256 = site.sha256
         r.device = identity_dict(self.device.identity) if self.state != S.DISCONNECTED else None
-        r.host_dose_ma_min = m.delivered_ma_min
-        if r.dose_source == "host":
-            r.dose_ma_min = m.delivered_ma_min
-            r.device_dose_ma_min = None if self._device_dose_unknown else m.device_dose_ma_min
+        add_figures(r, m, p, self._start_t_s, self._impedances, device_dose_unknown=self._device_dose_unknown)
         if r.fault == SessionFault.DEVICE_STOPPED:
             device = "not counted" if r.device_dose_ma_min is None else f"{r.device_dose_ma_min:.3f} mA·min"
             r.message += (f"; the dose is settled where the device stopped: {m.delivered_ma_min:.3f} mA·min (host), "
                           f"device counter {device}, of {p.planned_dose_ma_min:.3f} mA·min prescribed")  # fmt: skip
-        r.prescribed_dose_ma_min = p.planned_dose_ma_min
         r.energised = self._start_sent or any(change.state == S.RAMPING_UP for change in r.timeline)
-        if self._start_t_s is not None and m.last is not None:
-            r.duration_s = max(0.0, m.last.t_s - self._start_t_s) if not m.clock_resets else m.integrated_s
-        r.peak_current_ma = m.peak_current_ma
-        r.peak_density_ma_cm2 = m.peak_current_ma / p.electrode_area_cm2
-        r.time_at_compliance_s = m.time_at_compliance_s
-        if self._impedances:
-            r.impedance_end_ohm = self._impedances[-1]
-            r.impedance_min_ohm = min(self._impedances)
-            r.impedance_max_ohm = max(self._impedances)
         if r.outcome == Outcome.COMPLETED and r.message == "":
             r.message = f"delivered {r.dose_ma_min:.2f} of {r.prescribed_dose_ma_min:.2f} mA·min"
         return r
