@@ -78,7 +78,7 @@ def session_errors(n: int, seed: int = SEED) -> tuple[list[float], list[float], 
         p = random_prescription(rng, limits)
         load = LOAD_PRESETS["tap-water-hands" if p.protocol_class == TAP_WATER else "normal"]
         source, truth = simulated(load, seed * 1000 + i)
-        result = Session(source, p, limits, monotonic=source.host_clock.monotonic).run()
+        result = Session(source, p, limits).run()
         outcomes.append(result.outcome)
         dose_errors.append(abs(truth.dose_ma_min - p.planned_dose_ma_min) / p.planned_dose_ma_min * 100)
         host_errors.append(abs(result.dose_ma_min - truth.dose_ma_min) / truth.dose_ma_min * 100)

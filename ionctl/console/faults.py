@@ -2,8 +2,8 @@
 with, mapped to what happened and what to do, in plain words.
 
 The codes are the session's (`SessionResult.fault`): the device's own `FaultCode` values, the host
-monitors' (`stuck_output`, `ramp_stalled`, `stale_telemetry`, `dose_mismatch`, `dose_short`), and for a
-session that never started, the driver error's name (`link_lost`, `AddressError`, ...).
+monitors' (`ionctl.core.vocabulary.SessionFault`: `stuck_output`, `ramp_stalled`, `stale_telemetry`, ...), and
+for a session that never started, the driver error's (`link_lost`, `version_mismatch`, `device_error`).
 """
 
 from __future__ import annotations
@@ -165,6 +165,14 @@ FAULT_ADVICE: dict[str, FaultAdvice] = {
         "After the link was lost, another device answered at the same address",
         ("Go to the patient's device now: check its display, its output must be off.", _CHECK_SKIN,
          "Check which device is connected to this PC before any new session."),
+    ),
+    "version_mismatch": FaultAdvice(
+        "The device speaks another protocol version than this program; nothing was started",
+        ("Check the device's firmware and this program's version; report it.",),
+    ),
+    "device_error": FaultAdvice(
+        "The device answered in a way this program does not understand; nothing was started",
+        ("Check the cable and the device, then choose the device again; report it if it happens again.",),
     ),
     "internal": FaultAdvice(
         "An internal error in the device or in this program",

@@ -142,3 +142,35 @@ def remaining_time_s(delivered_ma_min: float, current_ma: float, ramp_down_s: fl
         return math.inf
     hold_ma_min = prescribed_ma_min - delivered_ma_min - ramp_down_dose_ma_min(current_ma, ramp_down_s)
     return max(hold_ma_min, 0.0) * 60 / current_ma + ramp_down_s
+
+
+#: A completed session delivers the prescribed dose within this fraction (issue: ±1 % of what flowed).
+DOSE_TOLERANCE = 0.01
+
+
+def dose_overshoot(delivered_ma_min: float, device_ma_min: float | None, planned_ma_min: float,
+                   mismatch_fraction: float) -> str | None:  # fmt: skip
+    """Why a delivery that ended above the prescription by more than the site's `dose_mismatch_fraction` is not a
+    completion, or None (link latency delays both the samples the ramp-down is decided on and the STOP itself).
+    The floor (dose_mismatch_floor_ma_min) is left out: it absorbs counter noise for the mismatch monitor, and
+    with it the device's own dose cap (planned + max(fraction, floor)) would be the only bound on small doses."""
+    allowed = planned_ma_min * mismatch_fraction
+    if delivered_ma_min <= planned_ma_min + allowed:
+        return None
+    counted = f"{device_ma_min:.3f} mA·min" if device_ma_min is not None else "not counted"
+    return (
+        f"dose overshoot: delivered {delivered_ma_min:.3f} mA·min (host), device counter {counted}, prescribed "
+        f"{planned_ma_min:.3f} mA·min: more than {allowed:.3f} mA·min over (dose_mismatch_fraction)"
+    )
+
+
+def dose_shortfall(delivered_ma_min: float, planned_ma_min: float) -> str | None:
+    """Why a ramp-down that ended with the dose short by more than `DOSE_TOLERANCE` is not a completion, or
+    None: the device ended it early (an electrode lifted during the ramp-down lets the set point fall with the
+    current). An operator's stop is short by intent: the caller does not ask."""
+    if delivered_ma_min >= planned_ma_min * (1 - DOSE_TOLERANCE):
+        return None
+    return (
+        f"the ramp-down ended early: delivered {delivered_ma_min:.2f} of {planned_ma_min:.2f} mA·min "
+        "(open circuit or compliance during the ramp-down?); check the electrodes"
+    )

@@ -3,11 +3,11 @@
 Theory of operation
 -------------------
 A `Session` owns a connected `CurrentSource`, a `Prescription` and the `SiteLimits` in force. Its state
-machine (`transitions`, every transition in `TRANSITIONS` below, `auto_transitions=False`, invalid
-triggers raise, a lock around triggers) moves through preparation (connect → configure → contact check →
-arm) and delivery (ramping up → delivering ⇄ paused → ramping down) to one terminal state: completed,
-stopped, aborted or fault. Hardware commands run in a transition's `before` callback, so a refused or
-failed command leaves the state unchanged and raises.
+machine (`transitions`, every transition in `ionctl.core.machine.TRANSITIONS`, `auto_transitions=False`,
+invalid triggers raise, a lock around triggers) moves through preparation (connect → configure → contact check
+→ arm) and delivery (ramping up → delivering ⇄ paused → ramping down) to one terminal state: completed,
+stopped, aborted or fault. Hardware commands run in a transition's `before` callback (`ionctl.core.steps`), so
+a refused or failed command leaves the state unchanged and raises.
 
 `run()` does it all and returns a `SessionResult`. While energised it reads telemetry and, per sample, on
 the *device's* clock (`Telemetry.t_s`, docs/ARCHITECTURE.md, principle 2): integrates the measured dose (`DoseMeter`),
@@ -18,7 +18,9 @@ between samples.
 
 After a stop, an abort or a fault the session keeps watching until the current is at zero. A current
 that does not fall when told (a stuck output) gets an abort, then output-off, and if current still flows,
-`alarm` is set: the operator must remove the electrodes.
+`alarm` is set: the operator must remove the electrodes. The watch itself (`ionctl.core.supervision`) is pure;
+the session gives it the device's time in each sample and the host's from its `HostClock` (the source's own,
+`CurrentSource.host_clock`, unless one is given).
 
 The session also supervises the device itself: a device that stops delivering on its own while the session
 expects delivery (`device_stopped`), or reports a polarity other than the prescription's (`polarity_mismatch`),
@@ -38,17 +40,40 @@ import datetime
 import math
 import statistics
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from transitions import MachineError
 from transitions.extensions import LockedMachine
 
-from ionctl.core.dose import DoseMeter, centred_lookahead_s, remaining_time_s, should_begin_ramp_down
-from ionctl.core.monitors import FLOOR_MA, Action, Monitors, Verdict
-from ionctl.drivers.base import ENERGISED as DEVICE_ENERGISED
+from ionctl.core.dose import (
+    DoseMeter,
+    centred_lookahead_s,
+    dose_overshoot,
+    dose_shortfall,
+    remaining_time_s,
+    should_begin_ramp_down,
+)
+from ionctl.core.machine import ENERGISED, EXPECTS_DELIVERY, OUTCOMES, PREPARING, STATES, TERMINAL, TRANSITIONS, mermaid
+from ionctl.core.monitors import FLOOR_MA, Action, Monitors, Verdict, device_disagreement
+from ionctl.core.result import (
+    SessionResult,
+    StateChange,
+    add_figures,
+    exit_code,
+    identity_dict,
+    prescription_dict,
+    wrong_device_message,
+)
+from ionctl.core.steps import PROBE_MA, PROBE_S, DeviceSteps, SessionError
+from ionctl.core.supervision import (
+    RAMP_STALL_S,
+    STALE_TELEMETRY_S,
+    FreshnessWatch,
+    RampSupervisor,
+)
+from ionctl.core.vocabulary import Outcome, SessionFault, fault_of
+from ionctl.core.vocabulary import SessionState as S
 from ionctl.drivers.base import (
     CommandRefused,
     CurrentSource,
@@ -56,9 +81,9 @@ from ionctl.drivers.base import (
     DeviceFault,
     DeviceIdentity,
     FaultCode,
+    HostClock,
     LinkLost,
     OutputState,
-    Polarity,
     Telemetry,
 )
 from ionctl.safety import (
@@ -66,118 +91,18 @@ from ionctl.safety import (
     PrescriptionRefused,
     SiteLimits,
     ValidatedPrescription,
-    device_limits,
-    validate,
 )
 
-#: Contact probe: 100 µA for 0.5 s (PROTOCOL.md allows 50–1000 µA, up to 1 s), well under any therapy current.
-PROBE_MA = 0.1
-PROBE_S = 0.5
-#: Telemetry period the session expects until it has measured one (device seconds): 10 Hz, PROTOCOL.md §8.
-TELEMETRY_PERIOD_S = 0.1
-#: Allowed beyond a ramp's nominal end before the current is called stuck: device seconds, and host seconds
-#: for the command's way to the device (link time does not scale with a fast simulated clock).
-STUCK_MARGIN_S = 2.0
-STUCK_LINK_MARGIN_S = 0.5
-#: Device seconds a ramp to zero may lag its nominal course (samples in flight, the skin's capacitance)
-#: before a current still above that course counts as not falling.
-DESCENT_LAG_S = 1.0
-#: A ramp up whose set point has not risen for this many device seconds (or 3 telemetry periods, if longer)
-#: while below the prescribed current and not at compliance has stalled: the device ignores its target (a stuck
-#: output, or a resume it did not act on). 3 s is well above the slowest rise the limits allow to show (a
-#: 0.1 mA ramp over 60 s rises 1 µA, the set point's resolution, every 0.6 s).
-RAMP_STALL_S = 3.0
-#: A completed session delivers the prescribed dose within this fraction (issue: ±1 % of what flowed).
-DOSE_TOLERANCE = 0.01
-#: Session states in which the host expects the device to be delivering (its output on, energised): a device that
-#: is not (a front-panel stop, the firmware ending the delivery, another program's STOP) is the fault
-#: `device_stopped`. In `ramping_down` the device ending is the plan; in `reversing` it is too.
-EXPECTS_DELIVERY = ("ramping_up", "delivering", "paused")
-#: Host seconds to keep trying to reach a device whose link was lost.
-RECONNECT_WINDOW_S = 30.0
-#: Host seconds of reads that bring no sample with a new device time (the device's clock stopped, or a source
-#: that neither sends telemetry nor reports the link lost) before the telemetry counts as stale: a fault, and
-#: from then on the host's clock supervises the ramp to zero.
-STALE_TELEMETRY_S = 3.0
-
-# -- the machine -------------------------------------------------------------------------------------------
-
-PREPARING = ["disconnected", "connected", "configured", "contact_checked", "armed"]
-ENERGISED = ["ramping_up", "delivering", "paused", "reversing", "ramping_down"]
-TERMINAL = ["completed", "stopped", "aborted", "fault", "refused"]
-STATES = PREPARING + ENERGISED + TERMINAL
-
-# trigger, source(s), destination, and what runs first (a device command, or a condition)
-TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "connect", "source": "disconnected", "dest": "connected", "before": "_do_connect"},
-    {"trigger": "configure", "source": "connected", "dest": "configured", "before": "_do_configure"},
-    {"trigger": "check_contact", "source": "configured", "dest": "contact_checked", "before": "_do_check_contact"},
-    {"trigger": "arm", "source": "contact_checked", "dest": "armed", "before": "_do_arm"},
-    {"trigger": "start", "source": "armed", "dest": "ramping_up", "before": "_do_start"},
-    {"trigger": "reach_target", "source": "ramping_up", "dest": "delivering"},
-    {"trigger": "pause", "source": ["ramping_up", "delivering"], "dest": "paused", "before": "_do_pause"},
-    {"trigger": "resume", "source": "paused", "dest": "ramping_up", "before": "_do_resume"},
-    {"trigger": "reverse", "source": ["ramping_up", "delivering"], "dest": "reversing", "before": "_do_ramp_down"},
-    {"trigger": "restart_reversed", "source": "reversing", "dest": "ramping_up", "before": "_do_restart_reversed"},
-    {"trigger": "dose_reached", "source": ["ramping_up", "delivering", "paused"], "dest": "ramping_down",
-     "before": "_do_ramp_down"},
-    {"trigger": "stop", "source": ["ramping_up", "delivering", "paused", "reversing"], "dest": "ramping_down",
-     "before": "_do_operator_stop"},
-    {"trigger": "finish", "source": "ramping_down", "dest": "stopped", "conditions": "_stopped_by_operator"},
-    {"trigger": "finish", "source": "ramping_down", "dest": "completed"},
-    {"trigger": "abort", "source": ENERGISED, "dest": "aborted", "before": "_do_abort"},
-    {"trigger": "fail", "source": PREPARING + ENERGISED, "dest": "fault"},
-    {"trigger": "refuse", "source": PREPARING, "dest": "refused"},
-    {"trigger": "cancel", "source": PREPARING, "dest": "stopped"},
+__all__ = [  # what the front ends and the tests import from here, wherever it is defined
+    "ENERGISED", "OUTCOMES", "PREPARING", "PROBE_MA", "PROBE_S", "RAMP_STALL_S", "STALE_TELEMETRY_S", "STATES",
+    "TELEMETRY_PERIOD_S", "TERMINAL", "TRANSITIONS", "Session", "SessionError", "SessionResult", "StateChange",
+    "exit_code", "mermaid", "prescription_dict",
 ]  # fmt: skip
 
-OUTCOMES = {"completed": "completed", "stopped": "stopped", "aborted": "aborted", "fault": "fault",
-            "refused": "refused"}  # fmt: skip
-
-
-class SessionError(Exception):
-    """A session-level refusal before any current flowed (contact, missing watchdog acknowledgement)."""
-
-
-@dataclass(frozen=True)
-class StateChange:
-    state: str
-    reason: str
-    utc: str  # ISO 8601
-    device_t_s: float | None
-
-
-@dataclass
-class SessionResult:
-    """What happened, for the technician and the chart (`asdict` gives the JSON object)."""
-
-    outcome: str  # completed | stopped | aborted | fault | refused
-    fault: str | None = None
-    message: str = ""
-    prescription: dict[str, Any] = field(default_factory=dict)
-    limits: dict[str, Any] = field(default_factory=dict)
-    limits_sha256: str = ""
-    device: dict[str, Any] | None = None
-    dose_ma_min: float = 0.0  # settled delivered dose (see dose_source)
-    dose_source: str = "host"  # host | device (settled from the device's counter after a link loss)
-    host_dose_ma_min: float = 0.0
-    device_dose_ma_min: float | None = None
-    prescribed_dose_ma_min: float = 0.0
-    duration_s: float = 0.0  # device time from the start of the first ramp to the last sample
-    peak_current_ma: float = 0.0
-    peak_density_ma_cm2: float = 0.0
-    time_at_compliance_s: float = 0.0
-    impedance_start_ohm: float | None = None
-    impedance_end_ohm: float | None = None
-    impedance_min_ohm: float | None = None
-    impedance_max_ohm: float | None = None
-    energised: bool = False  # the output was switched on for treatment (a contact probe does not count)
-    alarm: bool = False  # current still flowing after output-off: remove the electrodes
-    timeline: list[StateChange] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: Telemetry period the session expects until it has measured one (device seconds): 10 Hz, PROTOCOL.md §8.
+TELEMETRY_PERIOD_S = 0.1
+#: Host seconds to keep trying to reach a device whose link was lost.
+RECONNECT_WINDOW_S = 30.0
 
 
 Clock = Callable[[], datetime.datetime]
@@ -187,7 +112,7 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-class Session:
+class Session(DeviceSteps):
     """One treatment session on one source. See the module docstring."""
 
     def __init__(
@@ -201,7 +126,7 @@ class Session:
         on_sample: Callable[[Session, Telemetry], None] | None = None,
         on_state: Callable[[Session, StateChange], None] | None = None,
         utc_now: Clock = _utc_now,
-        monotonic: Callable[[], float] | None = None,
+        clock: HostClock | None = None,
         read_timeout_s: float = 0.25,
     ) -> None:
         self.device = device
@@ -212,38 +137,36 @@ class Session:
         self.on_sample = on_sample
         self.on_state = on_state
         self.utc_now = utc_now
-        # the host clock, for link supervision only (docs/ARCHITECTURE.md, principle 2); time.monotonic unless given
-        self.monotonic = monotonic or (lambda: time.monotonic())
+        # the host clock, for link supervision only (docs/ARCHITECTURE.md, principle 2): the source's own
+        # (the real one, or an in-process simulator's synthetic clock) unless given
+        self.clock: HostClock = clock if clock is not None else device.host_clock
         self.read_timeout_s = read_timeout_s
         self.validated: ValidatedPrescription | None = None
         self.meter = DoseMeter(max_gap_s=5 * TELEMETRY_PERIOD_S)
-        self.monitors = Monitors(limits.for_class(prescription.protocol_class), prescription.current_ma,
-                                 TELEMETRY_PERIOD_S)  # fmt: skip
+        site = limits.for_class(prescription.protocol_class)
+        self.monitors = Monitors(site, prescription.current_ma, TELEMETRY_PERIOD_S)
+        self.ramp = RampSupervisor(prescription.current_ma, site.current_mismatch_fraction,
+                                   site.current_mismatch_floor_ma)  # fmt: skip
+        self.freshness = FreshnessWatch()
         self.polarity = prescription.polarity
         self.last: Telemetry | None = None
-        self.result = SessionResult(outcome="refused")
+        self.result = SessionResult(outcome=Outcome.REFUSED)
         self._requests: list[str] = []
         # re-entrant: a signal handler calling `request` runs on the main thread, maybe while it holds the lock
         self._requests_lock = threading.RLock()
         self._operator_stop = False
         self._reversed = False
         self._start_t_s: float | None = None
-        self._ramp_end_t_s: float | None = None  # device time by which a commanded ramp to zero must be done
-        self._ramp_end_host_s = 0.0  # and the host time before which it is not yet overdue
-        self._ramp_deadline_host_s = 0.0  # and the host time by which it must be done, if the device clock stops
-        self._stale_since: float | None = None  # host time since which reads brought no new device time
         self._start_sent = False  # START went out and was not refused: current may have flowed
-        self._descent: tuple[float, float, float] | None = None  # (device t, from mA, over s) of that ramp
-        self._rise: tuple[float, float] | None = None  # (device t, set mA) of a ramp up's last rise
         self._impedances: list[float] = []
         self._identity: DeviceIdentity | None = None  # who answered at connect: a reconnect must find the same
         self._device_dose_unknown = False  # the device's counter cannot be trusted (another device answered)
         self._reads = 0  # telemetry reads in delivery, to tell samples older than a (re)start from newer ones
         self._started_at_read = 0  # the read during which the last START went out
         self._spacing: collections.deque[float] = collections.deque(maxlen=21)  # recent sample spacing, device s
-        self.state = "disconnected"
+        self.state: str = S.DISCONNECTED.value
         self.machine = LockedMachine(
-            model=self, states=STATES, transitions=TRANSITIONS, initial="disconnected", auto_transitions=False,
+            model=self, states=STATES, transitions=TRANSITIONS, initial=S.DISCONNECTED.value, auto_transitions=False,
             ignore_invalid_triggers=False, after_state_change="_record_state", send_event=True,
         )  # fmt: skip
         self._reason = "created"
@@ -269,7 +192,7 @@ class Session:
             self._end("refuse", str(exc), fault=None)
             return self._finish_result()
         except DeviceError as exc:  # a device or link error before any current flowed
-            self._end("fail", str(exc), fault=_fault_name(exc))
+            self._end("fail", str(exc), fault=fault_of(exc))
             return self._finish_result()
         try:
             self._fire("start", "prescribed start")
@@ -296,7 +219,7 @@ class Session:
         return True
 
     def _deliver(self) -> None:
-        self._stale_since = None
+        self.freshness.reset()
         while self.state not in TERMINAL:
             self._serve_requests()
             self._reads += 1
@@ -309,7 +232,7 @@ class Session:
                         self._observe(rest)
                     break
             if self.state not in TERMINAL and self._stale():
-                self._fault(Verdict("stale_telemetry", Action.RAMP,
+                self._fault(Verdict(SessionFault.STALE_TELEMETRY, Action.RAMP,
                                     f"no telemetry with a new device time for {STALE_TELEMETRY_S:.0f} s: "
                                     "the current cannot be watched"))  # fmt: skip
         self._settle()
@@ -317,14 +240,10 @@ class Session:
     def _track_freshness(self, samples: list[Telemetry]) -> None:
         """Note whether a read brought a sample with a device time other than the last one seen."""
         previous = self.last.t_s if self.last is not None else None
-        if any(s.t_s != previous for s in samples):
-            self._stale_since = None
-        elif self._stale_since is None:
-            self._stale_since = self.monotonic()
+        self.freshness.observe(previous, (s.t_s for s in samples), self.clock.monotonic())
 
     def _stale(self) -> bool:
-        since = self._stale_since
-        return since is not None and self.monotonic() - since >= STALE_TELEMETRY_S
+        return self.freshness.stale(self.clock.monotonic())
 
     def time_left_s(self, s: Telemetry) -> float:
         """Device seconds left at sample `s` (for a display): `ionctl.core.dose.remaining_time_s` while delivering,
@@ -332,9 +251,9 @@ class Session:
         p = self.prescription
         if self.state in TERMINAL:
             return 0.0
-        if self.state == "ramping_down":
+        if self.state == S.RAMPING_DOWN:
             return p.ramp_down_s * min(1.0, s.set_ma / p.current_ma)
-        if self.state in PREPARING or self.state == "paused":
+        if self.state in PREPARING or self.state == S.PAUSED:
             return math.inf
         current = s.measured_ma if s.at_compliance else p.current_ma
         return remaining_time_s(self.meter.delivered_ma_min, current, p.ramp_down_s, p.planned_dose_ma_min)
@@ -364,82 +283,34 @@ class Session:
             return
         if self._stuck(s):
             return
-        disagreement = self._device_disagrees(s)
+        judge_stop = self._reads > self._started_at_read  # samples read with the START are older than it
+        disagreement = device_disagreement(self.state, s, self.polarity, judge_stop=judge_stop)
         if disagreement is not None:
             self._fault(disagreement)
             return
         p = self.prescription
         at_target = s.set_ma >= p.current_ma - 1e-3
-        if self.state == "ramping_up" and s.state is OutputState.RUNNING and not s.ramping and at_target:
+        if self.state == S.RAMPING_UP and s.state is OutputState.RUNNING and not s.ramping and at_target:
             self._fire("reach_target", "at the prescribed current", s)
-        if self.state in ("ramping_up", "delivering", "paused") and self._dose_due(s):
+        if self.state in EXPECTS_DELIVERY and self._dose_due(s):
             if p.polarity_reversal_at_midpoint and not self._reversed:
-                if self.state != "paused":  # paused at the midpoint: reverse once the operator resumes
+                if self.state != S.PAUSED:  # paused at the midpoint: reverse once the operator resumes
                     self._fire("reverse", "midpoint: ramping to zero to reverse polarity", s)
             else:
                 self._fire("dose_reached", "dose reached: ramping down", s)
-        elif self.state == "reversing" and s.state is OutputState.DONE:
+        elif self.state == S.REVERSING and s.state is OutputState.DONE:
             self._fire("restart_reversed", "polarity reversed", s)
-        elif self.state == "ramping_down" and s.state is OutputState.DONE:
-            short, over = self._dose_shortfall(), self._dose_overshoot()
+        elif self.state == S.RAMPING_DOWN and s.state is OutputState.DONE:
+            m, planned = self.meter, p.planned_dose_ma_min
+            short = None if self._operator_stop else dose_shortfall(m.delivered_ma_min, planned)
+            over = dose_overshoot(m.delivered_ma_min, m.device_dose_ma_min, planned,
+                                  self.monitors.limits.dose_mismatch_fraction)  # fmt: skip
             if short is not None:
-                self._end("fail", short, fault="dose_short")
+                self._end("fail", short, fault=SessionFault.DOSE_SHORT)
             elif over is not None:
-                self._end("fail", over, fault="dose_overshoot")
+                self._end("fail", over, fault=SessionFault.DOSE_OVERSHOOT)
             else:
                 self._fire("finish", "output at zero and off", s)
-
-    def _device_disagrees(self, s: Telemetry) -> Verdict | None:
-        """The device is not doing what the session expects of it: it reports a polarity other than the one this
-        phase of the prescription set (a firmware or wiring fault: the drug would be driven back out), or it stopped
-        delivering on its own while the session expects delivery (`EXPECTS_DELIVERY`). Both ramp to zero.
-
-        Samples read in the same batch as the START that began this delivery phase are older than it (the device's
-        DONE before a reversal's restart): they are not judged."""
-        if self.state not in (*EXPECTS_DELIVERY, "ramping_down"):
-            return None
-        if s.output_on and s.polarity is not None and s.polarity is not self.polarity:
-            return Verdict("polarity_mismatch", Action.RAMP,
-                           f"the device reports {s.polarity.value} polarity, the prescription {self.polarity.value}: "
-                           "ramping to zero")  # fmt: skip
-        if self.state not in EXPECTS_DELIVERY or self._reads <= self._started_at_read:
-            return None
-        if s.output_on and s.state in DEVICE_ENERGISED and s.state is not OutputState.RAMP_DOWN:
-            return None
-        output = "on" if s.output_on else "off"
-        return Verdict("device_stopped", Action.RAMP,
-                       f"the device stopped delivering on its own (state {s.state.value}, output {output}) while the "
-                       f"session was {self.state}: a front-panel stop, the firmware ending the delivery, or another "
-                       "program's STOP")  # fmt: skip
-
-    def _dose_overshoot(self) -> str | None:
-        """A delivery that ended above the prescription by more than the site's dose_mismatch_fraction is not a
-        completion (link latency delays both the samples the ramp-down is decided on and the STOP itself). The
-        floor (dose_mismatch_floor_ma_min) is left out: it absorbs counter noise for the mismatch monitor, and with
-        it the device's own dose cap (planned + max(fraction, floor)) would be the only bound on small doses."""
-        planned = self.prescription.planned_dose_ma_min
-        delivered = self.meter.delivered_ma_min
-        allowed = planned * self.monitors.limits.dose_mismatch_fraction
-        if delivered <= planned + allowed:
-            return None
-        device = self.meter.device_dose_ma_min
-        counted = f"{device:.3f} mA·min" if device is not None else "not counted"
-        return (
-            f"dose overshoot: delivered {delivered:.3f} mA·min (host), device counter {counted}, prescribed "
-            f"{planned:.3f} mA·min: more than {allowed:.3f} mA·min over (dose_mismatch_fraction)"
-        )
-
-    def _dose_shortfall(self) -> str | None:
-        """A ramp-down that ended with the dose short by more than 1 % is not a completion: the device ended
-        it early (an electrode lifted during the ramp-down lets the set point fall with the current)."""
-        planned = self.prescription.planned_dose_ma_min
-        delivered = self.meter.delivered_ma_min
-        if self._operator_stop or delivered >= planned * (1 - DOSE_TOLERANCE):
-            return None
-        return (
-            f"the ramp-down ended early: delivered {delivered:.2f} of {planned:.2f} mA·min "
-            "(open circuit or compliance during the ramp-down?); check the electrodes"
-        )
 
     def _dose_due(self, s: Telemetry) -> bool:
         p = self.prescription
@@ -453,28 +324,18 @@ class Session:
     def _stuck(self, s: Telemetry) -> bool:
         """A commanded ramp to zero that is overdue, or well behind its course, with current still flowing:
         escalate (output off). A ramp up that stopped rising: ramp down (a fault)."""
-        if self._stalled(s):
-            self._rise = None
-            self._fault(Verdict("ramp_stalled", Action.RAMP,
+        ramping_up = self.state == S.RAMPING_UP
+        if self.ramp.stalled(s, ramping_up=ramping_up, telemetry_period_s=self.telemetry_period_s):
+            self._fault(Verdict(SessionFault.RAMP_STALLED, Action.RAMP,
                                 f"the ramp up stopped rising at {s.set_ma:.2f} of {self.prescription.current_ma:.2f} "
                                 "mA: the device does not follow its target"))  # fmt: skip
             return True
-        if _at_zero(s) or not (self._overdue(s) or self._lagging(s)):
+        host_s = self.clock.monotonic()
+        if _at_zero(s) or not (self.ramp.overdue(s, host_s, stale=self._stale()) or self.ramp.lagging(s, host_s)):
             return False
-        self._ramp_end_t_s = self._descent = None
-        self._fault(Verdict("stuck_output", Action.OFF, "the current did not fall when told (stuck output)"))
+        self.ramp.cancel_descent()
+        self._fault(Verdict(SessionFault.STUCK_OUTPUT, Action.OFF, "the current did not fall when told (stuck output)"))
         return True
-
-    def _stalled(self, s: Telemetry) -> bool:
-        """In `ramping_up`, below the prescribed current and not at compliance (where the firmware holds its set
-        point), the set point has not risen for `RAMP_STALL_S` device seconds."""
-        if self.state != "ramping_up" or s.at_compliance or s.set_ma >= self.prescription.current_ma - 1e-3:
-            self._rise = None
-            return False
-        if self._rise is None or s.set_ma > self._rise[1] + 5e-4 or s.t_s < self._rise[0]:
-            self._rise = (s.t_s, s.set_ma)
-            return False
-        return s.t_s - self._rise[0] >= max(RAMP_STALL_S, 3 * self.telemetry_period_s)
 
     # -- operator requests -----------------------------------------------------------------------------------
 
@@ -484,136 +345,12 @@ class Session:
         for action in requests:
             if action == "abort" and self.state in ENERGISED:
                 self._fire("abort", "aborted by the operator", self.last)
-            elif action == "stop" and self.state in ("ramping_up", "delivering", "paused", "reversing"):
+            elif action == "stop" and self.state in (*EXPECTS_DELIVERY, S.REVERSING):
                 self._fire("stop", "stopped by the operator", self.last)
-            elif action == "pause" and self.state in ("ramping_up", "delivering"):
+            elif action == "pause" and self.state in (S.RAMPING_UP, S.DELIVERING):
                 self._fire("pause", "paused by the operator", self.last)
-            elif action == "resume" and self.state == "paused":
+            elif action == "resume" and self.state == S.PAUSED:
                 self._fire("resume", "resumed by the operator", self.last)
-
-    # -- transitions' device commands (run before the state changes) -----------------------------------------
-
-    def _do_connect(self, event: Any) -> None:
-        identity = self.device.identity
-        self._identity = identity
-        if not identity.watchdog and not self.accept_no_watchdog:
-            raise SessionError(
-                f"{identity.model} has no host-loss watchdog: if this PC stops, nothing turns the current off. "
-                "Refused; for bench or research use only, pass --accept-no-watchdog"
-            )
-        self.validated = validate(self.prescription, self.limits, identity)
-
-    def _do_configure(self, event: Any) -> None:
-        assert self.validated is not None
-        self._fresh_start()
-        self.device.configure(device_limits(self.validated))
-        self.device.set_polarity(self.polarity)
-
-    def _fresh_start(self) -> None:
-        """RESET the source: no limits, polarity or dose left from an earlier session. A fault latched before
-        this session (a lost link, say) is cleared first, with the output at zero, and noted."""
-        try:
-            self.device.reset()
-        except DeviceFault as exc:
-            self.device.clear_fault()  # refused (busy) while current still flows: the session is refused
-            self.device.reset()
-            self.result.notes.append(f"cleared a fault latched before this session: {exc.fault.value}")
-
-    def _do_check_contact(self, event: Any) -> None:
-        site = self.monitors.limits
-        reading = self.device.check_contact(PROBE_MA, PROBE_S)
-        self.result.impedance_start_ohm = reading.impedance_ohm
-        low, high = site.min_contact_impedance_ohm, site.max_contact_impedance_ohm
-        if reading.impedance_ohm is None or not low <= reading.impedance_ohm <= high:
-            shown = "no current (open circuit)" if reading.impedance_ohm is None else f"{reading.impedance_ohm:.0f} Ω"
-            raise SessionError(
-                f"contact check failed: impedance {shown} outside {low:.0f}–{high:.0f} Ω "
-                "(min/max_contact_impedance_ohm); check the electrodes and their wetting"
-            )
-
-    def _do_arm(self, event: Any) -> None:
-        self.device.arm()
-
-    def _do_start(self, event: Any) -> None:
-        self._start_sent = True  # from here current may flow, whether or not the device's answer gets back
-        self._started_at_read = self._reads
-        try:
-            self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
-        except (CommandRefused, DeviceFault):
-            self._start_sent = False  # the device answered: it did not start
-            raise
-        # Samples the device sent before it executed START (a fault latched before this session, the idle
-        # stream) are queued ahead of START's answer: they describe the past, not this delivery.
-        self.device.read_telemetry(0.0)
-
-    def _do_pause(self, event: Any) -> None:
-        self.device.set_target(0.0, self.prescription.ramp_down_s)
-        self._expect_zero_within(self.prescription.ramp_down_s)
-
-    def _do_resume(self, event: Any) -> None:
-        self.device.set_target(self.prescription.current_ma, self.prescription.ramp_up_s)
-        self._ramp_end_t_s = self._descent = None
-
-    def _do_ramp_down(self, event: Any) -> None:
-        self.device.stop(self.prescription.ramp_down_s)
-        self._expect_zero_within(self.prescription.ramp_down_s)
-
-    def _do_operator_stop(self, event: Any) -> None:
-        self._operator_stop = True
-        self._do_ramp_down(event)
-
-    def _do_restart_reversed(self, event: Any) -> None:
-        self._reversed = True
-        self._ramp_end_t_s = self._descent = None
-        self.polarity = Polarity.ANODE if self.polarity is Polarity.CATHODE else Polarity.CATHODE
-        self.device.arm()  # from DONE, keeping the dose counter (PROTOCOL.md §7.4)
-        self.device.set_polarity(self.polarity)  # at zero current, output open
-        self._started_at_read = self._reads
-        self.device.start(self.prescription.current_ma, self.prescription.ramp_up_s)
-        self.device.read_telemetry(0.0)  # samples from before START (DONE, ARMED) describe the past: as _do_start
-
-    def _do_abort(self, event: Any) -> None:
-        self.device.abort()
-        self._expect_zero_within(self._fastest_ramp_s())
-
-    def _stopped_by_operator(self, event: Any) -> bool:
-        return self._operator_stop
-
-    def _expect_zero_within(self, ramp_s: float) -> None:
-        """Watch a ramp to zero just commanded: it must follow its course and end by `ramp_s` + margin."""
-        last = self.last
-        now = last.t_s if last is not None else 0.0
-        self._ramp_end_t_s = now + ramp_s + STUCK_MARGIN_S
-        self._ramp_end_host_s = self.monotonic() + STUCK_LINK_MARGIN_S
-        self._ramp_deadline_host_s = self._ramp_end_host_s + ramp_s + STUCK_MARGIN_S
-        if self._descent is None:  # a faster ramp ordered during a slower one keeps the slower's course
-            self._descent = (now, max(last.set_ma, last.measured_ma) if last is not None else 0.0, ramp_s)
-
-    def _overdue(self, s: Telemetry) -> bool:
-        end = self._ramp_end_t_s
-        if end is None:
-            return False
-        if self._stale():  # the device's clock stopped: the host's supervises the ramp instead
-            return self.monotonic() >= self._ramp_deadline_host_s
-        return s.t_s >= end and self.monotonic() >= self._ramp_end_host_s
-
-    def _lagging(self, s: Telemetry) -> bool:
-        """The measured current is above the commanded ramp's course (allowing DESCENT_LAG_S device seconds
-        and STUCK_LINK_MARGIN_S host seconds for the command to arrive) by more than the mismatch tolerance."""
-        if self._descent is None or self.monotonic() < self._ramp_end_host_s:
-            return False
-        t0, from_ma, ramp_s = self._descent
-        elapsed = s.t_s - t0 - DESCENT_LAG_S
-        if elapsed <= 0:
-            return False
-        course_ma = from_ma * max(0.0, 1 - elapsed / ramp_s) if ramp_s > 0 else 0.0
-        site = self.monitors.limits
-        tolerance_ma = max(from_ma * site.current_mismatch_fraction, site.current_mismatch_floor_ma)
-        return s.measured_ma > course_ma + tolerance_ma
-
-    def _fastest_ramp_s(self) -> float:
-        site = self.monitors.limits
-        return site.min_ramp_s  # device_limits: max slew = max current / min_ramp_s
 
     # -- faults ------------------------------------------------------------------------------------------
 
@@ -649,7 +386,7 @@ class Session:
             watched = self._identity is None or self._identity.watchdog
             ends = ("the device's watchdog ramps the output to zero" if watched
                     else "the source has no watchdog: closing switches its output off")  # fmt: skip
-            self._end("fail", f"link lost: {exc}; {ends}", fault="host_lost")
+            self._end("fail", f"link lost: {exc}; {ends}", fault=SessionFault.HOST_LOST)
         self.device.close()
         if self.reconnect is None:
             return
@@ -679,8 +416,8 @@ class Session:
                 self.device.abort()
             except (CommandRefused, DeviceFault):
                 pass  # it stopped, or latched a fault, meanwhile: it ramps by itself
-        self.last, self._stale_since = s, None
-        self._ramp_end_t_s = self._descent = None
+        self.last = s
+        self._reset_supervision()
         self._settle(integrate=False)  # the host's count stops at the loss; the device counted on
         last = self.last
         self.result.device_dose_ma_min = last.device_dose_ma_min
@@ -701,25 +438,19 @@ class Session:
         if first is None or (now is not None and (now.model, now.serial) == (first.model, first.serial)):
             return True
         device.close()
-        found = f"{now.model} serial {now.serial}" if now is not None else "an unidentified device"
-        self.result.fault = "wrong_device"
+        self.result.fault = SessionFault.WRONG_DEVICE
         self.result.alarm = True
         self._device_dose_unknown = True
-        self.result.message += (
-            f"; the reconnect reached {found}, not {first.model} serial {first.serial} (identified at the start): "
-            "it was not commanded and its counter not used; the dose is the host's count to the loss and the "
-            f"device dose unknown. The output of {first.serial} was not seen since the loss: check the patient and "
-            "that device now"
-        )
+        self.result.message += wrong_device_message(first, now)
         return False
 
     def _reconnect(self) -> CurrentSource | None:
-        deadline = self.monotonic() + RECONNECT_WINDOW_S
-        while self.monotonic() < deadline:
+        deadline = self.clock.monotonic() + RECONNECT_WINDOW_S
+        while self.clock.monotonic() < deadline:
             try:
                 return self.reconnect() if self.reconnect is not None else None
             except DeviceError:
-                time.sleep(0.5)
+                self.clock.sleep(0.5)
         return None
 
     # -- the end -----------------------------------------------------------------------------------------
@@ -728,13 +459,13 @@ class Session:
         """After a terminal state, watch until the current is at zero; escalate if it is not. `integrate`:
         add the samples to the host's dose (not after a reconnect: the host's count stopped at the loss)."""
         escalated = False
-        if self._ramp_end_t_s is None:
+        if not self.ramp.expecting_zero:
             self._expect_zero_within(self._fastest_ramp_s())
         while True:
             s = self.last
             if s is None or _at_zero(s):
                 return
-            if self._overdue(s):
+            if self.ramp.overdue(s, self.clock.monotonic(), stale=self._stale()):
                 if escalated or not s.output_on:
                     if self._stale():
                         self.result.alarm = True
@@ -748,7 +479,7 @@ class Session:
                             "; CURRENT STILL FLOWS after output-off: remove the electrodes from the patient now"
                         )
                         if self.result.fault is None:
-                            self.result.fault = "stuck_output"
+                            self.result.fault = SessionFault.STUCK_OUTPUT
                     return
                 escalated = True
                 self._escalate(s)
@@ -768,7 +499,7 @@ class Session:
     def _escalate(self, s: Telemetry) -> None:
         """The current did not fall in time: abort, then output-off, and give it a little longer."""
         if self.result.fault is None or self.result.fault == "":
-            self.result.fault = "stuck_output"
+            self.result.fault = SessionFault.STUCK_OUTPUT
         self.result.message += "; the current did not fall when told: abort, then output off"
         for command in (self.device.abort, self.device.output_off):
             try:
@@ -788,32 +519,19 @@ class Session:
 
     def _finish_result(self) -> SessionResult:
         r, p, m = self.result, self.prescription, self.meter
-        r.outcome = OUTCOMES[self.state] if self.state in OUTCOMES else "fault"
+        r.outcome = OUTCOMES[self.state] if self.state in OUTCOMES else Outcome.FAULT
         r.prescription = prescription_dict(p)
         site = self.monitors.limits
         r.limits = site.values()
         r.limits_sha256 = site.sha256
-        r.device = _identity_dict(self.device.identity) if self.state != "disconnected" else None
-        r.host_dose_ma_min = m.delivered_ma_min
-        if r.dose_source == "host":
-            r.dose_ma_min = m.delivered_ma_min
-            r.device_dose_ma_min = None if self._device_dose_unknown else m.device_dose_ma_min
-        if r.fault == "device_stopped":
+        r.device = identity_dict(self.device.identity) if self.state != S.DISCONNECTED else None
+        add_figures(r, m, p, self._start_t_s, self._impedances, device_dose_unknown=self._device_dose_unknown)
+        if r.fault == SessionFault.DEVICE_STOPPED:
             device = "not counted" if r.device_dose_ma_min is None else f"{r.device_dose_ma_min:.3f} mA·min"
             r.message += (f"; the dose is settled where the device stopped: {m.delivered_ma_min:.3f} mA·min (host), "
                           f"device counter {device}, of {p.planned_dose_ma_min:.3f} mA·min prescribed")  # fmt: skip
-        r.prescribed_dose_ma_min = p.planned_dose_ma_min
-        r.energised = self._start_sent or any(change.state == "ramping_up" for change in r.timeline)
-        if self._start_t_s is not None and m.last is not None:
-            r.duration_s = max(0.0, m.last.t_s - self._start_t_s) if not m.clock_resets else m.integrated_s
-        r.peak_current_ma = m.peak_current_ma
-        r.peak_density_ma_cm2 = m.peak_current_ma / p.electrode_area_cm2
-        r.time_at_compliance_s = m.time_at_compliance_s
-        if self._impedances:
-            r.impedance_end_ohm = self._impedances[-1]
-            r.impedance_min_ohm = min(self._impedances)
-            r.impedance_max_ohm = max(self._impedances)
-        if r.outcome == "completed" and r.message == "":
+        r.energised = self._start_sent or any(change.state == S.RAMPING_UP for change in r.timeline)
+        if r.outcome == Outcome.COMPLETED and r.message == "":
             r.message = f"delivered {r.dose_ma_min:.2f} of {r.prescribed_dose_ma_min:.2f} mA·min"
         return r
 
@@ -840,55 +558,3 @@ class Session:
 def _at_zero(s: Telemetry) -> bool:
     """No current flows and none is being driven: the set point is zero, or the output is open."""
     return s.measured_ma < FLOOR_MA and (s.set_ma == 0 or not s.output_on)
-
-
-EXIT_COMPLETED, EXIT_REFUSED, EXIT_FAULT, EXIT_OPERATOR, EXIT_DEVICE = 0, 2, 3, 4, 5
-
-
-def exit_code(result: SessionResult) -> int:
-    """`ionctl run`'s exit status: 0 completed as prescribed; 2 refused (no current flowed); 3 fault (or the
-    stuck-output alarm); 4 stopped or aborted by the operator; 5 device or link error before any current."""
-    if result.alarm:
-        return EXIT_FAULT
-    if result.outcome == "completed":
-        return EXIT_COMPLETED
-    if result.outcome == "refused":
-        return EXIT_REFUSED
-    if result.outcome in ("stopped", "aborted"):
-        return EXIT_OPERATOR
-    return EXIT_FAULT if result.energised else EXIT_DEVICE
-
-
-def _fault_name(exc: DeviceError) -> str:
-    if isinstance(exc, DeviceFault):
-        return exc.fault.value
-    if isinstance(exc, LinkLost):
-        return "link_lost"
-    return type(exc).__name__
-
-
-def prescription_dict(p: Prescription) -> dict[str, Any]:
-    """The prescription as the result and the record show it (JSON-ready)."""
-    d = asdict(p)
-    d["polarity"] = p.polarity.value
-    d["drug_charge"] = p.drug_charge.value if p.drug_charge is not None else None
-    d["density_ma_cm2"] = p.density_ma_cm2
-    d["planned_dose_ma_min"] = p.planned_dose_ma_min
-    return d
-
-
-def _identity_dict(identity: DeviceIdentity) -> dict[str, Any]:
-    return asdict(identity)
-
-
-def mermaid() -> str:
-    """The session state diagram in mermaid, drawn by `transitions` from `TRANSITIONS` itself."""
-    from transitions.extensions import GraphMachine
-
-    class _Model:
-        pass
-
-    model = _Model()
-    GraphMachine(model=model, states=STATES, transitions=TRANSITIONS, initial="disconnected",
-                 auto_transitions=False, graph_engine="mermaid", title="ionctl session")  # fmt: skip
-    return str(model.get_graph().draw(None))  # type: ignore[attr-defined]

@@ -18,13 +18,10 @@ One file (default `platformdirs.user_data_dir("ionctl")/records.sqlite3`) in WAL
   updated or deleted, and refused for a closed record. At closing, the SHA-256 of the record's telemetry is
   part of the closed record's hashed content, so a telemetry edit after closing breaks the chain too.
 
-The hash chain is global, in insertion order (`gseq`): a record's opening, each event, a record's
-closing, each audit entry and each course are links; each link's hash is SHA-256 over the previous link's
-hash and the link's canonical content (sorted-key compact JSON). `verify()` recomputes the chain and returns
-the first broken link.
-
-Schema versions live in `PRAGMA user_version`; `MIGRATIONS[n]` takes a file from version n-1 to n, so a
-later ionctl opens an earlier file by running the missing steps in one transaction each.
+The hash chain (`ionctl.records.chain`) is global, in insertion order: a record's opening, each event, a
+record's closing, each audit entry and each course are links. `verify()` recomputes it and returns the first
+broken link. The schema and its migrations are `ionctl.records.schema`; a closing is a typed `RecordSummary`
+(`ionctl.records.summary`).
 
 Imports only the standard library (and platformdirs for the default path) and `ionctl.records.skin` (the typed
 addenda): never the session or the CLI.
@@ -32,59 +29,53 @@ addenda): never the session or the CLI.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ionctl.records.chain import (
+    AUDIT_FIELDS,
+    CLOSE_FIELDS,
+    COURSE_FIELDS,
+    EVENT_FIELDS,
+    GENESIS,
+    OPEN_FIELDS,
+    OPEN_FIELDS_V2,
+    TELEMETRY_FIELDS,
+    BrokenLink,
+    canonical,
+    head,
+    link_hash,
+    opening,
+    telemetry_digest,
+)
+from ionctl.records.chain import verify as verify_chain
+from ionctl.records.errors import StoreError, StoreMissing
+from ionctl.records.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from ionctl.records.skin import ADDENDUM_KINDS, SKIN_CHECK_AFTER, Addendum
+from ionctl.records.summary import RecordSummary
 
-SCHEMA_VERSION = 2
-GENESIS = "0" * 64
+__all__ = [  # what callers import from here, wherever it is defined
+    "AUDIT_FIELDS", "CLOSE_FIELDS", "COURSE_FIELDS", "EVENT_FIELDS", "FLUSH_EVERY_S", "GENESIS", "MIGRATIONS",
+    "OPEN_FIELDS", "OPEN_FIELDS_V2", "SCHEMA_VERSION", "TELEMETRY_FIELDS", "BrokenLink", "Record", "RecordSummary",
+    "SessionWriter", "Store", "StoreError", "StoreMissing", "canonical", "default_path", "link_hash", "migrate",
+    "utc_now",
+]  # fmt: skip
+
 #: Telemetry is committed at least this often (host seconds) while samples arrive: < 1 s at risk.
 FLUSH_EVERY_S = 0.5
 OPEN = None  # the outcome of a record whose session has not ended
 
 FORMAT = "ionctl.record"
 
-# The opening columns (hashed at opening) and the closing columns (hashed at closing).
-OPEN_FIELDS = ("id", "created_utc", "patient", "operator", "prescription", "limits", "limits_sha256", "open_gseq")
-#: Opening columns added in schema 2: hashed only when not NULL, so records opened under schema 1 still verify.
-OPEN_FIELDS_V2 = ("config_sha256", "course_id")
-CLOSE_FIELDS = (
-    "outcome", "fault", "message", "device", "dose_ma_min", "dose_source", "host_dose_ma_min",
-    "device_dose_ma_min", "prescribed_dose_ma_min", "duration_s", "peak_current_ma", "peak_density_ma_cm2",
-    "time_at_compliance_s", "impedance_start_ohm", "impedance_end_ohm", "impedance_min_ohm", "impedance_max_ohm",
-    "energised", "alarm", "ended_utc", "telemetry_count", "telemetry_sha256", "close_gseq",
-)  # fmt: skip
-EVENT_FIELDS = ("record_id", "seq", "utc", "device_t_s", "kind", "text", "gseq")
-TELEMETRY_FIELDS = ("t_s", "set_ma", "current_ma", "voltage_v", "impedance_ohm", "dose_ma_min",
-                    "device_dose_ma_min", "at_compliance", "state")  # fmt: skip
 EVENT_KINDS = ("state", "fault", "note")
-AUDIT_FIELDS = ("seq", "utc", "actor", "action", "record_id", "course_id", "detail", "gseq")
-COURSE_FIELDS = ("id", "created_utc", "patient", "operator", "preset", "sessions", "per_week", "min_interval_days",
-                 "plan", "config_sha256", "gseq")  # fmt: skip
-
-
-class StoreError(Exception):
-    """The store cannot be opened or written (not a records file, a newer schema, a closed record)."""
-
-
-class StoreMissing(StoreError):
-    """A store opened to read (`create=False`) does not exist: reading never creates one."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(f"no record store at {path}: a command that only reads never creates one; only a session "
-                         "(ionctl run, ionctl console, ionctl demo) or an explicit write (ionctl config pin, approve "
-                         "or set; ionctl course start) does. Check --db, or the site configuration's [records] store")
 
 
 def default_path() -> Path:
@@ -98,15 +89,6 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def canonical(content: dict[str, Any]) -> str:
-    """The hashed form of a link's content: sorted keys, no spaces, floats as Python's repr."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def link_hash(previous: str, kind: str, content: dict[str, Any]) -> str:
-    return hashlib.sha256(f"{previous}\n{kind}\n{canonical(content)}".encode()).hexdigest()
-
-
 def _json(value: Any) -> str | None:
     return None if value is None else canonical(value)
 
@@ -116,195 +98,6 @@ def _finite(value: Any) -> float | None:
         return None
     f = float(value)
     return f if math.isfinite(f) else None
-
-
-# -- schema and migrations ----------------------------------------------------------------------------------
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The statements of an SQL script, one at a time (so that they run inside the caller's transaction:
-    `executescript` would commit it first)."""
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            yield pending.strip()
-            pending = ""
-    if pending.strip():
-        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]!r}")
-
-
-def _v0_to_v1(db: sqlite3.Connection) -> None:
-    for statement in _statements("""
-        CREATE TABLE records (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            created_utc TEXT NOT NULL, patient TEXT NOT NULL, operator TEXT NOT NULL,
-            prescription TEXT NOT NULL, limits TEXT NOT NULL, limits_sha256 TEXT NOT NULL,
-            open_gseq INTEGER NOT NULL UNIQUE, open_hash TEXT NOT NULL,
-            outcome TEXT, fault TEXT, message TEXT, device TEXT,
-            dose_ma_min REAL, dose_source TEXT, host_dose_ma_min REAL, device_dose_ma_min REAL,
-            prescribed_dose_ma_min REAL, duration_s REAL, peak_current_ma REAL, peak_density_ma_cm2 REAL,
-            time_at_compliance_s REAL, impedance_start_ohm REAL, impedance_end_ohm REAL,
-            impedance_min_ohm REAL, impedance_max_ohm REAL, energised INTEGER, alarm INTEGER,
-            ended_utc TEXT, telemetry_count INTEGER, telemetry_sha256 TEXT,
-            close_gseq INTEGER UNIQUE, chain_hash TEXT
-        );
-        CREATE INDEX records_patient ON records(patient, created_utc);
-        CREATE INDEX records_open ON records(outcome) WHERE outcome IS NULL;
-        CREATE TABLE events (
-            record_id INTEGER NOT NULL REFERENCES records(id), seq INTEGER NOT NULL,
-            utc TEXT NOT NULL, device_t_s REAL, kind TEXT NOT NULL CHECK (kind IN ('state', 'fault', 'note')),
-            text TEXT NOT NULL, gseq INTEGER NOT NULL UNIQUE, chain_hash TEXT NOT NULL,
-            PRIMARY KEY (record_id, seq)
-        );
-        CREATE TABLE telemetry (
-            record_id INTEGER NOT NULL REFERENCES records(id), t_s REAL NOT NULL, set_ma REAL,
-            current_ma REAL NOT NULL, voltage_v REAL, impedance_ohm REAL, dose_ma_min REAL,
-            device_dose_ma_min REAL, at_compliance INTEGER, state TEXT
-        );
-        CREATE INDEX telemetry_record ON telemetry(record_id);
-
-        CREATE TRIGGER records_no_delete BEFORE DELETE ON records
-        BEGIN SELECT RAISE(ABORT, 'records are append-only: a record cannot be deleted'); END;
-        CREATE TRIGGER records_finished_immutable BEFORE UPDATE ON records WHEN OLD.outcome IS NOT NULL
-        BEGIN SELECT RAISE(ABORT, 'records are append-only: a finished record cannot be changed'); END;
-        CREATE TRIGGER records_close_only BEFORE UPDATE ON records
-        WHEN OLD.outcome IS NULL AND (NEW.outcome IS NULL OR NEW.chain_hash IS NULL OR NEW.close_gseq IS NULL
-            OR NEW.id IS NOT OLD.id OR NEW.created_utc IS NOT OLD.created_utc OR NEW.patient IS NOT OLD.patient
-            OR NEW.operator IS NOT OLD.operator OR NEW.prescription IS NOT OLD.prescription
-            OR NEW.limits IS NOT OLD.limits OR NEW.limits_sha256 IS NOT OLD.limits_sha256
-            OR NEW.open_gseq IS NOT OLD.open_gseq OR NEW.open_hash IS NOT OLD.open_hash)
-        BEGIN SELECT RAISE(ABORT, 'records are append-only: an open record may only be closed, once'); END;
-        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
-        BEGIN SELECT RAISE(ABORT, 'events are append-only: an event cannot be changed'); END;
-        CREATE TRIGGER events_no_delete BEFORE DELETE ON events
-        BEGIN SELECT RAISE(ABORT, 'events are append-only: an event cannot be deleted'); END;
-        CREATE TRIGGER events_open_record BEFORE INSERT ON events
-        WHEN (SELECT outcome FROM records WHERE id = NEW.record_id) IS NOT NULL
-        BEGIN SELECT RAISE(ABORT, 'events are append-only: the record is closed'); END;
-        CREATE TRIGGER telemetry_no_update BEFORE UPDATE ON telemetry
-        BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: a sample cannot be changed'); END;
-        CREATE TRIGGER telemetry_no_delete BEFORE DELETE ON telemetry
-        BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: a sample cannot be deleted'); END;
-        CREATE TRIGGER telemetry_open_record BEFORE INSERT ON telemetry
-        WHEN (SELECT outcome FROM records WHERE id = NEW.record_id) IS NOT NULL
-        BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: the record is closed'); END;
-    """):
-        db.execute(statement)
-    _harden(db)
-
-
-def _v1_to_v2(db: sqlite3.Connection) -> None:
-    for statement in _statements("""
-        ALTER TABLE records ADD COLUMN config_sha256 TEXT;
-        ALTER TABLE records ADD COLUMN course_id INTEGER REFERENCES courses(id);
-        CREATE INDEX records_course ON records(course_id) WHERE course_id IS NOT NULL;
-        CREATE TABLE courses (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, created_utc TEXT NOT NULL, patient TEXT NOT NULL,
-            operator TEXT NOT NULL, preset TEXT NOT NULL, sessions INTEGER NOT NULL, per_week REAL,
-            min_interval_days REAL, plan TEXT NOT NULL, config_sha256 TEXT,
-            gseq INTEGER NOT NULL UNIQUE, chain_hash TEXT NOT NULL
-        );
-        CREATE INDEX courses_patient ON courses(patient);
-        CREATE TABLE audit (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT, utc TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-            record_id INTEGER REFERENCES records(id), course_id INTEGER REFERENCES courses(id),
-            detail TEXT NOT NULL, gseq INTEGER NOT NULL UNIQUE, chain_hash TEXT NOT NULL
-        );
-        CREATE INDEX audit_action ON audit(action);
-        CREATE TRIGGER courses_no_update BEFORE UPDATE ON courses
-        BEGIN SELECT RAISE(ABORT, 'courses are append-only: a course cannot be changed'); END;
-        CREATE TRIGGER courses_no_delete BEFORE DELETE ON courses
-        BEGIN SELECT RAISE(ABORT, 'courses are append-only: a course cannot be deleted'); END;
-        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: an entry cannot be changed'); END;
-        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: an entry cannot be deleted'); END;
-        CREATE TRIGGER records_v2_fixed BEFORE UPDATE ON records
-        WHEN NEW.config_sha256 IS NOT OLD.config_sha256 OR NEW.course_id IS NOT OLD.course_id
-        BEGIN SELECT RAISE(ABORT, 'records are append-only: an open record may only be closed, once'); END;
-    """):
-        db.execute(statement)
-    _harden(db)
-
-
-# REPLACE (`INSERT OR REPLACE`, `UPDATE OR REPLACE`) deletes the rows it conflicts with without firing the
-# DELETE triggers (unless the writer's connection turned `recursive_triggers` on), so every insert or closing
-# that would collide with an existing row is refused before the conflict is resolved. Files made before these
-# triggers existed get them when opened (`_harden`).
-_NO_REPLACE = {
-    "records_insert_no_replace": """
-        CREATE TRIGGER IF NOT EXISTS records_insert_no_replace BEFORE INSERT ON records
-        WHEN EXISTS (SELECT 1 FROM records WHERE id = NEW.id OR open_gseq = NEW.open_gseq
-                     OR close_gseq = NEW.close_gseq)
-        BEGIN SELECT RAISE(ABORT, 'records are append-only: a record cannot be replaced'); END;""",
-    "records_update_no_replace": """
-        CREATE TRIGGER IF NOT EXISTS records_update_no_replace BEFORE UPDATE ON records
-        WHEN EXISTS (SELECT 1 FROM records WHERE id <> OLD.id AND (id = NEW.id OR open_gseq = NEW.open_gseq
-                     OR close_gseq = NEW.close_gseq))
-        BEGIN SELECT RAISE(ABORT, 'records are append-only: a record cannot be replaced'); END;""",
-    "events_insert_no_replace": """
-        CREATE TRIGGER IF NOT EXISTS events_insert_no_replace BEFORE INSERT ON events
-        WHEN EXISTS (SELECT 1 FROM events WHERE (record_id = NEW.record_id AND seq = NEW.seq) OR gseq = NEW.gseq)
-        BEGIN SELECT RAISE(ABORT, 'events are append-only: an event cannot be replaced'); END;""",
-    "telemetry_insert_no_replace": """
-        CREATE TRIGGER IF NOT EXISTS telemetry_insert_no_replace BEFORE INSERT ON telemetry
-        WHEN EXISTS (SELECT 1 FROM telemetry WHERE rowid = NEW.rowid)
-        BEGIN SELECT RAISE(ABORT, 'telemetry is append-only: a sample cannot be replaced'); END;""",
-}
-_NO_REPLACE_V2 = {
-    "courses_insert_no_replace": """
-        CREATE TRIGGER IF NOT EXISTS courses_insert_no_replace BEFORE INSERT ON courses
-        WHEN EXISTS (SELECT 1 FROM courses WHERE id = NEW.id OR gseq = NEW.gseq)
-        BEGIN SELECT RAISE(ABORT, 'courses are append-only: a course cannot be replaced'); END;""",
-    "audit_insert_no_replace": """
-        CREATE TRIGGER IF NOT EXISTS audit_insert_no_replace BEFORE INSERT ON audit
-        WHEN EXISTS (SELECT 1 FROM audit WHERE seq = NEW.seq OR gseq = NEW.gseq)
-        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: an entry cannot be replaced'); END;""",
-}
-
-
-def _harden(db: sqlite3.Connection) -> None:
-    """Add the no-REPLACE triggers a records file lacks (in the caller's transaction)."""
-    have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    wanted = {**_NO_REPLACE, **(_NO_REPLACE_V2 if "audit" in tables else {})}
-    for name, statement in wanted.items():
-        if name not in have:
-            db.execute(statement.strip())
-
-
-# `migrate` runs each missing step in its own transaction and bumps `user_version` with it, so a v1 file opened
-# by this ionctl becomes v2 in place, and a v0 (empty) file goes through both steps. Columns a step adds to an
-# existing table are NULL in older rows and left out of the hashed content when NULL, so old hashes verify.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v0_to_v1, 2: _v1_to_v2}
-
-
-def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Bring the file to `target`; returns the version it was at. StoreError for a newer file."""
-    (found,) = db.execute("PRAGMA user_version").fetchone()
-    if found > target:
-        raise StoreError(f"the records file has schema version {found}; this ionctl knows up to {target}")
-    for version in range(found + 1, target + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            MIGRATIONS[version](db)
-            db.execute(f"PRAGMA user_version = {version}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    if found == target and target >= 1:  # an existing file: add the triggers it may lack
-        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-        if not names.issuperset(_NO_REPLACE) or (target >= 2 and not names.issuperset(_NO_REPLACE_V2)):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                _harden(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-    return int(found)
 
 
 # -- what a record is -----------------------------------------------------------------------------------------
@@ -334,20 +127,12 @@ class Record:
         version = data.get("schema_version")
         if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
             raise StoreError(f"record export schema version {version!r}, expected 1 to {SCHEMA_VERSION}")
-        return cls(dict(data["record"]), list(data["events"]), list(data["telemetry"]), list(data.get("addenda", [])))
-
-
-@dataclass(frozen=True)
-class BrokenLink:
-    """The first link of the chain that does not verify."""
-
-    gseq: int | None
-    what: str  # e.g. "record 3 (opening)", "event 3/7"
-    reason: str
-
-    def __str__(self) -> str:
-        at = f"link {self.gseq}: " if self.gseq is not None else ""
-        return f"{at}{self.what}: {self.reason}"
+        return cls(
+            dict(data["record"]),
+            list(data["events"]),
+            list(data["telemetry"]),
+            list(data.get("addenda", [])),
+        )
 
 
 # -- the store --------------------------------------------------------------------------------------------------
@@ -384,22 +169,6 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the chain head -----------------------------------------------------------------------------------------
-
-    def _head(self) -> tuple[int, str]:
-        """(gseq, hash) of the last link, inside the caller's write transaction."""
-        best = (0, GENESIS)
-        for sql in ("SELECT open_gseq, open_hash FROM records ORDER BY open_gseq DESC LIMIT 1",
-                    "SELECT close_gseq, chain_hash FROM records WHERE close_gseq IS NOT NULL "
-                    "ORDER BY close_gseq DESC LIMIT 1",
-                    "SELECT gseq, chain_hash FROM events ORDER BY gseq DESC LIMIT 1",
-                    "SELECT gseq, chain_hash FROM audit ORDER BY gseq DESC LIMIT 1",
-                    "SELECT gseq, chain_hash FROM courses ORDER BY gseq DESC LIMIT 1"):  # fmt: skip
-            row = self.db.execute(sql).fetchone()
-            if row is not None and row[0] > best[0]:
-                best = (int(row[0]), str(row[1]))
-        return best
-
     def _write(self) -> _Tx:
         return _Tx(self.db)
 
@@ -413,7 +182,7 @@ class Store:
         in force, `course_id` the treatment course the session belongs to. `before_commit(id)` runs inside the
         write transaction (the session takes its liveness lock there, before any other process can see it)."""
         with self._write():
-            gseq, previous = self._head()
+            gseq, previous = head(self.db)
             (next_id,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM records").fetchone()
             if before_commit is not None:
                 before_commit(int(next_id))
@@ -421,7 +190,7 @@ class Store:
                    "operator": operator, "prescription": _json(prescription), "limits": _json(limits),
                    "limits_sha256": limits_sha256, "open_gseq": gseq + 1, "config_sha256": config_sha256,
                    "course_id": course_id}  # fmt: skip
-            digest = link_hash(previous, "open", _opening(row))
+            digest = link_hash(previous, "open", opening(row))
             columns = (*OPEN_FIELDS, *OPEN_FIELDS_V2)
             self.db.execute(
                 f"INSERT INTO records ({', '.join(columns)}, open_hash) VALUES ({', '.join('?' * len(columns))}, ?)",
@@ -436,7 +205,7 @@ class Store:
         if not action or not actor:
             raise ValueError("an audit entry needs an action and an actor")
         with self._write():
-            gseq, previous = self._head()
+            gseq, previous = head(self.db)
             (seq,) = self.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM audit").fetchone()
             row = {"seq": int(seq), "utc": utc or utc_now(), "actor": actor, "action": action, "record_id": record_id,
                    "course_id": course_id, "detail": _json(detail), "gseq": gseq + 1}  # fmt: skip
@@ -466,8 +235,10 @@ class Store:
     def pending_skin_checks(self, patient: str | None = None) -> list[dict[str, Any]]:
         """The closed records (of `patient`, if given) whose session energised the patient and that have no
         skin check after the session: oldest first. A new session of that patient waits for them."""
-        sql = ("SELECT * FROM records WHERE outcome IS NOT NULL AND energised = 1 AND NOT EXISTS "
-               "(SELECT 1 FROM audit WHERE audit.record_id = records.id AND audit.action = ?)")
+        sql = (
+            "SELECT * FROM records WHERE outcome IS NOT NULL AND energised = 1 AND NOT EXISTS "
+            "(SELECT 1 FROM audit WHERE audit.record_id = records.id AND audit.action = ?)"
+        )
         params: list[Any] = [SKIN_CHECK_AFTER]
         if patient is not None:
             sql, params = sql + " AND patient = ?", [*params, patient]
@@ -478,7 +249,7 @@ class Store:
                       created_utc: str | None = None) -> int:  # fmt: skip
         """Insert a treatment course (durable on return); its id. The rules live in `ionctl.core.courses`."""
         with self._write():
-            gseq, previous = self._head()
+            gseq, previous = head(self.db)
             (next_id,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM courses").fetchone()
             row = {"id": int(next_id), "created_utc": created_utc or utc_now(), "patient": patient,
                    "operator": operator, "preset": preset, "sessions": sessions, "per_week": per_week,
@@ -496,7 +267,7 @@ class Store:
         if kind not in EVENT_KINDS:
             raise ValueError(f"event kind must be one of {EVENT_KINDS}, got {kind!r}")
         with self._write():
-            gseq, previous = self._head()
+            gseq, previous = head(self.db)
             (seq,) = self.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events WHERE record_id = ?",
                                      (record_id,)).fetchone()  # fmt: skip
             row = {"record_id": record_id, "seq": int(seq), "utc": utc or utc_now(),
@@ -518,25 +289,28 @@ class Store:
                 [(record_id, *(_finite(v) if isinstance(v, float) else v for v in row)) for row in rows],
             )
 
-    def close_record(self, record_id: int, summary: dict[str, Any], *, ended_utc: str | None = None) -> None:
-        """Close an open record with the session's summary (the one allowed UPDATE). `summary` takes the
-        `SessionResult.to_dict()` keys; unknown keys are ignored. StoreError if it is already closed."""
+    def close_record(self, record_id: int, summary: RecordSummary | Mapping[str, Any], *,
+                     ended_utc: str | None = None) -> None:  # fmt: skip
+        """Close an open record with the session's summary (the one allowed UPDATE). A mapping is read as a
+        `RecordSummary` (`RecordSummary.from_mapping`: ValueError for a key that is not a closing's, so a renamed
+        field is refused rather than dropped). StoreError if the record is already closed."""
+        closing = RecordSummary.of(summary)
         with self._write():
             row = self.db.execute("SELECT outcome FROM records WHERE id = ?", (record_id,)).fetchone()
             if row is None:
                 raise StoreError(f"no record {record_id}")
             if row["outcome"] is not None:
                 raise StoreError(f"record {record_id} is already closed ({row['outcome']})")
-            gseq, previous = self._head()
-            count, digest = self._telemetry_digest(record_id)
+            gseq, previous = head(self.db)
+            count, digest = telemetry_digest(self.db, record_id)
             values: dict[str, Any] = {
-                "outcome": str(summary.get("outcome") or "fault"),
-                "fault": summary.get("fault"),
-                "message": str(summary.get("message") or ""),
-                "device": _json(summary.get("device")),
-                "dose_source": summary.get("dose_source"),
-                "energised": int(bool(summary.get("energised"))),
-                "alarm": int(bool(summary.get("alarm"))),
+                "outcome": str(closing.outcome or "fault"),
+                "fault": closing.fault,
+                "message": str(closing.message or ""),
+                "device": _json(closing.device),
+                "dose_source": closing.dose_source,
+                "energised": int(bool(closing.energised)),
+                "alarm": int(bool(closing.alarm)),
                 "ended_utc": ended_utc or utc_now(),
                 "telemetry_count": count,
                 "telemetry_sha256": digest,
@@ -546,7 +320,7 @@ class Store:
                         "duration_s", "peak_current_ma", "peak_density_ma_cm2", "time_at_compliance_s",
                         "impedance_start_ohm", "impedance_end_ohm", "impedance_min_ohm",
                         "impedance_max_ohm"):  # fmt: skip
-                values[key] = _finite(summary.get(key))
+                values[key] = _finite(getattr(closing, key))
             opened = self._opened_hash(record_id)
             content = {"id": record_id, "open_hash": opened, **values}
             values["chain_hash"] = link_hash(previous, "close", content)
@@ -555,15 +329,6 @@ class Store:
 
     def _opened_hash(self, record_id: int) -> str:
         return str(self.db.execute("SELECT open_hash FROM records WHERE id = ?", (record_id,)).fetchone()[0])
-
-    def _telemetry_digest(self, record_id: int) -> tuple[int, str]:
-        h = hashlib.sha256()
-        count = 0
-        for row in self.db.execute(f"SELECT {', '.join(TELEMETRY_FIELDS)} FROM telemetry WHERE record_id = ? "
-                                   "ORDER BY rowid", (record_id,)):  # fmt: skip
-            h.update((canonical(dict(zip(TELEMETRY_FIELDS, tuple(row), strict=True))) + "\n").encode())
-            count += 1
-        return count, h.hexdigest()
 
     def session_writer(self, record_id: int, *, flush_every_s: float = FLUSH_EVERY_S,
                        monotonic: Callable[[], float] = time.monotonic) -> SessionWriter:  # fmt: skip
@@ -632,55 +397,9 @@ class Store:
     def verify(self) -> BrokenLink | None:
         """Walk the chain in insertion order; the first link that does not verify, or None."""
         try:
-            return self._verify()
+            return verify_chain(self.db)
         except sqlite3.DatabaseError as exc:  # a flipped byte in the page structure itself
             return BrokenLink(None, str(self.path), f"the database file is damaged: {exc}")
-
-    def _links(self) -> Iterator[tuple[int, str, str, dict[str, Any], str | None]]:
-        """(gseq, what, kind, content, stored hash) of every link, in gseq order."""
-        links: list[tuple[int, str, str, dict[str, Any], str | None]] = []
-        for row in self.db.execute("SELECT * FROM records"):
-            r = dict(row)
-            links.append((r["open_gseq"], f"record {r['id']} (opening)", "open", _opening(r), r["open_hash"]))
-            if r["close_gseq"] is not None or r["outcome"] is not None:
-                content = {"id": r["id"], "open_hash": r["open_hash"], **{k: r[k] for k in CLOSE_FIELDS}}
-                links.append((r["close_gseq"] if r["close_gseq"] is not None else -1,
-                              f"record {r['id']} (closing)", "close", content, r["chain_hash"]))  # fmt: skip
-        for row in self.db.execute("SELECT * FROM events"):
-            e = dict(row)
-            links.append((e["gseq"], f"event {e['record_id']}/{e['seq']}", "event",
-                          {k: e[k] for k in EVENT_FIELDS}, e["chain_hash"]))  # fmt: skip
-        for row in self.db.execute("SELECT * FROM audit"):
-            a = dict(row)
-            links.append((a["gseq"], f"audit entry {a['seq']} ({a['action']})", "audit",
-                          {k: a[k] for k in AUDIT_FIELDS}, a["chain_hash"]))  # fmt: skip
-        for row in self.db.execute("SELECT * FROM courses"):
-            c = dict(row)
-            links.append((c["gseq"], f"course {c['id']}", "course", {k: c[k] for k in COURSE_FIELDS},
-                          c["chain_hash"]))  # fmt: skip
-        links.sort(key=lambda link: link[0])
-        return iter(links)
-
-    def _verify(self) -> BrokenLink | None:
-        previous, expected_gseq = GENESIS, 1
-        for gseq, what, kind, content, stored in self._links():
-            if gseq != expected_gseq:
-                return BrokenLink(gseq, what, f"out of sequence: expected link {expected_gseq} (a link is missing, "
-                                              "or a sequence number was changed)")  # fmt: skip
-            if kind == "close":
-                count, digest = self._telemetry_digest(int(content["id"]))
-                if (count, digest) != (content["telemetry_count"], content["telemetry_sha256"]):
-                    return BrokenLink(
-                        gseq,
-                        what,
-                        f"its telemetry no longer matches the closed record's SHA-256 "
-                        f"({count} samples now, {content['telemetry_count']} at closing)",
-                    )
-            computed = link_hash(previous, kind, content)
-            if stored != computed:
-                return BrokenLink(gseq, what, f"hash mismatch: stored {stored}, content gives {computed}")
-            previous, expected_gseq = computed, expected_gseq + 1
-        return None
 
 
 def _fields(row: sqlite3.Row) -> dict[str, Any]:
@@ -691,13 +410,6 @@ def _decoded(row: sqlite3.Row, column: str) -> dict[str, Any]:
     fields = _fields(row)
     fields[column] = json.loads(fields[column]) if fields[column] is not None else None
     return fields
-
-
-def _opening(row: dict[str, Any]) -> dict[str, Any]:
-    """The hashed content of a record's opening: the schema-1 fields, and the later ones that are set."""
-    content = {k: row[k] for k in OPEN_FIELDS}
-    content.update({k: row[k] for k in OPEN_FIELDS_V2 if row.get(k) is not None})
-    return content
 
 
 class _Tx:
@@ -764,7 +476,7 @@ class SessionWriter:
         self._last_flush = self.monotonic()
         self.worst_flush_s = max(self.worst_flush_s, time.perf_counter() - start)
 
-    def close(self, summary: dict[str, Any], *, ended_utc: str | None = None) -> None:
+    def close(self, summary: RecordSummary | Mapping[str, Any], *, ended_utc: str | None = None) -> None:
         self.flush()
         self.store.close_record(self.record_id, summary, ended_utc=ended_utc)
         self.closed = True

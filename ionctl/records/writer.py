@@ -23,11 +23,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ionctl.records.store import FLUSH_EVERY_S, Store, StoreError, utc_now
+from ionctl.records.summary import RecordSummary
 
 #: Queued items (samples and events) the writer may fall behind by: at 10 samples a second, over half an hour.
 QUEUE_CAPACITY = 20_000
@@ -117,7 +118,7 @@ class RecordWriter:
         self.error: str | None = None  # the last write error, if any
         self.samples = 0
         self.closed = False
-        self.closing: dict[str, Any] | None = None  # what the closing committed
+        self.closing: dict[str, Any] | None = None  # what the closing committed (`RecordSummary.to_dict()`)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"record-{record_id}-writer", daemon=True)
         self._thread.start()
@@ -142,13 +143,15 @@ class RecordWriter:
         if self.failure is None:
             self.failure = reason
 
-    def close(self, summary: dict[str, Any], *, ended_utc: str | None = None, from_samples: bool = False,
-              timeout_s: float | None = None) -> bool:  # fmt: skip
+    def close(self, summary: RecordSummary | Mapping[str, Any], *, ended_utc: str | None = None,
+              from_samples: bool = False, timeout_s: float | None = None) -> bool:  # fmt: skip
         """Queue the closing after everything else and wait for the writer to commit it (at most `timeout_s`,
-        default `stall_s`); whether the record is closed."""
+        default `stall_s`); whether the record is closed. A mapping is read as a `RecordSummary` here, in the
+        caller's thread, so a field that is not a closing's raises at once."""
+        closing = RecordSummary.of(summary)
         timeout = self.stall_s if timeout_s is None else timeout_s
         try:
-            self._queue.put(("close", summary, ended_utc or utc_now(), from_samples), timeout=timeout)
+            self._queue.put(("close", closing, ended_utc or utc_now(), from_samples), timeout=timeout)
         except queue.Full:
             self._fail("the closing could not be queued")
         self._done.wait(timeout)
@@ -237,15 +240,15 @@ class RecordWriter:
                 store.append_event(self.record_id, event_kind, text, utc=utc, device_t_s=device_t_s)
                 ops.popleft()
             elif kind == "close":
-                _, summary, ended_utc, from_samples = ops[0]
+                _, closing, ended_utc, from_samples = ops[0]
                 if from_samples and self.summarise is not None:
-                    summary = {**summary, **self.summarise(store.telemetry(self.record_id))}
+                    closing = closing.updated(self.summarise(store.telemetry(self.record_id)))
                 try:
-                    store.close_record(self.record_id, summary, ended_utc=ended_utc)
+                    store.close_record(self.record_id, closing, ended_utc=ended_utc)
                 except StoreError:
                     if store.get(self.record_id).fields["outcome"] is None:
                         raise
-                self.closing = summary
+                self.closing = closing.to_dict()
                 self.closed = True
                 ops.popleft()
                 return flushed

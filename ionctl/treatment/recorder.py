@@ -133,12 +133,15 @@ class Recorder:
             result.message = f"{RECORD_FAILED}: {self.failed}; the session was stopped ({prior}: {result.message})"
             if not result.alarm:
                 report.exit_code = ExitCode.RECORD_FAILED
+        from ionctl.records.summary import RecordSummary
+
         from_samples = result.fault == "internal"
-        summary = result.to_dict()
+        summary = RecordSummary.from_result(result)
         if self.journal is not None:
             try:
-                self.journal.write({"record_id": self.record_id, "summary": summary, "from_samples": from_samples,
-                                    "notes": list(result.notes), "failure": self.failed})  # fmt: skip
+                self.journal.write({"record_id": self.record_id, "summary": summary.to_dict(),
+                                    "from_samples": from_samples, "notes": list(result.notes),
+                                    "failure": self.failed})  # fmt: skip
             except Exception as exc:
                 print(f"ionctl run: cannot write the closing journal of record {self.record_id}: {exc}", file=self.err)
         for text in result.notes:

@@ -15,7 +15,7 @@ from ionctl.drivers.base import Polarity, Telemetry
 from ionctl.safety import Prescription, SiteLimits
 from sim.device import FaultSpec
 from sim.plant import LOAD_PRESETS
-from tests.session.inprocess import InProcessSource, simulated, synthetic_host_clock
+from tests.session.inprocess import InProcessSource, simulated
 
 LOAD = replace(LOAD_PRESETS["normal"], rp_rest_ohm=5000.0, rp_min_ohm=min(LOAD_PRESETS["normal"].rp_min_ohm, 5000.0))
 RX = Prescription(drug="dexamethasone", polarity=Polarity.CATHODE, electrode_area_cm2=10.0, current_ma=4.0,
@@ -38,8 +38,7 @@ def run_with_batches(batch_s: float) -> tuple[float, float, list[float]]:
         seen.append(s.t_s)
 
     source.before_read = lag
-    with synthetic_host_clock(source):
-        result = Session(source, RX, SiteLimits.load(None), on_sample=sample).run()
+    result = Session(source, RX, SiteLimits.load(None), on_sample=sample).run()
     assert (result.outcome, result.fault) == ("fault", "low_impedance")
     return result.dose_ma_min, truth.dose_ma_min, seen
 

@@ -13,11 +13,9 @@ and polarity really did.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 from ionctl.drivers.base import Telemetry
 from ionctl.drivers.firmware_wire import UAS_PER_MA_MIN, LinkOptions
@@ -117,31 +115,6 @@ class GroundTruth:
     @property
     def dose_ma_min(self) -> float:
         return self.dose_uas / UAS_PER_MA_MIN
-
-
-class SyntheticHostClock:
-    """`time` as `ionctl.core.session` sees it, on the synthetic clock: `monotonic()` is the link time and `sleep`
-    lets it pass (host alive). With a fast synthetic clock, the session's host-time margins (the stuck-output
-    link margin, the reconnect window) would otherwise wait real seconds while device minutes fly by, and a
-    test's outcome would depend on the machine's speed."""
-
-    def __init__(self, harness: Harness) -> None:
-        self.harness = harness
-
-    def monotonic(self) -> float:
-        return self.harness.wall_s
-
-    def sleep(self, seconds: float) -> None:
-        self.harness.wait(seconds)
-
-
-@contextmanager
-def synthetic_host_clock(source: InProcessSource) -> Iterator[None]:
-    """Run `ionctl.core.session` on `source`'s synthetic clock for the duration (see `SyntheticHostClock`)."""
-    import ionctl.core.session
-
-    with mock.patch.object(ionctl.core.session, "time", SyntheticHostClock(source.harness)):
-        yield
 
 
 def simulated(load: Any, *, faults: Any = (), seed: int = 0, spec: Any = None) -> tuple[InProcessSource, GroundTruth]:

@@ -15,7 +15,7 @@ from ionctl.drivers.base import Telemetry
 from ionctl.safety import Prescription, SiteLimits
 from sim.device import FaultSpec
 from sim.plant import LOAD_PRESETS, LoadParams
-from tests.session.inprocess import FLOOR_UA, GroundTruth, InProcessSource, simulated, synthetic_host_clock
+from tests.session.inprocess import FLOOR_UA, GroundTruth, InProcessSource, simulated
 
 LIMITS = SiteLimits.load(None)
 
@@ -165,6 +165,5 @@ def run_scenario(
     truth.over_ua = session.monitors.overcurrent_ma * 1000
     for t_s, action in actions:
         source.at(t_s, lambda action=action: session.request(action))  # type: ignore[misc]
-    with synthetic_host_clock(source):
-        result = session.run()
+    result = session.run()
     return Run(session, result, source, truth, watch, list(faults))

@@ -18,7 +18,7 @@ from ionctl.safety import Prescription
 from sim.device import FaultSpec
 from sim.firmware import DeviceSpec
 from sim.plant import LOAD_PRESETS, LoadParams
-from tests.session.inprocess import FLOOR_UA, InProcessSource, simulated, synthetic_host_clock
+from tests.session.inprocess import FLOOR_UA, InProcessSource, simulated
 from tests.session.invariants import LIMITS, Run, check_outcome, run_scenario
 
 DEXAMETHASONE = Prescription(
@@ -39,8 +39,7 @@ def samples_of(
 
 
 def run_on(source: InProcessSource, prescription: Prescription, **options: Any) -> SessionResult:
-    with synthetic_host_clock(source):
-        return Session(source, prescription, LIMITS, **options).run()
+    return Session(source, prescription, LIMITS, **options).run()
 
 
 def states(run: Run) -> list[str]:
@@ -354,8 +353,7 @@ def test_a_device_dose_counter_that_jumps_is_a_dose_mismatch_and_the_current_ram
         firmware.dose_uas += jump_ma_min * 60_000  # the device's own count, off by 1 mA·min from now on
 
     source.at(30.0, corrupt_counter)
-    with synthetic_host_clock(source):
-        result = Session(source, DEXAMETHASONE, LIMITS).run()
+    result = Session(source, DEXAMETHASONE, LIMITS).run()
     assert (result.outcome, result.fault) == ("fault", "dose_mismatch")
     assert "differ by more than" in result.message
     assert truth.current_ua < FLOOR_UA

@@ -17,7 +17,7 @@ from ionctl.drivers.base import DeviceError, Polarity, Telemetry
 from ionctl.safety import Prescription
 from sim.device import FaultSpec, SimulatedDevice
 from sim.plant import LOAD_PRESETS
-from tests.session.inprocess import FLOOR_UA, GroundTruth, InProcessSource, synthetic_host_clock
+from tests.session.inprocess import FLOOR_UA, GroundTruth, InProcessSource
 from tests.session.invariants import LIMITS, check_outcome, run_scenario
 
 DEXAMETHASONE = Prescription(
@@ -84,8 +84,7 @@ def test_a_link_lost_again_right_after_reconnecting_ends_in_fault_without_raisin
         again.close()  # lost again at once: every read raises LinkLost
         return again
 
-    with synthetic_host_clock(source):
-        r = Session(source, DEXAMETHASONE, LIMITS, reconnect=reconnect).run()
+    r = Session(source, DEXAMETHASONE, LIMITS, reconnect=reconnect).run()
     assert (r.outcome, r.fault, exit_code(r)) == ("fault", "host_lost", 3)
     assert "after reconnecting" in r.message
 
@@ -102,8 +101,7 @@ def test_a_start_whose_answer_is_lost_counts_as_energised_not_as_no_current() ->
     """Finding: `energised` came from the timeline only, so a START the device executed but whose answer was lost
     ended as exit 5 ("device or link error before any current flowed") while current flowed."""
     source, truth = simulated_as(StartAnswerLost)
-    with synthetic_host_clock(source):
-        r = Session(source, DEXAMETHASONE, LIMITS).run()
+    r = Session(source, DEXAMETHASONE, LIMITS).run()
     source.advance(1.0)
     assert truth.dose_ma_min > 0  # current did flow
     assert (r.outcome, r.energised, exit_code(r)) == ("fault", True, 3)
@@ -161,8 +159,7 @@ def test_telemetry_that_stops_advancing_ends_the_session_with_the_alarm_instead_
     device time (or none at all, from a source that does not call the link lost) left `_deliver` and
     `_settle` reading for ever, with the current flowing."""
     source, truth = simulated_as(cls)
-    with synthetic_host_clock(source):
-        r = Session(source, DEXAMETHASONE, LIMITS).run()
+    r = Session(source, DEXAMETHASONE, LIMITS).run()
     assert (r.outcome, r.fault, exit_code(r)) == ("fault", "stale_telemetry", 3)
     assert r.alarm and "cannot be confirmed" in r.message  # the host cannot see the current: remove the electrodes
     assert truth.current_ua < FLOOR_UA  # the abort, then output-off, did bring it down
@@ -184,8 +181,7 @@ def test_a_device_error_while_settling_after_a_fault_ends_in_fault_without_raisi
     """Finding: `_device_error` watched the current down with `_settle` catching only `LinkLost`: a second
     `DeviceError` there escaped `run()`."""
     source, truth = simulated_as(GarbledAfterFault)
-    with synthetic_host_clock(source):
-        r = Session(source, DEXAMETHASONE, LIMITS).run()
+    r = Session(source, DEXAMETHASONE, LIMITS).run()
     assert (r.outcome, exit_code(r)) == ("fault", 3)
     assert "could not be watched down to zero" in r.message
     source.advance(LIMITS.min_ramp_s + 1.0)

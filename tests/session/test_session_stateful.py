@@ -48,7 +48,7 @@ from ionctl.safety import Prescription
 from ionctl.safety.prescription import DRUG_ELECTRODE, TAP_WATER
 from sim.device import FaultSpec
 from sim.plant import LOAD_PRESETS
-from tests.session.inprocess import InProcessSource, simulated, synthetic_host_clock
+from tests.session.inprocess import InProcessSource, simulated
 from tests.session.invariants import LIMITS, Watch, check_outcome
 
 #: Real seconds the test waits for the session thread to park before calling it hung.
@@ -130,8 +130,7 @@ class Stepper:
 
     def _run(self) -> None:
         try:
-            with synthetic_host_clock(self.source):
-                self.result = self.session.run()
+            self.result = self.session.run()
         except BaseException as exc:  # handed to the test thread
             self.error = exc
         finally:

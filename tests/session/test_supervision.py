@@ -15,7 +15,7 @@ from ionctl.safety import Prescription
 from sim.device import FaultSpec
 from sim.firmware import DeviceSpec
 from sim.plant import LOAD_PRESETS
-from tests.session.inprocess import FLOOR_UA, InProcessSource, simulated, synthetic_host_clock
+from tests.session.inprocess import FLOOR_UA, InProcessSource, simulated
 from tests.session.invariants import LIMITS, check_outcome, run_scenario
 
 DEXAMETHASONE = Prescription(
@@ -105,8 +105,7 @@ def test_a_reconnect_that_reaches_another_device_never_commands_it_and_raises_th
         return other
 
     session = Session(source, DEXAMETHASONE, LIMITS, reconnect=reconnect)
-    with synthetic_host_clock(source):
-        r = session.run()
+    r = session.run()
     assert reached, "the session did not reconnect"
     assert (r.outcome, r.fault, r.alarm) == ("fault", "wrong_device", True)
     assert "SIM-000002" in r.message and "SIM-000001" in r.message
