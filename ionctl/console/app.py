@@ -245,7 +245,7 @@ class ConsoleApp(App[None]):
             skin_check_before=flow.skin_before, config_sha256=setup.config_sha256 or None,
             course_id=flow.course_id, accept_no_watchdog=setup.accept_no_watchdog,
             reconnect=(lambda: setup.open_device(address)) if setup.reconnect else None,
-            notify=lambda event: self.post_message(SessionEvent(event)), monotonic=setup.monotonic,
+            notify=lambda event: self.post_message(SessionEvent(event)),
             opening_check=prepared.opening_check(), override=prepared.override,
         )  # fmt: skip
         flow.controller, flow.source = controller, None  # the controller owns (and closes) the device now

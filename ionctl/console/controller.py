@@ -169,7 +169,7 @@ class SessionController:
 
     `skin_check_before` (the typed skin check) goes into the record as an addendum once it is
     opened; the record's opening names the configuration (`config_sha256`) and the course (`course_id`), as
-    `ionctl run` does. `monotonic` is passed to the `Session` (its host clock for link supervision) when given.
+    `ionctl run` does. The session reads its host clock from the source.
     An `override` (a course rule a supervisor set aside) is recorded against the session's record once it is
     open; `opening_check` then leaves the course rules out (`Prepared.opening_check`)."""
 
@@ -186,7 +186,6 @@ class SessionController:
         reconnect: Callable[[], CurrentSource] | None = None,
         accept_no_watchdog: bool = False,
         notify: Notify | None = None,
-        monotonic: Callable[[], float] | None = None,
         opening_check: Callable[[Store], None] | None = None,
         override: Override | None = None,
     ) -> None:
@@ -200,7 +199,6 @@ class SessionController:
         self.reconnect = reconnect
         self.accept_no_watchdog = accept_no_watchdog
         self.notify = notify
-        self.monotonic = monotonic
         self.opening_check = opening_check  # checked as the record opens (`ionctl.treatment.opening_check`)
         self.override = override
         self.messages = io.StringIO()  # what the recorder says about the record (failures), for the end screen
@@ -272,7 +270,7 @@ class SessionController:
                 messages=self.messages, say=self._say,
                 config_sha256=self.config_sha256, course_id=self.course_id, override=self.override,
                 opening_check=self.opening_check, skin_check_before=self.skin_check_before, reconnect=self.reconnect,
-                accept_no_watchdog=self.accept_no_watchdog, monotonic=self.monotonic, display=self, watch=self._watch,
+                accept_no_watchdog=self.accept_no_watchdog, display=self, watch=self._watch,
             )  # fmt: skip
             report = runner.run()
         finally:

@@ -53,7 +53,6 @@ class ConsoleSetup:
     discover: Callable[[], tuple[list[Found], str | None]] = discover
     reconnect: bool = True  # reopen the device after a lost link to settle the dose from its counter
     accept_no_watchdog: bool = False
-    monotonic: Callable[[], float] | None = None  # the session's host clock (tests); time.monotonic if None
     export_dir: Path = field(default_factory=Path.cwd)  # where the chart PDF goes
     recovered: list[int] = field(default_factory=list)  # records closed as interrupted at start-up
     config: SiteConfig | None = None  # the configuration itself (the confirmation's drug-catalog advice)

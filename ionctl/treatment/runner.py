@@ -70,7 +70,6 @@ class SessionRunner:
     skin_check_before: SkinCheck | None = None  # recorded as an addendum once the record is open
     reconnect: Callable[[], CurrentSource] | None = None
     accept_no_watchdog: bool = False
-    monotonic: Callable[[], float] | None = None  # the session's host clock (tests); the session's own if None
     display: Display | None = None
     watch: Watch = no_watch
 
@@ -150,10 +149,8 @@ class SessionRunner:
             return self._not_started(str(exc), outcome="fault", fault=_error_name(exc))
         session: Session | None = None
         try:
-            clock: dict[str, Any] = {"monotonic": self.monotonic} if self.monotonic is not None else {}
             session = Session(device, self.prescription, self.limits, accept_no_watchdog=self.accept_no_watchdog,
-                              reconnect=self.reconnect, on_sample=self._on_sample, on_state=self._on_state,
-                              **clock)  # fmt: skip
+                              reconnect=self.reconnect, on_sample=self._on_sample, on_state=self._on_state)  # fmt: skip
             self.session = session
             with self.watch(session) as interrupts:
                 result = session.run()

@@ -96,7 +96,7 @@ def console_setup(
     setup = ConsoleSetup.from_config(
         load_config(None), tmp_path / "records.sqlite3", device=ADDRESS, open_device=open_device,
         discover=lambda: ([Found(ADDRESS, "serial", "simulated device")], None), reconnect=False,
-        monotonic=lambda: source.harness.wall_s, export_dir=tmp_path, **options,
+        export_dir=tmp_path, **options,
     )  # fmt: skip
     return setup, source, gate
 

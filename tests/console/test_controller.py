@@ -25,7 +25,7 @@ WAIT_S = 60.0
 
 def controller(tmp_path: Path, source: InProcessSource, **options: object) -> SessionController:
     return SessionController(source, RX, CONFIG.limits, store_path=tmp_path / "records.sqlite3",
-                             monotonic=lambda: source.harness.wall_s, **options)  # type: ignore[arg-type]  # fmt: skip
+                             **options)  # type: ignore[arg-type]  # fmt: skip
 
 
 def test_every_sample_reaches_the_record_though_nobody_draws_the_screen(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def runner(prepared: Prepared, store: Store | None, **options: Any) -> tuple[Ses
     options.setdefault("open_source", lambda: source)
     opener: Callable[[], InProcessSource] = options.pop("open_source")
     return SessionRunner.of(prepared, opener, store=store, messages=io.StringIO(),
-                            monotonic=lambda: source.harness.wall_s, **options), source  # fmt: skip
+                            **options), source  # fmt: skip
 
 
 def test_a_prepared_session_completes_on_the_simulator_and_its_record_is_closed(
