@@ -58,7 +58,8 @@ def _port(text: str) -> int:
     return port
 
 
-def _time_scale(text: str) -> float:
+def time_scale(text: str) -> float:
+    """An argparse type: a finite time scale in (0, MAX_TIME_SCALE] (also `ionctl demo --time-scale`)."""
     try:
         scale = float(text)
     except ValueError:
@@ -98,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--time-scale",
-        type=_time_scale,
+        type=time_scale,
         default=1.0,
         metavar="X",
         help=f"device clock runs X times faster than wall time, 0 < X <= {MAX_TIME_SCALE:g} (the watchdog and "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -29,12 +28,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ionctl.cli import run
 from ionctl.core.vocabulary import ExitCode
 from ionctl.treatment.request import TreatmentRequest
+from sim.cli import time_scale as sim_time_scale  # the simulator's own option type: one definition
 
 if TYPE_CHECKING:
     from ionctl.treatment import Report
 
-#: The simulator's own maximum (sim.cli.MAX_TIME_SCALE), restated here because ionctl does not import sim.
-MAX_TIME_SCALE = 1000.0
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
@@ -77,20 +75,10 @@ class SimulatorError(Exception):
     """The simulator did not start."""
 
 
-def time_scale(text: str) -> float:
-    try:
-        scale = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(scale) and 0 < scale <= MAX_TIME_SCALE):
-        raise argparse.ArgumentTypeError(f"{text}: the time scale must be > 0 and <= {MAX_TIME_SCALE:g}")
-    return scale
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-scale",
-        type=time_scale,
+        type=sim_time_scale,
         default=60.0,
         metavar="X",
         help="the simulated device's clock runs X times faster than wall time (default 60)",
