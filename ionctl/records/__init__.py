@@ -1,6 +1,6 @@
 """Session records for the chart: a durable, append-only, hash-chained SQLite store (`store`), crash
 recovery (`recovery`) and exports (`export`). Standard library (and platformdirs) only; never imports the
-session or the CLI: `ionctl.cli.run` feeds it."""
+session or the front ends: `ionctl.treatment.Recorder` feeds it."""
 
 from ionctl.records.recovery import SessionLock, recover_interrupted
 from ionctl.records.store import (

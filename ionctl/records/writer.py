@@ -4,7 +4,7 @@ The session's callbacks only *enqueue* (a bounded queue, `put_nowait`); a thread
 connection of its own, commits what was queued in order: telemetry in batches at least every
 `FLUSH_EVERY_S`, events one transaction each, the closing last. A write that fails (another process holding
 the store's write lock, a full disk, an I/O error) is retried; when the queue fills, or writes have kept
-failing for `STALL_S` host seconds, `failure` says why and the session is told (`ionctl.cli.run.Recorder` stops it
+failing for `STALL_S` host seconds, `failure` says why and the session is told (`ionctl.treatment.Recorder` stops it
 with a ramp: a session must not run on without its record). The writes go on being retried afterwards: the
 ramp-down belongs in the record too.
 
