@@ -139,23 +139,6 @@ class FirmwareDevice(FirmwareCommands):
             self._write(b"\x00")  # ends any partial frame held by the device's decoder (§2.4)
         super()._connect()
 
-    # -- link counters ---------------------------------------------------------------------------------------
-
-    @property
-    def frames_lost(self) -> int:
-        """Device frames missing by `seq` gaps (§4.1)."""
-        return self._link.frames_lost
-
-    @property
-    def frames_damaged(self) -> int:
-        """Frames the decoder dropped (COBS, CRC, length, version)."""
-        return self._link.frames_damaged
-
-    @property
-    def retransmissions(self) -> int:
-        """Requests resent with RETX."""
-        return self._link.retransmissions_sent
-
     # -- CurrentSource (the commands are FirmwareCommands') ---------------------------------------------------
 
     def read_telemetry(self, timeout_s: float) -> list[Telemetry]:

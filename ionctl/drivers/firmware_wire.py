@@ -241,6 +241,24 @@ class FirmwareCommands(CurrentSource):
     options: LinkOptions
     _identity: DeviceIdentity | None = None
     _wire_identity: wire.Identity | None = None
+    _link: HostLink  # the subclass's link, which the counters below read
+
+    # -- link counters ---------------------------------------------------------------------------------------
+
+    @property
+    def frames_lost(self) -> int:
+        """Device frames missing by `seq` gaps (§4.1)."""
+        return self._link.frames_lost
+
+    @property
+    def frames_damaged(self) -> int:
+        """Frames the decoder dropped (COBS, CRC, length, version)."""
+        return self._link.frames_damaged
+
+    @property
+    def retransmissions(self) -> int:
+        """Requests resent with RETX."""
+        return self._link.retransmissions_sent
 
     def _request(self, message: Message, wait_s: float) -> Reply:
         raise NotImplementedError

@@ -209,20 +209,6 @@ class SimulatedSource(FirmwareCommands):
         """Let `seconds` pass with the host silent (no heartbeats): what happens after a host dies."""
         self.line.run_for(seconds, alive=False)
 
-    # -- link counters ---------------------------------------------------------------------------------------
-
-    @property
-    def frames_lost(self) -> int:
-        return self._link.frames_lost
-
-    @property
-    def frames_damaged(self) -> int:
-        return self._link.frames_damaged
-
-    @property
-    def retransmissions(self) -> int:
-        return self._link.retransmissions_sent
-
     # -- CurrentSource (the commands are FirmwareCommands') ---------------------------------------------------
 
     def read_telemetry(self, timeout_s: float) -> list[Telemetry]:

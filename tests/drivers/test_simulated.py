@@ -49,7 +49,7 @@ def device_dose_ma_min(source: SimulatedSource) -> float:
 def test_a_whole_session_runs_through_open_device_sim_on_the_synthetic_clock() -> None:
     with open_device("sim:?load=normal&seed=7") as source:
         assert isinstance(source, SimulatedSource)
-        result = Session(source, SHORT, SITE, monotonic=source.host_clock.monotonic).run()
+        result = Session(source, SHORT, SITE).run()  # its host clock is the source's synthetic one
         assert (result.outcome, result.fault) == ("completed", None), result.message
         assert result.dose_ma_min == pytest.approx(SHORT.planned_dose_ma_min, rel=0.01)
         assert result.dose_ma_min == pytest.approx(device_dose_ma_min(source), rel=0.01)
