@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ionctl.core.vocabulary import ExitCode
@@ -134,7 +135,7 @@ def record_command(record_id: int, operator: str, db: str | None) -> str:
             " [--reason TEXT] [--reaction TEXT]")  # fmt: skip
 
 
-def pending_line(row: dict[str, Any]) -> str:
+def pending_line(row: Mapping[str, Any]) -> str:
     dose = f"{row['dose_ma_min']:.2f} mA·min" if row.get("dose_ma_min") is not None else "dose unknown"
     fault = f" ({row['fault']})" if row.get("fault") else ""
     from ionctl.records import timefmt

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ionctl.cli import addendum
 from ionctl.core.vocabulary import ExitCode
@@ -136,7 +136,8 @@ def _show(store: Store, args: argparse.Namespace) -> int:
     from ionctl.safety.identifiers import escape_controls
 
     record = store.get(args.id)
-    for key, value in record.fields.items():
+    fields: Mapping[str, Any] = record.fields
+    for key, value in fields.items():
         if key.endswith("_utc"):  # stored in UTC; shown in the clinic's time zone (the JSON export keeps UTC)
             print(f"{key[: -len('_utc')]}: {timefmt.local_text(value)}")
         else:

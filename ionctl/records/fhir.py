@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,7 +136,7 @@ def to_fhir_bundle(record: Record, *, patient_system: str | None = None,
                    operator_system: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The FHIR R4 Bundle (type collection) of one record, as plain JSON-ready dicts. `patient_system` and
     `operator_system` are the identifier systems of the site's patient and staff IDs (left out if None)."""
-    f = record.fields
+    f: Mapping[str, Any] = record.fields  # read by key name from the OBSERVATIONS table
     chain = f.get("chain_hash") or f.get("open_hash") or ""
 
     def full_url(role: str) -> tuple[str, str]:

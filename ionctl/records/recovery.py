@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ionctl.records.rows import RecordRow
 from ionctl.records.store import Store, StoreError
 from ionctl.records.writer import journal_path, read_journal
 
@@ -263,21 +264,21 @@ def settle_counters(store: Store, device_counter: DeviceCounter) -> list[int]:
     if that is such a record (a later session on the device restarts its counter), read the counter and append
     a `device-counter-settlement` audit entry against the record. The ids settled."""
     settled = {a["record_id"] for a in store.audit(action=SETTLEMENT)}
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, tuple[RecordRow, dict[str, Any]]] = {}
     for row in store.list_records():
         device = json.loads(row["device"]) if row["device"] else None
         if isinstance(device, dict) and device.get("serial"):
-            latest[str(device["serial"])] = {**row, "device": device}
+            latest[str(device["serial"])] = (row, device)
     done: list[int] = []
-    for row in latest.values():
+    for row, device in latest.values():
         if (row["outcome"] != "interrupted" or UNSETTLED not in (row["message"] or "")
                 or row["id"] in settled):  # fmt: skip
             continue
-        counter = device_counter(row["device"])
+        counter = device_counter(device)
         if counter is None:
             continue
         store.append_audit(SETTLEMENT, "ionctl run", {
-            "device_dose_ma_min": counter, "serial": row["device"].get("serial"),
+            "device_dose_ma_min": counter, "serial": device.get("serial"),
             "text": f"the device's own counter, read after the record was closed at recovery, says {counter:.3f} "
                     "mA·min (it includes what flowed after the host's last sample)",
         }, record_id=row["id"])  # fmt: skip

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ionctl.records.chain import (
     AUDIT_FIELDS,
@@ -58,6 +58,7 @@ from ionctl.records.chain import (
 )
 from ionctl.records.chain import verify as verify_chain
 from ionctl.records.errors import StoreError, StoreMissing
+from ionctl.records.rows import RecordRow
 from ionctl.records.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from ionctl.records.skin import ADDENDUM_KINDS, SKIN_CHECK_AFTER, Addendum
 from ionctl.records.summary import RecordSummary
@@ -107,7 +108,7 @@ def _finite(value: Any) -> float | None:
 class Record:
     """One stored record with its events and telemetry (the JSON export's content)."""
 
-    fields: dict[str, Any]
+    fields: RecordRow
     events: list[dict[str, Any]] = field(default_factory=list)
     telemetry: list[dict[str, Any]] = field(default_factory=list)
     addenda: list[dict[str, Any]] = field(default_factory=list)  # audit entries about it (skin checks, ...)
@@ -128,7 +129,7 @@ class Record:
         if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
             raise StoreError(f"record export schema version {version!r}, expected 1 to {SCHEMA_VERSION}")
         return cls(
-            dict(data["record"]),
+            cast(RecordRow, dict(data["record"])),
             list(data["events"]),
             list(data["telemetry"]),
             list(data.get("addenda", [])),
@@ -232,7 +233,7 @@ class Store:
                                  f"(`ionctl records show {record_id}` lists them)")  # fmt: skip
         return self.append_audit(addendum.kind, actor.strip(), addendum.detail(), record_id=record_id)
 
-    def pending_skin_checks(self, patient: str | None = None) -> list[dict[str, Any]]:
+    def pending_skin_checks(self, patient: str | None = None) -> list[RecordRow]:
         """The closed records (of `patient`, if given) whose session energised the patient and that have no
         skin check after the session: oldest first. A new session of that patient waits for them."""
         sql = (
@@ -242,7 +243,7 @@ class Store:
         params: list[Any] = [SKIN_CHECK_AFTER]
         if patient is not None:
             sql, params = sql + " AND patient = ?", [*params, patient]
-        return [_fields(row) for row in self.db.execute(sql + " ORDER BY id", params)]
+        return [_record_row(row) for row in self.db.execute(sql + " ORDER BY id", params)]
 
     def insert_course(self, *, patient: str, operator: str, preset: str, sessions: int, per_week: float | None,
                       min_interval_days: float | None, plan: dict[str, Any], config_sha256: str | None,
@@ -336,7 +337,7 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------------------------
 
-    def list_records(self, *, patient: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def list_records(self, *, patient: str | None = None, since: str | None = None) -> list[RecordRow]:
         """Record rows (no events or telemetry), oldest first; `since` is an ISO 8601 date or time (UTC)."""
         sql, params = "SELECT * FROM records WHERE 1", []
         if patient is not None:
@@ -345,7 +346,7 @@ class Store:
         if since is not None:
             sql += " AND created_utc >= ?"
             params.append(since)
-        return [_fields(row) for row in self.db.execute(sql + " ORDER BY id", params)]
+        return [_record_row(row) for row in self.db.execute(sql + " ORDER BY id", params)]
 
     def audit(self, *, action: str | None = None, record_id: int | None = None,
               course_id: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
@@ -370,10 +371,10 @@ class Store:
             sql, params = sql + " WHERE patient = ?", [patient]
         return [_decoded(row, "plan") for row in self.db.execute(sql + " ORDER BY id", params)]
 
-    def course_records(self, course_id: int) -> list[dict[str, Any]]:
+    def course_records(self, course_id: int) -> list[RecordRow]:
         """The records of a course's sessions, oldest first (open ones included)."""
         rows = self.db.execute("SELECT * FROM records WHERE course_id = ? ORDER BY id", (course_id,))
-        return [_fields(row) for row in rows]
+        return [_record_row(row) for row in rows]
 
     def open_ids(self) -> list[int]:
         return [int(r[0]) for r in self.db.execute("SELECT id FROM records WHERE outcome IS NULL ORDER BY id")]
@@ -385,7 +386,7 @@ class Store:
         events = [dict(r) for r in self.db.execute(
             "SELECT seq, utc, device_t_s, kind, text, gseq, chain_hash FROM events WHERE record_id = ? ORDER BY seq",
             (record_id,))]  # fmt: skip
-        return Record(_fields(row), events, self.telemetry(record_id), self.audit(record_id=record_id))
+        return Record(_record_row(row), events, self.telemetry(record_id), self.audit(record_id=record_id))
 
     def telemetry(self, record_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute(f"SELECT {', '.join(TELEMETRY_FIELDS)} FROM telemetry WHERE record_id = ? "
@@ -404,6 +405,10 @@ class Store:
 
 def _fields(row: sqlite3.Row) -> dict[str, Any]:
     return {k: row[k] for k in row.keys()}  # noqa: SIM118 - sqlite3.Row is not a mapping
+
+
+def _record_row(row: sqlite3.Row) -> RecordRow:
+    return cast(RecordRow, _fields(row))
 
 
 def _decoded(row: sqlite3.Row, column: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ it); either case, or the arrows and Enter. Nothing is pre-answered: an item left
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
@@ -134,7 +135,7 @@ def show_status(screen: Screen[Any], selector: str, text: str, *, error: bool = 
     status.update(text)
 
 
-def record_line(row: dict[str, Any], pending: bool) -> str:
+def record_line(row: Mapping[str, Any], pending: bool) -> str:
     dose = f"{row['dose_ma_min']:.2f} mA·min" if row.get("dose_ma_min") is not None else "no dose"
     outcome = row.get("outcome") or "open (running)"
     check = "skin check after PENDING" if pending else ""
@@ -151,7 +152,7 @@ class PendingScreen(Step):
     """A session of this patient energised them and its skin check after is not in the record: it is asked
     for first, one record at a time; the next session's steps open once none is pending."""
 
-    def __init__(self, pending: list[dict[str, Any]]) -> None:
+    def __init__(self, pending: Sequence[Mapping[str, Any]]) -> None:
         super().__init__()
         self.pending = pending
 
