@@ -124,6 +124,7 @@ def scpi_samples_per_s(quick: bool) -> list[dict[str, Any]]:
         raw = pyvisa.ResourceManager("@py").open_resource(
             resource_b, read_termination="\n", write_termination="\n", timeout=2000
         )
+        assert isinstance(raw, pyvisa.resources.MessageBasedResource)  # a TCPIP SOCKET resource speaks text
         try:
             meter.configure(limits)
             meter.set_polarity(Polarity.ANODE)

@@ -12,7 +12,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 COLUMNS = ("figure", "value", "baseline (same run)", "ratio", "target", "met?")
 NONE = "—"
@@ -41,7 +41,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
