@@ -15,9 +15,11 @@ Address (`ionctl run --device sim: ...`)::
                                           faults as `python -m sim --fault` takes them (device seconds since the
                                           output was first energised), repeatable
 
-As with python-can's virtual bus, one address names one device while a driver on it is open: opening it again
-(the session's reconnect after a link loss) reaches the same device, on the same clock, as a new host on its line;
-once every driver on it is closed, the address makes a fresh device.
+As with python-can's virtual bus, one address names one device, for the life of the process: opening it again
+reaches the same device, on the same clock, as a new host on its line -- whether the driver before was closed or
+not, as a real device outlives its host's port. So the session's reconnect after a lost link (which closes the
+lost driver first) reaches the device that delivered the dose, and settles it from that device's counter; a fresh
+device with the same serial and a counter at zero would make the record say nothing was delivered.
 
 The link (PROTOCOL.md §4.4, §7.3, §8), in synthetic seconds: stop-and-wait with up to `retransmissions` RETX
 resends; heartbeats every watchdog/4 in every state while the host waits; the link is lost, and stays lost, when
@@ -172,7 +174,7 @@ class SimulatedSource(FirmwareCommands):
         load, seed, faults = parse_address(address)
         with _OPEN_LOCK:
             previous = _OPEN.get(address)
-            if previous is not None and not previous._closed:
+            if previous is not None:
                 source = previous.reopen()
             else:
                 device = SimulatedDevice(LOAD_PRESETS[load], faults=faults, seed=seed)
@@ -233,12 +235,10 @@ class SimulatedSource(FirmwareCommands):
         self.line.send(self._link.heartbeat(self.harness.wall_s))
 
     def close(self) -> None:
-        """Latch the driver closed (as `FirmwareDevice.close`); the device keeps running on its clock."""
+        """Latch the driver closed (as `FirmwareDevice.close`); the device keeps running on its clock, and the
+        address reaches it again."""
         self._closed = True
         self._lose(f"{self.address}: the driver was closed")
-        with _OPEN_LOCK:
-            if _OPEN.get(self.address) is self:
-                del _OPEN[self.address]
 
     # -- requests ----------------------------------------------------------------------------------------
 
@@ -305,7 +305,7 @@ class SimulatedSource(FirmwareCommands):
 
 # -- addresses -----------------------------------------------------------------------------------------------
 
-_OPEN: dict[str, SimulatedSource] = {}  # address -> the driver open on it
+_OPEN: dict[str, SimulatedSource] = {}  # address -> the latest driver on its device (open or closed)
 _OPEN_LOCK = threading.RLock()
 
 

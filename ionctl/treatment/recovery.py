@@ -9,12 +9,14 @@ from typing import Any
 def device_counter(address: str) -> Callable[[dict[str, Any]], float | None]:
     """For crash recovery (`ionctl.records.recover_interrupted`): the dose counter of the device at `address`, if
     it is the interrupted record's device (same serial). Not for a SourceMeter: it has no counter, and opening
-    one resets it."""
+    one resets it. Not for the in-process simulator (`sim:`): its device lived inside the process that was killed,
+    and the device a new process finds at that address is another one with the same serial and a counter at zero,
+    which would settle the record as if nothing had flowed."""
 
     def read(identity: dict[str, Any]) -> float | None:
-        from ionctl.drivers import VISA_PREFIX, DeviceError, open_device
+        from ionctl.drivers import SIM_PREFIX, VISA_PREFIX, DeviceError, open_device
 
-        if address.lower().startswith(VISA_PREFIX):
+        if address.lower().startswith((VISA_PREFIX, SIM_PREFIX)):
             return None
         try:
             with open_device(address) as device:

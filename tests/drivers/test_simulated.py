@@ -15,6 +15,7 @@ from ionctl.core.session import Session
 from ionctl.drivers import AddressError, DeviceLimits, LinkLost, OutputState, Polarity, open_device
 from ionctl.drivers.simulated import SimulatedSource, parse_address
 from ionctl.safety import Prescription, SiteLimits
+from sim.device import SimulatedDevice
 from sim.plant import LOAD_PRESETS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +34,8 @@ RUN_ARGS = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-are
 
 @pytest.fixture
 def source() -> Iterator[SimulatedSource]:
-    opened = open_device("sim:")
-    assert isinstance(opened, SimulatedSource)
+    # A device of its own for each test: through open_device, "sim:" would be the one device of the process.
+    opened = SimulatedSource(SimulatedDevice(LOAD_PRESETS["normal"]), address="sim:")
     with opened:
         yield opened
 
@@ -99,20 +100,33 @@ def test_an_address_it_cannot_read_is_refused_naming_what_is_wrong(address: str,
         open_device(address)
 
 
-def test_an_address_reached_again_while_open_is_the_same_device_and_a_closed_one_a_fresh_device() -> None:
+def test_an_address_names_one_device_for_the_life_of_the_process_open_or_closed() -> None:
     first = open_device("sim:?seed=1")
     assert isinstance(first, SimulatedSource)
-    again = open_device("sim:?seed=1")  # the session's reconnect
+    again = open_device("sim:?seed=1")  # a second host on the line
     assert isinstance(again, SimulatedSource)
     assert again.device is first.device and again.harness is first.harness
     with pytest.raises(LinkLost, match="another host"):  # the new host took the line
         first.read_telemetry(0.1)
     first.close()
     again.close()
-    fresh = open_device("sim:?seed=1")
-    assert isinstance(fresh, SimulatedSource)
-    with fresh:
-        assert fresh.device is not first.device
+    later = open_device("sim:?seed=1")  # as a device outlives its host's port: the same device, the same clock
+    assert isinstance(later, SimulatedSource)
+    with later:
+        assert later.device is first.device and later.harness is first.harness
+
+
+def test_a_reconnect_after_a_lost_link_settles_the_dose_from_the_same_devices_counter() -> None:
+    # The session closes the driver whose link was lost, then reopens the address: it must reach the device that
+    # delivered the dose (its counter), not a fresh one with the same serial and a counter at zero.
+    address = "sim:?seed=11&fault=link-drop@20"
+    source = open_device(address)
+    result = Session(source, SHORT, SITE, reconnect=lambda: open_device(address)).run()
+    source.close()
+    assert result.host_dose_ma_min > 0.1
+    assert result.device_dose_ma_min is not None
+    assert result.device_dose_ma_min >= result.host_dose_ma_min * 0.99, result.message
+    assert result.dose_ma_min >= result.host_dose_ma_min * 0.99
 
 
 # -- the synthetic host clock and the link ---------------------------------------------------------------------
