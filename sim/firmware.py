@@ -115,9 +115,9 @@ class DeviceSpec:
     firmware: tuple[int, int, int] = (1, 0, 0)
     hw_rev: int = 1
     # A hardware ceiling above drug-electrode use (≤ 4 mA, ActivaDose II manual) and tap-water use
-    # (15–20 mA, Hidrex material), below the 35 mA trip of tap-water units (DOMAIN.md).
+    # (15–20 mA, Hidrex material), below the 35 mA trip of tap-water units (docs/SOURCES.md).
     hw_max_current_ua: int = 30_000
-    hw_compliance_mv: int = 60_000  # DOMAIN.md: compliance 30–60 V on tap-water units
+    hw_compliance_mv: int = 60_000  # docs/SOURCES.md: compliance 30–60 V on tap-water units
     capabilities: int = int(
         Capability.NATIVE_RAMP
         | Capability.WATCHDOG

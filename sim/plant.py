@@ -67,15 +67,15 @@ class LoadParams:
     |I|·dt while current flows and decays with `recovery_tau_s` at rest.
     """
 
-    rs_ohm: float = 300.0  # DOMAIN.md "Skin model starting values": R_s ≈ 300 Ω
-    rp_rest_ohm: float = 20_000.0  # DOMAIN.md: R_p from ≈ 20 kΩ ...
+    rs_ohm: float = 300.0  # docs/SOURCES.md "Skin model starting values": R_s ≈ 300 Ω
+    rp_rest_ohm: float = 20_000.0  # docs/SOURCES.md: R_p from ≈ 20 kΩ ...
     rp_min_ohm: float = 3_000.0  # ... falling with charge toward ≈ 3 kΩ
-    cp_uf: float = 0.5  # DOMAIN.md: C_p ≈ 0.5 µF (marked uncertain there)
+    cp_uf: float = 0.5  # docs/SOURCES.md: C_p ≈ 0.5 µF (marked uncertain there)
     # Tunable estimate: with the defaults a 4 mA target at 60 V compliance starts at compliance (60 V/20.3 kΩ
-    # ≈ 3 mA) and reaches 4 mA after ≈ 0.37 A·s, i.e. about 2 minutes (DOMAIN.md, last section).
+    # ≈ 3 mA) and reaches 4 mA after ≈ 0.37 A·s, i.e. about 2 minutes (docs/SOURCES.md, last section).
     charge_scale_uas: float = 1_000_000.0
     # Tunable estimate: after a 40 mA·min session at 4 mA, R_p rises about 3x within 30 min of rest
-    # (DOMAIN.md, citing Curdy, Kalia & Guy, AAPS PharmSci 2000).
+    # (docs/SOURCES.md, citing Curdy, Kalia & Guy, AAPS PharmSci 2000).
     recovery_tau_s: float = 1_000.0
 
     def __post_init__(self) -> None:
@@ -94,14 +94,14 @@ class LoadParams:
 
 
 LOAD_PRESETS: dict[str, LoadParams] = {
-    # DOMAIN.md starting values, as in LoadParams' defaults.
+    # docs/SOURCES.md starting values, as in LoadParams' defaults.
     "normal": LoadParams(),
     # Tunable estimate: dry or thick skin, small electrodes — three times the resting impedance, less capacitance.
     "high-impedance": LoadParams(rs_ohm=500.0, rp_rest_ohm=60_000.0, rp_min_ohm=6_000.0, cp_uf=0.3),
-    # Tunable estimate: hands in tap-water trays (DOMAIN.md: 15–20 mA for up to ~30 min, large trays). The wetted
+    # Tunable estimate: hands in tap-water trays (docs/SOURCES.md: 15–20 mA for up to ~30 min, large trays). The wetted
     # area is ~10x a drug electrode's, so impedance is much lower, capacitance higher, and R_p needs ~10x the
     # charge to fall as far. 20 mA then needs ≈ 43 V at rest, within a 60 V compliance. About 2 kΩ at rest sits
-    # at the low end of "30–60 V against 2–6 kΩ of body resistance" for tray devices (DOMAIN.md, tap-water
+    # at the low end of "30–60 V against 2–6 kΩ of body resistance" for tray devices (docs/SOURCES.md, tap-water
     # devices), and stays above the packaged min_running_impedance_ohm (500 Ω). The load `ionctl demo` uses for
     # the packaged `tap-water-hands` preset (15 mA on 100 cm² trays).
     "tap-water-hands": LoadParams(

@@ -158,7 +158,7 @@ def test_tap_water_current_is_refused_under_the_drug_electrode_class() -> None:
 
 
 def seed_case(**changes: Any) -> Prescription:
-    """Lee 2025 (DOMAIN.md): ASC exosomes from the cathode "at 50 mA"; area and duration not reported, so a
+    """Lee 2025 (docs/SOURCES.md): ASC exosomes from the cathode "at 50 mA"; area and duration not reported, so a
     generous 100 cm² tray and 10 min stand in."""
     return Prescription(**{**dict(
         drug="asc-exosomes", polarity=Polarity.CATHODE, electrode_area_cm2=100.0, current_ma=50.0,

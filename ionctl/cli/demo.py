@@ -51,10 +51,10 @@ class DemoPreset(NamedTuple):
 
 #: Every packaged preset (tests/test_demo.py checks they agree with ionctl/data/site.toml).
 DEMO_PRESETS = {
-    # drug patches on skin: the simulator's default skin model (DOMAIN.md "Skin model starting values")
+    # drug patches on skin: the simulator's default skin model (docs/SOURCES.md "Skin model starting values")
     "dexamethasone": DemoPreset("patch-10cm2", load="normal"),
     "lidocaine": DemoPreset("patch-10cm2", load="normal"),
-    # two hands in 100 cm² tap-water trays: about 2 kΩ falling toward 1 kΩ (DOMAIN.md: tray devices drive
+    # two hands in 100 cm² tap-water trays: about 2 kΩ falling toward 1 kΩ (docs/SOURCES.md: tray devices drive
     # 30–60 V into 2–6 kΩ of body resistance); on the patch model 15 mA would need ~300 V and end at compliance
     "tap-water-hands": DemoPreset(load="tap-water-hands"),
     # as reported (50 mA), with the area and duration the report leaves out: the packaged limits refuse it

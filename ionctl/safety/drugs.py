@@ -1,7 +1,7 @@
 """What ionctl knows about drugs: their charge, and so which electrode must deliver them.
 
 Iontophoresis repels an ion from the electrode of the same sign: an anionic (−) drug goes under the
-cathode, a cationic (+) one under the anode (APTA FAQ, via DOMAIN.md). A neutral solution (tap water)
+cathode, a cationic (+) one under the anode (APTA FAQ, via docs/SOURCES.md). A neutral solution (tap water)
 may run from either. The table is deliberately small; any other drug is a supervisor's addition to the site's
 drug catalog (`[drugs]` of the site configuration, with its charge and source), never a technician's.
 
@@ -58,9 +58,9 @@ DRUGS: tuple[Drug, ...] = (
     Drug(
         "dexamethasone-sodium-phosphate",
         Charge.ANIONIC,
-        "APTA FAQ (DOMAIN.md): dexamethasone sodium phosphate is negative, under the cathode",
+        "APTA FAQ (docs/SOURCES.md): dexamethasone sodium phosphate is negative, under the cathode",
         aliases=(
-            # the name iontophoresis clinics use for it (DOMAIN.md: "a common dexamethasone dose")
+            # the name iontophoresis clinics use for it (docs/SOURCES.md: "a common dexamethasone dose")
             "dexamethasone",
             # the phosphate ester is the ion delivered; the sodium salt dissolves to it (DailyMed label,
             # Dexamethasone Sodium Phosphate Injection USP: "a water-soluble inorganic ester of dexamethasone")
@@ -75,7 +75,7 @@ DRUGS: tuple[Drug, ...] = (
     Drug(
         "lidocaine",
         Charge.CATIONIC,
-        "APTA FAQ (DOMAIN.md): lidocaine is positive, under the anode",
+        "APTA FAQ (docs/SOURCES.md): lidocaine is positive, under the anode",
         aliases=(
             # the salt in solution: "Xylocaine (lidocaine HCl) Injections ... contain lidocaine HCl"
             # (DailyMed label, Xylocaine, Fresenius Kabi USA, 2022)
@@ -89,11 +89,11 @@ DRUGS: tuple[Drug, ...] = (
             "lignocaine hydrochloride",
         ),
     ),
-    Drug("tap-water", Charge.NEUTRAL, "Hidrex material (DOMAIN.md): tap-water trays, either polarity"),
+    Drug("tap-water", Charge.NEUTRAL, "Hidrex material (docs/SOURCES.md): tap-water trays, either polarity"),
     Drug(
         "asc-exosomes",
         Charge.ANIONIC,
-        "Lee, J Clin Research and Reports 2025, DOI 10.31579/2690-1919/523 (DOMAIN.md): adipose-stem-cell "
+        "Lee, J Clin Research and Reports 2025, DOI 10.31579/2690-1919/523 (docs/SOURCES.md): adipose-stem-cell "
         "exosomes are negatively charged, delivered from the cathode",
         # the report's own words: "adipose-stem-cell exosomes", "ASC-exosome solution"
         aliases=("asc exosome", "adipose stem cell exosomes", "adipose derived stem cell exosomes"),

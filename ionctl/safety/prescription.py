@@ -52,7 +52,7 @@ class Prescription:
     current_ma: float  # the hold current
     dose_ma_min: float | None = None  # exactly one of dose_ma_min and duration_min
     duration_min: float | None = None  # whole session, ramps included
-    ramp_up_s: float = 30.0  # 30 s each way is typical (Soterix IontoDC; DOMAIN.md)
+    ramp_up_s: float = 30.0  # 30 s each way is typical (Soterix IontoDC; docs/SOURCES.md)
     ramp_down_s: float = 30.0
     patient_id: str
     operator_id: str

@@ -476,7 +476,7 @@ def test_packets_from_the_harness_are_real_frames(make: MakeHarness) -> None:
 
 def test_current_held_down_by_compliance_comes_back_along_a_ramp(make: MakeHarness) -> None:
     # A drying sponge (+40 kΩ) holds the output at compliance for 5 s; when it is re-wetted, the current
-    # must return at the ramp rate, not as a step to the old set point (the "mild shock" of DOMAIN.md).
+    # must return at the ramp rate, not as a step to the old set point (the "mild shock" of docs/SOURCES.md).
     trace: list[dict] = []
     h = make(faults=("impedance-step=40000@12:5",), trace=trace)
     arm(h, max_slew_ua_per_s=200)
