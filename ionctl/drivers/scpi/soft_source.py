@@ -277,8 +277,10 @@ class SoftSource:
                 self.state = S.DONE
 
     def _monitor(self, dt: float, measured_ma: float, voltage_v: float, at_compliance: bool) -> None:
-        """The firmware's host-enforceable monitors (PROTOCOL.md §6.2), on the instrument clock. Dose and
-        duration look one sample interval (`dt`) ahead: the next reading may come too late to stop in time."""
+        """The firmware's host-enforceable monitors (PROTOCOL.md §6.2), on the instrument clock. Dose looks one
+        sample interval (`dt`) ahead, duration two: the next reading may come too late to stop in time, and on a
+        loaded host one may come a whole interval late (the host paces the readings; nothing on the instrument
+        enforces the limit)."""
         limits = self.limits
         if limits is None or self.state is S.FAULT:
             return
@@ -298,7 +300,7 @@ class SoftSource:
             slew = min(limits.max_slew_ma_per_s, self.max_step_ma / dt) if dt > 0 else limits.max_slew_ma_per_s
             if self.dose_ma_min + (measured_ma * dt + set_ma * set_ma / (2 * slew)) / 60 >= limits.max_dose_ma_min:
                 self.latch(FaultCode.DOSE_LIMIT)
-            elif self.energised_s + dt + set_ma / slew >= limits.max_duration_s:
+            elif self.energised_s + 2 * dt + set_ma / slew >= limits.max_duration_s:
                 self.latch(FaultCode.DURATION_LIMIT)
 
     def _held(self, fault: FaultCode, condition: bool, window_s: float) -> bool:
