@@ -173,6 +173,22 @@ class BenchSettings:
 
 
 @dataclass(frozen=True)
+class AccountSettings:
+    """`[accounts]`: the root of trust for people, and the site's rules for them. `administrators` are the
+    fingerprints (`SHA256:...`, as `ionctl users bootstrap` prints) of the keys IT trusts to enrol people;
+    nobody else can. `lockout_attempts` wrong passwords lock an account for `lockout_minutes`; the console locks
+    after `idle_lock_minutes` without a key; `anchor` is a directory outside the record store (another disk or a
+    share) where each record's close leaves a signed checkpoint of the chain head, so deleting the newest
+    records is detected (`ionctl records verify`). None: no anchor."""
+
+    administrators: frozenset[str] = frozenset()
+    lockout_attempts: int = 5
+    lockout_minutes: float = 15.0
+    idle_lock_minutes: float = 10.0
+    anchor: Path | None = None
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     """A checked site configuration. `sha256` is over the file's bytes: any edit, comments included,
     makes it a different configuration that a supervisor must approve."""
@@ -185,6 +201,7 @@ class SiteConfig:
     drugs: Mapping[str, DrugEntry]
     presets: Mapping[str, Preset]
     bench: BenchSettings = BenchSettings()
+    accounts: AccountSettings = AccountSettings()
     sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -282,17 +299,19 @@ def parse_config(text: str, *, source: str = "<text>", path: Path | None = None)
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         raise ConfigError(source, None, "not usable: arrays or inline tables nested too deeply to read") from None
     reader = _Reader(text, source)
-    unknown = set(doc) - {"limits", "electrodes", "drugs", "presets", *BENCH_KEYS}
+    unknown = set(doc) - {"limits", "electrodes", "drugs", "presets", "accounts", *BENCH_KEYS}
     if unknown:
         key = sorted(unknown)[0]
-        reader.fail((key,), f"unknown table or key; known: limits, electrodes, drugs, presets, {', '.join(BENCH_KEYS)}")
+        reader.fail((key,), "unknown table or key; known: limits, electrodes, drugs, presets, accounts, "
+                            f"{', '.join(BENCH_KEYS)}")  # fmt: skip
     bench = reader.bench(doc)
+    accounts = reader.accounts(doc.get("accounts", {}))
     limits = reader.limits(doc.get("limits"))
     electrodes = {name: reader.electrode(name, t) for name, t in reader.tables(doc, "electrodes")}
     drugs = {name: reader.drug(name, t) for name, t in reader.tables(doc, "drugs")}
     presets = {name: reader.preset(name, t, electrodes, drugs, limits) for name, t in reader.tables(doc, "presets")}
     return SiteConfig(source, path, text, limits, MappingProxyType(electrodes), MappingProxyType(drugs),
-                      MappingProxyType(presets), bench)  # fmt: skip
+                      MappingProxyType(presets), bench, accounts)  # fmt: skip
 
 
 #: Top-level keys and tables about the PC rather than the treatment (`BenchSettings`).
@@ -389,6 +408,28 @@ class _Reader:
                                                 f'"/var/lib/ionctl/records.sqlite3", got {store!r}')  # fmt: skip
             store = Path(store)
         return BenchSettings(store, zone)
+
+    def accounts(self, table: Any) -> AccountSettings:
+        keys = ("accounts",)
+        if not isinstance(table, dict):
+            self.fail(keys, "must be a table, written [accounts]")
+        self.known(keys, table, ("administrators", "lockout_attempts", "lockout_minutes", "idle_lock_minutes",
+                                 "anchor"))  # fmt: skip
+        admins = table.get("administrators", [])
+        if not isinstance(admins, list) or not all(isinstance(a, str) and a.startswith("SHA256:") for a in admins):
+            self.fail((*keys, "administrators"), "must be a list of key fingerprints as `ionctl users bootstrap` "
+                                                 'prints them, e.g. ["SHA256:qmP6QgMx..."]')  # fmt: skip
+        attempts = table.get("lockout_attempts", 5)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
+            self.fail((*keys, "lockout_attempts"), f"must be a whole number from 1 to 10, got {attempts!r}")
+        numbers = {k: self.number((*keys, k), table.get(k, default))
+                   for k, default in (("lockout_minutes", 15.0), ("idle_lock_minutes", 10.0))}  # fmt: skip
+        anchor = table.get("anchor")
+        if anchor is not None and (not isinstance(anchor, str) or not Path(anchor).is_absolute()):
+            self.fail((*keys, "anchor"), f"must be an absolute path to a directory outside the record store, got "
+                                         f"{anchor!r}")  # fmt: skip
+        return AccountSettings(frozenset(admins), attempts, numbers["lockout_minutes"] or 15.0,
+                               numbers["idle_lock_minutes"] or 10.0, Path(anchor) if anchor else None)  # fmt: skip
 
     def electrode(self, name: str, t: dict[str, Any]) -> Electrode:
         keys = ("electrodes", name)

@@ -67,6 +67,29 @@ def head(db: sqlite3.Connection) -> tuple[int, str]:
     return best
 
 
+def closing(row: dict[str, Any]) -> dict[str, Any]:
+    """The hashed content of a record's closing."""
+    return {"id": row["id"], "open_hash": row["open_hash"], **{k: row[k] for k in CLOSE_FIELDS}}
+
+
+def record_digest(db: sqlite3.Connection, record_id: int) -> str | None:
+    """The SHA-256 of a closed record's content (its opening and closing, the telemetry's digest included) as
+    it is now: what a sign-off signs (21 CFR 11.70), so a signature cannot be moved to another record or survive
+    an edit of this one. None for no such record, or one still open."""
+    row = db.execute("SELECT * FROM records WHERE id = ?", (record_id,)).fetchone()
+    if row is None or row["outcome"] is None:
+        return None
+    r = dict(row)
+    count, telemetry = telemetry_digest(db, record_id)
+    content = {"opening": opening(r), "closing": closing(r), "telemetry": [count, telemetry]}
+    return hashlib.sha256(canonical(content).encode()).hexdigest()
+
+
+def link_hashes(db: sqlite3.Connection) -> dict[int, str]:
+    """Every link's stored hash by its place in the chain (`gseq`)."""
+    return {gseq: stored for gseq, _what, _kind, _content, stored in _links(db) if stored is not None}
+
+
 def telemetry_digest(db: sqlite3.Connection, record_id: int) -> tuple[int, str]:
     """(count, SHA-256) of a record's telemetry, as its closing hashes it."""
     h = hashlib.sha256()
@@ -98,7 +121,7 @@ def _links(db: sqlite3.Connection) -> Iterator[tuple[int, str, str, dict[str, An
         r = dict(row)
         links.append((r["open_gseq"], f"record {r['id']} (opening)", "open", opening(r), r["open_hash"]))
         if r["close_gseq"] is not None or r["outcome"] is not None:
-            content = {"id": r["id"], "open_hash": r["open_hash"], **{k: r[k] for k in CLOSE_FIELDS}}
+            content = closing(r)
             links.append((r["close_gseq"] if r["close_gseq"] is not None else -1,
                           f"record {r['id']} (closing)", "close", content, r["chain_hash"]))  # fmt: skip
     for row in db.execute("SELECT * FROM events"):

@@ -53,7 +53,9 @@ from ionctl.records.chain import (
     canonical,
     head,
     link_hash,
+    link_hashes,
     opening,
+    record_digest,
     telemetry_digest,
 )
 from ionctl.records.chain import verify as verify_chain
@@ -394,6 +396,17 @@ class Store:
         return [dict(r) for r in rows]
 
     # -- verification ------------------------------------------------------------------------------------------
+
+    def chain_head(self) -> tuple[int, str]:
+        """(gseq, hash) of the newest link of the chain."""
+        return head(self.db)
+
+    def record_digest(self, record_id: int) -> str | None:
+        """The SHA-256 a sign-off of record `record_id` signs (`ionctl.records.chain.record_digest`)."""
+        return record_digest(self.db, record_id)
+
+    def link_hashes(self) -> dict[int, str]:
+        return link_hashes(self.db)
 
     def verify(self) -> BrokenLink | None:
         """Walk the chain in insertion order; the first link that does not verify, or None."""
