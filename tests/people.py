@@ -8,10 +8,10 @@ production cost (tests/config/test_people.py checks that).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from ionctl.config.authority import initial_text
 from ionctl.config.people import Cost, Identity, People, Role, Trust
@@ -69,6 +69,6 @@ def make_clinic(folder: Path, *, config_text: str | None = None, approve: bool =
             people.activate(name, initial, PASSWORDS[name])
         if approve:
             site = load_config(config)
-            people.signed(people.login(SUPERVISOR, PASSWORDS[SUPERVISOR]), "config-approve",
-                          {"path": site.source, "sha256": site.sha256, "presets": sorted(site.presets), "note": ""})  # fmt: skip
+            detail = {"path": site.source, "sha256": site.sha256, "presets": sorted(site.presets), "note": ""}
+            people.signed(people.login(SUPERVISOR, PASSWORDS[SUPERVISOR]), "config-approve", detail)
     return clinic
