@@ -7,7 +7,11 @@ the built wheel, from a folder outside the source tree, with the source tree not
    source tree, checks that each of its modules is installed);
 2. runs `ionctl --help` and the `--help` of every command and action `ionctl.cli.build_parser()` has;
 3. runs `ionctl demo` into a temporary folder and checks the record and the chart PDF it names;
-4. drives a whole console session with Textual's pilot against the simulator started as its own process
+4. sets up a clinic as README's "People" says, with the installed `ionctl` only: an administrator bootstrapped
+   and named in a site file, a supervisor and a technician enrolled, the file approved by the supervisor (who
+   sets a password at first use), a session run by the technician on `sim:`, countersigned by the supervisor,
+   and `ionctl records verify`; a technician's approval refused;
+5. drives a whole console session with Textual's pilot against the simulator started as its own process
    (`python -m sim --tcp 0`): device, patient, preset, prescription, contact, skin check, confirm, run, end
    screen (skin check after, chart PDF); then checks the record in the store.
 
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 TOP_LEVEL = ("ionctl", "firmware_protocol", "sim")
-STEPS = ("imports", "help", "demo", "console")
+STEPS = ("imports", "help", "demo", "clinic", "console")
 SITE = Path(sysconfig.get_paths()["purelib"]).resolve()
 BIN = Path(sys.executable).parent
 PATIENCE_S = 120.0  # real seconds any one wait may take on a slow, shared CI machine
@@ -119,8 +123,11 @@ def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ())
                 yield from command_paths(sub, (*prefix, name))
 
 
-def run(command: list[str], *, timeout_s: float = PATIENCE_S, cwd: Path | None = None) -> Completed:
+def run(command: list[str], *, timeout_s: float = PATIENCE_S, cwd: Path | None = None,
+        stdin: str | None = None) -> Completed:  # fmt: skip
     try:
+        if stdin is not None:
+            return subprocess.run(command, capture_output=True, text=True, input=stdin, timeout=timeout_s, cwd=cwd)
         return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout_s,
                               cwd=cwd)  # fmt: skip
     except subprocess.TimeoutExpired as exc:
@@ -161,7 +168,50 @@ def demo(work: Path) -> None:
     step(f"`ionctl demo`: completed, record {result['record_id']} in {db}, chart {pdf.name}")
 
 
-# -- 4. a console session ---------------------------------------------------------------------------------------
+# -- 4. a clinic's people -------------------------------------------------------------------------------------
+
+
+def clinic(work: Path) -> None:
+    folder = work / "clinic"
+    folder.mkdir()
+    db, site = folder / "records.sqlite3", folder / "site.toml"
+    ionctl = str(BIN / "ionctl")
+
+    def ok(*args: str, stdin: str = "", expect: int = 0) -> Completed:
+        done = run([ionctl, *args], stdin=stdin, cwd=work)
+        shown = " ".join(("ionctl", *args))
+        check(done.returncode == expect, f"`{shown}` exited {done.returncode}, not {expect}: "
+                                         f"{done.stdout[-1500:]} {done.stderr[-1500:]}")  # fmt: skip
+        return done
+
+    boot = ok("users", "bootstrap", "aadmin", "--full-name", "Alex Admin", "--db", str(db), "--password-stdin",
+              stdin="Lantern-admin-71\n")  # fmt: skip
+    found = [w.strip(".,;:()\"'") for w in (boot.stdout + boot.stderr).split() if w.startswith("SHA256:")]
+    check(found, f"`ionctl users bootstrap` printed no fingerprint: {boot.stdout} {boot.stderr}")
+    ok("config", "init", str(site))
+    site.write_text(site.read_text() + f'\n[accounts]\nadministrators = ["{found[0]}"]\n')
+    common = ("--db", str(db), "--config", str(site), "--password-stdin")
+    ok("users", "add", "sjones", "--full-name", "Sam Jones", "--role", "supervisor", "--as", "aadmin", *common,
+       stdin="Lantern-admin-71\nInitial-pass-22\n")  # fmt: skip
+    ok("users", "add", "tkim", "--full-name", "Tara Kim", "--role", "technician", "--as", "aadmin", *common,
+       stdin="Lantern-admin-71\nInitial-pass-33\n")  # fmt: skip
+    listed = ok("users", "list", "--db", str(db), "--config", str(site)).stdout
+    check("sjones" in listed and "tkim" in listed and "Initial-pass" not in listed, f"users list: {listed}")
+    ok("config", "approve", "--as", "tkim", *common, stdin="Initial-pass-33\nMeadow-river-44\n", expect=2)
+    ok("config", "approve", "--as", "sjones", *common, stdin="Initial-pass-22\nHarbour-stone-55\n")
+    ran = ok("run", "--device", "sim:?load=normal&seed=4", "--preset", "dexamethasone", "--electrode-area", "10",
+             "--patient", "P-CI-2", "--operator", "tkim", "--yes", "--json", *common, stdin="Meadow-river-44\n")  # fmt: skip
+    result = json.loads(ran.stdout.strip().splitlines()[-1])
+    check(result.get("outcome") == "completed", f"the clinic's session ended {result.get('outcome')!r}")
+    record = str(result["record_id"])
+    ok("records", "sign", record, "--as", "sjones", *common, stdin="Harbour-stone-55\n")
+    shown = ok("records", "show", record, "--db", str(db), "--config", str(site)).stdout
+    check("Tara Kim" in shown and "Sam Jones" in shown, f"`records show` does not show both signatures: {shown}")
+    verified = ok("records", "verify", "--db", str(db), "--config", str(site))
+    step(f"clinic: bootstrap, enrol, approve, run, countersign; verify: {verified.stdout.strip().splitlines()[-1]}")
+
+
+# -- 5. a console session ---------------------------------------------------------------------------------------
 
 
 def start_simulator(work: Path) -> tuple[subprocess.Popen[str], str]:
@@ -324,7 +374,8 @@ def main() -> int:
         work = Path(tmp)
         try:
             for name, action in (("imports", lambda: import_everything(args.source)), ("help", every_help),
-                                 ("demo", lambda: demo(work)), ("console", lambda: console(work))):  # fmt: skip
+                                 ("demo", lambda: demo(work)), ("clinic", lambda: clinic(work)),
+                                 ("console", lambda: console(work))):  # fmt: skip
                 if args.only and name not in args.only:
                     continue
                 step(f"{name} ...")
