@@ -200,7 +200,8 @@ def clinic(work: Path) -> None:
     ok("config", "approve", "--as", "tkim", *common, stdin="Initial-pass-33\nMeadow-river-44\n", expect=2)
     ok("config", "approve", "--as", "sjones", *common, stdin="Initial-pass-22\nHarbour-stone-55\n")
     ran = ok("run", "--device", "sim:?load=normal&seed=4", "--preset", "dexamethasone", "--electrode-area", "10",
-             "--patient", "P-CI-2", "--operator", "tkim", "--yes", "--json", *common, stdin="Meadow-river-44\n")  # fmt: skip
+             "--patient", "P-CI-2", "--operator", "tkim", "--yes", "--json", *common,
+             stdin="Meadow-river-44\n")  # fmt: skip
     result = json.loads(ran.stdout.strip().splitlines()[-1])
     check(result.get("outcome") == "completed", f"the clinic's session ended {result.get('outcome')!r}")
     record = str(result["record_id"])
