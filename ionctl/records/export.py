@@ -40,11 +40,12 @@ def to_fhir(record: Record) -> str:
     return build(record)
 
 
-def to_pdf(record: Record) -> bytes:
-    """The one-page A4 PDF for the chart (bytes): see `ionctl.records.pdf` (imports matplotlib)."""
+def to_pdf(record: Record, *, head: tuple[int, str] | None = None) -> bytes:
+    """The one-page A4 PDF for the chart (bytes): see `ionctl.records.pdf` (imports matplotlib). `head`: the
+    store's chain head now (`Store.chain_head`), printed beside the record's own chain hash."""
     from ionctl.records.pdf import to_pdf as build
 
-    return build(record)
+    return build(record, head=head)
 
 
 class ExportError(OSError):
