@@ -295,7 +295,7 @@ def build_figure(record: Record, *, head: tuple[int, str] | None = None) -> Figu
         ("impedance_ohm", "Impedance (Ω)", IMPEDANCE_COLOUR, "impedance"),
     ]
     axes: list[Axes] = []
-    bottom, height, gap = 0.125, 0.105, 0.012
+    bottom, height, gap = 0.145, 0.1, 0.012  # below: the signatures and the chain hashes
     for row, (key, label, colour, gid) in enumerate(series):
         ax = fig.add_axes((0.1, bottom + (2 - row) * (height + gap), 0.85, height),
                           sharex=axes[0] if axes else None)  # fmt: skip
@@ -350,8 +350,8 @@ def build_figure(record: Record, *, head: tuple[int, str] | None = None) -> Figu
         fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.1, top + 0.004), ncol=len(handles),
                    fontsize=7, frameon=False)  # fmt: skip
     signatures = signature_lines(record)
-    fig.text(0.06, 0.083, "Signatures (printed name, date and time, meaning)", fontsize=8, weight="bold", va="top")
-    fig.text(0.06, 0.069, "\n".join(signatures), **{**mono, "fontsize": 7, "linespacing": 1.3})
+    fig.text(0.06, 0.103, "Signatures (printed name, date and time, meaning)", fontsize=8, weight="bold", va="top")
+    fig.text(0.06, 0.089, "\n".join(signatures), **{**mono, "fontsize": 7, "linespacing": 1.3})
     fig.text(0.06, 0.012, "\n".join(chain_lines(record, head)), va="bottom", family="DejaVu Sans Mono",
              fontsize=6.2, color="#444444", linespacing=1.3)  # fmt: skip
     return fig
