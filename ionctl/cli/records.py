@@ -40,7 +40,7 @@ def db_option() -> argparse.ArgumentParser:
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     records = commands.add_parser(
         "records",
-        help="session records: list, show, export, verify the audit chain, add an addendum",
+        help="session records: list, show, export, verify the chain and signatures, sign, add an addendum",
         description="The session record store (SQLite, append-only, hash-chained). Every command first closes "
         "any record a killed session left open, as `interrupted`.",
     )

@@ -18,6 +18,10 @@ Three checks, each naming the first link that fails it (docs/SAFETY.md, "tampere
 
 Besides, the closed records no one has signed as "performed" are listed (a record closed by crash recovery
 waits for its operator's `ionctl records sign`): they are not a broken proof, but a reader should know.
+
+`sign_record` is the sign-off itself (`ionctl records sign`): "performed" by the record's own operator,
+"reviewed" (a countersignature) by a supervisor; the signature covers the record's content digest
+(`Store.record_digest`), so `check` refuses it on any other record.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from ionctl.records import timefmt
+from ionctl.records.export import SIGN_ACTION, signature_text
 from ionctl.records.store import Record
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ MAX_EVENTS = 12  # events listed on the page (faults first); the rest are in `io
 MAX_FAULT_LABELS = 3  # labelled above the plot, stacked
 MAX_POINTS = 6000  # telemetry drawn per trace; longer records are reduced to a min/max envelope
 MAX_SIGNATURES = 4  # signatures printed on the page; the rest are in `ionctl records show`
-#: The audit action of a record sign-off (`ionctl.config.people.SIGNED_ACTIONS`): a signature, not an addendum.
-SIGN_ACTION = "record-sign"
 
 
 def _parsed(value: Any) -> dict[str, Any]:
@@ -180,16 +179,8 @@ def addendum_lines(record: Record) -> list[str]:
 def signature_lines(record: Record, limit: int = MAX_SIGNATURES) -> list[str]:
     """The record's sign-offs, one line each: printed name, login name and role, date and time (clinic time),
     meaning (21 CFR 11.50(a)), as `Signature.manifestation` says them."""
-    lines = []
-    for a in record.addenda:
-        detail = a.get("detail")
-        detail = detail if isinstance(detail, dict) else _parsed(detail)
-        sig = detail.get("signature")
-        if a.get("action") != SIGN_ACTION or not isinstance(sig, dict):
-            continue
-        when = timefmt.local_text(sig.get("utc"))
-        lines.append(_clip(f"{sig.get('full_name', '-')} ({sig.get('signer', '-')}, {sig.get('role', '-')}), "
-                           f"{when}: {sig.get('meaning', '-')}", 112))  # fmt: skip
+    texts = (signature_text(a, timefmt.local_text) for a in record.addenda)
+    lines = [_clip(text, 112) for text in texts if text is not None]
     if len(lines) > limit:
         lines = [*lines[: limit - 1], f"… {len(lines) - limit + 1} more: ionctl records show {record.id}"]
     return lines or ["none yet (ionctl records sign " + str(record.id) + " --as NAME)"]

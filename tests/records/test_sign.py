@@ -128,3 +128,19 @@ def test_a_wrong_password_signs_nothing(bench: Bench) -> None:
     code, out = bench.sign(record_id, SUPERVISOR, stdin="not-sams-password\n")
     assert code == 2 and "wrong password" in out
     assert bench.signatures(record_id) == [(TECHNICIAN, PERFORMED)]
+
+
+def test_the_fhir_export_says_each_signature_in_words(bench: Bench) -> None:
+    import json
+
+    record_id = closed(bench)
+    assert bench.sign(record_id, SUPERVISOR)[0] == 0
+    assert cli(["records", "export", str(record_id), "--format", "fhir", "--db", str(bench.clinic.store)]) == 0
+    bundle = json.loads(bench.capsys.readouterr().out)
+    (procedure,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure"]
+    texts = [n["text"] for n in procedure["note"]]
+    signed = [t for t in texts if "record-sign" in t]
+    assert len(signed) == 2
+    assert "signed by Tess Technician (tess, technician), 20" in signed[0] and signed[0].endswith(": performed")
+    assert "signed by Sam Supervisor (sam, supervisor), 20" in signed[1] and signed[1].endswith(": reviewed")
+    assert all("{" not in t and "value" not in t for t in signed)  # words, not the signature's JSON
