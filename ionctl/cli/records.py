@@ -1,4 +1,11 @@
-"""`ionctl records`: list, show, export and verify the session records; `records addendum` is `ionctl.cli.addendum`.
+"""`ionctl records`: list, show, export, verify and sign the session records; `records addendum` is
+`ionctl.cli.addendum`.
+
+`verify` checks the hash chain, every signature against the people enrolled under the site configuration's
+administrators, and the anchor (`ionctl.config.verification`). `sign ID --as NAME` signs a closed record: a
+supervisor countersigns it as "reviewed"; its own operator signs it as "performed" (a record closed by crash
+recovery was never signed at its end). A signature covers the record's content hash, so it cannot be moved to
+another record (21 CFR 11.70; docs/SOURCES.md, "Part 11").
 
 Every action first closes any record a killed session left open, as `interrupted` (`ionctl.records.recovery`).
 Reading never creates a store: a path with none is refused. Heavy modules are imported when an action runs,
@@ -33,7 +40,7 @@ def db_option() -> argparse.ArgumentParser:
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     records = commands.add_parser(
         "records",
-        help="session records: list, show, export, verify the audit chain, add an addendum",
+        help="session records: list, show, export, verify the chain and signatures, sign, add an addendum",
         description="The session record store (SQLite, append-only, hash-chained). Every command first closes "
         "any record a killed session left open, as `interrupted`.",
     )
@@ -58,8 +65,33 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "-o", "--output", metavar="FILE", help="write here instead of stdout (pdf: default record-ID.pdf)"
     )
     export.set_defaults(records_handler=_export)
-    verify = actions.add_parser("verify", parents=[db], help="walk the hash chain; print the first broken link")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", metavar="FILE", help="site configuration (default: the site's, else packaged): "
+                        "its [accounts] names the administrators and the anchor directory")  # fmt: skip
+    verify = actions.add_parser(
+        "verify", parents=[db, config], help="check the hash chain, every signature and the anchor; print the "
+        "first problem",
+        description="Check the record store: the hash chain, every signature against the enrolled keys, every "
+        "key against its enrolment, every enrolment against the administrators the site configuration names, "
+        "and the anchor's signed checkpoints of the chain head (deleting the newest records shows). Exit 0 if "
+        "everything proves what it says, else 1 naming the first problem's link.",
+    )  # fmt: skip
+    verify.add_argument("--anchor", metavar="HASH", help="a chain hash printed on a chart page: it must still be a "
+                        "link of the chain")  # fmt: skip
     verify.set_defaults(records_handler=_verify)
+    sign = actions.add_parser(
+        "sign", parents=[db, config], help="sign a closed record: reviewed (a supervisor) or performed (its operator)",
+        description="Sign a closed record with your account's key: a supervisor countersigns it as reviewed; the "
+        "record's own operator signs it as performed (default: performed for the record's operator, else "
+        "reviewed). The signature shows your printed name, the date and time and its meaning, and covers the "
+        "record's content.",
+    )  # fmt: skip
+    sign.add_argument("id", type=int)
+    sign.add_argument("--meaning", choices=("reviewed", "performed"), help="what the signature means")
+    from ionctl.cli.login import add_login_arguments
+
+    add_login_arguments(sign)
+    sign.set_defaults(records_handler=_sign)
     records.set_defaults(handler=main)
     addendum.register(actions)  # `records addendum`: its own module, its own main (which opens the store here)
 
@@ -78,7 +110,7 @@ def with_store(args: argparse.Namespace, action: Action) -> int:
     from ionctl.records.export import ExportError
 
     try:
-        store = open_store(args.db)
+        store = open_store(args.db, getattr(args, "config", None))
     except (StoreError, OSError, ConfigError) as exc:
         print(f"ionctl records: {exc}", file=sys.stderr)
         return ExitCode.FAILED
@@ -90,13 +122,13 @@ def with_store(args: argparse.Namespace, action: Action) -> int:
             return ExitCode.FAILED
 
 
-def open_store(db: str | None) -> Store:
+def open_store(db: str | None, config: str | None = None) -> Store:
     """The store named by --db (else the site's, else the user's; `ionctl.config.bench`), after closing any record
     a killed session left open. Reading never creates a store: a path with none is refused."""
     from ionctl.config.bench import open_store as bench_store
     from ionctl.records import recover_interrupted
 
-    store = bench_store(db, create=False)
+    store = bench_store(db, config, create=False)
     notes: list[str] = []  # a store that cannot be written now (a full disk): read without recovering, say so
     for record_id in recover_interrupted(store, notes=notes):
         print(f"ionctl records: record {record_id} was left open by a session that never ended; closed as "
@@ -148,15 +180,23 @@ def _show(store: Store, args: argparse.Namespace) -> int:
         at = f"+{timefmt.since_start(start, e['device_t_s'])}" if e["device_t_s"] is not None else ""
         print(f"  {e['seq']:>3} {timefmt.local_text(e['utc'])} {at:>7} {e['kind']}: {e['text']}")
     print(f"telemetry: {len(record.telemetry)} samples (ionctl records export {args.id} --format csv)")
-    if record.addenda:
+    from ionctl.config.verification import SIGN_ACTION, record_signatures
+
+    addenda = [a for a in record.addenda if a["action"] != SIGN_ACTION]  # the sign-offs are listed below
+    if addenda:
         from ionctl.records.skin import addendum_text, corrected_by
 
-        print(f"addenda ({len(record.addenda)}):")
-        later = corrected_by(record.addenda)
-        for a in record.addenda:
+        print(f"addenda ({len(addenda)}):")
+        later = corrected_by(addenda)
+        for a in addenda:
             mark = f" [corrected by {', '.join(f'#{n}' for n in later[a['seq']])}]" if a["seq"] in later else ""
             when = timefmt.local_text(a["utc"])
             print(f"  #{a['seq']} {when} {a['action']} by {a['actor']}: {addendum_text(a)}{mark}")
+    signatures = record_signatures(record.addenda)
+    print(f"signatures ({len(signatures)}; `ionctl records verify` checks them):" if signatures else
+          f"signatures: none (`ionctl records sign {args.id} --as NAME`)")  # fmt: skip
+    for signature in signatures:
+        print(f"  {escape_controls(signature.manifestation())}")
     return ExitCode.OK
 
 
@@ -167,7 +207,7 @@ def _export(store: Store, args: argparse.Namespace) -> int:
     if args.format == "pdf":  # binary; a file always (-o FILE, or record-ID.pdf here)
         from ionctl.records.export import to_pdf
 
-        content: str | bytes = to_pdf(record)
+        content: str | bytes = to_pdf(record, head=store.chain_head())
     else:
         content = {"json": to_json, "csv": to_csv, "fhir": to_fhir}[args.format](record)
     deliver(content, args.output, pdf_name=f"record-{args.id}.pdf", command="ionctl records export")
@@ -175,11 +215,65 @@ def _export(store: Store, args: argparse.Namespace) -> int:
 
 
 def _verify(store: Store, args: argparse.Namespace) -> int:
-    broken = store.verify()
-    if broken is not None:
-        print(f"BROKEN: {broken}")
+    """Exit 0 if the chain, every signature and the anchor prove what they say; 1 naming the first problem."""
+    from ionctl.config import ConfigError, load_config
+    from ionctl.config.verification import verify_store
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ionctl records verify: {exc}", file=sys.stderr)
         return ExitCode.FAILED
-    print(f"ok: the chain of {store.path} verifies")
+    result = verify_store(store, config, anchor_hash=args.anchor)
+    gseq, head = result.head
+    print(f"store: {store.path}")
+    print(f"chain: {result.links} links, head link {gseq} {head}")
+    print(f"signatures: {result.people.signatures} checked against the keys enrolled under the administrators "
+          f"{config.source} names ({len(config.accounts.administrators)})")  # fmt: skip
+    if result.people.legacy:
+        print(f"PIN-era acts: {result.people.legacy} unsigned approvals or overrides from before named accounts, "
+              "attested by an administrator's enrolment")  # fmt: skip
+    anchor = result.anchor
+    if anchor.directory is None:
+        print("anchor: no directory ([accounts] anchor in the site configuration names none)")
+    else:
+        print(f"anchor: {anchor.checkpoints} checkpoints in {anchor.directory}")
+    if anchor.given is not None:
+        print(f"anchor hash: {anchor.given}" + (" is a link of the chain" if anchor.problem is None else ""))
+    if result.unsigned:
+        shown = ", ".join(str(n) for n in result.unsigned[:20]) + (" ..." if len(result.unsigned) > 20 else "")
+        print(f"note: {len(result.unsigned)} closed records have no \"performed\" sign-off ({shown}): their "
+              "operator signs them with `ionctl records sign ID --as NAME`")  # fmt: skip
+    if not result.ok:
+        for problem in result.problems:
+            print(f"BROKEN: {problem}")
+        return ExitCode.FAILED
+    print(f"ok: the chain of {store.path} verifies, and every signature and anchor checkpoint with it")
+    return ExitCode.OK
+
+
+def _sign(store: Store, args: argparse.Namespace) -> int:
+    """Sign a closed record: exit 0 signed, 2 refused (named: an open record, a role that may not, a second
+    signature of the same meaning, a wrong password), 1 the store or the site file could not be used."""
+    from ionctl.cli.login import PasswordUnavailable, login, people_of
+    from ionctl.config import ConfigError, load_config
+    from ionctl.config.people import PeopleError
+    from ionctl.config.verification import sign_record, signable
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ionctl records sign: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    try:
+        signable(store, args.id)  # an open record is refused before a password is asked
+        people = people_of(store, config)
+        identity = login(people, args.login_name, from_stdin=args.password_stdin)
+        signature = sign_record(people, identity, store, args.id, args.meaning)
+    except (PeopleError, PasswordUnavailable) as exc:
+        print(f"ionctl records sign: {exc}", file=sys.stderr)
+        return ExitCode.REFUSED
+    print(f"record {args.id} signed: {signature.manifestation()}")
     return ExitCode.OK
 
 

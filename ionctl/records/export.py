@@ -9,12 +9,35 @@ import io
 import json
 import os
 import sys
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ionctl.records.store import Record
 
+#: The audit action of a record sign-off (`ionctl.config.people.SIGNED_ACTIONS`): shown as a signature, not an
+#: addendum, on every page and export that lists a record's addenda.
+SIGN_ACTION = "record-sign"
 FORMATS = ("json", "csv", "fhir", "pdf")
 FORMATS_NOT_BUILT: tuple[str, ...] = ()
 CSV_HEADER = ("device_time_s", "current_ma", "voltage_v", "impedance_ohm", "dose_ma_min", "state")
+
+
+def signature_text(entry: Mapping[str, Any], when: Callable[[Any], str] | None = None) -> str | None:
+    """A record sign-off (an audit entry `SIGN_ACTION`) as a reader sees it: printed name, login name and role,
+    date and time (`when(utc)`, default the stored UTC), meaning (21 CFR 11.50(a), as
+    `ionctl.config.people.Signature.manifestation` says it); None for any other entry."""
+    detail = entry.get("detail")
+    if isinstance(detail, str):
+        try:
+            detail = json.loads(detail)
+        except ValueError:
+            return None
+    sig = detail.get("signature") if isinstance(detail, Mapping) else None
+    if entry.get("action") != SIGN_ACTION or not isinstance(sig, Mapping):
+        return None
+    at = when(sig.get("utc")) if when is not None else str(sig.get("utc", "-"))
+    who = f"{sig.get('full_name', '-')} ({sig.get('signer', '-')}, {sig.get('role', '-')})"
+    return f"{who}, {at}: {sig.get('meaning', '-')}"
 
 
 def to_json(record: Record) -> str:
@@ -40,11 +63,12 @@ def to_fhir(record: Record) -> str:
     return build(record)
 
 
-def to_pdf(record: Record) -> bytes:
-    """The one-page A4 PDF for the chart (bytes): see `ionctl.records.pdf` (imports matplotlib)."""
+def to_pdf(record: Record, *, head: tuple[int, str] | None = None) -> bytes:
+    """The one-page A4 PDF for the chart (bytes): see `ionctl.records.pdf` (imports matplotlib). `head`: the
+    store's chain head now (`Store.chain_head`), printed beside the record's own chain hash."""
     from ionctl.records.pdf import to_pdf as build
 
-    return build(record)
+    return build(record, head=head)
 
 
 class ExportError(OSError):

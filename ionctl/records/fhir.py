@@ -11,7 +11,8 @@ record different ids:
   `performer` (both logical references by identifier: the chart system resolves them), `performedPeriod`
   from the record's opening to its closing (UTC), `usedReference` -> the Device, the outcome, fault and
   message as `outcome` / `statusReason` / `note`; the record's addenda (skin checks, adverse reactions) as
-  `note` annotations with their author and time, an adverse reaction also as a `complication`;
+  `note` annotations with their author and time, an adverse reaction also as a `complication`; each sign-off
+  (`ionctl records sign`) as a note in words: printed name, date and time, meaning (21 CFR 11.50);
 - a `MedicationAdministration` of the prescribed drug, route HL7 v3 `IONTO` (topical application,
   iontophoresis), `partOf` -> the Procedure, `device` -> the Device;
 - `Observation`s with UCUM `valueQuantity`: delivered dose (`mA.min`), peak current (`mA`), impedance at
@@ -45,6 +46,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ionctl.records.export import signature_text
 from ionctl.records.store import Record
 
 UCUM = "http://unitsofmeasure.org"
@@ -197,7 +199,8 @@ def to_fhir_bundle(record: Record, *, patient_system: str | None = None,
     annotations = [{"text": n} for n in notes]
     complications = []
     for a in record.addenda:  # skin checks and adverse reactions (CPT 97033 chart guidance), by whom and when
-        text, reaction = _addendum_text(a)
+        signed = signature_text(a)
+        text, reaction = (f"signed by {signed}", "") if signed is not None else _addendum_text(a)
         note: dict[str, Any] = {"authorString": str(a.get("actor") or "-"),
                                 "text": f"#{a.get('seq')} {a.get('action')}: {text}"}  # fmt: skip
         if _utc(a.get("utc")):

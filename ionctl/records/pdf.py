@@ -3,7 +3,10 @@
 The top half is the record in words (patient, operator, device, prescription, outcome, fault, host and device
 dose, duration, the short list of faults and events); the bottom half plots measured current (mA), voltage
 (V) and impedance (Ω) over device time, with the session states shaded (the ramps stand out) and every fault
-marked by a vertical line and its label.
+marked by a vertical line and its label. Below the plot: the record's electronic signatures (printed name, date
+and time, meaning: 21 CFR 11.50; docs/SOURCES.md, "Part 11"), the record's chain hash (the hash of its closing
+link) and the chain head when the page was made, which `ionctl records verify --anchor HASH` checks are still in
+the store: a page in the paper chart is an anchor outside the store file that deleting records cannot reach.
 
 matplotlib is imported here, inside the functions, and only when a PDF is made: `ionctl --help` and
 `import ionctl.records` never load it. It draws through `Figure` (no pyplot, so no global state and no GUI
@@ -21,6 +24,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from ionctl.records import timefmt
+from ionctl.records.export import SIGN_ACTION, signature_text
 from ionctl.records.store import Record
 
 if TYPE_CHECKING:
@@ -45,6 +49,7 @@ FAULT_LABEL_GID = "fault-label"
 MAX_EVENTS = 12  # events listed on the page (faults first); the rest are in `ionctl records show`
 MAX_FAULT_LABELS = 3  # labelled above the plot, stacked
 MAX_POINTS = 6000  # telemetry drawn per trace; longer records are reduced to a min/max envelope
+MAX_SIGNATURES = 4  # signatures printed on the page; the rest are in `ionctl records show`
 
 
 def _parsed(value: Any) -> dict[str, Any]:
@@ -162,10 +167,35 @@ def addendum_lines(record: Record) -> list[str]:
 
     lines = []
     for a in record.addenda:
+        if a.get("action") == SIGN_ACTION:
+            continue  # a signature: `signature_lines`
         raw = a.get("detail")
         text = addendum_text({**a, "detail": raw if isinstance(raw, dict) else _parsed(raw)})
         when = timefmt.local_text(a.get("utc"), seconds=False)
         lines.append(_clip(f"{when}  #{a.get('seq', '-')} {a.get('action', '-')} ({a.get('actor', '-')}): {text}", 112))
+    return lines
+
+
+def signature_lines(record: Record, limit: int = MAX_SIGNATURES) -> list[str]:
+    """The record's sign-offs, one line each: printed name, login name and role, date and time (clinic time),
+    meaning (21 CFR 11.50(a)), as `Signature.manifestation` says them."""
+    texts = (signature_text(a, timefmt.local_text) for a in record.addenda)
+    lines = [_clip(text, 112) for text in texts if text is not None]
+    if len(lines) > limit:
+        lines = [*lines[: limit - 1], f"… {len(lines) - limit + 1} more: ionctl records show {record.id}"]
+    return lines or ["none yet (ionctl records sign " + str(record.id) + " --as NAME)"]
+
+
+def chain_lines(record: Record, head: tuple[int, str] | None) -> list[str]:
+    """The record's chain hash (its closing link's) and the chain head when the page was made."""
+    f = record.fields
+    closing = f.get("chain_hash")
+    lines = [f"Record chain hash (link {f.get('close_gseq')}): {closing}" if closing else
+             "Record chain hash: none yet (the record is open)"]  # fmt: skip
+    if head is not None:
+        lines.append(f"Chain head at export (link {head[0]}): {head[1]}")
+    lines.append("`ionctl records verify --anchor HASH` checks that a hash above is still a link of the store's "
+                 "chain (records deleted after it show)")  # fmt: skip
     return lines
 
 
@@ -220,8 +250,9 @@ def fault_marks(record: Record) -> list[tuple[float, str]]:
     return marks
 
 
-def build_figure(record: Record) -> Figure:
-    """The page as a matplotlib Figure (A4 portrait), drawn on an Agg canvas."""
+def build_figure(record: Record, *, head: tuple[int, str] | None = None) -> Figure:
+    """The page as a matplotlib Figure (A4 portrait), drawn on an Agg canvas. `head`: the store's chain head
+    (gseq, hash) now, printed with the record's own chain hash."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -244,7 +275,7 @@ def build_figure(record: Record) -> Figure:
         fig.text(0.06, y, "\n".join(wrapped), **mono)
         y -= 0.013 * len(wrapped) + 0.008
     fig.text(0.06, y, "Faults and events (clinic time, +m:ss since the session started)", fontsize=8.5,
-             weight="bold", va="top")
+             weight="bold", va="top")  # fmt: skip
     events = event_lines(record)
     fig.text(0.06, y - 0.016, "\n".join(events), **{**mono, "fontsize": 7, "linespacing": 1.35})
 
@@ -255,7 +286,7 @@ def build_figure(record: Record) -> Figure:
         ("impedance_ohm", "Impedance (Ω)", IMPEDANCE_COLOUR, "impedance"),
     ]
     axes: list[Axes] = []
-    bottom, height, gap = 0.055, 0.12, 0.012
+    bottom, height, gap = 0.145, 0.1, 0.012  # below: the signatures and the chain hashes
     for row, (key, label, colour, gid) in enumerate(series):
         ax = fig.add_axes((0.1, bottom + (2 - row) * (height + gap), 0.85, height),
                           sharex=axes[0] if axes else None)  # fmt: skip
@@ -306,10 +337,14 @@ def build_figure(record: Record) -> Figure:
     if marks:
         handles.append(Patch(color=FAULT_COLOUR, label="fault"))
     if handles:
-        fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.1, 0.445), ncol=len(handles), fontsize=7,
-                   frameon=False)  # fmt: skip
-    fig.text(0.06, 0.012, f"Record {record.id} · chain hash {_short_hash(f.get('chain_hash'))} · "
-                          f"verify with `ionctl records verify`", fontsize=6.5, color="#666666")  # fmt: skip
+        top = bottom + 3 * height + 2 * gap
+        fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.1, top + 0.004), ncol=len(handles),
+                   fontsize=7, frameon=False)  # fmt: skip
+    signatures = signature_lines(record)
+    fig.text(0.06, 0.103, "Signatures (printed name, date and time, meaning)", fontsize=8, weight="bold", va="top")
+    fig.text(0.06, 0.089, "\n".join(signatures), **{**mono, "fontsize": 7, "linespacing": 1.3})
+    fig.text(0.06, 0.012, "\n".join(chain_lines(record, head)), va="bottom", family="DejaVu Sans Mono",
+             fontsize=6.2, color="#444444", linespacing=1.3)  # fmt: skip
     return fig
 
 
@@ -331,9 +366,9 @@ def _elapsed_axis(ax: Axes, start_s: float | None) -> None:
     ax.set_xlabel("time since the session started (m:ss)", fontsize=8)
 
 
-def to_pdf(record: Record) -> bytes:
-    """The one-page PDF (bytes)."""
-    fig = build_figure(record)
+def to_pdf(record: Record, *, head: tuple[int, str] | None = None) -> bytes:
+    """The one-page PDF (bytes); `head` the store's chain head now (`Store.chain_head`)."""
+    fig = build_figure(record, head=head)
     out = io.BytesIO()
     meta = {"Title": f"Iontophoresis session record {record.id}", "Subject": f"patient {record.fields.get('patient')}",
             "Creator": "ionctl"}  # fmt: skip
@@ -341,6 +376,6 @@ def to_pdf(record: Record) -> bytes:
     return out.getvalue()
 
 
-def write_pdf(record: Record, path: str | os.PathLike[str]) -> None:
+def write_pdf(record: Record, path: str | os.PathLike[str], *, head: tuple[int, str] | None = None) -> None:
     with open(path, "wb") as f:
-        f.write(to_pdf(record))
+        f.write(to_pdf(record, head=head))

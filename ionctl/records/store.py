@@ -148,7 +148,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self.path = Path(path) if path is not None else default_path()
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
         elif not self.path.is_file():
             raise StoreMissing(self.path)
         try:
@@ -162,6 +162,7 @@ class Store:
             migrate(self.db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable records file: {exc}") from exc
+        _drop_other_access(self.path)
 
     def close(self) -> None:
         self.db.close()
@@ -414,6 +415,41 @@ class Store:
             return verify_chain(self.db)
         except sqlite3.DatabaseError as exc:  # a flipped byte in the page structure itself
             return BrokenLink(None, str(self.path), f"the database file is damaged: {exc}")
+
+
+#: A store and its directory are for the bench's accounts only (owner, and the group a site may share the store
+#: with), never every account on the PC: the store holds the accounts' password verifiers and sealed keys
+#: (docs/SAFETY.md, "brute force"). SQLite gives the -wal and -shm files the main file's mode.
+FILE_MODE, DIRECTORY_MODE = 0o640, 0o750
+
+
+def _private_file(path: Path) -> None:
+    """Create the store's missing directories (0750) and an empty store file (0640) before SQLite opens it, so
+    that it and its -wal and -shm files are never readable by other accounts, whatever the umask."""
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIRECTORY_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(directory, DIRECTORY_MODE)  # mkdir's mode is filtered by the umask; this is exact
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        return
+    os.chmod(path, FILE_MODE)  # the umask may have taken the group's read: this is exact
+
+
+def _drop_other_access(path: Path) -> None:
+    """A store made before this (0644) loses the other accounts' access when its owner opens it; the owner and
+    group bits stay (a site may share the store with a group)."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode & 0o777
+            if mode & 0o007:
+                os.chmod(file, mode & ~0o007)
+        except OSError:  # not there, or not ours: the owner's next open does it
+            continue
 
 
 def _fields(row: sqlite3.Row) -> dict[str, Any]:

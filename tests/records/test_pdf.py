@@ -169,3 +169,51 @@ def test_importing_the_records_package_does_not_load_matplotlib() -> None:
             "print('matplotlib' in sys.modules)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def page_text(record: Record, head: tuple[int, str] | None = None) -> str:
+    return "\n".join(t.get_text() for t in build_figure(record, head=head).texts)
+
+
+def test_the_page_prints_the_signatures_the_record_chain_hash_and_the_chain_head(tmp_path: Path) -> None:
+    """21 CFR 11.50: printed name, date and time, meaning; the hashes `records verify --anchor` checks."""
+    from ionctl.config.people import PERFORMED
+    from tests.people import SUPERVISOR, TECHNICIAN, make_clinic
+
+    clinic = make_clinic(tmp_path / "clinic")
+    with Store(clinic.store) as store:
+        record = stored_record(store, fault=False)
+        people = clinic.people(store)
+        digest = store.record_digest(record.id)
+        for name, meaning in ((TECHNICIAN, PERFORMED), (SUPERVISOR, "reviewed")):
+            people.signed(clinic.login(store, name), "record-sign", {"meaning": meaning, "record_sha256": digest},
+                          record_id=record.id)  # fmt: skip
+        head = store.chain_head()
+        record = store.get(record.id)
+    text = page_text(record, head)
+    assert re.search(r"Tess Technician \(tess, technician\), \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+: performed", text)
+    assert re.search(r"Sam Supervisor \(sam, supervisor\), \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+: reviewed", text)
+    assert f"Record chain hash (link {record.fields['close_gseq']}): {record.fields['chain_hash']}" in text
+    assert f"Chain head at export (link {head[0]}): {head[1]}" in text
+    assert "ionctl records verify --anchor HASH" in text
+    assert "record-sign" not in text  # listed as signatures, not as addenda
+
+
+def test_an_unsigned_record_says_so_and_the_cli_export_prints_the_head(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = stored_record(store, fault=True)
+    assert f"none yet (ionctl records sign {record.id} --as NAME)" in page_text(record)
+    seen: list[tuple[int, str] | None] = []
+    import ionctl.records.pdf as pdf
+
+    real = pdf.build_figure
+
+    def spy(r: Record, head: tuple[int, str] | None = None) -> Any:
+        seen.append(head)
+        return real(r, head=head)
+
+    monkeypatch.setattr(pdf, "build_figure", spy)
+    out = tmp_path / "chart.pdf"
+    assert cli(["records", "export", str(record.id), "--format", "pdf", "-o", str(out), "--db", str(store.path)]) == 0
+    assert seen == [store.chain_head()]

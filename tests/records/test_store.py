@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -185,3 +187,29 @@ def test_a_session_killed_before_its_first_sample_counts_as_energised_once_it_st
     assert recover_interrupted(store) == [record_id]
     fields = store.get(record_id).fields
     assert (fields["outcome"], fields["energised"]) == ("interrupted", energised)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_a_new_store_its_wal_and_shm_and_its_directory_are_owner_and_group_only(tmp_path: Path, umask: int) -> None:
+    """The store holds the accounts' password verifiers and sealed keys: no other account on the PC may read it,
+    whatever the umask (docs/SAFETY.md, "brute force")."""
+    path = tmp_path / "data" / "ionctl" / "records.sqlite3"
+    old = os.umask(umask)
+    try:
+        with Store(path) as store:
+            finished_record(store)
+            files = [path, path.with_name("records.sqlite3-wal"), path.with_name("records.sqlite3-shm")]
+            modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+    finally:
+        os.umask(old)
+    assert modes == {"records.sqlite3": 0o640, "records.sqlite3-wal": 0o640, "records.sqlite3-shm": 0o640}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o750
+
+
+def test_an_existing_world_readable_store_loses_the_other_accounts_access_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite3"
+    Store(path).close()
+    os.chmod(path, 0o664)  # a store made before (0644), or shared with a group that writes it
+    Store(path, create=False).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660  # the group's bits stay; the others' are gone

@@ -142,3 +142,21 @@ def test_records_commands_report_a_broken_site_records_table_without_a_traceback
     assert cli(["records", "list"]) == 1
     err = capsys.readouterr().err
     assert "records.store" in err and "absolute path" in err and "Traceback" not in err
+
+
+def test_records_verify_with_config_reads_that_files_store_and_administrators(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.people import make_clinic
+
+    clinic = make_clinic(tmp_path / "clinic")
+    site = tmp_path / "site-with-store.toml"
+    site.write_text(clinic.config.read_text(encoding="utf-8") + f'\n[records]\nstore = "{clinic.store}"\n',
+                    encoding="utf-8")  # fmt: skip
+    assert cli(["records", "verify", "--config", str(site)]) == 0
+    out = capsys.readouterr().out
+    assert f"store: {clinic.store}" in out and f"administrators {site} names (1)" in out
+    bare = tmp_path / "no-administrators.toml"  # the same store under a site file that trusts nobody
+    bare.write_text(packaged_text() + f'\n[records]\nstore = "{clinic.store}"\n', encoding="utf-8")
+    assert cli(["records", "verify", "--config", str(bare)]) == 1
+    assert "not name the key" in capsys.readouterr().out
