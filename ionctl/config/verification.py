@@ -5,7 +5,7 @@ Three checks, each naming the first link that fails it (docs/SAFETY.md, "tampere
 
 1. The hash chain (`Store.verify`): every link's hash over the one before it, so an edited, inserted or removed
    link in the middle of the chain shows.
-2. The people (`ionctl.config.people.check`): every signed act's signature against the key its signer held at
+2. The people (`ionctl.config.proof.check`): every signed act's signature against the key its signer held at
    that point of the chain, every key against its enrolment, every enrolment against an administrator the site
    configuration names (`[accounts] administrators`), every signer's role against the act, and every record
    sign-off against the record's content now (21 CFR 11.10(e), 11.50, 11.70; docs/SOURCES.md, "Part 11"). An
@@ -36,15 +36,14 @@ from ionctl.config.people import (
     PERFORMED,
     REVIEWED,
     Act,
-    Checked,
     Identity,
     NotAllowed,
     People,
     PeopleError,
     Signature,
-    check,
     fingerprint,
 )
+from ionctl.config.proof import Checked, check
 from ionctl.config.site import SiteConfig
 
 if TYPE_CHECKING:
