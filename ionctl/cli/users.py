@@ -208,7 +208,7 @@ def _list(args: argparse.Namespace) -> int:
             state = "must set password"
         else:
             state = "active"
-        if a.name not in proven:
+        if a.name not in proven and not a.disabled:
             state += " (not trusted: its enrolment does not lead to an administrator the site configuration names)"
         print(f"{a.name}\t{a.full_name}\t{a.role}\t{a.fingerprint}\t{state}")
     return ExitCode.OK
