@@ -42,6 +42,13 @@ def ionctl(*args: str, input_: str = "") -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60)  # fmt: skip
 
 
+def bench(clinic: Clinic, config: Path | None = None) -> tuple[str, ...]:
+    """`ionctl run` options for a session in `clinic` (its site file, or `config`) run by its technician, who logs
+    in: their password is `clinic.stdin(TECHNICIAN)` on stdin."""
+    return ("--db", str(clinic.store), "--config", str(config or clinic.config), "--operator", TECHNICIAN,
+            "--password-stdin")  # fmt: skip
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     with Store(tmp_path / "records.sqlite3") as s:
@@ -123,16 +130,18 @@ def test_the_exosome_presets_50_ma_is_refused_by_the_maximum_current_limit() -> 
 
 
 def test_ionctl_run_with_the_exosome_preset_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    clinic = make_clinic(tmp_path / "clinic")
     done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--electrode-area", "100", "--duration", "20",
-                  "--patient", "P", "--operator", "O", "--device", str(tmp_path / "no-port"), "--yes",
-                  "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+                  "--patient", "P", *bench(clinic), "--device", str(tmp_path / "no-port"), "--yes",
+                  input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "max_current_ma" in done.stderr and "50.00" in done.stderr and "4.00" in done.stderr
 
 
 def test_ionctl_run_names_what_a_preset_leaves_to_the_clinician(tmp_path: Path) -> None:
-    done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--patient", "P", "--operator", "O",
-                  "--device", str(tmp_path / "no-port"), "--yes", "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+    clinic = make_clinic(tmp_path / "clinic")
+    done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--patient", "P", *bench(clinic),
+                  "--device", str(tmp_path / "no-port"), "--yes", input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2
     assert "--electrode-area or --electrode and --dose or --duration" in done.stderr
 
@@ -223,10 +232,11 @@ def test_invalid_toml_is_refused_with_the_line() -> None:
 
 
 def test_ionctl_run_refuses_a_bad_site_file_naming_key_and_line(tmp_path: Path) -> None:
+    clinic = make_clinic(tmp_path / "clinic")
     bad = tmp_path / "site.toml"
-    bad.write_text(initial_text().replace("area_cm2 = 10.0", "area_cm2 = -1"), encoding="utf-8")
-    done = ionctl("run", "--config", str(bad), "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes",
-                  "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+    bad.write_text(clinic.config.read_text().replace("area_cm2 = 10.0", "area_cm2 = -1"), encoding="utf-8")
+    done = ionctl("run", "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", *bench(clinic, bad),
+                  input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2
     assert f"{bad}:{_line(bad.read_text(), 'area_cm2 = -1')}: electrodes.patch-10cm2.area_cm2" in done.stderr
 
@@ -248,18 +258,19 @@ def test_a_hand_edited_file_is_refused_until_a_supervisor_approves_it(
 
 
 def test_ionctl_run_refuses_a_hand_edited_file_before_the_device_and_runs_once_approved(
-    tmp_path: Path, site: Path, store: Store
+    tmp_path: Path, clinic: Clinic, site: Path, store: Store
 ) -> None:
     db = str(store.path)
-    args = ("run", "--config", str(site), "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", "--db", db)
-    assert ionctl(*args).returncode == 5  # approved: accepted, then the port is not there
+    args = ("run", "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", *bench(clinic))
+    tess = clinic.stdin(TECHNICIAN)
+    assert ionctl(*args, input_=tess).returncode == 5  # approved: accepted, then the port is not there
     site.write_text(site.read_text() + "\n# a comment is an edit too\n", encoding="utf-8")
-    refused = ionctl(*args)
+    refused = ionctl(*args, input_=tess)
     assert refused.returncode == 2 and "is not approved" in refused.stderr and "ionctl config approve" in refused.stderr
     approved = ionctl("config", "approve", "--config", str(site), "--db", db, "--as", SUPERVISOR, "--password-stdin",
                       input_=PASSWORDS[SUPERVISOR] + "\n")  # fmt: skip
     assert approved.returncode == 0, approved.stderr
-    assert ionctl(*args).returncode == 5
+    assert ionctl(*args, input_=tess).returncode == 5
 
 
 def test_a_wrong_password_changes_nothing_and_is_recorded(site: Path, store: Store) -> None:
@@ -395,12 +406,13 @@ def test_the_config_commands_set_approve_and_list_the_audit(tmp_path: Path) -> N
 # -- the record carries the configuration ------------------------------------------------------------------------
 
 
-def test_a_session_record_carries_the_sha256_of_the_configuration_in_force(tmp_path: Path, site: Path,
-                                                                         store: Store) -> None:  # fmt: skip
+def test_a_session_record_carries_the_sha256_of_the_configuration_in_force(
+    tmp_path: Path, clinic: Clinic, site: Path, store: Store
+) -> None:
     args = with_option(DEXAMETHASONE, "--dose", "3")
     with simulator(tmp_path) as (device, _):
-        done = ionctl("run", "--config", str(site), "--device", device, *args, "--yes", "--json", "--db",
-                      str(store.path))  # fmt: skip
+        done = ionctl("run", "--device", device, *args, "--yes", "--json", *bench(clinic),
+                      input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["record"]
     assert record["config_sha256"] == load_config(site).sha256
@@ -453,9 +465,10 @@ def test_a_preset_fixes_its_drug_polarity_and_class(change: dict[str, object], k
 
 
 def test_ionctl_run_refuses_a_drug_preset_under_the_tap_water_limits(tmp_path: Path) -> None:
+    clinic = make_clinic(tmp_path / "clinic")
     done = ionctl("run", "--preset", "dexamethasone", "--protocol-class", "tap-water", "--current", "20",
-                  "--electrode-area", "40", "--dose", "100", "--patient", "P", "--operator", "O", "--device",
-                  str(tmp_path / "no-port"), "--yes", "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+                  "--electrode-area", "40", "--dose", "100", "--patient", "P", *bench(clinic), "--device",
+                  str(tmp_path / "no-port"), "--yes", input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2 and "cannot be changed" in done.stderr
 
 
