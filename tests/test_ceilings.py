@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ionctl.config import ConfigError, approve, approved_sha256, load_config, parse_config, set_pin, set_value
+from ionctl.config import ConfigError, approved_sha256, parse_config, set_value
 from ionctl.config.authority import initial_text
 from ionctl.core.session import Session
 from ionctl.drivers import open_device
@@ -29,8 +29,9 @@ from ionctl.safety import (
     validate,
 )
 from ionctl.safety.ceilings import ceilings_for
+from tests.people import SUPERVISOR, make_clinic
 from tests.sim.endpoints import running_sim
-from tests.test_config import PIN, ionctl
+from tests.test_config import ionctl
 
 LIMITS_TEXT = resources.files("ionctl").joinpath("data/limits.toml").read_text(encoding="utf-8")
 SIM = DeviceIdentity(
@@ -173,27 +174,24 @@ def test_a_preset_against_its_drug_or_beyond_a_ceiling_is_refused_naming_the_pre
 
 
 def test_config_set_cannot_point_the_lidocaine_preset_at_the_cathode(tmp_path: Path) -> None:
-    path = tmp_path / "site.toml"
-    path.write_text(initial_text(), encoding="utf-8")
-    with Store(tmp_path / "r.sqlite3") as store:
-        set_pin(store, PIN, old_pin=None)
-        approve(store, load_config(path), PIN)
+    clinic = make_clinic(tmp_path)
+    path = clinic.config
+    before = path.read_text(encoding="utf-8")
+    with Store(clinic.store) as store:
         approved = approved_sha256(store)
         with pytest.raises(ConfigError, match="preset 'lidocaine' delivers lidocaine from the cathode"):
-            set_value(store, path, "presets.lidocaine.polarity", '"cathode"', PIN)
+            set_value(clinic.people(store), clinic.login(store, SUPERVISOR), path, "presets.lidocaine.polarity",
+                      '"cathode"')  # fmt: skip
         assert approved_sha256(store) == approved
-    assert path.read_text(encoding="utf-8") == initial_text()
+    assert path.read_text(encoding="utf-8") == before
 
 
 def test_config_set_refuses_500_ma_before_writing_anything(tmp_path: Path) -> None:
-    db, path = str(tmp_path / "r.sqlite3"), tmp_path / "site.toml"
-    assert ionctl("config", "init", str(path)).returncode == 0
-    assert ionctl("config", "pin", "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
-    approved = ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n")
-    assert approved.returncode == 0
+    clinic = make_clinic(tmp_path)  # a site file like `ionctl config init`'s, approved by the supervisor
+    db, path = str(clinic.store), clinic.config
     before = path.read_text(encoding="utf-8")
-    done = ionctl("config", "set", "limits.max_current_ma", "500", "--config", str(path), "--db", db, "--pin-stdin",
-                  "--yes", input_=PIN + "\n")  # fmt: skip
+    done = ionctl("config", "set", "limits.max_current_ma", "500", "--config", str(path), "--db", db, "--as",
+                  SUPERVISOR, "--password-stdin", "--yes", input_=clinic.stdin(SUPERVISOR))  # fmt: skip
     assert done.returncode == 2
     assert "limits.max_current_ma: 500 is above the ionctl ceiling max_current_ma = 50" in done.stderr
     assert "IEC 60601-2-10" in done.stderr

@@ -1,7 +1,8 @@
 """The site configuration and who may change it: packaged presets, errors that name the key and its line,
-a hand-edited file refused until a supervisor approves it, a wrong PIN that changes nothing, and every act
-in the hash-chained audit trail. `ionctl run` is run as a user runs it (a subprocess): a refusal before the
-device is touched exits 2, an accepted configuration reaches the device (exit 5 for a port that is not there)."""
+a hand-edited file refused until a supervisor approves it (signed, under their own account), a wrong password
+that changes nothing, and every act in the hash-chained audit trail. `ionctl run` is run as a user runs it (a
+subprocess): a refusal before the device is touched exits 2, an accepted configuration reaches the device (exit 5
+for a port that is not there)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from ionctl.config import (
-    AuthorityError,
     ConfigError,
     ConfigNotApproved,
     approve,
@@ -23,24 +23,30 @@ from ionctl.config import (
     load_config,
     parse_config,
     require_approved,
-    set_pin,
     set_value,
 )
-from ionctl.config.authority import initial_text, pin_matches
+from ionctl.config.authority import initial_text
+from ionctl.config.people import Identity, LoginRefused, NotAllowed, People, WeakPassword, check_password
 from ionctl.drivers.base import Polarity
 from ionctl.records import Store
 from ionctl.records.store import GENESIS, OPEN_FIELDS, link_hash, migrate
 from ionctl.safety import Prescription, PrescriptionError, PrescriptionRefused, SiteLimits, validate
+from tests.people import PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic, make_clinic
 from tests.sim.endpoints import ROOT
 from tests.test_run import DEXAMETHASONE, simulator, with_option
-
-PIN = "24681012"
 
 
 def ionctl(*args: str, input_: str = "") -> subprocess.CompletedProcess[str]:
     """`python -m ionctl ARGS` with `input_` on a stdin that is not a terminal."""
     return subprocess.run([sys.executable, "-m", "ionctl", *args], cwd=ROOT, input=input_, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
+
+
+def bench(clinic: Clinic, config: Path | None = None) -> tuple[str, ...]:
+    """`ionctl run` options for a session in `clinic` (its site file, or `config`) run by its technician, who logs
+    in: their password is `clinic.stdin(TECHNICIAN)` on stdin."""
+    return ("--db", str(clinic.store), "--config", str(config or clinic.config), "--operator", TECHNICIAN,
+            "--password-stdin")  # fmt: skip
 
 
 @pytest.fixture
@@ -50,13 +56,20 @@ def store(tmp_path: Path) -> Store:
 
 
 @pytest.fixture
-def site(tmp_path: Path, store: Store) -> Path:
-    """A complete site file, approved by the supervisor."""
-    path = tmp_path / "site.toml"
-    path.write_text(initial_text(), encoding="utf-8")
-    set_pin(store, PIN, old_pin=None)
-    approve(store, load_config(path), PIN)
-    return path
+def clinic(tmp_path: Path, store: Store) -> Clinic:
+    """A complete site file naming the clinic's administrator, approved by its supervisor, in `store`."""
+    return make_clinic(tmp_path)
+
+
+@pytest.fixture
+def site(clinic: Clinic) -> Path:
+    return clinic.config
+
+
+@pytest.fixture
+def sam(clinic: Clinic, store: Store) -> tuple[People, Identity]:
+    """The clinic's supervisor, logged in."""
+    return clinic.people(store), clinic.login(store, SUPERVISOR)
 
 
 # -- the packaged defaults -------------------------------------------------------------------------------------
@@ -117,16 +130,18 @@ def test_the_exosome_presets_50_ma_is_refused_by_the_maximum_current_limit() -> 
 
 
 def test_ionctl_run_with_the_exosome_preset_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    clinic = make_clinic(tmp_path / "clinic")
     done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--electrode-area", "100", "--duration", "20",
-                  "--patient", "P", "--operator", "O", "--device", str(tmp_path / "no-port"), "--yes",
-                  "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+                  "--patient", "P", *bench(clinic), "--device", str(tmp_path / "no-port"), "--yes",
+                  input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "max_current_ma" in done.stderr and "50.00" in done.stderr and "4.00" in done.stderr
 
 
 def test_ionctl_run_names_what_a_preset_leaves_to_the_clinician(tmp_path: Path) -> None:
-    done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--patient", "P", "--operator", "O",
-                  "--device", str(tmp_path / "no-port"), "--yes", "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+    clinic = make_clinic(tmp_path / "clinic")
+    done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--patient", "P", *bench(clinic),
+                  "--device", str(tmp_path / "no-port"), "--yes", input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2
     assert "--electrode-area or --electrode and --dose or --duration" in done.stderr
 
@@ -217,10 +232,11 @@ def test_invalid_toml_is_refused_with_the_line() -> None:
 
 
 def test_ionctl_run_refuses_a_bad_site_file_naming_key_and_line(tmp_path: Path) -> None:
+    clinic = make_clinic(tmp_path / "clinic")
     bad = tmp_path / "site.toml"
-    bad.write_text(initial_text().replace("area_cm2 = 10.0", "area_cm2 = -1"), encoding="utf-8")
-    done = ionctl("run", "--config", str(bad), "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes",
-                  "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+    bad.write_text(clinic.config.read_text().replace("area_cm2 = 10.0", "area_cm2 = -1"), encoding="utf-8")
+    done = ionctl("run", "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", *bench(clinic, bad),
+                  input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2
     assert f"{bad}:{_line(bad.read_text(), 'area_cm2 = -1')}: electrodes.patch-10cm2.area_cm2" in done.stderr
 
@@ -228,58 +244,77 @@ def test_ionctl_run_refuses_a_bad_site_file_naming_key_and_line(tmp_path: Path) 
 # -- approval ---------------------------------------------------------------------------------------------------
 
 
-def test_a_hand_edited_file_is_refused_until_a_supervisor_approves_it(site: Path, store: Store) -> None:
+def test_a_hand_edited_file_is_refused_until_a_supervisor_approves_it(
+    site: Path, store: Store, sam: tuple[People, Identity]
+) -> None:
     require_approved(load_config(site), store)
     site.write_text(site.read_text().replace("max_current_ma = 4.0", "max_current_ma = 8.0"), encoding="utf-8")
     edited = load_config(site)
     with pytest.raises(ConfigNotApproved, match="not approved"):
         require_approved(edited, store)
-    approve(store, edited, PIN, note="reviewed")
+    approve(*sam, edited, note="reviewed")
     require_approved(edited, store)
     assert approved_sha256(store) == edited.sha256
 
 
 def test_ionctl_run_refuses_a_hand_edited_file_before_the_device_and_runs_once_approved(
-    tmp_path: Path, site: Path, store: Store
+    tmp_path: Path, clinic: Clinic, site: Path, store: Store
 ) -> None:
     db = str(store.path)
-    args = ("run", "--config", str(site), "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", "--db", db)
-    assert ionctl(*args).returncode == 5  # approved: accepted, then the port is not there
+    args = ("run", "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", *bench(clinic))
+    tess = clinic.stdin(TECHNICIAN)
+    assert ionctl(*args, input_=tess).returncode == 5  # approved: accepted, then the port is not there
     site.write_text(site.read_text() + "\n# a comment is an edit too\n", encoding="utf-8")
-    refused = ionctl(*args)
+    refused = ionctl(*args, input_=tess)
     assert refused.returncode == 2 and "is not approved" in refused.stderr and "ionctl config approve" in refused.stderr
-    approved = ionctl("config", "approve", "--config", str(site), "--db", db, "--pin-stdin", input_=PIN + "\n")
+    approved = ionctl("config", "approve", "--config", str(site), "--db", db, "--as", SUPERVISOR, "--password-stdin",
+                      input_=PASSWORDS[SUPERVISOR] + "\n")  # fmt: skip
     assert approved.returncode == 0, approved.stderr
-    assert ionctl(*args).returncode == 5
+    assert ionctl(*args, input_=tess).returncode == 5
 
 
-def test_a_wrong_pin_changes_nothing_and_is_recorded(site: Path, store: Store) -> None:
+def test_a_wrong_password_changes_nothing_and_is_recorded(site: Path, store: Store) -> None:
     before_text, before_approved = site.read_bytes(), approved_sha256(store)
-    with pytest.raises(AuthorityError, match="wrong supervisor PIN"):
-        set_value(store, site, "limits.max_current_ma", "8.0", "999999")
+    db = str(store.path)
+    as_sam = ("--as", SUPERVISOR, "--password-stdin")
+    wrong = ionctl("config", "set", "limits.max_current_ma", "8.0", "--config", str(site), "--db", db, "--yes",
+                   *as_sam, input_="Wrong-pass-999\n")  # fmt: skip
+    assert wrong.returncode == 2 and "wrong password" in wrong.stderr
     site.write_text(site.read_text() + "# edit\n", encoding="utf-8")
-    with pytest.raises(AuthorityError):
-        approve(store, load_config(site), "000000")
-    with pytest.raises(AuthorityError):
-        set_pin(store, "13579135", old_pin="000000")
+    refused = ionctl("config", "approve", "--config", str(site), "--db", db, *as_sam, input_="Wrong-pass-000\n")
+    assert refused.returncode == 2 and "wrong password" in refused.stderr
     assert approved_sha256(store) == before_approved
-    assert pin_matches(PIN, store.audit(action="pin-set")[-1]["detail"]["pin"])
     site.write_bytes(before_text)
     assert load_config(site).limits.max_current_ma == 4.0
-    denied = store.audit(action="auth-denied")
-    assert len(denied) == 3 and "max_current_ma" in denied[0]["detail"]["attempt"]
+    denied = store.audit(action="login-denied")
+    assert [(e["actor"], e["detail"]["reason"]) for e in denied] == [(SUPERVISOR, "wrong password")] * 2
 
 
-def test_without_a_pin_set_nothing_can_be_approved(tmp_path: Path, store: Store) -> None:
+def test_in_a_store_where_nobody_is_enrolled_nothing_can_be_approved(tmp_path: Path, store: Store) -> None:
     path = tmp_path / "site.toml"
     path.write_text(initial_text(), encoding="utf-8")
-    with pytest.raises(AuthorityError, match="no supervisor PIN is set"):
-        approve(store, load_config(path), "123456")
+    done = ionctl("config", "approve", "--config", str(path), "--db", str(store.path), "--as", SUPERVISOR,
+                  "--password-stdin", input_="Super-harbour-2\n")  # fmt: skip
+    assert done.returncode == 2 and "no account 'sam'" in done.stderr and "ionctl users add" in done.stderr
     assert approved_sha256(store) is None
 
 
-def test_set_keeps_the_comments_and_the_new_file_is_the_approved_one(site: Path, store: Store) -> None:
-    change = set_value(store, site, "limits.max_current_ma", "5.0", PIN)
+def test_a_technician_cannot_approve_or_change_the_configuration(clinic: Clinic, site: Path, store: Store) -> None:
+    people, tess = clinic.people(store), clinic.login(store, TECHNICIAN)
+    before = site.read_bytes()
+    with pytest.raises(NotAllowed, match="only a supervisor may approve"):
+        set_value(people, tess, site, "limits.max_current_ma", "3.0")
+    site.write_text(site.read_text() + "# edit\n", encoding="utf-8")
+    with pytest.raises(NotAllowed):
+        approve(people, tess, load_config(site))
+    assert not store.audit(action="config-set") and len(store.audit(action="config-approve")) == 1
+    site.write_bytes(before)
+
+
+def test_set_keeps_the_comments_and_the_new_file_is_the_approved_one(
+    site: Path, store: Store, sam: tuple[People, Identity]
+) -> None:
+    change = set_value(*sam, site, "limits.max_current_ma", "5.0")
     text = site.read_text()
     assert (change.old, change.new) == (4.0, 5.0)
     assert "max_current_ma = 5.0" in text and "# source: ActivaDose II manual" in text
@@ -287,29 +322,35 @@ def test_set_keeps_the_comments_and_the_new_file_is_the_approved_one(site: Path,
     assert load_config(site).limits.max_current_ma == 5.0
 
 
-def test_set_refuses_a_value_that_breaks_the_file_and_writes_nothing(site: Path, store: Store) -> None:
+def test_set_refuses_a_value_that_breaks_the_file_and_writes_nothing(
+    site: Path, store: Store, sam: tuple[People, Identity]
+) -> None:
     before = site.read_bytes()
     with pytest.raises(ConfigError, match="limits.min_ramp_s"):
-        set_value(store, site, "limits.min_ramp_s", "90.0", PIN)  # above max_ramp_s (60)
+        set_value(*sam, site, "limits.min_ramp_s", "90.0")  # above max_ramp_s (60)
     assert site.read_bytes() == before
     assert not store.audit(action="config-set")
 
 
-def test_set_refuses_to_carry_a_hand_edit_along(site: Path, store: Store) -> None:
+def test_set_refuses_to_carry_a_hand_edit_along(site: Path, store: Store, sam: tuple[People, Identity]) -> None:
     site.write_text(site.read_text().replace("max_dose_ma_min = 80.0", "max_dose_ma_min = 70.0"), encoding="utf-8")
     with pytest.raises(ConfigNotApproved):
-        set_value(store, site, "limits.max_current_ma", "5.0", PIN)
+        set_value(*sam, site, "limits.max_current_ma", "5.0")
     assert "max_current_ma = 4.0" in site.read_text()
 
 
 # -- the audit trail --------------------------------------------------------------------------------------------
 
 
-def test_every_change_is_an_audit_entry_in_the_verified_chain(site: Path, store: Store) -> None:
-    set_value(store, site, "presets.lidocaine.dose_ma_min", "30.0", PIN)
-    set_pin(store, "13579135", old_pin=PIN)
-    actions = [e["action"] for e in store.audit()]
-    assert actions == ["pin-set", "config-approve", "config-set", "pin-set"]
+def test_every_change_is_an_audit_entry_in_the_verified_chain(
+    site: Path, store: Store, sam: tuple[People, Identity]
+) -> None:
+    set_value(*sam, site, "presets.lidocaine.dose_ma_min", "30.0")
+    people, identity = sam
+    people.change_password(identity, PASSWORDS[SUPERVISOR], "Harbour-lights-77")
+    actions = [e["action"] for e in store.audit() if e["action"] not in ("user-enrol", "user-activate", "login")]
+    assert actions == ["config-approve", "config-set", "user-passwd"]
+    assert {e["actor"] for e in store.audit() if e["action"] in ("config-approve", "config-set")} == {SUPERVISOR}
     setting = store.audit(action="config-set")[0]["detail"]
     assert (setting["key"], setting["old"], setting["new"]) == ("presets.lidocaine.dose_ma_min", 40.0, 30.0)
     assert store.verify() is None
@@ -326,40 +367,38 @@ def test_an_edited_audit_entry_breaks_the_chain(site: Path, store: Store) -> Non
     assert broken is not None and "config-approve" in broken.what
 
 
-def test_the_pin_is_stored_as_a_salted_scrypt_hash_only(store: Store) -> None:
-    set_pin(store, PIN, old_pin=None)
-    set_pin(store, PIN, old_pin=PIN)
-    first, second = (e["detail"]["pin"] for e in store.audit(action="pin-set"))
-    assert first["scheme"] == "scrypt" and first["salt"] != second["salt"] and first["hash"] != second["hash"]
+def test_a_password_is_stored_only_as_a_salted_scrypt_verifier_and_a_sealed_key(clinic: Clinic, store: Store) -> None:
+    credentials = [e["detail"]["credential"] for e in store.audit() if "credential" in e["detail"]]
+    assert {c["scheme"] for c in credentials} == {"scrypt+aes-256-gcm"}
+    assert len({c["salt"] for c in credentials}) == len(credentials)
     dump = "\n".join(store.db.iterdump())
-    assert PIN not in dump
-    with pytest.raises(AuthorityError, match="at least 8"):
-        set_pin(store, "1234567", old_pin=PIN)
+    assert all(password not in dump for password in PASSWORDS.values())
+    with pytest.raises(WeakPassword, match="at least 8"):
+        check_password("1234567")
 
 
 def test_the_config_commands_set_approve_and_list_the_audit(tmp_path: Path) -> None:
-    db, path = str(tmp_path / "r.sqlite3"), tmp_path / "site.toml"
-    assert ionctl("config", "init", str(path)).returncode == 0
-    assert ionctl("config", "pin", "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
+    clinic = make_clinic(tmp_path, approve=False)
+    db, path = str(clinic.store), clinic.config
+    as_sam = ("--as", SUPERVISOR, "--password-stdin")
     show = ionctl("config", "show", "--config", str(path), "--db", db, "--json")
     assert json.loads(show.stdout)["state"].startswith("NOT APPROVED")
-    assert (
-        ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
-    )
-    wrong = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, "--pin-stdin",
-                   "--yes", input_="000000\n")  # fmt: skip
-    assert wrong.returncode == 2 and "wrong supervisor PIN" in wrong.stderr
-    done = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, "--pin-stdin",
-                  "--yes", input_=PIN + "\n")  # fmt: skip
+    approved = ionctl("config", "approve", "--config", str(path), "--db", db, *as_sam, input_=clinic.stdin(SUPERVISOR))
+    assert approved.returncode == 0, approved.stderr
+    wrong = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, *as_sam,
+                   "--yes", input_="Wrong-pass-000\n")  # fmt: skip
+    assert wrong.returncode == 2 and "wrong password" in wrong.stderr
+    done = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, *as_sam,
+                  "--yes", input_=clinic.stdin(SUPERVISOR))  # fmt: skip
     assert done.returncode == 0, done.stderr
     show = json.loads(ionctl("config", "show", "--config", str(path), "--db", db, "--json").stdout)
     assert show["state"] == "approved" and show["limits"]["max_dose_ma_min"] == 60.0
     audit = ionctl("config", "audit", "--db", db).stdout
-    assert [line.split()[5] for line in audit.splitlines()] == [  # seq, local date, time and zone, actor, action
-        "pin-set",
-        "config-approve",
-        "auth-denied",
-        "config-set",
+    rows = [line.split()[4:6] for line in audit.splitlines()]  # seq, local date, time and zone, actor, action
+    assert [row for row in rows if row[1] not in ("user-enrol", "user-activate", "login")] == [
+        [SUPERVISOR, "config-approve"],
+        [SUPERVISOR, "login-denied"],
+        [SUPERVISOR, "config-set"],
     ]
     assert ionctl("records", "verify", "--db", db).returncode == 0
 
@@ -367,12 +406,13 @@ def test_the_config_commands_set_approve_and_list_the_audit(tmp_path: Path) -> N
 # -- the record carries the configuration ------------------------------------------------------------------------
 
 
-def test_a_session_record_carries_the_sha256_of_the_configuration_in_force(tmp_path: Path, site: Path,
-                                                                         store: Store) -> None:  # fmt: skip
+def test_a_session_record_carries_the_sha256_of_the_configuration_in_force(
+    tmp_path: Path, clinic: Clinic, site: Path, store: Store
+) -> None:
     args = with_option(DEXAMETHASONE, "--dose", "3")
     with simulator(tmp_path) as (device, _):
-        done = ionctl("run", "--config", str(site), "--device", device, *args, "--yes", "--json", "--db",
-                      str(store.path))  # fmt: skip
+        done = ionctl("run", "--device", device, *args, "--yes", "--json", *bench(clinic),
+                      input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["record"]
     assert record["config_sha256"] == load_config(site).sha256
@@ -396,16 +436,16 @@ def test_a_schema_1_file_is_migrated_and_its_records_still_verify(tmp_path: Path
         assert migrated.verify() is None
 
 
-def test_read_pin_reads_one_line_per_pin_from_stdin() -> None:
-    from ionctl.cli.config import PinUnavailable, read_pin
+def test_read_password_reads_one_line_per_password_from_stdin() -> None:
+    from ionctl.cli.login import PasswordUnavailable, read_password
 
-    stdin = io.StringIO("111111\n222222\n")
-    assert read_pin("a", from_stdin=True, stdin=stdin) == "111111"
-    assert read_pin("b", from_stdin=True, stdin=stdin) == "222222"
-    with pytest.raises(PinUnavailable):
-        read_pin("c", from_stdin=True, stdin=stdin)
-    with pytest.raises(PinUnavailable, match="--pin-stdin"):
-        read_pin("d", from_stdin=False, stdin=io.StringIO(""))
+    stdin = io.StringIO("first-pass-1\nsecond-pass-2\n")
+    assert read_password("a", from_stdin=True, stdin=stdin) == "first-pass-1"
+    assert read_password("b", from_stdin=True, stdin=stdin) == "second-pass-2"
+    with pytest.raises(PasswordUnavailable):
+        read_password("c", from_stdin=True, stdin=stdin)
+    with pytest.raises(PasswordUnavailable, match="--password-stdin"):
+        read_password("d", from_stdin=False, stdin=io.StringIO(""))
 
 
 # -- found in review ---------------------------------------------------------------------------------------------
@@ -425,9 +465,10 @@ def test_a_preset_fixes_its_drug_polarity_and_class(change: dict[str, object], k
 
 
 def test_ionctl_run_refuses_a_drug_preset_under_the_tap_water_limits(tmp_path: Path) -> None:
+    clinic = make_clinic(tmp_path / "clinic")
     done = ionctl("run", "--preset", "dexamethasone", "--protocol-class", "tap-water", "--current", "20",
-                  "--electrode-area", "40", "--dose", "100", "--patient", "P", "--operator", "O", "--device",
-                  str(tmp_path / "no-port"), "--yes", "--db", str(tmp_path / "r.sqlite3"))  # fmt: skip
+                  "--electrode-area", "40", "--dose", "100", "--patient", "P", *bench(clinic), "--device",
+                  str(tmp_path / "no-port"), "--yes", input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2 and "cannot be changed" in done.stderr
 
 
@@ -440,28 +481,31 @@ def test_the_tap_water_class_is_refused_for_a_charged_drug_even_without_a_preset
 
 
 def test_once_a_site_file_is_approved_a_missing_one_does_not_fall_back_to_the_packaged_defaults(
-    site: Path, store: Store
+    site: Path, store: Store, sam: tuple[People, Identity]
 ) -> None:
     packaged = load_config(None)  # no site file in the (private) site directory
     with pytest.raises(ConfigNotApproved, match="packaged defaults are not what the supervisor approved"):
         require_approved(packaged, store)
-    approve(store, packaged, PIN, note="back to the packaged limits")
+    approve(*sam, packaged, note="back to the packaged limits")  # sam: trusted under the site file's administrators
     require_approved(packaged, store)
     with pytest.raises(ConfigNotApproved):
         require_approved(load_config(site), store)  # the site file is no longer the approved one
 
 
-def test_the_packaged_defaults_need_no_approval_in_a_store_that_never_approved_anything(store: Store) -> None:
-    set_pin(store, PIN, old_pin=None)
+def test_the_packaged_defaults_need_no_approval_in_a_store_that_never_approved_anything(
+    tmp_path: Path, store: Store
+) -> None:
+    make_clinic(tmp_path, approve=False)  # people, but nothing approved
     require_approved(load_config(None), store)
 
 
 @pytest.mark.parametrize("key", ["presets.dexamethasone.current_ma.x", "drugs.lidocaine.usual_dose_ma_min.0"])
-def test_set_through_a_value_is_an_error_naming_the_key_and_changes_nothing(site: Path, store: Store,
-                                                                            key: str) -> None:  # fmt: skip
+def test_set_through_a_value_is_an_error_naming_the_key_and_changes_nothing(
+    site: Path, sam: tuple[People, Identity], key: str
+) -> None:
     before = site.read_bytes()
     with pytest.raises(ConfigError, match="is a value, not a table"):
-        set_value(store, site, key, "1.0", PIN)
+        set_value(*sam, site, key, "1.0")
     assert site.read_bytes() == before
 
 
@@ -470,15 +514,17 @@ def test_an_electrode_that_is_not_a_name_is_a_config_error() -> None:
     assert _error(bad).key == "presets.tap-water-hands.electrode"
 
 
-def test_a_wrong_old_pin_is_recorded_even_with_a_too_short_new_one(store: Store) -> None:
-    set_pin(store, PIN, old_pin=None)
-    with pytest.raises(AuthorityError, match="wrong supervisor PIN"):
-        set_pin(store, "1", old_pin="00000000")
-    assert [e["action"] for e in store.audit()] == ["pin-set", "auth-denied"]
+def test_a_wrong_current_password_is_recorded_even_with_a_too_short_new_one(
+    store: Store, sam: tuple[People, Identity]
+) -> None:
+    people, identity = sam
+    with pytest.raises(LoginRefused, match="wrong current password"):
+        people.change_password(identity, "Wrong-pass-000", "1")
+    assert store.audit()[-1]["action"] == "login-denied" and store.audit()[-1]["actor"] == SUPERVISOR
 
 
 def test_an_approval_withdrawn_after_the_checks_stops_the_session_as_its_record_opens(
-    tmp_path: Path, site: Path, store: Store
+    tmp_path: Path, site: Path, store: Store, sam: tuple[People, Identity]
 ) -> None:
     """The console checks the approval when it starts; the record's opening checks it again (in its write
     transaction), so a configuration a supervisor has since replaced starts nothing."""
@@ -486,7 +532,7 @@ def test_an_approval_withdrawn_after_the_checks_stops_the_session_as_its_record_
 
     config = load_config(site)
     rx = config.preset("dexamethasone").prescription(patient_id="P", operator_id="O", electrode_area_cm2=10.0)
-    set_value(store, site, "limits.max_current_ma", "3.0", PIN)  # a supervisor lowers a limit meanwhile
+    set_value(*sam, site, "limits.max_current_ma", "3.0")  # a supervisor lowers a limit meanwhile
     err = io.StringIO()
     recorder = Recorder.open(store, rx, config.limits, err, config_sha256=config.sha256,
                              check=opening_check(config, None, course_rules=True))  # fmt: skip

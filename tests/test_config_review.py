@@ -11,17 +11,17 @@ from pathlib import Path
 
 from ionctl.config import approved_sha256
 from ionctl.records import Store
+from tests.people import PASSWORDS, SUPERVISOR, make_clinic
 from tests.sim.endpoints import ROOT
-from tests.test_config import PIN, ionctl
+from tests.test_config import ionctl
+
+AS_SAM = ("--as", SUPERVISOR, "--password-stdin")
 
 
 def approved_site(tmp_path: Path) -> tuple[str, Path]:
-    db, path = str(tmp_path / "r.sqlite3"), tmp_path / "site.toml"
-    assert ionctl("config", "init", str(path)).returncode == 0
-    assert ionctl("config", "pin", "--db", db, "--pin-stdin", input_=PIN + "\n").returncode == 0
-    approved = ionctl("config", "approve", "--config", str(path), "--db", db, "--pin-stdin", input_=PIN + "\n")
-    assert approved.returncode == 0
-    return db, path
+    """A clinic's site file (`ionctl config init`'s, naming its administrator), approved by its supervisor."""
+    clinic = make_clinic(tmp_path)
+    return str(clinic.store), clinic.config
 
 
 def at_a_terminal(*args: str, typed: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +42,7 @@ def test_set_shows_a_unified_diff_and_n_at_the_terminal_changes_nothing(tmp_path
     with Store(db) as store:
         approved = approved_sha256(store)
     done = at_a_terminal("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db,
-                         typed="n\n")  # fmt: skip
+                         *AS_SAM, typed="n\n")  # fmt: skip
     assert done.returncode == 2, done.stderr
     diff = done.stdout.splitlines()
     assert f"--- {path} (approved)" in diff and f"+++ {path} (proposed)" in diff
@@ -55,10 +55,10 @@ def test_set_shows_a_unified_diff_and_n_at_the_terminal_changes_nothing(tmp_path
         assert not store.audit(action="config-set")
 
 
-def test_set_y_at_the_terminal_then_the_pin_writes_and_approves(tmp_path: Path) -> None:
+def test_set_y_at_the_terminal_then_the_password_writes_and_approves(tmp_path: Path) -> None:
     db, path = approved_site(tmp_path)
     done = at_a_terminal("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db,
-                         "--pin-stdin", typed=f"y\n{PIN}\n")  # fmt: skip
+                         *AS_SAM, typed=f"y\n{PASSWORDS[SUPERVISOR]}\n")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "max_dose_ma_min = 60" in path.read_text(encoding="utf-8")
     show = json.loads(ionctl("config", "show", "--config", str(path), "--db", db, "--json").stdout)
@@ -68,26 +68,30 @@ def test_set_y_at_the_terminal_then_the_pin_writes_and_approves(tmp_path: Path) 
 def test_set_without_a_terminal_needs_yes(tmp_path: Path) -> None:
     db, path = approved_site(tmp_path)
     before = path.read_text(encoding="utf-8")
-    done = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, "--pin-stdin",
-                  input_=PIN + "\n")  # fmt: skip
+    done = ionctl("config", "set", "limits.max_dose_ma_min", "60", "--config", str(path), "--db", db, *AS_SAM,
+                  input_=PASSWORDS[SUPERVISOR] + "\n")  # fmt: skip
     assert done.returncode == 2 and "pass --yes" in done.stderr
     assert "+max_dose_ma_min = 60" in done.stdout  # shown all the same
     assert path.read_text(encoding="utf-8") == before
 
 
-def test_no_audit_output_shows_the_pins_hash_or_salt(tmp_path: Path) -> None:
+def test_no_audit_output_shows_a_credential(tmp_path: Path) -> None:
     db, path = approved_site(tmp_path)
-    assert ionctl("config", "pin", "--db", db, "--pin-stdin", input_=f"{PIN}\n{PIN}9\n").returncode == 0
-    with Store(db) as store:
-        secrets = [v for e in store.audit(action="pin-set") for k, v in e["detail"]["pin"].items()
-                   if k in ("hash", "salt")]  # fmt: skip
-    assert len(secrets) == 4
+    with Store(db) as store:  # a PIN-era store's PIN hash is hidden the same way
+        store.append_audit("pin-set", "supervisor", {"pin": {"scheme": "scrypt", "salt": "5a17" * 8,
+                                                             "hash": "ab12" * 16}})  # fmt: skip
+        secrets = [str(v) for e in store.audit() for k, v in (e["detail"].get("credential") or {}).items()
+                   if k in ("salt", "verifier", "nonce", "sealed")]  # fmt: skip
+    secrets += ["5a17" * 8, "ab12" * 16]
+    assert len(secrets) > 8
     outputs = [ionctl("config", "audit", "--db", db, *extra) for extra in ((), ("--json",))]
     outputs.append(ionctl("config", "show", "--config", str(path), "--db", db, "--json"))
+    outputs.append(ionctl("users", "list", "--config", str(path), "--db", db))
     for done in outputs:
         assert done.returncode == 0, done.stderr
-        assert "pin-set" in done.stdout or "sha256" in done.stdout
+        assert "user-enrol" in done.stdout or "sha256" in done.stdout or "fingerprint" in done.stdout
         for secret in secrets:
             assert secret not in done.stdout and secret not in done.stderr
     lines = [json.loads(line) for line in outputs[1].stdout.splitlines()]
-    assert [e["detail"]["pin"] for e in lines if e["action"] == "pin-set"] == ["(not shown)", "(not shown)"]
+    assert [e["detail"]["pin"] for e in lines if e["action"] == "pin-set"] == ["(not shown)"]
+    assert {e["detail"]["credential"] for e in lines if "credential" in e["detail"]} == {"(not shown)"}

@@ -1,6 +1,7 @@
 """Course rules bind the patient, not only the course: a session of the same preset or drug outside a course in
 progress is refused (run it with --course ID) unless a supervisor overrides; a second course of the same preset
-or drug while one is in progress, or inside its minimum interval, is a supervisor's act (PIN, audited); and the
+or drug while one is in progress, or inside its minimum interval, is a supervisor's act (the supervisor logs
+in; signed in the audit trail); and the
 rule is checked again in the transaction that opens the record. Over the simulator where current would flow."""
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from ionctl.cli import main as cli
-from ionctl.config import load_config, set_pin
+from ionctl.config import load_config
 from ionctl.core.courses import START_OVERRIDE_ACTION, CourseRefused, start_course
 from ionctl.records import Store
+from tests.people import PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic, make_clinic
 from tests.sim.endpoints import ROOT, running_sim
 
-PIN = "12345678"
+TESS, SAM = PASSWORDS[TECHNICIAN] + "\n", PASSWORDS[SUPERVISOR] + "\n"  # what --password-stdin reads
 PATIENT = "P-FAST"
 DEXA_RX = {"current_ma": 2.0, "electrode_area_cm2": 10.0, "dose_ma_min": 0.5, "ramp_up_s": 5.0, "ramp_down_s": 5.0}
 RX_OPTIONS = ("--current", "2", "--electrode-area", "10", "--dose", "0.5", "--ramp-up", "5", "--ramp-down", "5")
@@ -31,6 +33,10 @@ def ionctl(*args: str, stdin: str = "", timeout_s: float = 60) -> subprocess.Com
                           text=True, timeout=timeout_s)  # fmt: skip
 
 
+def where(clinic: Clinic) -> tuple[str, ...]:
+    return ("--db", str(clinic.store), "--config", str(clinic.config))
+
+
 def energised(db: str, patient: str = PATIENT) -> list[int]:
     with Store(db) as s:
         return [r["id"] for r in s.list_records() if r["patient"] == patient and r["energised"]]
@@ -39,22 +45,24 @@ def energised(db: str, patient: str = PATIENT) -> list[int]:
 def test_five_sessions_in_seconds_are_refused_from_the_second_one(tmp_path: Path) -> None:
     """The path that gave one patient 5 sessions in ~10 s: a course session, a run without --course, a new course
     of the same preset with no interval, its sessions. Only the first session delivers current."""
-    db = str(tmp_path / "records.sqlite3")
-    start = ("course", "start", "--patient", PATIENT, "--preset", "dexamethasone", "--operator", "T-1", "--db", db)
+    clinic = make_clinic(tmp_path)
+    db = str(clinic.store)
+    start = ("course", "start", "--patient", PATIENT, "--preset", "dexamethasone", "--operator", TECHNICIAN,
+             *where(clinic))  # fmt: skip
     assert ionctl(*start, *PLAN, *RX_OPTIONS).returncode == 0
     link = tmp_path / "ionto"
-    session = ("--operator", "T-1", "--device", str(link), "--yes", "--db", db)
+    session = ("--operator", TECHNICIAN, "--password-stdin", "--device", str(link), "--yes", *where(clinic))
     with running_sim("--serial-link", str(link), "--time-scale", "50"):
-        first = ionctl("run", "--course", "1", *session)
+        first = ionctl("run", "--course", "1", *session, stdin=TESS)
         assert first.returncode == 0, first.stderr
-        outside = ionctl("run", "--preset", "dexamethasone", "--patient", PATIENT, *RX_OPTIONS, *session)
+        outside = ionctl("run", "--preset", "dexamethasone", "--patient", PATIENT, *RX_OPTIONS, *session, stdin=TESS)
         assert outside.returncode == 2, outside.stderr  # refused before the device: 5 would mean it was opened
         assert f"patient {PATIENT} has course 1 (dexamethasone" in outside.stderr
         assert "run it with --course 1" in outside.stderr and "--supervisor-override" in outside.stderr
         same_drug = ionctl("run", "--drug", "Dexamethasone_Sodium_Phosphate", "--polarity", "cathode", "--patient",
-                           PATIENT, *RX_OPTIONS, *session)  # fmt: skip
+                           PATIENT, *RX_OPTIONS, *session, stdin=TESS)  # fmt: skip
         assert same_drug.returncode == 2 and "run it with --course 1" in same_drug.stderr
-        again = ionctl("run", "--course", "1", *session)
+        again = ionctl("run", "--course", "1", *session, stdin=TESS)
         assert again.returncode == 2 and "minimum interval is 3 days" in again.stderr
         second_course = ionctl(*start, "--sessions", "6", "--min-interval-days", "0", *RX_OPTIONS)
         assert second_course.returncode == 2, second_course.stderr
@@ -70,20 +78,21 @@ def first_record(db: str) -> int:
         return int(s.course_records(1)[0]["id"])
 
 
-def test_a_session_outside_the_course_with_the_supervisors_pin_runs_and_is_audited(tmp_path: Path) -> None:
-    db = str(tmp_path / "records.sqlite3")
+def test_a_session_outside_the_course_with_the_supervisor_runs_and_is_audited(tmp_path: Path) -> None:
+    clinic = make_clinic(tmp_path)
+    db = str(clinic.store)
     with Store(db) as s:
-        set_pin(s, PIN, old_pin=None)
-        course_id = start_course(s, load_config(None), patient=PATIENT, operator="T-1", preset="dexamethasone",
-                                 sessions=6, min_interval_days=3, prescription=DEXA_RX)  # fmt: skip
+        course_id = start_course(s, load_config(clinic.config), patient=PATIENT, operator=TECHNICIAN,
+                                 preset="dexamethasone", sessions=6, min_interval_days=3,
+                                 prescription=DEXA_RX)  # fmt: skip
     link = tmp_path / "ionto"
-    session = ("--preset", "dexamethasone", "--patient", PATIENT, *RX_OPTIONS, "--operator", "T-2", "--device",
-               str(link), "--yes", "--db", db, "--json", "--supervisor-override", "travelling",
-               "--pin-stdin")  # fmt: skip
+    session = ("--preset", "dexamethasone", "--patient", PATIENT, *RX_OPTIONS, "--operator", TECHNICIAN, "--device",
+               str(link), "--yes", *where(clinic), "--json", "--supervisor-override", "travelling", "--supervisor",
+               SUPERVISOR, "--password-stdin")  # fmt: skip
     with running_sim("--serial-link", str(link), "--time-scale", "50"):
-        wrong = ionctl("run", *session, stdin="87654321\n")
-        assert wrong.returncode == 2 and "override refused: wrong supervisor PIN" in wrong.stderr
-        done = ionctl("run", *session, stdin=PIN + "\n")
+        wrong = ionctl("run", *session, stdin=TESS + "Wrong-pass-4321\n")
+        assert wrong.returncode == 2 and "override refused" in wrong.stderr and "wrong password" in wrong.stderr
+        done = ionctl("run", *session, stdin=TESS + SAM)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     with Store(db) as s:
@@ -91,52 +100,56 @@ def test_a_session_outside_the_course_with_the_supervisors_pin_runs_and_is_audit
         assert override["course_id"] == course_id and override["record_id"] == result["record_id"]
         assert override["detail"]["reason"] == "travelling" and override["detail"]["outside_course"] is True
         assert f"has course {course_id}" in override["detail"]["rule"]
-        assert len(s.audit(action="auth-denied")) == 1
+        assert override["actor"] == SUPERVISOR and override["detail"]["signature"]["signer"] == SUPERVISOR
+        assert [e["actor"] for e in s.audit(action="login-denied")] == [SUPERVISOR]
         assert s.verify() is None
 
 
 @pytest.fixture
-def course_in_progress(tmp_path: Path) -> str:
-    db = str(tmp_path / "records.sqlite3")
-    with Store(db) as s:
-        set_pin(s, PIN, old_pin=None)
-        start_course(s, load_config(None), patient=PATIENT, operator="T-1", preset="dexamethasone", sessions=6,
-                     prescription=DEXA_RX)  # fmt: skip
-    return db
+def course_in_progress(tmp_path: Path) -> Clinic:
+    clinic = make_clinic(tmp_path)
+    with Store(clinic.store) as s:
+        start_course(s, load_config(clinic.config), patient=PATIENT, operator=TECHNICIAN, preset="dexamethasone",
+                     sessions=6, prescription=DEXA_RX)  # fmt: skip
+    return clinic
 
 
 SECOND = ("course", "start", "--patient", PATIENT, "--preset", "dexamethasone", "--operator", "T-2", "--sessions", "3",
           *RX_OPTIONS)  # fmt: skip
 
 
-def test_a_second_course_is_refused_without_the_supervisors_pin(
-    course_in_progress: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_a_second_course_is_refused_without_the_supervisors_password(
+    course_in_progress: Clinic, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = course_in_progress
-    assert cli([*SECOND, "--db", db]) == 2
+    db = str(course_in_progress.store)
+    assert cli([*SECOND, *where(course_in_progress)]) == 2
     err = capsys.readouterr().err
     assert f"patient {PATIENT} already has course 1 (dexamethasone, dexamethasone-sodium-phosphate; 0 of 6 done) " \
            "in progress" in err  # fmt: skip
-    monkeypatch.setattr("sys.stdin", io.StringIO("87654321\n"))
-    assert cli([*SECOND, "--db", db, "--supervisor-override", "new plan", "--pin-stdin"]) == 2
-    assert "override refused: wrong supervisor PIN" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("Wrong-pass-4321\n"))
+    override = ("--supervisor-override", "new plan", "--supervisor", SUPERVISOR, "--password-stdin")
+    assert cli([*SECOND, *where(course_in_progress), *override]) == 2
+    err = capsys.readouterr().err
+    assert "override refused" in err and "wrong password" in err
     with Store(db) as s:
         assert [c["id"] for c in s.courses()] == [1]
         assert s.audit(action=START_OVERRIDE_ACTION) == []
-        assert len(s.audit(action="auth-denied")) == 1
+        assert [e["actor"] for e in s.audit(action="login-denied")] == [SUPERVISOR]
 
 
-def test_a_second_course_with_the_supervisors_pin_is_started_and_audited(
-    course_in_progress: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_a_second_course_with_the_supervisor_is_started_and_audited(
+    course_in_progress: Clinic, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = course_in_progress
-    monkeypatch.setattr("sys.stdin", io.StringIO(PIN + "\n"))
-    assert cli([*SECOND, "--db", db, "--supervisor-override", "new plan after review", "--pin-stdin"]) == 0
+    db = str(course_in_progress.store)
+    monkeypatch.setattr("sys.stdin", io.StringIO(SAM))
+    override = ("--supervisor-override", "new plan after review", "--supervisor", SUPERVISOR, "--password-stdin")
+    assert cli([*SECOND, *where(course_in_progress), *override]) == 0
     assert "course 2: patient P-FAST" in capsys.readouterr().out
     with Store(db) as s:
         assert [c["id"] for c in s.courses()] == [1, 2]
         (entry,) = s.audit(action=START_OVERRIDE_ACTION)
-        assert (entry["course_id"], entry["actor"]) == (2, "supervisor")
+        assert (entry["course_id"], entry["actor"]) == (2, SUPERVISOR)
+        assert entry["detail"]["signature"]["full_name"] == "Sam Supervisor"
         assert entry["detail"]["reason"] == "new plan after review" and entry["detail"]["operator"] == "T-2"
         assert "already has course 1" in entry["detail"]["rule"]
         assert s.verify() is None

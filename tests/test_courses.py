@@ -1,7 +1,8 @@
 """Treatment courses: the rules (interval, session count, per-week rate, which records count) on plain data at a
 given time; starting a course from a preset; the seed case's regimen end to end in the store; supervisor
-overrides through `ionctl run --course` (refused with a wrong PIN before the device is touched, recorded with
-the right one, on the simulator); `ionctl course start/show/list/export` and the summary's JSON and PDF."""
+overrides through `ionctl run --course` (refused with a wrong supervisor password before the device is touched,
+signed by the supervisor with the right one, on the simulator); `ionctl course start/show/list/export` and the
+summary's JSON and PDF."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from ionctl.cli import main as cli
-from ionctl.config import load_config, set_pin
+from ionctl.config import load_config
 from ionctl.core.courses import (
     CourseError,
     CourseRefused,
@@ -33,6 +34,7 @@ from ionctl.core.courses import (
 )
 from ionctl.records import Store
 from ionctl.records.course_export import DOSE_COLOUR, CourseExportError, CourseSummary, build_figure, to_json, to_pdf
+from tests.people import PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic, make_clinic
 from tests.sim.endpoints import ROOT, running_sim
 
 MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -45,7 +47,7 @@ ASC = "asc-exosome-hand-eczema"
 ASC_RX = {"current_ma": 4.0, "electrode_area_cm2": 150.0, "duration_min": 20.0}
 DEXA_RX = {"electrode_area_cm2": 10.0}
 ASC_OPTIONS = ("--current", "4", "--electrode-area", "150", "--duration", "20")
-PIN = "12345678"
+TESS, SAM = PASSWORDS[TECHNICIAN] + "\n", PASSWORDS[SUPERVISOR] + "\n"  # what --password-stdin reads
 
 
 def course_row(sessions: int = 6, per_week: float | None = 2, min_interval_days: float | None = 3) -> dict[str, Any]:
@@ -278,65 +280,71 @@ def ionctl(*args: str, stdin: str = "", timeout_s: float = 60) -> subprocess.Com
 
 @pytest.fixture
 def course_done(tmp_path: Path) -> tuple[str, int]:
-    """A store with the supervisor PIN set and a one-session dexamethasone course whose session is done."""
-    db = tmp_path / "records.sqlite3"
-    with Store(db) as s:
-        set_pin(s, PIN, old_pin=None)
-        course_id = start_course(s, load_config(None), patient="P-RUN", operator="T-1", preset="dexamethasone",
-                                 sessions=1, min_interval_days=3, prescription=DEXA_RX)  # fmt: skip
+    """A clinic's store (tests/people.py) with a one-session dexamethasone course whose session is done."""
+    clinic = make_clinic(tmp_path)
+    with Store(clinic.store) as s:
+        course_id = start_course(s, load_config(clinic.config), patient="P-RUN", operator="T-1",
+                                 preset="dexamethasone", sessions=1, min_interval_days=3,
+                                 prescription=DEXA_RX)  # fmt: skip
         stored_session(s, course_id, datetime.now(UTC) - DAY)
-    return str(db), course_id
+    return str(clinic.store), course_id
 
 
-SESSION = ("--operator", "T-2", "--electrode-area", "10", "--dose", "0.5", "--ramp-up", "5", "--ramp-down", "5",
-           "--yes")  # fmt: skip
+def clinic_options(db: str) -> tuple[str, ...]:
+    """The clinic's site file next to its store `db`, and its technician logging in (password from stdin)."""
+    return ("--config", str(Path(db).parent / "site.toml"), "--operator", TECHNICIAN, "--password-stdin")
+
+
+SESSION = ("--electrode-area", "10", "--dose", "0.5", "--ramp-up", "5", "--ramp-down", "5", "--yes")
 
 
 def test_a_course_session_beyond_the_plan_is_refused_without_an_override(
     tmp_path: Path, course_done: tuple[str, int]
 ) -> None:
     db, course_id = course_done
-    done = ionctl("run", "--course", str(course_id), "--device", str(tmp_path / "no-such-port"), *SESSION, "--db", db)
+    done = ionctl("run", "--course", str(course_id), "--device", str(tmp_path / "no-such-port"), *SESSION, "--db", db,
+                  *clinic_options(db), stdin=TESS)  # fmt: skip
     assert done.returncode == 2, done.stderr  # 5 would mean the device was opened
     assert f"course {course_id}: all 1 planned sessions are done" in done.stderr
     assert "--supervisor-override" in done.stderr
 
 
-def test_an_override_with_a_wrong_pin_is_refused_before_the_device_and_recorded(
+def test_an_override_with_a_wrong_password_is_refused_before_the_device_and_recorded(
     tmp_path: Path, course_done: tuple[str, int]
 ) -> None:
     db, course_id = course_done
     done = ionctl("run", "--course", str(course_id), "--device", str(tmp_path / "no-such-port"), *SESSION,
-                  "--db", db, "--supervisor-override", "patient travels", "--pin-stdin", stdin="654321\n")  # fmt: skip
+                  "--db", db, *clinic_options(db), "--supervisor-override", "patient travels", "--supervisor",
+                  SUPERVISOR, stdin=TESS + "Wrong-pass-654\n")  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert "override refused: wrong supervisor PIN" in done.stderr
+    assert "override refused" in done.stderr and "wrong password" in done.stderr
     with Store(db) as s:
         assert s.audit(action="course-override") == []
-        denied = s.audit(action="auth-denied")
-        assert len(denied) == 1 and f"override course {course_id}" in denied[0]["detail"]["attempt"]
+        denied = s.audit(action="login-denied")
+        assert [(e["actor"], e["detail"]["reason"]) for e in denied] == [(SUPERVISOR, "wrong password")]
         records = s.course_records(course_id)
         assert [(r["outcome"], r["energised"]) for r in records[1:]] == [("refused", 0)]
         assert status(s, course_id, datetime.now(UTC)).done == 1  # the refusal is not a session
 
 
-def test_an_override_with_the_right_pin_runs_the_session_and_is_in_the_audit_trail(
+def test_an_override_by_the_supervisor_runs_the_session_and_is_signed_in_the_audit_trail(
     tmp_path: Path, course_done: tuple[str, int]
 ) -> None:
     db, course_id = course_done
     link = tmp_path / "ionto"
     with running_sim("--serial-link", str(link), "--time-scale", "50"):
-        override = ("--supervisor-override", "patient travels next week", "--pin-stdin")
+        override = ("--supervisor-override", "patient travels next week", "--supervisor", SUPERVISOR)
         done = ionctl("run", "--course", str(course_id), "--device", str(link), *SESSION, "--db", db, "--json",
-                      *override, stdin=PIN + "\n")  # fmt: skip
+                      *clinic_options(db), *override, stdin=TESS + SAM)  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["outcome"] == "completed" and result["record"]["course_id"] == course_id
     with Store(db) as s:
         (override,) = s.audit(action="course-override", course_id=course_id)
-        assert override["actor"] == "supervisor"
+        assert override["actor"] == SUPERVISOR and override["detail"]["signature"]["signer"] == SUPERVISOR
         assert override["detail"]["reason"] == "patient travels next week"
         assert override["detail"]["rule"] == f"course {course_id}: all 1 planned sessions are done"
-        assert override["detail"]["operator"] == "T-2"
+        assert override["detail"]["operator"] == TECHNICIAN
         assert override["record_id"] == result["record_id"]  # the override names the session it allowed
         now = status(s, course_id, datetime.now(UTC))
         assert (now.done, now.left) == (2, 0)
@@ -447,12 +455,14 @@ def test_course_export_pdf_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_a_session_outside_a_course_in_progress_is_noted(tmp_path: Path) -> None:
-    db = str(tmp_path / "r.sqlite3")
+    clinic: Clinic = make_clinic(tmp_path)
+    db = str(clinic.store)
     with Store(db) as s:
-        course_id = start_course(s, load_config(None), patient="P-NOTE", operator="T-1", preset=ASC,
+        course_id = start_course(s, load_config(clinic.config), patient="P-NOTE", operator="T-1", preset=ASC,
                                  prescription=ASC_RX)  # fmt: skip
-    done = ionctl("run", "--preset", "dexamethasone", "--electrode-area", "10", "--patient", "P-NOTE", "--operator",
-                  "T-1", "--device", str(tmp_path / "no-port"), "--yes", "--db", db)  # fmt: skip
+    done = ionctl("run", "--preset", "dexamethasone", "--electrode-area", "10", "--patient", "P-NOTE",
+                  *clinic_options(db), "--device", str(tmp_path / "no-port"), "--yes", "--db", db,
+                  stdin=TESS)  # fmt: skip
     assert done.returncode == 5  # accepted, then the port is not there
     assert f"has course {course_id} ({ASC}, 0 of 6 done) in progress; this session is not part of it" in done.stderr
 
@@ -564,10 +574,11 @@ def test_a_course_whose_plan_breaks_the_limits_is_refused_naming_every_violation
 
 
 def test_a_course_started_with_its_prescription_stores_it_and_its_sessions_are_given_at_it(tmp_path: Path) -> None:
-    db = str(tmp_path / "records.sqlite3")
+    clinic = make_clinic(tmp_path)
+    db = str(clinic.store)
     started = ionctl("course", "start", "--patient", "P-RX", "--preset", "dexamethasone", "--operator", "T-1",
                      "--sessions", "2", "--current", "2", "--electrode-area", "10", "--dose", "0.5", "--ramp-up",
-                     "5", "--ramp-down", "5", "--db", db)  # fmt: skip
+                     "5", "--ramp-down", "5", "--db", db, "--config", str(clinic.config))  # fmt: skip
     assert started.returncode == 0, started.stderr
     assert "given at: 2 mA on 10 cm² (0.200 mA/cm²), dose 0.5 mA·min" in started.stdout
     with Store(db) as s:
@@ -576,8 +587,8 @@ def test_a_course_started_with_its_prescription_stores_it_and_its_sessions_are_g
     assert planned["drug"] == "dexamethasone-sodium-phosphate" and planned["polarity"] == "cathode"
     link = tmp_path / "ionto"
     with running_sim("--serial-link", str(link), "--time-scale", "50"):
-        done = ionctl("run", "--course", "1", "--operator", "T-2", "--device", str(link), "--yes", "--json",
-                      "--db", db)  # fmt: skip
+        done = ionctl("run", "--course", "1", *clinic_options(db), "--device", str(link), "--yes", "--json",
+                      "--db", db, stdin=TESS)  # fmt: skip
     assert done.returncode == 0, done.stderr
     rx = json.loads(done.stdout)["prescription"]
     assert (rx["current_ma"], rx["electrode_area_cm2"], rx["dose_ma_min"], rx["ramp_up_s"]) == (2.0, 10.0, 0.5, 5.0)

@@ -3,9 +3,10 @@
 A course is started with the prescription its sessions are given at (the preset, with --current,
 --electrode/--electrode-area, --dose/--duration and the ramps replacing its values), checked against the limits
 in force: a plan that breaks one is refused, every violation named, and nothing is stored. A second course of
-the same preset or drug while one is in progress is a supervisor's act (--supervisor-override REASON, PIN;
-recorded). A course's sessions are run with `ionctl run --course ID`, which refuses a session too early or
-beyond the plan unless a supervisor overrides it (`--supervisor-override REASON`, PIN; recorded). The rules are
+the same preset or drug while one is in progress is a supervisor's act (--supervisor-override REASON
+--supervisor NAME: the supervisor logs in, and the override is signed with their key in the audit trail). A
+course's sessions are run with `ionctl run --course ID`, which refuses a session too early or beyond the plan
+unless a supervisor overrides it (`--supervisor-override REASON --supervisor NAME`; signed and recorded). The rules are
 in `ionctl.core.courses`. Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
 """
 
@@ -78,10 +79,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rx.add_argument("--ramp-up", type=lambda t: _number(t, zero=True), metavar="S", help="ramp-up time in seconds")
     rx.add_argument("--ramp-down", type=lambda t: _number(t, zero=True), metavar="S",
                     help="ramp-down time in seconds")  # fmt: skip
-    start.add_argument("--supervisor-override", metavar="REASON",
-                       help="start a second course of the same preset or drug while one is in progress (or inside "
-                       "its minimum interval): needs the supervisor PIN, recorded with REASON")  # fmt: skip
-    start.add_argument("--pin-stdin", action="store_true", help="read the supervisor PIN from stdin")
+    start.add_argument(
+        "--supervisor-override",
+        metavar="REASON",
+        help="start a second course of the same preset or drug while one is in progress (or inside "
+        "its minimum interval): the supervisor (--supervisor) logs in; signed, recorded with REASON",
+    )
+    start.add_argument("--supervisor", metavar="NAME", help="the supervisor's account for --supervisor-override "
+                       "(`ionctl users list`); its password is asked")  # fmt: skip
+    start.add_argument("--password-stdin", action="store_true",
+                       help="read the supervisor's password from stdin (one line), not at the terminal")  # fmt: skip
     start.add_argument("--config", metavar="FILE", help="site configuration (default: the site's, else packaged)")
     start.set_defaults(course_handler=_start)
 
@@ -133,8 +140,7 @@ def _now() -> Any:
 
 
 def _start(store: Any, args: argparse.Namespace) -> int:
-    from ionctl.cli.config import PinUnavailable, read_pin
-    from ionctl.config import AuthorityError, authenticate, load_config, require_approved
+    from ionctl.config import load_config, require_approved
     from ionctl.core.courses import CourseRefused, plan_of, start_course
     from ionctl.records.course_export import planned_text
 
@@ -150,19 +156,37 @@ def _start(store: Any, args: argparse.Namespace) -> int:
     except CourseRefused as refused:
         if not args.supervisor_override:
             raise
-        try:  # the supervisor sets the rule aside for this one course; the refusal or the override is recorded
-            pin = read_pin("supervisor PIN", from_stdin=args.pin_stdin, stdin=sys.stdin)
-            authenticate(store, pin, attempt=f"start a second course for patient {args.patient}: {refused}")
-        except (AuthorityError, PinUnavailable) as denied:
-            raise CourseRefused(f"{refused}; override refused: {denied}") from None
+        people, supervisor = _override_supervisor(store, config, args, refused)
         override = {"reason": args.supervisor_override, "operator": args.operator}
-        course_id = start_course(store, config, **given, override=override)
+        course_id = start_course(store, config, **given, override=override, people=people, supervisor=supervisor)
     course = store.course(course_id)
     print(f"course {course_id}: patient {course['patient']}, preset {course['preset']}, "
           f"{plan_of(course).text()}")  # fmt: skip
     print(f"  given at: {planned_text(course['plan']['prescription'])}")
     print(f"run its sessions with: ionctl run --course {course_id} --operator ID --device ADDR ...")
     return ExitCode.OK
+
+
+def _override_supervisor(store: Any, config: Any, args: argparse.Namespace, refused: Exception) -> tuple[Any, Any]:
+    """(People, Identity): the supervisor `--supervisor NAME`, logged in under the administrators the site
+    configuration names and allowed to override a course rule; else CourseRefused saying why (a wrong password,
+    a lockout and a role that may not are in the audit trail)."""
+    from ionctl.cli.login import PasswordUnavailable, login, people_of
+    from ionctl.config.people import Act, PeopleError
+    from ionctl.core.courses import CourseRefused
+
+    if not args.supervisor:
+        raise CourseRefused(f"{refused}; an override needs the supervisor who gives it: --supervisor NAME")
+    people = people_of(store, config)
+    try:
+        identity = login(people, args.supervisor, from_stdin=args.password_stdin, stdin=sys.stdin)
+        if not identity.may(Act.OVERRIDE_COURSE):
+            attempt = f"start a course for patient {args.patient}"
+            people.signed(identity, "act-denied", {"act": str(Act.OVERRIDE_COURSE), "attempt": attempt})
+            identity.require(Act.OVERRIDE_COURSE)
+    except (PeopleError, PasswordUnavailable) as denied:
+        raise CourseRefused(f"{refused}; override refused: {denied}") from None
+    return people, identity
 
 
 def _show(store: Any, args: argparse.Namespace) -> int:

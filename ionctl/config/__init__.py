@@ -1,5 +1,6 @@
 """The site configuration (`site`: limits, electrode and drug catalogs, protocol presets, from TOML) and who
-may change it (`authority`: the supervisor PIN, approvals and changes, recorded in the audit trail).
+may change it (`authority`: approvals and changes, signed by a named supervisor in the audit trail; the
+accounts themselves are `people`).
 
     config = load_config(path_or_None)        # ConfigError names the key and its line
     require_approved(config, store)           # ConfigNotApproved for a hand-edited file
@@ -7,13 +8,10 @@ may change it (`authority`: the supervisor PIN, approvals and changes, recorded 
 """
 
 from ionctl.config.authority import (
-    AuthorityError,
     ConfigNotApproved,
     approve,
     approved_sha256,
-    authenticate,
     require_approved,
-    set_pin,
     set_value,
 )
 from ionctl.config.site import (
@@ -29,7 +27,6 @@ from ionctl.config.site import (
 )
 
 __all__ = [
-    "AuthorityError",
     "ConfigError",
     "ConfigNotApproved",
     "CoursePlan",
@@ -39,11 +36,9 @@ __all__ = [
     "SiteConfig",
     "approve",
     "approved_sha256",
-    "authenticate",
     "default_path",
     "load_config",
     "parse_config",
     "require_approved",
-    "set_pin",
     "set_value",
 ]

@@ -1,28 +1,32 @@
-"""Who may change what: the supervisor PIN, approvals and changes of the site configuration.
+"""Who may change what: approvals and changes of the site configuration, by named and signed supervisors.
 
 A technician runs sessions within the limits and presets of an approved configuration; raising a limit or
-approving a preset (or a whole hand-edited file) is a supervisor's act, authenticated by a PIN (21 CFR
-11.10(d),(g): access limited to authorised people, authority checks). Every act, and every refused PIN, is
-an entry in the records' audit trail (`Store.append_audit`), which is hash-chained with the session records
-(21 CFR 11.10(e)). So the store is the single place that says which configuration is approved:
+approving a preset (or a whole hand-edited file) is a supervisor's act (21 CFR 11.10(d),(g): access limited to
+authorised people, authority checks). The supervisor logs in (`ionctl.config.people.People.login`) and the act
+is an audit entry signed with their key (`People.signed`; a technician's attempt is refused there with
+NotAllowed). The audit trail is hash-chained with the session records (21 CFR 11.10(e)), so the store is the
+single place that says which configuration is approved: the SHA-256 in the newest `config-approve` or
+`config-set` entry. A file whose hash differs (edited by hand, or another file) is refused by
+`require_approved` until a supervisor approves it, and so is an approval that does not prove its author (not
+signed by a supervisor whose enrolment leads to an administrator the site configuration names: written into
+the store by something other than ionctl). The packaged defaults need no approval in a store where nothing was
+ever approved (they are the conservative limits the package ships); once a site file was approved they need
+one too.
 
-- the PIN: the newest `pin-set` entry holds its salted scrypt hash (RFC 7914; `hashlib.scrypt`), never the PIN;
-- the approved configuration: the SHA-256 in the newest `config-approve` or `config-set` entry. A file whose
-  hash differs (edited by hand, or another file) is refused by `require_approved` until a supervisor approves
-  it. The packaged defaults need no approval in a store where nothing was ever approved (they are the
-  conservative limits the package ships); once a site file was approved they need one too.
+A store from before named accounts holds `pin-set` entries and approvals by the actor "supervisor" without a
+signature. That PIN authorises nothing any more: an administrator enrols the supervisor (`ionctl users add`),
+and the administrator's enrolment attests the chain up to it, which is what makes the old unsigned approvals
+acceptable history (`ionctl.config.proof.check`) while any unsigned approval after it is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ionctl.config.site import (
     ConfigError,
@@ -34,16 +38,14 @@ from ionctl.config.site import (
     parse_config,
 )
 
-#: scrypt cost (RFC 7914): n=2**14, r=8, p=1 is the interactive-login setting of the RFC's authors and of
-#: `hashlib`'s documentation examples; about 16 MiB and tens of milliseconds per check.
-SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
-SALT_BYTES = 16
-#: The hash is in a file the bench PC's users can read: at ~50 ms per guess, 8 digits are 10^8 guesses (months
-#: on one core) where 6 would be hours. Longer passphrases are better still.
-MIN_PIN_LENGTH = 8
-SUPERVISOR = "supervisor"
+if TYPE_CHECKING:
+    from ionctl.config.people import Identity, People
 
 APPROVING_ACTIONS = ("config-approve", "config-set")
+#: The audit entries that make or change an account's key: what an approval's signer is checked against.
+KEY_ACTIONS = ("user-enrol", "user-reset", "user-activate", "user-disable")
+#: What a store from before named accounts holds: the supervisor PIN's salted hash.
+PIN_ERA_ACTION = "pin-set"
 
 
 class AuditLog(Protocol):
@@ -56,95 +58,109 @@ class AuditLog(Protocol):
               course_id: int | None = None) -> list[dict[str, Any]]: ...  # fmt: skip
 
 
-class AuthorityError(Exception):
-    """A supervisor act that was refused: no PIN set, a wrong PIN, a PIN too short."""
-
-
 class ConfigNotApproved(Exception):
     """The configuration in force is not the one a supervisor approved last: no session may start."""
 
 
-# -- the PIN ---------------------------------------------------------------------------------------------------
+def pin_era(log: AuditLog) -> bool:
+    """Does this store come from before named accounts (a supervisor PIN was set in it)?"""
+    return bool(log.audit(action=PIN_ERA_ACTION))
 
 
-def hash_pin(pin: str, salt: bytes | None = None) -> dict[str, Any]:
-    """A storable salted scrypt hash of `pin`."""
-    salt = os.urandom(SALT_BYTES) if salt is None else salt
-    digest = hashlib.scrypt(pin.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=SCRYPT_LEN)
-    return {"scheme": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": salt.hex(), "hash": digest.hex()}
-
-
-def pin_matches(pin: str, stored: dict[str, Any]) -> bool:
-    """Does `pin` match a `hash_pin` result (with the cost parameters it was made with)?"""
-    if stored.get("scheme") != "scrypt":
-        return False
-    n, r, p, salt = int(stored["n"]), int(stored["r"]), int(stored["p"]), bytes.fromhex(stored["salt"])
-    digest = hashlib.scrypt(pin.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=len(bytes.fromhex(stored["hash"])))
-    return hmac.compare_digest(digest.hex(), str(stored["hash"]))
-
-
-def current_pin(log: AuditLog) -> dict[str, Any] | None:
-    entries = log.audit(action="pin-set")
-    return entries[-1]["detail"]["pin"] if entries else None
-
-
-def set_pin(log: AuditLog, new_pin: str, *, old_pin: str | None, by: str = SUPERVISOR) -> None:
-    """Set the supervisor PIN; once one is set, changing it needs the old one."""
-    if current_pin(log) is not None:  # the old PIN first, so that a wrong one is recorded whatever the new one
-        authenticate(log, old_pin, attempt="change the supervisor PIN", by=by)
-    if len(new_pin) < MIN_PIN_LENGTH:
-        raise AuthorityError(f"a supervisor PIN needs at least {MIN_PIN_LENGTH} characters")
-    log.append_audit("pin-set", by, {"pin": hash_pin(new_pin)})
-
-
-def authenticate(log: AuditLog, pin: str | None, *, attempt: str, by: str = SUPERVISOR) -> None:
-    """Return if `pin` is the supervisor's; else record the refusal and raise AuthorityError."""
-    stored = current_pin(log)
-    if stored is None:
-        raise AuthorityError("no supervisor PIN is set: a supervisor sets one first with `ionctl config pin`")
-    if pin is None or not pin_matches(pin, stored):
-        log.append_audit("auth-denied", by, {"attempt": attempt})
-        raise AuthorityError(f"wrong supervisor PIN: not allowed to {attempt} (the refusal is in the audit trail)")
+def enrol_first_text(log: AuditLog) -> str:
+    """What to do when nobody in this store may approve: enrol a supervisor (and, in a PIN-era store, why)."""
+    pin = (
+        "this record store predates named accounts: its supervisor PIN no longer authorises anything. "
+        if pin_era(log)
+        else ""
+    )
+    return (
+        f"{pin}An administrator the site configuration names enrols the supervisor (`ionctl users add NAME "
+        "--full-name '...' --role supervisor --as ADMIN`), who sets a password of their own at first use"
+    )
 
 
 # -- approval --------------------------------------------------------------------------------------------------
 
 
-def approved_sha256(log: AuditLog) -> str | None:
-    """The SHA-256 of the configuration a supervisor approved last (approval or change), or None."""
+def _latest_approval(log: AuditLog) -> dict[str, Any] | None:
     entries = [e for a in APPROVING_ACTIONS for e in log.audit(action=a)]
-    if not entries:
-        return None
-    return str(max(entries, key=lambda e: e["seq"])["detail"]["sha256"])
+    return max(entries, key=lambda e: e["seq"]) if entries else None
+
+
+def approved_sha256(log: AuditLog) -> str | None:
+    """The SHA-256 of the configuration a supervisor approved last (approval or change), or None. Whether that
+    approval proves its author is `require_approved`'s question."""
+    latest = _latest_approval(log)
+    return None if latest is None else str(latest["detail"]["sha256"])
+
+
+def approval_problem(config: SiteConfig, log: AuditLog, entry: dict[str, Any]) -> str | None:
+    """Why the approving audit `entry` does not prove that a supervisor approved it (None: it does). It must be
+    signed by a supervisor whose enrolment leads to an administrator `config` names (`[accounts]`), or, unsigned,
+    be history from before named accounts that an administrator's enrolment attested (`proof.check`). The
+    packaged defaults name no administrator: their approval is checked against those of the site file the
+    supervisor was trusted under, recorded in it (an attacker gains nothing there that a new, empty store would
+    not give: the packaged defaults need no approval in one)."""
+    from ionctl.config.proof import check
+
+    if config.packaged:
+        administrators = frozenset(str(a) for a in entry["detail"].get("administrators", ()))
+    else:
+        administrators = config.accounts.administrators
+    keyed = [e for e in log.audit() if e["action"] in KEY_ACTIONS and e["gseq"] < entry["gseq"]]
+    chain_hash: Callable[[int], str | None] | None = None
+    link_hashes = getattr(log, "link_hashes", None)
+    if "signature" not in entry["detail"] and callable(link_hashes):
+        hashes: dict[int, str] = link_hashes()  # only an unsigned (PIN-era) approval needs the chain's hashes
+        chain_hash = hashes.get
+    checked = check([*keyed, entry], administrators, record_digest=lambda _: None, chain_hash=chain_hash)
+    return None if checked.problem is None else str(checked.problem)
 
 
 def require_approved(config: SiteConfig, log: AuditLog) -> None:
-    """Raise ConfigNotApproved unless `config` is the last approved one, or the packaged defaults in a store
-    where nothing was ever approved. Once a supervisor approved a site file, the packaged defaults are refused
-    too unless approved themselves: a missing site file (unmounted, renamed, another site directory in the
-    environment) must not fall back, silently, to limits the supervisor did not choose."""
-    approved = approved_sha256(log)
-    if approved == config.sha256 or (config.packaged and approved is None):
+    """Raise ConfigNotApproved unless `config` is the last approved one, and that approval proves a supervisor
+    made it (`approval_problem`), or the packaged defaults in a store where nothing was ever approved. Once a
+    supervisor approved a site file, the packaged defaults are refused too unless approved themselves: a missing
+    site file (unmounted, renamed, another site directory in the environment) must not fall back, silently, to
+    limits the supervisor did not choose."""
+    latest = _latest_approval(log)
+    approved = None if latest is None else str(latest["detail"]["sha256"])
+    if latest is not None and approved == config.sha256:
+        problem = approval_problem(config, log, latest)
+        if problem is None:
+            return
+        raise ConfigNotApproved(
+            f"site configuration {config.source} (SHA-256 {config.sha256[:12]}…) is not approved: its approval "
+            f"does not prove who made it ({problem}); see `ionctl records verify`. {enrol_first_text(log)}, and "
+            "approves it with `ionctl config approve --as NAME`"
+        )
+    if config.packaged and approved is None:
         return
     if config.packaged and approved is not None:
         raise ConfigNotApproved(
             f"no site configuration file was found (--config FILE, or {default_path()}), but this record store "
             f"follows the approved site configuration {approved[:12]}… (see `ionctl config audit`): the packaged "
             "defaults are not what the supervisor approved. Restore the site file or give --config FILE; a "
-            "supervisor may approve the packaged defaults with `ionctl config approve --packaged`"
+            "supervisor may approve the packaged defaults with `ionctl config approve --packaged --config FILE "
+            "--as NAME` (FILE: the site file that names the administrators)"
         )
     last = f"the last approved one is {approved[:12]}…" if approved else "no configuration has been approved yet"
     raise ConfigNotApproved(
         f"site configuration {config.source} (SHA-256 {config.sha256[:12]}…) is not approved: {last}. It was "
-        "edited by hand or is another file; a supervisor must review it and run `ionctl config approve`"
+        "edited by hand or is another file; a supervisor must review it and run `ionctl config approve --as NAME`"
     )
 
 
-def approve(log: AuditLog, config: SiteConfig, pin: str | None, *, by: str = SUPERVISOR, note: str = "") -> None:
-    """Approve `config` as it is now (its presets and limits included)."""
-    authenticate(log, pin, attempt=f"approve {config.source}", by=by)
-    log.append_audit("config-approve", by, {"path": config.source, "sha256": config.sha256,
-                                            "presets": sorted(config.presets), "note": note})  # fmt: skip
+def approve(people: People, supervisor: Identity, config: SiteConfig, *, note: str = "") -> None:
+    """Approve `config` as it is now (its presets and limits included), signed by `supervisor` (NotAllowed for
+    any other role). The packaged defaults' approval records the administrators `people` trusts, since the
+    packaged defaults name none (`approval_problem`)."""
+    detail: dict[str, Any] = {"path": config.source, "sha256": config.sha256, "presets": sorted(config.presets),
+                              "note": note}  # fmt: skip
+    if config.packaged:
+        detail["administrators"] = sorted(people.trust.administrators)
+    people.signed(supervisor, "config-approve", detail)
 
 
 @dataclass(frozen=True)
@@ -181,7 +197,7 @@ def plan_change(log: AuditLog, path: Path, key: str, raw_value: str) -> PlannedC
     """Work out setting `key` (dotted: `limits.max_current_ma`, `presets.lidocaine.current_ma`) in the file at
     `path` to `raw_value` (TOML syntax, or a bare string), keeping its comments, and check the result (limits
     within the ceilings, presets against the drug table): ConfigError if it does not check. The file must be
-    the approved one (so a hand edit cannot ride along). Nothing is written and no PIN is needed."""
+    the approved one (so a hand edit cannot ride along). Nothing is written and nobody needs to log in."""
     import tomlkit  # style-preserving TOML: keeps the supervisor's comments and sources
 
     before = load_config(path)
@@ -203,30 +219,36 @@ def plan_change(log: AuditLog, path: Path, key: str, raw_value: str) -> PlannedC
     return PlannedChange(path, key, _plain(old), _plain(table[keys[-1]]), before, after)
 
 
-def apply_change(log: AuditLog, planned: PlannedChange, pin: str | None, *, by: str = SUPERVISOR) -> Change:
-    """Authenticate, write the planned change and record it: the new file is the approved one. Refused if the
-    file changed since the change was planned."""
-    authenticate(log, pin, attempt=f"set {planned.key} in {planned.path}", by=by)
+def apply_change(people: People, supervisor: Identity, planned: PlannedChange) -> Change:
+    """Write the planned change and record it, signed by `supervisor`: the new file is the approved one.
+    Refused (NotAllowed) before anything is written if `supervisor` may not approve configurations, and
+    refused if the file changed since the change was planned."""
+    from ionctl.config.people import Act
+
+    supervisor.require(Act.APPROVE_CONFIG)
     now = load_config(planned.path)
     if now.sha256 != planned.before.sha256:
         raise ConfigError(str(planned.path), planned.key, "the file changed while the change was being reviewed; "
                                                           "nothing written: run the command again")  # fmt: skip
     _write_atomically(planned.path, planned.after.text)
-    log.append_audit("config-set", by, {"path": str(planned.path), "key": planned.key, "old": planned.old,
-                                        "new": planned.new, "previous_sha256": planned.before.sha256,
-                                        "sha256": planned.after.sha256})  # fmt: skip
+    people.signed(supervisor, "config-set", {"path": str(planned.path), "key": planned.key, "old": planned.old,
+                                             "new": planned.new, "previous_sha256": planned.before.sha256,
+                                             "sha256": planned.after.sha256})  # fmt: skip
     return Change(planned.key, planned.old, planned.new, planned.after)
 
 
-def set_value(log: AuditLog, path: Path, key: str, raw_value: str, pin: str | None, *, by: str = SUPERVISOR) -> Change:
+def set_value(people: People, supervisor: Identity, path: Path, key: str, raw_value: str) -> Change:
     """`plan_change` then `apply_change`, without review (the command shows the diff and asks in between).
-    Nothing changes if anything fails; a wrong PIN is recorded."""
-    authenticate(log, pin, attempt=f"set {key} in {path}", by=by)
-    return apply_change(log, plan_change(log, path, key, raw_value), pin, by=by)
+    Nothing changes if anything fails (a technician: NotAllowed before the file is read)."""
+    from ionctl.config.people import Act
+
+    supervisor.require(Act.APPROVE_CONFIG)
+    return apply_change(people, supervisor, plan_change(people.log, path, key, raw_value))
 
 
-#: Audit-detail keys that hold credentials (the PIN's salted hash): never shown or exported.
-CREDENTIAL_KEYS = ("pin",)
+#: Audit-detail keys that hold credentials (a sealed private key and its verifier; a PIN-era store's PIN hash):
+#: never shown or exported.
+CREDENTIAL_KEYS = ("credential", "pin")
 
 
 def public_detail(detail: dict[str, Any]) -> dict[str, Any]:

@@ -37,8 +37,8 @@ with every violation named and nothing is stored. The course's sessions default 
 The rules bind the patient, not only the course: while a course of a patient is in progress (sessions left)
 or inside the minimum interval after its last session, a session of the same preset or the same drug outside
 it is refused (`check_outside`: run it with `--course ID`), and so is a second course of the same preset or
-drug (`start_course`), unless a supervisor overrides (PIN; `course-override` and `course-start-override` in
-the audit trail).
+drug (`start_course`), unless a supervisor overrides (logged in and signed; `course-override` and
+`course-start-override` in the audit trail).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
+    from ionctl.config.people import Identity, People
     from ionctl.records import Store
     from ionctl.records.course_export import CourseSummary
 
@@ -295,15 +296,17 @@ def plan_of(course: Mapping[str, Any]) -> Plan:
 def start_course(store: Store, config: SiteConfig, *, patient: str, operator: str, preset: str,
                  sessions: int | None = None, per_week: float | None = None, min_interval_days: float | None = None,
                  prescription: Mapping[str, Any] | None = None, override: Mapping[str, Any] | None = None,
+                 people: People | None = None, supervisor: Identity | None = None,
                  created_utc: str | None = None) -> int:  # fmt: skip
     """Start a course of `preset` for `patient`; its id. The plan is the preset's `course`, with any value given
     here replacing the preset's; `sessions` must come from one or the other. The planned prescription is the
     preset with `prescription` (values of `PLANNED_KEYS`) replacing its values; it must be complete and pass
     the limits in force (`ionctl.safety.validate`), else CourseError names every violation and nothing is
     stored. A course of the same preset or drug still in progress for the patient (or inside its minimum
-    interval) refuses it (CourseRefused) unless `override` is given: the caller has authenticated the
-    supervisor (`authenticate`), and the override (its reason, the rule it set aside) is recorded in the audit
-    trail against the new course. The caller checks that `config` is approved (`require_approved`). The stored
+    interval) refuses it (CourseRefused) unless `override` is given with the logged-in `supervisor` and the
+    `people` of this store: the override (its reason, the rule it set aside) is an audit entry against the new
+    course signed by the supervisor (`People.signed`); someone whose role may not override is refused before
+    anything is stored. The caller checks that `config` is approved (`require_approved`). The stored
     plan keeps the preset's values and the configuration's SHA-256 as they are now, so a later change of the
     preset does not rewrite the course."""
     from ionctl.config import ConfigError
@@ -334,7 +337,16 @@ def start_course(store: Store, config: SiteConfig, *, patient: str, operator: st
             "supervisor's act") if conflicts else None  # fmt: skip
     if rule is not None and override is None:
         raise CourseRefused(f"course not started: {rule}; a supervisor may start it with --supervisor-override "
-                            "REASON (PIN)")  # fmt: skip
+                            "REASON --supervisor NAME")  # fmt: skip
+    if rule is not None and (people is None or supervisor is None):
+        raise CourseRefused(f"course not started: {rule}; an override needs the supervisor who gives it, logged in")
+    if rule is not None and supervisor is not None:
+        from ionctl.config.people import Act, NotAllowed
+
+        try:
+            supervisor.require(Act.OVERRIDE_COURSE)
+        except NotAllowed as refused:
+            raise CourseRefused(f"course not started: {rule}; override refused: {refused}") from None
     detail = {
         "version": PLAN_VERSION,
         "sessions": plan.sessions,
@@ -351,8 +363,8 @@ def start_course(store: Store, config: SiteConfig, *, patient: str, operator: st
     course_id = store.insert_course(patient=patient, operator=operator, preset=preset, sessions=plan.sessions,
                                     per_week=plan.per_week, min_interval_days=plan.min_interval_days, plan=detail,
                                     config_sha256=config.sha256, created_utc=created_utc)  # fmt: skip
-    if rule is not None and override is not None:
-        store.append_audit(START_OVERRIDE_ACTION, "supervisor", {**override, "rule": rule}, course_id=course_id)
+    if rule is not None and override is not None and people is not None and supervisor is not None:
+        people.signed(supervisor, START_OVERRIDE_ACTION, {**override, "rule": rule}, course_id=course_id)
     return course_id
 
 
