@@ -60,7 +60,8 @@ def refusing_course(store: Store, config: SiteConfig) -> int:
 def anchor_site(clinic: Clinic, store: Store, directory: Path) -> SiteConfig:
     """Name `directory` as the clinic's anchor (`[accounts] anchor`) and have the supervisor approve the file."""
     text = clinic.config.read_text(encoding="utf-8")
-    clinic.config.write_text(text.replace("\n[accounts]\n", f'\n[accounts]\nanchor = "{directory}"\n'), encoding="utf-8")
+    anchored = text.replace("\n[accounts]\n", f'\n[accounts]\nanchor = "{directory}"\n')
+    clinic.config.write_text(anchored, encoding="utf-8")
     site = load_config(clinic.config)
     detail = {"path": site.source, "sha256": site.sha256, "presets": sorted(site.presets), "note": "anchor"}
     clinic.people(store).signed(clinic.login(store, SUPERVISOR), "config-approve", detail)

@@ -14,8 +14,8 @@ from ionctl.treatment import CourseRuleRefused, Prepared, Refused, TreatmentRequ
 from tests.people import ADMIN, AUDITOR, PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic
 from tests.treatment.conftest import PATIENT
 
-DEXA = TreatmentRequest(device="inprocess:sim", operator="typed text, never recorded", patient=PATIENT, preset="dexamethasone",
-                        electrode_area_cm2=10.0, current_ma=2.0, dose_ma_min=0.5, ramp_up_s=5.0,
+DEXA = TreatmentRequest(device="inprocess:sim", operator="typed text, never recorded", patient=PATIENT,
+                        preset="dexamethasone", electrode_area_cm2=10.0, current_ma=2.0, dose_ma_min=0.5, ramp_up_s=5.0,
                         ramp_down_s=5.0)  # fmt: skip
 
 
@@ -85,7 +85,8 @@ def test_a_supervisor_override_with_a_wrong_password_is_refused_and_the_attempt_
 ) -> None:
     request = TreatmentRequest(**{**DEXA.__dict__, "course_id": refusing_course, "override_reason": "missed visit"})
     people = clinic.people(store)
-    with pytest.raises(CourseRuleRefused, match="override refused: 'sam': unknown account or wrong password") as refused:
+    wrong = "override refused: 'sam': unknown account or wrong password"
+    with pytest.raises(CourseRuleRefused, match=wrong) as refused:
         prepare(request, store=store, config=config, operator=tess,
                 supervisor=lambda: people.login(SUPERVISOR, "Wrong-password-1"))  # fmt: skip
     assert refused.value.denied is not None and "the minimum interval is 3 days" in refused.value.rule

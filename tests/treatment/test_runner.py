@@ -15,11 +15,10 @@ from ionctl.config.people import Identity
 from ionctl.core.vocabulary import ExitCode
 from ionctl.drivers import DeviceError
 from ionctl.records import Store
-from ionctl.treatment import OVERRIDE_ACTION, Prepared, SessionRunner, TreatmentRequest, prepare
+from ionctl.treatment import OVERRIDE_ACTION, Prepared, SessionRunner, TreatmentRequest, prepare, result_text
 from sim.plant import LOAD_PRESETS
-from tests.session.inprocess import InProcessSource, simulated
-from ionctl.treatment import result_text
 from tests.people import SUPERVISOR, TECHNICIAN, Clinic
+from tests.session.inprocess import InProcessSource, simulated
 from tests.treatment.conftest import anchor_site, signatures_verify
 from tests.treatment.test_prepare import DEXA
 
@@ -86,7 +85,8 @@ def test_a_device_that_cannot_be_reached_is_a_device_error_with_a_closed_record(
     def unreachable() -> InProcessSource:
         raise DeviceError("no such port")
 
-    run, _ = runner(prepare(DEXA, store=store, config=config, operator=tess), store, open_source=unreachable, say=said.append)
+    prepared = prepare(DEXA, store=store, config=config, operator=tess)
+    run, _ = runner(prepared, store, open_source=unreachable, say=said.append)
     report = run.run()
     assert (report.result.outcome, report.result.fault, report.exit_code) == ("fault", "DeviceError", ExitCode.DEVICE)
     assert report.record_id is not None and store.get(report.record_id).fields["outcome"] == "fault"
