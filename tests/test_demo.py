@@ -55,3 +55,26 @@ def test_the_demo_of_a_preset_the_limits_refuse_shows_the_refusal_and_no_current
     assert code == 2 and result["outcome"] == "refused", stderr
     assert "max_current_ma" in str(result["message"]) and "50" in str(result["message"])
     assert all(r["current_ua"] == 0 and r["dose_uas"] == 0 for r in rows)
+
+
+def test_the_demo_runs_as_its_own_technician_who_signs_the_record_and_a_second_run_logs_in_again(
+    tmp_path: Path,
+) -> None:
+    from ionctl.cli.demo import DEMO_ADMINISTRATOR, DEMO_OPERATOR, demo_people
+    from ionctl.config.people import check
+    from ionctl.records import Store
+
+    out = tmp_path / "out"
+    for _ in (1, 2):  # the first run enrols the demo's people; the second only logs the technician in
+        done = ionctl("demo", "--preset", "dexamethasone", "--time-scale", SCALE, "--out", str(out), timeout_s=180)
+        assert done.returncode == 0, done.stderr
+        assert "run by Demo Technician (demo-tech, technician)" in done.stderr
+        assert "signed Demo Technician (demo-tech, technician)" in done.stdout and "performed" in done.stdout
+    with Store(out / "records.sqlite3") as store:
+        assert [r["operator"] for r in store.list_records()] == [DEMO_OPERATOR, DEMO_OPERATOR]
+        assert [e["actor"] for e in store.audit(action="record-sign")] == [DEMO_OPERATOR, DEMO_OPERATOR]
+        assert {e["detail"]["name"] for e in store.audit(action="user-enrol")} == {DEMO_ADMINISTRATOR, DEMO_OPERATOR}
+        config, _ = demo_people(store)
+        checked = check(store.audit(), config.accounts.administrators, record_digest=store.record_digest,
+                        chain_hash=store.link_hashes().get)  # fmt: skip
+        assert checked.problem is None, str(checked.problem)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ionctl.records import Store
 from tests.sim.endpoints import ROOT
-from tests.test_run import DEXAMETHASONE, simulator, trace_rows, with_option
+from tests.test_run import DEXAMETHASONE, TESS, in_clinic, simulator, trace_rows, with_option
 
 #: Runs `ionctl ARGS` with its stdin as its controlling terminal (a session leader started with
 #: start_new_session has none until it asks for one), as a login shell gives a program its terminal.
@@ -59,15 +59,16 @@ def assert_ramped_to_zero_by_the_host(trace: Path) -> None:
 
 
 def test_a_closed_terminal_ramps_the_current_down_and_closes_the_record_stopped(tmp_path: Path) -> None:
-    db = tmp_path / "records.sqlite3"
+    run_as, db = in_clinic(tmp_path), tmp_path / "clinic" / "records.sqlite3"
     master, slave = os.openpty()
     with simulator(tmp_path) as (device, trace):
         process = subprocess.Popen(
-            [sys.executable, "-c", ON_TERMINAL, "run", "--device", device, *DEXAMETHASONE, "--db", str(db), "--yes"],
+            [sys.executable, "-c", ON_TERMINAL, "run", "--device", device, *DEXAMETHASONE, *run_as, "--yes"],
             cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
         )  # fmt: skip
         os.close(slave)
         try:
+            os.write(master, TESS.encode())  # the operator's password, typed (--password-stdin)
             read_until(master, r"\] delivering:")
             time.sleep(0.3)  # 15 device seconds into the hold
         finally:
@@ -81,10 +82,35 @@ def test_a_closed_terminal_ramps_the_current_down_and_closes_the_record_stopped(
     assert record["message"].startswith("stopped: SIGHUP, the terminal closed"), record["message"]
 
 
+def test_ctrl_c_at_the_password_prompt_ends_ionctl_before_any_device_is_opened(tmp_path: Path) -> None:
+    """The password is asked at the terminal before the device is opened: a signal there never waits on it
+    while current could flow, and ends the run with nothing opened and no record."""
+    run_as = tuple(a for a in in_clinic(tmp_path) if a != "--password-stdin")
+    master, slave = os.openpty()
+    with simulator(tmp_path) as (device, trace):
+        process = subprocess.Popen(
+            [sys.executable, "-c", ON_TERMINAL, "run", "--device", device, *DEXAMETHASONE, *run_as, "--yes"],
+            cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        )  # fmt: skip
+        os.close(slave)
+        try:
+            read_until(master, "password for tess")
+            process.send_signal(signal.SIGINT)
+            screen = read_until(master, r"outcome: refused\s+exit 2")
+            returncode = process.wait(timeout=30)  # before the terminal goes (its hang-up would end it)
+        finally:
+            os.close(master)
+    assert returncode == 2, (returncode, screen)  # refused: no current flowed
+    assert "interrupted at the password prompt" in screen
+    assert all(row["current_ua"] == 0 for row in trace_rows(trace))
+    with Store(tmp_path / "clinic" / "records.sqlite3") as store:
+        assert store.list_records() == []
+
+
 def test_ctrl_c_as_the_session_completes_is_acknowledged_and_the_record_closed(tmp_path: Path) -> None:
     """Ctrl-C at the very end: each run sends one SIGINT a little later after the session's last state line
     shows (0, 1.5, 3, ... ms), so that some land between the session's end and its record's closing."""
-    db = tmp_path / "records.sqlite3"
+    run_as, db = in_clinic(tmp_path), tmp_path / "clinic" / "records.sqlite3"
     args = with_option(DEXAMETHASONE, "--dose", "3")
     acknowledged = 0
     with simulator(tmp_path) as (device, _):
@@ -92,10 +118,13 @@ def test_ctrl_c_as_the_session_completes_is_acknowledged_and_the_record_closed(t
             # a patient a run: each run energises its patient, whose skin check after would be pending
             patient = with_option(args, "--patient", f"P-END-{attempt}")
             process = subprocess.Popen(
-                [sys.executable, "-m", "ionctl", "run", "--device", device, *patient, "--db", str(db), "--yes"],
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                [sys.executable, "-m", "ionctl", "run", "--device", device, *patient, *run_as, "--yes"],
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
-            assert process.stderr is not None
+            assert process.stderr is not None and process.stdin is not None
+            process.stdin.write(TESS)
+            process.stdin.close()
+            process.stdin = None  # given and closed
             seen = []
             for line in process.stderr:
                 seen.append(line)
@@ -123,9 +152,13 @@ def test_ctrl_z_mid_delivery_does_not_suspend_the_session(tmp_path: Path) -> Non
     has, so that the kernel does not discard the stop signal."""
     with simulator(tmp_path) as (device, trace):
         process = subprocess.Popen(
-            [sys.executable, "-m", "ionctl", "run", "--device", device, *DEXAMETHASONE, "--yes"], cwd=ROOT,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0,
+            [sys.executable, "-m", "ionctl", "run", "--device", device, *DEXAMETHASONE, *in_clinic(tmp_path), "--yes"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0,
         )  # fmt: skip
+        assert process.stdin is not None
+        process.stdin.write(TESS)
+        process.stdin.close()
+        process.stdin = None  # given and closed
         try:
             wait_for_delivering(process)
             process.send_signal(signal.SIGTSTP)

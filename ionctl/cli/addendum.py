@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`addendum` among the actions of `ionctl records` (`ionctl.cli.records` registers it there)."""
+    from ionctl.cli.login import add_login_arguments
     from ionctl.cli.records import db_option
     from ionctl.records.skin import ITEMS
 
@@ -39,10 +40,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Append an addendum to a record (append-only, in the hash chain). Exactly one of: "
         f"--skin-check ITEM=ANSWER for every item ({items}; ANSWER yes, no or not-inspected, the last with "
         "--reason), --reaction TEXT (a late adverse reaction), --correction TEXT --corrects N (corrects addendum "
-        "N, which stays as it was), --note TEXT.",
+        "N, which stays as it was), --note TEXT. The person who makes it logs in (--as NAME): the addendum names "
+        "their account.",
     )  # fmt: skip
     parser.add_argument("id", type=int, help="the record")
-    parser.add_argument("--operator", required=True, metavar="NAME", help="who makes the addendum")
+    add_login_arguments(parser, help_name="who makes the addendum: your account (a technician or supervisor); its "
+                        "password is asked")  # fmt: skip
+    parser.add_argument("--config", metavar="FILE", help="the site configuration (default: the site's): it names "
+                        "the administrators the accounts are trusted through")  # fmt: skip
     parser.add_argument("--skin-check", nargs="+", action="extend", metavar="ITEM=ANSWER",
                         help=f"the skin check after the session, every item answered: {items}")  # fmt: skip
     parser.add_argument(
@@ -108,7 +113,11 @@ def addendum_from(args: argparse.Namespace) -> Addendum:
 
 
 def records_addendum(store: Store, args: argparse.Namespace) -> int:
-    """Append the addendum: exit 0 recorded, 2 bad input (named), 1 the store refused (no such record)."""
+    """Log the person in (allowed to record addenda) and append the addendum under their account: exit 0
+    recorded, 2 bad input or a refused login (named), 1 the store refused (no such record)."""
+    from ionctl.cli.login import PasswordUnavailable, login, people_of
+    from ionctl.config import ConfigError, load_config
+    from ionctl.config.people import Act, PeopleError
     from ionctl.records.skin import SkinCheckError, addendum_text
 
     try:
@@ -116,9 +125,18 @@ def records_addendum(store: Store, args: argparse.Namespace) -> int:
     except SkinCheckError as exc:
         print(f"ionctl records addendum: {exc}", file=sys.stderr)
         return ExitCode.REFUSED
-    number = store.append_addendum(args.id, args.operator, addendum)
+    try:
+        people = people_of(store, load_config(args.config))
+        person = login(people, args.login_name, from_stdin=args.password_stdin, act=Act.RECORD_ADDENDUM)
+    except (ConfigError, PeopleError, PasswordUnavailable) as exc:
+        print(f"ionctl records addendum: nothing recorded: {exc}", file=sys.stderr)
+        return ExitCode.REFUSED
+    except KeyboardInterrupt:
+        print("ionctl records addendum: interrupted at the password prompt; nothing recorded", file=sys.stderr)
+        return ExitCode.REFUSED
+    number = store.append_addendum(args.id, person.name, addendum)
     text = addendum_text({"detail": addendum.detail()})
-    print(f"addendum #{number} ({addendum.kind}) recorded in record {args.id} by {args.operator}: {text}")
+    print(f"addendum #{number} ({addendum.kind}) recorded in record {args.id} by {person.name}: {text}")
     return ExitCode.OK
 
 
@@ -131,7 +149,7 @@ def record_command(record_id: int, operator: str, db: str | None) -> str:
 
     where = f" --db {shlex.quote(db)}" if db else ""
     answers = " ".join(f"{key}=ANSWER" for key in ITEMS)
-    return (f"ionctl records addendum {record_id}{where} --operator {shlex.quote(operator)} --skin-check {answers}"
+    return (f"ionctl records addendum {record_id}{where} --as {shlex.quote(operator)} --skin-check {answers}"
             " [--reason TEXT] [--reaction TEXT]")  # fmt: skip
 
 

@@ -8,9 +8,11 @@ import math
 import sys
 from typing import TextIO
 
-from ionctl.treatment.prepare import PinUnavailable
-
 __all__ = ["PinUnavailable", "finite", "non_negative", "positive", "read_pin"]
+
+
+class PinUnavailable(Exception):
+    """Nobody can be asked for the supervisor PIN (no terminal, no line given)."""
 
 
 def finite(text: str) -> float:

@@ -6,10 +6,12 @@ preset (`--preset`, default the dexamethasone one: 4 mA, 40 mA·min, cathode, on
 against the simulator's load model for that preset's electrodes (`DEMO_PRESETS`: a drug patch on skin, or two
 hands in tap-water trays) with the live progress display, writes the session record into a demo record
 store (never the clinic's: by default `demo/` in the user data directory) and its chart PDF next to it,
-prints where they are, then prints the true dose from the trace next to the host's. The packaged
-configuration is used whatever the site's, so the demo needs no approval and changes nothing a clinic relies
-on. The simulator runs in a session of its own, so Ctrl-C reaches only ionctl (which ramps the current
-down), and it is always terminated afterwards.
+prints where they are, then prints the true dose from the trace next to the host's. The packaged configuration is
+used whatever the site's, so the demo needs no approval and changes nothing a clinic relies on. The demo is a site
+of its own: on its store's first use it enrols its own administrator and technician (`demo_people`), names that
+administrator in its own configuration (in memory, never a file a clinic reads), and logs the technician in without
+asking anything; the record names and is signed by them. The simulator runs in a session of its own, so Ctrl-C
+reaches only ionctl (which ramps the current down), and it is always terminated afterwards.
 """
 
 from __future__ import annotations
@@ -31,12 +33,22 @@ from ionctl.treatment.request import TreatmentRequest
 from sim.cli import time_scale as sim_time_scale  # the simulator's own option type: one definition
 
 if TYPE_CHECKING:
+    from ionctl.config import SiteConfig
+    from ionctl.config.people import Identity
+    from ionctl.records import Store
     from ionctl.treatment import Report
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
-DEMO_PATIENT = DEMO_OPERATOR = "DEMO"
+DEMO_PATIENT = "DEMO"
+DEMO_ADMINISTRATOR, DEMO_OPERATOR = "demo-admin", "demo-tech"
+DEMO_FULL_NAMES = {DEMO_ADMINISTRATOR: "Demo Administrator", DEMO_OPERATOR: "Demo Technician"}
+#: The demo's people's passwords, in the source for anyone to read: they open nothing but the demo's own store,
+#: whose administrator only the demo's own configuration (in memory) names, never a clinic's site file.
+DEMO_PASSWORDS = {DEMO_ADMINISTRATOR: "Lamp-harbour-71", DEMO_OPERATOR: "Reed-meadow-82"}
+DEMO_INITIAL_PASSWORD = "Kite-initial-93"
+DEMO_SOURCE = "ionctl demo's own site (the packaged defaults, naming the demo's administrator)"
 
 
 class DemoPreset(NamedTuple):
@@ -104,7 +116,7 @@ def default_out() -> Path:
 def main(args: argparse.Namespace) -> int:
     """Start the simulator, run the example session into the demo store, export its chart PDF, compare doses;
     exit with the session's exit code."""
-    from ionctl.config.site import PACKAGED_SOURCE, packaged_text, parse_config
+    from ionctl.config.people import PeopleError
     from ionctl.records import Store, StoreError
 
     out = Path(args.out) if args.out else default_out()
@@ -122,9 +134,11 @@ def main(args: argparse.Namespace) -> int:
             return ExitCode.FAILED
         with store:
             try:
+                config, operator = demo_people(store)
+                print(f"ionctl demo: run by {operator.account.full_name} ({operator.name}, {operator.role}), the "
+                      "demo's own technician, logged in by the demo", file=sys.stderr)  # fmt: skip
                 with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log", load=load):
                     request = demo_request(args.preset, str(link), str(db))
-                    config = parse_config(packaged_text(), source=PACKAGED_SOURCE)
                     report = run.treat(
                         request,
                         err=sys.stderr,
@@ -133,8 +147,9 @@ def main(args: argparse.Namespace) -> int:
                         config=config,
                         yes=True,
                         skin_checks=False,
+                        operator=operator,
                     )  # no skin to inspect
-            except SimulatorError as exc:
+            except (SimulatorError, PeopleError) as exc:
                 print(f"ionctl demo: {exc}", file=sys.stderr)
                 return ExitCode.FAILED
             except KeyboardInterrupt:  # before the session's own SIGINT handling began: nothing was started
@@ -150,6 +165,28 @@ def main(args: argparse.Namespace) -> int:
             print(f"the record: `ionctl records show {report.record_id} --db {db}`")
         print(dose_comparison(report, extra["simulator_true_dose_ma_min"]))
     return int(report.exit_code)
+
+
+def demo_people(store: Store) -> tuple[SiteConfig, Identity]:
+    """The demo's site configuration (the packaged defaults, with an `[accounts]` table naming the demo's
+    administrator) and its technician, logged in. On the store's first use the administrator enrols itself
+    and the technician, who sets their own password at once (as anyone's first use does); later runs only log
+    the technician in. PeopleError if the store's demo people are not the demo's (another password)."""
+    from ionctl.config.people import People, Role, Trust
+    from ionctl.config.site import packaged_text, parse_config
+
+    known = People(store).accounts()
+    admin = known.get(DEMO_ADMINISTRATOR) or People(store).bootstrap(
+        DEMO_ADMINISTRATOR, DEMO_FULL_NAMES[DEMO_ADMINISTRATOR], DEMO_PASSWORDS[DEMO_ADMINISTRATOR]
+    )
+    text = f'{packaged_text()}\n[accounts]\nadministrators = ["{admin.fingerprint}"]\n'
+    config = parse_config(text, source=DEMO_SOURCE)
+    people = People(store, Trust.of(config))
+    if DEMO_OPERATOR in known:
+        return config, people.login(DEMO_OPERATOR, DEMO_PASSWORDS[DEMO_OPERATOR])
+    by = people.login(DEMO_ADMINISTRATOR, DEMO_PASSWORDS[DEMO_ADMINISTRATOR])
+    people.add(by, DEMO_OPERATOR, DEMO_FULL_NAMES[DEMO_OPERATOR], Role.TECHNICIAN, DEMO_INITIAL_PASSWORD)
+    return config, people.activate(DEMO_OPERATOR, DEMO_INITIAL_PASSWORD, DEMO_PASSWORDS[DEMO_OPERATOR])
 
 
 def _chart(store: Any, record_id: int, out: Path) -> str | None:

@@ -1,9 +1,12 @@
 """`ionctl run`: one treatment session from the command line, non-interactively.
 
-`ionctl.treatment.prepare` checks the prescription against the site limits *before* the device is opened (a
-refusal names every limit broken); the operator confirms (`--yes`, or `y` on a terminal); `SessionRunner` runs
-the session, its record written as it runs. Progress goes to stderr, so `--json` leaves one JSON object on
-stdout; signals are `ionctl.cli.signals`'; exit codes `ionctl.core.vocabulary.ExitCode` (EPILOG lists them).
+The operator logs in first (`--operator NAME`: the password at the terminal without echo, or the first line of
+stdin with `--password-stdin`), before the device is opened, so that no signal ever waits on a password prompt
+once current may flow; the record names and is signed by that account. `ionctl.treatment.prepare` checks the
+prescription against the site limits *before* the device is opened (a refusal names every limit broken); the
+operator confirms (`--yes`, or `y` on a terminal); `SessionRunner` runs the session, its record written as it
+runs. Progress goes to stderr, so `--json` leaves one JSON object on stdout; signals are `ionctl.cli.signals`';
+exit codes `ionctl.core.vocabulary.ExitCode` (EPILOG lists them).
 Heavy modules are imported when a session runs, not when the parser is built: `ionctl --help` stays fast.
 """
 
@@ -15,10 +18,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ionctl.cli.args import non_negative, positive, read_pin
+from ionctl.cli.args import non_negative, positive
 
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
+    from ionctl.config.people import Identity
     from ionctl.records import Store
     from ionctl.safety import Prescription
     from ionctl.treatment import Report, TreatmentRequest
@@ -63,7 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reverse polarity at the midpoint (at zero current); neutral solutions only",
     )
     rx.add_argument("--patient", metavar="ID", help="patient identifier for the record (a course gives its own)")
-    rx.add_argument("--operator", required=True, metavar="ID", help="operator identifier for the record")
+    who = parser.add_argument_group("operator", "The session runs as the operator who logs in: the record names and "
+                                    "is signed by their account.")  # fmt: skip
+    who.add_argument("--operator", required=True, metavar="NAME",
+                     help="your account (a technician or supervisor; `ionctl users list`); its password is asked "
+                     "before the device is opened")  # fmt: skip
+    who.add_argument("--password-stdin", action="store_true",
+                     help="read the password(s) from stdin, one per line (the operator's, then a supervisor's for "
+                     "an override), not at the terminal")  # fmt: skip
     course = parser.add_argument_group("treatment course")
     course.add_argument(
         "--course", type=int, metavar="ID",
@@ -72,10 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     course.add_argument(
         "--supervisor-override", metavar="REASON",
-        help="run a course session early or beyond the plan: needs the supervisor PIN (on stdin with "
-        "--pin-stdin), recorded with REASON",
+        help="run a session a course rule refuses (early, beyond the plan, outside the course): a supervisor "
+        "(--supervisor) logs in to set the rule aside; recorded with REASON, signed by them",
     )  # fmt: skip
-    course.add_argument("--pin-stdin", action="store_true", help="read the supervisor PIN from stdin")
+    course.add_argument("--supervisor", metavar="NAME",
+                        help="the supervisor who sets a course rule aside (their password is asked, or is the next "
+                        "line of stdin with --password-stdin)")  # fmt: skip
     run = parser.add_argument_group("session")
     run.add_argument(
         "--device",
@@ -195,38 +208,73 @@ def main(args: argparse.Namespace) -> int:
 def execute(args: argparse.Namespace, *, err: TextIO | None = None, stdin: TextIO | None = None,
             store: Store | None = None, config: SiteConfig | None = None,
             skin_checks: bool = True) -> Report:  # fmt: skip
-    """Check, confirm, connect and run; everything but printing the result (`treat` with the options)."""
-    stdin = stdin or sys.stdin
-    return treat(request_of(args), err=err or sys.stderr, stdin=stdin, store=store, config=config,
-                 config_file=args.config, yes=args.yes, skin_checks=skin_checks,
-                 pin=lambda: read_pin("supervisor PIN", from_stdin=args.pin_stdin, stdin=stdin))  # fmt: skip
+    """Log the operator in, check, confirm, connect and run; everything but printing the result (`treat` with
+    the options). With a `store` the operator's password is asked (or read) here, before anything is opened: a
+    refused login is exit 2 with no record and the device never opened."""
+    from ionctl.cli.login import PasswordUnavailable, login, people_of
+    from ionctl.config import ConfigError, load_config
+    from ionctl.config.people import Act, PeopleError
+
+    stdin, err = stdin or sys.stdin, err or sys.stderr
+    request = request_of(args)
+    if store is None:
+        return treat(request, err=err, stdin=stdin, store=None, config=config, config_file=args.config, yes=args.yes,
+                     skin_checks=skin_checks)  # fmt: skip
+    try:
+        config = config if config is not None else load_config(args.config)
+        people = people_of(store, config)
+        operator = login(people, args.operator, from_stdin=args.password_stdin, stdin=stdin, act=Act.RUN_SESSION,
+                         err=err)  # fmt: skip
+    except (ConfigError, PeopleError, PasswordUnavailable) as exc:
+        return refused(f"not started: {exc}", request, err)
+    except KeyboardInterrupt:
+        return refused("not started: interrupted at the password prompt", request, err)
+
+    def supervisor() -> Identity:
+        if not args.supervisor:
+            raise PeopleError("name the supervisor who sets the rule aside: --supervisor NAME")
+        return login(people, args.supervisor, from_stdin=args.password_stdin, stdin=stdin, act=Act.OVERRIDE_COURSE,
+                     err=err)  # fmt: skip
+
+    return treat(request, err=err, stdin=stdin, store=store, config=config, config_file=args.config, yes=args.yes,
+                 skin_checks=skin_checks, operator=operator, supervisor=supervisor)  # fmt: skip
+
+
+def refused(message: str, request: TreatmentRequest, err: TextIO) -> Report:
+    """The report of a session refused before anything was prepared (no record: there is no prescription)."""
+    from ionctl.treatment import not_started
+
+    print(f"ionctl run: {message}\nNo current flowed; the device was not opened.", file=err)
+    return not_started(message, db=request.db)
 
 
 def treat(request: TreatmentRequest, *, err: TextIO, stdin: TextIO, store: Store | None, config: SiteConfig | None,
           config_file: str | None = None, yes: bool = False, skin_checks: bool = True,
-          pin: Callable[[], str] | None = None) -> Report:  # fmt: skip
-    """Prepare the request, show it, confirm it and run it at this terminal; never raises for the
-    prescription, the limits or the device: every way out is a `Report`. With a `store`, a refused session
-    gets a record too. A session of the patient that energised them and has no skin check after it is asked
-    for first (`skin_checks`; not in the demo)."""
+          operator: Identity | None = None, supervisor: Callable[[], Identity] | None = None) -> Report:  # fmt: skip
+    """Prepare the request, show it, confirm it and run it at this terminal as `operator` (logged in: with a
+    `store` the session needs one); never raises for the prescription, the limits or the device: every way
+    out is a `Report`. With a `store`, a refused session gets a record too, signed as a session's is. A session
+    of the patient that energised them and has no skin check after it is asked for first (`skin_checks`)."""
     from ionctl.cli.progress import Progress
     from ionctl.cli.signals import operator_signals, signals_held
     from ionctl.drivers import open_device
     from ionctl.treatment import CourseRuleRefused, Refused, SessionRunner, not_started, prepare, record_refusal
 
     try:
-        prepared = prepare(request, store=store, config=config, config_file=config_file, pin=pin)
+        prepared = prepare(request, store=store, config=config, config_file=config_file, operator=operator,
+                           supervisor=supervisor)  # fmt: skip
     except Refused as exc:
         message = exc.message
         if isinstance(exc, CourseRuleRefused) and exc.denied is None:
-            message = f"{exc.rule}; a supervisor may override with --supervisor-override REASON"
+            message = f"{exc.rule}; a supervisor may override with --supervisor-override REASON --supervisor NAME"
         print(f"ionctl run: {message}\nNo current flowed; the device was not opened.", file=err)
         report = not_started(message, db=request.db, prescription=exc.prescription, limits=exc.limits,
                              violations=exc.violations)  # fmt: skip
         if exc.prescription is None or exc.limits is None:
             return report
         return record_refusal(store, report, exc.prescription, exc.limits, err, config_sha256=exc.config_sha256,
-                              course_id=request.course_id)  # fmt: skip
+                              course_id=request.course_id, operator=operator,
+                              anchor=config.accounts.anchor if config is not None else None)  # fmt: skip
     for note in prepared.notes:
         print(f"ionctl run: note: {note}", file=err)
     print(prepared.summary(), file=err)
@@ -236,8 +284,9 @@ def treat(request: TreatmentRequest, *, err: TextIO, stdin: TextIO, store: Store
     if refusal is not None:
         print(f"ionctl run: {refusal}", file=err)
         report = not_started(refusal, db=request.db, prescription=rx, limits=prepared.limits)
-        return record_refusal(store, report, rx, prepared.limits, err,
-                              config_sha256=prepared.config.sha256, course_id=request.course_id)  # fmt: skip
+        return record_refusal(store, report, rx, prepared.limits, err, config_sha256=prepared.config.sha256,
+                              course_id=request.course_id, operator=prepared.operator,
+                              anchor=prepared.config.accounts.anchor)  # fmt: skip
     progress = Progress(err, rx, tty=_isatty(err))
 
     def say(text: str) -> None:

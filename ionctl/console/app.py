@@ -276,11 +276,10 @@ class ConsoleApp(App[None]):
         from ionctl.treatment import CourseRuleRefused, Refused, prepare
 
         flow = self.flow
-        pin, flow.override_pin, flow.refusal = flow.override_pin, None, None  # a PIN is used once
+        flow.override_pin, flow.refusal = None, None  # a PIN is used once
         try:
             with Store(self.setup.store_path) as store:
-                prepared = prepare(self.request(), store=store, config=self.setup.config,
-                                   pin=(lambda: pin) if pin is not None else None)  # fmt: skip
+                prepared = prepare(self.request(), store=store, config=self.setup.config)
         except CourseRuleRefused as exc:
             flow.override_reason, flow.refusal = None, exc.rule
             self.notify(self.course_refusal(exc), severity="error", timeout=30)

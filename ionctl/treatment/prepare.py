@@ -1,8 +1,10 @@
 """Everything decided before the device is touched: `prepare(request)` checks the site configuration's
-approval, builds the prescription, validates it against the site limits and drug catalog, and applies the
-course rules (a supervisor may set one aside with a reason and the supervisor PIN). It prints nothing and
-opens no device: it returns a `Prepared` (the data a front end confirms and runs) or raises `Refused`, which
-carries what the front end shows and, once a prescription exists, what the refused session's record holds.
+approval, builds the prescription, validates it against the site limits and drug catalog, and applies the course
+rules (a supervisor, logged in, may set one aside with a reason). With a record store the session runs as its
+authenticated operator (an `Identity` allowed to run sessions): the record names that account, never typed text
+(docs/SAFETY.md, "impersonation"). It prints nothing and opens no device: it returns a `Prepared` (the data a front
+end confirms and runs) or raises `Refused`, which carries what the front end shows and, once a prescription exists,
+what the refused session's record holds.
 
 The order is the safety argument of docs/ARCHITECTURE.md: a prescription that breaks a limit is refused,
 naming every limit broken, before any port is opened.
@@ -11,7 +13,7 @@ naming every limit broken, before any port is opened.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ionctl.treatment.report import summary
@@ -19,6 +21,7 @@ from ionctl.treatment.request import TreatmentRequest, build_prescription
 
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
+    from ionctl.config.people import Identity
     from ionctl.records import Store
     from ionctl.safety import Prescription, SiteLimits
 
@@ -43,8 +46,8 @@ class Refused(Exception):
 
 class CourseRuleRefused(Refused):
     """A course rule refuses the session: `rule` names it and its numbers. `denied` says why a supervisor's
-    override was refused (a wrong PIN, no PIN set); None when no override was asked for (the front end says
-    how to ask for one)."""
+    override was refused (no supervisor named, a wrong password, not a supervisor); None when no override was
+    asked for (the front end says how to ask for one)."""
 
     def __init__(self, rule: str, *, denied: str | None, prescription: Prescription, limits: SiteLimits,
                  config_sha256: str | None = None) -> None:  # fmt: skip
@@ -54,24 +57,23 @@ class CourseRuleRefused(Refused):
         self.denied = denied
 
 
-class PinUnavailable(Exception):
-    """Nobody can be asked for the supervisor PIN (no terminal, no line given)."""
-
-
 @dataclass(frozen=True)
 class Override:
-    """A course rule a supervisor set aside for one session (PIN checked): recorded in the audit trail against
-    the session's record once it is open (`SessionRunner`)."""
+    """A course rule a supervisor (logged in) set aside for one session: recorded in the audit trail against
+    the session's record once it is open, signed by that supervisor (`SessionRunner`)."""
 
     reason: str
     rule: str
     operator: str
     course_id: int | None  # the course whose rule it was
     outside_course: bool = False  # a session outside any course, bound by a course of the same preset or drug
+    supervisor: Identity | None = field(default=None, compare=False)  # who set it aside; signs the audit entry
 
     def audit(self) -> dict[str, Any]:
-        """The audit entry's details, as `ionctl run` has always written them."""
+        """The audit entry's details (the supervisor who signs it named among them)."""
         entry: dict[str, Any] = {"reason": self.reason, "rule": self.rule, "operator": self.operator}
+        if self.supervisor is not None:
+            entry["supervisor"] = self.supervisor.name
         if self.outside_course:
             entry.update(course_id=self.course_id, outside_course=True)
         return entry
@@ -89,6 +91,7 @@ class Prepared:
     course: dict[str, Any] | None = None
     override: Override | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    operator: Identity | None = field(default=None, compare=False)  # who runs it (None: no store, no record)
 
     @property
     def limits(self) -> SiteLimits:
@@ -112,16 +115,22 @@ def prepare(
     store: Store | None,
     config: SiteConfig | None = None,
     config_file: str | None = None,
-    pin: Callable[[], str] | None = None,
+    operator: Identity | None = None,
+    supervisor: Callable[[], Identity] | None = None,
 ) -> Prepared:
     """Approve, build, validate and apply the course rules; `Refused` (or `CourseRuleRefused`) if the session
     may not start. `config` (else the file `config_file`, else the site's) must be the approved one when there
-    is a `store`; without a store (`ionctl demo`) there are no courses. `pin` is asked only when a course rule
-    refuses and the request carries an override reason; it may raise `PinUnavailable`."""
+    is a `store`; without a store (pure in-process use) there are no courses and no people. With a store the
+    `operator` must be a person of that store allowed to run sessions (an administrator or an auditor runs
+    none); the prescription and the record name their account. `supervisor()` is called only when a course rule
+    refuses and the request carries an override reason: it logs the supervisor in and returns them, or raises
+    (any exception: nobody named, a wrong password) and the override is refused with its message."""
     from ionctl.config import ConfigError, ConfigNotApproved, load_config, require_approved
     from ionctl.records import StoreError
     from ionctl.safety import PrescriptionError, PrescriptionRefused, validate
 
+    if store is not None:
+        request = replace(request, operator=_operator(store, operator))
     try:
         config = config if config is not None else load_config(config_file)
         if store is not None:
@@ -139,7 +148,7 @@ def prepare(
     notes: list[str] = []
     override: Override | None = None
     if store is not None:
-        override = _admit(store, request, prescription, config, course, pin)
+        override = _admit(store, request, prescription, config, course, supervisor)
         if course is not None:
             changed = _preset_changed(config, course)
             if changed:
@@ -147,7 +156,29 @@ def prepare(
                              "the preset in force applies")  # fmt: skip
         else:
             notes += _courses_in_progress(store, prescription.patient_id)
-    return Prepared(request, config, prescription, validated.drug_charge.name.lower(), course, override, tuple(notes))
+    return Prepared(request, config, prescription, validated.drug_charge.name.lower(), course, override, tuple(notes),
+                    operator if store is not None else None)  # fmt: skip
+
+
+def _operator(store: Store, operator: Identity | None) -> str:
+    """The login name a session with a record runs under: `operator`, if they are a person of this store (the
+    account and key they logged in with are the store's now) allowed to run sessions; else `Refused`."""
+    from ionctl.config.people import Act, People, PeopleError
+
+    if operator is None:
+        raise Refused("log in first: a session with a record runs as its authenticated operator (`ionctl run "
+                      "--operator NAME`, your own account; `ionctl users list`)")  # fmt: skip
+    if not operator.may(Act.RUN_SESSION):
+        raise Refused(f"{operator.name} is an {operator.role}: an administrator or auditor runs no sessions (a "
+                      "technician or supervisor logs in to run one)")  # fmt: skip
+    try:
+        account = People(store).account(operator.name)
+    except PeopleError as exc:
+        raise Refused(f"{operator.name} is not a person of the record store {store.path}: {exc}") from None
+    if account.public_key != operator.account.public_key or account.disabled:
+        raise Refused(f"{operator.name}'s account in {store.path} has changed since they logged in (disabled, or a "
+                      "new password): log in again")  # fmt: skip
+    return operator.name
 
 
 def _course(store: Store | None, course_id: int) -> dict[str, Any]:
@@ -159,7 +190,7 @@ def _course(store: Store | None, course_id: int) -> dict[str, Any]:
 
 
 def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, config: SiteConfig,
-           course: dict[str, Any] | None, pin: Callable[[], str] | None) -> Override | None:  # fmt: skip
+           course: dict[str, Any] | None, supervisor: Callable[[], Identity] | None) -> Override | None:  # fmt: skip
     """None if the course rules allow the session now (a course's own, or, outside any course, those of a
     course of the patient's of the same preset or drug); the override if a supervisor sets the rule aside;
     else CourseRuleRefused."""
@@ -175,36 +206,37 @@ def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, 
         return None
     except CourseRefused as exc:
         rule = str(exc)
-    attempt = f"override course {course['id']}: {rule}" if course is not None else f"run outside a course: {rule}"
-    authorise_override(store, request.override_reason, pin, attempt=attempt,
-                       refusal=CourseRuleRefused(rule, denied=None, prescription=prescription, limits=config.limits,
-                                                 config_sha256=config.sha256))  # fmt: skip
+    by = authorise_override(request.override_reason, supervisor,
+                            refusal=CourseRuleRefused(rule, denied=None, prescription=prescription,
+                                                      limits=config.limits, config_sha256=config.sha256))  # fmt: skip
     assert request.override_reason is not None
     if course is not None:
-        return Override(request.override_reason, rule, request.operator, course["id"])
+        return Override(request.override_reason, rule, request.operator, course["id"], supervisor=by)
     held = conflicting_courses(store, prescription.patient_id, preset=request.preset, drug=prescription.drug,
                                now=datetime.now(UTC))  # fmt: skip
     return Override(request.override_reason, rule, request.operator, held[0][0] if held else None,
-                    outside_course=True)  # fmt: skip
+                    outside_course=True, supervisor=by)  # fmt: skip
 
 
-def authorise_override(store: Store, reason: str | None, pin: Callable[[], str] | None, *, attempt: str,
-                       refusal: CourseRuleRefused) -> None:  # fmt: skip
-    """Return if a supervisor sets the rule of `refusal` aside: a reason given and the supervisor's PIN (the
-    attempt recorded by `ionctl.config.authenticate`, a wrong PIN as `auth-denied`); else raise `refusal`, with
-    why the override was refused when one was asked for."""
-    from ionctl.config import AuthorityError, authenticate
+def authorise_override(reason: str | None, supervisor: Callable[[], Identity] | None, *,
+                       refusal: CourseRuleRefused) -> Identity:  # fmt: skip
+    """The supervisor who sets the rule of `refusal` aside: a reason given, and `supervisor()` returns a person
+    allowed to override course rules (their login, its failures, is in the audit trail); else raise `refusal`,
+    with why the override was refused when one was asked for."""
+    from ionctl.config.people import Act
 
     if not reason:
         raise refusal
     try:
-        if pin is None:
-            raise PinUnavailable("no supervisor PIN was given")
-        authenticate(store, pin(), attempt=attempt)
-    except (AuthorityError, PinUnavailable) as denied:
+        if supervisor is None:
+            raise LookupError("no supervisor logged in to set the rule aside (--supervisor NAME)")
+        by = supervisor()
+        by.require(Act.OVERRIDE_COURSE)
+    except Exception as denied:  # a wrong password, nobody to ask, not a supervisor: no override
         assert refusal.prescription is not None and refusal.limits is not None
         raise CourseRuleRefused(refusal.rule, denied=str(denied), prescription=refusal.prescription,
                                 limits=refusal.limits, config_sha256=refusal.config_sha256) from None  # fmt: skip
+    return by
 
 
 def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bool, patient: str | None = None,

@@ -1,18 +1,22 @@
 """The session's record, written as the session runs (`Recorder`), and the record of a session refused
 before the device was touched (`record_refusal`). docs/SAFETY.md, "session without its record": a session
-does not run on without its record."""
+does not run on without its record. Once a record is closed (and the output off) its operator signs it
+"performed" and a checkpoint of the chain head goes to the site's anchor (`sign_off`): neither can delay the
+session or its ramp-down, and a failure of either is a notice, never an exception."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ionctl.core.vocabulary import ExitCode
 from ionctl.treatment.report import RECORD_FAILED, Report
 
 if TYPE_CHECKING:
+    from ionctl.config.people import Identity
     from ionctl.core.session import Session, StateChange
     from ionctl.drivers.base import Telemetry
     from ionctl.records import SessionLock, Store
@@ -165,6 +169,10 @@ class Recorder:
         if report.exit_code == ExitCode.OK:
             report.exit_code = ExitCode.RECORD_FAILED
 
+    def sign_off(self, report: Report, operator: Identity | None, anchor: Path | None) -> None:
+        """After `finish`: the record signed "performed" by `operator`, and the anchor's checkpoint (`sign_off`)."""
+        report.signature = sign_off(self.store, self.record_id, operator, anchor, self.err)
+
     def release(self) -> None:
         if self.journal is not None:
             self.journal.release()
@@ -172,9 +180,11 @@ class Recorder:
 
 
 def record_refusal(store: Store | None, report: Report, prescription: Prescription, limits: SiteLimits, err: TextIO,
-                   *, config_sha256: str | None = None, course_id: int | None = None) -> Report:  # fmt: skip
+                   *, config_sha256: str | None = None, course_id: int | None = None, operator: Identity | None = None,
+                   anchor: Path | None = None) -> Report:  # fmt: skip
     """Open and at once close the record of a session refused before the device was touched (each limit broken
-    a note); the report, with its record. No store: the report as it is."""
+    a note), signed by its `operator` as a session's is; the report, with its record. No store: the report as
+    it is."""
     recorder = Recorder.open(store, prescription, limits, err, config_sha256=config_sha256,
                              course_id=course_id) if store is not None else None  # fmt: skip
     if recorder is not None:
@@ -182,9 +192,46 @@ def record_refusal(store: Store | None, report: Report, prescription: Prescripti
             for v in report.violations:
                 recorder.note(f"limit broken: {json.dumps(v, sort_keys=True)}")
             recorder.finish(report)
+            recorder.sign_off(report, operator, anchor)
         finally:
             recorder.release()
     return report
+
+
+def sign_off(store: Store, record_id: int, operator: Identity | None, anchor: Path | None, err: TextIO) -> str | None:
+    """Sign the closed record `record_id` "performed" by `operator` (a `record-sign` audit entry over the record's
+    content digest: 21 CFR 11.50, 11.70; docs/SAFETY.md, "record forgery") and, with an `anchor` directory,
+    append a signed checkpoint of the chain head there ("truncation"). The signature's manifestation, or None.
+    Called once the session is over and its record closed: a failure is said on `err`, never raised, and
+    changes nothing about the session (the record can be signed later with `ionctl records sign`)."""
+    if operator is None:
+        return None
+    from ionctl.config.people import PERFORMED, People, Signature
+
+    said: str | None = None
+    try:
+        digest = store.record_digest(record_id)
+        if digest is None:
+            raise ValueError("the record is not closed")
+        seq = People(store).signed(operator, "record-sign", {"meaning": PERFORMED, "record_sha256": digest},
+                                   record_id=record_id)  # fmt: skip
+        entry = next(e for e in store.audit(action="record-sign", record_id=record_id) if e["seq"] == seq)
+        said = Signature.from_dict(entry["detail"]["signature"]).manifestation()
+    except Exception as exc:
+        print(f"ionctl run: notice: record {record_id} was not signed by {operator.name}: {exc}; sign it with "
+              f"`ionctl records sign {record_id} --as {operator.name}`", file=err)  # fmt: skip
+    if anchor is not None:
+        try:
+            from datetime import UTC, datetime
+
+            from ionctl.config.anchor import write_checkpoint
+
+            write_checkpoint(anchor, Path(store.path), store.chain_head(), operator,
+                             datetime.now(UTC).isoformat(timespec="milliseconds"))  # fmt: skip
+        except Exception as exc:
+            print(f"ionctl run: notice: no checkpoint of the record store was written to the anchor {anchor}: {exc}",
+                  file=err)  # fmt: skip
+    return said
 
 
 def _area(store: Store, record_id: int) -> float | None:

@@ -29,8 +29,9 @@ class Report:
     exit_code: ExitCode
     db: str | None
     violations: list[dict[str, Any]] = field(default_factory=list)
-    record_id: int | None = None  # the session's record in the store (None: no store, e.g. `ionctl demo`)
+    record_id: int | None = None  # the session's record in the store (None: no store)
     record_path: str | None = None
+    signature: str | None = None  # the operator's "performed" sign-off of the record, as a reader sees it
 
     def to_dict(self) -> dict[str, Any]:
         d = self.result.to_dict()
@@ -128,6 +129,8 @@ def result_text(report: Report) -> str:
         lines.append(ALARM_TEXT)
     if report.record_id is not None:
         lines.append(f"  record {report.record_id} in {report.record_path}")
+    if report.signature is not None:
+        lines.append(f"  signed {report.signature}")
     return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ class TreatmentRequest:
     (a serial port, a pyserial URL, `visa:RESOURCE`, or what the front end's opener understands)."""
 
     device: str
-    operator: str
+    operator: str  # with a record store, `prepare` puts the authenticated operator's login name here
     patient: str | None = None
     preset: str | None = None
     drug: str | None = None
@@ -45,7 +45,7 @@ class TreatmentRequest:
     protocol_class: str | None = None
     reverse_at_midpoint: bool = False
     course_id: int | None = None
-    override_reason: str | None = None  # a supervisor sets a course rule aside, for this reason (with the PIN)
+    override_reason: str | None = None  # a supervisor (logged in) sets a course rule aside, for this reason
     accept_no_watchdog: bool = False
     db: str | None = None  # the record store as the front end named it (shown in the report)
 

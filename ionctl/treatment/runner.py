@@ -4,8 +4,10 @@ Both front ends run a session here, and every way out of one is handled in this 
 that cannot be opened, an override that cannot be recorded, a device that cannot be reached, a session
 abandoned on an internal error (its record closed with the dose of its own samples), a source whose
 output cannot be confirmed off (the alarm), and the record that fails while the session runs (stopped with
-a ramp, `record_failed`). What the front end draws comes in through `Display`; what it does with the
-operator's signals through `watch`. docs/SESSION.md describes the session itself.
+a ramp, `record_failed`). Once the record is closed its authenticated operator signs it "performed" and the
+site's anchor gets a checkpoint (`ionctl.treatment.recorder.sign_off`: never before the output is off, never
+an exception). What the front end draws comes in through `Display`; what it does with the operator's
+signals through `watch`. docs/SESSION.md describes the session itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from ionctl.treatment.report import Interrupts, Report, not_started, report_of
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ionctl.config.people import Identity
     from ionctl.core.session import Session, SessionResult, StateChange
     from ionctl.drivers.base import CurrentSource, Telemetry
     from ionctl.records import Store
@@ -51,9 +56,11 @@ def no_watch(session: Session) -> Iterator[Interrupts]:
 
 @dataclass
 class SessionRunner:
-    """Runs one checked `prescription` on the source `open_source()` opens, written into `store` (None: no record,
-    `ionctl demo` into nothing). `messages` receives what the record has to say (a failed write); `say` the
-    runner's own notices (an internal error, a device that would not close)."""
+    """Runs one checked `prescription` on the source `open_source()` opens, written into `store` (None: no record).
+    `operator` (the authenticated person the record names) signs the closed record; `anchor` is the site's
+    directory for checkpoints of the chain head. `messages` receives what the record has to say (a failed
+    write, a sign-off that failed); `say` the runner's own notices (an internal error, a device that would not
+    close)."""
 
     prescription: Prescription
     limits: SiteLimits
@@ -72,6 +79,8 @@ class SessionRunner:
     accept_no_watchdog: bool = False
     display: Display | None = None
     watch: Watch = no_watch
+    operator: Identity | None = None
+    anchor: Path | None = None
 
     @classmethod
     def of(cls, prepared: Prepared, open_source: Callable[[], CurrentSource], **options: Any) -> SessionRunner:
@@ -81,7 +90,8 @@ class SessionRunner:
         given: dict[str, Any] = {"config_sha256": prepared.config.sha256, "course_id": request.course_id,
                                  "override": prepared.override, "opening_check": prepared.opening_check(),
                                  "accept_no_watchdog": request.accept_no_watchdog, "db": request.db,
-                                 "device": request.device}  # fmt: skip
+                                 "device": request.device, "operator": prepared.operator,
+                                 "anchor": prepared.config.accounts.anchor}  # fmt: skip
         return cls(prepared.prescription, prepared.limits, open_source, **{**given, **options})
 
     def __post_init__(self) -> None:
@@ -107,7 +117,8 @@ class SessionRunner:
         try:
             refusal = self._before(self.store, recorder.record_id)
             report = self._not_started(refusal) if refusal is not None else self._on_device()
-            recorder.finish(report)
+            recorder.finish(report)  # the output is off and the record closed before anything below
+            recorder.sign_off(report, self.operator, self.anchor)
         finally:
             recorder.release()
         return report
@@ -115,12 +126,18 @@ class SessionRunner:
     # -- the steps ----------------------------------------------------------------------------------------
 
     def _before(self, store: Store, record_id: int) -> str | None:
-        """The override and the skin check before, into the audit trail against the record; why the session may
-        not start if either cannot be written (an override not on record allows nothing)."""
+        """The override (signed by its supervisor) and the skin check before (by the operator), into the audit
+        trail against the record; why the session may not start if either cannot be written (an override not
+        on record, or not signed, allows nothing)."""
         if self.override is not None:
+            from ionctl.config.people import People
+            from ionctl.treatment.prepare import OVERRIDE_ACTION
+
             try:
-                store.append_audit("course-override", "supervisor", self.override.audit(),
-                                   course_id=self.override.course_id, record_id=record_id)  # fmt: skip
+                if self.override.supervisor is None:
+                    raise ValueError("no supervisor signed it")
+                People(store).signed(self.override.supervisor, OVERRIDE_ACTION, self.override.audit(),
+                                     course_id=self.override.course_id, record_id=record_id)  # fmt: skip
             except Exception as exc:
                 message = f"not started: the supervisor's override could not be recorded: {exc}"
                 self._say(message)
@@ -129,8 +146,8 @@ class SessionRunner:
             from ionctl.records.skin import SKIN_CHECK_BEFORE, Addendum
 
             try:
-                store.append_addendum(record_id, self.prescription.operator_id,
-                                      Addendum(SKIN_CHECK_BEFORE, skin=self.skin_check_before))  # fmt: skip
+                by = self.operator.name if self.operator is not None else self.prescription.operator_id
+                store.append_addendum(record_id, by, Addendum(SKIN_CHECK_BEFORE, skin=self.skin_check_before))
             except Exception as exc:
                 return f"not started: the skin check could not be recorded: {exc}"
         return None

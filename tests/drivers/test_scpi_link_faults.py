@@ -22,16 +22,18 @@ from ionctl.drivers.scpi import ScpiSourceMeter
 from ionctl.treatment import ALARM_TEXT
 from sim.cli import ScpiFault
 from tests.sim.endpoints import ROOT, running_sim
+from tests.test_run import TESS, in_clinic
 
 SCALE = "50"  # device seconds per wall second, as tests/test_run.py
 DEXAMETHASONE = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
-                 "--dose", "40", "--patient", "P-TEST", "--operator", "O-TEST")  # fmt: skip
+                 "--dose", "40", "--patient", "P-TEST")  # fmt: skip
 GARBLE_AT_S, GARBLE_FOR_S = 60.0, 50.0  # device seconds after the output was first switched on: mid-delivery
 
 
 def ionctl(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ionctl", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout_s)  # fmt: skip
+    """`python -m ionctl ARGS`; what `--password-stdin` reads is the clinic technician's password."""
+    return subprocess.run([sys.executable, "-m", "ionctl", *args], cwd=ROOT, input=TESS, capture_output=True,
+                          text=True, timeout=timeout_s)  # fmt: skip
 
 
 def rows(trace: Path) -> list[dict[str, Any]]:
@@ -57,12 +59,12 @@ def record_of(result: dict[str, Any], db: str) -> dict[str, Any]:
 
 
 def test_replies_garbled_mid_delivery_end_with_the_output_off_and_the_dose_on_record(tmp_path: Path) -> None:
-    trace, db = tmp_path / "meter.jsonl", str(tmp_path / "records.sqlite3")
+    trace, db = tmp_path / "meter.jsonl", str(tmp_path / "clinic" / "records.sqlite3")
     fault = f"garble-replies@{GARBLE_AT_S:g}:{GARBLE_FOR_S:g}"
     with running_sim("--scpi-port", "0", "--time-scale", SCALE, "--scpi-fault", fault,
                      "--scpi-trace", str(trace)) as sim:  # fmt: skip
         done = ionctl("run", "--device", f"visa:{sim.endpoints['scpi']}", *DEXAMETHASONE, "--accept-no-watchdog",
-                      "--yes", "--json", "--db", db)  # fmt: skip
+                      "--yes", "--json", *in_clinic(tmp_path))  # fmt: skip
     # The ground truth: the output went off while the replies were still garbled (the driver's close, not the
     # reconnect after the garbling ended), and stayed off.
     truth = rows(trace)
@@ -90,11 +92,11 @@ def test_replies_garbled_mid_delivery_end_with_the_output_off_and_the_dose_on_re
 def test_a_link_cut_after_a_garbled_reply_leaves_the_output_unconfirmed_and_raises_the_alarm(tmp_path: Path) -> None:
     # Nothing the host sends after the garbled reply arrives: the instrument goes on sourcing (the trace shows
     # it), and the only safe end is the alarm telling the operator to remove the electrodes.
-    trace, db = tmp_path / "meter.jsonl", str(tmp_path / "records.sqlite3")
+    trace, db = tmp_path / "meter.jsonl", str(tmp_path / "clinic" / "records.sqlite3")
     with running_sim("--scpi-port", "0", "--time-scale", SCALE, "--scpi-fault", "garble-then-unreachable@60",
                      "--scpi-trace", str(trace)) as sim:  # fmt: skip
         done = ionctl("run", "--device", f"visa:{sim.endpoints['scpi']}", *DEXAMETHASONE, "--accept-no-watchdog",
-                      "--yes", "--json", "--db", db)  # fmt: skip
+                      "--yes", "--json", *in_clinic(tmp_path))  # fmt: skip
     result = json.loads(done.stdout)
     assert done.returncode == 3, done.stderr
     assert result["alarm"] and ALARM_TEXT in done.stderr
@@ -107,11 +109,11 @@ def test_a_link_cut_after_a_garbled_reply_leaves_the_output_unconfirmed_and_rais
 
 
 def test_a_visa_address_that_reaches_a_firmware_device_is_refused_before_any_current(tmp_path: Path) -> None:
-    trace, db = tmp_path / "device.jsonl", str(tmp_path / "records.sqlite3")
+    trace, db = tmp_path / "device.jsonl", str(tmp_path / "clinic" / "records.sqlite3")
     with running_sim("--tcp", "0", "--time-scale", SCALE, "--trace", str(trace)) as sim:
         port = sim.endpoints["tcp"].rsplit(":", 1)[1]
         done = ionctl("run", "--device", f"visa:TCPIP0::127.0.0.1::{port}::SOCKET", *DEXAMETHASONE,
-                      "--accept-no-watchdog", "--yes", "--json", "--db", db)  # fmt: skip
+                      "--accept-no-watchdog", "--yes", "--json", *in_clinic(tmp_path))  # fmt: skip
     assert done.returncode == 5, done.stderr
     assert "Traceback" not in done.stderr
     result = json.loads(done.stdout)

@@ -28,8 +28,7 @@ LIMITS = DeviceLimits(max_current_ma=5.0, max_slew_ma_per_s=2.0, max_dose_ma_min
                       max_duration_s=3600.0, min_impedance_ohm=500.0, max_impedance_ohm=100_000.0, area_cm2=10.0,
                       watchdog_s=2.0, compliance_timeout_s=30.0)  # fmt: skip
 RUN_ARGS = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "2",
-            "--dose", "2", "--ramp-up", "5", "--ramp-down", "5", "--patient", "P-SIM",
-            "--operator", "O-SIM")  # fmt: skip
+            "--dose", "2", "--ramp-up", "5", "--ramp-down", "5", "--patient", "P-SIM")  # fmt: skip
 
 
 @pytest.fixture
@@ -60,9 +59,11 @@ def test_a_whole_session_runs_through_open_device_sim_on_the_synthetic_clock() -
 
 
 def test_ionctl_run_with_device_sim_completes_a_session(tmp_path: Path) -> None:
+    from tests.test_run import TESS, in_clinic
+
     done = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", "sim:", *RUN_ARGS, "--yes", "--json",
-                           "--db", str(tmp_path / "records.sqlite3")], cwd=ROOT, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+                           *in_clinic(tmp_path)], cwd=ROOT, input=TESS, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert (result["outcome"], result["exit_code"]) == ("completed", 0)

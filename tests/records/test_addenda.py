@@ -4,9 +4,12 @@ export and its round trip, the chart PDF, and `verify`."""
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -14,12 +17,15 @@ from ionctl.cli import main as cli
 from ionctl.records import Record, Store, timefmt
 from ionctl.records.export import to_json
 from ionctl.records.pdf import event_lines
+from tests.people import AUDITOR, PASSWORDS, TECHNICIAN, make_clinic
 from tests.records.test_store import finished_record
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "records.sqlite3") as s:
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A clinic's record store (its people in it; its site file next to it)."""
+    clinic = make_clinic(tmp_path / "clinic")
+    with Store(clinic.store) as s:
         yield s
 
 
@@ -57,8 +63,28 @@ def test_an_addendum_to_another_record_is_not_shown_on_this_one(store: Store) ->
 SKIN_ALL_NO = ["erythema=no", "blistering=no", "pain=no", "itching=no", "other=no"]
 
 
-def addendum(store: Store, record_id: int, *options: str) -> int:
-    return cli(["records", "addendum", str(record_id), "--db", str(store.path), "--operator", "T-9", *options])
+def addendum(store: Store, record_id: int, *options: str, name: str = TECHNICIAN, password: str | None = None) -> int:
+    """`ionctl records addendum` as `name` (the clinic's technician), who logs in with `--password-stdin`."""
+    typed = (password if password is not None else PASSWORDS[name]) + "\n"
+    with mock.patch("sys.stdin", io.StringIO(typed)):
+        site = str(Path(store.path).parent / "site.toml")
+        return cli(["records", "addendum", str(record_id), "--db", str(store.path), "--config", site, "--as", name,
+                    "--password-stdin", *options])  # fmt: skip
+
+
+def test_an_addendum_is_made_by_the_person_who_logs_in_and_nobody_else(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_id = finished_record(store)
+    assert addendum(store, record_id, "--note", "typed", password="Not-the-password-1") == 2
+    assert "nothing recorded" in capsys.readouterr().err
+    assert addendum(store, record_id, "--note", "read", name=AUDITOR) == 2  # an auditor reads, never adds
+    assert "only a supervisor or technician may record skin checks and addenda" in capsys.readouterr().err
+    assert store.get(record_id).addenda == []
+    (denied,) = store.audit(action="login-denied")
+    assert denied["actor"] == TECHNICIAN
+    assert addendum(store, record_id, "--note", "seen again") == 0
+    assert [a["actor"] for a in store.get(record_id).addenda] == [TECHNICIAN]
 
 
 def test_the_skin_check_after_is_appended_from_the_command_line_and_the_chain_verifies(
@@ -68,10 +94,12 @@ def test_the_skin_check_after_is_appended_from_the_command_line_and_the_chain_ve
     assert addendum(store, record_id, "--skin-check", *SKIN_ALL_NO[:2], "pain=not-inspected", *SKIN_ALL_NO[3:],
                     "--reason", "patient asleep") == 0  # fmt: skip
     said = capsys.readouterr().out
-    assert f"recorded in record {record_id} by T-9: erythema: no; blistering: no; pain: not inspected (patient " \
-           "asleep)" in said
+    assert (
+        f"recorded in record {record_id} by tess: erythema: no; blistering: no; pain: not inspected (patient "
+        "asleep)" in said
+    )
     (entry,) = store.get(record_id).addenda
-    assert entry["action"] == "skin-check-after" and entry["actor"] == "T-9"
+    assert entry["action"] == "skin-check-after" and entry["actor"] == "tess"
     assert entry["detail"]["items"]["pain"] == {"answer": "not inspected", "reason": "patient asleep"}
     assert cli(["records", "verify", "--db", str(store.path)]) == 0
     assert "ok: the chain" in capsys.readouterr().out
@@ -160,15 +188,21 @@ def test_a_correction_names_the_addendum_it_corrects_and_both_are_shown_and_expo
     shown = capsys.readouterr().out
     shown_at = {a["seq"]: timefmt.local_text(a["utc"]) for a in record.addenda}  # the clinic's time zone
     first_at, correction_at = shown_at[original["seq"]], shown_at[correction["seq"]]
-    assert (f"#{original['seq']} {first_at} skin-check-after by T-9: erythema: no; blistering: no; pain: no; "
-            f"itching: no; other: no; no adverse reaction [corrected by #{correction['seq']}]") in shown
-    assert (f"#{correction['seq']} {correction_at} correction by T-9: corrects #{original['seq']}: erythema was "
-            "present under the cathode (2 cm), not absent") in shown
+    assert (
+        f"#{original['seq']} {first_at} skin-check-after by tess: erythema: no; blistering: no; pain: no; "
+        f"itching: no; other: no; no adverse reaction [corrected by #{correction['seq']}]"
+    ) in shown
+    assert (
+        f"#{correction['seq']} {correction_at} correction by tess: corrects #{original['seq']}: erythema was "
+        "present under the cathode (2 cm), not absent"
+    ) in shown
     assert "{" not in shown.split("addenda (2):")[1]  # no JSON or Python repr
     assert cli(["records", "export", str(record_id), "--format", "json", "--db", str(store.path)]) == 0
     exported = json.loads(capsys.readouterr().out)["addenda"]
     assert [(a["seq"], a["action"], a["detail"].get("corrects")) for a in exported] == [
-        (original["seq"], "skin-check-after", None), (correction["seq"], "correction", original["seq"])]
+        (original["seq"], "skin-check-after", None),
+        (correction["seq"], "correction", original["seq"]),
+    ]
     assert exported[0]["detail"] == original["detail"]
     assert cli(["records", "verify", "--db", str(store.path)]) == 0
 

@@ -22,26 +22,39 @@ import pytest
 
 from ionctl.records import Store
 from ionctl.records.recovery import SETTLEMENT, summarise_samples
+from tests.people import TECHNICIAN, make_clinic
 from tests.records.test_kill import trace_rows
 from tests.sim.endpoints import ROOT, running_sim
+from tests.test_run import TESS
 
 CURRENT_MA = 4.0
 
 
 def rx(dose: float, patient: str) -> list[str]:
     return ["--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current",
-            str(CURRENT_MA), "--dose", str(dose), "--ramp-up", "10", "--ramp-down", "10", "--patient", patient,
-            "--operator", "O-TEST"]  # fmt: skip
+            str(CURRENT_MA), "--dose", str(dose), "--ramp-up", "10", "--ramp-down", "10", "--patient",
+            patient]  # fmt: skip
+
+
+def as_tess(db: Path) -> list[str]:
+    """`ionctl run` into `db` as the technician of a test clinic kept next to it (made on first use), who logs
+    in with `--password-stdin` (the password: `TESS`)."""
+    if not (db.parent / "site.toml").exists():
+        make_clinic(db.parent, store_name=db.name)
+    return ["--db", str(db), "--config", str(db.parent / "site.toml"), "--operator", TECHNICIAN, "--password-stdin"]
 
 
 @contextmanager
 def session(link: Path, db: Path, dose: float, patient: str) -> Iterator[subprocess.Popen[str]]:
     """`ionctl run --json` as a process, yielded once it is delivering (its stderr read on up to there)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "ionctl", "run", "--device", str(link), *rx(dose, patient), "--db", str(db), "--yes",
-         "--json"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "ionctl", "run", "--device", str(link), *rx(dose, patient), *as_tess(db), "--yes",
+         "--json"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert process.stderr is not None
+    assert process.stderr is not None and process.stdin is not None
+    process.stdin.write(TESS)
+    process.stdin.close()
+    process.stdin = None  # given and closed
     try:
         for line in process.stderr:
             if "] delivering:" in line:
@@ -206,9 +219,9 @@ def test_a_session_abandoned_on_an_internal_error_is_closed_with_the_dose_of_its
     monkeypatch.setattr(Recorder, "on_sample", on_sample)
     link, trace, db = tmp_path / "ionto", tmp_path / "truth.jsonl", tmp_path / "records.sqlite3"
     with running_sim("--serial-link", str(link), "--time-scale", "10", "--trace", str(trace)):
-        args = run.parse(["--device", str(link), *rx(40.0, "P-BUG"), "--db", str(db), "--yes"])
+        args = run.parse(["--device", str(link), *rx(40.0, "P-BUG"), *as_tess(db), "--yes"])
         with Store(db) as store:
-            report = run.execute(args, err=io.StringIO(), stdin=io.StringIO(), store=store)
+            report = run.execute(args, err=io.StringIO(), stdin=io.StringIO(TESS), store=store)
             record = store.get(report.record_id)
         rows = wait_ramped(trace)
     assert (report.result.outcome, report.result.fault) == ("fault", "internal")
@@ -241,7 +254,8 @@ def test_run_refuses_a_store_that_does_not_verify_before_touching_the_device(tmp
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as m:
         m.setattr(sys, "stderr", err)
-        code = cli(["run", "--device", str(device), *rx(8.0, "P-DAMAGED"), "--db", str(db), "--yes"])
+        code = cli(["run", "--device", str(device), *rx(8.0, "P-DAMAGED"), "--db", str(db), "--operator", TECHNICIAN,
+                    "--yes"])  # refused before anyone is asked for a password  # fmt: skip
     assert code == 2
     assert "does not verify" in err.getvalue() and "record 1 (closing)" in err.getvalue()
     assert "the device was not opened" in err.getvalue()
@@ -265,8 +279,8 @@ def test_recovery_by_a_read_command_is_settled_with_the_device_counter_by_the_ne
         (closed,) = json.loads(listed.stdout)
         assert "counter was not read" in closed["message"]
         again = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", str(link),
-                                *rx(40.0, "P-SETTLE"), "--current", "6", "--db", str(db), "--yes"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
+                                *rx(40.0, "P-SETTLE"), "--current", "6", *as_tess(db), "--yes"], cwd=ROOT,
+                               capture_output=True, text=True, input=TESS, timeout=60)  # fmt: skip
     assert "settled with the device's own dose counter" in again.stderr, again.stderr
     true_total = trace_rows(trace)[-1]["dose_uas"] / 60_000
     with Store(db) as store:
@@ -274,7 +288,6 @@ def test_recovery_by_a_read_command_is_settled_with_the_device_counter_by_the_ne
         assert store.verify() is None
     assert abs(entry["detail"]["device_dose_ma_min"] - true_total) <= 0.01 * true_total
     assert closed["dose_ma_min"] < true_total
-
 
 
 # -- the writer on its own --------------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from ionctl.records import Store
 from tests.sim.endpoints import ROOT, running_sim
+from tests.test_run import TESS, in_clinic
 
 RX = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
-      "--dose", "40", "--patient", "P-KILL", "--operator", "O-TEST")  # fmt: skip
+      "--dose", "40", "--patient", "P-KILL")  # fmt: skip
 CURRENT_MA = 4.0
 
 
@@ -26,13 +27,16 @@ def trace_rows(trace: Path) -> list[dict[str, float]]:
 
 
 def test_sigkill_mid_delivery_leaves_an_interrupted_record_with_the_dose_up_to_the_last_sample(tmp_path: Path) -> None:
-    link, trace, db = tmp_path / "ionto", tmp_path / "truth.jsonl", tmp_path / "records.sqlite3"
+    link, trace, db = tmp_path / "ionto", tmp_path / "truth.jsonl", tmp_path / "clinic" / "records.sqlite3"
+    run_as = in_clinic(tmp_path)  # the clinic's technician, who logs in with --password-stdin
     with running_sim("--serial-link", str(link), "--time-scale", "50", "--trace", str(trace)):
         process = subprocess.Popen(
-            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, "--db", str(db), "--yes", "--json"],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, *run_as, "--yes", "--json"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert process.stderr is not None
+        assert process.stderr is not None and process.stdin is not None
+        process.stdin.write(TESS)
+        process.stdin.close()
         for line in process.stderr:
             if "] delivering:" in line:
                 break
@@ -73,13 +77,16 @@ def test_sigkill_mid_delivery_leaves_an_interrupted_record_with_the_dose_up_to_t
 def test_a_restart_on_the_same_device_settles_the_interrupted_record_with_the_devices_own_counter(
     tmp_path: Path,
 ) -> None:
-    link, trace, db = tmp_path / "ionto", tmp_path / "truth.jsonl", tmp_path / "records.sqlite3"
+    link, trace, db = tmp_path / "ionto", tmp_path / "truth.jsonl", tmp_path / "clinic" / "records.sqlite3"
+    run_as = in_clinic(tmp_path)  # the clinic's technician, who logs in with --password-stdin
     with running_sim("--serial-link", str(link), "--time-scale", "50", "--trace", str(trace)):
         process = subprocess.Popen(
-            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, "--db", str(db), "--yes"],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, *run_as, "--yes"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert process.stderr is not None
+        assert process.stderr is not None and process.stdin is not None
+        process.stdin.write(TESS)
+        process.stdin.close()
         next(line for line in process.stderr if "] delivering:" in line)
         time.sleep(0.5)
         process.send_signal(signal.SIGKILL)
@@ -91,7 +98,7 @@ def test_a_restart_on_the_same_device_settles_the_interrupted_record_with_the_de
         # The technician starts again on the same device; this prescription is refused (6 mA on 10 cm²), but
         # recovery runs first and reads the device's counter before anything else touches it.
         again = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, "--current", "6",
-                                "--db", str(db), "--yes"], cwd=ROOT, capture_output=True, text=True,
+                                *run_as, "--yes"], cwd=ROOT, capture_output=True, text=True, input=TESS,
                                timeout=60)  # fmt: skip
     assert "closed as interrupted" in again.stderr, again.stderr
     with Store(db) as store:

@@ -222,15 +222,19 @@ def test_ionctl_run_stopped_for_1_1_s_mid_delivery_completes_with_the_prescribed
     import sys
 
     from tests.sim.endpoints import ROOT
+    from tests.test_run import TESS, in_clinic
 
     args = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
             "--dose", "1", "--ramp-up", "5", "--ramp-down", "5", "--patient", "P-STALL",
-            "--operator", "O-STALL")  # fmt: skip
+            *in_clinic(tmp_path))  # fmt: skip
     with simulator(tmp_path, "dev", time_scale=1) as (endpoints, trace):
         process = subprocess.Popen([sys.executable, "-m", "ionctl", "run", "--device", endpoints["serial"], *args,
-                                    "--yes", "--json"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    "--yes", "--json"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
-        assert process.stderr is not None
+        assert process.stderr is not None and process.stdin is not None
+        process.stdin.write(TESS)
+        process.stdin.close()
+        process.stdin = None  # given and closed
         for line in process.stderr:
             if "] delivering:" in line:
                 break

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ionctl.config import SiteConfig
+from ionctl.config.people import Identity
 from ionctl.core.vocabulary import ExitCode
 from ionctl.drivers import DeviceError
 from ionctl.records import Store
-from ionctl.treatment import OVERRIDE_ACTION, Prepared, SessionRunner, TreatmentRequest, prepare
+from ionctl.treatment import OVERRIDE_ACTION, Prepared, SessionRunner, TreatmentRequest, prepare, result_text
 from sim.plant import LOAD_PRESETS
+from tests.people import SUPERVISOR, TECHNICIAN, Clinic
 from tests.session.inprocess import InProcessSource, simulated
-from tests.treatment.conftest import PIN
+from tests.treatment.conftest import anchor_site, signatures_verify
 from tests.treatment.test_prepare import DEXA
 
 
@@ -30,9 +33,9 @@ def runner(prepared: Prepared, store: Store | None, **options: Any) -> tuple[Ses
 
 
 def test_a_prepared_session_completes_on_the_simulator_and_its_record_is_closed(
-    config: SiteConfig, store: Store
+    config: SiteConfig, store: Store, tess: Identity
 ) -> None:
-    run, source = runner(prepare(DEXA, store=store, config=config), store)
+    run, source = runner(prepare(DEXA, store=store, config=config, operator=tess), store)
     report = run.run()
     assert (report.result.outcome, report.exit_code) == ("completed", ExitCode.OK)
     assert report.record_id is not None and report.record_path == str(store.path)
@@ -43,21 +46,22 @@ def test_a_prepared_session_completes_on_the_simulator_and_its_record_is_closed(
 
 
 def test_an_override_is_recorded_against_the_sessions_record(
-    config: SiteConfig, store: Store, refusing_course: int
+    config: SiteConfig, store: Store, tess: Identity, sam: Identity, refusing_course: int
 ) -> None:
     request = TreatmentRequest(**{**DEXA.__dict__, "course_id": refusing_course, "override_reason": "missed visit"})
-    run, _ = runner(prepare(request, store=store, config=config, pin=lambda: PIN), store)
+    run, _ = runner(prepare(request, store=store, config=config, operator=tess, supervisor=lambda: sam), store)
     report = run.run()
     assert report.result.outcome == "completed"
     (entry,) = store.audit(action=OVERRIDE_ACTION)
     assert (entry["record_id"], entry["course_id"], entry["actor"]) == (report.record_id, refusing_course,
-                                                                        "supervisor")  # fmt: skip
+                                                                        SUPERVISOR)  # fmt: skip
+    assert entry["detail"]["signature"]["signer"] == SUPERVISOR  # signed by the supervisor who logged in
     assert entry["detail"]["reason"] == "missed visit"
     assert [r["id"] for r in store.course_records(refusing_course)][-1] == report.record_id
 
 
 def test_a_record_that_cannot_be_written_stops_the_session_and_ends_record_failed(
-    config: SiteConfig, store: Store, monkeypatch: pytest.MonkeyPatch
+    config: SiteConfig, store: Store, tess: Identity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ionctl.records.writer import RecordWriter
 
@@ -65,7 +69,7 @@ def test_a_record_that_cannot_be_written_stops_the_session_and_ends_record_faile
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(RecordWriter, "sample", full)
-    run, source = runner(prepare(DEXA, store=store, config=config), store)
+    run, source = runner(prepare(DEXA, store=store, config=config, operator=tess), store)
     report = run.run()
     assert (report.result.outcome, report.exit_code) == ("record_failed", ExitCode.RECORD_FAILED)
     assert "the record cannot be written: [Errno 28] No space left on device" in report.result.message
@@ -74,14 +78,15 @@ def test_a_record_that_cannot_be_written_stops_the_session_and_ends_record_faile
 
 
 def test_a_device_that_cannot_be_reached_is_a_device_error_with_a_closed_record(
-    config: SiteConfig, store: Store
+    config: SiteConfig, store: Store, tess: Identity
 ) -> None:
     said: list[str] = []
 
     def unreachable() -> InProcessSource:
         raise DeviceError("no such port")
 
-    run, _ = runner(prepare(DEXA, store=store, config=config), store, open_source=unreachable, say=said.append)
+    prepared = prepare(DEXA, store=store, config=config, operator=tess)
+    run, _ = runner(prepared, store, open_source=unreachable, say=said.append)
     report = run.run()
     assert (report.result.outcome, report.result.fault, report.exit_code) == ("fault", "DeviceError", ExitCode.DEVICE)
     assert report.record_id is not None and store.get(report.record_id).fields["outcome"] == "fault"
@@ -89,11 +94,11 @@ def test_a_device_that_cannot_be_reached_is_a_device_error_with_a_closed_record(
 
 
 def test_a_record_that_cannot_be_opened_starts_nothing_and_opens_no_device(
-    config: SiteConfig, store: Store, refusing_course: int
+    config: SiteConfig, store: Store, tess: Identity, sam: Identity, refusing_course: int
 ) -> None:
     prepared = prepare(TreatmentRequest(**{**DEXA.__dict__, "course_id": refusing_course,
                                            "override_reason": "missed visit"}),
-                       store=store, config=config, pin=lambda: PIN)  # fmt: skip
+                       store=store, config=config, operator=tess, supervisor=lambda: sam)  # fmt: skip
     opened: list[str] = []
     run, _ = runner(prepared, store, open_source=lambda: opened.append("opened"),
                     opening_check=lambda s: (_ for _ in ()).throw(OSError("the disk is read-only")))  # fmt: skip
@@ -105,7 +110,7 @@ def test_a_record_that_cannot_be_opened_starts_nothing_and_opens_no_device(
 
 
 def test_a_session_that_raises_is_abandoned_as_an_internal_fault_and_its_source_closed(
-    config: SiteConfig, store: Store
+    config: SiteConfig, store: Store, tess: Identity
 ) -> None:
     class Broken:
         def on_sample(self, session: Any, sample: Any) -> None:
@@ -119,7 +124,7 @@ def test_a_session_that_raises_is_abandoned_as_an_internal_fault_and_its_source_
             self.result = result
 
     display = Broken()
-    run, source = runner(prepare(DEXA, store=store, config=config), store, display=display)
+    run, source = runner(prepare(DEXA, store=store, config=config, operator=tess), store, display=display)
     closed: list[bool] = []
     close = source.close
     source.close = lambda: (closed.append(True), close())[1]  # type: ignore[method-assign]
@@ -128,3 +133,83 @@ def test_a_session_that_raises_is_abandoned_as_an_internal_fault_and_its_source_
     assert display.result is report.result and report.record_id is not None
     assert store.get(report.record_id).fields["outcome"] == "fault"
     assert closed  # the watchdog takes the output to zero once the driver lets go
+
+
+def test_the_closed_record_names_and_is_signed_performed_by_its_authenticated_operator(
+    config: SiteConfig, store: Store, tess: Identity, clinic: Clinic
+) -> None:
+    run, _ = runner(prepare(DEXA, store=store, config=config, operator=tess), store)
+    report = run.run()
+    assert report.result.outcome == "completed" and report.record_id is not None
+    assert store.get(report.record_id).fields["operator"] == TECHNICIAN
+    (sign,) = store.audit(action="record-sign", record_id=report.record_id)
+    assert sign["actor"] == TECHNICIAN and sign["detail"]["meaning"] == "performed"
+    assert sign["detail"]["record_sha256"] == store.record_digest(report.record_id)
+    assert sign["detail"]["signature"]["full_name"] == "Tess Technician"
+    assert signatures_verify(clinic, store) > 0  # the sign-off among them, verified against the enrolled key
+    assert report.signature is not None and "Tess Technician (tess, technician)" in report.signature
+    assert "signed Tess Technician (tess, technician)" in result_text(report)
+
+
+def test_a_sign_off_that_fails_is_a_notice_and_changes_nothing_about_the_session(
+    config: SiteConfig, store: Store, tess: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ionctl.config.people import People
+
+    def refuse(*args: Any, **kwargs: Any) -> int:
+        raise OSError("the store is held by another program")
+
+    monkeypatch.setattr(People, "signed", refuse)
+    run, _ = runner(prepare(DEXA, store=store, config=config, operator=tess), store)
+    report = run.run()
+    assert (report.result.outcome, report.exit_code) == ("completed", ExitCode.OK)
+    assert report.record_id is not None and store.get(report.record_id).fields["outcome"] == "completed"
+    assert isinstance(run.messages, io.StringIO)
+    assert f"record {report.record_id} was not signed by tess" in run.messages.getvalue()
+    assert f"ionctl records sign {report.record_id} --as tess" in run.messages.getvalue()
+    assert report.signature is None and store.audit(action="record-sign") == []
+
+
+def test_each_record_close_leaves_a_signed_checkpoint_of_the_chain_head_in_the_anchor(
+    store: Store, tess: Identity, clinic: Clinic, tmp_path: Path
+) -> None:
+    from ionctl.config.anchor import read_checkpoints
+
+    anchor = tmp_path / "anchor"
+    anchor.mkdir()
+    site = anchor_site(clinic, store, anchor)
+    heads = []
+    for _ in range(2):
+        run, _ = runner(prepare(DEXA, store=store, config=site, operator=tess), store)
+        assert run.run().result.outcome == "completed"
+        heads.append(store.chain_head())
+    checkpoints = read_checkpoints(anchor, store.path)
+    assert [(c.gseq, c.hash) for c in checkpoints] == heads  # the head after each close (and its sign-off)
+    assert all(c.signature is not None and c.signature.signer == TECHNICIAN for c in checkpoints)
+
+
+def test_an_anchor_that_cannot_be_written_is_a_notice_and_the_session_ends_as_it_did(
+    store: Store, tess: Identity, clinic: Clinic, tmp_path: Path
+) -> None:
+    site = anchor_site(clinic, store, tmp_path / "not-mounted")  # no such directory
+    run, _ = runner(prepare(DEXA, store=store, config=site, operator=tess), store)
+    report = run.run()
+    assert (report.result.outcome, report.exit_code) == ("completed", ExitCode.OK)
+    assert isinstance(run.messages, io.StringIO)
+    assert f"no checkpoint of the record store was written to the anchor {tmp_path / 'not-mounted'}" in (
+        run.messages.getvalue()
+    )
+    assert len(store.audit(action="record-sign")) == 1  # the sign-off does not depend on the anchor
+
+
+def test_a_skin_check_before_is_written_under_the_operators_account(
+    config: SiteConfig, store: Store, tess: Identity
+) -> None:
+    from ionctl.records.skin import BEFORE, SKIN_CHECK_BEFORE, SkinCheck
+    from ionctl.records.skin import ITEMS as SKIN_ITEMS
+
+    check = SkinCheck.of(BEFORE, dict.fromkeys(SKIN_ITEMS, "no"))
+    run, _ = runner(prepare(DEXA, store=store, config=config, operator=tess), store, skin_check_before=check)
+    report = run.run()
+    (entry,) = store.audit(action=SKIN_CHECK_BEFORE, record_id=report.record_id)
+    assert entry["actor"] == TECHNICIAN
