@@ -61,7 +61,7 @@ def test_the_demo_runs_as_its_own_technician_who_signs_the_record_and_a_second_r
     tmp_path: Path,
 ) -> None:
     from ionctl.cli.demo import DEMO_ADMINISTRATOR, DEMO_OPERATOR, demo_people
-    from ionctl.config.people import check
+    from ionctl.config.proof import check
     from ionctl.records import Store
 
     out = tmp_path / "out"

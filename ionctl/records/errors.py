@@ -16,6 +16,6 @@ class StoreMissing(StoreError):
         self.path = path
         super().__init__(
             f"no record store at {path}: a command that only reads never creates one; only a session "
-            "(ionctl run, ionctl console, ionctl demo) or an explicit write (ionctl config pin, approve "
+            "(ionctl run, ionctl console, ionctl demo) or an explicit write (ionctl users, ionctl config approve "
             "or set; ionctl course start) does. Check --db, or the site configuration's [records] store"
         )

@@ -72,7 +72,7 @@ def anchor_site(clinic: Clinic, store: Store, directory: Path) -> SiteConfig:
 def signatures_verify(clinic: Clinic, store: Store) -> int:
     """How many signatures the store's audit trail holds, each checked (`ionctl.config.people.check`) against
     the administrators the clinic's site file names; fails the test on the first that does not verify."""
-    from ionctl.config.people import check
+    from ionctl.config.proof import check
 
     hashes = store.link_hashes()
     checked = check(store.audit(), load_config(clinic.config).accounts.administrators,
