@@ -206,7 +206,7 @@ def clinic(work: Path) -> None:
     check(result.get("outcome") == "completed", f"the clinic's session ended {result.get('outcome')!r}")
     record = str(result["record_id"])
     ok("records", "sign", record, "--as", "sjones", *common, stdin="Harbour-stone-55\n")
-    shown = ok("records", "show", record, "--db", str(db), "--config", str(site)).stdout
+    shown = ok("records", "show", record, "--db", str(db)).stdout
     check("Tara Kim" in shown and "Sam Jones" in shown, f"`records show` does not show both signatures: {shown}")
     verified = ok("records", "verify", "--db", str(db), "--config", str(site))
     step(f"clinic: bootstrap, enrol, approve, run, countersign; verify: {verified.stdout.strip().splitlines()[-1]}")
