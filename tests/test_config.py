@@ -400,7 +400,8 @@ def test_the_config_commands_set_approve_and_list_the_audit(tmp_path: Path) -> N
         [SUPERVISOR, "login-denied"],
         [SUPERVISOR, "config-set"],
     ]
-    assert ionctl("records", "verify", "--db", db).returncode == 0
+    verified = ionctl("records", "verify", "--db", db, "--config", str(path))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 # -- the record carries the configuration ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ and `ionctl records list` shows such characters of older records as escapes inst
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from ionctl.records import Store
 from ionctl.safety.identifiers import escape_controls, identifier_problem
 from tests.console.driving import console_setup, on_screen, run_async, shows
+from tests.test_run import TESS, in_clinic, with_option
 
 ROOT = Path(__file__).resolve().parents[1]
 RX = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4", "--dose", "40")
@@ -47,15 +49,16 @@ def test_printable_identifiers_are_accepted_and_shown_as_they_are(value: str) ->
     assert escape_controls(value) == value
 
 
-def ionctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ionctl", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+def ionctl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+    return subprocess.run([sys.executable, "-m", "ionctl", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, **stdin)  # type: ignore[call-overload]  # fmt: skip
 
 
 def test_ionctl_run_refuses_a_patient_id_with_an_escape_sequence_before_the_device(tmp_path: Path) -> None:
-    db = tmp_path / "records.sqlite3"
-    done = ionctl("run", "--device", str(tmp_path / "no-device"), *RX, "--patient", "P1\x1b[2J", "--operator", "T07",
-                  "--db", str(db), "--yes")  # fmt: skip
+    db = tmp_path / "clinic" / "records.sqlite3"  # in_clinic's store
+    done = ionctl("run", "--device", str(tmp_path / "no-device"), *RX, "--patient", "P1\x1b[2J", *in_clinic(tmp_path),
+                  "--yes", input=TESS)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "patient_id contains the character '\\x1b' (U+001B)" in done.stderr
     assert "the device was not opened" in done.stderr
@@ -65,10 +68,24 @@ def test_ionctl_run_refuses_a_patient_id_with_an_escape_sequence_before_the_devi
 
 
 def test_ionctl_run_refuses_an_operator_id_with_a_line_break(tmp_path: Path) -> None:
-    done = ionctl("run", "--device", str(tmp_path / "no-device"), *RX, "--patient", "P1", "--operator",
-                  "T07\n4\t2026-01-01\tP9", "--db", str(tmp_path / "records.sqlite3"), "--yes")  # fmt: skip
-    assert done.returncode == 2
-    assert "operator_id contains the character '\\n' (U+000A)" in done.stderr
+    # The operator is an account name now: a name with a line break is no account, so the login is refused
+    # (before the prescription, the store or the device is used), the name echoed escaped, nothing recorded.
+    forged = "T07\n4\t2026-01-01\tP9"
+    done = ionctl("run", "--device", str(tmp_path / "no-device"), *RX, "--patient", "P1",
+                  *with_option(in_clinic(tmp_path), "--operator", forged), "--yes", input=TESS)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "'T07\\n4\\t2026-01-01\\tP9': unknown account or wrong password" in done.stderr
+    assert "the device was not opened" in done.stderr and "\t" not in done.stderr
+    db = tmp_path / "clinic" / "records.sqlite3"
+    with Store(db) as store:
+        assert store.list_records() == []
+        (denied,) = store.audit(action="login-denied")
+        assert denied["detail"] == {"name": forged, "reason": "unknown account"}
+    audit = ionctl("config", "audit", "--db", str(db))  # the refusal's row shows the name as escapes: one row
+    assert audit.returncode == 0, audit.stderr
+    (row,) = [line for line in audit.stdout.splitlines() if "login-denied" in line]
+    assert "T07\\n4\\t2026-01-01\\tP9" in row and "\t" not in audit.stdout
+    assert all(re.match(r" *\d+  ", line) for line in audit.stdout.splitlines())  # each line an entry of its own
 
 
 @pytest.mark.parametrize(("option", "field"), [("--patient", "patient"), ("--operator", "operator"),
@@ -127,8 +144,8 @@ async def test_the_console_refuses_a_pasted_patient_id_with_a_line_break(tmp_pat
 def test_an_unknown_preset_or_electrode_typed_with_an_escape_sequence_is_echoed_escaped(tmp_path: Path) -> None:
     for option, value in (("--preset", "dexa\x1b[2Jmethasone"), ("--electrode", "patch\n10")):
         args = ["--preset", "dexamethasone", option, value] if option == "--electrode" else [option, value]
-        done = ionctl("run", "--device", str(tmp_path / "no-device"), *args, "--patient", "P1", "--operator", "T07",
-                      "--db", str(tmp_path / "records.sqlite3"), "--yes")  # fmt: skip
+        done = ionctl("run", "--device", str(tmp_path / "no-device"), *args, "--patient", "P1", *in_clinic(tmp_path),
+                      "--yes", input=TESS)  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert "\x1b" not in done.stderr and "patch\n" not in done.stderr
         assert ("presets.dexa\\x1b[2Jmethasone: no such preset" if option == "--preset"

@@ -17,16 +17,17 @@ from ionctl.console.controller import violations_of
 from ionctl.drivers.base import Polarity
 from ionctl.safety import Prescription, PrescriptionRefused, SiteLimits, validate
 from tests.sim.endpoints import ROOT
+from tests.test_run import TESS, in_clinic
 
 CONFIG = load_config(None)
 
 
 def run_refused(tmp_path: Path, *args: str) -> dict[str, Any]:
-    """`ionctl run ARGS --json` on a port that is not there: the refusal comes before the device."""
+    """`ionctl run ARGS --json` on a port that is not there, in a clinic (its site file has the packaged limits
+    and presets) as its technician: the refusal comes before the device."""
     done = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", str(tmp_path / "no-such-port"),
-                           "--db", str(tmp_path / "r.sqlite3"), "--patient", "P-1", "--operator", "O-1", "--yes",
-                           "--json", *args], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+                           *in_clinic(tmp_path), "--patient", "P-1", "--yes", "--json", *args], cwd=ROOT, input=TESS,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     assert result["outcome"] == "refused" and not result["energised"]

@@ -253,6 +253,7 @@ def _pin(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from ionctl.config.authority import public_detail
     from ionctl.records import timefmt
+    from ionctl.safety.identifiers import escape_controls
 
     with _store(args, create=False) as store:
         entries = store.audit()
@@ -263,5 +264,6 @@ def _audit(args: argparse.Namespace) -> int:
             continue
         about = " ".join(f"{k} {e[k]}" for k in ("record_id", "course_id") if e[k] is not None)
         when = timefmt.local_text(e["utc"])
-        print(f"{e['seq']:>5}  {when}  {e['actor']:<12} {e['action']:<18} {about} {json.dumps(detail)}")
+        actor = escape_controls(e["actor"])  # a refused login keeps the name as typed: never a forged row
+        print(f"{e['seq']:>5}  {when}  {actor:<12} {e['action']:<18} {about} {json.dumps(detail)}")
     return ExitCode.OK

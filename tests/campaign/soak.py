@@ -20,14 +20,18 @@ import signal
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 
 from ionctl.cli.run import execute, parse
+from ionctl.config import load_config
+from ionctl.config.verification import verify_store
 from ionctl.records import Store
 from sim.device import FAULT_KINDS
 from tests.campaign.fault_matrix import FAULT_ARGS
+from tests.people import TECHNICIAN, make_clinic
 from tests.sim.endpoints import running_sim
 
 TIME_SCALE = 100.0
@@ -36,7 +40,7 @@ DOSE_MA_MIN = 2.0
 PLANNED_S = DOSE_MA_MIN * 60 / 4.0 + RAMP_S  # 4 mA: 30 s hold-equivalent plus half of each ramp
 RX = ["--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
       "--dose", f"{DOSE_MA_MIN:g}", "--ramp-up", f"{RAMP_S:g}", "--ramp-down", f"{RAMP_S:g}", "--patient", "P-SOAK",
-      "--operator", "OP-SOAK", "--yes"]  # fmt: skip
+      "--yes"]  # fmt: skip
 LOAD = ["--rp", "5000"]
 NO_FAULT = 0.2  # share of sessions without a fault
 SESSION_TIMEOUT_S = 90.0  # wall: longer than the longest legitimate session (a lost link's 30 s reconnect window)
@@ -110,7 +114,10 @@ def run_soak(sessions: int = 200, seed: int = 7, progress: bool = False) -> Soak
     previous = signal.signal(signal.SIGALRM, _hung)
     started = time.monotonic()
     try:
-        with tempfile.TemporaryDirectory(prefix="soak-") as tmp, Store(Path(tmp) / "records.sqlite3") as store:
+        with tempfile.TemporaryDirectory(prefix="soak-") as tmp, ExitStack() as stack:
+            clinic = make_clinic(Path(tmp) / "clinic")  # each session runs as its technician, who logs in
+            run_as = ["--config", str(clinic.config), "--operator", TECHNICIAN, "--password-stdin"]
+            store = stack.enter_context(Store(clinic.store))
             for i in range(sessions):
                 fault = random_fault(rng)
                 injected[fault.partition("@")[0].partition("=")[0] if fault else "none"] += 1
@@ -118,10 +125,11 @@ def run_soak(sessions: int = 200, seed: int = 7, progress: bool = False) -> Soak
                 sim = ["--serial-link", str(link), "--time-scale", f"{TIME_SCALE:g}", "--seed", str(seed + i), *LOAD]
                 session_started = time.monotonic()
                 with running_sim(*sim, *(["--fault", fault] if fault else [])):
-                    args = parse(["--device", str(link), *RX, "--db", str(store.path)])
+                    args = parse(["--device", str(link), *RX, "--db", str(store.path), *run_as])
                     signal.setitimer(signal.ITIMER_REAL, SESSION_TIMEOUT_S)
                     try:
-                        result = execute(args, err=io.StringIO(), stdin=io.StringIO(), store=store, skin_checks=False)
+                        result = execute(args, err=io.StringIO(), stdin=io.StringIO(clinic.stdin(TECHNICIAN)),
+                                         store=store, skin_checks=False)  # fmt: skip
                     except SessionHung:
                         report.hung.append(label)
                         continue
@@ -144,8 +152,9 @@ def run_soak(sessions: int = 200, seed: int = 7, progress: bool = False) -> Soak
                     print(f"{label}: {r.outcome} {r.fault or ''} rss {kib} KiB", file=sys.stderr)
             report.records = len(store.list_records())
             report.not_closed += [-record_id for record_id in store.open_ids()]  # negative: open in the store
-            broken = store.verify()
-            report.verify = None if broken is None else str(broken)
+            broken = store.verify()  # the chain; then every signature against the clinic's administrators
+            checked = verify_store(store, load_config(clinic.config))
+            report.verify = str(broken) if broken is not None else None if checked.ok else "; ".join(checked.problems)
     finally:
         signal.signal(signal.SIGALRM, previous)
     report.wall_s = time.monotonic() - started

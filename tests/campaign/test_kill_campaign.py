@@ -28,6 +28,7 @@ from ionctl.records import Store, recover_interrupted
 from ionctl.safety import SiteLimits
 from tests.records.test_kill import CURRENT_MA, RX, trace_rows
 from tests.sim.endpoints import ROOT, running_sim
+from tests.test_run import TESS, in_clinic
 
 SEED = 20261126
 KILLS = 20
@@ -113,14 +114,18 @@ def device_counter(link: Path) -> Callable[[dict[str, Any]], float | None]:
 
 def kill_once(phase: str, at_s: float, tmp: Path) -> Kill:
     kill = Kill(phase, at_s)
-    link, trace, db, log = tmp / "ionto", tmp / "truth.jsonl", tmp / "records.sqlite3", tmp / "stderr.txt"
+    link, trace, db, log = tmp / "ionto", tmp / "truth.jsonl", tmp / "clinic" / "records.sqlite3", tmp / "stderr.txt"
+    run_as = in_clinic(tmp)  # the clinic's technician, who logs in with --password-stdin
     watchdog_s = SiteLimits.load(None).watchdog_s
     sim = ["--serial-link", str(link), "--time-scale", f"{TIME_SCALE:g}", "--trace", str(trace), *LOAD]
     with running_sim(*sim), log.open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *ARGS, "--db", str(db), "--yes"],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *ARGS, *run_as, "--yes"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, text=True,
         )  # fmt: skip
+        assert process.stdin is not None
+        process.stdin.write(TESS)
+        process.stdin.close()
         tail = TraceTail(trace)
         deadline = time.monotonic() + 60
         while not (tail.energised_t_s is not None and tail.last and tail.last["t_s"] >= tail.energised_t_s + at_s):

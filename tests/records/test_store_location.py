@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from ionctl.cli import main as cli
 from ionctl.config import ConfigError, parse_config
 from ionctl.config.site import packaged_text
 from ionctl.records import Store
+from tests.people import ADMIN, FULL_NAMES, PASSWORDS, SUPERVISOR, TECHNICIAN, accounts_table
+
+INITIAL = "Initial-lark-77"  # the initial password the administrator gives each new person
 
 READ_COMMANDS = [
     ("records", "list"),
@@ -76,25 +80,42 @@ def test_a_store_named_by_the_site_file_is_used_by_config_course_run_and_records
     _site_file(packaged_text() + f'\n[records]\nstore = "{shared}"\n')
     user_default = Path(platformdirs.user_data_dir("ionctl")) / "records.sqlite3"
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO("24681357\n24681357\n"))
-    assert cli(["config", "pin", "--pin-stdin"]) == 0  # an explicit write: creates the site's store
-    assert cli(["config", "approve", "--pin-stdin", "--note", "site store"]) == 0
+    def with_stdin(*lines: str) -> None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
+
+    # The clinic's people, made through `ionctl users` with no --db: explicit writes, they create the site's store.
+    with_stdin(PASSWORDS[ADMIN])
+    assert cli(["users", "bootstrap", ADMIN, "--full-name", FULL_NAMES[ADMIN], "--password-stdin"]) == 0
     assert shared.is_file()
+    fingerprint = re.search(r"key fingerprint (SHA256:\S+)", capsys.readouterr().out)
+    assert fingerprint is not None
+    _site_file(packaged_text() + f'\n[records]\nstore = "{shared}"\n' + accounts_table(fingerprint[1]))  # IT
+    for name, role in ((SUPERVISOR, "supervisor"), (TECHNICIAN, "technician")):
+        with_stdin(PASSWORDS[ADMIN], INITIAL)
+        assert cli(["users", "add", name, "--full-name", FULL_NAMES[name], "--role", role, "--as", ADMIN,
+                    "--password-stdin"]) == 0  # fmt: skip
+    with_stdin(INITIAL, PASSWORDS[SUPERVISOR])  # first use: the supervisor sets a password of their own
+    assert cli(["config", "approve", "--as", SUPERVISOR, "--password-stdin", "--note", "site store"]) == 0
     capsys.readouterr()
 
     assert cli(["course", "start", "--patient", "P-SITE", "--preset", "dexamethasone", "--operator", "O-1",
                 "--electrode", "patch-10cm2", "--sessions", "2"]) == 0  # fmt: skip
     # refused by the limits before any device is opened: a record of the refusal, in the site's store
+    with_stdin(INITIAL, PASSWORDS[TECHNICIAN])  # the technician's first use, then the session's check
     assert cli(["run", "--preset", "dexamethasone", "--electrode", "patch-10cm2", "--current", "9", "--patient",
-                "P-SITE", "--operator", "O-1", "--device", str(tmp_path / "no-device"), "--yes"]) == 2  # fmt: skip
+                "P-SITE", "--operator", TECHNICIAN, "--password-stdin", "--device", str(tmp_path / "no-device"),
+                "--yes"]) == 2  # fmt: skip
     capsys.readouterr()
 
     assert cli(["records", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["patient"], r["outcome"]) for r in rows] == [("P-SITE", "refused")]
     assert cli(["config", "audit", "--json"]) == 0
-    actions = [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()]
-    assert "config-approve" in actions and any("pin" in a for a in actions)
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert ("config-approve", SUPERVISOR) in [(e["action"], e["actor"]) for e in entries]
+    assert {"user-enrol", "user-activate"} <= {e["action"] for e in entries}
+    assert cli(["records", "verify"]) == 0  # the site file names the store and its administrator
+    capsys.readouterr()
     assert cli(["course", "list", "--json"]) == 0
     assert [c["patient"] for c in json.loads(capsys.readouterr().out)] == ["P-SITE"]
     with Store(shared, create=False) as store:

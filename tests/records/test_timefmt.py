@@ -168,12 +168,13 @@ def test_elapsed_is_minutes_and_seconds() -> None:
 
 
 def test_progress_lines_show_session_elapsed_time_not_device_uptime(tmp_path: Path) -> None:
-    from tests.test_run import DEXAMETHASONE, ionctl, simulator, with_option
+    from tests.test_run import DEXAMETHASONE, TESS, in_clinic, ionctl, simulator, with_option
 
+    run_as = in_clinic(tmp_path)  # the clinic is made before the device starts
     with simulator(tmp_path) as (device, _trace):
         time.sleep(0.5)  # the device has been up a while (25 device seconds at 50x) before the session starts
-        done = ionctl("run", "--device", device, *with_option(DEXAMETHASONE, "--dose", "3"), "--yes", "--db",
-                      str(tmp_path / "r.sqlite3"))  # fmt: skip
+        done = ionctl("run", "--device", device, *with_option(DEXAMETHASONE, "--dose", "3"), *run_as, "--yes",
+                      input=TESS)  # fmt: skip
     assert done.returncode == 0, done.stderr
     stamped = re.findall(r"^\[\+(\d+):(\d\d)\] (\S+)", done.stderr, flags=re.MULTILINE)
     assert stamped and stamped[0][:2] == ("0", "00"), done.stderr  # the first line is the session's start
