@@ -174,7 +174,7 @@ def test_with_an_override_the_operators_password_is_read_first_then_the_supervis
     assert "course not started: 'tess': unknown account or wrong password" in err, err
     with Store(db) as s:
         assert [c["id"] for c in s.courses()] == [1]
-        assert [e["actor"] for e in s.audit(action="login-denied")] == [TECHNICIAN]  # sam's line was the first
+        assert [e["actor"] for e in s.audit(action="login-denied")] == [TECHNICIAN]  # sam's, read as tess's
         assert s.audit(action=START_OVERRIDE_ACTION) == []
 
     asked: list[str] = []  # at a terminal: both asked without echo, the operator first

@@ -50,7 +50,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "course",
         help="treatment courses: start one, show where it stands, list, export the summary for the chart",
         description="A treatment course: a preset given as a planned series of sessions (count, per week, "
-        "minimum interval). `ionctl run --course ID` runs its sessions and refuses one too early or beyond "
+        "minimum interval), started by the operator who logs in (`course start --operator NAME`). "
+        "`ionctl run --course ID` runs its sessions and refuses one too early or beyond "
         "the plan unless a supervisor overrides it (recorded in the audit trail).",
     )
     actions = course.add_subparsers(dest="course_command", metavar="ACTION", required=True)
