@@ -10,15 +10,19 @@ import sys
 from pathlib import Path
 
 from ionctl.records import Store
+from tests.people import TECHNICIAN, make_clinic
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ionctl(*args: str, env: dict[str, str] | None = None, prelude: str = "") -> subprocess.CompletedProcess[str]:
-    """`ionctl ARGS` in a child process (through `ionctl.cli.main`, as the installed command runs it)."""
+def ionctl(*args: str, env: dict[str, str] | None = None, prelude: str = "",
+           input: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """`ionctl ARGS` in a child process (through `ionctl.cli.main`, as the installed command runs it); stdin is
+    `input`, else nothing."""
     code = f"import sys\n{prelude}\nfrom ionctl.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, env=env, timeout=120)  # fmt: skip
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=120, **stdin)  # type: ignore[call-overload]  # fmt: skip
 
 
 def store_with_records(path: Path, count: int) -> None:
@@ -65,9 +69,11 @@ def test_a_pdf_export_into_a_missing_folder_names_the_path(tmp_path: Path) -> No
 
 
 def test_course_export_into_a_missing_folder_names_the_path(tmp_path: Path) -> None:
-    db = tmp_path / "records.sqlite3"
-    started = ionctl("course", "start", "--db", str(db), "--patient", "P1", "--preset", "dexamethasone",
-                     "--operator", "T07", "--electrode", "patch-10cm2", "--sessions", "3")  # fmt: skip
+    clinic = make_clinic(tmp_path)  # the course is started by its technician, who logs in
+    db = clinic.store
+    started = ionctl("course", "start", "--db", str(db), "--config", str(clinic.config), "--patient", "P1",
+                     "--preset", "dexamethasone", "--operator", TECHNICIAN, "--password-stdin", "--electrode",
+                     "patch-10cm2", "--sessions", "3", input=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert started.returncode == 0, started.stderr
     target = tmp_path / "nowhere" / "course.json"
     done = ionctl("course", "export", "1", "--db", str(db), "--format", "json", "-o", str(target))

@@ -48,8 +48,8 @@ def test_five_sessions_in_seconds_are_refused_from_the_second_one(tmp_path: Path
     clinic = make_clinic(tmp_path)
     db = str(clinic.store)
     start = ("course", "start", "--patient", PATIENT, "--preset", "dexamethasone", "--operator", TECHNICIAN,
-             *where(clinic))  # fmt: skip
-    assert ionctl(*start, *PLAN, *RX_OPTIONS).returncode == 0
+             "--password-stdin", *where(clinic))  # fmt: skip
+    assert ionctl(*start, *PLAN, *RX_OPTIONS, stdin=TESS).returncode == 0
     link = tmp_path / "ionto"
     session = ("--operator", TECHNICIAN, "--password-stdin", "--device", str(link), "--yes", *where(clinic))
     with running_sim("--serial-link", str(link), "--time-scale", "50"):
@@ -64,7 +64,7 @@ def test_five_sessions_in_seconds_are_refused_from_the_second_one(tmp_path: Path
         assert same_drug.returncode == 2 and "run it with --course 1" in same_drug.stderr
         again = ionctl("run", "--course", "1", *session, stdin=TESS)
         assert again.returncode == 2 and "minimum interval is 3 days" in again.stderr
-        second_course = ionctl(*start, "--sessions", "6", "--min-interval-days", "0", *RX_OPTIONS)
+        second_course = ionctl(*start, "--sessions", "6", "--min-interval-days", "0", *RX_OPTIONS, stdin=TESS)
         assert second_course.returncode == 2, second_course.stderr
         assert "already has course 1" in second_course.stderr and "supervisor" in second_course.stderr
     assert energised(db) == [first_record(db)]
@@ -114,20 +114,21 @@ def course_in_progress(tmp_path: Path) -> Clinic:
     return clinic
 
 
-SECOND = ("course", "start", "--patient", PATIENT, "--preset", "dexamethasone", "--operator", "T-2", "--sessions", "3",
-          *RX_OPTIONS)  # fmt: skip
+SECOND = ("course", "start", "--patient", PATIENT, "--preset", "dexamethasone", "--operator", TECHNICIAN,
+          "--password-stdin", "--sessions", "3", *RX_OPTIONS)  # fmt: skip
 
 
 def test_a_second_course_is_refused_without_the_supervisors_password(
     course_in_progress: Clinic, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = str(course_in_progress.store)
+    monkeypatch.setattr("sys.stdin", io.StringIO(TESS))
     assert cli([*SECOND, *where(course_in_progress)]) == 2
     err = capsys.readouterr().err
     assert f"patient {PATIENT} already has course 1 (dexamethasone, dexamethasone-sodium-phosphate; 0 of 6 done) " \
            "in progress" in err  # fmt: skip
-    monkeypatch.setattr("sys.stdin", io.StringIO("Wrong-pass-4321\n"))
-    override = ("--supervisor-override", "new plan", "--supervisor", SUPERVISOR, "--password-stdin")
+    monkeypatch.setattr("sys.stdin", io.StringIO(TESS + "Wrong-pass-4321\n"))
+    override = ("--supervisor-override", "new plan", "--supervisor", SUPERVISOR)
     assert cli([*SECOND, *where(course_in_progress), *override]) == 2
     err = capsys.readouterr().err
     assert "override refused" in err and "wrong password" in err
@@ -141,8 +142,8 @@ def test_a_second_course_with_the_supervisor_is_started_and_audited(
     course_in_progress: Clinic, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = str(course_in_progress.store)
-    monkeypatch.setattr("sys.stdin", io.StringIO(SAM))
-    override = ("--supervisor-override", "new plan after review", "--supervisor", SUPERVISOR, "--password-stdin")
+    monkeypatch.setattr("sys.stdin", io.StringIO(TESS + SAM))
+    override = ("--supervisor-override", "new plan after review", "--supervisor", SUPERVISOR)
     assert cli([*SECOND, *where(course_in_progress), *override]) == 0
     assert "course 2: patient P-FAST" in capsys.readouterr().out
     with Store(db) as s:
@@ -150,9 +151,48 @@ def test_a_second_course_with_the_supervisor_is_started_and_audited(
         (entry,) = s.audit(action=START_OVERRIDE_ACTION)
         assert (entry["course_id"], entry["actor"]) == (2, SUPERVISOR)
         assert entry["detail"]["signature"]["full_name"] == "Sam Supervisor"
-        assert entry["detail"]["reason"] == "new plan after review" and entry["detail"]["operator"] == "T-2"
+        assert entry["detail"]["reason"] == "new plan after review" and entry["detail"]["operator"] == TECHNICIAN
         assert "already has course 1" in entry["detail"]["rule"]
         assert s.verify() is None
+
+
+class Terminal(io.StringIO):
+    """A stdin that is a terminal: passwords are asked (getpass), not read from it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_with_an_override_the_operators_password_is_read_first_then_the_supervisors(
+    course_in_progress: Clinic, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(course_in_progress.store)
+    override = ("--supervisor-override", "new plan after review", "--supervisor", SUPERVISOR)
+    monkeypatch.setattr("sys.stdin", io.StringIO(SAM + TESS))  # the two lines the wrong way round
+    assert cli([*SECOND, *where(course_in_progress), *override]) == 2
+    err = capsys.readouterr().err
+    assert "course not started: 'tess': unknown account or wrong password" in err, err
+    with Store(db) as s:
+        assert [c["id"] for c in s.courses()] == [1]
+        assert [e["actor"] for e in s.audit(action="login-denied")] == [TECHNICIAN]  # sam's, read as tess's
+        assert s.audit(action=START_OVERRIDE_ACTION) == []
+
+    asked: list[str] = []  # at a terminal: both asked without echo, the operator first
+
+    def getpass(prompt: str) -> str:
+        asked.append(prompt)
+        return {f"password for {name}: ": PASSWORDS[name] for name in (TECHNICIAN, SUPERVISOR)}[prompt]
+
+    monkeypatch.setattr("getpass.getpass", getpass)
+    monkeypatch.setattr("sys.stdin", Terminal(""))
+    at_terminal = [a for a in SECOND if a != "--password-stdin"]
+    assert cli([*at_terminal, *where(course_in_progress), *override]) == 0
+    assert asked == ["password for tess: ", "password for sam: "]
+    with Store(db) as s:
+        assert [(c["id"], c["operator"]) for c in s.courses()] == [(1, TECHNICIAN), (2, TECHNICIAN)]
+        (entry,) = s.audit(action=START_OVERRIDE_ACTION)
+        assert (entry["course_id"], entry["actor"], entry["detail"]["operator"]) == (2, SUPERVISOR, TECHNICIAN)
+        assert [e["actor"] for e in s.audit(action="login")][-2:] == [TECHNICIAN, SUPERVISOR]
 
 
 def test_a_course_of_the_same_drug_inside_the_last_ones_minimum_interval_is_refused(tmp_path: Path) -> None:

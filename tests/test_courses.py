@@ -34,7 +34,7 @@ from ionctl.core.courses import (
 )
 from ionctl.records import Store
 from ionctl.records.course_export import DOSE_COLOUR, CourseExportError, CourseSummary, build_figure, to_json, to_pdf
-from tests.people import PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic, make_clinic
+from tests.people import ADMIN, AUDITOR, PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic, make_clinic
 from tests.sim.endpoints import ROOT, running_sim
 
 MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -356,12 +356,24 @@ def test_an_override_by_the_supervisor_runs_the_session_and_is_signed_in_the_aud
 # -- the command line and the exports --------------------------------------------------------------------------
 
 
+def started_by(clinic: Clinic, name: str = TECHNICIAN) -> tuple[str, ...]:
+    """`course start`'s options for the clinic's store and site file, `name` logging in (password from stdin)."""
+    return ("--db", str(clinic.store), "--config", str(clinic.config), "--operator", name, "--password-stdin")
+
+
+def cli_with(monkeypatch: pytest.MonkeyPatch, args: list[str], stdin: str = TESS) -> int:
+    """`ionctl ARGS` in this process, `stdin` (not a terminal) what --password-stdin reads."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    return cli(args)
+
+
 def test_course_start_show_list_and_export_from_the_command_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = str(tmp_path / "records.sqlite3")
-    assert cli(["course", "start", "--patient", "P-CLI", "--preset", ASC, "--operator", "T-1", *ASC_OPTIONS,
-                "--db", db]) == 0  # fmt: skip
+    clinic = make_clinic(tmp_path)
+    db = str(clinic.store)
+    assert cli_with(monkeypatch, ["course", "start", "--patient", "P-CLI", "--preset", ASC, *ASC_OPTIONS,
+                                  *started_by(clinic)]) == 0  # fmt: skip
     assert "course 1: patient P-CLI, preset asc-exosome-hand-eczema, 6 sessions" in capsys.readouterr().out
     with Store(db) as s:
         stored_session(s, 1, datetime.now(UTC) - 2 * DAY, dose=7.5)
@@ -380,17 +392,79 @@ def test_course_start_show_list_and_export_from_the_command_line(
     assert json.loads(out.read_text())["sessions"][0]["dose_ma_min"] == 7.5
 
 
-def test_course_start_refuses_bad_input_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = str(tmp_path / "records.sqlite3")
-    assert cli(["course", "start", "--patient", "P", "--preset", "dexamethasone", "--operator", "T", "--db", db]) == 2
+def test_course_start_refuses_bad_input_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clinic = make_clinic(tmp_path)
+    db = str(clinic.store)
+    assert cli_with(monkeypatch, ["course", "start", "--patient", "P", "--preset", "dexamethasone",
+                                  *started_by(clinic)]) == 2  # fmt: skip
     assert "--sessions" in capsys.readouterr().err
-    site = tmp_path / "site.toml"
-    site.write_text(load_config(None).text + "\n# edited by hand\n", encoding="utf-8")
-    args = ["course", "start", "--patient", "P", "--preset", ASC, "--operator", "T", *ASC_OPTIONS, "--db", db,
-            "--config", str(site)]  # fmt: skip
-    assert cli(args) == 2
+    site = tmp_path / "edited.toml"
+    site.write_text(clinic.config.read_text(encoding="utf-8") + "\n# edited by hand\n", encoding="utf-8")
+    args = ["course", "start", "--patient", "P", "--preset", ASC, *ASC_OPTIONS, *started_by(clinic), "--config",
+            str(site)]  # fmt: skip
+    assert cli_with(monkeypatch, args, stdin="") == 2  # refused before a password is asked
     assert "is not approved" in capsys.readouterr().err
     assert cli(["course", "show", "9", "--db", db]) == 1
+
+
+def test_the_course_names_the_account_that_logged_in_a_technician_or_a_supervisor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clinic = make_clinic(tmp_path)
+    start = ["course", "start", "--preset", ASC, *ASC_OPTIONS]
+    assert cli_with(monkeypatch, [*start, "--patient", "P-T", *started_by(clinic)]) == 0
+    assert "run its sessions with: ionctl run --course 1 --operator NAME --device ADDR" in capsys.readouterr().out
+    assert cli_with(monkeypatch, [*start, "--patient", "P-S", *started_by(clinic, SUPERVISOR)], stdin=SAM) == 0
+    with Store(clinic.store) as s:
+        assert [(c["patient"], c["operator"]) for c in s.courses()] == [("P-T", TECHNICIAN), ("P-S", SUPERVISOR)]
+        assert [e["actor"] for e in s.audit(action="login")][-2:] == [TECHNICIAN, SUPERVISOR]
+        assert s.audit(action="login-denied") == []
+
+
+def test_a_wrong_password_an_unknown_account_or_a_lockout_starts_no_course(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clinic = make_clinic(tmp_path)
+    start = ["course", "start", "--patient", "P-W", "--preset", ASC, *ASC_OPTIONS]
+    assert cli_with(monkeypatch, [*start, *started_by(clinic)], stdin="Not-her-password-1\n") == 2
+    assert "ionctl course: course not started: 'tess': unknown account or wrong password" in capsys.readouterr().err
+    assert cli_with(monkeypatch, [*start, *started_by(clinic, "T-07")]) == 2  # typed free text is no account
+    assert "course not started: 'T-07': unknown account or wrong password" in capsys.readouterr().err
+    assert cli_with(monkeypatch, [*start, *started_by(clinic)], stdin="") == 2
+    assert "course not started: password for tess: no line on stdin" in capsys.readouterr().err
+    without_stdin = [a for a in started_by(clinic) if a != "--password-stdin"]
+    assert cli_with(monkeypatch, [*start, *without_stdin]) == 2  # a pipe is no terminal to ask at
+    assert "stdin is not a terminal" in capsys.readouterr().err
+    for _ in range(4):  # five wrong passwords in all lock the account
+        assert cli_with(monkeypatch, [*start, *started_by(clinic)], stdin="Not-her-password-1\n") == 2
+    assert "'tess' is locked after 5 wrong passwords until" in capsys.readouterr().err
+    assert cli_with(monkeypatch, [*start, *started_by(clinic)]) == 2  # her own password, while locked
+    assert "course not started: 'tess' is locked" in capsys.readouterr().err
+    with Store(clinic.store) as s:
+        assert s.courses() == []
+        denied = [(e["detail"]["name"], e["detail"]["reason"]) for e in s.audit(action="login-denied")]
+        assert denied == [(TECHNICIAN, "wrong password"), ("T-07", "unknown account"),
+                          *[(TECHNICIAN, "wrong password")] * 4, (TECHNICIAN, "locked")]  # fmt: skip
+        assert [e["actor"] for e in s.audit(action="user-locked")] == [TECHNICIAN]
+        assert s.verify() is None
+
+
+def test_an_auditor_or_an_administrator_cannot_start_a_course(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clinic = make_clinic(tmp_path)
+    start = ["course", "start", "--patient", "P-A", "--preset", ASC, *ASC_OPTIONS]
+    for name in (AUDITOR, ADMIN):
+        assert cli_with(monkeypatch, [*start, *started_by(clinic, name)], stdin=PASSWORDS[name] + "\n") == 2
+        err = capsys.readouterr().err
+        assert f"course not started: {name} is a" in err and "may run sessions" in err, err
+    with Store(clinic.store) as s:
+        assert s.courses() == []
+        refusals = s.audit(action="act-denied")
+        assert [e["actor"] for e in refusals] == [AUDITOR, ADMIN]
+        assert all(e["detail"]["attempt"] == "start a course for patient P-A" for e in refusals)
 
 
 def test_the_json_export_reads_back_into_the_same_summary(store: Store) -> None:
@@ -553,13 +627,14 @@ def test_the_course_page_shows_the_delivered_currents(store: Store) -> None:
 
 
 def test_a_course_whose_plan_breaks_the_limits_is_refused_naming_every_violation_and_nothing_is_stored(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = str(tmp_path / "records.sqlite3")
-    start = ["course", "start", "--patient", "P-LIM", "--preset", ASC, "--operator", "T-1", "--db", db]
-    assert cli(start) == 2  # the report's 50 mA, nothing else given
+    clinic = make_clinic(tmp_path)
+    db = str(clinic.store)
+    start = ["course", "start", "--patient", "P-LIM", "--preset", ASC, *started_by(clinic)]
+    assert cli_with(monkeypatch, start) == 2  # the report's 50 mA, nothing else given
     assert "course not started" in capsys.readouterr().err
-    assert cli([*start, "--electrode-area", "10", "--duration", "40"]) == 2
+    assert cli_with(monkeypatch, [*start, "--electrode-area", "10", "--duration", "40"]) == 2
     err = capsys.readouterr().err
     assert "can never pass the limits in force" in err
     for named in ("current 50.00 mA exceeds the site limit of 4.00 mA (max_current_ma)", "max_density_ma_cm2",
@@ -576,9 +651,9 @@ def test_a_course_whose_plan_breaks_the_limits_is_refused_naming_every_violation
 def test_a_course_started_with_its_prescription_stores_it_and_its_sessions_are_given_at_it(tmp_path: Path) -> None:
     clinic = make_clinic(tmp_path)
     db = str(clinic.store)
-    started = ionctl("course", "start", "--patient", "P-RX", "--preset", "dexamethasone", "--operator", "T-1",
-                     "--sessions", "2", "--current", "2", "--electrode-area", "10", "--dose", "0.5", "--ramp-up",
-                     "5", "--ramp-down", "5", "--db", db, "--config", str(clinic.config))  # fmt: skip
+    started = ionctl("course", "start", "--patient", "P-RX", "--preset", "dexamethasone", "--sessions", "2",
+                     "--current", "2", "--electrode-area", "10", "--dose", "0.5", "--ramp-up", "5", "--ramp-down", "5",
+                     *started_by(clinic), stdin=TESS)  # fmt: skip
     assert started.returncode == 0, started.stderr
     assert "given at: 2 mA on 10 cm² (0.200 mA/cm²), dose 0.5 mA·min" in started.stdout
     with Store(db) as s:

@@ -14,6 +14,7 @@ import pytest
 from ionctl.records import Store
 from ionctl.safety.identifiers import escape_controls, identifier_problem
 from tests.console.driving import console_setup, on_screen, run_async, shows
+from tests.people import TECHNICIAN
 from tests.test_run import TESS, in_clinic, with_option
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,16 +89,21 @@ def test_ionctl_run_refuses_an_operator_id_with_a_line_break(tmp_path: Path) -> 
     assert all(re.match(r" *\d+  ", line) for line in audit.stdout.splitlines())  # each line an entry of its own
 
 
-@pytest.mark.parametrize(("option", "field"), [("--patient", "patient"), ("--operator", "operator"),
-                                                ("--preset", "preset")])  # fmt: skip
-def test_ionctl_course_start_refuses_control_characters(tmp_path: Path, option: str, field: str) -> None:
-    db = tmp_path / "records.sqlite3"
-    given = {"--patient": "P1", "--operator": "T07", "--preset": "dexamethasone"}
+@pytest.mark.parametrize(("option", "refusal"), [
+    ("--patient", "patient contains the character '\\t' (U+0009)"),
+    ("--preset", "preset contains the character '\\t' (U+0009)"),
+    # the operator is an account name: a name with a tab is no account, so the login is refused, the name escaped
+    ("--operator", "course not started: 'tess\\t\\u202e': unknown account or wrong password"),
+])  # fmt: skip
+def test_ionctl_course_start_refuses_control_characters(tmp_path: Path, option: str, refusal: str) -> None:
+    db = tmp_path / "clinic" / "records.sqlite3"  # in_clinic's store
+    store_and_site = in_clinic(tmp_path)[:4]  # --db, --config
+    given = {"--patient": "P1", "--operator": TECHNICIAN, "--preset": "dexamethasone"}
     given[option] += "\t\u202e"
-    done = ionctl("course", "start", "--db", str(db), "--sessions", "3",
-                  *[part for pair in given.items() for part in pair])  # fmt: skip
+    done = ionctl("course", "start", *store_and_site, "--password-stdin", "--sessions", "3",
+                  *[part for pair in given.items() for part in pair], input=TESS)  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert f"ionctl course: {field} contains the character '\\t' (U+0009)" in done.stderr
+    assert f"ionctl course: {refusal}" in done.stderr
     with Store(db) as store:
         assert store.courses() == []
 

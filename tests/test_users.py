@@ -167,26 +167,29 @@ def test_an_approval_by_a_supervisor_the_sites_administrators_did_not_enrol_is_n
 # -- course rules ------------------------------------------------------------------------------------------------
 
 COURSE = ("course", "start", "--patient", "P-7", "--preset", "dexamethasone", "--operator", TECHNICIAN,
-          "--sessions", "6", "--current", "2", "--electrode-area", "10", "--dose", "20")  # fmt: skip
+          "--password-stdin", "--sessions", "6", "--current", "2", "--electrode-area", "10",
+          "--dose", "20")  # fmt: skip
 
 
 def test_a_technician_cannot_override_a_course_rule_and_a_supervisor_can(
     clinic: Clinic, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert ionctl(capsys, monkeypatch, *COURSE, *where(clinic))[0] == 0
-    second = (*COURSE, *where(clinic), "--supervisor-override", "new plan after review", "--password-stdin")
-    code, _, err = ionctl(capsys, monkeypatch, *COURSE, *where(clinic))
+    tess = clinic.stdin(TECHNICIAN)  # the operator's password: the first line --password-stdin reads
+    assert ionctl(capsys, monkeypatch, *COURSE, *where(clinic), stdin=tess)[0] == 0
+    second = (*COURSE, *where(clinic), "--supervisor-override", "new plan after review")
+    code, _, err = ionctl(capsys, monkeypatch, *COURSE, *where(clinic), stdin=tess)
     assert code == 2 and "already has course 1" in err
-    code, _, err = ionctl(capsys, monkeypatch, *second, "--supervisor", TECHNICIAN, stdin=clinic.stdin(TECHNICIAN))
+    code, _, err = ionctl(capsys, monkeypatch, *second, "--supervisor", TECHNICIAN, stdin=tess + tess)
     assert code == 2 and "override refused: tess is a technician: only a supervisor may override" in err
-    code, _, err = ionctl(capsys, monkeypatch, *second, "--supervisor", SUPERVISOR, stdin="Wrong-pass-123\n")
+    code, _, err = ionctl(capsys, monkeypatch, *second, "--supervisor", SUPERVISOR, stdin=tess + "Wrong-pass-123\n")
     assert code == 2 and "override refused" in err and "wrong password" in err
-    code, _, err = ionctl(capsys, monkeypatch, *second, stdin=clinic.stdin(SUPERVISOR))
+    code, _, err = ionctl(capsys, monkeypatch, *second, stdin=tess + clinic.stdin(SUPERVISOR))
     assert code == 2 and "--supervisor NAME" in err
     with Store(clinic.store) as store:
         assert [c["id"] for c in store.courses()] == [1]
         assert store.audit(action="course-start-override") == []
-    code, out, err = ionctl(capsys, monkeypatch, *second, "--supervisor", SUPERVISOR, stdin=clinic.stdin(SUPERVISOR))
+    code, out, err = ionctl(capsys, monkeypatch, *second, "--supervisor", SUPERVISOR,
+                            stdin=tess + clinic.stdin(SUPERVISOR))  # fmt: skip
     assert code == 0, err
     with Store(clinic.store) as store:
         (override,) = store.audit(action="course-start-override", course_id=2)

@@ -2,9 +2,13 @@
 
 A course is started with the prescription its sessions are given at (the preset, with --current,
 --electrode/--electrode-area, --dose/--duration and the ramps replacing its values), checked against the limits
-in force: a plan that breaks one is refused, every violation named, and nothing is stored. A second course of
+in force: a plan that breaks one is refused, every violation named, and nothing is stored. The course is started
+by the operator who logs in (`--operator NAME`, a technician or supervisor: the password at the terminal without
+echo, or the first line of stdin with --password-stdin), after the site configuration is checked as approved and
+before anything is stored; the course names their account. A second course of
 the same preset or drug while one is in progress is a supervisor's act (--supervisor-override REASON
---supervisor NAME: the supervisor logs in, and the override is signed with their key in the audit trail). A
+--supervisor NAME: the supervisor logs in, their password asked after the operator's, and the override is
+signed with their key in the audit trail). A
 course's sessions are run with `ionctl run --course ID`, which refuses a session too early or beyond the plan
 unless a supervisor overrides it (`--supervisor-override REASON --supervisor NAME`; signed and recorded). The rules are
 in `ionctl.core.courses`. Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
@@ -46,7 +50,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "course",
         help="treatment courses: start one, show where it stands, list, export the summary for the chart",
         description="A treatment course: a preset given as a planned series of sessions (count, per week, "
-        "minimum interval). `ionctl run --course ID` runs its sessions and refuses one too early or beyond "
+        "minimum interval), started by the operator who logs in (`course start --operator NAME`). "
+        "`ionctl run --course ID` runs its sessions and refuses one too early or beyond "
         "the plan unless a supervisor overrides it (recorded in the audit trail).",
     )
     actions = course.add_subparsers(dest="course_command", metavar="ACTION", required=True)
@@ -57,7 +62,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     start = actions.add_parser("start", parents=[db], help="start a course of a preset for a patient")
     start.add_argument("--patient", required=True, metavar="ID")
     start.add_argument("--preset", required=True, metavar="NAME", help="a preset of the site configuration")
-    start.add_argument("--operator", required=True, metavar="ID", help="who starts the course (recorded)")
+    start.add_argument("--operator", required=True, metavar="NAME",
+                       help="your account (a technician or supervisor; `ionctl users list`): you log in, and the "
+                       "course names you; its password is asked before anything is stored")  # fmt: skip
     start.add_argument("--sessions", type=_whole, metavar="N", help="sessions in all (default: the preset's plan)")
     start.add_argument("--per-week", type=lambda t: _number(t, zero=False), metavar="K",
                        help="at most K sessions in any 7 days (default: the preset's plan)")  # fmt: skip
@@ -86,9 +93,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "its minimum interval): the supervisor (--supervisor) logs in; signed, recorded with REASON",
     )
     start.add_argument("--supervisor", metavar="NAME", help="the supervisor's account for --supervisor-override "
-                       "(`ionctl users list`); its password is asked")  # fmt: skip
+                       "(`ionctl users list`); its password is asked after the operator's")  # fmt: skip
     start.add_argument("--password-stdin", action="store_true",
-                       help="read the supervisor's password from stdin (one line), not at the terminal")  # fmt: skip
+                       help="read the password(s) from stdin, one per line (the operator's, then the supervisor's "
+                       "for --supervisor-override), not at the terminal")  # fmt: skip
     start.add_argument("--config", metavar="FILE", help="site configuration (default: the site's, else packaged)")
     start.set_defaults(course_handler=_start)
 
@@ -146,10 +154,11 @@ def _start(store: Any, args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     require_approved(config, store)
+    operator = _operator(store, config, args)
     area = config.electrode(args.electrode).area_cm2 if args.electrode else args.electrode_area
     rx = {"current_ma": args.current, "electrode_area_cm2": area, "dose_ma_min": args.dose,
           "duration_min": args.duration, "ramp_up_s": args.ramp_up, "ramp_down_s": args.ramp_down}  # fmt: skip
-    given = {"patient": args.patient, "operator": args.operator, "preset": args.preset, "sessions": args.sessions,
+    given = {"patient": args.patient, "operator": operator.name, "preset": args.preset, "sessions": args.sessions,
              "per_week": args.per_week, "min_interval_days": args.min_interval_days, "prescription": rx}  # fmt: skip
     try:
         course_id = start_course(store, config, **given)
@@ -157,14 +166,36 @@ def _start(store: Any, args: argparse.Namespace) -> int:
         if not args.supervisor_override:
             raise
         people, supervisor = _override_supervisor(store, config, args, refused)
-        override = {"reason": args.supervisor_override, "operator": args.operator}
+        override = {"reason": args.supervisor_override, "operator": operator.name}
         course_id = start_course(store, config, **given, override=override, people=people, supervisor=supervisor)
     course = store.course(course_id)
     print(f"course {course_id}: patient {course['patient']}, preset {course['preset']}, "
           f"{plan_of(course).text()}")  # fmt: skip
     print(f"  given at: {planned_text(course['plan']['prescription'])}")
-    print(f"run its sessions with: ionctl run --course {course_id} --operator ID --device ADDR ...")
+    print(f"run its sessions with: ionctl run --course {course_id} --operator NAME --device ADDR ...")
     return ExitCode.OK
+
+
+def _operator(store: Any, config: Any, args: argparse.Namespace) -> Any:
+    """The Identity of the operator `--operator NAME`, logged in (the first password read) under the
+    administrators the site configuration names and allowed to run sessions (a technician or supervisor); else
+    CourseRefused saying why, nothing stored but the refusal in the audit trail (`login-denied`, `act-denied`)."""
+    from ionctl.cli.login import PasswordUnavailable, login, people_of
+    from ionctl.config.people import Act, PeopleError
+    from ionctl.core.courses import CourseRefused
+
+    people = people_of(store, config)
+    try:
+        identity = login(people, args.operator, from_stdin=args.password_stdin, stdin=sys.stdin)
+        if not identity.may(Act.RUN_SESSION):
+            attempt = f"start a course for patient {args.patient}"
+            people.signed(identity, "act-denied", {"act": str(Act.RUN_SESSION), "attempt": attempt})
+            identity.require(Act.RUN_SESSION)
+    except (PeopleError, PasswordUnavailable) as denied:
+        raise CourseRefused(f"course not started: {denied}") from None
+    except KeyboardInterrupt:
+        raise CourseRefused("course not started: interrupted at the password prompt") from None
+    return identity
 
 
 def _override_supervisor(store: Any, config: Any, args: argparse.Namespace, refused: Exception) -> tuple[Any, Any]:

@@ -98,8 +98,9 @@ def test_a_store_named_by_the_site_file_is_used_by_config_course_run_and_records
     assert cli(["config", "approve", "--as", SUPERVISOR, "--password-stdin", "--note", "site store"]) == 0
     capsys.readouterr()
 
-    assert cli(["course", "start", "--patient", "P-SITE", "--preset", "dexamethasone", "--operator", "O-1",
-                "--electrode", "patch-10cm2", "--sessions", "2"]) == 0  # fmt: skip
+    with_stdin(PASSWORDS[SUPERVISOR])  # the supervisor starts the course, logging in
+    assert cli(["course", "start", "--patient", "P-SITE", "--preset", "dexamethasone", "--operator", SUPERVISOR,
+                "--password-stdin", "--electrode", "patch-10cm2", "--sessions", "2"]) == 0  # fmt: skip
     # refused by the limits before any device is opened: a record of the refusal, in the site's store
     with_stdin(INITIAL, PASSWORDS[TECHNICIAN])  # the technician's first use, then the session's check
     assert cli(["run", "--preset", "dexamethasone", "--electrode", "patch-10cm2", "--current", "9", "--patient",
