@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "SAFETY.md"
 #: `tests/path.py::test_name`, or `tests/path.py` for a whole file of tests.
 CITATION = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`")
-HAZARDS = ["impersonation", "record forgery", "truncation of the records", "brute force of a password", "over-current", "excessive density", "excessive dose", "wrong polarity", "abrupt current change",
+HAZARDS = ["impersonation", "record forgery", "truncation of the records", "brute force of a password",
+           "over-current", "excessive density", "excessive dose", "wrong polarity", "abrupt current change",
            "open electrode", "short", "compliance", "lost link", "host crash", "device reboot", "stuck output",
            "sensor drift", "corrupted bytes", "tampered records", "unauthorised limit change"]  # fmt: skip
 
