@@ -62,7 +62,7 @@ def test_after_a_faulted_session_the_next_run_without_a_terminal_is_refused_nami
     assert recorded.returncode == 0, recorded.stderr
     onward = ionctl("run", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, "--yes", *run_as, input=TESS)
     assert onward.returncode == 5, onward.stderr  # past the check; the port is not there
-    assert ionctl("records", "verify", "--db", db).returncode == 0
+    assert ionctl("records", "verify", "--db", db, "--config", config).returncode == 0
 
 
 def test_a_session_refused_before_current_flowed_leaves_no_skin_check_pending(tmp_path: Path) -> None:

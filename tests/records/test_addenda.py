@@ -101,7 +101,7 @@ def test_the_skin_check_after_is_appended_from_the_command_line_and_the_chain_ve
     (entry,) = store.get(record_id).addenda
     assert entry["action"] == "skin-check-after" and entry["actor"] == "tess"
     assert entry["detail"]["items"]["pain"] == {"answer": "not inspected", "reason": "patient asleep"}
-    assert cli(["records", "verify", "--db", str(store.path)]) == 0
+    assert cli(["records", "verify", "--db", str(store.path), "--config", str(store.path.parent / "site.toml")]) == 0
     assert "ok: the chain" in capsys.readouterr().out
 
 
@@ -204,7 +204,7 @@ def test_a_correction_names_the_addendum_it_corrects_and_both_are_shown_and_expo
         (correction["seq"], "correction", original["seq"]),
     ]
     assert exported[0]["detail"] == original["detail"]
-    assert cli(["records", "verify", "--db", str(store.path)]) == 0
+    assert cli(["records", "verify", "--db", str(store.path), "--config", str(store.path.parent / "site.toml")]) == 0
 
 
 def test_a_correction_of_an_addendum_of_another_record_is_refused(

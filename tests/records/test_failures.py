@@ -176,7 +176,7 @@ def test_a_full_disk_stops_the_session_ramped_and_the_record_closes_with_the_tru
     (record,) = json.loads(listed.stdout)
     assert record["outcome"] == "record_failed"
     assert abs(record["dose_ma_min"] - true_total) <= 0.02 * true_total, (record["dose_ma_min"], true_total)
-    assert records(db, "verify").returncode == 0
+    assert records(db, "verify", "--config", str(db.parent / "site.toml")).returncode == 0
 
 
 # -- 3. liveness cannot be unlinked ------------------------------------------------------------------------------
