@@ -434,7 +434,8 @@ class People:
                                                             "failures": after.failures}, utc=_stamp(now))  # fmt: skip
                 raise LoginRefused(self._locked_text(name, after.locked_until), until=after.locked_until)
             left = self.trust.lockout_attempts - after.failures
-            raise LoginRefused(f"{name!r}: unknown account or wrong password ({left} tries before a lockout)")
+            tries = "1 try" if left == 1 else f"{left} tries"
+            raise LoginRefused(f"{name!r}: unknown account or wrong password ({tries} before a lockout)")
         identity = Identity(account, private)
         if account.must_change:
             raise PasswordChangeRequired(f"{name!r} has an initial password: set a password of your own first")
