@@ -263,8 +263,10 @@ class Signature:
                                                  "value")})  # fmt: skip
 
     def manifestation(self) -> str:
-        """What a reader sees: name, date and time, meaning (21 CFR 11.50(a))."""
-        return f"{self.full_name} ({self.signer}, {self.role}), {self.utc}: {self.meaning}"
+        """What a reader sees: name, date and time (in the clinic's time zone), meaning (21 CFR 11.50(a))."""
+        from ionctl.records.timefmt import local_text
+
+        return f"{self.full_name} ({self.signer}, {self.role}), {local_text(self.utc)}: {self.meaning}"
 
 
 def subject_of(action: str, actor: str, detail: Mapping[str, Any], record_id: int | None,
