@@ -21,13 +21,13 @@ def console(tmp_path: Path, prelude: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_screen_that_raises_makes_the_console_exit_non_zero(tmp_path: Path) -> None:
     done = console(tmp_path, """
-from ionctl.console.screens.setup import DeviceScreen
+from ionctl.console.screens.login import LoginScreen
 def compose(self):
-    raise RuntimeError("the device screen is broken")
-DeviceScreen.compose = compose
+    raise RuntimeError("the login screen is broken")
+LoginScreen.compose = compose
 """)
     assert done.returncode == 1, done.stderr
-    assert "the device screen is broken" in done.stderr
+    assert "the login screen is broken" in done.stderr
     assert "ionctl console: the console stopped on an error" in done.stderr
 
 
