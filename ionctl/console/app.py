@@ -145,7 +145,7 @@ class ConsoleApp(App[None]):
         self._terminals: list[int] = []  # the standard streams that were a terminal at the start
         self._signals: list[int] = []  # installed on the event loop
         self.identity: Identity | None = None  # who is logged in (None: the login screen shows)
-        self.lock: LockScreen | None = None  # the idle lock, while it is on
+        self.lock_screen: LockScreen | None = None  # the idle lock, while it is on
         self.last_input = setup.clock()  # when the last key or mouse event came (the idle lock's clock)
 
     def on_mount(self) -> None:
@@ -206,15 +206,15 @@ class ConsoleApp(App[None]):
         from ionctl.console.screens.fault import FaultScreen
         from ionctl.console.screens.login import LockScreen
 
-        if self.identity is None or self.lock is not None:
+        if self.identity is None or self.lock_screen is not None:
             return
         if self.setup.clock() - self.last_input < self.setup.idle_lock_s:
             return
         controller = self.flow.controller
         if isinstance(self.screen, FaultScreen) and controller is not None and controller.running:
             return
-        self.lock = LockScreen(self.identity)
-        self.push_screen(self.lock)
+        self.lock_screen = LockScreen(self.identity)
+        self.push_screen(self.lock_screen)
 
     def unlocked(self, identity: Identity) -> None:
         """The lock's password was given: by the same person (back to where they were), or by another, whose
@@ -222,7 +222,7 @@ class ConsoleApp(App[None]):
         started it; what is written from now on names who is logged in); a session still being prepared is
         the first person's, so its steps start again."""
         previous, self.identity, self.last_input = self.identity, identity, self.setup.clock()
-        lock, self.lock = self.lock, None
+        lock, self.lock_screen = self.lock_screen, None
         if lock is not None and self.screen is lock:
             self.pop_screen()  # else it pops itself once the screen over it has gone (`LockScreen`)
         if previous is None or previous.name == identity.name:
@@ -448,9 +448,9 @@ class ConsoleApp(App[None]):
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(EndScreen(report))
-        if self.lock is not None and self.identity is not None:  # the lock stays on, over the end screen
-            self.lock = LockScreen(self.identity)
-            self.push_screen(self.lock)
+        if self.lock_screen is not None and self.identity is not None:  # the lock stays on, over the end screen
+            self.lock_screen = LockScreen(self.identity)
+            self.push_screen(self.lock_screen)
 
     async def action_quit(self) -> None:
         """Leave the console; while a session runs, ask for a ramped stop instead (the console stays open)."""

@@ -57,10 +57,11 @@ def records(setup: ConsoleSetup) -> list[dict[str, Any]]:
         return store.list_records()
 
 
-async def choose(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: int | None = None) -> None:
+async def choose(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: int | None = None,
+                 name: str = TECHNICIAN) -> None:  # fmt: skip
     """Device -> patient and operator -> the preset (or the option at index `option`: the patient's courses
-    come first, then the presets), as the clinic's technician logged in."""
-    await log_in(pilot)
+    come first, then the presets), as `name` logged in (the clinic's technician unless given)."""
+    await log_in(pilot, name)
     await pilot.press("enter")  # the address offered (--device) is the simulator's
     await on_screen(pilot, PatientScreen)
     await pilot.press(*"P0042", "enter")
@@ -69,19 +70,19 @@ async def choose(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: in
 
 
 async def prescribe(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: int | None = None,
-                    **fields: str) -> None:  # fmt: skip
+                    name: str = TECHNICIAN, **fields: str) -> None:  # fmt: skip
     """`choose`, then the prescription screen with `fields` typed in."""
-    await choose(pilot, preset, option=option)
+    await choose(pilot, preset, option=option, name=name)
     await on_screen(pilot, PrescriptionScreen)
     for name, value in fields.items():
         await fill(pilot, f"#{name}", value)
 
 
-async def prepare(pilot: Pilot[Any], option: int | None = None) -> None:
+async def prepare(pilot: Pilot[Any], option: int | None = None, name: str = TECHNICIAN) -> None:
     """A 5 mA·min dexamethasone session at 2 mA on 10 cm² (10 s ramps), through the checks to confirm. 2 mA
     stays below the simulated skin's compliance, so the current holds at the set point."""
-    await prescribe(pilot, option=option, current_ma="2", electrode_area_cm2="10", dose_ma_min="5", ramp_up_s="10",
-                    ramp_down_s="10")  # fmt: skip
+    await prescribe(pilot, option=option, name=name, current_ma="2", electrode_area_cm2="10", dose_ma_min="5",
+                    ramp_up_s="10", ramp_down_s="10")  # fmt: skip
     await shows(pilot, "0.200 mA/cm²")
     await pilot.press("ctrl+n")
     await on_screen(pilot, ContactScreen)

@@ -56,8 +56,8 @@ def course_done_just_now(setup: ConsoleSetup) -> int:
 
     course_id = start_dexamethasone_course(setup)
     with Store(setup.store_path) as store:
-        record_id = store.open_record(patient="P0042", operator=TECHNICIAN, prescription={}, limits={}, limits_sha256="",
-                                      course_id=course_id)  # fmt: skip
+        record_id = store.open_record(patient="P0042", operator=TECHNICIAN, prescription={}, limits={},
+                                      limits_sha256="", course_id=course_id)  # fmt: skip
         store.close_record(record_id, {"outcome": "completed", "energised": True, "dose_ma_min": 40.0})
         store.append_addendum(record_id, TECHNICIAN, Addendum(SKIN_CHECK_AFTER, skin=SkinCheck.of(AFTER, dict.fromkeys(
             ITEMS, "no"))))  # fmt: skip

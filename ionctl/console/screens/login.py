@@ -37,7 +37,7 @@ NEW_PASSWORD_RULES = "at least 8 characters, not all digits, not a common one"
 class Credentials(Screen[None]):
     """A name and a password, and, for an initial password, the person's own typed twice."""
 
-    AUTO_FOCUS = None  # each screen says where the cursor starts
+    AUTO_FOCUS = ""  # none: each screen says where the cursor starts (over a running session, nowhere)
 
     def __init__(self) -> None:
         super().__init__()
@@ -202,7 +202,7 @@ class LockScreen(Credentials):
             self.focus_fields()
 
     def on_screen_resume(self) -> None:
-        if self.console.lock is not self:  # unlocked while a screen over it had the keys
+        if self.console.lock_screen is not self:  # unlocked while a screen over it had the keys
             self.app.call_later(self.dismiss_unlocked)
 
     def dismiss_unlocked(self) -> None:
