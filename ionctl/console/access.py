@@ -116,8 +116,11 @@ def _prepare_pin_era(request: TreatmentRequest, *, store: Store, config: SiteCon
     """Until `ionctl.treatment.prepare` takes people (`operator=`, `supervisor=`): the PIN check that
     authorises an override is replaced, for this one call, by the supervisor's login and role. The request's
     `operator` (the logged-in name) is what the record names. Goes once `prepare` takes `supervisor`."""
-    import ionctl.treatment.prepare as module
+    import importlib
+
     from ionctl.treatment import CourseRuleRefused, prepare
+
+    module = importlib.import_module("ionctl.treatment.prepare")  # the module (the package's name is the function)
 
     if supervisor is None:
         return prepare(request, store=store, config=config)

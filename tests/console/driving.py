@@ -99,6 +99,10 @@ def clinic_in(folder: Path, accounts: str = "") -> Clinic:
     """A clinic (tests/people.py) in `folder`: the site file (`ionctl config init`'s, naming its administrator),
     with `accounts` added to its `[accounts]` table and approved by the supervisor, and the record store
     `folder/records.sqlite3` with one person of each role."""
+    if (folder / "site.toml").exists():  # the same clinic again (the console opened a second time)
+        config = folder / "site.toml"
+        (administrator,) = load_config(config).accounts.administrators
+        return Clinic(config, folder / "records.sqlite3", administrator)
     clinic = make_clinic(folder, approve=not accounts)
     if accounts:
         text = clinic.config.read_text(encoding="utf-8").replace("[accounts]\n", f"[accounts]\n{accounts}\n", 1)

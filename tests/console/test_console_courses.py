@@ -151,7 +151,7 @@ async def test_a_refused_course_session_is_not_overridden_by_a_technician_or_a_w
         def refused() -> bool:
             return any(said in n.message for n in app._notifications)
 
-        await until(pilot, refused, "the override refused")
+        await until(pilot, refused, f"the override refused; said: {[n.message for n in app._notifications]}")
         assert isinstance(app.screen, ConfirmScreen) and app.flow.controller is None
         assert app.flow.override_reason is None and app.flow.override_supervisor is None
     with Store(setup.store_path) as store:
