@@ -37,7 +37,10 @@ NEW_PASSWORD_RULES = "at least 8 characters, not all digits, not a common one"
 class Credentials(Screen[None]):
     """A name and a password, and, for an initial password, the person's own typed twice."""
 
-    AUTO_FOCUS = ""  # none: each screen says where the cursor starts (over a running session, nowhere)
+    # No focus of its own: each screen says where the cursor starts (over a running session, nowhere). The
+    # cursor moves at once (`set_focus`, not `focus`, which waits its turn), so the keys typed after an Enter go
+    # to the field it moved to, however fast they come.
+    AUTO_FOCUS = ""
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,12 +75,12 @@ class Credentials(Screen[None]):
 
     def focus_fields(self) -> None:
         name = self.query_one("#login-name", Input)
-        (self.query_one("#login-password", Input) if name.value.strip() else name).focus()
+        self.set_focus(self.query_one("#login-password", Input) if name.value.strip() else name)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         following = {"login-name": "login-password", "login-new": "login-again"}.get(event.input.id or "")
         if following is not None:
-            self.query_one(f"#{following}", Input).focus()
+            self.set_focus(self.query_one(f"#{following}", Input))
             return
         self.attempt()
 
@@ -127,13 +130,13 @@ class Credentials(Screen[None]):
             self._lock_name(True)
             self.status(outcome.refused or f"{name} has an initial password: set a password of your own "
                         f"({NEW_PASSWORD_RULES}), typed twice.", error=outcome.refused is not None)  # fmt: skip
-            self.query_one("#login-new", Input).focus()
+            self.set_focus(self.query_one("#login-new", Input))
             return
         self.initial = None
         self._show_new(False)
         self._lock_name(False)
         self.status(outcome.refused or "refused", error=True)
-        self.query_one("#login-password", Input).focus()
+        self.set_focus(self.query_one("#login-password", Input))
 
     def _lock_name(self, locked: bool) -> None:
         """While the person sets their own password, the name and the initial password stay as proven."""
@@ -161,7 +164,7 @@ class LoginScreen(Credentials):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#login-name", Input).focus()
+        self.set_focus(self.query_one("#login-name", Input))
 
     def accepted(self, identity: Identity) -> None:
         self.console.logged_in(identity)
