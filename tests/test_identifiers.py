@@ -13,7 +13,7 @@ import pytest
 
 from ionctl.records import Store
 from ionctl.safety.identifiers import escape_controls, identifier_problem
-from tests.console.driving import console_setup, on_screen, run_async, shows
+from tests.console.driving import console_setup, log_in, on_screen, run_async, shows
 from tests.people import TECHNICIAN
 from tests.test_run import TESS, in_clinic, with_option
 
@@ -133,11 +133,10 @@ async def test_the_console_refuses_a_pasted_patient_id_with_a_line_break(tmp_pat
     setup, _source, _gate = console_setup(tmp_path)
     app = ConsoleApp(setup)
     async with app.run_test(size=(100, 36)) as pilot:
-        await pilot.pause()
+        await log_in(pilot)
         await pilot.press("enter")
         await on_screen(pilot, PatientScreen)
         app.screen.query_one("#patient", Input).value = "P0042\nP0043"  # as a paste would put it there
-        app.screen.query_one("#operator", Input).value = "T07"
         await pilot.press("ctrl+n")
         await shows(pilot, "patient ID contains the character '\\n' (U+000A)")
         assert isinstance(app.screen, PatientScreen) and app.flow.patient_id == ""

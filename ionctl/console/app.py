@@ -1,5 +1,22 @@
 """The console application: one technician's path through a session, one screen per step.
 
+Nobody gets past the first screen without logging in (`ionctl.console.screens.login`): the person logged in
+is the operator of every session started (the record names them) and the author of every skin check and
+addendum written here. Only a technician or a supervisor may log in; an administrator or an auditor is told
+that the console is for running sessions. (A configuration that is not approved shows why before any login:
+nothing can be done there but quit.)
+
+The idle lock: after the site's `[accounts] idle_lock_minutes` without a key or mouse event the console
+locks, and the same person's password (or another person's login, which ends the first one's) opens it. The
+lock is a screen pushed over whatever shows, never a pause: the session runs in its own thread
+(`SessionController`), so its telemetry, its record and its supervision go on as before. It does not wait for
+the current to stop, because an unattended console is when a passer-by could pause, resume or start a
+session; instead it keeps what a running session must never lose: the lock shows the session's state and
+current and takes S (stop, ramped) and A (abort), each confirmed by Y as on the run screen; Ctrl+C stops (and
+a second time aborts) over any screen; a fault shows its fault screen over the lock, and the lock never
+covers the fault screen of a running session. When the session ends under the lock, the end screen comes up
+under it.
+
 The app holds what the steps have chosen so far (`Flow`) and moves between the step screens
 (`ionctl.console.screens`). A running session belongs to a `SessionController`; its events arrive here as
 `SessionEvent` messages (posted from the session's thread, never waited for) and decide when the fault
@@ -27,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -36,7 +54,9 @@ from ionctl.console.setup import ConsoleSetup
 
 if TYPE_CHECKING:
     from ionctl.config import Preset
+    from ionctl.config.people import Identity
     from ionctl.console.controller import ContactCheck
+    from ionctl.console.screens.login import LockScreen
     from ionctl.drivers.base import CurrentSource
     from ionctl.records.skin import SkinCheck
     from ionctl.safety import Prescription
@@ -45,6 +65,8 @@ if TYPE_CHECKING:
 
 #: Host seconds the console waits at its end, beyond the session's ramp down, for a running session to end.
 SETTLE_MARGIN_S = 120.0
+#: Host seconds between the idle lock's looks at the time since the last key or mouse event.
+IDLE_POLL_S = 1.0
 #: The signals that end the console (a running session first ramps down); what each is called in the record.
 ENDING_SIGNALS: dict[int, str] = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP, the terminal closed"}
 
@@ -64,7 +86,6 @@ class Flow:
     address: str | None = None
     source: CurrentSource | None = None
     patient_id: str = ""
-    operator_id: str = ""
     preset: Preset | None = None
     course_id: int | None = None  # the treatment course this session belongs to, if any
     prescription: Prescription | None = None
@@ -74,7 +95,7 @@ class Flow:
     interrupts: int = 0  # Ctrl-C presses while the session runs: the first stops, the next abort
     after_saved: bool = False  # the skin check after the session is in the record
     override_reason: str | None = None  # a supervisor sets a course rule aside for this session, for this reason
-    override_pin: str | None = None  # with this PIN: checked (and then forgotten) when the session starts
+    override_supervisor: tuple[str, str] | None = None  # their name and password: checked (then forgotten) at start
     refusal: str | None = None  # the course rule that refused the last start, for the override dialog
 
 
@@ -89,6 +110,8 @@ Screen { padding: 0 1; }
 .field Label { width: 34; padding: 0 1 0 0; }
 .field Input { width: 44; height: 1; border: none; padding: 0 1; background: $boost; }
 .field Input:focus { background: $accent 40%; }
+.field Input:disabled { background: $panel; }
+LockScreen { background: $surface; }
 SkinCheckForm .field { margin: 0; }
 Select { width: 80; }
 FaultScreen { background: $surface; border: thick $error; }
@@ -121,9 +144,13 @@ class ConsoleApp(App[None]):
         self.leave_when_ended = False  # SIGTERM during a session: leave once its record is closed
         self._terminals: list[int] = []  # the standard streams that were a terminal at the start
         self._signals: list[int] = []  # installed on the event loop
+        self.identity: Identity | None = None  # who is logged in (None: the login screen shows)
+        self.lock_screen: LockScreen | None = None  # the idle lock, while it is on
+        self.last_input = setup.clock()  # when the last key or mouse event came (the idle lock's clock)
 
     def on_mount(self) -> None:
-        from ionctl.console.screens.setup import BlockedScreen, DeviceScreen
+        from ionctl.console.screens.login import LoginScreen
+        from ionctl.console.screens.setup import BlockedScreen
         from ionctl.treatment.terminals import fd_isatty
 
         self._terminals = [fd for fd in (0, 1, 2) if fd_isatty(fd)]
@@ -134,7 +161,8 @@ class ConsoleApp(App[None]):
                 self._signals.append(signum)
         except (RuntimeError, ValueError, NotImplementedError):  # not the main thread, or no Unix signals
             pass
-        self.push_screen(BlockedScreen() if self.setup.blocked else DeviceScreen())
+        self.push_screen(BlockedScreen() if self.setup.blocked else LoginScreen())
+        self.set_interval(IDLE_POLL_S, self.lock_when_idle)
 
     async def on_unmount(self) -> None:
         """The console's end, however it came: a running session ramps down and its record closes first."""
@@ -150,6 +178,61 @@ class ConsoleApp(App[None]):
             super().run(*args, **kwargs)
         finally:
             self.settle()
+
+    # -- who is at the bench ------------------------------------------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        """Every key and mouse event from the terminal keeps the console awake (the idle lock's clock)."""
+        if isinstance(event, (events.Key, events.MouseEvent, events.Paste)) and not event.is_forwarded:
+            self.last_input = self.setup.clock()
+        await super().on_event(event)
+
+    @property
+    def operator_name(self) -> str:
+        """The account name of the person logged in ("" before a login)."""
+        return self.identity.name if self.identity is not None else ""
+
+    def logged_in(self, identity: Identity) -> None:
+        """The login screen's person goes on to the first step."""
+        from ionctl.console.screens.setup import DeviceScreen
+
+        self.identity, self.last_input = identity, self.setup.clock()
+        self.notify(f"Logged in: {identity.account.full_name} ({identity.name}, {identity.role.value}).")
+        self.switch_screen(DeviceScreen())
+
+    def lock_when_idle(self) -> None:
+        """Lock after the site's idle time without a key or mouse event; never over the fault screen of a
+        running session (it says what to do now)."""
+        from ionctl.console.screens.fault import FaultScreen
+        from ionctl.console.screens.login import LockScreen
+
+        if self.identity is None or self.lock_screen is not None:
+            return
+        if self.setup.clock() - self.last_input < self.setup.idle_lock_s:
+            return
+        controller = self.flow.controller
+        if isinstance(self.screen, FaultScreen) and controller is not None and controller.running:
+            return
+        self.lock_screen = LockScreen(self.identity)
+        self.push_screen(self.lock_screen)
+
+    def unlocked(self, identity: Identity) -> None:
+        """The lock's password was given: by the same person (back to where they were), or by another, whose
+        login ends the first one's. A session running or ended stays on the screen (its record names who
+        started it; what is written from now on names who is logged in); a session still being prepared is
+        the first person's, so its steps start again."""
+        previous, self.identity, self.last_input = self.identity, identity, self.setup.clock()
+        lock, self.lock_screen = self.lock_screen, None
+        if lock is not None and self.screen is lock:
+            self.pop_screen()  # else it pops itself once the screen over it has gone (`LockScreen`)
+        if previous is None or previous.name == identity.name:
+            return
+        self.notify(f"{identity.account.full_name} ({identity.name}) is logged in; {previous.name}'s login has "
+                    "ended.", timeout=10)  # fmt: skip
+        if self.flow.controller is None:
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
+            self.new_session()
 
     # -- signals and the end -------------------------------------------------------------------------------
 
@@ -229,11 +312,15 @@ class ConsoleApp(App[None]):
     def start_session(self) -> None:
         """Prepare the session through `ionctl.treatment.prepare` (the course rules, a supervisor's override),
         hand it to a controller and show the run screen."""
+        from ionctl.config.people import Act
         from ionctl.console.screens.run import RunScreen
 
         flow, setup = self.flow, self.setup
         if setup.blocked:
             self.notify(setup.blocked, severity="error")
+            return
+        if self.identity is None or not self.identity.may(Act.RUN_SESSION):
+            self.notify("Only a technician or a supervisor logged in may start a session.", severity="error")
             return
         assert flow.source is not None and flow.prescription is not None and flow.address is not None
         prepared = self.prepare_session()
@@ -247,6 +334,7 @@ class ConsoleApp(App[None]):
             reconnect=(lambda: setup.open_device(address)) if setup.reconnect else None,
             notify=lambda event: self.post_message(SessionEvent(event)),
             opening_check=prepared.opening_check(), override=prepared.override,
+            operator=prepared.operator, anchor=prepared.config.accounts.anchor,
         )  # fmt: skip
         flow.controller, flow.source = controller, None  # the controller owns (and closes) the device now
         self.switch_screen(RunScreen(controller))
@@ -260,7 +348,7 @@ class ConsoleApp(App[None]):
         rx, preset = flow.prescription, flow.preset
         assert rx is not None and flow.address is not None
         return TreatmentRequest(
-            device=flow.address, operator=flow.operator_id, patient=flow.patient_id,
+            device=flow.address, operator=self.operator_name, patient=flow.patient_id,
             preset=preset.name if preset is not None else None, drug=None if preset is not None else rx.drug,
             polarity=None if preset is not None else rx.polarity.value, electrode_area_cm2=rx.electrode_area_cm2,
             current_ma=rx.current_ma, dose_ma_min=rx.dose_ma_min, duration_min=rx.duration_min,
@@ -272,14 +360,22 @@ class ConsoleApp(App[None]):
     def prepare_session(self) -> Prepared | None:
         """The session prepared to start, or None after saying why not: a course rule (with how a supervisor
         overrides it, or why the override was refused), or anything else `prepare` refuses."""
+        from ionctl.config.people import PeopleError
+        from ionctl.console.access import prepare_as, supervisor_of
         from ionctl.records import Store
-        from ionctl.treatment import CourseRuleRefused, Refused, prepare
+        from ionctl.treatment import CourseRuleRefused, Refused
 
-        flow = self.flow
-        flow.override_pin, flow.refusal = None, None  # a PIN is used once
+        flow, identity = self.flow, self.identity
+        assert identity is not None
+        given, flow.override_supervisor, flow.refusal = flow.override_supervisor, None, None  # used once
         try:
             with Store(self.setup.store_path) as store:
-                prepared = prepare(self.request(), store=store, config=self.setup.config)
+                supervisor = supervisor_of(self.setup, store, *given) if given is not None else None
+                prepared = prepare_as(self.request(), store=store, config=self.setup.config, operator=identity,
+                                      supervisor=supervisor)  # fmt: skip
+        except PeopleError as exc:  # the person logged in may not (a role, a login the store refuses)
+            self.notify(str(exc), severity="error", timeout=30)
+            return None
         except CourseRuleRefused as exc:
             flow.override_reason, flow.refusal = None, exc.rule
             self.notify(self.course_refusal(exc), severity="error", timeout=30)
@@ -301,19 +397,21 @@ class ConsoleApp(App[None]):
         outside any course by those of a course of the patient's of the same preset or drug in progress."""
         if refused.denied is not None:
             return refused.message
-        override = "a supervisor may override it: press O (reason and supervisor PIN)"
+        override = "a supervisor may override it: press O (reason, the supervisor's name and password)"
         if self.flow.course_id is None:
             return f"{refused.rule} (choose that course for this session); {override}"
         return f"{refused.rule}; {override}"
 
     def ask_override(self, rule: str, then: Callable[[], object]) -> None:
-        """The supervisor override dialog for `rule`; with a reason and PIN given, `then()`."""
+        """The supervisor override dialog for `rule`; with a reason and a supervisor's name and password given,
+        `then()` (the password is checked, and the override signed, when the session is prepared to start)."""
         from ionctl.console.screens.override import OverrideScreen
 
-        def given(answer: tuple[str, str] | None) -> None:
+        def given(answer: tuple[str, str, str] | None) -> None:
             if answer is None:
                 return
-            self.flow.override_reason, self.flow.override_pin = answer
+            reason, name, password = answer
+            self.flow.override_reason, self.flow.override_supervisor = reason, (name, password)
             then()
 
         self.push_screen(OverrideScreen(rule), given)
@@ -346,10 +444,14 @@ class ConsoleApp(App[None]):
     def show_end(self, report: Report) -> None:
         """The end screen, in place of the run screen and anything over it (the fault screen, a dialog)."""
         from ionctl.console.screens.end import EndScreen
+        from ionctl.console.screens.login import LockScreen
 
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(EndScreen(report))
+        if self.lock_screen is not None and self.identity is not None:  # the lock stays on, over the end screen
+            self.lock_screen = LockScreen(self.identity)
+            self.push_screen(self.lock_screen)
 
     async def action_quit(self) -> None:
         """Leave the console; while a session runs, ask for a ramped stop instead (the console stays open)."""

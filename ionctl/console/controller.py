@@ -37,6 +37,7 @@ from ionctl.safety.validation import CatalogEntry
 from ionctl.treatment.report import Interrupts, Report, not_started
 
 if TYPE_CHECKING:
+    from ionctl.config.people import Identity
     from ionctl.core.session import Session, SessionResult, StateChange
     from ionctl.records import Store
     from ionctl.records.skin import SkinCheck
@@ -171,7 +172,8 @@ class SessionController:
     opened; the record's opening names the configuration (`config_sha256`) and the course (`course_id`), as
     `ionctl run` does. The session reads its host clock from the source.
     An `override` (a course rule a supervisor set aside) is recorded against the session's record once it is
-    open; `opening_check` then leaves the course rules out (`Prepared.opening_check`)."""
+    open; `opening_check` then leaves the course rules out (`Prepared.opening_check`). The logged-in `operator`
+    signs the closed record "performed" and the site's `anchor` gets a checkpoint, as in `ionctl run`."""
 
     def __init__(
         self,
@@ -188,6 +190,8 @@ class SessionController:
         notify: Notify | None = None,
         opening_check: Callable[[Store], None] | None = None,
         override: Override | None = None,
+        operator: Identity | None = None,
+        anchor: Path | None = None,
     ) -> None:
         self.source = source
         self.prescription = prescription
@@ -201,6 +205,7 @@ class SessionController:
         self.notify = notify
         self.opening_check = opening_check  # checked as the record opens (`ionctl.treatment.opening_check`)
         self.override = override
+        self.operator, self.anchor = operator, anchor  # who signs the closed record; where its checkpoint goes
         self.messages = io.StringIO()  # what the recorder says about the record (failures), for the end screen
         self.report: Report | None = None
         self.session: Session | None = None
@@ -271,6 +276,7 @@ class SessionController:
                 config_sha256=self.config_sha256, course_id=self.course_id, override=self.override,
                 opening_check=self.opening_check, skin_check_before=self.skin_check_before, reconnect=self.reconnect,
                 accept_no_watchdog=self.accept_no_watchdog, display=self, watch=self._watch,
+                operator=self.operator, anchor=self.anchor,
             )  # fmt: skip
             report = runner.run()
         finally:

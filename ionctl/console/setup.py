@@ -4,22 +4,31 @@
 `--config`, the default record store unless `--db`), closes any record a killed session left open (as
 `ionctl run` does), and notes when a hand-edited configuration has not been approved: the console then shows
 why and starts no session. Tests build a `ConsoleSetup` directly, with a simulator behind `open_device`.
+
+The people who may log in are the store's accounts under the trust of the configuration in force (its
+`[accounts]` table names the administrators whose enrolments count, the lockout and the idle lock).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ionctl.config.people import PRODUCTION_COST, Cost, People, Trust
 from ionctl.drivers.base import CurrentSource
 from ionctl.safety import SiteLimits
 
 if TYPE_CHECKING:
     from ionctl.config import Electrode, Preset, SiteConfig
+    from ionctl.config.people import AuditLog
     from ionctl.drivers.discovery import Found
+
+#: The idle lock when there is no site configuration to say (`[accounts] idle_lock_minutes`' default).
+DEFAULT_IDLE_LOCK_MIN = 10.0
 
 
 def open_device(address: str) -> CurrentSource:
@@ -56,6 +65,19 @@ class ConsoleSetup:
     export_dir: Path = field(default_factory=Path.cwd)  # where the chart PDF goes
     recovered: list[int] = field(default_factory=list)  # records closed as interrupted at start-up
     config: SiteConfig | None = None  # the configuration itself (the confirmation's drug-catalog advice)
+    cost: Cost = PRODUCTION_COST  # the scrypt cost of a password set at the console (first use)
+    clock: Callable[[], float] = time.monotonic  # the idle lock's clock (seconds; tests move it)
+
+    def people(self, store: AuditLog) -> People:
+        """The store's accounts, under the trust of the configuration in force."""
+        trust = Trust.of(self.config) if self.config is not None else Trust()
+        return People(store, trust, cost=self.cost)
+
+    @property
+    def idle_lock_s(self) -> float:
+        """Seconds without a key or mouse event before the console locks (`[accounts] idle_lock_minutes`)."""
+        minutes = self.config.accounts.idle_lock_minutes if self.config is not None else DEFAULT_IDLE_LOCK_MIN
+        return minutes * 60.0
 
     @classmethod
     def from_config(cls, config: SiteConfig, store_path: Path | None, **options: object) -> ConsoleSetup:

@@ -1,5 +1,7 @@
-"""Driving the console in tests: an in-process simulator behind it, a gate that holds the session thread
-where a test wants to look or act, and pilot helpers that read the screen and type like a technician."""
+"""Driving the console in tests: a clinic's site file and record store with its people (tests/people.py), an
+in-process simulator behind it, a gate that holds the session thread where a test wants to look or act, a
+clock for the idle lock that moves only when a test moves it, and pilot helpers that log in, read the screen
+and type like a technician."""
 
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ from textual.widget import Widget
 from textual.widgets import Digits, Input, Static
 
 from ionctl.config import load_config
+from ionctl.config.people import Act
 from ionctl.console.app import ConsoleApp
 from ionctl.console.setup import ConsoleSetup
 from ionctl.drivers.discovery import Found
 from sim.device import FaultSpec
 from sim.plant import LOAD_PRESETS
+from tests.people import PASSWORDS, SUPERVISOR, TECHNICIAN, TEST_COST, Clinic, make_clinic
 from tests.session.inprocess import InProcessSource, simulated
 
 ADDRESS = "inprocess:sim"
@@ -78,11 +82,46 @@ def energised_for(seconds: float) -> Callable[[InProcessSource], bool]:
     return when
 
 
+class Clock:
+    """The idle lock's clock: host seconds that pass only when a test says (`advance`)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def clinic_in(folder: Path, accounts: str = "") -> Clinic:
+    """A clinic (tests/people.py) in `folder`: the site file (`ionctl config init`'s, naming its administrator),
+    with `accounts` added to its `[accounts]` table and approved by the supervisor, and the record store
+    `folder/records.sqlite3` with one person of each role."""
+    if (folder / "site.toml").exists():  # the same clinic again (the console opened a second time)
+        config = folder / "site.toml"
+        (administrator,) = load_config(config).accounts.administrators
+        return Clinic(config, folder / "records.sqlite3", administrator)
+    clinic = make_clinic(folder, approve=not accounts)
+    if accounts:
+        text = clinic.config.read_text(encoding="utf-8").replace("[accounts]\n", f"[accounts]\n{accounts}\n", 1)
+        clinic.config.write_text(text, encoding="utf-8")
+        from ionctl.records import Store
+
+        with Store(clinic.store) as store:
+            site = load_config(clinic.config)
+            detail = {"path": site.source, "sha256": site.sha256, "presets": sorted(site.presets), "note": ""}
+            clinic.people(store).signed(clinic.login(store, SUPERVISOR), "config-approve", detail)
+    return clinic
+
+
 def console_setup(
-    tmp_path: Path, *, faults: tuple[str, ...] = (), load: str = "normal", **options: Any
+    tmp_path: Path, *, faults: tuple[str, ...] = (), load: str = "normal", accounts: str = "", **options: Any
 ) -> tuple[ConsoleSetup, InProcessSource, Gate]:
-    """The packaged configuration, a record store in `tmp_path`, and a simulated device (skin `load`) behind
-    the address `inprocess:sim`, with its session thread paced by a `Gate`."""
+    """A clinic in `tmp_path` (`clinic_in`: its site file, its record store and people), and a simulated device
+    (skin `load`) behind the address `inprocess:sim`, with its session thread paced by a `Gate`. The idle lock
+    reads a `Clock` (`setup.clock`) unless `options` give another."""
     source, _ = simulated(LOAD_PRESETS[load], faults=[FaultSpec.parse(f) for f in faults])
     gate = Gate()
     source.before_read = gate
@@ -93,16 +132,34 @@ def console_setup(
         assert address == ADDRESS, address
         return source
 
+    clinic = clinic_in(tmp_path, accounts)
+    options = {"clock": Clock(), **options}
     setup = ConsoleSetup.from_config(
-        load_config(None), tmp_path / "records.sqlite3", device=ADDRESS, open_device=open_device,
+        load_config(clinic.config), clinic.store, device=ADDRESS, open_device=open_device,
         discover=lambda: ([Found(ADDRESS, "serial", "simulated device")], None), reconnect=False,
-        export_dir=tmp_path, **options,
+        export_dir=tmp_path, cost=TEST_COST, **options,
     )  # fmt: skip
     return setup, source, gate
 
 
 def new_app(setup: ConsoleSetup) -> ConsoleApp:
     return ConsoleApp(setup)
+
+
+async def log_in(pilot: Pilot[Any], name: str = TECHNICIAN, password: str | None = None) -> None:
+    """The login screen, by keyboard: the name, Enter, the password (the clinic's for `name`), Enter; then wait
+    for the first step (the device) and the person logged in."""
+    from ionctl.console.screens.login import LoginScreen
+
+    await on_screen(pilot, LoginScreen)
+    await fill(pilot, "#login-name", name)
+    await pilot.press("enter", *(password if password is not None else PASSWORDS[name]), "enter")
+    await until(pilot, lambda: _logged_in(pilot.app, name), f"{name} to be logged in")
+
+
+def _logged_in(app: App[Any], name: str) -> bool:
+    identity = getattr(app, "identity", None)
+    return identity is not None and identity.name == name and identity.may(Act.RUN_SESSION)
 
 
 def text_of(app: App[Any]) -> str:

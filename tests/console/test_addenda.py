@@ -16,15 +16,16 @@ from ionctl.console.screens.fault import FaultScreen
 from ionctl.console.screens.setup import PatientScreen, PresetScreen
 from ionctl.records import Store
 from ionctl.records.skin import ITEMS, SKIN_CHECK_AFTER, SkinCheck
-from tests.console.driving import answer_skin, console_setup, fill, on_screen, run_async, shows
+from tests.console.driving import answer_skin, console_setup, fill, log_in, on_screen, run_async, shows
 from tests.console.test_console import SIZE, ended, prepare
+from tests.people import TECHNICIAN
 
 
-async def enter_patient(pilot: Pilot[Any], patient: str = "P0042", operator: str = "T07") -> None:
-    await pilot.pause()
+async def enter_patient(pilot: Pilot[Any], patient: str = "P0042", operator: str = TECHNICIAN) -> None:
+    await log_in(pilot, operator)
     await pilot.press("enter")  # the simulator's address
     await on_screen(pilot, PatientScreen)
-    await pilot.press(*patient, "enter", *operator, "enter")
+    await pilot.press(*patient, "enter")
 
 
 @run_async
@@ -63,7 +64,7 @@ async def test_a_skin_check_pending_when_the_console_quit_is_asked_for_first_whe
     with Store(setup.store_path) as store:
         (after,) = store.audit(action=SKIN_CHECK_AFTER, record_id=record["id"])
         assert store.pending_skin_checks("P0042") == [] and store.verify() is None
-    assert after["actor"] == "T07"
+    assert after["actor"] == TECHNICIAN
     assert SkinCheck.from_detail(after["detail"]).items["blistering"].reason == "dressing left on"
 
 
@@ -88,10 +89,10 @@ async def test_a_late_adverse_reaction_and_a_correction_are_added_to_a_recent_re
         store.close_record(record_id, {"outcome": "completed", "energised": True, "dose_ma_min": 5.0})
     app = ConsoleApp(setup)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await log_in(pilot)
         await pilot.press("enter")
         await on_screen(pilot, PatientScreen)
-        await pilot.press(*"P0042", "enter", *"T07")
+        await pilot.press(*"P0042")
         await pilot.press("ctrl+r")
         await on_screen(pilot, RecordsScreen)
         options = app.screen.query_one("#records", OptionList)
@@ -104,7 +105,7 @@ async def test_a_late_adverse_reaction_and_a_correction_are_added_to_a_recent_re
         await fill(pilot, "#addendum-text", "blister under the anode, seen the next day")
         await pilot.press("ctrl+s")
         await shows(pilot, "recorded in record")
-        await shows(pilot, "adverse-reaction by T07: blister under the anode, seen the next day")
+        await shows(pilot, "adverse-reaction by tess: blister under the anode, seen the next day")
         with Store(setup.store_path) as store:
             (reaction,) = store.get(record_id).addenda
         app.screen.query_one("#kind").focus()
@@ -120,7 +121,7 @@ async def test_a_late_adverse_reaction_and_a_correction_are_added_to_a_recent_re
         await answer_skin(pilot)
         await fill(pilot, "#addendum-corrects", "")
         await pilot.press("ctrl+s")
-        await shows(pilot, "skin-check-after by T07: erythema: no")
+        await shows(pilot, "skin-check-after by tess: erythema: no")
     with Store(setup.store_path) as store:
         first, correction, skin = store.get(record_id).addenda
         assert store.pending_skin_checks("P0042") == [] and store.verify() is None

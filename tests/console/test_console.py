@@ -32,6 +32,7 @@ from tests.console.driving import (
     console_setup,
     energised_for,
     fill,
+    log_in,
     on_screen,
     run_async,
     shows,
@@ -39,6 +40,7 @@ from tests.console.driving import (
     trace_text,
     until,
 )
+from tests.people import TECHNICIAN
 
 SIZE = (100, 36)
 PRESETS = ("dexamethasone", "lidocaine", "tap-water-hands", "asc-exosome-hand-eczema")
@@ -55,31 +57,32 @@ def records(setup: ConsoleSetup) -> list[dict[str, Any]]:
         return store.list_records()
 
 
-async def choose(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: int | None = None) -> None:
+async def choose(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: int | None = None,
+                 name: str = TECHNICIAN) -> None:  # fmt: skip
     """Device -> patient and operator -> the preset (or the option at index `option`: the patient's courses
-    come first, then the presets)."""
-    await pilot.pause()
+    come first, then the presets), as `name` logged in (the clinic's technician unless given)."""
+    await log_in(pilot, name)
     await pilot.press("enter")  # the address offered (--device) is the simulator's
     await on_screen(pilot, PatientScreen)
-    await pilot.press(*"P0042", "enter", *"T07", "enter")
+    await pilot.press(*"P0042", "enter")
     await on_screen(pilot, PresetScreen)
     await pilot.press(*["down"] * (PRESETS.index(preset) if option is None else option), "enter")
 
 
 async def prescribe(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: int | None = None,
-                    **fields: str) -> None:  # fmt: skip
+                    name: str = TECHNICIAN, **fields: str) -> None:  # fmt: skip
     """`choose`, then the prescription screen with `fields` typed in."""
-    await choose(pilot, preset, option=option)
+    await choose(pilot, preset, option=option, name=name)
     await on_screen(pilot, PrescriptionScreen)
     for name, value in fields.items():
         await fill(pilot, f"#{name}", value)
 
 
-async def prepare(pilot: Pilot[Any], option: int | None = None) -> None:
+async def prepare(pilot: Pilot[Any], option: int | None = None, name: str = TECHNICIAN) -> None:
     """A 5 mA·min dexamethasone session at 2 mA on 10 cm² (10 s ramps), through the checks to confirm. 2 mA
     stays below the simulated skin's compliance, so the current holds at the set point."""
-    await prescribe(pilot, option=option, current_ma="2", electrode_area_cm2="10", dose_ma_min="5", ramp_up_s="10",
-                    ramp_down_s="10")  # fmt: skip
+    await prescribe(pilot, option=option, name=name, current_ma="2", electrode_area_cm2="10", dose_ma_min="5",
+                    ramp_up_s="10", ramp_down_s="10")  # fmt: skip
     await shows(pilot, "0.200 mA/cm²")
     await pilot.press("ctrl+n")
     await on_screen(pilot, ContactScreen)
@@ -145,7 +148,7 @@ async def test_a_full_session_shows_the_current_live_and_ends_in_a_completed_rec
     assert report is not None and report.result.outcome == "completed"
     assert report.result.dose_ma_min == pytest.approx(5.0, rel=0.01)
     (row,) = records(setup)
-    assert row["outcome"] == "completed" and row["patient"] == "P0042" and row["operator"] == "T07"
+    assert row["outcome"] == "completed" and row["patient"] == "P0042" and row["operator"] == TECHNICIAN
     with Store(setup.store_path) as store:
         before = store.audit(action="skin-check-before", record_id=row["id"])
         after = store.audit(action="skin-check-after", record_id=row["id"])
@@ -153,7 +156,7 @@ async def test_a_full_session_shows_the_current_live_and_ends_in_a_completed_rec
         assert len(store.telemetry(row["id"])) > 100
         assert store.verify() is None
     every_no = {item: {"answer": "no"} for item in ITEMS}
-    assert [e["actor"] for e in before] == ["T07"] and before[0]["detail"]["items"] == every_no
+    assert [e["actor"] for e in before] == [TECHNICIAN] and before[0]["detail"]["items"] == every_no
     assert after[0]["detail"]["items"] == every_no and after[0]["detail"]["reaction"] == ""
 
 
@@ -353,6 +356,8 @@ async def test_a_session_on_the_simulator_over_a_socket_runs_through_the_real_dr
     to go idle, so the forms are filled in directly here (typing is covered above) and only the steps are keys."""
     from ionctl.config import load_config
     from ionctl.drivers.discovery import Found
+    from tests.console.driving import clinic_in
+    from tests.people import TEST_COST
     from tests.sim.endpoints import running_sim
 
     def put(selector: str, value: str) -> None:
@@ -360,17 +365,17 @@ async def test_a_session_on_the_simulator_over_a_socket_runs_through_the_real_dr
 
     with running_sim("--tcp", "0", "--time-scale", "60") as sim:
         address = sim.endpoints["tcp"]
+        clinic = clinic_in(tmp_path)
         setup = ConsoleSetup.from_config(
-            load_config(None), tmp_path / "records.sqlite3", device=address, export_dir=tmp_path,
-            discover=lambda: ([Found(address, "serial", "simulator")], None),
+            load_config(clinic.config), clinic.store, device=address, export_dir=tmp_path,
+            discover=lambda: ([Found(address, "serial", "simulator")], None), cost=TEST_COST,
         )  # fmt: skip
         app = ConsoleApp(setup)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+            await log_in(pilot)
             await pilot.press("enter")
             await on_screen(pilot, PatientScreen)
             put("#patient", "P0042")
-            put("#operator", "T07")
             await pilot.press("ctrl+n")
             await on_screen(pilot, PresetScreen)
             await pilot.press("enter")

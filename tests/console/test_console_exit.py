@@ -20,14 +20,17 @@ def console(tmp_path: Path, prelude: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_screen_that_raises_makes_the_console_exit_non_zero(tmp_path: Path) -> None:
-    done = console(tmp_path, """
-from ionctl.console.screens.setup import DeviceScreen
+    done = console(
+        tmp_path,
+        """
+from ionctl.console.screens.login import LoginScreen
 def compose(self):
-    raise RuntimeError("the device screen is broken")
-DeviceScreen.compose = compose
-""")
+    raise RuntimeError("the login screen is broken")
+LoginScreen.compose = compose
+""",
+    )
     assert done.returncode == 1, done.stderr
-    assert "the device screen is broken" in done.stderr
+    assert "the login screen is broken" in done.stderr
     assert "ionctl console: the console stopped on an error" in done.stderr
 
 
@@ -46,9 +49,12 @@ def test_the_console_app_module_missing_is_one_line_naming_it(tmp_path: Path) ->
 
 def test_a_console_that_ends_normally_exits_zero(tmp_path: Path) -> None:
     # The same path with a clean exit (the app quits as soon as it is mounted): the exit code is the app's.
-    done = console(tmp_path, """
+    done = console(
+        tmp_path,
+        """
 from ionctl.console.app import ConsoleApp
 ConsoleApp.on_mount = lambda self: self.exit()
-""")
+""",
+    )
     assert done.returncode == 0, done.stderr
     assert "stopped on an error" not in done.stderr

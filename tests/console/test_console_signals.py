@@ -119,7 +119,7 @@ def test_the_console_on_a_real_terminal_that_closes_leaves_cleanly(tmp_path: Pat
     )  # fmt: skip
     os.close(slave)
     try:
-        read_until(master, "Device")
+        read_until(master, "Password")
     finally:
         os.close(master)
     try:

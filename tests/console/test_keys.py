@@ -19,7 +19,7 @@ from ionctl.console.app import ConsoleApp
 from ionctl.console.controller import SessionController
 from ionctl.console.screens.run import ConfirmAction, RunScreen
 from ionctl.records import Store
-from tests.console.driving import console_setup, on_screen, run_async, shows, until
+from tests.console.driving import console_setup, log_in, on_screen, run_async, shows, until
 from tests.console.test_console import SIZE, ended, prepare, start_and_hold
 
 # -- every letter key in both cases ------------------------------------------------------------------------
@@ -205,6 +205,7 @@ async def test_ctrl_c_on_a_setup_screen_leaves_the_console(tmp_path: Path) -> No
     setup, source, gate = console_setup(tmp_path)
     app = ConsoleApp(setup)
     async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
         await on_screen(pilot, DeviceScreen)
         assert app.focused is not None and app.focused.id == "address"  # an input has the focus (and its copy key)
         await pilot.press("ctrl+c")

@@ -16,6 +16,7 @@ from textual.widgets import Input, Static
 from ionctl.console.app import ConsoleApp
 from ionctl.console.screens.checks import ContactScreen, SkinBeforeScreen
 from ionctl.console.screens.fault import FaultScreen
+from ionctl.console.screens.login import LockScreen, LoginScreen
 from ionctl.console.screens.prescription import FIELDS
 from ionctl.console.screens.run import Trace
 from ionctl.console.screens.setup import BlockedScreen, DeviceScreen, PatientScreen, PresetScreen
@@ -24,6 +25,7 @@ from tests.console.driving import (
     fully_visible,
     has_braille,
     key_help,
+    log_in,
     on_screen,
     run_async,
     shows,
@@ -96,20 +98,25 @@ async def test_at_80x24_every_prescription_field_can_be_seen_beside_a_long_list_
 Reach = Callable[[Pilot[Any], Any], Awaitable[None]]
 
 
+async def to_login(pilot: Pilot[Any], gate: Any) -> None:
+    await on_screen(pilot, LoginScreen)
+
+
 async def to_device(pilot: Pilot[Any], gate: Any) -> None:
+    await log_in(pilot)
     await on_screen(pilot, DeviceScreen)
     await shows(pilot, "1 found")
 
 
 async def to_patient(pilot: Pilot[Any], gate: Any) -> None:
-    await pilot.pause()
+    await log_in(pilot)
     await pilot.press("enter")
     await on_screen(pilot, PatientScreen)
 
 
 async def to_preset(pilot: Pilot[Any], gate: Any) -> None:
     await to_patient(pilot, gate)
-    await pilot.press(*"P0042", "enter", *"T07", "enter")
+    await pilot.press(*"P0042", "enter")
     await on_screen(pilot, PresetScreen)
 
 
@@ -141,6 +148,13 @@ async def to_run(pilot: Pilot[Any], gate: Any) -> None:
     await shows(pilot, "State: DELIVERING")
 
 
+async def to_lock(pilot: Pilot[Any], gate: Any) -> None:
+    await to_run(pilot, gate)
+    pilot.app.setup.clock.advance(pilot.app.setup.idle_lock_s)  # type: ignore[attr-defined]
+    await on_screen(pilot, LockScreen)
+    await shows(pilot, "A session is running: DELIVERING")
+
+
 async def to_fault(pilot: Pilot[Any], gate: Any) -> None:
     await prepare(pilot)
     await pilot.press("y")
@@ -156,6 +170,7 @@ async def to_end(pilot: Pilot[Any], gate: Any) -> None:
 
 #: screen -> how to get there, what it must show in full, a key its help must offer, the simulated faults.
 SCREENS: dict[str, tuple[Reach, tuple[str, ...], str, tuple[str, ...]]] = {
+    "login": (to_login, ("#login-name", "#login-password"), "Quit", ()),
     "device": (to_device, ("#found", "#address"), "Next", ()),
     "patient": (to_patient, ("#patient", "#operator"), "Next", ()),
     "preset": (to_preset, ("#presets", "#preset-source"), "Next", ()),
@@ -164,6 +179,7 @@ SCREENS: dict[str, tuple[Reach, tuple[str, ...], str, tuple[str, ...]]] = {
     "skin-before": (to_skin, ("#skin", "#skin-note"), "Next", ()),
     "confirm": (to_confirm, ("#summary", ".title"), "Start the current", ()),  # .title: "Press Y to start"
     "run": (to_run, RUN_ESSENTIALS, "ABORT", ()),
+    "lock": (to_lock, ("#lock-who", "#lock-session", "#login-name", "#login-password", "#lock-hint"), "ABORT", ()),
     "fault": (
         to_fault,
         ("#fault-title", "#fault-what", "#fault-steps", "#fault-current", "#fault-next"),

@@ -186,7 +186,7 @@ class PendingScreen(Step):
         try:
             check = self.query_one(SkinCheckForm).check()
             with Store(self.console.setup.store_path) as store:
-                number = record_after(store, int(row["id"]), self.flow.operator_id, check)
+                number = record_after(store, int(row["id"]), self.console.operator_name, check)
                 self.pending = store.pending_skin_checks(self.flow.patient_id)
         except Exception as exc:  # SkinCheckError names the item; a store error says why
             show_status(self, "#pending-status", f"Not recorded: {exc}", error=True)
@@ -334,10 +334,10 @@ class AddendumScreen(Screen[None]):
     def action_save(self) -> None:
         from ionctl.records import Store
 
-        operator = self.console.flow.operator_id
+        operator = self.console.operator_name  # the author is the person logged in
         try:
             if not operator:
-                raise SkinCheckError("no operator: enter the operator's ID on the patient screen first")
+                raise SkinCheckError("nobody is logged in")
             addendum = self.addendum()
             with Store(self.console.setup.store_path) as store:
                 number = store.append_addendum(self.record_id, operator, addendum)
@@ -346,4 +346,3 @@ class AddendumScreen(Screen[None]):
             return
         self._list()
         show_status(self, "#addendum-status", f"Addendum #{number} recorded in record {self.record_id}.")
-

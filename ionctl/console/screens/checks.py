@@ -130,13 +130,16 @@ class ConfirmScreen(Step):
 
     def _override_text(self) -> str:
         reason = self.flow.override_reason
-        return f"Supervisor override: {reason} (the PIN is checked when the current starts)" if reason else ""
+        if not reason:
+            return ""
+        return f"Supervisor override: {reason} (the supervisor's password is checked when the current starts)"
 
     def action_start(self) -> None:
         self.console.start_session()
 
     def action_override(self) -> None:
-        """A course rule refused the start: a supervisor may set it aside (reason and PIN), then Y starts."""
+        """A course rule refused the start: a supervisor may set it aside (reason, their name and password), then
+        Y starts."""
         rule = self.flow.refusal
         if rule is None:
             self.notify("No course rule refuses this session: there is nothing to override.", severity="warning")

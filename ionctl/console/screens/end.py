@@ -72,11 +72,10 @@ class EndScreen(Screen[None]):
             return
         from ionctl.records import Store
 
-        operator = self.report.result.prescription.get("operator_id") or self.console.flow.operator_id
         try:
             check = self.query_one(SkinCheckForm).check()
-            with Store(self.console.setup.store_path) as store:
-                number = record_after(store, record_id, str(operator), check)
+            with Store(self.console.setup.store_path) as store:  # the author is the person logged in
+                number = record_after(store, record_id, self.console.operator_name, check)
         except SkinCheckError as exc:
             self._status(f"Not recorded: {exc}", error=True)
             return

@@ -115,7 +115,7 @@ class PrescriptionScreen(Step):
         if problems:
             return None, problems
         try:
-            rx = preset.prescription(patient_id=self.flow.patient_id, operator_id=self.flow.operator_id, **values)
+            rx = preset.prescription(patient_id=self.flow.patient_id, operator_id=self.console.operator_name, **values)
         except PrescriptionError as exc:
             return None, [str(exc)]
         config = self.console.setup.config

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
-from textual.app import ComposeResult, RenderResult
+from textual.app import App, ComposeResult, RenderResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
@@ -217,21 +217,32 @@ class RunScreen(Screen[None]):
         self.notify("resuming: ramping up")
 
     def action_stop(self) -> None:
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self.controller.request("stop")
-                self.notify("stopping: ramping down")
-
-        self.app.push_screen(ConfirmAction("STOP the session? The current ramps down and the session ends."), answer)
+        ask_stop(self.app, self.controller)
 
     def action_abort(self) -> None:
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self.controller.request("abort")
-                self.notify("ABORTING: fastest safe ramp to zero", severity="warning")
+        ask_abort(self.app, self.controller)
 
-        self.app.push_screen(ConfirmAction("ABORT the session? The current goes to zero as fast as is safe."),
-                             answer)  # fmt: skip
+
+def ask_stop(app: App[Any], controller: SessionController) -> None:
+    """S, on the run screen or the lock: a ramped stop, once Y confirms."""
+
+    def answer(yes: bool | None) -> None:
+        if yes:
+            controller.request("stop")
+            app.notify("stopping: ramping down")
+
+    app.push_screen(ConfirmAction("STOP the session? The current ramps down and the session ends."), answer)
+
+
+def ask_abort(app: App[Any], controller: SessionController) -> None:
+    """A, on the run screen or the lock: the fastest safe ramp to zero, once Y confirms."""
+
+    def answer(yes: bool | None) -> None:
+        if yes:
+            controller.request("abort")
+            app.notify("ABORTING: fastest safe ramp to zero", severity="warning")
+
+    app.push_screen(ConfirmAction("ABORT the session? The current goes to zero as fast as is safe."), answer)
 
 
 def _electrical(snap: Snapshot) -> str:

@@ -1,5 +1,5 @@
-"""The first steps: the device (discovered or typed), the patient and operator, the course or preset. And the
-screen that replaces them all when the site configuration has not been approved."""
+"""The first steps: the device (discovered or typed), the patient (the operator is the person logged in), the
+course or preset. And the screen that replaces them all when the site configuration has not been approved."""
 
 from __future__ import annotations
 
@@ -120,43 +120,45 @@ class DeviceScreen(Step):
 
 
 class PatientScreen(Step):
-    """Who is treated, and who treats; Ctrl+R adds an addendum to one of the patient's records."""
+    """Who is treated (the operator is the person logged in); Ctrl+R adds an addendum to one of the patient's
+    records."""
 
     BINDINGS: ClassVar[list[BindingType]] = [*Step.BINDINGS, Binding("ctrl+r", "addendum", "Addendum to a record")]
 
     def compose(self) -> ComposeResult:
         source = self.flow.source
         who = source.identity if source is not None else None
-        yield Static("2. Patient and operator", classes="title")
+        yield Static("2. Patient", classes="title")
         if who is not None:
             yield Static(f"Device: {who.model} serial {who.serial} at {self.flow.address}", classes="hint")
+        identity = self.console.identity
+        if identity is not None:
+            yield Static(f"Operator: {identity.account.full_name} ({identity.name}, {identity.role.value}), logged in",
+                         id="operator")  # fmt: skip
         with Vertical():
             with Horizontal(classes="field"):
                 yield Label("Patient ID")
                 yield Input(value=self.flow.patient_id, id="patient")
-            with Horizontal(classes="field"):
-                yield Label("Operator ID")
-                yield Input(value=self.flow.operator_id, id="operator")
         yield Static("", id="patient-status", classes="error")
         yield Footer()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "patient":
-            self.query_one("#operator", Input).focus()
-        else:
-            self.action_next()
+        self.action_next()
 
-    def action_next(self) -> None:
+    def _patient(self) -> str | None:
+        """The patient ID typed, or None after saying what is wrong with it."""
         patient = self.query_one("#patient", Input).value.strip()
-        operator = self.query_one("#operator", Input).value.strip()
-        if not patient or not operator:
-            self.query_one("#patient-status", Static).update("Give both the patient's and the operator's ID.")
-            return
-        problem = identifier_problem("patient ID", patient) or identifier_problem("operator ID", operator)
+        problem = identifier_problem("patient ID", patient) if patient else "Give the patient's ID."
         if problem is not None:  # a pasted line break, tab or escape sequence
             self.query_one("#patient-status", Static).update(problem)
+            return None
+        return patient
+
+    def action_next(self) -> None:
+        patient = self._patient()
+        if patient is None:
             return
-        self.flow.patient_id, self.flow.operator_id = patient, operator
+        self.flow.patient_id = patient
         from ionctl.console.screens.addenda import after_patient
 
         screen = after_patient(self.console)  # a pending skin check of this patient first
@@ -166,12 +168,10 @@ class PatientScreen(Step):
     def action_addendum(self) -> None:
         from ionctl.console.screens.addenda import RecordsScreen
 
-        patient = self.query_one("#patient", Input).value.strip()
-        operator = self.query_one("#operator", Input).value.strip()
-        if not patient or not operator:
-            self.query_one("#patient-status", Static).update("Give both IDs to add to a record of the patient.")
+        patient = self._patient()
+        if patient is None:
             return
-        self.flow.patient_id, self.flow.operator_id = patient, operator
+        self.flow.patient_id = patient
         self.console.push_screen(RecordsScreen(patient))
 
     def action_back(self) -> None:
@@ -181,7 +181,8 @@ class PatientScreen(Step):
 class PresetScreen(Step):
     """The patient's treatment courses (each with where it stands and whether a session is allowed now), then
     the site's approved presets; the prescription screen fills in what a preset leaves to the clinician. A
-    course that refuses a session now may be chosen with a supervisor's override (O: reason and PIN)."""
+    course that refuses a session now may be chosen with a supervisor's override (O: reason, the supervisor's
+    name and password)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [*Step.BINDINGS, *both_cases([Binding("o", "override",
                                                                                   "Supervisor override")])]  # fmt: skip
@@ -256,7 +257,7 @@ class PresetScreen(Step):
         kind, _, key = (option or "").partition(":")
         course_id: int | None = None
         if not overridden:
-            self.flow.override_reason = self.flow.override_pin = None
+            self.flow.override_reason = self.flow.override_supervisor = None
         if kind == "course":
             course_id = int(key)
             _, key, refusal = self.courses[course_id]
