@@ -12,7 +12,8 @@ the built wheel, from a folder outside the source tree, with the source tree not
    sets a password at first use), a session run by the technician on `sim:`, countersigned by the supervisor,
    and `ionctl records verify`; a technician's approval refused;
 5. drives a whole console session with Textual's pilot against the simulator started as its own process
-   (`python -m sim --tcp 0`): device, patient, preset, prescription, contact, skin check, confirm, run, end
+   (`python -m sim --tcp 0`), in that clinic: the technician's login, device, patient, preset, prescription,
+   contact, skin check, confirm, run, end
    screen (skin check after, chart PDF); then checks the record in the store.
 
 Prints one line per step; exits 1 naming the first failure.
@@ -253,6 +254,7 @@ async def console_session(work: Path, address: str) -> None:
     from ionctl.console.app import ConsoleApp
     from ionctl.console.screens.checks import ConfirmScreen, ContactScreen, SkinBeforeScreen
     from ionctl.console.screens.end import EndScreen
+    from ionctl.console.screens.login import LoginScreen
     from ionctl.console.screens.prescription import PrescriptionScreen
     from ionctl.console.screens.run import RunScreen
     from ionctl.console.screens.setup import DeviceScreen, PatientScreen, PresetScreen
@@ -262,10 +264,11 @@ async def console_session(work: Path, address: str) -> None:
 
     for module in (ConsoleApp, DeviceScreen, EndScreen, RunScreen, ConfirmScreen, PrescriptionScreen):
         installed_file(sys.modules[module.__module__])
-    store_path = work / "console" / "records.sqlite3"
-    store_path.parent.mkdir()
+    if not (work / "clinic").is_dir():
+        clinic(work)  # the console runs in the clinic that step set up, as its technician
+    store_path = work / "clinic" / "records.sqlite3"
     setup = ConsoleSetup.from_config(
-        load_config(None), store_path, device=address, export_dir=store_path.parent,
+        load_config(work / "clinic" / "site.toml"), store_path, device=address, export_dir=store_path.parent,
         discover=lambda: ([Found(address, "serial", "simulator")], None),
     )  # fmt: skip
     app = ConsoleApp(setup)
@@ -305,11 +308,15 @@ async def console_session(work: Path, address: str) -> None:
     # The driver's reader thread keeps the process busy, and the pilot waits for idle after each key: forms are
     # filled in directly, the steps are keys (as the console's own socket test does).
     async with app.run_test(size=(100, 36)) as pilot:
+        await on(LoginScreen)
+        put("#login-name", "tkim")
+        app.screen.query_one("#login-password", Input).focus()
+        await pilot.press(*"Meadow-river-44", "enter")
         await on(DeviceScreen)
         await pilot.press("enter")
         await on(PatientScreen)
         put("#patient", "P-CI-1")
-        put("#operator", "T-CI")
+        await shows("Tara Kim (tkim, technician)")
         await pilot.press("ctrl+n")
         await on(PresetScreen)
         await pilot.press("enter")
@@ -344,11 +351,13 @@ async def console_session(work: Path, address: str) -> None:
     check(app.return_code == 0, f"the console ended with return code {app.return_code}")
     check(pdf is not None and pdf.read_bytes().startswith(b"%PDF"), f"no chart PDF at {pdf}")
     with Store(store_path) as store:
-        rows = store.list_records()
-        check(len(rows) == 1, f"the store holds {len(rows)} records, not 1")
+        rows = store.list_records(patient="P-CI-1")
+        check(len(rows) == 1, f"the store holds {len(rows)} records of the console's patient, not 1")
         (row,) = rows
         check(row["outcome"] == "completed", f"the record's outcome is {row['outcome']!r}")
-        check(row["patient"] == "P-CI-1" and row["operator"] == "T-CI", f"the record names {row}")
+        check(row["operator"] == "tkim", f"the record names {row['operator']!r}, not the technician logged in")
+        signed = store.audit(action="record-sign", record_id=row["id"])
+        check([e["actor"] for e in signed] == ["tkim"], f"the record is signed by {signed}, not tkim alone")
         check(abs(row["dose_ma_min"] - 5.0) < 0.1, f"the record's dose is {row['dose_ma_min']} mA·min, not 5")
         check(store.audit(action="skin-check-after", record_id=row["id"]), "no skin check after in the record")
         check(store.verify() is None, f"the store's chain does not verify: {store.verify()}")
