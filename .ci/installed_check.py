@@ -186,16 +186,16 @@ def clinic(work: Path) -> None:
         return done
 
     boot = ok("users", "bootstrap", "aadmin", "--full-name", "Alex Admin", "--db", str(db), "--password-stdin",
-              stdin="Lantern-admin-71\n")  # fmt: skip
+              stdin="Lantern-keeper-71\n")  # fmt: skip
     found = [w.strip(".,;:()\"'") for w in (boot.stdout + boot.stderr).split() if w.startswith("SHA256:")]
     check(found, f"`ionctl users bootstrap` printed no fingerprint: {boot.stdout} {boot.stderr}")
     ok("config", "init", str(site))
     site.write_text(site.read_text() + f'\n[accounts]\nadministrators = ["{found[0]}"]\n')
     common = ("--db", str(db), "--config", str(site), "--password-stdin")
     ok("users", "add", "sjones", "--full-name", "Sam Jones", "--role", "supervisor", "--as", "aadmin", *common,
-       stdin="Lantern-admin-71\nInitial-pass-22\n")  # fmt: skip
+       stdin="Lantern-keeper-71\nInitial-pass-22\n")  # fmt: skip
     ok("users", "add", "tkim", "--full-name", "Tara Kim", "--role", "technician", "--as", "aadmin", *common,
-       stdin="Lantern-admin-71\nInitial-pass-33\n")  # fmt: skip
+       stdin="Lantern-keeper-71\nInitial-pass-33\n")  # fmt: skip
     listed = ok("users", "list", "--db", str(db), "--config", str(site)).stdout
     check("sjones" in listed and "tkim" in listed and "Initial-pass" not in listed, f"users list: {listed}")
     ok("config", "approve", "--as", "tkim", *common, stdin="Initial-pass-33\nMeadow-river-44\n", expect=2)

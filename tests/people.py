@@ -20,7 +20,7 @@ from ionctl.records import Store
 
 TEST_COST = Cost(2**10, 8, 1)
 ADMIN, SUPERVISOR, TECHNICIAN, AUDITOR = "ada", "sam", "tess", "otto"
-PASSWORDS = {ADMIN: "Admin-lantern-1", SUPERVISOR: "Super-harbour-2", TECHNICIAN: "Tech-meadow-33",
+PASSWORDS = {ADMIN: "Keeper-lantern-1", SUPERVISOR: "Super-harbour-2", TECHNICIAN: "Tech-meadow-33",
              AUDITOR: "Audit-copper-44"}  # fmt: skip
 FULL_NAMES = {ADMIN: "Ada Admin", SUPERVISOR: "Sam Supervisor", TECHNICIAN: "Tess Technician",
               AUDITOR: "Otto Auditor"}  # fmt: skip

@@ -175,7 +175,7 @@ def demo_people(store: Store) -> tuple[SiteConfig, Identity]:
     from ionctl.config.people import People, Role, Trust
     from ionctl.config.site import packaged_text, parse_config
 
-    known = People(store).accounts()
+    known = People(store).all_accounts()  # the demo's own store: who it enrolled before (verified at login)
     admin = known.get(DEMO_ADMINISTRATOR) or People(store).bootstrap(
         DEMO_ADMINISTRATOR, DEMO_FULL_NAMES[DEMO_ADMINISTRATOR], DEMO_PASSWORDS[DEMO_ADMINISTRATOR]
     )

@@ -195,7 +195,7 @@ def _list(args: argparse.Namespace) -> int:
 
     with _store(args, create=False) as store:
         people = _people(args, store)
-        accounts = people.accounts()
+        accounts = people.all_accounts()
         proven = people.proven()
     now = datetime.now(UTC)
     print("name\tfull name\trole\tfingerprint\tstate")
@@ -209,6 +209,7 @@ def _list(args: argparse.Namespace) -> int:
         else:
             state = "active"
         if a.name not in proven and not a.disabled:
-            state += " (not trusted: its enrolment does not lead to an administrator the site configuration names)"
+            state += (" (not trusted: its enrolment does not lead to an administrator the site configuration names, or "
+                      "its account was changed without its key)")  # fmt: skip
         print(f"{a.name}\t{a.full_name}\t{a.role}\t{a.fingerprint}\t{state}")
     return ExitCode.OK

@@ -26,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import os
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,7 @@ class Cost:
 
 PRODUCTION_COST = Cost()
 MIN_PASSWORD_LENGTH = 8
+MIN_DISTINCT = 4  # "aaaaaabc", "abababab": refused
 #: Lockout defaults (the site's `[accounts]` may change them): 5 wrong passwords lock for 15 minutes.
 LOCKOUT_ATTEMPTS, LOCKOUT_MINUTES = 5, 15.0
 #: A few of the passwords every list of leaked passwords starts with (and their like): refused outright.
@@ -105,8 +107,13 @@ password password1 password12 password123 passw0rd p@ssw0rd p@ssword qwertyui qw
 iloveyou sunshine princess football baseball welcome welcome1 letmein1 trustno1 starwars dragon12 monkey12
 superman michael1 jennifer abcdefgh abcd1234 abc12345 1q2w3e4r 1qaz2wsx zaq12wsx aa123456 changeme secret12
 administrator supervisor technician ionctl12 iontophoresis hospital clinic12 patient1 nurse123 doctor12
+qwerty asdfgh zxcvbn qwertz azerty
 """.split()
 )
+#: Passwords whose letters alone are one of these (`qwerty12`, `Password!1`) are common too.
+COMMON_WORDS = frozenset({"password", "passw", "qwerty", "qwertyuiop", "asdfgh", "asdfghjk", "abcdef", "abcdefgh",
+                          "abc", "abcd", "letmein", "welcome", "changeme", "iloveyou", "admin", "secret", "q", "qw",
+                          "qwe", "qwer", "zaq", "qaz", "qazwsx", "a", "aa", "aaa"})  # fmt: skip
 
 
 class PeopleError(Exception):
@@ -148,20 +155,23 @@ class AuditLog(Protocol):
 # -- passwords and keys ----------------------------------------------------------------------------------------
 
 
-def check_password(password: str, name: str = "") -> None:
+def check_password(password: str, name: str = "", full_name: str = "") -> None:
     """WeakPassword unless `password` is long enough, not blank, not all digits, not common, not the name
     (21 CFR 11.300; docs/SOURCES.md, "Passwords")."""
+    password = unicodedata.normalize("NFKC", password)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
-    if not password.strip() or len(set(password)) < 3:
-        raise WeakPassword("a password of blanks or of one or two repeated characters is refused")
-    if password.isdigit():
-        raise WeakPassword("an all-digit password (a date, a phone number) is refused: add letters")
-    folded = password.lower()
-    if folded in COMMON_PASSWORDS or folded.rstrip("0123456789!.") in COMMON_PASSWORDS:
+    if not password.strip() or len(set(password)) < MIN_DISTINCT:
+        raise WeakPassword(f"a password of blanks or of fewer than {MIN_DISTINCT} different characters is refused")
+    if not any(c.isalpha() for c in password):
+        raise WeakPassword("a password of digits and separators (a date, a phone number) is refused: add letters")
+    folded = password.casefold()
+    letters = "".join(c for c in folded if c.isalpha())
+    if folded in COMMON_PASSWORDS or folded.strip("0123456789!.?-_ ") in COMMON_PASSWORDS or letters in COMMON_WORDS:
         raise WeakPassword("that password is on every list of common passwords: choose another")
-    if name and name.lower() in folded:
-        raise WeakPassword("a password may not contain the account's name")
+    for part in (name, *full_name.replace("-", " ").split()):
+        if len(part) >= 3 and part.casefold() in folded:
+            raise WeakPassword("a password may not contain the account's name or the person's name")
 
 
 def fingerprint(public_key: bytes) -> str:
@@ -171,7 +181,8 @@ def fingerprint(public_key: bytes) -> str:
 
 def _derive(password: str, salt: bytes, cost: Cost) -> tuple[bytes, bytes]:
     """(verifier, sealing key): two independent halves of one scrypt output."""
-    out = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=cost.n, r=cost.r, p=cost.p, dklen=64,
+    secret = unicodedata.normalize("NFKC", password).encode("utf-8")
+    out = hashlib.scrypt(secret, salt=salt, n=cost.n, r=cost.r, p=cost.p, dklen=64,
                          maxmem=256 * cost.n * cost.r + 2**20)  # fmt: skip
     return out[:32], out[32:]
 
@@ -199,9 +210,21 @@ def unseal(credential: Mapping[str, Any], password: str, public_key: bytes) -> b
     if not hmac.compare_digest(verifier.hex(), str(credential["verifier"])):
         return None
     try:
-        return AESGCM(key).decrypt(bytes.fromhex(credential["nonce"]), bytes.fromhex(credential["sealed"]),
-                                   public_key)  # fmt: skip
+        private = AESGCM(key).decrypt(bytes.fromhex(credential["nonce"]), bytes.fromhex(credential["sealed"]),
+                                      public_key)  # fmt: skip
     except InvalidTag:
+        return None
+    return private if public_of(private) == public_key else None  # a key sealed under another's public key
+
+
+def public_of(private: bytes) -> bytes | None:
+    """The raw Ed25519 public key of a raw private key (None for bytes that are not one)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    try:
+        return Ed25519PrivateKey.from_private_bytes(private).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    except ValueError:
         return None
 
 
@@ -398,6 +421,22 @@ class People:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def accounts(self) -> dict[str, Account]:
+        """The accounts as the entries that verify make them: an enrolment signed by an administrator the site
+        names (or such an administrator's own), and every change of an account since signed by whoever may make
+        it, each signature used once. An entry written into the store without the signer's key (a forged
+        password change, a replayed login) changes nothing here, and `ionctl records verify` names it."""
+        from ionctl.config.proof import check
+
+        entries = self.log.audit()
+        keyed = [e for e in entries if e["action"] in PEOPLE_ACTIONS]
+        accepted = check(keyed, self.trust.administrators, record_digest=lambda _: None, chain_hash=None,
+                         keep_going=True).accepted  # fmt: skip
+        kept = [e for e in entries if e["action"] not in PEOPLE_ACTIONS or e["gseq"] in accepted]
+        return fold(kept, attempts=self.trust.lockout_attempts, minutes=self.trust.lockout_minutes)
+
+    def all_accounts(self) -> dict[str, Account]:
+        """Every account the store's entries name, verified or not (what `ionctl users list` shows, marking the
+        ones `accounts` does not hold as not trusted)."""
         return fold(self.log.audit(), attempts=self.trust.lockout_attempts, minutes=self.trust.lockout_minutes)
 
     def account(self, name: str) -> Account:
@@ -418,6 +457,13 @@ class People:
         account = self.accounts().get(name)
         if account is None:
             self._denied(name, "unknown account", now)
+            unproven = self.all_accounts().get(name)
+            if unproven is not None and unproven.role is Role.ADMINISTRATOR:
+                raise LoginRefused(f"{name!r}'s key {unproven.fingerprint} is not one the site configuration "
+                                   "names in [accounts] administrators: IT adds it there first")  # fmt: skip
+            if unproven is not None:
+                raise LoginRefused(f"{name!r} was not enrolled by an administrator the site configuration names, "
+                                   "or its account was changed without its key (`ionctl records verify`)")  # fmt: skip
             raise LoginRefused(f"{name!r}: unknown account or wrong password")
         if account.disabled:
             self._denied(name, "disabled", now)
@@ -426,8 +472,6 @@ class People:
             self._denied(name, "locked", now)
             raise LoginRefused(self._locked_text(name, account.locked_until), until=account.locked_until)
         private = unseal(account.credential, password, account.public_key)
-        if private is not None:
-            self._require_proven(account)
         if private is None:
             self._denied(name, "wrong password", now)
             after = self.account(name)
@@ -445,22 +489,8 @@ class People:
         return identity
 
     def proven(self) -> frozenset[str]:
-        """The accounts whose enrolment (and every change of key since) is signed, leading back to an
-        administrator the site configuration names."""
-        keyed = [e for e in self.log.audit() if e["action"] in ("user-enrol", "user-reset", "user-activate",
-                                                                 "user-disable")]  # fmt: skip
-        from ionctl.config.proof import check
-
-        return check(keyed, self.trust.administrators, record_digest=lambda _: None, chain_hash=None).trusted
-
-    def _require_proven(self, account: Account) -> None:
-        if account.name in self.proven():
-            return
-        if account.role is Role.ADMINISTRATOR:
-            raise LoginRefused(f"{account.name!r}'s key {account.fingerprint} is not one the site configuration names "
-                               "in [accounts] administrators: IT adds it there before it can do anything")  # fmt: skip
-        raise LoginRefused(f"{account.name!r} was not enrolled by an administrator the site configuration names "
-                           "(the accounts of this record store do not verify: `ionctl records verify`)")  # fmt: skip
+        """The accounts that verify (`accounts`) and are not disabled."""
+        return frozenset(name for name, account in self.accounts().items() if not account.disabled)
 
     def _locked_text(self, name: str, until: datetime) -> str:
         return (f"{name!r} is locked after {self.trust.lockout_attempts} wrong passwords until {_stamp(until)} "
@@ -484,8 +514,7 @@ class People:
         if old is None:
             self._denied(name, "wrong password", now)
             raise LoginRefused(f"{name!r}: wrong initial password")
-        self._require_proven(account)
-        check_password(new_password, name)
+        check_password(new_password, name, account.full_name)
         if new_password == initial_password:
             raise WeakPassword("choose a password other than the initial one")
         private, public = new_key()
@@ -502,7 +531,7 @@ class People:
         if private is None:
             self._denied(identity.name, "wrong password", self.clock())
             raise LoginRefused("wrong current password")
-        check_password(new_password, identity.name)
+        check_password(new_password, identity.name, identity.account.full_name)
         credential = seal(private, new_password, identity.account.public_key, self.cost)
         self.signed(identity, "user-passwd", {"name": identity.name, "credential": credential})
 
@@ -511,10 +540,10 @@ class People:
     def bootstrap(self, name: str, full_name: str, password: str) -> Account:
         """An administrator account enrolled by itself. It can do nothing until the site configuration names its
         fingerprint (`[accounts] administrators`), which only IT can write."""
-        if name in self.accounts():
+        if name in self.all_accounts():
             raise PeopleError(f"there is already an account {name!r}")
         _check_name(name, full_name)
-        check_password(password, name)
+        check_password(password, name, full_name)
         private, public = new_key()
         account = Account(name, full_name, Role.ADMINISTRATOR, public, seal(private, password, public, self.cost))
         self._enrol(Identity(account, private), "user-enrol", account)
@@ -523,10 +552,10 @@ class People:
     def add(self, admin: Identity, name: str, full_name: str, role: Role, initial_password: str) -> Account:
         """Enrol `name` with an initial password they change at first use."""
         self._administering(admin)
-        if name in self.accounts():
+        if name in self.all_accounts():
             raise PeopleError(f"there is already an account {name!r} (`ionctl users list`)")
         _check_name(name, full_name)
-        check_password(initial_password, name)
+        check_password(initial_password, name, full_name)
         private, public = new_key()
         account = Account(name, full_name, Role(role), public, seal(private, initial_password, public, self.cost),
                           must_change=True)  # fmt: skip
@@ -537,7 +566,7 @@ class People:
         """A forgotten password: a new key and an initial password (the old key's signatures stay valid)."""
         self._administering(admin)
         old = self.account(name)
-        check_password(initial_password, name)
+        check_password(initial_password, name, old.full_name)
         private, public = new_key()
         account = replace(old, public_key=public, credential=seal(private, initial_password, public, self.cost),
                           must_change=True, failures=0, locked_until=None)  # fmt: skip

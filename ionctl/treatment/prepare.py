@@ -129,10 +129,13 @@ def prepare(
     from ionctl.records import StoreError
     from ionctl.safety import PrescriptionError, PrescriptionRefused, validate
 
-    if store is not None:
-        request = replace(request, operator=_operator(store, operator))
     try:
         config = config if config is not None else load_config(config_file)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from exc
+    if store is not None:
+        request = replace(request, operator=_operator(store, operator, config))
+    try:
         if store is not None:
             require_approved(config, store)
         course = _course(store, request.course_id) if request.course_id is not None else None
@@ -160,10 +163,10 @@ def prepare(
                     operator if store is not None else None)  # fmt: skip
 
 
-def _operator(store: Store, operator: Identity | None) -> str:
+def _operator(store: Store, operator: Identity | None, config: SiteConfig) -> str:
     """The login name a session with a record runs under: `operator`, if they are a person of this store (the
     account and key they logged in with are the store's now) allowed to run sessions; else `Refused`."""
-    from ionctl.config.people import Act, People, PeopleError
+    from ionctl.config.people import Act, People, PeopleError, Trust
 
     if operator is None:
         raise Refused("log in first: a session with a record runs as its authenticated operator (`ionctl run "
@@ -172,7 +175,7 @@ def _operator(store: Store, operator: Identity | None) -> str:
         raise Refused(f"{operator.name} is an {operator.role}: an administrator or auditor runs no sessions (a "
                       "technician or supervisor logs in to run one)")  # fmt: skip
     try:
-        account = People(store).account(operator.name)
+        account = People(store, Trust.of(config)).account(operator.name)
     except PeopleError as exc:
         raise Refused(f"{operator.name} is not a person of the record store {store.path}: {exc}") from None
     if account.public_key != operator.account.public_key or account.disabled:
