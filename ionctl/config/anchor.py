@@ -95,11 +95,11 @@ class Checkpoint:
 
 
 def write_checkpoint(directory: Path, store: StoreRef, head: tuple[int, str], identity: Identity, utc: str, *,
-                     wait_s: float = WRITE_WAIT_S) -> Path:  # fmt: skip
+                     wait_s: float | None = None) -> Path:  # fmt: skip
     """Append a checkpoint of `head` (gseq, hash), signed by `identity`, durable on return (fsync). OSError if
     it cannot be written (not a regular file, a directory that cannot be written), `AnchorUnfinished` if the
-    write did not finish within `wait_s` (it is left to finish or hang in a daemon thread, which never keeps
-    the process alive). The file is created owner/group-only (0640)."""
+    write did not finish within `wait_s` (default `WRITE_WAIT_S`; it is left to finish or hang in a daemon
+    thread, which never keeps the process alive). The file is created owner/group-only (0640)."""
     store_id = store_identity(store)
     gseq, digest = head
     signature = identity.sign("checkpoint", _subject(store_id, gseq, digest), utc)
@@ -115,9 +115,10 @@ def write_checkpoint(directory: Path, store: StoreRef, head: tuple[int, str], id
 
     thread = threading.Thread(target=append, name="anchor-checkpoint", daemon=True)
     thread.start()
-    thread.join(wait_s)
+    wait = WRITE_WAIT_S if wait_s is None else wait_s
+    thread.join(wait)
     if thread.is_alive():
-        raise AnchorUnfinished(f"writing to {path} did not finish within {wait_s:g} s (is the share hung?)")
+        raise AnchorUnfinished(f"writing to {path} did not finish within {wait:g} s (is the share hung?)")
     if failure:
         raise failure[0]
     return path
