@@ -13,8 +13,11 @@ Three checks, each naming the first link that fails it (docs/SAFETY.md, "tampere
    though the chain verifies.
 3. The anchor: a chain from which the newest links were cut is still a valid chain. So every signed checkpoint
    of the chain head kept outside the store (`ionctl.config.anchor`, the directory `[accounts] anchor` names)
-   must be signed by a key enrolled in this store, and its (link, hash) must still be a link of the chain; a
-   hash printed on a chart page (`--anchor HASH`) must be one of the chain's links.
+   must be signed by a key enrolled in this store, and its (link, hash) must still be a link of the chain; once
+   a record is closed there must be checkpoints, the newest not older than the newest record's close (an anchor
+   file removed or cut along with the newest records); a line that does not parse fails, unless it is a torn
+   last one. The checkpoints are found by the store's identity (its first link), not its path, so a copy of the
+   store is held to them too. A hash printed on a chart page (`--anchor HASH`) must be one of the chain's links.
 
 Besides, the closed records no one has signed as "performed" are listed (a record closed by crash recovery
 waits for its operator's `ionctl records sign`): they are not a broken proof, but a reader should know.
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ionctl.config.anchor import Checkpoint, anchor_file, read_checkpoints
+from ionctl.config.anchor import AnchorError, Checkpoint, anchor_file, read_checkpoints
 from ionctl.config.people import (
     PERFORMED,
     REVIEWED,
@@ -107,7 +110,7 @@ def verify_store(store: Store, config: SiteConfig, *, anchor_hash: str | None = 
         record_digest=store.record_digest,
         chain_hash=hashes.get,
     )
-    anchor = check_anchor(store.path, hashes, entries, config.accounts.administrators,
+    anchor = check_anchor(store, hashes, entries, config.accounts.administrators,
                           directory=config.accounts.anchor, given=anchor_hash)  # fmt: skip
     return Verification(store.path, len(hashes), store.chain_head(), store.verify(), people, anchor,
                         unsigned_records(store, entries))  # fmt: skip
@@ -134,11 +137,13 @@ def enrolled_keys(entries: Sequence[Mapping[str, Any]], administrators: frozense
     return keys
 
 
-def check_anchor(store_path: Path, hashes: Mapping[int, str], entries: Sequence[Mapping[str, Any]],
+def check_anchor(store: Store, hashes: Mapping[int, str], entries: Sequence[Mapping[str, Any]],
                  administrators: frozenset[str], *, directory: Path | None,
                  given: str | None = None) -> AnchorCheck:  # fmt: skip
-    """Every checkpoint of this store in `directory` is signed by an enrolled key and is still a link of the
-    chain (`hashes`: gseq -> hash); `given` (a hash printed on a chart page) is one of the chain's links."""
+    """Every checkpoint of `store` in `directory` is signed by an enrolled key and is still a link of the chain
+    (`hashes`: gseq -> hash), and the newest one is not older than the newest record's close; `given` (a hash
+    printed on a chart page) is one of the chain's links. The checkpoints are found by the store's identity
+    (`Store.first_link`), so a copy of the store at another path is held to the same ones."""
     problem: str | None = None
     count = 0
     last = max(hashes, default=0)
@@ -147,25 +152,55 @@ def check_anchor(store_path: Path, hashes: Mapping[int, str], entries: Sequence[
         if wanted not in set(hashes.values()):
             problem = (f"no link of the chain has the hash {wanted} (printed on a chart page): the links after "
                        "it were deleted, or the chain was rewritten")  # fmt: skip
-    if directory is not None and problem is None:
+    identity = store.first_link()
+    if directory is not None and problem is None and identity is not None:
+        path = anchor_file(directory, identity)
         if not directory.is_dir():
             problem = (f"the anchor directory {directory} ([accounts] anchor) is not there (is the share "
                        "mounted?): the newest links cannot be checked")  # fmt: skip
         else:
             keys = enrolled_keys(entries, administrators)
-            for checkpoint in read_checkpoints(directory, store_path):
-                problem = _checkpoint_problem(checkpoint, hashes, keys, last)
+            try:
+                checkpoints = read_checkpoints(directory, identity)
+            except AnchorError as exc:
+                checkpoints, problem = [], f"{path}: {exc}"
+            for checkpoint in checkpoints:
+                problem = _checkpoint_problem(checkpoint, identity, hashes, keys, last)
                 if problem is not None:
-                    problem = f"{anchor_file(directory, store_path)}: {problem}"
+                    problem = f"{path}: {problem}"
                     break
                 count += 1
+            if problem is None:
+                problem = _coverage_problem(store, checkpoints, path)
     return AnchorCheck(directory, count, given, problem)
 
 
-def _checkpoint_problem(checkpoint: Checkpoint, hashes: Mapping[int, str], keys: Mapping[str, list[bytes]],
-                        last: int) -> str | None:  # fmt: skip
-    at = f"the checkpoint of link {checkpoint.gseq}"
+def _coverage_problem(store: Store, checkpoints: Sequence[Checkpoint], path: Path) -> str | None:
+    """Why the checkpoints do not reach the newest record's close (None if they do, or no record is closed):
+    the anchor missed checkpoints (a close while the share was away, a record closed by crash recovery), or it
+    was cut (lines or the file removed, along with the newest records)."""
+    closes = [gseq for r in store.list_records() if (gseq := r.get("close_gseq")) is not None]
+    if not closes:
+        return None
+    closed = max(closes)
+    after = ("the anchor missed checkpoints (a close while it could not be written), or it was cut along "
+             "with the newest records; the next record closed with the anchor written covers the whole chain "
+             "again")  # fmt: skip
+    if not checkpoints:
+        return f"{path}: no checkpoint of this store, though its records are closed up to link {closed}: {after}"
+    newest = max(c.gseq for c in checkpoints)
+    if newest < closed:
+        return (f"{path}: the newest checkpoint is of link {newest}, older than the newest record's close (link "
+                f"{closed}): {after}")  # fmt: skip
+    return None
+
+
+def _checkpoint_problem(checkpoint: Checkpoint, identity: str, hashes: Mapping[int, str],
+                        keys: Mapping[str, list[bytes]], last: int) -> str | None:  # fmt: skip
+    at = f"line {checkpoint.line}, the checkpoint of link {checkpoint.gseq}"
     sig = checkpoint.signature
+    if checkpoint.store != identity:
+        return f"{at} is of another store ({checkpoint.store}), not this one ({identity})"
     if sig is None:
         return f"{at} is not signed"
     by = f"{at} (signed by {sig.signer} at {sig.utc})"

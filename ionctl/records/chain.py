@@ -67,6 +67,21 @@ def head(db: sqlite3.Connection) -> tuple[int, str]:
     return best
 
 
+def first_link(db: sqlite3.Connection) -> str | None:
+    """The stored hash of link 1, or None for an empty chain: the store's own identity (it depends on the
+    store's first content, whatever the file is called or wherever it is copied). One lookup per table, each on
+    its UNIQUE gseq index, never a walk of the chain."""
+    for sql in ("SELECT open_hash FROM records WHERE open_gseq = 1",
+                "SELECT chain_hash FROM records WHERE close_gseq = 1",
+                "SELECT chain_hash FROM events WHERE gseq = 1",
+                "SELECT chain_hash FROM audit WHERE gseq = 1",
+                "SELECT chain_hash FROM courses WHERE gseq = 1"):  # fmt: skip
+        row = db.execute(sql).fetchone()
+        if row is not None and row[0] is not None:
+            return str(row[0])
+    return None
+
+
 def closing(row: dict[str, Any]) -> dict[str, Any]:
     """The hashed content of a record's closing."""
     return {"id": row["id"], "open_hash": row["open_hash"], **{k: row[k] for k in CLOSE_FIELDS}}

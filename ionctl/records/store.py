@@ -51,6 +51,7 @@ from ionctl.records.chain import (
     TELEMETRY_FIELDS,
     BrokenLink,
     canonical,
+    first_link,
     head,
     link_hash,
     link_hashes,
@@ -401,6 +402,11 @@ class Store:
     def chain_head(self) -> tuple[int, str]:
         """(gseq, hash) of the newest link of the chain."""
         return head(self.db)
+
+    def first_link(self) -> str | None:
+        """The hash of the chain's first link (`ionctl.records.chain.first_link`): the store's identity, the
+        same in a copy of the file at another path; None while the chain is empty."""
+        return first_link(self.db)
 
     def record_digest(self, record_id: int) -> str | None:
         """The SHA-256 a sign-off of record `record_id` signs (`ionctl.records.chain.record_digest`)."""

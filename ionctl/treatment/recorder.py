@@ -1,8 +1,10 @@
 """The session's record, written as the session runs (`Recorder`), and the record of a session refused
 before the device was touched (`record_refusal`). docs/SAFETY.md, "session without its record": a session
 does not run on without its record. Once a record is closed (and the output off) its operator signs it
-"performed" and a checkpoint of the chain head goes to the site's anchor (`sign_off`): neither can delay the
-session or its ramp-down, and a failure of either is a notice, never an exception."""
+"performed" and a checkpoint of the chain head goes to the site's anchor (`sign_off`), both after the session's
+lock is released: neither can delay the session, its ramp-down or the next session, neither can hang the
+command (the checkpoint's write is bounded in time, `ionctl.config.anchor`), and a failure of either is a
+notice, never an exception."""
 
 from __future__ import annotations
 
@@ -170,7 +172,8 @@ class Recorder:
             report.exit_code = ExitCode.RECORD_FAILED
 
     def sign_off(self, report: Report, operator: Identity | None, anchor: Path | None) -> None:
-        """After `finish`: the record signed "performed" by `operator`, and the anchor's checkpoint (`sign_off`)."""
+        """After `finish` and `release`: the record signed "performed" by `operator`, and the anchor's checkpoint
+        (`sign_off`)."""
         report.signature = sign_off(self.store, self.record_id, operator, anchor, self.err)
 
     def release(self) -> None:
@@ -192,9 +195,9 @@ def record_refusal(store: Store | None, report: Report, prescription: Prescripti
             for v in report.violations:
                 recorder.note(f"limit broken: {json.dumps(v, sort_keys=True)}")
             recorder.finish(report)
-            recorder.sign_off(report, operator, anchor)
         finally:
             recorder.release()
+        recorder.sign_off(report, operator, anchor)  # the lock is free: the next session need not wait for it
     return report
 
 
@@ -202,8 +205,10 @@ def sign_off(store: Store, record_id: int, operator: Identity | None, anchor: Pa
     """Sign the closed record `record_id` "performed" by `operator` (a `record-sign` audit entry over the record's
     content digest: 21 CFR 11.50, 11.70; docs/SAFETY.md, "record forgery") and, with an `anchor` directory,
     append a signed checkpoint of the chain head there ("truncation"). The signature's manifestation, or None.
-    Called once the session is over and its record closed: a failure is said on `err`, never raised, and
-    changes nothing about the session (the record can be signed later with `ionctl records sign`)."""
+    Called once the session is over, its record closed and its lock released: a failure is said on `err`, never
+    raised, and changes nothing about the session or its exit code (the record can be signed later with `ionctl
+    records sign`). The sign-off is one short write transaction, done before the checkpoint, which holds no
+    transaction and no lock: its write waits at most `ionctl.config.anchor.WRITE_WAIT_S` (a hung share)."""
     if operator is None:
         return None
     from ionctl.config.people import PERFORMED, People, Signature
@@ -226,7 +231,10 @@ def sign_off(store: Store, record_id: int, operator: Identity | None, anchor: Pa
 
             from ionctl.config.anchor import write_checkpoint
 
-            write_checkpoint(anchor, Path(store.path), store.chain_head(), operator,
+            identity = store.first_link()
+            if identity is None:
+                raise ValueError("the record store has no links")
+            write_checkpoint(anchor, identity, store.chain_head(), operator,
                              datetime.now(UTC).isoformat(timespec="milliseconds"))  # fmt: skip
         except Exception as exc:
             print(f"ionctl run: notice: no checkpoint of the record store was written to the anchor {anchor}: {exc}",

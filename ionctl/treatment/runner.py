@@ -5,9 +5,10 @@ that cannot be opened, an override that cannot be recorded, a device that cannot
 abandoned on an internal error (its record closed with the dose of its own samples), a source whose
 output cannot be confirmed off (the alarm), and the record that fails while the session runs (stopped with
 a ramp, `record_failed`). Once the record is closed its authenticated operator signs it "performed" and the
-site's anchor gets a checkpoint (`ionctl.treatment.recorder.sign_off`: never before the output is off, never
-an exception). What the front end draws comes in through `Display`; what it does with the operator's
-signals through `watch`. docs/SESSION.md describes the session itself.
+site's anchor gets a checkpoint (`ionctl.treatment.recorder.sign_off`: never before the output is off and the
+session's lock released, never for longer than a few seconds, never an exception). What the front end draws
+comes in through `Display`; what it does with the operator's signals through `watch`. docs/SESSION.md
+describes the session itself.
 """
 
 from __future__ import annotations
@@ -118,9 +119,9 @@ class SessionRunner:
             refusal = self._before(self.store, recorder.record_id)
             report = self._not_started(refusal) if refusal is not None else self._on_device()
             recorder.finish(report)  # the output is off and the record closed before anything below
-            recorder.sign_off(report, self.operator, self.anchor)
         finally:
-            recorder.release()
+            recorder.release()  # the next session may start: the sign-off and the checkpoint hold nothing of it
+        recorder.sign_off(report, self.operator, self.anchor)  # bounded in time; a failure is a notice
         return report
 
     # -- the steps ----------------------------------------------------------------------------------------

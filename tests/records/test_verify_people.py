@@ -337,3 +337,104 @@ def test_the_anchor_file_is_owner_and_group_only(site: Site, records: list[int])
     import stat
 
     assert stat.S_IMODE(anchor_file(site.anchor, site.clinic.store).stat().st_mode) == 0o640
+
+
+# -- an anchor cut along with the newest records ------------------------------------------------------------------
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    """A copy of the store file at another path, its write-ahead log included (SQLite's backup)."""
+    target.parent.mkdir()
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target
+
+
+def test_the_store_identity_is_its_first_link_and_a_copy_keeps_it(site: Site, records: list[int]) -> None:
+    copy = copy_store(site.clinic.store, site.anchor.parent / "elsewhere" / "records.sqlite3")
+    with Store(site.clinic.store) as store, Store(copy) as copied:
+        assert store.first_link() == store.link_hashes()[1] == copied.first_link()
+    assert anchor_file(site.anchor, copy) == anchor_file(site.anchor, site.clinic.store)
+    with Store(copy) as copied:
+        assert verify_store(copied, load_config(site.anchored)).ok  # the untouched copy: the same checkpoints
+
+
+def test_anchor_lines_torn_with_the_newest_two_records_deleted_fail_naming_the_line(
+    site: Site, records: list[int]
+) -> None:
+    file = anchor_file(site.anchor, site.clinic.store)
+    lines = file.read_text(encoding="utf-8").splitlines()
+    file.write_text("\n".join(lines[:2] + [line[:-1] for line in lines[2:]]) + "\n", encoding="utf-8")
+    delete_newest(site.clinic.store, records[-2:])
+    problem = site.verify().anchor.problem
+    assert problem is not None and f"{file}: line 3 is not a checkpoint" in problem
+
+
+def test_a_torn_last_line_is_passed_over_but_not_once_a_checkpoint_follows_it(site: Site, records: list[int]) -> None:
+    file = anchor_file(site.anchor, site.clinic.store)
+    whole = file.read_text(encoding="utf-8")
+    with file.open("a", encoding="utf-8") as out:
+        out.write(whole.splitlines()[-1][:40])  # a write cut short: no line end
+    assert site.verify().ok
+    with Store(site.clinic.store) as store:
+        session(store, site.clinic.login(store, TECHNICIAN), site.clinic, site.anchor)
+    assert file.read_text(encoding="utf-8").splitlines()[-1].startswith("{")  # the next one on a line of its own
+    problem = site.verify().anchor.problem
+    assert problem is not None and "line 5 is not a checkpoint" in problem
+
+
+def test_the_anchor_file_removed_with_the_newest_two_records_deleted_fails(site: Site, records: list[int]) -> None:
+    anchor_file(site.anchor, site.clinic.store).unlink()
+    delete_newest(site.clinic.store, records[-2:])
+    result = site.verify()
+    assert not result.ok and result.anchor.problem is not None
+    assert "no checkpoint of this store, though its records are closed" in result.anchor.problem
+
+
+def test_an_anchor_cut_short_of_the_newest_closes_fails(site: Site, records: list[int]) -> None:
+    """Lines removed from the anchor's end: each checkpoint left is in the chain, but none reaches the newest
+    closes. (Lines removed together with the records they checkpoint leave a consistent, shorter pair: what
+    only an append-only share prevents.)"""
+    file = anchor_file(site.anchor, site.clinic.store)
+    lines = file.read_text(encoding="utf-8").splitlines(keepends=True)
+    file.write_text("".join(lines[:2]), encoding="utf-8")
+    result = site.verify()
+    assert result.anchor.checkpoints == 2 and result.anchor.problem is not None
+    assert "older than the newest record's close" in result.anchor.problem
+    assert "the anchor missed checkpoints" in result.anchor.problem
+
+
+def test_a_copy_of_the_store_at_another_path_with_the_newest_two_records_deleted_fails(
+    site: Site, records: list[int]
+) -> None:
+    copy = copy_store(site.clinic.store, site.anchor.parent / "elsewhere" / "records.sqlite3")
+    delete_newest(copy, records[-2:])
+    with Store(copy) as copied:
+        result = verify_store(copied, load_config(site.anchored))
+    assert not result.ok and result.anchor.problem is not None
+    assert "the newest records were deleted" in result.anchor.problem
+
+
+def test_a_closed_record_with_no_checkpoint_fails_until_the_next_close_writes_one(
+    site: Site, records: list[int]
+) -> None:
+    with Store(site.clinic.store) as store:
+        tess = site.clinic.login(store, TECHNICIAN)
+        session(store, tess, site.clinic)  # closed while the share was away
+    problem = site.verify().anchor.problem
+    assert problem is not None and "older than the newest record's close" in problem
+    with Store(site.clinic.store) as store:
+        session(store, site.clinic.login(store, TECHNICIAN), site.clinic, site.anchor)
+    assert site.verify().ok
+
+
+def test_an_anchor_file_that_is_a_fifo_fails_verify_at_once(site: Site, records: list[int]) -> None:
+    import os
+
+    file = anchor_file(site.anchor, site.clinic.store)
+    file.unlink()
+    os.mkfifo(file)
+    problem = site.verify().anchor.problem
+    assert problem is not None and "is not a regular file" in problem

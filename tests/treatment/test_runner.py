@@ -202,6 +202,127 @@ def test_an_anchor_that_cannot_be_written_is_a_notice_and_the_session_ends_as_it
     assert len(store.audit(action="record-sign")) == 1  # the sign-off does not depend on the anchor
 
 
+def test_the_sessions_lock_is_released_before_the_sign_off_and_the_checkpoint(
+    store: Store, tess: Identity, clinic: Clinic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ionctl.treatment.recorder import Recorder
+
+    order: list[str] = []
+    release, sign_off = Recorder.release, Recorder.sign_off
+
+    def released(self: Recorder) -> None:
+        release(self)
+        order.append("release")
+
+    def signed(self: Recorder, *args: Any) -> None:
+        order.append("sign-off")
+        sign_off(self, *args)
+
+    monkeypatch.setattr(Recorder, "release", released)
+    monkeypatch.setattr(Recorder, "sign_off", signed)
+    (tmp_path / "anchor").mkdir()
+    site = anchor_site(clinic, store, tmp_path / "anchor")
+    run, _ = runner(prepare(DEXA, store=store, config=site, operator=tess), store)
+    assert run.run().result.outcome == "completed"
+    assert order == ["release", "sign-off"]
+
+
+def _fifo_anchor(clinic: Clinic, store: Store, tmp_path: Path) -> tuple[SiteConfig, Path]:
+    """An anchor directory whose file for this store is a FIFO (anyone who may append to the share can make
+    one; a hard-mounted share that stopped answering blocks an open the same way)."""
+    import os
+
+    from ionctl.config.anchor import anchor_file
+
+    anchor = tmp_path / "anchor"
+    anchor.mkdir()
+    site = anchor_site(clinic, store, anchor)
+    identity = store.first_link()
+    assert identity is not None
+    fifo = anchor_file(anchor, identity)
+    os.mkfifo(fifo)
+    return site, fifo
+
+
+def test_an_anchor_file_that_is_a_fifo_is_refused_at_once_and_the_session_ends_as_it_did(
+    store: Store, tess: Identity, clinic: Clinic, tmp_path: Path
+) -> None:
+    import time
+
+    site, fifo = _fifo_anchor(clinic, store, tmp_path)
+    run, _ = runner(prepare(DEXA, store=store, config=site, operator=tess), store)
+    started = time.monotonic()
+    report = run.run()
+    assert time.monotonic() - started < 30  # it used to block for ever on the FIFO's open
+    assert (report.result.outcome, report.exit_code) == ("completed", ExitCode.OK)
+    assert report.record_id is not None and store.get(report.record_id).fields["outcome"] == "completed"
+    assert report.signature is not None  # the sign-off is written before the checkpoint is tried
+    assert isinstance(run.messages, io.StringIO)
+    assert f"{fifo} is not a regular file" in run.messages.getvalue()
+
+
+def test_a_checkpoint_write_that_hangs_is_given_up_after_its_wait_with_a_notice(
+    store: Store, tess: Identity, clinic: Clinic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from ionctl.config import anchor as anchor_module
+
+    anchor = tmp_path / "anchor"
+    anchor.mkdir()
+    site = anchor_site(clinic, store, anchor)
+    hung = threading.Event()
+    monkeypatch.setattr(anchor_module, "_append", lambda path, data: hung.wait())  # a share that stopped answering
+    monkeypatch.setattr(anchor_module, "WRITE_WAIT_S", 0.2)
+    run, _ = runner(prepare(DEXA, store=store, config=site, operator=tess), store)
+    started = time.monotonic()
+    try:
+        report = run.run()
+    finally:
+        hung.set()
+    assert time.monotonic() - started < 20
+    assert (report.result.outcome, report.exit_code) == ("completed", ExitCode.OK)
+    assert isinstance(run.messages, io.StringIO)
+    assert "did not finish within 0.2 s (is the share hung?)" in run.messages.getvalue()
+    assert report.signature is not None and store.open_ids() == []
+
+
+def test_an_anchor_that_is_not_a_writable_directory_is_a_notice(
+    store: Store, tess: Identity, clinic: Clinic, tmp_path: Path
+) -> None:
+    not_a_directory = tmp_path / "anchor"
+    not_a_directory.write_text("a file where the share's directory should be\n", encoding="utf-8")
+    site = anchor_site(clinic, store, not_a_directory)
+    run, _ = runner(prepare(DEXA, store=store, config=site, operator=tess), store)
+    report = run.run()
+    assert (report.result.outcome, report.exit_code) == ("completed", ExitCode.OK)
+    assert isinstance(run.messages, io.StringIO)
+    assert f"no checkpoint of the record store was written to the anchor {not_a_directory}" in run.messages.getvalue()
+
+
+def test_ionctl_run_with_a_fifo_as_its_anchor_file_exits_promptly_with_its_exit_code(
+    store: Store, clinic: Clinic, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.people import PASSWORDS
+
+    _fifo_anchor(clinic, store, tmp_path)
+    args = ["run", "--device", str(tmp_path / "no-such-port"), "--drug", "dexamethasone", "--polarity", "cathode",
+            "--electrode-area", "10", "--current", "6", "--dose", "40", "--patient", "P-1", "--db", str(clinic.store),
+            "--config", str(clinic.config), "--operator", TECHNICIAN, "--password-stdin", "--yes"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "ionctl", *args], input=PASSWORDS[TECHNICIAN] + "\n",
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == ExitCode.REFUSED, done.stderr  # 6 mA is over the site's limits: refused, recorded
+    assert "is not a regular file" in done.stderr
+    (record,) = store.list_records()
+    assert record["outcome"] == "refused"
+    assert len(store.audit(action="record-sign", record_id=record["id"])) == 1
+    assert store.open_ids() == []
+
+
 def test_a_skin_check_before_is_written_under_the_operators_account(
     config: SiteConfig, store: Store, tess: Identity
 ) -> None:
