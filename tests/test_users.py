@@ -371,3 +371,35 @@ def test_a_pin_era_store_migrates(tmp_path: Path, capsys: pytest.CaptureFixture[
         checked = check(store.audit(), frozenset({admin.fingerprint}), record_digest=store.record_digest,
                         chain_hash=store.link_hashes().get)  # fmt: skip
         assert checked.problem is not None and "not signed" in checked.problem.reason
+
+
+def test_a_config_file_of_ones_own_cannot_name_the_administrators_when_the_site_file_exists(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, clinic: Clinic, tmp_path: Path
+) -> None:
+    """The root of trust is the site file IT keeps: a technician who bootstraps an administrator of their own and
+    names it in a --config file of their own enrols nobody, approves nothing, and the limits stay the site's."""
+    from ionctl.config.site import default_path
+
+    site = default_path()
+    site.parent.mkdir(parents=True, exist_ok=True)
+    site.write_text(clinic.config.read_text(encoding="utf-8"), encoding="utf-8")  # the site file names ada only
+    db = ("--db", str(clinic.store))
+    code, out, _ = ionctl(capsys, monkeypatch, "users", "bootstrap", "mallory", "--full-name", "Mal Lory", *db,
+                          "--password-stdin", stdin="Orchard-gate-58\n")  # fmt: skip
+    assert code == 0
+    (fingerprint,) = set(re.findall(r"SHA256:[A-Za-z0-9+/]+", out))
+    mine = tmp_path / "mine.toml"
+    mine.write_text(clinic.config.read_text(encoding="utf-8").replace(
+        f'administrators = ["{clinic.administrator}"]',
+        f'administrators = ["{clinic.administrator}", "{fingerprint}"]').replace(
+        "max_current_ma = 4.0", "max_current_ma = 10.0", 1), encoding="utf-8")  # fmt: skip
+    assert fingerprint in mine.read_text() and fingerprint not in site.read_text()
+    assert load_config(mine).accounts.administrators == frozenset({clinic.administrator})
+    code, _, err = ionctl(capsys, monkeypatch, "users", "add", "malsup", "--full-name", "Mal Sup", "--role",
+                          "supervisor", "--as", "mallory", *db, "--config", str(mine), "--password-stdin",
+                          stdin="Orchard-gate-58\nInitial-pass-77\n")  # fmt: skip
+    assert code == 2 and "not one the site configuration names" in err, err
+    with Store(clinic.store) as store:
+        assert "malsup" not in People(store).all_accounts()
+        with pytest.raises(ConfigNotApproved):
+            require_approved(load_config(mine), store)

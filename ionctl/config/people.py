@@ -162,9 +162,9 @@ def check_password(password: str, name: str = "", full_name: str = "") -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if not password.strip() or len(set(password)) < MIN_DISTINCT:
-        raise WeakPassword(f"a password of blanks or of fewer than {MIN_DISTINCT} different characters is refused")
+        raise WeakPassword(f"a password of blanks or repeated characters (under {MIN_DISTINCT} different) is refused")
     if not any(c.isalpha() for c in password):
-        raise WeakPassword("a password of digits and separators (a date, a phone number) is refused: add letters")
+        raise WeakPassword("an all-digit password, or digits and separators (a date), is refused: add letters")
     folded = password.casefold()
     letters = "".join(c for c in folded if c.isalpha())
     if folded in COMMON_PASSWORDS or folded.strip("0123456789!.?-_ ") in COMMON_PASSWORDS or letters in COMMON_WORDS:

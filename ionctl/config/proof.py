@@ -148,10 +148,9 @@ class _Walk:
     def accept(self, e: Mapping[str, Any], sig: Signature) -> bool:
         """Check one signed entry; if it verifies, apply it. True for the first enrolment a named administrator
         signed (the one whose `attests` seals the history before accounts)."""
-        if sig.value in self.seen:
-            self.fail(e, f"its signature is a copy of link {self.seen[sig.value]}'s: a replayed entry")
-            return False
         problem = _check_one(e, sig, self)
+        if problem is None and sig.value in self.seen:
+            problem = f"its signature is a copy of link {self.seen[sig.value]}'s: a replayed entry"
         if problem is not None:
             self.fail(e, problem)
             return False

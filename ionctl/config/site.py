@@ -17,7 +17,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -286,7 +286,23 @@ def load_config(path: str | Path | None = None) -> SiteConfig:
         text = resolved.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(resolved), None, f"cannot read: {exc}") from exc
-    return parse_config(text, source=str(resolved), path=resolved)
+    config = parse_config(text, source=str(resolved), path=resolved)
+    site = default_path()
+    if site.is_file() and resolved.resolve() != site.resolve():
+        # The root of trust is the site file IT keeps where technicians cannot write: a file of one's own given
+        # with --config may set the treatment (and is refused until a supervisor approves it), never who is trusted.
+        config = replace(config, accounts=_site_accounts(site))
+    return config
+
+
+def _site_accounts(site: Path) -> AccountSettings:
+    """The `[accounts]` table of the site file (checked as `parse_config` checks it); ConfigError if unreadable."""
+    try:
+        text = site.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(site), None, f"cannot read the site file's [accounts]: {exc}") from exc
+    return _Reader(text, str(site)).accounts(doc.get("accounts", {}))
 
 
 def parse_config(text: str, *, source: str = "<text>", path: Path | None = None) -> SiteConfig:

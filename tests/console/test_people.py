@@ -123,7 +123,7 @@ async def test_an_initial_password_must_be_replaced_typed_twice_before_anything_
         await shows(pilot, "The two new passwords differ")
         assert isinstance(app.screen, LoginScreen) and app.identity is None
         await pilot.press(*"12345678", "enter", *"12345678", "enter")
-        await shows(pilot, "an all-digit password (a date, a phone number) is refused")  # weak: choose again
+        await shows(pilot, "an all-digit password, or digits and separators (a date), is refused")  # weak: again
         assert app.identity is None
         await pilot.press(*"Own-garden-42", "enter", *"Own-garden-42", "enter")
         await on_screen(pilot, DeviceScreen)
