@@ -18,7 +18,7 @@ import pytest
 from ionctl.cli.main import main
 from ionctl.config import ConfigNotApproved, approved_sha256, load_config, require_approved
 from ionctl.config.authority import initial_text
-from ionctl.config.people import People
+from ionctl.config.people import LoginRefused, People
 from ionctl.config.proof import check
 from ionctl.records import Store
 from tests.people import (
@@ -403,3 +403,37 @@ def test_a_config_file_of_ones_own_cannot_name_the_administrators_when_the_site_
         assert "malsup" not in People(store).all_accounts()
         with pytest.raises(ConfigNotApproved):
             require_approved(load_config(mine), store)
+
+
+def test_a_replayed_approval_or_password_change_is_refused_and_fails_verify(clinic: Clinic, tmp_path: Path) -> None:
+    """Entries copied verbatim (signature and all) and appended again, as anyone who can write the store could:
+    an old approval does not bring back the configuration it approved, an old password change does not bring
+    back the password it set, and the check names each copy as a replay."""
+    old_text = clinic.config.read_text(encoding="utf-8")
+    with Store(clinic.store) as store:
+        people = clinic.people(store)
+        tess = people.login(TECHNICIAN, PASSWORDS[TECHNICIAN])
+        people.change_password(tess, PASSWORDS[TECHNICIAN], "Leaked-pebble-61")
+        people.change_password(tess, "Leaked-pebble-61", "Fresh-window-72")  # the leaked one is replaced
+        clinic.config.write_text(old_text.replace("max_current_ma = 4.0", "max_current_ma = 2.0", 1), "utf-8")
+        new = load_config(clinic.config)
+        detail = {"path": new.source, "sha256": new.sha256, "presets": sorted(new.presets), "note": ""}
+        people.signed(clinic.login(store, SUPERVISOR), "config-approve", detail)
+        (first, *_) = store.audit(action="config-approve")
+        leaked = store.audit(action="user-passwd")[0]
+        for entry in (first, leaked):
+            store.append_audit(entry["action"], entry["actor"], entry["detail"], utc=entry["utc"])
+        old = tmp_path / "old.toml"
+        old.write_text(old_text, encoding="utf-8")
+        with pytest.raises(ConfigNotApproved, match="replayed"):
+            require_approved(load_config(old), store)
+        with pytest.raises(LoginRefused):
+            people.login(TECHNICIAN, "Leaked-pebble-61")
+        assert people.login(TECHNICIAN, "Fresh-window-72").name == TECHNICIAN
+        hashes = store.link_hashes()
+        checked = check(store.audit(), frozenset({clinic.administrator}), record_digest=store.record_digest,
+                        chain_hash=hashes.get, keep_going=True)  # fmt: skip
+    assert [p.reason for p in checked.problems] == [
+        f"its signature is a copy of link {first['gseq']}'s: a replayed entry",
+        f"its signature is a copy of link {leaked['gseq']}'s: a replayed entry",
+    ]

@@ -108,7 +108,12 @@ def approval_problem(config: SiteConfig, log: AuditLog, entry: dict[str, Any]) -
         administrators = frozenset(str(a) for a in entry["detail"].get("administrators", ()))
     else:
         administrators = config.accounts.administrators
-    keyed = [e for e in log.audit() if e["action"] in KEY_ACTIONS and e["gseq"] < entry["gseq"]]
+    earlier = [e for e in log.audit() if e["gseq"] < entry["gseq"]]
+    value = (entry["detail"].get("signature") or {}).get("value")
+    copied = next((e for e in earlier if value and (e["detail"].get("signature") or {}).get("value") == value), None)
+    if copied is not None:  # Ed25519 signs the same bytes the same way: a copy is a replay of that entry
+        return f"its signature is a copy of link {copied['gseq']}'s: a replayed entry"
+    keyed = [e for e in earlier if e["action"] in KEY_ACTIONS]
     chain_hash: Callable[[int], str | None] | None = None
     link_hashes = getattr(log, "link_hashes", None)
     if "signature" not in entry["detail"] and callable(link_hashes):
