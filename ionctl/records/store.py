@@ -425,25 +425,36 @@ class Store:
 
 #: A store and its directory are for the bench's accounts only (owner, and the group a site may share the store
 #: with), never every account on the PC: the store holds the accounts' password verifiers and sealed keys
-#: (docs/SAFETY.md, "brute force"). SQLite gives the -wal and -shm files the main file's mode.
-FILE_MODE, DIRECTORY_MODE = 0o640, 0o750
+#: (docs/SAFETY.md, "brute force"). The group gets what the umask gives it (a site sharing the store with a group
+#: sets `umask 007`: README, "Deploying on a clinic bench PC"); other accounts never get anything, whatever the
+#: umask. SQLite gives the -wal and -shm files the main file's mode.
+FILE_MODE, DIRECTORY_MODE = 0o660, 0o770
+
+
+def _modes() -> tuple[int, int]:
+    """(file, directory) modes: FILE_MODE and DIRECTORY_MODE as the process's umask allows, the owner's bits
+    always, the other accounts' never."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return (FILE_MODE & ~umask) | 0o600, (DIRECTORY_MODE & ~umask) | 0o700
 
 
 def _private_file(path: Path) -> None:
-    """Create the store's missing directories (0750) and an empty store file (0640) before SQLite opens it, so
+    """Create the store's missing directories and an empty store file (see FILE_MODE) before SQLite opens it, so
     that it and its -wal and -shm files are never readable by other accounts, whatever the umask."""
+    file_mode, directory_mode = _modes()
     missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     for directory in reversed(missing):
         try:
-            directory.mkdir(mode=DIRECTORY_MODE)
+            directory.mkdir(mode=directory_mode)
         except FileExistsError:
             continue
-        os.chmod(directory, DIRECTORY_MODE)  # mkdir's mode is filtered by the umask; this is exact
+        os.chmod(directory, directory_mode)  # mkdir's mode is filtered by the umask; this is exact
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode))
     except FileExistsError:
         return
-    os.chmod(path, FILE_MODE)  # the umask may have taken the group's read: this is exact
+    os.chmod(path, file_mode)  # exact, whatever the umask did to os.open's mode
 
 
 def _drop_other_access(path: Path) -> None:

@@ -189,10 +189,16 @@ def test_a_session_killed_before_its_first_sample_counts_as_energised_once_it_st
     assert (fields["outcome"], fields["energised"]) == ("interrupted", energised)
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o000])
-def test_a_new_store_its_wal_and_shm_and_its_directory_are_owner_and_group_only(tmp_path: Path, umask: int) -> None:
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "directory_mode"),
+    [(0o022, 0o640, 0o750), (0o000, 0o660, 0o770), (0o007, 0o660, 0o770), (0o077, 0o600, 0o700)],
+)
+def test_a_new_store_its_wal_and_shm_and_its_directory_are_owner_and_group_only(
+    tmp_path: Path, umask: int, file_mode: int, directory_mode: int
+) -> None:
     """The store holds the accounts' password verifiers and sealed keys: no other account on the PC may read it,
-    whatever the umask (docs/SAFETY.md, "brute force")."""
+    whatever the umask (docs/SAFETY.md, "brute force"); the group gets what the umask gives it, so a store a site
+    shares with a group (`umask 007`) stays writable by its members."""
     path = tmp_path / "data" / "ionctl" / "records.sqlite3"
     old = os.umask(umask)
     try:
@@ -202,9 +208,9 @@ def test_a_new_store_its_wal_and_shm_and_its_directory_are_owner_and_group_only(
             modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
     finally:
         os.umask(old)
-    assert modes == {"records.sqlite3": 0o640, "records.sqlite3-wal": 0o640, "records.sqlite3-shm": 0o640}
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
-    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o750
+    assert modes == {"records.sqlite3": file_mode, "records.sqlite3-wal": file_mode, "records.sqlite3-shm": file_mode}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == directory_mode
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == directory_mode
 
 
 def test_an_existing_world_readable_store_loses_the_other_accounts_access_when_opened(tmp_path: Path) -> None:
