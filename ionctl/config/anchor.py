@@ -124,11 +124,12 @@ def write_checkpoint(directory: Path, store: StoreRef, head: tuple[int, str], id
     return path
 
 
-def _open(path: Path, flags: int, mode: int = 0o640) -> int:
+def _open(path: Path, flags: int, mode: int = 0o660) -> int:
     """An open descriptor of `path`, never blocking on it (O_NONBLOCK: a FIFO, a device) nor following a
-    symbolic link; OSError unless it is a regular file."""
+    symbolic link; OSError unless it is a regular file. A new file is the owner's and, as far as the umask allows
+    (a group of bench accounts appending to one anchor), the group's; never other accounts'."""
     try:
-        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode & ~0o007)
     except OSError as exc:
         if exc.errno in (errno.ENXIO, errno.ELOOP):  # a FIFO without a reader; a symbolic link
             raise OSError(exc.errno, f"{path} is not a regular file") from exc
