@@ -452,8 +452,10 @@ class People:
 
     def login(self, name: str, password: str) -> Identity:
         """The person `name` if `password` is theirs; else LoginRefused, the refusal in the audit trail (and a
-        lockout, at the site's number of wrong passwords). An initial password gives PasswordChangeRequired."""
+        lockout, at the site's number of wrong passwords). An initial password gives PasswordChangeRequired. The
+        name is matched whatever its case (Caps Lock); the password exactly."""
         now = self.clock()
+        name = self.named(name)
         account = self.accounts().get(name)
         if account is None:
             self._denied(name, "unknown account", now)
@@ -488,6 +490,15 @@ class People:
         self.signed(identity, "login", {"name": name})
         return identity
 
+    def named(self, typed: str) -> str:
+        """The account name `typed` means: itself if there is such an account, else the one account whose name
+        differs only in case (a name typed with Caps Lock on), else `typed`."""
+        known = self.all_accounts()
+        if typed in known:
+            return typed
+        folded = [name for name in known if name.casefold() == typed.casefold()]
+        return folded[0] if len(folded) == 1 else typed
+
     def proven(self) -> frozenset[str]:
         """The accounts that verify (`accounts`) and are not disabled."""
         return frozenset(name for name, account in self.accounts().items() if not account.disabled)
@@ -503,6 +514,7 @@ class People:
         """First use: the person proves the initial password, sets their own, and gets a new key pair (signed by
         the one the administrator made, which signs nothing after)."""
         now = self.clock()
+        name = self.named(name)
         account = self.accounts().get(name)
         if account is None or account.disabled:
             self._denied(name, "unknown account" if account is None else "disabled", now)

@@ -180,3 +180,13 @@ def test_an_enrolment_row_without_a_signature_fails_check(clinic: Clinic) -> Non
         assert "not signed" in str(checked.problem)
         with pytest.raises(LoginRefused):
             clinic.people(store).login("mallory", "Forged-pass-99")
+
+
+def test_a_name_typed_with_caps_lock_on_is_the_account_and_its_password_stays_exact(tmp_path: Path) -> None:
+    clinic = make_clinic(tmp_path / "clinic")
+    with Store(clinic.store) as store:
+        people = clinic.people(store)
+        assert people.login(TECHNICIAN.upper(), PASSWORDS[TECHNICIAN]).name == TECHNICIAN
+        with pytest.raises(LoginRefused, match="wrong password"):
+            people.login(TECHNICIAN.upper(), PASSWORDS[TECHNICIAN].swapcase())
+        assert [e["detail"]["name"] for e in store.audit(action="login-denied")] == [TECHNICIAN]
