@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from ionctl.config.site import SiteConfig
 from ionctl.records.chain import canonical
@@ -80,7 +80,7 @@ SIGNED_ACTIONS: Mapping[str, Act] = {
 }
 ADMIN_ACTIONS = ("user-enrol", "user-reset", "user-disable", "user-unlock")
 PEOPLE_ACTIONS = ("user-enrol", "user-reset", "user-activate", "user-passwd", "user-disable", "user-unlock", "login")
-UNSIGNED_ACTIONS = ("login-denied", "user-locked")
+UNSIGNED_ACTIONS = ("login-attempt", "login-denied", "user-locked")
 #: What a record sign-off means (21 CFR 11.50(a)(3)).
 PERFORMED, REVIEWED = "performed", "reviewed"
 
@@ -144,7 +144,8 @@ class AuditLog(Protocol):
     """What this module needs of the record store."""
 
     def append_audit(self, action: str, actor: str, detail: dict[str, Any], *, record_id: int | None = None,
-                     course_id: int | None = None, utc: str | None = None) -> int: ...  # fmt: skip
+                     course_id: int | None = None, utc: str | None = None,
+                     guard: Callable[[], None] | None = None) -> int: ...  # fmt: skip
 
     def audit(self, *, action: str | None = None, record_id: int | None = None,
               course_id: int | None = None) -> list[dict[str, Any]]: ...  # fmt: skip
@@ -355,7 +356,7 @@ def fold(entries: Iterable[Mapping[str, Any]], *, attempts: int = LOCKOUT_ATTEMP
             accounts[name] = replace(accounts[name], disabled=True)
         elif action in ("user-unlock", "login"):
             accounts[name] = replace(accounts[name], failures=0, locked_until=None)
-        elif action == "login-denied" and d.get("reason") == "wrong password":
+        elif action == "login-attempt":  # counted before the password is checked; a `login` after it clears it
             a, at = accounts[name], _utc(e["utc"])
             if a.locked_until is not None and at >= a.locked_until:
                 a = replace(a, failures=0, locked_until=None)
@@ -470,25 +471,47 @@ class People:
         if account.disabled:
             self._denied(name, "disabled", now)
             raise LoginRefused(f"{name!r}: the account is disabled (an administrator enables a new one)")
-        if account.locked_until is not None and now < account.locked_until:
-            self._denied(name, "locked", now)
-            raise LoginRefused(self._locked_text(name, account.locked_until), until=account.locked_until)
+        account = self._attempt(name, now)
         private = unseal(account.credential, password, account.public_key)
         if private is None:
-            self._denied(name, "wrong password", now)
-            after = self.account(name)
-            if after.locked_until is not None and now < after.locked_until:
-                self.log.append_audit("user-locked", name, {"name": name, "until": _stamp(after.locked_until),
-                                                            "failures": after.failures}, utc=_stamp(now))  # fmt: skip
-                raise LoginRefused(self._locked_text(name, after.locked_until), until=after.locked_until)
-            left = self.trust.lockout_attempts - after.failures
-            tries = "1 try" if left == 1 else f"{left} tries"
-            raise LoginRefused(f"{name!r}: unknown account or wrong password ({tries} before a lockout)")
+            self._wrong(name, now, f"{name!r}: unknown account or wrong password")
         identity = Identity(account, private)
+        self.signed(identity, "login", {"name": name})  # the attempt was theirs: the count starts again
         if account.must_change:
             raise PasswordChangeRequired(f"{name!r} has an initial password: set a password of your own first")
-        self.signed(identity, "login", {"name": name})
         return identity
+
+    def _attempt(self, name: str, now: datetime) -> Account:
+        """Count an attempt at `name`'s password before it is checked, in one write transaction with the lockout
+        check (`Store.append_audit`'s guard): however many processes try at once, no more than the site's number
+        of wrong passwords is ever checked before the lock. The account as it stands; LoginRefused if locked."""
+        found: list[Account] = []
+
+        def not_locked() -> None:
+            account = self.accounts()[name]
+            if account.locked_until is not None and now < account.locked_until:
+                raise LoginRefused(self._locked_text(name, account.locked_until), until=account.locked_until)
+            found.append(account)
+
+        try:
+            self.log.append_audit("login-attempt", name, {"name": name}, utc=_stamp(now), guard=not_locked)
+        except LoginRefused:
+            self._denied(name, "locked", now)
+            raise
+        return found[0]
+
+    def _wrong(self, name: str, now: datetime, refusal: str) -> NoReturn:
+        """A wrong password for `name` (its attempt already counted): recorded, and the lockout if this was the
+        last try; LoginRefused saying how many tries are left, or until when the account is locked."""
+        self._denied(name, "wrong password", now)
+        after = self.account(name)
+        if after.locked_until is not None and now < after.locked_until:
+            self.log.append_audit("user-locked", name, {"name": name, "until": _stamp(after.locked_until),
+                                                        "failures": after.failures}, utc=_stamp(now))  # fmt: skip
+            raise LoginRefused(self._locked_text(name, after.locked_until), until=after.locked_until)
+        left = self.trust.lockout_attempts - after.failures
+        tries = "1 try" if left == 1 else f"{left} tries"
+        raise LoginRefused(f"{refusal} ({tries} before a lockout)")
 
     def named(self, typed: str) -> str:
         """The account name `typed` means: itself if there is such an account, else the one account whose name
@@ -519,13 +542,10 @@ class People:
         if account is None or account.disabled:
             self._denied(name, "unknown account" if account is None else "disabled", now)
             raise LoginRefused(f"{name!r}: unknown or disabled account")
-        if account.locked_until is not None and now < account.locked_until:
-            self._denied(name, "locked", now)
-            raise LoginRefused(self._locked_text(name, account.locked_until), until=account.locked_until)
+        account = self._attempt(name, now)
         old = unseal(account.credential, initial_password, account.public_key)
         if old is None:
-            self._denied(name, "wrong password", now)
-            raise LoginRefused(f"{name!r}: wrong initial password")
+            self._wrong(name, now, f"{name!r}: wrong initial password")
         check_password(new_password, name, account.full_name)
         if new_password == initial_password:
             raise WeakPassword("choose a password other than the initial one")

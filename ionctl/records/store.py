@@ -204,12 +204,18 @@ class Store:
         return int(next_id)
 
     def append_audit(self, action: str, actor: str, detail: dict[str, Any], *, record_id: int | None = None,
-                     course_id: int | None = None, utc: str | None = None) -> int:  # fmt: skip
+                     course_id: int | None = None, utc: str | None = None,
+                     guard: Callable[[], None] | None = None) -> int:  # fmt: skip
         """Append an audit entry (durable on return); its sequence number. `action` says what happened
-        (`config-approve`, `skin-check-after`, ...), `actor` who did it; `detail` is any JSON object."""
+        (`config-approve`, `skin-check-after`, ...), `actor` who did it; `detail` is any JSON object. `guard`
+        runs inside the write transaction, before the entry is written: what it reads cannot change until the
+        entry is in, and an exception it raises writes nothing (a login attempt counted atomically with the
+        lockout check, whatever other processes try at the same time)."""
         if not action or not actor:
             raise ValueError("an audit entry needs an action and an actor")
         with self._write():
+            if guard is not None:
+                guard()
             gseq, previous = head(self.db)
             (seq,) = self.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM audit").fetchone()
             row = {"seq": int(seq), "utc": utc or utc_now(), "actor": actor, "action": action, "record_id": record_id,

@@ -190,3 +190,44 @@ def test_a_name_typed_with_caps_lock_on_is_the_account_and_its_password_stays_ex
         with pytest.raises(LoginRefused, match="wrong password"):
             people.login(TECHNICIAN.upper(), PASSWORDS[TECHNICIAN].swapcase())
         assert [e["detail"]["name"] for e in store.audit(action="login-denied")] == [TECHNICIAN]
+
+
+def test_guesses_made_at_once_from_many_connections_check_no_more_passwords_than_the_lockout_allows(
+    tmp_path: Path,
+) -> None:
+    """Ten wrong passwords tried at the same instant, each from its own connection (as ten processes would): the
+    attempt is counted in the same write transaction as the lockout check, before the password is checked, so
+    five are checked and the other five are refused as locked without a check."""
+    import threading
+
+    from ionctl.config.people import Cost, People, Role, Trust
+
+    clinic = make_clinic(tmp_path / "clinic")
+    slow = Cost(2**14, 8, 1)  # a check long enough (tens of ms) for the guesses to overlap
+    with Store(clinic.store) as store:
+        people = People(store, Trust.of(load_config(clinic.config)), cost=slow)
+        people.add(clinic.login(store, ADMIN), "vic", "Vic Victim", Role.TECHNICIAN, "Initial-plum-pw1")
+        people.activate("vic", "Initial-plum-pw1", "Harbour-kite-93")
+    barrier, outcomes = threading.Barrier(10), []
+
+    def guess(n: int) -> None:
+        with Store(clinic.store) as own:
+            mine = People(own, Trust.of(load_config(clinic.config)), cost=slow)
+            barrier.wait()
+            try:
+                mine.login("vic", f"Wrong-guess-{n:02d}")
+            except LoginRefused as refused:
+                outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    with Store(clinic.store) as store:
+        attempts = [e for e in store.audit(action="login-attempt") if e["detail"]["name"] == "vic"]
+        denied = [e["detail"]["reason"] for e in store.audit(action="login-denied") if e["detail"]["name"] == "vic"]
+        assert People(store, Trust.of(load_config(clinic.config))).account("vic").locked_until is not None
+    assert len(outcomes) == 10 and all("is locked" in o or "wrong password" in o for o in outcomes), outcomes
+    assert len(attempts) == 1 + 5  # the activation's own, then exactly five guesses checked
+    assert sorted(denied) == ["locked"] * 5 + ["wrong password"] * 5

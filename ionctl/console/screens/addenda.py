@@ -115,8 +115,14 @@ class SkinCheckForm(Vertical):
         if reason.display and not reason.value:
             reason.focus()
 
-    def focus_first(self) -> None:
-        self.query_one(AnswerSet).focus()
+    def focus_first(self, tries: int = 20) -> None:
+        """The cursor to the first item; once it is there, if the form is not composed yet (an end screen
+        mounted beneath the idle lock composes later)."""
+        found = self.query(AnswerSet)
+        if found:
+            found.first().focus()
+        elif tries > 0:
+            self.call_after_refresh(self.focus_first, tries - 1)
 
     def check(self) -> SkinCheck:
         """The check as answered; SkinCheckError naming the first item unanswered or without a reason."""

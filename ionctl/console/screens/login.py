@@ -73,9 +73,16 @@ class Credentials(Screen[None]):
         for row in self.query(".new-password"):
             row.display = shown
 
-    def focus_fields(self) -> None:
-        name = self.query_one("#login-name", Input)
-        self.set_focus(self.query_one("#login-password", Input) if name.value.strip() else name)
+    def focus_fields(self, tries: int = 20) -> None:
+        """The cursor to the name, or to the password when the name is given; once the fields are there, if
+        the screen is not composed yet (a screen pushed while another was being replaced composes later)."""
+        names, passwords = self.query("#login-name").results(Input), self.query("#login-password").results(Input)
+        name, password = next(names, None), next(passwords, None)
+        if name is None or password is None:
+            if tries > 0:
+                self.call_after_refresh(self.focus_fields, tries - 1)
+            return
+        self.set_focus(password if name.value.strip() else name)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         following = {"login-name": "login-password", "login-new": "login-again"}.get(event.input.id or "")
@@ -217,7 +224,9 @@ class LockScreen(Credentials):
 
         controller = self.console.flow.controller
         running = controller is not None and controller.running
-        box = self.query_one("#lock-session", Static)
+        box = next(self.query("#lock-session").results(Static), None)
+        if box is None:  # not composed yet: the next redraw (every 0.2 s) shows it
+            return
         box.display = running
         if running and controller is not None:
             snap = controller.snapshot()
