@@ -230,13 +230,10 @@ def _supervisor(store: Any, trust: Any, args: argparse.Namespace, *, attempt: st
     if name not in people.accounts():
         raise PeopleError(f"no account {name!r} in the record store {store.path} (`ionctl users list`). "
                           f"{enrol_first_text(store)}")  # fmt: skip
-    identity = login(people, name, from_stdin=args.password_stdin)
-    if not identity.may(Act.APPROVE_CONFIG):  # the refusal is audited, signed by who tried
-        people.signed(identity, "act-denied", {"act": str(Act.APPROVE_CONFIG), "attempt": attempt})
-        try:
-            identity.require(Act.APPROVE_CONFIG)
-        except NotAllowed as refused:
-            raise NotAllowed(f"{refused}; nothing changed (the refusal is in the audit trail)") from None
+    try:  # a refused act is audited, signed by who tried
+        identity = login(people, name, from_stdin=args.password_stdin, act=Act.APPROVE_CONFIG, attempt=attempt)
+    except NotAllowed as refused:
+        raise NotAllowed(f"{refused}; nothing changed (the refusal is in the audit trail)") from None
     return people, identity
 
 

@@ -186,11 +186,8 @@ def _operator(store: Any, config: Any, args: argparse.Namespace) -> Any:
 
     people = people_of(store, config)
     try:
-        identity = login(people, args.operator, from_stdin=args.password_stdin, stdin=sys.stdin)
-        if not identity.may(Act.RUN_SESSION):
-            attempt = f"start a course for patient {args.patient}"
-            people.signed(identity, "act-denied", {"act": str(Act.RUN_SESSION), "attempt": attempt})
-            identity.require(Act.RUN_SESSION)
+        identity = login(people, args.operator, from_stdin=args.password_stdin, stdin=sys.stdin, act=Act.RUN_SESSION,
+                         attempt=f"start a course for patient {args.patient}")  # fmt: skip
     except (PeopleError, PasswordUnavailable) as denied:
         raise CourseRefused(f"course not started: {denied}") from None
     except KeyboardInterrupt:
@@ -210,11 +207,8 @@ def _override_supervisor(store: Any, config: Any, args: argparse.Namespace, refu
         raise CourseRefused(f"{refused}; an override needs the supervisor who gives it: --supervisor NAME")
     people = people_of(store, config)
     try:
-        identity = login(people, args.supervisor, from_stdin=args.password_stdin, stdin=sys.stdin)
-        if not identity.may(Act.OVERRIDE_COURSE):
-            attempt = f"start a course for patient {args.patient}"
-            people.signed(identity, "act-denied", {"act": str(Act.OVERRIDE_COURSE), "attempt": attempt})
-            identity.require(Act.OVERRIDE_COURSE)
+        identity = login(people, args.supervisor, from_stdin=args.password_stdin, stdin=sys.stdin,
+                         act=Act.OVERRIDE_COURSE, attempt=f"start a course for patient {args.patient}")  # fmt: skip
     except (PeopleError, PasswordUnavailable) as denied:
         raise CourseRefused(f"{refused}; override refused: {denied}") from None
     return people, identity

@@ -51,9 +51,10 @@ def people_of(store: Store, config: SiteConfig) -> People:
 
 
 def login(people: People, name: str, *, from_stdin: bool, stdin: TextIO | None = None,
-          act: Act | None = None, err: TextIO | None = None) -> Identity:  # fmt: skip
+          act: Act | None = None, attempt: str | None = None, err: TextIO | None = None) -> Identity:  # fmt: skip
     """The authenticated person `name`, allowed `act` if given. PeopleError (LoginRefused, NotAllowed,
-    WeakPassword) or PasswordUnavailable otherwise; the refusal is in the audit trail."""
+    WeakPassword) or PasswordUnavailable otherwise; a refused login is in the audit trail, and so is a refused
+    act when `attempt` says what was tried (an `act-denied` entry signed by who tried)."""
     from ionctl.config.people import PasswordChangeRequired, WeakPassword
 
     password = read_password(f"password for {name}", from_stdin=from_stdin, stdin=stdin)
@@ -66,6 +67,8 @@ def login(people: People, name: str, *, from_stdin: bool, stdin: TextIO | None =
         if not from_stdin and read_password("the new password again", from_stdin=False, stdin=stdin) != new:
             raise WeakPassword("the two new passwords differ; nothing changed") from None
         identity = people.activate(name, password, new)
+    if act is not None and not identity.may(act) and attempt is not None:
+        people.signed(identity, "act-denied", {"act": str(act), "attempt": attempt})
     if act is not None:
         identity.require(act)
     return identity
