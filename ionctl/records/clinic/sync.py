@@ -1,0 +1,199 @@
+"""Push a bench's chain to the clinic store: idempotent, resumable, verified on both sides.
+
+Each round is one transaction on the server: take the bench's lock, read how far the clinic has the bench's
+chain, check that link against this store (the same number with different content is a conflict, never an
+overwrite), verify the next links here, and send them: a closing's telemetry first (COPY), then the closing, which
+the server re-verifies against that telemetry. A sync killed at any instant leaves the server at the end of its
+last committed round; the next one starts from there, so nothing is lost and nothing is sent twice.
+
+Never called from a running session: `ionctl run` and the console start it in a process of its own after a
+record closes (`spawn`), and `ionctl records sync [--watch]` catches up after an outage.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ionctl.records.chain import GENESIS, first_link, link_hash
+from ionctl.records.clinic.links import Link, link_at, links_after, telemetry_lines
+from ionctl.records.clinic.schema import SCHEMA, ClinicError
+
+#: Links per round (one server transaction): a round is short enough that a kill loses little work, long enough
+#: that a backlog moves at COPY speed.
+BATCH = 500
+
+
+class ClinicUnreachable(ClinicError):
+    """The clinic server could not be reached, or went away during a round (nothing of that round is kept)."""
+
+
+class SyncConflict(ClinicError):
+    """The clinic holds different content under a number this bench has used: reported, never overwritten."""
+
+
+class LinkRefused(ClinicError):
+    """A link did not verify (here, or on the server): reported, never stored."""
+
+
+@dataclass
+class Pushed:
+    """What one `push` sent: links and samples in, rounds committed, and the clinic's head for the bench."""
+
+    bench: str
+    links: int = 0
+    samples: int = 0
+    closings: int = 0
+    rounds: int = 0
+    head: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def connect(conninfo: str, *, timeout_s: float = 5.0) -> Any:
+    """A psycopg connection to the clinic store (autocommit; each round opens its own transaction). The
+    credentials are libpq's: a service file or `PGPASSFILE`. ClinicUnreachable if the server cannot be reached."""
+    import psycopg
+
+    try:
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(1, round(timeout_s)),
+                               application_name="ionctl sync")  # fmt: skip
+    except psycopg.OperationalError as exc:
+        raise ClinicUnreachable(f"the clinic store cannot be reached: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def register(clinic: Any, db: sqlite3.Connection, bench: str) -> bool:
+    """Make sure the clinic knows `bench` as this store (its first link's hash). False: the store is empty (nothing
+    to send yet). SyncConflict if the name belongs to another store."""
+    first = first_link(db)
+    if first is None:
+        return False
+    with clinic.transaction():
+        clinic.execute(f"INSERT INTO {SCHEMA}.benches (bench, first_link) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                       (bench, first))  # fmt: skip
+        row = clinic.execute(f"SELECT first_link FROM {SCHEMA}.benches WHERE bench = %s", (bench,)).fetchone()
+        other = clinic.execute(f"SELECT bench FROM {SCHEMA}.benches WHERE first_link = %s", (first,)).fetchone()
+    if row is None:
+        raise SyncConflict(f"this store is already in the clinic store as bench {other[0]!r}, not {bench!r}")
+    if row[0] != first:
+        _alarm(clinic, bench, None, "bench name taken",
+               f"bench {bench!r} is another store (its first link {row[0]}); this store's is {first}")
+        raise SyncConflict(f"bench {bench!r} in the clinic store is another store: name this bench otherwise "
+                           "([clinic] bench in the site file)")  # fmt: skip
+    return True
+
+
+def _alarm(clinic: Any, bench: str, gseq: int | None, what: str, detail: str) -> None:
+    """Record a conflict where the clinic's administrator sees it (its own transaction: it outlives the round)."""
+    try:
+        with clinic.transaction():
+            clinic.execute(f"INSERT INTO {SCHEMA}.conflicts (bench, gseq, what, detail) VALUES (%s, %s, %s, %s)",
+                           (bench, gseq, what, detail))  # fmt: skip
+    except Exception:  # noqa: BLE001 - the alarm is best effort; the SyncConflict raised after it is not
+        pass
+
+
+def clinic_head(clinic: Any, bench: str) -> tuple[int, str]:
+    """(gseq, hash) of the bench's last link in the clinic store; (0, GENESIS) for none."""
+    row = clinic.execute(f"SELECT gseq, hash FROM {SCHEMA}.links WHERE bench = %s ORDER BY gseq DESC LIMIT 1",
+                         (bench,)).fetchone()  # fmt: skip
+    return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+
+def push(db: sqlite3.Connection, clinic: Any, bench: str, *, batch: int = BATCH,
+         progress: Callable[[Pushed], None] | None = None) -> Pushed:  # fmt: skip
+    """Send every link of `db` the clinic does not have yet, in rounds of up to `batch` links. Returns what was
+    sent. ClinicUnreachable (the server went away: what was committed stays), SyncConflict, LinkRefused."""
+    import psycopg
+
+    pushed = Pushed(bench)
+    try:
+        if not register(clinic, db, bench):
+            return pushed
+        while True:
+            with clinic.transaction():
+                clinic.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"ionctl bench {bench}",))
+                gseq, previous = clinic_head(clinic, bench)
+                pushed.head = gseq
+                if gseq > 0:
+                    mine = link_at(db, gseq)
+                    if mine is None or mine.hash != previous:
+                        detail = (f"link {gseq}: the clinic holds hash {previous}, this store "
+                                  f"{'has no such link' if mine is None else 'holds ' + mine.hash}")  # fmt: skip
+                        raise _Conflict(gseq, detail)
+                links = links_after(db, gseq, batch)
+                if not links:
+                    break
+                _verify_here(bench, previous, gseq, links)
+                sent = Pushed(bench)
+                _send(clinic, db, bench, links, sent)
+            pushed.links += sent.links
+            pushed.samples += sent.samples
+            pushed.closings += sent.closings
+            for kind, count in sent.kinds.items():
+                pushed.kinds[kind] = pushed.kinds.get(kind, 0) + count
+            pushed.rounds += 1
+            pushed.head = links[-1].gseq
+            if progress is not None:
+                progress(pushed)
+    except _Conflict as exc:
+        _alarm(clinic, bench, exc.gseq, "different content under the same number", exc.detail)
+        raise SyncConflict(f"bench {bench!r}, {exc.detail}: reported to the clinic store, nothing overwritten") \
+            from None
+    except psycopg.errors.CheckViolation as exc:
+        raise LinkRefused(f"the clinic store refused a link of bench {bench!r}: {_first_line(exc)}") from exc
+    except psycopg.OperationalError as exc:
+        raise ClinicUnreachable(f"the clinic store went away during the sync: {_first_line(exc)} "
+                                f"(kept: up to link {pushed.head})") from exc  # fmt: skip
+    return pushed
+
+
+class _Conflict(Exception):
+    def __init__(self, gseq: int, detail: str) -> None:
+        super().__init__(detail)
+        self.gseq, self.detail = gseq, detail
+
+
+def _verify_here(bench: str, previous: str, gseq: int, links: list[Link]) -> None:
+    """Verify the links about to be sent against the clinic's head: a broken local link is never sent."""
+    import json
+
+    for link in links:
+        if link.gseq != gseq + 1:
+            raise LinkRefused(f"bench {bench!r}: link {gseq + 1} is missing from this store (next found: "
+                              f"{link.gseq}); not sent")  # fmt: skip
+        if link_hash(previous, link.kind, json.loads(link.content)) != link.hash:
+            raise LinkRefused(f"bench {bench!r}: link {link.gseq} ({link.kind}) does not verify in this store; "
+                              "not sent (run `ionctl records verify`)")  # fmt: skip
+        previous, gseq = link.hash, link.gseq
+
+
+def _send(clinic: Any, db: sqlite3.Connection, bench: str, links: list[Link], pushed: Pushed) -> None:
+    insert = (f"INSERT INTO {SCHEMA}.links (bench, gseq, kind, content, hash) VALUES (%s, %s, %s, %s, %s)")
+    pending: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        if pending:
+            clinic.cursor().executemany(insert, pending)
+            pending.clear()
+
+    for link in links:
+        if link.kind == "close" and link.record_id is not None:
+            flush()
+            with clinic.cursor().copy(f"COPY {SCHEMA}.telemetry (bench, record_id, n, line) FROM STDIN") as copy:
+                for n, line in enumerate(telemetry_lines(db, link.record_id)):
+                    copy.write_row((bench, link.record_id, n, line))
+                    pushed.samples += 1
+            pushed.closings += 1
+        pending.append((bench, link.gseq, link.kind, link.content, link.hash))
+        pushed.kinds[link.kind] = pushed.kinds.get(link.kind, 0) + 1
+        pushed.links += 1
+        if link.kind == "close":
+            flush()
+    flush()
