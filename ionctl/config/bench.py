@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ionctl.config.site import bench_settings
+from ionctl.config.site import ClinicSettings, bench_settings
 
 if TYPE_CHECKING:
     from ionctl.records import Store
@@ -53,3 +53,9 @@ def open_store(db: str | os.PathLike[str] | None, config: str | os.PathLike[str]
 
     use_clinic_time(config)
     return Store(store_path(db, config), create=create)
+
+
+def clinic_settings(config: str | os.PathLike[str] | None = None) -> ClinicSettings | None:
+    """The site configuration's `[clinic]` (the clinic's PostgreSQL store and this bench's name), or None: this
+    bench keeps its records to itself."""
+    return bench_settings(None if config is None else Path(config)).clinic

@@ -170,6 +170,26 @@ class BenchSettings:
 
     store: Path | None = None
     time_zone: str | None = None
+    clinic: ClinicSettings | None = None
+
+
+#: What a bench does for a course session while the clinic store cannot be reached: "refuse" it (the course's
+#: other sessions may be at other benches, so its rules cannot be checked), or "override": allow it only with a
+#: supervisor's override, noted in the audit trail. The conservative default refuses.
+OFFLINE_COURSES = ("refuse", "override")
+
+
+@dataclass(frozen=True)
+class ClinicSettings:
+    """`[clinic]`: the clinic's PostgreSQL store and this bench's name in it. `store` is a libpq connection string
+    or URI with no password (the password comes from a service file or `PGPASSFILE`, the libpq way); `bench` names
+    this PC's store there (records read "bench-a/12"); `offline_courses` is what a course session does while the
+    clinic store cannot be reached (`OFFLINE_COURSES`); `timeout_s` bounds a reader's wait for the server."""
+
+    store: str
+    bench: str
+    offline_courses: str = "refuse"
+    timeout_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -331,7 +351,7 @@ def parse_config(text: str, *, source: str = "<text>", path: Path | None = None)
 
 
 #: Top-level keys and tables about the PC rather than the treatment (`BenchSettings`).
-BENCH_KEYS = ("records", "time_zone")
+BENCH_KEYS = ("records", "time_zone", "clinic")
 
 
 def bench_settings(path: str | Path | None = None) -> BenchSettings:
@@ -350,6 +370,10 @@ def bench_settings(path: str | Path | None = None) -> BenchSettings:
         line = int(found.group(1)) if found else None
         raise ConfigError(str(resolved), None, f"not valid TOML: {exc}", line) from exc
     return _Reader(text, str(resolved)).bench(doc)
+
+
+#: A password in a connection string: key=value (`password=`) or a URI's user:password@.
+_PASSWORD = re.compile(r"(?i)(?:^|\s)password\s*=|://[^/@\s]*:[^/@\s]*@|[?&]password=")
 
 
 class _Reader:
@@ -423,7 +447,29 @@ class _Reader:
                 self.fail(("records", "store"), f"must be an absolute path to the record store file, e.g. "
                                                 f'"/var/lib/ionctl/records.sqlite3", got {store!r}')  # fmt: skip
             store = Path(store)
-        return BenchSettings(store, zone)
+        return BenchSettings(store, zone, self.clinic(doc.get("clinic")))
+
+    def clinic(self, table: Any) -> ClinicSettings | None:
+        if table is None:
+            return None
+        keys = ("clinic",)
+        if not isinstance(table, dict):
+            self.fail(keys, "must be a table, written [clinic]")
+        self.known(keys, table, ("store", "bench", "offline_courses", "timeout_s"))
+        store = self.string((*keys, "store"), table.get("store"))
+        if _PASSWORD.search(store):
+            self.fail((*keys, "store"), "must not hold a password: put it in a libpq service file or PGPASSFILE "
+                                        "(the connection string names the service, user, host and database)")
+        bench = self.string((*keys, "bench"), table.get("bench"))
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", bench):
+            self.fail((*keys, "bench"), f"must be lower-case letters, digits, '.', '_' or '-' (up to 63), e.g. "
+                                        f'"bench-a", got {bench!r}')  # fmt: skip
+        offline = table.get("offline_courses", "refuse")
+        if offline not in OFFLINE_COURSES:
+            self.fail((*keys, "offline_courses"), f"must be one of {', '.join(OFFLINE_COURSES)}, got {offline!r}")
+        timeout = self.number((*keys, "timeout_s"), table.get("timeout_s", 3.0))
+        assert timeout is not None
+        return ClinicSettings(store, bench, str(offline), timeout)
 
     def accounts(self, table: Any) -> AccountSettings:
         keys = ("accounts",)
