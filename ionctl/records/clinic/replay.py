@@ -106,23 +106,22 @@ def _replay_one(db: sqlite3.Connection, lines: Any, bench: str, gseq: int, kind:
     if doc[_NUMBERED.get(kind, "gseq")] != gseq:
         return f"its content is numbered {doc[_NUMBERED.get(kind, 'gseq')]!r}, not {gseq}"
     try:
-        if kind == "open":
-            columns = list(expected)
-            db.execute(f"INSERT INTO records ({', '.join(columns)}, open_hash) VALUES ({', '.join('?' * len(columns))}, ?)",
-                       [doc[k] for k in columns] + [stored])  # fmt: skip
-        elif kind == "close":
+        if kind == "close":
             record_id = int(doc["id"])
             if telemetry_of is None or record_id in telemetry_of:
                 done.samples += _telemetry(db, lines, bench, record_id)
             sets = ", ".join(f"{k} = ?" for k in CLOSE_FIELDS)
-            changed = db.execute(f"UPDATE records SET {sets}, chain_hash = ? WHERE id = ? AND open_hash = ?",
-                                 [doc[k] for k in CLOSE_FIELDS] + [stored, record_id, doc["open_hash"]]).rowcount
+            changed = db.execute(
+                f"UPDATE records SET {sets}, chain_hash = ? WHERE id = ? AND open_hash = ?",
+                [doc[k] for k in CLOSE_FIELDS] + [stored, record_id, doc["open_hash"]],
+            ).rowcount
             if changed != 1:
                 return f"it closes record {record_id}, which has no opening with that hash before it"
         else:
-            columns = list(expected)
-            db.execute(f"INSERT INTO {_TABLE[kind]} ({', '.join(columns)}, chain_hash) "
-                       f"VALUES ({', '.join('?' * len(columns))}, ?)", [doc[k] for k in columns] + [stored])  # fmt: skip
+            table, hashed = ("records", "open_hash") if kind == "open" else (_TABLE[kind], "chain_hash")
+            marks = ", ".join("?" * len(expected))
+            db.execute(f"INSERT INTO {table} ({', '.join(expected)}, {hashed}) VALUES ({marks}, ?)",
+                       [doc[k] for k in expected] + [stored])  # fmt: skip
     except (sqlite3.DatabaseError, KeyError, TypeError, ValueError) as exc:
         return f"a store would not take it: {exc}"
     return None
