@@ -127,6 +127,7 @@ def test_this_benchs_unsent_records_replace_the_clinics_copies(tmp_path: Path, c
             assert [(r.name, r.source, r.row["outcome"]) for r in listed] == [
                 ("bench-a/1", "clinic", "completed"), ("bench-a/2", "clinic", "completed"),
                 (f"bench-a/{open_one}", "local", "completed"), (f"bench-a/{later}", "local", "completed")]  # fmt: skip
-            assert [r.name for r in merged_rows(reader.list_rows(patient="p-200"), mine, "bench-a",
-                                                       patient="p-200")] == [f"bench-a/{later}"]
+            assert [
+                r.name for r in merged_rows(reader.list_rows(patient="p-200"), mine, "bench-a", patient="p-200")
+            ] == [f"bench-a/{later}"]
             assert [r.name for r in reader.list_rows(patient="p-100")] == ["bench-a/1", "bench-a/2", "bench-a/3"]
