@@ -7,6 +7,15 @@ supervisor countersigns it as "reviewed"; its own operator signs it as "performe
 recovery was never signed at its end). A signature covers the record's content hash, so it cannot be moved to
 another record (21 CFR 11.70; docs/SOURCES.md, "Part 11").
 
+With `[clinic]` in the site file, list, show, export and verify read the clinic's PostgreSQL store
+(`ionctl.records.clinic.reader`) with this bench's store: records are named `BENCH/ID` (a plain ID is this bench's),
+this bench's records the clinic does not have in full are read from its own store and marked so, and each command
+first says which store(s) it read (on stderr where stdout is data: export, list --json). A record of the clinic is
+read by replaying its bench's chain into a store of the bench's own schema (`ionctl.records.clinic.replay`), so the
+show, the exports, the chart and the signatures' check are the same code as for this bench's store. `--local`
+reads this bench's store only; the clinic unreachable, this bench's store is read, said on stderr (verify then
+exits 1).
+
 Every action first closes any record a killed session left open, as `interrupted` (`ionctl.records.recovery`).
 Reading never creates a store: a path with none is refused. Heavy modules are imported when an action runs,
 so `ionctl --help` stays fast.
@@ -368,7 +377,7 @@ def _source(args: argparse.Namespace, line: str) -> None:
 
 def _with_clinic(args: argparse.Namespace, action: Action, settings: ClinicSettings) -> int:
     from ionctl.records import StoreError, StoreMissing
-    from ionctl.records.clinic.reader import ClinicReader, ClinicUnreachable
+    from ionctl.records.clinic.reader import ClinicError, ClinicReader, ClinicUnreachable
     from ionctl.records.export import ExportError
 
     try:
@@ -394,7 +403,7 @@ def _with_clinic(args: argparse.Namespace, action: Action, settings: ClinicSetti
             code = _saying(action, f"this bench's store only (the clinic store {settings.store} could not be "
                                    "reached)")(local, args)  # fmt: skip
             return ExitCode.FAILED if action is _verify else code
-    except (StoreError, ExportError) as exc:
+    except (StoreError, ExportError, ClinicError) as exc:
         print(f"ionctl records: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     finally:
@@ -413,6 +422,10 @@ def _clinic_list(reader: ClinicReader, local: Store | None, settings: ClinicSett
     heads = reader.heads()
     rows = reader.list_rows(patient=args.patient, since=since)
     mine = [] if local is None else unsent(local.db, heads.get(settings.bench, (0, ""))[0])
+    held = reader.first_link(settings.bench)
+    if local is not None and held is not None and held != local.first_link():
+        print(f"ionctl records: warning: {settings.bench} in the clinic store is another store than {local.path} "
+              "(`ionctl records verify` shows where they part)", file=sys.stderr)  # fmt: skip
     listed = merged_rows(rows, mine, settings.bench, patient=args.patient, since=since)
     _source(args, _clinic_line(settings, len(heads), mine, local))
     if args.json:

@@ -4,6 +4,8 @@ listed from its own store."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +50,24 @@ def test_a_pushed_bench_replayed_from_the_clinic_is_its_store(tmp_path: Path, cl
         assert result.ok, result.problems
         assert result.people.signatures == verify_store(local, load_config(clinic.config)).people.signatures > 0
         copy.close()
+
+
+def test_a_demo_session_replayed_from_the_clinic_is_its_store(tmp_path: Path, clinic_db: str) -> None:
+    """A realistic record: a session on the simulator (thousands of samples, the session's own events and
+    figures, its operator's sign-off), pushed and replayed."""
+    demo = subprocess.run([sys.executable, "-m", "ionctl", "demo", "--out", str(tmp_path / "demo"), "--time-scale",
+                           "50"], capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    path = tmp_path / "demo" / "records.sqlite3"
+    clinic_store(clinic_db)
+    pushed = push_store(path, clinic_db, "bench-demo")
+    with Store(path, create=False) as local, ClinicReader.open(clinic_db, timeout_s=3) as reader:
+        done = replay(reader.connection, "bench-demo", tmp_path / "replayed.sqlite3")
+        assert done.broken is None and done.samples == pushed.samples > 1000
+        assert done.store.verify() is None and done.store.link_hashes() == local.link_hashes()
+        assert done.store.record_digest(1) == local.record_digest(1) is not None
+        assert done.store.get(1).to_dict() == local.get(1).to_dict()
+        done.store.close()
 
 
 def test_a_record_alone_loads_only_its_own_telemetry(tmp_path: Path, clinic_db: str) -> None:

@@ -149,3 +149,13 @@ def test_the_clinic_unreachable_falls_back_to_this_benchs_store(site: Site, post
     assert other.returncode == 1 and "in the clinic store only" in other.stderr
     assert verified.returncode == 1 and "cannot be reached" in verified.stderr
     assert f"ok: the chain of {site.store_a} verifies" in verified.stdout
+
+
+def test_a_clinic_database_without_the_clinic_schema_is_named(tmp_path: Path, clinic_db: str) -> None:
+    _clinic, store = bench_store(tmp_path / "a", "p-100", records=1)
+    config = site_file(tmp_path / "site.toml", store=store, conninfo=clinic_db, bench="bench-a", administrators=[])
+    done = subprocess.run([sys.executable, "-m", "ionctl", "records", "list", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert "cannot be read" in done.stderr and "ionctl clinic init" in done.stderr
+    assert "Traceback" not in done.stderr

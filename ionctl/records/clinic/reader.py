@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ionctl.records.chain import GENESIS
-from ionctl.records.clinic.schema import BENCH_NAME, SCHEMA
+from ionctl.records.clinic.schema import BENCH_NAME, SCHEMA, ClinicError
 from ionctl.records.clinic.sync import ClinicUnreachable, connect
 from ionctl.records.rows import RecordRow
 
@@ -78,13 +78,17 @@ class ClinicReader:
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        """Turn a server lost in the middle of a read into ClinicUnreachable (the caller falls back)."""
+        """Turn a server lost in the middle of a read into ClinicUnreachable (the caller falls back), and any
+        other refusal (no clinic schema there, a role without SELECT) into ClinicError naming it."""
         import psycopg
 
         try:
             yield
         except psycopg.OperationalError as exc:
-            raise ClinicUnreachable(f"the clinic store went away: {str(exc).strip().splitlines()[0]}") from exc
+            raise ClinicUnreachable(f"the clinic store went away: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise ClinicError(f"the clinic store {self.conninfo} cannot be read: {_first_line(exc)} (is it set "
+                              "up with `ionctl clinic init`, and may this login read it?)") from exc  # fmt: skip
 
     def benches(self) -> list[str]:
         """Every bench the clinic store knows, by name."""
@@ -136,6 +140,11 @@ class ClinicReader:
                 for bench, opened, open_hash, closed, close_hash in rows]  # fmt: skip
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def record_row(opening: str, open_hash: str, closing: str | None, chain_hash: str | None) -> RecordRow:
     """A `records` row as the bench's store holds it, from a record's opening and closing links."""
     from ionctl.records.chain import CLOSE_FIELDS, OPEN_FIELDS_V2
@@ -182,5 +191,5 @@ def record_links_after(db: sqlite3.Connection, record_id: int, head: int) -> boo
     return any(v is not None and int(v) > head for v in tuple(row))
 
 
-__all__ = ["NOT_SENT", "ClinicReader", "ClinicUnreachable", "ListedRecord", "merged_rows", "parse_record_name",
-           "record_links_after", "record_row", "unsent"]  # fmt: skip
+__all__ = ["NOT_SENT", "ClinicError", "ClinicReader", "ClinicUnreachable", "ListedRecord", "merged_rows",
+           "parse_record_name", "record_links_after", "record_row", "unsent"]  # fmt: skip
