@@ -396,7 +396,7 @@ def _with_clinic(args: argparse.Namespace, action: Action, settings: ClinicSetti
             if local is None:
                 print("ionctl records: and this bench has no store of its own", file=sys.stderr)
                 return ExitCode.FAILED
-            if args.record_bench not in (None, settings.bench) if hasattr(args, "record_bench") else False:
+            if getattr(args, "record_bench", None) not in (None, settings.bench):
                 print(f"ionctl records: record {args.id} is another bench's: it is in the clinic store only",
                       file=sys.stderr)  # fmt: skip
                 return ExitCode.FAILED
