@@ -15,9 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import codec, drivers, faults, host_cpu, records, report, session, sim, startup
+from benchmarks import clinic, codec, drivers, faults, host_cpu, records, report, session, sim, startup
 
 SUITES = {
+    "clinic": clinic.run,
     "codec": codec.run,
     "drivers": drivers.run,
     "faults": faults.run,
