@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         for path in report.write(document, json_path=json_path, markdown_path=markdown_path):
             print(f"wrote {path}", file=sys.stderr)
+    unmeasured = [f["name"] for f in figures if "target" in f and f.get("meets_target") is None]
+    if unmeasured:
+        print(f"not measured: {', '.join(unmeasured)} (see each figure's not_measured)", file=sys.stderr)
     failed = [f["name"] for f in figures if f.get("meets_target") is False]
     if failed and not args.quick:
         print(f"targets missed: {', '.join(failed)}", file=sys.stderr)

@@ -22,9 +22,9 @@ of a network's latency.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import multiprocessing
 import random
-import statistics
 import tempfile
 import threading
 import time
@@ -43,7 +43,8 @@ def _sync_loop(path: Path, conninfo: str, bench: str, stop: threading.Event, err
     """What `ionctl records sync --watch --interval 0.5` does for one bench: push, wait, push again, until told
     to stop (then one last push); an outage or a refusal is noted and retried, as the command does."""
     from ionctl.records import Store
-    from ionctl.records.clinic.sync import ClinicError, connect, push
+    from ionctl.records.clinic.schema import ClinicError
+    from ionctl.records.clinic.sync import connect, push
 
     store = Store(path)
     clinic: Any = None
@@ -98,7 +99,7 @@ def bench_worker(folder: str, conninfo: str, bench: str, seed: int, start_at: fl
 def _percentile(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank), q in 0..100."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
 
 
