@@ -70,9 +70,9 @@ from ionctl.records.summary import RecordSummary
 
 __all__ = [  # what callers import from here, wherever it is defined
     "AUDIT_FIELDS", "CLOSE_FIELDS", "COURSE_FIELDS", "EVENT_FIELDS", "FLUSH_EVERY_S", "GENESIS", "MIGRATIONS",
-    "OPEN_FIELDS", "OPEN_FIELDS_V2", "OPEN_FIELDS_V3", "SCHEMA_VERSION", "TELEMETRY_FIELDS", "BrokenLink", "Record", "RecordSummary",
-    "SessionWriter", "Store", "StoreError", "StoreMissing", "canonical", "default_path", "link_hash", "migrate",
-    "utc_now",
+    "OPEN_FIELDS", "OPEN_FIELDS_V2", "OPEN_FIELDS_V3", "SCHEMA_VERSION", "TELEMETRY_FIELDS", "BrokenLink", "Record",
+    "RecordSummary", "SessionWriter", "Store", "StoreError", "StoreMissing", "canonical", "default_path", "link_hash",
+    "migrate", "utc_now",
 ]  # fmt: skip
 
 #: Telemetry is committed at least this often (host seconds) while samples arrive: < 1 s at risk.
