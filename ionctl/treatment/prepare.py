@@ -53,6 +53,8 @@ class Refused(Exception):
         self.limits = limits
         self.violations = violations or []
         self.config_sha256 = config_sha256  # the configuration the refused record names
+        self.course_id: int | None = None  # the course the refused record names (this bench's, or BENCH/ID)
+        self.course_ref: str | None = None
 
 
 class CourseRuleRefused(Refused):
@@ -192,20 +194,23 @@ def prepare(
         raise Refused(str(exc)) from exc
     limits = config.limits
     try:
-        validated = validate(prescription, limits, catalog=config.drugs)
-    except PrescriptionRefused as exc:
-        raise Refused(str(exc), prescription=prescription, limits=limits, config_sha256=config.sha256,
-                      violations=[asdict(v) for v in exc.violations]) from exc  # fmt: skip
+        try:
+            validated = validate(prescription, limits, catalog=config.drugs)
+        except PrescriptionRefused as exc:
+            raise Refused(str(exc), prescription=prescription, limits=limits, config_sha256=config.sha256,
+                          violations=[asdict(v) for v in exc.violations]) from exc  # fmt: skip
+        override = _admit(store, request, prescription, config, course, supervisor, view) if store else None
+    except Refused as refused:  # its record names the course, as this bench or the clinic names it
+        refused.course_id, refused.course_ref = request.course_id, request.course_ref
+        raise
     notes: list[str] = []
-    override: Override | None = None
     if store is not None:
-        override = _admit(store, request, prescription, config, course, supervisor, view)
         if course is not None:
             changed = _preset_changed(config, course)
             if changed:
                 notes.append(f"preset {course['preset']} has changed since course {course.get('name') or course['id']} "
                              f"started ({changed}); the preset in force applies")  # fmt: skip
-        else:
+        elif view is None:
             notes += _courses_in_progress(store, prescription.patient_id)
     return Prepared(request, config, prescription, validated.drug_charge.name.lower(), course, override, tuple(notes),
                     operator if store is not None else None, view)  # fmt: skip
@@ -253,7 +258,7 @@ def _course(store: Store | None, request: TreatmentRequest,
         if settings is None:
             raise StoreError(f"course {request.course_ref} is another bench's: reading it needs the clinic store "
                              "([clinic] in the site file)")  # fmt: skip
-        view, course = _read_clinic(settings, bench, course_id, remote=True)
+        view, course = read_clinic(settings, bench, course_id, remote=True)
         if view.rows is not None and course is None:
             raise StoreError(f"course {request.course_ref} is not in the clinic store (not started there, or not "
                              "sent yet: `ionctl records sync` at that bench)")  # fmt: skip
@@ -264,14 +269,14 @@ def _course(store: Store | None, request: TreatmentRequest,
     course = store.course(course_id)
     if settings is None:
         return request, course, None
-    view, _ = _read_clinic(settings, settings.bench, course_id, remote=False)
+    view, _ = read_clinic(settings, settings.bench, course_id, remote=False)
     return request, {**course, "name": view.name}, view
 
 
 _ALLOW = "offline_courses = \"override\" in the site file's [clinic] would allow a supervisor's override"
 
 
-def _read_clinic(settings: ClinicSettings, bench: str, course_id: int, *,
+def read_clinic(settings: ClinicSettings, bench: str, course_id: int, *,
                  remote: bool) -> tuple[ClinicView, dict[str, Any] | None]:  # fmt: skip
     """(what the clinic store holds of course `bench`/`course_id`, its content if `remote`), within the site
     file's `timeout_s`; a view without rows (and why) if the clinic store cannot be read."""
