@@ -183,8 +183,10 @@ def _start(store: Any, args: argparse.Namespace) -> int:
     print(f"course {named}: patient {course['patient']}, preset {course['preset']}, "
           f"{plan_of(course).text()}")  # fmt: skip
     print(f"  given at: {planned_text(course['plan']['prescription'])}")
-    print(f"run its sessions with: ionctl run --course {named} --operator NAME --device ADDR ..."
-          + (" (at any bench of the clinic)" if clinic is not None else ""))
+    print(
+        f"run its sessions with: ionctl run --course {named} --operator NAME --device ADDR ..."
+        + (" (at any bench of the clinic)" if clinic is not None else "")
+    )
     return ExitCode.OK
 
 
@@ -287,8 +289,13 @@ def _clinic_summary(store: Any, args: argparse.Namespace) -> tuple[Any, str, str
         course = store.course(course_id)
     course = {**course, "name": name}
     current = course_status(store, course, view, _now())
-    mine = overrides(store, course_id) if not view.remote else [  # this bench's overrides of it
-        e for e in store.audit(action="course-override") if (e.get("detail") or {}).get("course_ref") == name]
+    mine = (
+        overrides(store, course_id)
+        if not view.remote
+        else [  # this bench's overrides of it
+            e for e in store.audit(action="course-override") if (e.get("detail") or {}).get("course_ref") == name
+        ]
+    )
     benches = sorted({str(s.bench) for s in current.sessions if s.bench})
     read = (f"the clinic store ({settings.store}) and {here}; sessions at "
             f"{', '.join(benches) if benches else 'no bench yet'}")  # fmt: skip
