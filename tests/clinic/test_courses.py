@@ -147,7 +147,10 @@ def test_two_benches_run_one_course_alternately_and_its_rules_see_both(
     assert [(r["outcome"], r["energised"], r["course_id"], r["course_ref"]) for r in at_a] == [
         ("completed", 1, 1, None), ("completed", 1, 1, None)]  # fmt: skip
     assert [(r["outcome"], r["energised"], r["course_id"], r["course_ref"]) for r in at_b] == [
-        ("refused", 0, None, "bench-a/1"), ("completed", 1, None, "bench-a/1"), ("refused", 0, None, "bench-a/1")]
+        ("refused", 0, None, "bench-a/1"),
+        ("completed", 1, None, "bench-a/1"),
+        ("refused", 0, None, "bench-a/1"),
+    ]
     # The clinic store lists the course's records of both benches, as each bench holds them.
     with connect(clinic) as db:
         listed = course_records(db, "bench-a", 1)
