@@ -280,22 +280,18 @@ def read_clinic(settings: ClinicSettings, bench: str, course_id: int, *,
                  remote: bool) -> tuple[ClinicView, dict[str, Any] | None]:  # fmt: skip
     """(what the clinic store holds of course `bench`/`course_id`, its content if `remote`), within the site
     file's `timeout_s`; a view without rows (and why) if the clinic store cannot be read."""
-    import psycopg
-
     from ionctl.records.clinic import courses as clinic_courses
     from ionctl.records.clinic.schema import ClinicError
-    from ionctl.records.clinic.sync import connect
 
     name = clinic_courses.name(bench, course_id)
     try:
-        with connect(settings.store, timeout_s=settings.timeout_s) as db:
-            clinic_courses.reading(db, round(settings.timeout_s * 1000))
-            content = clinic_courses.course(db, bench, course_id) if remote else None
-            rows = tuple(clinic_courses.course_records(db, bench, course_id))
-    except (ClinicError, psycopg.Error) as exc:
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        content, rows = clinic_courses.read(settings.store, bench, course_id, timeout_s=settings.timeout_s,
+                                            content=remote)  # fmt: skip
+    except ClinicError as exc:
+        text = str(exc).strip().removeprefix("the clinic store cannot be reached: ")
+        problem = text.splitlines()[0] if text else type(exc).__name__
         return ClinicView(name, settings.bench, settings.offline_courses, None, problem), None
-    return ClinicView(name, settings.bench, settings.offline_courses, rows), content
+    return ClinicView(name, settings.bench, settings.offline_courses, tuple(rows)), content
 
 
 def course_status(store: Store, course: dict[str, Any], view: ClinicView | None, now: Any) -> Any:

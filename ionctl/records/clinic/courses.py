@@ -11,7 +11,7 @@ bench store's record rows, plus `bench`.
 from every bench, with this bench's own records of it (which may not have been sent yet) in place of the
 clinic's copies of them, so a closing this bench has not sent yet still counts as closed.
 
-Reads only; psycopg is imported by the caller's connection (`ionctl.records.clinic.sync.connect`).
+Reads only; psycopg is imported when `read` runs (`ionctl --help` stays fast).
 """
 
 from __future__ import annotations
@@ -44,6 +44,25 @@ def parse_name(text: str) -> tuple[str | None, int]:
 
 def name(bench: str, item_id: int) -> str:
     return f"{bench}/{item_id}"
+
+
+def read(conninfo: str, bench: str, course_id: int, *, timeout_s: float,
+         content: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:  # fmt: skip
+    """(the course's content if `content` and the clinic has it, its records from every bench), connecting and
+    reading within about `timeout_s` each. ClinicUnreachable (a ClinicError) for any failure to read: the server
+    down or too slow, the connection lost, the schema missing."""
+    import psycopg
+
+    from ionctl.records.clinic.sync import ClinicUnreachable, connect
+
+    try:
+        with connect(conninfo, timeout_s=timeout_s) as db:
+            reading(db, round(timeout_s * 1000))
+            found = course(db, bench, course_id) if content else None
+            return found, course_records(db, bench, course_id)
+    except psycopg.Error as exc:
+        text = str(exc).strip()
+        raise ClinicUnreachable(f"the clinic store cannot be read: {text.splitlines()[0] if text else exc!r}") from exc
 
 
 def reading(clinic: Any, timeout_ms: int = STATEMENT_TIMEOUT_MS) -> Any:
