@@ -13,10 +13,10 @@ whose process died and that recovery has not closed yet), so a second session ca
 Refused records (limits, course rules, not confirmed, device unreachable: nothing flowed) do not count.
 A session's time is its record's `created_utc`.
 
-Clinic-wide (docs/ARCHITECTURE.md, "the clinic store"): a course's sessions may be at several benches. Its
-records then come from the clinic store and from this bench's store (`ionctl.records.clinic.courses.history`),
-each carrying its `bench`; a session and a course are then named `BENCH/ID` ("bench-a/3"), and the rules are the
-same. `clock()` is the one place the rules read the time when they are not given one.
+Clinic-wide: a course's sessions may be at several benches. Its records then come from the clinic store and from
+this bench's store (`ionctl.records.clinic.courses.history`), each carrying its `bench`; a session and a course are
+then named `BENCH/ID` ("bench-a/3"), and the rules are the same. `clock()` is the one place the rules read the time
+when they are not given one.
 
 The rules, for a session starting at `now`:
 

@@ -9,21 +9,20 @@ what the refused session's record holds.
 The order is the safety argument of docs/ARCHITECTURE.md: a prescription that breaks a limit is refused,
 naming every limit broken, before any port is opened.
 
-Clinic-wide courses (docs/ARCHITECTURE.md, "the clinic store"): at a bench whose site file has `[clinic]`, a
-course's rules see its sessions at every bench: the clinic store's records of the course, with this bench's
-own in place of the clinic's copies (`ionctl.records.clinic.courses.history`). A course is this bench's
-(`--course 3`, or `--course BENCH/3` naming this bench) or another's (`--course bench-a/3`: its content is read
-from the clinic store, and the session's record names it in `course_ref`). When the clinic store cannot be
-read, `[clinic] offline_courses` decides: "refuse" (the default) refuses the course session, naming the
-setting that would allow an override; "override" lets a supervisor set the unchecked rules aside for it, noted
-in the audit trail as unchecked clinic-wide. A bench without `[clinic]` applies its own store's records, as
-always.
-"""
+Clinic-wide courses: at a bench whose site file has `[clinic]`, a course's rules see its sessions at every bench:
+the clinic store's records of the course, with this bench's own in place of the clinic's copies
+(`ionctl.records.clinic.courses.history`). A course is this bench's (`--course 3`, or `--course BENCH/3` naming
+this bench) or another's (`--course bench-a/3`: its content is read from the clinic store, and the session's record
+names it in `course_ref`). When the clinic store cannot be read, `[clinic] offline_courses` decides: "refuse" (the
+default) refuses the course session, naming the setting that would allow an override; "override" lets a supervisor
+set the unchecked rules aside for it, noted in the audit trail as unchecked clinic-wide. A bench without `[clinic]`
+applies its own store's records, as always."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ionctl.treatment.report import summary
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from ionctl.config import SiteConfig
     from ionctl.config.people import Identity
     from ionctl.config.site import ClinicSettings
+    from ionctl.core.courses import CourseStatus
     from ionctl.records import Store
     from ionctl.safety import Prescription, SiteLimits
 
@@ -294,7 +294,7 @@ def read_clinic(settings: ClinicSettings, bench: str, course_id: int, *,
     return ClinicView(name, settings.bench, settings.offline_courses, tuple(rows)), content
 
 
-def course_status(store: Store, course: dict[str, Any], view: ClinicView | None, now: Any) -> Any:
+def course_status(store: Store, course: dict[str, Any], view: ClinicView | None, now: datetime) -> CourseStatus:
     """The course's `CourseStatus` at `now`: from this bench's records of it, with the clinic's from every
     bench when `view` holds them."""
     from ionctl.core.courses import evaluate

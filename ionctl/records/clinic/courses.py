@@ -27,7 +27,7 @@ from ionctl.records.clinic.schema import SCHEMA
 NAME = re.compile(r"([a-z0-9][a-z0-9._-]{0,62})/([1-9][0-9]*)")
 
 #: The longest a reading of the clinic store may take (ms) before the server cancels it: a session being
-#: prepared never waits long on the network (docs/ARCHITECTURE.md, "the clinic store").
+#: prepared never waits long on the network.
 STATEMENT_TIMEOUT_MS = 3000
 
 
