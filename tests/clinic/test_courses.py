@@ -20,6 +20,7 @@ from ionctl.config.authority import initial_text
 from ionctl.records import Store
 from ionctl.records.chain import GENESIS, link_hash
 from ionctl.records.clinic.courses import course_records, parse_name
+from ionctl.records.clinic.replay import replay
 from ionctl.records.clinic.schema import SCHEMA, initialise
 from ionctl.records.clinic.sync import connect, push
 from ionctl.treatment.prepare import UNCHECKED
@@ -165,6 +166,14 @@ def test_two_benches_run_one_course_alternately_and_its_rules_see_both(
         with Store(where.store) as store:
             assert store.verify() is None
             assert replayed(clinic, name) == store.chain_head()[0]
+            # and replayed into a store of its own (bench B's openings name bench A's course by course_ref): the
+            # same chain, every record's content equal
+            with connect(clinic) as db:
+                copy = replay(db, name, tmp_path / f"replayed-{name}.sqlite3")
+            assert copy.broken is None and copy.store.verify() is None
+            assert copy.store.link_hashes() == store.link_hashes()
+            assert all(copy.store.record_digest(r["id"]) == store.record_digest(r["id"]) for r in store.list_records())
+            copy.store.close()
     # `course show` at bench B: the sessions of both benches, each named BENCH/ID.
     code, out, err = ionctl(monkeypatch, capsys, "course", "show", "bench-a/1", "--config", str(b.config))
     assert code == 0, err
