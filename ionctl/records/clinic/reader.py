@@ -33,7 +33,7 @@ NOT_SENT = "not yet in the clinic store"
 def parse_record_name(text: str) -> tuple[str | None, int]:
     """`bench-a/12` -> ("bench-a", 12); `12` -> (None, 12): this bench's. ValueError naming the text otherwise."""
     bench, _, number = text.strip().rpartition("/")
-    if not number.isdigit() or (bench and not re.match(BENCH_NAME, bench)) or (not bench and "/" in text):
+    if not number.isdigit() or (bench and not re.fullmatch(BENCH_NAME, bench)) or (not bench and "/" in text):
         raise ValueError(f"{text!r} is not a record: give ID (this bench's) or BENCH/ID, e.g. bench-a/12")
     return (bench or None), int(number)
 
