@@ -103,6 +103,7 @@ def read(conninfo: str, bench: str, course_id: int, *, timeout_s: float, content
     reading within about `timeout_s` each. ClinicUnreachable (a ClinicError) for any failure to read: the server
     down or too slow, the connection lost, the schema missing. With this bench's store (`local`) and its name
     (`me`), StoreForked if the store has forked from the clinic's copy of it (`forked`)."""
+
     def reads(db: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         return course(db, bench, course_id) if content else None, course_records(db, bench, course_id)
 
