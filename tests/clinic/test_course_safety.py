@@ -13,7 +13,7 @@ import pytest
 
 from ionctl.records import Store
 from ionctl.records.clinic.courses import FORKED, connection_options, history
-from ionctl.records.clinic.schema import SCHEMA
+from ionctl.records.clinic.schema import SCHEMA, initialise
 from tests.clinic.test_courses import (
     DAY,
     OVERRIDE,
@@ -23,17 +23,21 @@ from tests.clinic.test_courses import (
     TESS,
     at,
     bench,
-    clinic,  # noqa: F401 - the fixture
     ionctl,
     records_of,
     run,
     skin_checked,
-    start_course,
     sync,
 )
 from tests.people import SUPERVISOR, TECHNICIAN, Clinic
 from tests.pg import PostgresServer
 from tests.sim.endpoints import running_sim
+
+
+@pytest.fixture
+def clinic(clinic_db: str) -> str:
+    initialise(clinic_db)
+    return clinic_db
 
 
 def outside(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: Clinic, device: Path,
