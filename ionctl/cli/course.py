@@ -276,7 +276,7 @@ def _clinic_summary(store: Any, args: argparse.Namespace) -> tuple[Any, str, str
             raise StoreError(f"course {args.id} is named clinic-wide: reading it needs [clinic] in the site file")
         return summary(store, course_id, _now()), str(course_id), here
     bench = bench or settings.bench
-    view, course = read_clinic(settings, bench, course_id, remote=bench != settings.bench)
+    view, course = read_clinic(settings, bench, course_id, remote=bench != settings.bench, store=store)
     name = view.name
     if view.rows is None:
         print(f"ionctl course: {view.unreachable()}; showing {here} only", file=sys.stderr)

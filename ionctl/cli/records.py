@@ -426,6 +426,13 @@ def _clinic_list(reader: ClinicReader, local: Store | None, settings: ClinicSett
     if local is not None and held is not None and held != local.first_link():
         print(f"ionctl records: warning: {settings.bench} in the clinic store is another store than {local.path} "
               "(`ionctl records verify` shows where they part)", file=sys.stderr)  # fmt: skip
+    elif local is not None and held is not None:  # the same store, but restored from an older copy of it?
+        from ionctl.records.clinic.courses import FORKED, forked
+
+        with reader.reading():
+            why = forked(reader.connection, local.db, settings.bench)
+        if why is not None:
+            print(f"ionctl records: warning: {FORKED} ({why})", file=sys.stderr)
     listed = merged_rows(rows, mine, settings.bench, patient=args.patient, since=since)
     _source(args, _clinic_line(settings, len(heads), mine, local))
     if args.json:

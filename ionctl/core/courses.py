@@ -452,22 +452,28 @@ def conflicting_courses(store: Store, patient: str, *, preset: str | None, drug:
                         exclude: int | None = None) -> list[tuple[int, str]]:  # fmt: skip
     """The courses of `patient` of the same preset or drug that bind a session now, (id, why in words): in
     progress (sessions left), or all done but inside the minimum interval after their last session."""
-    out: list[tuple[int, str]] = []
-    for course in store.courses(patient=patient):
-        if course["id"] == exclude:
-            continue
+    found = [(course, status(store, int(course["id"]), now))
+             for course in store.courses(patient=patient) if course["id"] != exclude]  # fmt: skip
+    return [(int(course["id"]), why) for course, why in binding(found, preset=preset, drug=drug, now=now)]
+
+
+def binding(courses: Sequence[tuple[Mapping[str, Any], CourseStatus]], *, preset: str | None, drug: str | None,
+            now: datetime) -> list[tuple[Mapping[str, Any], str]]:  # fmt: skip
+    """Of `courses` (each with its status at `now`: this bench's, or clinic-wide with its `name`), those of the same
+    preset or drug that bind a session now, each with why in words (`conflicting_courses`)."""
+    out: list[tuple[Mapping[str, Any], str]] = []
+    for course, current in courses:
         drug_of = course_drug(course)
         if not (course["preset"] == preset or same_drug(drug_of, drug)):
             continue
-        current = status(store, int(course["id"]), now)
-        what = f"course {course['id']} ({course['preset']}, {drug_of or 'drug unknown'}"
+        what = f"course {course.get('name') or course['id']} ({course['preset']}, {drug_of or 'drug unknown'}"
         if current.left:
-            out.append((int(course["id"]), f"{what}; {current.done} of {current.plan.sessions} done) in progress"))
+            out.append((course, f"{what}; {current.done} of {current.plan.sessions} done) in progress"))
             continue
         end = interval_end(current.last_session, current.plan) if current.last_session is not None else None
         if end is not None and now < end:
-            out.append((int(course["id"]), f"{what}; all {current.plan.sessions} done) whose minimum interval of "
-                       f"{current.plan.min_interval_days:g} days runs until {when(end, up=True)}"))  # fmt: skip
+            out.append((course, f"{what}; all {current.plan.sessions} done) whose minimum interval of "
+                        f"{current.plan.min_interval_days:g} days runs until {when(end, up=True)}"))  # fmt: skip
     return out
 
 
@@ -477,8 +483,13 @@ def check_outside(store: Store, patient: str, *, preset: str | None, drug: str |
     CourseRefused naming the course(s) whose rules it must go through (`ionctl run --course ID`)."""
     conflicts = conflicting_courses(store, patient, preset=preset, drug=drug,
                                     now=now if now is not None else datetime.now(UTC))  # fmt: skip
+    refuse_outside(patient, [(str(i), why) for i, why in conflicts])
+
+
+def refuse_outside(patient: str, conflicts: Sequence[tuple[str, str]]) -> None:
+    """CourseRefused if any course binds the session (`conflicts`: each course's name and why), naming them."""
     if conflicts:
-        ids = " or --course ".join(str(i) for i, _ in conflicts)
+        ids = " or --course ".join(i for i, _ in conflicts)
         raise CourseRefused(f"patient {patient} has {'; '.join(t for _, t in conflicts)}: a session of the same "
                             f"preset or drug goes through its course's rules: run it with --course {ids}")  # fmt: skip
 

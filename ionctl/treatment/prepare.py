@@ -15,8 +15,13 @@ the clinic store's records of the course, with this bench's own in place of the 
 this bench) or another's (`--course bench-a/3`: its content is read from the clinic store, and the session's record
 names it in `course_ref`). When the clinic store cannot be read, `[clinic] offline_courses` decides: "refuse" (the
 default) refuses the course session, naming the setting that would allow an override; "override" lets a supervisor
-set the unchecked rules aside for it, noted in the audit trail as unchecked clinic-wide. A bench without `[clinic]`
-applies its own store's records, as always."""
+set the unchecked rules aside for it, noted in the audit trail as unchecked clinic-wide. A session outside any
+course is bound by the patient's courses of the same preset or drug at every bench (`PatientCourses`), read and
+judged the same way, with the same `offline_courses` when they cannot be read. A bench whose store has forked
+from the clinic's copy of it (restored from an older copy: `ionctl.records.clinic.courses.forked`) cannot match
+its records to the clinic's, so its course rules are not checkable clinic-wide: such a session is refused,
+whatever `offline_courses` says, until the clinic's database administrator resolves it. A bench without
+`[clinic]` applies its own store's records, as always."""
 
 from __future__ import annotations
 
@@ -85,6 +90,7 @@ class ClinicView:
     offline_courses: str
     rows: tuple[dict[str, Any], ...] | None
     problem: str | None = None
+    forked: bool = False  # this bench's store is not the clinic's copy of it: the rules are not checkable
 
     @property
     def remote(self) -> bool:
@@ -92,8 +98,51 @@ class ClinicView:
         return not self.name.startswith(f"{self.bench}/")
 
     def unreachable(self) -> str:
+        if self.forked:
+            return f"course {self.name}: {self.problem}"
         return (f"course {self.name}: the clinic store cannot be reached ({self.problem}), so the course's "
                 "sessions at other benches cannot be checked")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PatientCourses:
+    """What the clinic store said of a patient's courses as a session outside any course was prepared: each
+    course of every bench with its records from every bench (`courses`), or None and why (`problem`) if they could
+    not be read (`forked` as in `ClinicView`). `bench` is this bench's name there."""
+
+    bench: str
+    offline_courses: str
+    courses: tuple[tuple[dict[str, Any], tuple[dict[str, Any], ...]], ...] | None
+    problem: str | None = None
+    forked: bool = False
+
+    def unreachable(self) -> str:
+        if self.forked:
+            return f"the patient's courses: {self.problem}"
+        return (f"the clinic store cannot be reached ({self.problem}), so the patient's courses at other benches "
+                "cannot be checked")  # fmt: skip
+
+    def binding(self, store: Store, patient: str, *, preset: str | None, drug: str | None,
+                now: datetime) -> list[tuple[dict[str, Any], str]]:  # fmt: skip
+        """The patient's courses, at every bench, that bind a session of `preset` or `drug` outside any course at
+        `now` (`ionctl.core.courses.binding`): the clinic's, with this bench's own courses and records (its store,
+        read now) in place of the clinic's copies and added where the clinic has none yet."""
+        from ionctl.core.courses import binding, evaluate
+        from ionctl.records.clinic.courses import history, name
+
+        found: dict[tuple[str, int], tuple[dict[str, Any], tuple[dict[str, Any], ...]]] = {}
+        for course, rows in self.courses or ():
+            found[(str(course["bench"]), int(course["id"]))] = (course, rows)
+        for course in store.courses(patient=patient):
+            key = (self.bench, int(course["id"]))
+            clinic_rows = found[key][1] if key in found else ()
+            found[key] = ({**course, "bench": self.bench, "name": name(*key)}, clinic_rows)
+        judged = []
+        for (bench, course_id), (course, rows) in sorted(found.items()):
+            mine = bench == self.bench
+            local = store.course_records(course_id) if mine else store.course_records(ref=str(course["name"]))
+            judged.append((course, evaluate(course, history(rows, local, self.bench), now)))
+        return [(dict(course), why) for course, why in binding(judged, preset=preset, drug=drug, now=now)]
 
 
 @dataclass(frozen=True)
@@ -138,6 +187,7 @@ class Prepared:
     notes: tuple[str, ...] = field(default_factory=tuple)
     operator: Identity | None = field(default=None, compare=False)  # who runs it (None: no store, no record)
     clinic: ClinicView | None = None  # the course's records at every bench, as read before the session
+    patient_courses: PatientCourses | None = None  # outside any course: the patient's courses at every bench
 
     @property
     def limits(self) -> SiteLimits:
@@ -153,7 +203,7 @@ class Prepared:
         rx = self.prescription
         return opening_check(self.config, self.request.course_id, course_rules=self.override is None,
                              patient=rx.patient_id, preset=self.request.preset, drug=rx.drug, clinic=self.clinic,
-                             course=self.course)  # fmt: skip
+                             course=self.course, patient_courses=self.patient_courses)  # fmt: skip
 
 
 def prepare(
@@ -188,6 +238,9 @@ def prepare(
             require_approved(config, store)
         request, course, view = _course(store, request, config)
         prescription = build_prescription(request, config, course)
+        outside = None
+        if store is not None and course is None and view is None and config.bench.clinic is not None:
+            outside = read_patient(config.bench.clinic, store, prescription.patient_id)
     except (PrescriptionError, ConfigError, ConfigNotApproved, StoreError) as exc:
         if view is not None and view.rows is None:  # another bench's course, its plan unread: say why first
             raise Refused(f"{view.unreachable()}; the course's plan cannot be read either: {exc}") from exc
@@ -199,7 +252,7 @@ def prepare(
         except PrescriptionRefused as exc:
             raise Refused(str(exc), prescription=prescription, limits=limits, config_sha256=config.sha256,
                           violations=[asdict(v) for v in exc.violations]) from exc  # fmt: skip
-        override = _admit(store, request, prescription, config, course, supervisor, view) if store else None
+        override = _admit(store, request, prescription, config, course, supervisor, view, outside) if store else None
     except Refused as refused:  # its record names the course, as this bench or the clinic names it
         refused.course_id, refused.course_ref = request.course_id, request.course_ref
         raise
@@ -213,7 +266,7 @@ def prepare(
         elif view is None:
             notes += _courses_in_progress(store, prescription.patient_id)
     return Prepared(request, config, prescription, validated.drug_charge.name.lower(), course, override, tuple(notes),
-                    operator if store is not None else None, view)  # fmt: skip
+                    operator if store is not None else None, view, outside)  # fmt: skip
 
 
 def _operator(store: Store, operator: Identity | None, config: SiteConfig) -> str:
@@ -258,10 +311,12 @@ def _course(store: Store | None, request: TreatmentRequest,
         if settings is None:
             raise StoreError(f"course {request.course_ref} is another bench's: reading it needs the clinic store "
                              "([clinic] in the site file)")  # fmt: skip
-        view, course = read_clinic(settings, bench, course_id, remote=True)
+        view, course = read_clinic(settings, bench, course_id, remote=True, store=store)
         if view.rows is not None and course is None:
             raise StoreError(f"course {request.course_ref} is not in the clinic store (not started there, or not "
                              "sent yet: `ionctl records sync` at that bench)")  # fmt: skip
+        if view.forked:
+            raise Refused(view.unreachable())
         if view.rows is None and view.offline_courses != "override":
             raise Refused(f"{view.unreachable()}; {_ALLOW}")
         return replace(request, course_id=None, course_ref=view.name), course, view
@@ -269,29 +324,54 @@ def _course(store: Store | None, request: TreatmentRequest,
     course = store.course(course_id)
     if settings is None:
         return request, course, None
-    view, _ = read_clinic(settings, settings.bench, course_id, remote=False)
+    view, _ = read_clinic(settings, settings.bench, course_id, remote=False, store=store)
     return request, {**course, "name": view.name}, view
 
 
 _ALLOW = "offline_courses = \"override\" in the site file's [clinic] would allow a supervisor's override"
 
 
-def read_clinic(settings: ClinicSettings, bench: str, course_id: int, *,
-                 remote: bool) -> tuple[ClinicView, dict[str, Any] | None]:  # fmt: skip
+def read_clinic(settings: ClinicSettings, bench: str, course_id: int, *, remote: bool,
+                store: Store | None = None) -> tuple[ClinicView, dict[str, Any] | None]:  # fmt: skip
     """(what the clinic store holds of course `bench`/`course_id`, its content if `remote`), within the site
-    file's `timeout_s`; a view without rows (and why) if the clinic store cannot be read."""
+    file's `timeout_s`; a view without rows (and why) if the clinic store cannot be read, or (with this bench's
+    `store`) if that store has forked from the clinic's copy of it (`forked`)."""
     from ionctl.records.clinic import courses as clinic_courses
     from ionctl.records.clinic.schema import ClinicError
 
     name = clinic_courses.name(bench, course_id)
     try:
         content, rows = clinic_courses.read(settings.store, bench, course_id, timeout_s=settings.timeout_s,
-                                            content=remote)  # fmt: skip
+                                            content=remote, local=store.db if store is not None else None,
+                                            me=settings.bench)  # fmt: skip
     except ClinicError as exc:
-        text = str(exc).strip().removeprefix("the clinic store cannot be reached: ")
-        problem = text.splitlines()[0] if text else type(exc).__name__
-        return ClinicView(name, settings.bench, settings.offline_courses, None, problem), None
+        problem, forked = _problem(exc)
+        return ClinicView(name, settings.bench, settings.offline_courses, None, problem, forked), None
     return ClinicView(name, settings.bench, settings.offline_courses, tuple(rows)), content
+
+
+def read_patient(settings: ClinicSettings, store: Store, patient: str) -> PatientCourses:
+    """`patient`'s courses at every bench with their records (`PatientCourses`), within the site file's
+    `timeout_s`; without them (and why) if the clinic store cannot be read or this bench's store has forked."""
+    from ionctl.records.clinic import courses as clinic_courses
+    from ionctl.records.clinic.schema import ClinicError
+
+    try:
+        found = clinic_courses.read_patient(settings.store, patient, timeout_s=settings.timeout_s, local=store.db,
+                                            me=settings.bench)  # fmt: skip
+    except ClinicError as exc:
+        problem, forked = _problem(exc)
+        return PatientCourses(settings.bench, settings.offline_courses, None, problem, forked)
+    courses = tuple((course, tuple(rows)) for course, rows in found)
+    return PatientCourses(settings.bench, settings.offline_courses, courses)
+
+
+def _problem(exc: Exception) -> tuple[str, bool]:
+    """(why the clinic's records of a course cannot be used, whether because this bench's store has forked)."""
+    from ionctl.records.clinic.courses import StoreForked
+
+    text = str(exc).strip().removeprefix("the clinic store cannot be reached: ")
+    return (text.splitlines()[0] if text else type(exc).__name__), isinstance(exc, StoreForked)
 
 
 def course_status(store: Store, course: dict[str, Any], view: ClinicView | None, now: datetime) -> CourseStatus:
@@ -308,30 +388,40 @@ def course_status(store: Store, course: dict[str, Any], view: ClinicView | None,
 
 def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, config: SiteConfig,
            course: dict[str, Any] | None, supervisor: Callable[[], Identity] | None,
-           view: ClinicView | None = None) -> Override | None:  # fmt: skip
+           view: ClinicView | None = None, outside: PatientCourses | None = None) -> Override | None:  # fmt: skip
     """None if the course rules allow the session now (a course's own, clinic-wide with `view`, or, outside any
-    course, those of a course of the patient's of the same preset or drug); the override if a supervisor sets
-    the rule aside; else CourseRuleRefused. With the clinic store unreachable (`view.rows` None) a course
-    session is refused, or (offline_courses "override") needs a supervisor's override noted as unchecked."""
+    course, those of a course of the patient's of the same preset or drug, at every bench with `outside`); the
+    override if a supervisor sets the rule aside; else CourseRuleRefused. With the clinic store unreachable
+    (`view.rows` or `outside.courses` None) the session is refused, or (offline_courses "override") needs a
+    supervisor's override noted as unchecked; with this bench's store forked from the clinic's copy, refused."""
     from datetime import UTC, datetime
 
-    from ionctl.core.courses import CourseRefused, check_outside, clock, conflicting_courses
+    from ionctl.core.courses import CourseRefused, check_outside, clock, conflicting_courses, refuse_outside
 
     unchecked = view is not None and view.rows is None
+    gap: ClinicView | PatientCourses | None = view if unchecked else None
+    if outside is not None and outside.courses is None:
+        gap = outside
     rule: str | None = None
+    held: list[tuple[dict[str, Any], str]] = []
+    patient = prescription.patient_id
     try:
         if course is not None:
             current = course_status(store, course, None if unchecked else view, clock())
             rule = current.refusal
+        elif outside is not None and outside.courses is not None:
+            held = outside.binding(store, patient, preset=request.preset, drug=prescription.drug, now=clock())
+            refuse_outside(patient, [(str(c["name"]), why) for c, why in held])
         elif not unchecked:
-            check_outside(store, prescription.patient_id, preset=request.preset, drug=prescription.drug)
+            check_outside(store, patient, preset=request.preset, drug=prescription.drug)
     except CourseRefused as exc:
         rule = str(exc)
-    if view is not None and unchecked:
+    if gap is not None:
         local = f" (and at this bench: {rule})" if rule else ""
-        rule = f"{view.unreachable()}{local}"
-        if view.offline_courses != "override":
-            raise CourseRuleRefused(f"{rule}; {_ALLOW}", denied=None, prescription=prescription, limits=config.limits,
+        rule = f"{gap.unreachable()}{local}"
+        if gap.forked or gap.offline_courses != "override":
+            why = rule if gap.forked else f"{rule}; {_ALLOW}"
+            raise CourseRuleRefused(why, denied=None, prescription=prescription, limits=config.limits,
                                     config_sha256=config.sha256, overridable=False)  # fmt: skip
     if rule is None:
         return None
@@ -342,9 +432,16 @@ def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, 
     if view is not None or course is not None:
         return Override(request.override_reason, rule, request.operator, request.course_id, supervisor=by,
                         course_ref=request.course_ref, unchecked=UNCHECKED if unchecked else None)  # fmt: skip
-    held = conflicting_courses(store, prescription.patient_id, preset=request.preset, drug=prescription.drug,
+    if outside is not None:  # the first course that binds it, named as its bench names it
+        first = held[0][0] if held else None
+        mine = first is not None and first["bench"] == outside.bench
+        own = int(first["id"]) if first is not None and mine else None
+        ref = str(first["name"]) if first is not None and not mine else None
+        return Override(request.override_reason, rule, request.operator, own, outside_course=True, supervisor=by,
+                        course_ref=ref, unchecked=UNCHECKED if gap is not None else None)  # fmt: skip
+    bound = conflicting_courses(store, prescription.patient_id, preset=request.preset, drug=prescription.drug,
                                now=datetime.now(UTC))  # fmt: skip
-    return Override(request.override_reason, rule, request.operator, held[0][0] if held else None,
+    return Override(request.override_reason, rule, request.operator, bound[0][0] if bound else None,
                     outside_course=True, supervisor=by)  # fmt: skip
 
 
@@ -371,7 +468,8 @@ def authorise_override(reason: str | None, supervisor: Callable[[], Identity] | 
 
 def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bool, patient: str | None = None,
                   preset: str | None = None, drug: str | None = None, clinic: ClinicView | None = None,
-                  course: dict[str, Any] | None = None) -> Callable[[Store], None]:  # fmt: skip
+                  course: dict[str, Any] | None = None,
+                  patient_courses: PatientCourses | None = None) -> Callable[[Store], None]:  # fmt: skip
     """What to check again as the record opens (`Recorder.open`): the configuration is still the approved one,
     and the course (unless a supervisor overrode its rules) still allows a session; a session outside any
     course (given its `patient`, `preset` and `drug`) is still not bound by a course in progress.
@@ -380,11 +478,12 @@ def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bo
     here, inside the opening's write transaction, and the clinic's are those read just before: nothing about a
     session may wait on the network. So two benches starting sessions of the same course within the same few
     seconds are not prevented from both running, only recorded (both records name the course, and both count
-    in its rules from then on); two sessions at one bench are prevented, as without a clinic store."""
+    in its rules from then on); two sessions at one bench are prevented, as without a clinic store. Outside any
+    course, the patient's courses at every bench (`patient_courses` with its courses) are judged likewise."""
 
     def check(store: Store) -> None:
         from ionctl.config import require_approved
-        from ionctl.core.courses import CourseRefused, check_next, check_outside, clock
+        from ionctl.core.courses import CourseRefused, check_next, check_outside, clock, refuse_outside
 
         require_approved(config, store)
         if course_rules and clinic is not None and clinic.rows is not None and course is not None:
@@ -394,7 +493,11 @@ def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bo
         elif course_id is not None and course_rules:
             check_next(store, course_id)
         elif course_id is None and course_rules and patient is not None:
-            check_outside(store, patient, preset=preset, drug=drug)
+            if patient_courses is not None and patient_courses.courses is not None:
+                held = patient_courses.binding(store, patient, preset=preset, drug=drug, now=clock())
+                refuse_outside(patient, [(str(c["name"]), why) for c, why in held])
+            else:
+                check_outside(store, patient, preset=preset, drug=drug)
 
     return check
 
