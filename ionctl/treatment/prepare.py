@@ -265,6 +265,8 @@ def prepare(
                              f"started ({changed}); the preset in force applies")  # fmt: skip
         elif view is None:
             notes += _courses_in_progress(store, prescription.patient_id)
+            if outside is not None and outside.courses is None:
+                notes.append(outside_note(outside))
     return Prepared(request, config, prescription, validated.drug_charge.name.lower(), course, override, tuple(notes),
                     operator if store is not None else None, view, outside)  # fmt: skip
 
@@ -386,6 +388,12 @@ def course_status(store: Store, course: dict[str, Any], view: ClinicView | None,
     return evaluate(course, history(view.rows or (), local, view.bench), now)
 
 
+def outside_note(outside: PatientCourses) -> str:
+    """What the operator is told when a session outside any course could not be checked against the patient's
+    courses at other benches."""
+    return f"{outside.unreachable()}; this bench's were checked"
+
+
 def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, config: SiteConfig,
            course: dict[str, Any] | None, supervisor: Callable[[], Identity] | None,
            view: ClinicView | None = None, outside: PatientCourses | None = None) -> Override | None:  # fmt: skip
@@ -399,9 +407,11 @@ def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, 
     from ionctl.core.courses import CourseRefused, check_outside, clock, conflicting_courses, refuse_outside
 
     unchecked = view is not None and view.rows is None
-    gap: ClinicView | PatientCourses | None = view if unchecked else None
-    if outside is not None and outside.courses is None:
-        gap = outside
+    # Only a course session waits on `offline_courses` (the issue's "refuse course sessions"): a session outside
+    # any course whose patient's courses at other benches cannot be read is judged on this bench's courses, and
+    # says so (`outside_note`), so that a clinic server that is down does not stop every session at every bench.
+    gap: ClinicView | None = view if unchecked else None
+    offline_outside = outside is not None and outside.courses is None
     rule: str | None = None
     held: list[tuple[dict[str, Any], str]] = []
     patient = prescription.patient_id
@@ -432,7 +442,7 @@ def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, 
     if view is not None or course is not None:
         return Override(request.override_reason, rule, request.operator, request.course_id, supervisor=by,
                         course_ref=request.course_ref, unchecked=UNCHECKED if unchecked else None)  # fmt: skip
-    if outside is not None:  # the first course that binds it, named as its bench names it
+    if outside is not None and outside.courses is not None:  # the first course that binds it, as its bench names it
         first = held[0][0] if held else None
         mine = first is not None and first["bench"] == outside.bench
         own = int(first["id"]) if first is not None and mine else None
@@ -442,7 +452,7 @@ def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, 
     bound = conflicting_courses(store, prescription.patient_id, preset=request.preset, drug=prescription.drug,
                                now=datetime.now(UTC))  # fmt: skip
     return Override(request.override_reason, rule, request.operator, bound[0][0] if bound else None,
-                    outside_course=True, supervisor=by)  # fmt: skip
+                    outside_course=True, supervisor=by, unchecked=UNCHECKED if offline_outside else None)  # fmt: skip
 
 
 def authorise_override(reason: str | None, supervisor: Callable[[], Identity] | None, *,
