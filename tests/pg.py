@@ -69,6 +69,10 @@ class PostgresServer:
         return f"host={self.socket_dir} port=5432 dbname={dbname} user={user}"
 
     def _run(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+        if self.run_as is not None:
+            # again each time: another pytest run takes the search bit off /tmp/pytest-of-USER (it keeps that
+            # folder 0700), which would lock the service account out of its own cluster mid-session
+            _traversable(self.folder.parent)
         command = [*(["runuser", "-u", self.run_as, "--"] if self.run_as else []), *args]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
         if done.returncode != 0:
@@ -94,6 +98,8 @@ class PostgresServer:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def running(self) -> bool:
+        if self.run_as is not None:
+            _traversable(self.folder.parent)
         command = [*(["runuser", "-u", self.run_as, "--"] if self.run_as else []),
                    str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]  # fmt: skip
         return subprocess.run(command, capture_output=True, check=False).returncode == 0
