@@ -51,8 +51,10 @@ def dbname_of(conninfo: str) -> str:
 
 def site_file(path: Path, store: Path, conninfo: str, bench: str = "bench-a", text: str = "") -> Path:
     """A site file naming this bench's store and the clinic store (`text` first: the rest of a site file)."""
-    path.write_text(f'{text}\n[records]\nstore = "{store}"\n\n[clinic]\nstore = "{conninfo}"\nbench = "{bench}"\n'
-                    "timeout_s = 2\n", encoding="utf-8")  # fmt: skip
+    path.write_text(
+        f'{text}\n[records]\nstore = "{store}"\n\n[clinic]\nstore = "{conninfo}"\nbench = "{bench}"\ntimeout_s = 2\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -61,12 +63,18 @@ def fill(path: Path, records: int, samples: int, *, events: int = 2, patient: st
     events, and an audit entry each (made fast: through the Store API, no session)."""
     with Store(path) as store:
         for _ in range(records):
-            rid = store.open_record(patient=patient, operator="tess", prescription={"current_ma": 1.0},
-                                    limits={"max_current_ma": 4.0}, limits_sha256="0" * 64)  # fmt: skip
+            rid = store.open_record(
+                patient=patient,
+                operator="tess",
+                prescription={"current_ma": 1.0},
+                limits={"max_current_ma": 4.0},
+                limits_sha256="0" * 64,
+            )
             for e in range(events):
                 store.append_event(rid, "note", f"event {e}", device_t_s=float(e))
-            rows = [(i * 0.1, 1.0, 0.999, 3.0 + i % 7, 3000.0, i * 1e-4, i * 1e-4, 0, "delivering")
-                    for i in range(samples)]  # fmt: skip
+            rows = [
+                (i * 0.1, 1.0, 0.999, 3.0 + i % 7, 3000.0, i * 1e-4, i * 1e-4, 0, "delivering") for i in range(samples)
+            ]
             store.append_telemetry(rid, rows)
             store.close_record(rid, {"outcome": "completed", "dose_ma_min": samples * 1e-4})
             store.append_audit("note", "tess", {"text": f"record {rid}"}, record_id=rid)
@@ -74,8 +82,9 @@ def fill(path: Path, records: int, samples: int, *, events: int = 2, patient: st
 
 def ionctl(*args: str, timeout_s: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
     stdin: dict[str, Any] = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
-    return subprocess.run([sys.executable, "-m", "ionctl", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout_s, **stdin)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "ionctl", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, **stdin
+    )
 
 
 @dataclass(frozen=True)
@@ -102,14 +111,23 @@ def local_side(path: Path) -> Side:
 
 def clinic_side(conninfo: str, bench: str = "bench-a") -> Side:
     with psycopg.connect(conninfo) as db:
-        links = [(int(g), str(k), str(h)) for g, k, h in
-                 db.execute("SELECT gseq, kind, hash FROM ionctl.links WHERE bench = %s ORDER BY gseq", (bench,))]  # fmt: skip
+        links = [
+            (int(g), str(k), str(h))
+            for g, k, h in db.execute(
+                "SELECT gseq, kind, hash FROM ionctl.links WHERE bench = %s ORDER BY gseq", (bench,)
+            )
+        ]
         lines: dict[int, list[str]] = {}
-        for rid, line in db.execute("SELECT record_id, line FROM ionctl.telemetry WHERE bench = %s "
-                                    "ORDER BY record_id, n", (bench,)):  # fmt: skip
+        for rid, line in db.execute(
+            "SELECT record_id, line FROM ionctl.telemetry WHERE bench = %s ORDER BY record_id, n", (bench,)
+        ):
             lines.setdefault(int(rid), []).append(str(line))
-        closed = [int(r) for (r,) in db.execute("SELECT (doc->>'id')::bigint FROM ionctl.links WHERE bench = %s "
-                                                "AND kind = 'close'", (bench,))]  # fmt: skip
+        closed = [
+            int(r)
+            for (r,) in db.execute(
+                "SELECT (doc->>'id')::bigint FROM ionctl.links WHERE bench = %s AND kind = 'close'", (bench,)
+            )
+        ]
     return Side(links, {rid: (len(lines.get(rid, [])), _digest(lines.get(rid, []))) for rid in closed})
 
 

@@ -89,15 +89,23 @@ def _site_text(conninfo: str | None) -> str:
 
 
 def _run(device: str, folder: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    options = ("--db", str(folder / "records.sqlite3"), "--config", str(folder / "site.toml"), "--operator", "tess",
-               "--password-stdin")  # fmt: skip
+    options = (
+        "--db",
+        str(folder / "records.sqlite3"),
+        "--config",
+        str(folder / "site.toml"),
+        "--operator",
+        "tess",
+        "--password-stdin",
+    )
     started = time.monotonic()
     done = ionctl("run", "--device", device, *SHORT, *options, "--yes", "--json", input=TESS)
     return done, time.monotonic() - started
 
 
-def test_with_the_server_stopped_a_run_ends_as_it_does_without_a_clinic(postgres: PostgresServer, clinic_db: str,
-                                                                       tmp_path: Path) -> None:  # fmt: skip
+def test_with_the_server_stopped_a_run_ends_as_it_does_without_a_clinic(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path
+) -> None:
     clinic = set_up(postgres, clinic_db)
     make_clinic(tmp_path / "alone", config_text=_site_text(None))
     make_clinic(tmp_path / "clinic", config_text=_site_text(clinic.bench))
@@ -127,10 +135,31 @@ def test_a_server_stopped_in_the_middle_of_a_session_the_session_completes_and_s
     first = ionctl("records", "sync", "--db", str(db), "--config", str(site))  # the people's links: sent before
     assert first.returncode == 0, first.stderr
     with restarted(postgres), simulator(tmp_path) as (device, trace):
-        process = subprocess.Popen([sys.executable, "-m", "ionctl", "run", "--device", device, *SHORT, "--db", str(db),
-                                    "--config", str(site), "--operator", "tess", "--password-stdin", "--yes", "--json"],
-                                   cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)  # fmt: skip
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ionctl",
+                "run",
+                "--device",
+                device,
+                *SHORT,
+                "--db",
+                str(db),
+                "--config",
+                str(site),
+                "--operator",
+                "tess",
+                "--password-stdin",
+                "--yes",
+                "--json",
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert process.stdin is not None
         process.stdin.write(TESS)
         process.stdin.close()

@@ -5,6 +5,7 @@ clinic store seconds later."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -35,8 +36,9 @@ def _push(path: Path, conninfo: str, bench: str = "bench-a", batch: int = 500) -
         return push(store.db, clinic, bench, batch=batch)
 
 
-def test_a_second_sync_sends_nothing_and_both_sides_are_equal(postgres: PostgresServer, clinic_db: str,
-                                                              tmp_path: Path) -> None:  # fmt: skip
+def test_a_second_sync_sends_nothing_and_both_sides_are_equal(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path
+) -> None:
     clinic = set_up(postgres, clinic_db)
     store = tmp_path / "bench.sqlite3"
     fill(store, records=6, samples=150)
@@ -52,8 +54,9 @@ def test_a_second_sync_sends_nothing_and_both_sides_are_equal(postgres: Postgres
     assert_equal_sides(store, clinic.admin)
 
 
-def test_a_backlog_in_small_rounds_is_the_same_as_in_one(postgres: PostgresServer, clinic_db: str,
-                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_a_backlog_in_small_rounds_is_the_same_as_in_one(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path
+) -> None:
     clinic = set_up(postgres, clinic_db)
     store = tmp_path / "bench.sqlite3"
     fill(store, records=5, samples=40)
@@ -63,8 +66,9 @@ def test_a_backlog_in_small_rounds_is_the_same_as_in_one(postgres: PostgresServe
     assert _push(store, clinic.bench).links == 0  # type: ignore[attr-defined]
 
 
-def test_a_bench_name_taken_by_another_store_is_refused_with_a_conflict_row(postgres: PostgresServer,
-                                                                           clinic_db: str, tmp_path: Path) -> None:  # fmt: skip
+def test_a_bench_name_taken_by_another_store_is_refused_with_a_conflict_row(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path
+) -> None:
     clinic = set_up(postgres, clinic_db)
     a, b = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
     fill(a, records=2, samples=10)
@@ -113,8 +117,9 @@ def _without_triggers(path: Path) -> sqlite3.Connection:
     return db
 
 
-def test_a_link_tampered_in_the_local_file_is_not_sent(postgres: PostgresServer, clinic_db: str,
-                                                       tmp_path: Path) -> None:  # fmt: skip
+def test_a_link_tampered_in_the_local_file_is_not_sent(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path
+) -> None:
     clinic = set_up(postgres, clinic_db)
     store = tmp_path / "bench.sqlite3"
     fill(store, records=3, samples=10)
@@ -132,17 +137,33 @@ def test_a_link_tampered_in_the_local_file_is_not_sent(postgres: PostgresServer,
     assert done.returncode == 4 and "does not verify" in done.stderr
 
 
-def test_a_forged_link_inserted_by_the_bench_role_is_refused_by_the_server(postgres: PostgresServer,
-                                                                           clinic_db: str, tmp_path: Path) -> None:  # fmt: skip
+def test_a_forged_link_inserted_by_the_bench_role_is_refused_by_the_server(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path
+) -> None:
     clinic = set_up(postgres, clinic_db)
     store = tmp_path / "bench.sqlite3"
     fill(store, records=2, samples=5)
     _push(store, clinic.bench)
     sent = clinic_side(clinic.admin)
     gseq = sent.links[-1][0] + 1
-    content = f'{{"action":"note","actor":"mallory","course_id":null,"detail":"{{}}","gseq":{gseq},"record_id":null,"seq":99,"utc":"x"}}'
-    insert = (f"INSERT INTO ionctl.links (bench, gseq, kind, content, hash) VALUES ('bench-a', {gseq}, 'audit', "
-              f"'{content}', '{'ab' * 32}')")  # fmt: skip
+    content = json.dumps(
+        {
+            "action": "note",
+            "actor": "mallory",
+            "course_id": None,
+            "detail": "{}",
+            "gseq": gseq,
+            "record_id": None,
+            "seq": 99,
+            "utc": "x",
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    insert = (
+        f"INSERT INTO ionctl.links (bench, gseq, kind, content, hash) VALUES ('bench-a', {gseq}, 'audit', "
+        f"'{content}', '{'ab' * 32}')"
+    )
     done = _psql(postgres, clinic.dbname, insert)
     assert done.returncode != 0 and "does not verify" in done.stderr, done.stderr
     assert clinic_side(clinic.admin) == sent
@@ -150,21 +171,44 @@ def test_a_forged_link_inserted_by_the_bench_role_is_refused_by_the_server(postg
 
 def _psql(postgres: PostgresServer, dbname: str, statement: str) -> subprocess.CompletedProcess[str]:
     """`statement` through psql as the bench login (the server trusts its socket), stopping at an error."""
-    return subprocess.run([str(postgres.bin / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", str(postgres.socket_dir),
-                           "-p", "5432", "-U", BENCH_LOGIN, "-d", dbname, "-c", statement],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    return subprocess.run(
+        [
+            str(postgres.bin / "psql"),
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(postgres.socket_dir),
+            "-p",
+            "5432",
+            "-U",
+            BENCH_LOGIN,
+            "-d",
+            dbname,
+            "-c",
+            statement,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE ionctl.links SET content = content WHERE gseq = 1",
-    "DELETE FROM ionctl.links WHERE gseq = 1",
-    "TRUNCATE ionctl.links",
-    "UPDATE ionctl.telemetry SET line = line",
-    "DELETE FROM ionctl.telemetry",
-    "TRUNCATE ionctl.telemetry, ionctl.conflicts",
-])  # fmt: skip
-def test_the_bench_role_gets_permission_denied_from_psql(postgres: PostgresServer, clinic_db: str,
-                                                         tmp_path: Path, statement: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ionctl.links SET content = content WHERE gseq = 1",
+        "DELETE FROM ionctl.links WHERE gseq = 1",
+        "TRUNCATE ionctl.links",
+        "UPDATE ionctl.telemetry SET line = line",
+        "DELETE FROM ionctl.telemetry",
+        "TRUNCATE ionctl.telemetry, ionctl.conflicts",
+    ],
+)
+def test_the_bench_role_gets_permission_denied_from_psql(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path, statement: str
+) -> None:
     clinic = set_up(postgres, clinic_db)
     store = tmp_path / "bench.sqlite3"
     fill(store, records=2, samples=5)
