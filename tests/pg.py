@@ -19,6 +19,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,10 +70,6 @@ class PostgresServer:
         return f"host={self.socket_dir} port=5432 dbname={dbname} user={user}"
 
     def _run(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-        if self.run_as is not None:
-            # again each time: another pytest run takes the search bit off /tmp/pytest-of-USER (it keeps that
-            # folder 0700), which would lock the service account out of its own cluster mid-session
-            _traversable(self.folder.parent)
         command = [*(["runuser", "-u", self.run_as, "--"] if self.run_as else []), *args]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
         if done.returncode != 0:
@@ -98,8 +95,6 @@ class PostgresServer:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def running(self) -> bool:
-        if self.run_as is not None:
-            _traversable(self.folder.parent)
         command = [*(["runuser", "-u", self.run_as, "--"] if self.run_as else []),
                    str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]  # fmt: skip
         return subprocess.run(command, capture_output=True, check=False).returncode == 0
@@ -111,6 +106,11 @@ class PostgresServer:
         run_as = SERVICE_ACCOUNT if os.geteuid() == 0 else None
         if run_as is not None and shutil.which("runuser") is None:
             raise PostgresUnavailable("running as root without runuser: initdb refuses root")
+        own: Path | None = None
+        if run_as is not None:
+            # not under pytest's folder: another pytest run, at any moment, takes the search bit off
+            # /tmp/pytest-of-USER (pytest keeps it 0700), locking the service account out of a running cluster
+            own = parent = Path(tempfile.mkdtemp(prefix="ionctl-pg-"))
         folder = parent / "pg"
         folder.mkdir(mode=0o700)
         if run_as is not None:
@@ -129,7 +129,7 @@ class PostgresServer:
         finally:
             if server.running():
                 server.stop("immediate")
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(own or folder, ignore_errors=True)
 
 
 def _traversable(folder: Path) -> None:
