@@ -229,3 +229,50 @@ def test_without_a_clinic_store_sync_says_how_to_name_one(tmp_path: Path) -> Non
     done = ionctl("records", "sync", "--config", str(site))
     assert done.returncode == 2
     assert "[clinic]" in done.stderr and "bench = " in done.stderr and "store = " in done.stderr
+
+
+def test_a_record_closed_by_ionctl_run_is_in_the_clinic_store_seconds_later(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path
+) -> None:
+    from ionctl.config.authority import initial_text
+    from tests.people import make_clinic
+    from tests.test_run import DEXAMETHASONE, TESS, simulator, with_option
+
+    clinic = set_up(postgres, clinic_db)
+    folder = tmp_path / "bench"
+    make_clinic(folder, config_text=initial_text() + f'\n[clinic]\nstore = "{clinic.bench}"\nbench = "bench-a"\n')
+    db = folder / "records.sqlite3"
+    with simulator(tmp_path) as (device, _):
+        done = ionctl(
+            "run",
+            "--device",
+            device,
+            *with_option(DEXAMETHASONE, "--dose", "5"),
+            "--db",
+            str(db),
+            "--config",
+            str(folder / "site.toml"),
+            "--operator",
+            "tess",
+            "--password-stdin",
+            "--yes",
+            "--json",
+            input=TESS,
+        )
+    closed = time.monotonic()
+    assert done.returncode == 0, done.stderr
+    record_id = json.loads(done.stdout)["record_id"]
+    while time.monotonic() - closed < 10:
+        with psycopg.connect(clinic.admin) as pg:
+            found = pg.execute(
+                "SELECT count(*) FROM ionctl.links WHERE bench = 'bench-a' AND kind = 'close' "
+                "AND (doc->>'id')::bigint = %s",
+                (record_id,),
+            ).fetchone()
+        if found == (1,):
+            break
+        time.sleep(0.1)
+    assert found == (1,), "the closed record did not reach the clinic store within 10 s"
+    assert time.monotonic() - closed < 5
+    # one round (batch 500) sent the whole chain as the session left it, its sign-off included
+    assert_equal_sides(db, clinic.admin)
