@@ -79,7 +79,7 @@ def test_status_shows_each_bench_what_is_not_sent_and_the_conflicts(postgres: Po
     assert status.returncode == 0, status.stderr
     out = status.stdout
     assert "schema version 1" in out and "this bench: bench-a" in out
-    assert "benches (1):" in out and f"bench-a\tlink 10\treceived " in out and f"by {BENCH_LOGIN}" in out
+    assert "benches (1):" in out and "bench-a\tlink 10\treceived " in out and f"by {BENCH_LOGIN}" in out
     assert "5 links not sent yet" in out
     assert "conflicts (1):" in out and "bench-a: bench name taken" in out
 
