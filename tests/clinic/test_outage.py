@@ -6,11 +6,12 @@ up, and both sides are equal link by link and sample by sample."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tests.clinic.syncing import (
     ionctl,
     local_side,
     set_up,
+    site_file,
 )
 from tests.people import make_clinic
 from tests.pg import PostgresServer
@@ -179,3 +181,40 @@ def test_a_server_stopped_in_the_middle_of_a_session_the_session_completes_and_s
     assert caught_up.returncode == 0, caught_up.stderr
     here = assert_equal_sides(db, clinic.admin)
     assert here.telemetry[result["record_id"]][0] == len(result["telemetry"]) > 10
+
+
+def _wait_for(condition: Callable[[], bool], within_s: float = 20) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time given"
+        time.sleep(0.1)
+
+
+def test_watch_says_once_per_outage_that_the_clinic_is_unreachable_and_catches_up_after(
+    postgres: PostgresServer, clinic_db: str, tmp_path: Path
+) -> None:
+    clinic = set_up(postgres, clinic_db)
+    store = tmp_path / "bench.sqlite3"
+    fill(store, records=3, samples=50)
+    site = site_file(tmp_path / "site.toml", store, clinic.bench)
+    log = tmp_path / "watch.err"
+    with log.open("w") as err, restarted(postgres):
+        watch = subprocess.Popen([sys.executable, "-m", "ionctl", "records", "sync", "--watch", "--interval", "0.2",
+                                  "--config", str(site)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        try:
+            _wait_for(lambda: len(clinic_side(clinic.admin).links) == len(local_side(store).links))
+            postgres.stop("immediate")
+            fill(store, records=2, samples=50)  # the bench goes on while the clinic is down
+            time.sleep(2.0)  # ten intervals of retrying
+            postgres.start()
+            _wait_for(lambda: len(clinic_side(clinic.admin).links) == len(local_side(store).links))
+            watch.send_signal(signal.SIGTERM)
+            assert watch.wait(timeout=10) == 0
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+    said = log.read_text()
+    assert said.count("clinic unreachable, retrying") == 1, said
+    assert said.count("reachable again") == 1, said
+    assert_equal_sides(store, clinic.admin)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -276,3 +278,26 @@ def test_a_record_closed_by_ionctl_run_is_in_the_clinic_store_seconds_later(
     assert time.monotonic() - closed < 5
     # one round (batch 500) sent the whole chain as the session left it, its sign-off included
     assert_equal_sides(db, clinic.admin)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_watch_ends_cleanly_on_a_signal(postgres: PostgresServer, clinic_db: str, tmp_path: Path, signum: int) -> None:
+    clinic = set_up(postgres, clinic_db)
+    store = tmp_path / "bench.sqlite3"
+    fill(store, records=1, samples=5)
+    site = site_file(tmp_path / "site.toml", store, clinic.bench)
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "ionctl", "records", "sync", "--watch", "--config", str(site)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while len(clinic_side(clinic.admin).links) < len(local_side(store).links):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    watch.send_signal(signum)
+    out, err = watch.communicate(timeout=10)
+    assert watch.returncode == 0, err
+    assert out.startswith("sent 5 links") and err == ""
