@@ -112,7 +112,7 @@ def _once(store: Store, settings: ClinicSettings, args: argparse.Namespace) -> i
     with clinic:
         try:
             pushed = _push(store, clinic, settings, args)
-        except (ClinicError, _NotSetUp) as exc:
+        except ClinicError as exc:
             return _failed(exc)
     if not args.quiet:
         print(_sent_text(pushed, settings.store))
@@ -121,39 +121,20 @@ def _once(store: Store, settings: ClinicSettings, args: argparse.Namespace) -> i
 
 def _push(store: Store, clinic: Any, settings: ClinicSettings, args: argparse.Namespace,
           progress: Any = None) -> Pushed:  # fmt: skip
-    """One push; psycopg's own errors other than those `push` names (a login not granted `ionctl_bench`, no schema)
-    become a ClinicError saying so."""
-    import psycopg
-
-    from ionctl.records.clinic.schema import ClinicError
     from ionctl.records.clinic.sync import BATCH, push
 
-    try:
-        return push(store.db, clinic, settings.bench, batch=args.batch or BATCH, progress=progress)
-    except psycopg.errors.UndefinedTable as exc:
-        raise _NotSetUp(f"the clinic store has no ionctl schema ({settings.store}): the clinic's database "
-                        "administrator runs `ionctl clinic init` once") from exc  # fmt: skip
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise _NotSetUp(f"the clinic store refused this login: {str(exc).strip().splitlines()[0]} (the database "
-                        "administrator grants it ionctl_bench: `ionctl clinic init ... --bench-login ROLE`, or "
-                        "GRANT ionctl_bench TO ROLE)") from exc  # fmt: skip
-    except psycopg.Error as exc:
-        raise ClinicError(f"the clinic store failed: {str(exc).strip().splitlines()[0]}") from exc
-
-
-class _NotSetUp(Exception):
-    """The clinic store is reachable but not usable by this bench (no schema, no grant): exit 2."""
+    return push(store.db, clinic, settings.bench, batch=args.batch or BATCH, progress=progress)
 
 
 def _failed(exc: Exception) -> int:
-    from ionctl.records.clinic.sync import ClinicUnreachable, LinkRefused, SyncConflict
+    from ionctl.records.clinic.sync import ClinicUnreachable, LinkRefused, NotSetUp, SyncConflict
 
     _say(str(exc))
     if isinstance(exc, ClinicUnreachable):
         return UNREACHABLE
     if isinstance(exc, SyncConflict | LinkRefused):
         return CONFLICT
-    return ExitCode.REFUSED if isinstance(exc, _NotSetUp) else ExitCode.FAILED
+    return ExitCode.REFUSED if isinstance(exc, NotSetUp) else ExitCode.FAILED
 
 
 def _sent_text(pushed: Pushed, where: str) -> str:
@@ -209,7 +190,7 @@ class Watcher:
                 break
             except ClinicUnreachable as exc:
                 self._lost(exc)
-            except (ClinicError, _NotSetUp) as exc:
+            except ClinicError as exc:
                 return _failed(exc)  # a conflict, a refused link, a store not set up: retrying changes nothing
             else:
                 if self.outage:

@@ -35,6 +35,11 @@ class SyncConflict(ClinicError):
     """The clinic holds different content under a number this bench has used: reported, never overwritten."""
 
 
+class NotSetUp(ClinicError):
+    """The clinic store is reachable but this bench cannot use it: no schema there yet, or a login not granted
+    the bench role. Fixed by the clinic's database administrator, not by retrying."""
+
+
 class LinkRefused(ClinicError):
     """A link did not verify (here, or on the server): reported, never stored."""
 
@@ -60,6 +65,13 @@ def connect(conninfo: str, *, timeout_s: float = 5.0) -> Any:
     try:
         return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(1, round(timeout_s)),
                                application_name="ionctl sync")  # fmt: skip
+    except psycopg.errors.UndefinedTable as exc:
+        raise NotSetUp("the clinic store has no ionctl schema: the clinic's database administrator runs "
+                       "`ionctl clinic init` once") from exc  # fmt: skip
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise NotSetUp(f"the clinic store refused this login: {_first_line(exc)} (the database administrator "
+                       "grants it ionctl_bench: `ionctl clinic init ... --bench-login ROLE`, or GRANT ionctl_bench "
+                       "TO ROLE)") from exc  # fmt: skip
     except psycopg.OperationalError as exc:
         raise ClinicUnreachable(f"the clinic store cannot be reached: {_first_line(exc)}") from exc
 
@@ -155,9 +167,18 @@ def push(db: sqlite3.Connection, clinic: Any, bench: str, *, batch: int = BATCH,
         ) from None
     except psycopg.errors.CheckViolation as exc:
         raise LinkRefused(f"the clinic store refused a link of bench {bench!r}: {_first_line(exc)}") from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise NotSetUp("the clinic store has no ionctl schema: the clinic's database administrator runs "
+                       "`ionctl clinic init` once") from exc  # fmt: skip
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise NotSetUp(f"the clinic store refused this login: {_first_line(exc)} (the database administrator "
+                       "grants it ionctl_bench: `ionctl clinic init ... --bench-login ROLE`, or GRANT ionctl_bench "
+                       "TO ROLE)") from exc  # fmt: skip
     except psycopg.OperationalError as exc:
         raise ClinicUnreachable(f"the clinic store went away during the sync: {_first_line(exc)} "
                                 f"(kept: up to link {pushed.head})") from exc  # fmt: skip
+    except psycopg.Error as exc:  # anything else the server says: one line, not a traceback
+        raise ClinicError(f"the clinic store failed: {_first_line(exc)}") from exc
     return pushed
 
 
