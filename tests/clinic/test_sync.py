@@ -301,3 +301,47 @@ def test_watch_ends_cleanly_on_a_signal(postgres: PostgresServer, clinic_db: str
     out, err = watch.communicate(timeout=10)
     assert watch.returncode == 0, err
     assert out.startswith("sent 5 links") and err == ""
+
+
+def test_a_sync_that_cannot_be_started_is_a_note_never_an_exception(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ionctl.records.clinic import spawn
+
+    monkeypatch.setattr(spawn.sys, "executable", str(tmp_path / "no-such-python"))
+    monkeypatch.setattr(spawn, "log_path", lambda: tmp_path / "logs" / "sync.log")
+    note = spawn.start_sync(tmp_path / "bench.sqlite3", tmp_path / "site.toml")
+    assert note is not None and "could not be started" in note and "ionctl records sync" in note
+
+
+def test_the_detached_sync_runs_in_a_session_of_its_own_with_its_messages_in_the_log(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ionctl.records.clinic import spawn
+
+    log = tmp_path / "logs" / "sync.log"
+    monkeypatch.setattr(spawn, "log_path", lambda: log)
+    started: list[subprocess.Popen[bytes]] = []
+    given: dict[str, object] = {}
+    real = subprocess.Popen
+
+    def popen(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        given.update(kwargs)
+        started.append(real(*args, **kwargs))  # type: ignore[call-overload]
+        return started[-1]
+
+    monkeypatch.setattr(spawn.subprocess, "Popen", popen)
+    assert spawn.start_sync(tmp_path / "no-store.sqlite3", tmp_path / "no-site.toml") is None
+    (child,) = started
+    assert child.wait(timeout=30) != 0  # no such site file: said in the log, nobody waited for it
+    assert given["start_new_session"] is True  # a signal to the session's process group never reaches it
+    assert given["stdin"] == given["stdout"] == subprocess.DEVNULL
+    assert "no-site.toml" in log.read_text()
+    assert child.args[-6:] == [
+        "sync",
+        "--quiet",
+        "--db",
+        str((tmp_path / "no-store.sqlite3").resolve()),
+        "--config",
+        str(tmp_path / "no-site.toml"),
+    ]
