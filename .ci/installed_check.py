@@ -11,6 +11,10 @@ the built wheel, from a folder outside the source tree, with the source tree not
    and named in a site file, a supervisor and a technician enrolled, the file approved by the supervisor (who
    sets a password at first use), a session run by the technician on `sim:`, countersigned by the supervisor,
    and `ionctl records verify`; a technician's approval refused;
+4b. gives that clinic a clinic store as README's "The clinic store" says: a throwaway PostgreSQL server (the
+   source tree's tests/pg.py starts it; the harness, not the product), `ionctl clinic init` with a bench login,
+   `[clinic]` in the site file (approved again), `ionctl records sync`, then `records list`, `records show
+   BENCH/ID` and `records verify` reading the clinic store;
 5. drives a whole console session with Textual's pilot against the simulator started as its own process
    (`python -m sim --tcp 0`), in that clinic: the technician's login, device, patient, preset, prescription,
    contact, skin check, confirm, run, end
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 TOP_LEVEL = ("ionctl", "firmware_protocol", "sim")
-STEPS = ("imports", "help", "demo", "clinic", "console")
+STEPS = ("imports", "help", "demo", "clinic", "clinic-store", "console")
 SITE = Path(sysconfig.get_paths()["purelib"]).resolve()
 BIN = Path(sys.executable).parent
 PATIENCE_S = 120.0  # real seconds any one wait may take on a slow, shared CI machine
@@ -211,6 +215,61 @@ def clinic(work: Path) -> None:
     check("Tara Kim" in shown and "Sam Jones" in shown, f"`records show` does not show both signatures: {shown}")
     verified = ok("records", "verify", "--db", str(db), "--config", str(site))
     step(f"clinic: bootstrap, enrol, approve, run, countersign; verify: {verified.stdout.strip().splitlines()[-1]}")
+
+
+# -- 4b. the clinic's store on PostgreSQL -----------------------------------------------------------------------
+
+
+def clinic_store(work: Path, source: Path | None) -> None:
+    check(source is not None, "the clinic-store step needs --source (tests/pg.py starts the server)")
+    assert source is not None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ionctl_ci_pg", source / "tests" / "pg.py")
+    check(spec is not None and spec.loader is not None, "cannot load tests/pg.py")
+    assert spec is not None and spec.loader is not None
+    pg = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = pg  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(pg)
+    import sqlite3
+
+    # a copy of the clinic step's store and site file: the console step after this one keeps the originals
+    made, folder = work / "clinic", work / "clinic-store"
+    check((made / "records.sqlite3").is_file(), "the clinic step left no record store")
+    folder.mkdir()
+    db, site = folder / "records.sqlite3", folder / "site.toml"
+    with sqlite3.connect(made / "records.sqlite3") as original, sqlite3.connect(db) as copy:
+        original.backup(copy)
+    site.write_text((made / "site.toml").read_text())
+    ionctl = str(BIN / "ionctl")
+
+    def ok(*args: str, stdin: str = "", expect: int = 0) -> Completed:
+        done = run([ionctl, *args], stdin=stdin, cwd=work)
+        shown = " ".join(("ionctl", *args))
+        check(done.returncode == expect, f"`{shown}` exited {done.returncode}, not {expect}: "
+                                         f"{done.stdout[-1500:]} {done.stderr[-1500:]}")  # fmt: skip
+        return done
+
+    with pg.PostgresServer.started(work) as server:
+        psql = [str(server.bin / "psql"), "-v", "ON_ERROR_STOP=1", "-X", "-q", server.conninfo()]
+        made = run(psql + ["-c", "CREATE ROLE bench_a LOGIN"], cwd=work)
+        check(made.returncode == 0, f"psql CREATE ROLE: {made.stderr}")
+        ok("clinic", "init", server.conninfo(), "--bench-login", "bench_a")
+        site.write_text(site.read_text() + f'\n[clinic]\nstore = "{server.conninfo(user="bench_a")}"\n'
+                        'bench = "bench-a"\n')  # fmt: skip
+        common = ("--db", str(db), "--config", str(site))
+        ok("config", "approve", "--as", "sjones", *common, "--password-stdin", stdin="Harbour-stone-55\n")
+        synced = ok("records", "sync", *common)
+        listed = ok("records", "list", *common).stdout
+        check("bench-a/1" in listed, f"`records list` does not list bench-a/1 from the clinic store: {listed}")
+        shown = ok("records", "show", "bench-a/1", *common).stdout
+        check("Tara Kim" in shown, f"`records show bench-a/1` from the clinic store: {shown}")
+        verified = ok("records", "verify", *common).stdout
+        refused = run(psql[:-1] + [server.conninfo(user="bench_a"), "-c", "DELETE FROM ionctl.links"], cwd=work)
+        check(refused.returncode != 0 and "permission denied" in refused.stderr,
+              f"a bench login's DELETE was not refused: {refused.returncode} {refused.stderr}")
+    step(f"clinic store: init, sync ({synced.stdout.strip().splitlines()[-1] if synced.stdout.strip() else ''}), "
+         f"list/show/verify from it ({verified.strip().splitlines()[-1]}); a bench's DELETE refused")
 
 
 # -- 5. a console session ---------------------------------------------------------------------------------------
@@ -385,6 +444,7 @@ def main() -> int:
         try:
             for name, action in (("imports", lambda: import_everything(args.source)), ("help", every_help),
                                  ("demo", lambda: demo(work)), ("clinic", lambda: clinic(work)),
+                                 ("clinic-store", lambda: clinic_store(work, args.source)),
                                  ("console", lambda: console(work))):  # fmt: skip
                 if args.only and name not in args.only:
                     continue

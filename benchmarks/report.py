@@ -1,7 +1,9 @@
 """The benchmark report: one JSON document and its Markdown rendering (docs/PERFORMANCE.md).
 
 A figure is a dict with at least `name`, `value` and `unit`; it may carry `baseline` (measured in the same run)
-with `baseline_name`, `ratio`, `target` and `meets_target`, and any details of its own. The writer renders
+with `baseline_name`, `ratio`, `target` and `meets_target`, and any details of its own. A figure that could not be
+measured here (say, no PostgreSQL server on the machine) has no value, `meets_target` None and `not_measured` (why):
+it is counted as not measured, never as met. The writer renders
 whatever the suites report and adds nothing by hand: the ratio column is the figure's own `ratio`, or
 value / baseline when it has a numeric baseline and no ratio.
 """
@@ -84,6 +86,10 @@ def markdown(document: dict[str, Any], json_link: str | None = None) -> str:
     m = document["machine"]
     targeted = [f for f in figures if "target" in f]
     missed = [f["name"] for f in targeted if f.get("meets_target") is False]
+    unmeasured = [f["name"] for f in targeted if f.get("meets_target") is None]
+    verdict = f"{len(targeted) - len(missed) - len(unmeasured)} met"
+    verdict += f", missed: {', '.join(missed)}" if missed else ""
+    verdict += f", not measured: {', '.join(unmeasured)}" if unmeasured else ""
     quick = " (quick: sizes too small for the figures to mean anything)" if document.get("quick") else ""
     took = f"; the whole run took {document['wall_s']:.0f} s" if "wall_s" in document else ""
     lines = [
@@ -99,7 +105,7 @@ def markdown(document: dict[str, Any], json_link: str | None = None) -> str:
         f"{m['implementation']} {m['python']}; {m['platform']}",
         "",
         f"{len(figures)} figures, {len(targeted)} with a target: "
-        + (f"{len(targeted) - len(missed)} met, missed: {', '.join(missed)}." if missed else "all met."),
+        + (f"{verdict}." if missed or unmeasured else "all met."),
         "",
         "A target is either on a ratio to a baseline measured in the same run (a figure whose value is a ratio, "
         "or that shows a ratio) or absolute, as the issue that set it asks (a share of a CPU core, a speed-up, "
@@ -115,6 +121,8 @@ def markdown(document: dict[str, Any], json_link: str | None = None) -> str:
         text = f"- `{f['name']}`: {_cell(f.get('unit'))}"
         if f.get("baseline_name"):
             text += f". Baseline: {_cell(f['baseline_name'])}"
+        if f.get("not_measured"):
+            text += f". Not measured: {_cell(f['not_measured'])}"
         lines.append(text)
     lines.append("")
     if json_link:

@@ -104,3 +104,15 @@ def test_quick_run_leaves_the_docs_alone(tmp_path: Path, monkeypatch, capsys) ->
     monkeypatch.setattr(entry, "DEFAULT_MARKDOWN", tmp_path / "PERF.md")
     assert benchmarks_main(["--quick"]) == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_figure_not_measured_is_never_counted_as_met(tmp_path: Path) -> None:
+    unmeasured = {"name": "epsilon_ms", "value": None, "unit": "ms", "target": "<= 5", "meets_target": None,
+                  "not_measured": "no PostgreSQL server could be started"}  # fmt: skip
+    report.write(_document([FIGURES[0], unmeasured]), json_path=None, markdown_path=tmp_path / "PERF.md")
+    text = (tmp_path / "PERF.md").read_text(encoding="utf-8")
+    rows = {r[0]: r for r in _table(text)[2:]}
+    assert rows["`epsilon_ms`"][1:] == ["—", "—", "—", "<= 5", "—"]
+    assert "2 with a target: 1 met, not measured: epsilon_ms." in text
+    assert "all met" not in text
+    assert "Not measured: no PostgreSQL server could be started" in text

@@ -29,7 +29,7 @@ from ionctl.config.authority import initial_text
 from ionctl.config.people import Identity, LoginRefused, NotAllowed, People, WeakPassword, check_password
 from ionctl.drivers.base import Polarity
 from ionctl.records import Store
-from ionctl.records.store import GENESIS, OPEN_FIELDS, link_hash, migrate
+from ionctl.records.store import GENESIS, OPEN_FIELDS, SCHEMA_VERSION, link_hash, migrate
 from ionctl.safety import Prescription, PrescriptionError, PrescriptionRefused, SiteLimits, validate
 from tests.people import PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic, make_clinic
 from tests.sim.endpoints import ROOT
@@ -434,7 +434,7 @@ def test_a_schema_1_file_is_migrated_and_its_records_still_verify(tmp_path: Path
                [row[k] for k in OPEN_FIELDS] + [link_hash(GENESIS, "open", row)])  # fmt: skip
     db.close()
     with Store(path) as migrated:
-        assert migrated.db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert migrated.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert migrated.verify() is None
         migrated.append_audit("note", "tester", {"text": "after migration"})
         migrated.close_record(1, {"outcome": "interrupted"})

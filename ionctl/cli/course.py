@@ -12,6 +12,12 @@ signed with their key in the audit trail). A
 course's sessions are run with `ionctl run --course ID`, which refuses a session too early or beyond the plan
 unless a supervisor overrides it (`--supervisor-override REASON --supervisor NAME`; signed and recorded). The rules are
 in `ionctl.core.courses`. Heavy modules are imported when a command runs, so `ionctl --help` stays fast.
+
+At a bench whose site file has `[clinic]`, a course is named clinic-wide `BENCH/ID` (the bench that started it,
+its id there): `course start` prints that name, and `course show BENCH/ID` reads the clinic store (with this
+bench's records not sent yet) and shows the course's sessions at every bench, each named `BENCH/ID`; it says
+which store(s) it read, and falls back to this bench's store (saying so) when the clinic store cannot be reached.
+`--local` reads this bench's store only.
 """
 
 from __future__ import annotations
@@ -101,8 +107,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     start.set_defaults(course_handler=_start)
 
     show = actions.add_parser("show", parents=[db], help="plan, sessions, dose, next earliest date, overrides")
-    show.add_argument("id", type=int)
+    show.add_argument("id", metavar="ID|BENCH/ID", help="this bench's course ID, or the clinic's course BENCH/ID")
     show.add_argument("--json", action="store_true", help="print the course summary as JSON")
+    show.add_argument("--local", action="store_true", help="read this bench's store only, not the clinic store")
+    show.add_argument("--config", metavar="FILE", help="site configuration (default: the site's): its [records] "
+                      "store and [clinic]")  # fmt: skip
     show.set_defaults(course_handler=_show)
 
     lst = actions.add_parser("list", parents=[db], help="list courses (oldest first)")
@@ -169,10 +178,15 @@ def _start(store: Any, args: argparse.Namespace) -> int:
         override = {"reason": args.supervisor_override, "operator": operator.name}
         course_id = start_course(store, config, **given, override=override, people=people, supervisor=supervisor)
     course = store.course(course_id)
-    print(f"course {course_id}: patient {course['patient']}, preset {course['preset']}, "
+    clinic = config.bench.clinic
+    named = f"{clinic.bench}/{course_id}" if clinic is not None else str(course_id)
+    print(f"course {named}: patient {course['patient']}, preset {course['preset']}, "
           f"{plan_of(course).text()}")  # fmt: skip
     print(f"  given at: {planned_text(course['plan']['prescription'])}")
-    print(f"run its sessions with: ionctl run --course {course_id} --operator NAME --device ADDR ...")
+    print(
+        f"run its sessions with: ionctl run --course {named} --operator NAME --device ADDR ..."
+        + (" (at any bench of the clinic)" if clinic is not None else "")
+    )
     return ExitCode.OK
 
 
@@ -215,15 +229,17 @@ def _override_supervisor(store: Any, config: Any, args: argparse.Namespace, refu
 
 
 def _show(store: Any, args: argparse.Namespace) -> int:
-    from ionctl.core.courses import summary
-    from ionctl.records.course_export import header_lines, override_lines, session_lines, to_json
+    from ionctl.records.course_export import CourseSummary, header_lines, override_lines, session_lines, to_json
 
-    course_summary = summary(store, args.id, _now())
+    course_summary, name, read = _clinic_summary(store, args)
     if args.json:
         sys.stdout.write(to_json(course_summary))
+        print(f"ionctl course: read {read}", file=sys.stderr)
         return ExitCode.OK
     left, right = header_lines(course_summary)
-    print(f"course {args.id}")
+    print(f"course {name} (read {read})")
+    shown = [{**s, "record_id": s.get("record", s["record_id"])} for s in course_summary.sessions]
+    course_summary = CourseSummary(course_summary.course, course_summary.status, shown, course_summary.overrides)
     for line in left + [""] + right:
         print(f"  {line}" if line else "")
     status = course_summary.status
@@ -236,6 +252,55 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     for line in override_lines(course_summary, limit=10_000):
         print(f"  {line}")
     return ExitCode.OK
+
+
+def _clinic_summary(store: Any, args: argparse.Namespace) -> tuple[Any, str, str]:
+    """(the course's summary, its name, which store(s) it was read from): clinic-wide when the site file has
+    `[clinic]` and `--local` is not given, with this bench's own records in place of the clinic's copies; this
+    bench's store alone otherwise, or (saying so on stderr) when the clinic store cannot be read."""
+    from ionctl.config.bench import clinic_settings
+    from ionctl.core.courses import overrides, summary
+    from ionctl.records import StoreError
+    from ionctl.records.clinic.courses import parse_name
+    from ionctl.records.course_export import CourseSummary
+    from ionctl.treatment.prepare import course_status, read_clinic
+
+    try:
+        bench, course_id = parse_name(args.id)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    settings = None if args.local else clinic_settings(args.config)
+    here = f"this bench's store {store.path}"
+    if settings is None:
+        if bench is not None:
+            raise StoreError(f"course {args.id} is named clinic-wide: reading it needs [clinic] in the site file")
+        return summary(store, course_id, _now()), str(course_id), here
+    bench = bench or settings.bench
+    view, course = read_clinic(settings, bench, course_id, remote=bench != settings.bench)
+    name = view.name
+    if view.rows is None:
+        print(f"ionctl course: {view.unreachable()}; showing {here} only", file=sys.stderr)
+        if view.remote:
+            raise StoreError(f"course {name} is another bench's: its plan is in the clinic store only")
+        return summary(store, course_id, _now()), name, f"{here} only (the clinic store cannot be reached)"
+    if course is None:
+        if view.remote:
+            raise StoreError(f"course {name} is not in the clinic store (not started, or not sent yet)")
+        course = store.course(course_id)
+    course = {**course, "name": name}
+    current = course_status(store, course, view, _now())
+    mine = (
+        overrides(store, course_id)
+        if not view.remote
+        else [  # this bench's overrides of it
+            e for e in store.audit(action="course-override") if (e.get("detail") or {}).get("course_ref") == name
+        ]
+    )
+    benches = sorted({str(s.bench) for s in current.sessions if s.bench})
+    read = (f"the clinic store ({settings.store}) and {here}; sessions at "
+            f"{', '.join(benches) if benches else 'no bench yet'}")  # fmt: skip
+    return CourseSummary(course=course, status=current.to_dict(), sessions=[s.to_dict() for s in current.sessions],
+                         overrides=mine), name, read  # fmt: skip
 
 
 def _list(store: Any, args: argparse.Namespace) -> int:

@@ -77,9 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "an override), not at the terminal")  # fmt: skip
     course = parser.add_argument_group("treatment course")
     course.add_argument(
-        "--course", type=int, metavar="ID",
-        help="this session belongs to course ID (`ionctl course start`): its preset, patient, interval and "
-        "session count apply",
+        "--course", type=_course_name, metavar="ID|BENCH/ID",
+        help="this session belongs to course ID (`ionctl course start`), or to course BENCH/ID of the clinic "
+        "(e.g. bench-a/3, started at another bench: [clinic] in the site file): its preset, patient, interval "
+        "and session count apply, counting its sessions at every bench",
     )  # fmt: skip
     course.add_argument(
         "--supervisor-override", metavar="REASON",
@@ -118,6 +119,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _course_name(text: str) -> str:
+    """A course's name as given: ID (this bench's) or BENCH/ID (the clinic's name of any bench's course)."""
+    from ionctl.records.clinic.courses import parse_name
+
+    try:
+        parse_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def _course_of(value: str | None) -> tuple[int | None, str | None]:
+    """(course_id, course_ref) of `--course`: "3" is this bench's course 3, "bench-a/3" the clinic's name."""
+    if value is None:
+        return None, None
+    return (int(value), None) if value.isdigit() else (None, value)
+
+
 EPILOG = """\
 exit codes: 0 completed as prescribed; 2 refused (bad arguments or limits, not confirmed; no current
 flowed); 3 fault (or the stuck-output alarm); 4 stopped or aborted by the operator; 5 device or link
@@ -151,13 +170,15 @@ def request_of(args: argparse.Namespace) -> TreatmentRequest:
     """What the options ask for, as the application layer takes it."""
     from ionctl.treatment import TreatmentRequest
 
+    course_id, course_ref = _course_of(args.course)
     return TreatmentRequest(
         device=args.device, operator=args.operator, patient=args.patient, preset=args.preset, drug=args.drug,
         drug_charge=getattr(args, "drug_charge", None), polarity=args.polarity, electrode=args.electrode,
         electrode_area_cm2=args.electrode_area, current_ma=args.current, dose_ma_min=args.dose,
         duration_min=args.duration, ramp_up_s=args.ramp_up, ramp_down_s=args.ramp_down,
-        protocol_class=args.protocol_class, reverse_at_midpoint=args.reverse_at_midpoint, course_id=args.course,
-        override_reason=args.supervisor_override, accept_no_watchdog=args.accept_no_watchdog, db=args.db,
+        protocol_class=args.protocol_class, reverse_at_midpoint=args.reverse_at_midpoint, course_id=course_id,
+        course_ref=course_ref, override_reason=args.supervisor_override, accept_no_watchdog=args.accept_no_watchdog,
+        db=args.db,
     )  # fmt: skip
 
 
@@ -265,7 +286,7 @@ def treat(request: TreatmentRequest, *, err: TextIO, stdin: TextIO, store: Store
                            supervisor=supervisor)  # fmt: skip
     except Refused as exc:
         message = exc.message
-        if isinstance(exc, CourseRuleRefused) and exc.denied is None:
+        if isinstance(exc, CourseRuleRefused) and exc.denied is None and exc.overridable:
             message = f"{exc.rule}; a supervisor may override with --supervisor-override REASON --supervisor NAME"
         print(f"ionctl run: {message}\nNo current flowed; the device was not opened.", file=err)
         report = not_started(message, db=request.db, prescription=exc.prescription, limits=exc.limits,
@@ -273,7 +294,8 @@ def treat(request: TreatmentRequest, *, err: TextIO, stdin: TextIO, store: Store
         if exc.prescription is None or exc.limits is None:
             return report
         return record_refusal(store, report, exc.prescription, exc.limits, err, config_sha256=exc.config_sha256,
-                              course_id=request.course_id, operator=operator,
+                              course_id=exc.course_id, course_ref=exc.course_ref,
+                              operator=operator,
                               anchor=config.accounts.anchor if config is not None else None)  # fmt: skip
     for note in prepared.notes:
         print(f"ionctl run: note: {note}", file=err)
@@ -285,7 +307,8 @@ def treat(request: TreatmentRequest, *, err: TextIO, stdin: TextIO, store: Store
         print(f"ionctl run: {refusal}", file=err)
         report = not_started(refusal, db=request.db, prescription=rx, limits=prepared.limits)
         return record_refusal(store, report, rx, prepared.limits, err, config_sha256=prepared.config.sha256,
-                              course_id=request.course_id, operator=prepared.operator,
+                              course_id=prepared.request.course_id, course_ref=prepared.request.course_ref,
+                              operator=prepared.operator,
                               anchor=prepared.config.accounts.anchor)  # fmt: skip
     progress = Progress(err, rx, tty=_isatty(err))
 

@@ -13,6 +13,11 @@ whose process died and that recovery has not closed yet), so a second session ca
 Refused records (limits, course rules, not confirmed, device unreachable: nothing flowed) do not count.
 A session's time is its record's `created_utc`.
 
+Clinic-wide: a course's sessions may be at several benches. Its records then come from the clinic store and from
+this bench's store (`ionctl.records.clinic.courses.history`), each carrying its `bench`; a session and a course are
+then named `BENCH/ID` ("bench-a/3"), and the rules are the same. `clock()` is the one place the rules read the time
+when they are not given one.
+
 The rules, for a session starting at `now`:
 
 - count: at most `sessions` sessions; the next one after the last planned is refused;
@@ -133,9 +138,16 @@ class CourseSession:
     peak_current_ma: float | None = None  # measured peak
     duration_s: float | None = None
     electrode_area_cm2: float | None = None
+    bench: str | None = None  # the bench whose record it is (clinic-wide); None: this bench's store alone
+
+    @property
+    def name(self) -> str:
+        """The record's name: "bench-a/12" clinic-wide, else "12"."""
+        return f"{self.bench}/{self.record_id}" if self.bench else str(self.record_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"record_id": self.record_id, "started_utc": iso(self.started), "outcome": self.outcome,
+        where = {"bench": self.bench, "record": self.name} if self.bench else {}
+        return {**where, "record_id": self.record_id, "started_utc": iso(self.started), "outcome": self.outcome,
                 "energised": self.energised, "dose_ma_min": self.dose_ma_min,
                 "prescribed_dose_ma_min": self.prescribed_dose_ma_min, "counts": self.counts,
                 "number": self.number, "current_ma": self.current_ma, "peak_current_ma": self.peak_current_ma,
@@ -157,6 +169,7 @@ class CourseStatus:
     last_session: datetime | None
     next_earliest: datetime | None  # None: no session is left
     refusal: str | None
+    name: str | None = None  # clinic-wide, "bench-a/3"; None: this bench's course `course_id`
 
     @property
     def allowed_now(self) -> bool:
@@ -168,7 +181,8 @@ class CourseStatus:
         return tuple(s.record_id for s in self.sessions if s.outcome is None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"course_id": self.course_id, "sessions_planned": self.plan.sessions, "per_week": self.plan.per_week,
+        return {**({"course": self.name} if self.name else {}),
+                "course_id": self.course_id, "sessions_planned": self.plan.sessions, "per_week": self.plan.per_week,
                 "min_interval_days": self.plan.min_interval_days, "as_of_utc": iso(self.now), "done": self.done,
                 "left": self.left, "cumulative_dose_ma_min": self.cumulative_dose_ma_min,
                 "last_session_utc": iso(self.last_session) if self.last_session else None,
@@ -223,13 +237,14 @@ def next_earliest(times: Sequence[datetime], plan: Plan) -> datetime | None:
 
 
 def evaluate(course: Mapping[str, Any], records: Sequence[Mapping[str, Any]], now: datetime) -> CourseStatus:
-    """The status of `course` (a `Store.course` row) with its `records` (`Store.course_records` rows) at `now`."""
+    """The status of `course` (a `Store.course` row) with its `records` (`Store.course_records` rows) at `now`.
+    Clinic-wide, the course carries its `name` and each record its `bench` (`ionctl.records.clinic.courses`)."""
     _require_utc(now)
     course_id = int(course["id"])
     plan = plan_of(course)
     sessions: list[CourseSession] = []
     number = 0
-    for r in sorted(records, key=lambda r: (parse_utc(r["created_utc"]), r["id"])):
+    for r in sorted(records, key=lambda r: (parse_utc(r["created_utc"]), r.get("bench") or "", r["id"])):
         counted = counts(r)
         number += counted
         rx = _decoded(r.get("prescription"))
@@ -239,7 +254,7 @@ def evaluate(course: Mapping[str, Any], records: Sequence[Mapping[str, Any]], no
             prescribed_dose_ma_min=_float(r.get("prescribed_dose_ma_min")), counts=counted,
             number=number if counted else None, current_ma=_number(rx.get("current_ma")),
             peak_current_ma=_float(r.get("peak_current_ma")), duration_s=_float(r.get("duration_s")),
-            electrode_area_cm2=_number(rx.get("electrode_area_cm2")),
+            electrode_area_cm2=_number(rx.get("electrode_area_cm2")), bench=r.get("bench"),
         ))  # fmt: skip
     done_times = [s.started for s in sessions if s.counts]
     done = len(done_times)
@@ -247,7 +262,8 @@ def evaluate(course: Mapping[str, Any], records: Sequence[Mapping[str, Any]], no
     dose = sum(s.dose_ma_min or 0.0 for s in sessions if s.counts)
     last = max(done_times) if done_times else None
     earliest = next_earliest(done_times, plan) if left else None
-    status = CourseStatus(course_id, plan, now, tuple(sessions), done, left, dose, last, earliest, None)
+    status = CourseStatus(course_id, plan, now, tuple(sessions), done, left, dose, last, earliest, None,
+                          course.get("name"))  # fmt: skip
     return _with_refusal(status, done_times)
 
 
@@ -255,13 +271,13 @@ def _with_refusal(status: CourseStatus, done_times: Sequence[datetime]) -> Cours
     """`status` with the rules a session at `status.now` breaks, named with their numbers: the count, a session
     still running, or the interval and rate rules (both named when both are broken, with the next earliest
     date that satisfies every rule)."""
-    c, plan, now = f"course {status.course_id}", status.plan, status.now
+    c, plan, now = f"course {status.name or status.course_id}", status.plan, status.now
     refusal: str | None = None
     if status.left == 0:
         extra = f" ({status.done} sessions on record)" if status.done > plan.sessions else ""
         refusal = f"{c}: all {plan.sessions} planned sessions are done{extra}"
     elif status.running:
-        ids = ", ".join(str(i) for i in status.running)
+        ids = ", ".join(s.name for s in status.sessions if s.outcome is None)
         refusal = f"{c}: a session of this course is still running (record {ids} is open); one session at a time"
     else:
         broken: list[str] = []
@@ -282,7 +298,8 @@ def _with_refusal(status: CourseStatus, done_times: Sequence[datetime]) -> Cours
         if broken and status.next_earliest is not None:
             refusal = f"{c}: {'; '.join(broken)}, the next earliest is {when(status.next_earliest, up=True)}"
     return CourseStatus(status.course_id, plan, now, status.sessions, status.done, status.left,
-                        status.cumulative_dose_ma_min, status.last_session, status.next_earliest, refusal)  # fmt: skip
+                        status.cumulative_dose_ma_min, status.last_session, status.next_earliest, refusal,
+                        status.name)  # fmt: skip
 
 
 def plan_of(course: Mapping[str, Any]) -> Plan:
@@ -485,7 +502,7 @@ def status(store: Store, course_id: int, now: datetime) -> CourseStatus:
 def check_next(store: Store, course_id: int, now: datetime | None = None) -> None:
     """Return if the course allows a session at `now` (default: the clock, UTC); else raise CourseRefused
     naming the rule and its numbers."""
-    current = status(store, course_id, now if now is not None else datetime.now(UTC))
+    current = status(store, course_id, now if now is not None else clock())
     if current.refusal is not None:
         raise CourseRefused(current.refusal)
 
@@ -507,6 +524,11 @@ def summary(store: Store, course_id: int, now: datetime) -> CourseSummary:
 
 
 # -- times -------------------------------------------------------------------------------------------------------
+
+
+def clock() -> datetime:
+    """The time now (UTC) as the course rules read it when not given one."""
+    return datetime.now(UTC)
 
 
 def parse_utc(text: str) -> datetime:

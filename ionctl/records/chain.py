@@ -22,6 +22,8 @@ GENESIS = "0" * 64
 OPEN_FIELDS = ("id", "created_utc", "patient", "operator", "prescription", "limits", "limits_sha256", "open_gseq")
 #: Opening columns added in schema 2: hashed only when not NULL, so records opened under schema 1 still verify.
 OPEN_FIELDS_V2 = ("config_sha256", "course_id")
+#: Added in schema 3: another bench's course a session belongs to ("bench-a/3"); hashed only when not NULL.
+OPEN_FIELDS_V3 = ("course_ref",)
 CLOSE_FIELDS = (
     "outcome", "fault", "message", "device", "dose_ma_min", "dose_source", "host_dose_ma_min",
     "device_dose_ma_min", "prescribed_dose_ma_min", "duration_s", "peak_current_ma", "peak_density_ma_cm2",
@@ -48,7 +50,7 @@ def link_hash(previous: str, kind: str, content: dict[str, Any]) -> str:
 def opening(row: dict[str, Any]) -> dict[str, Any]:
     """The hashed content of a record's opening: the schema-1 fields, and the later ones that are set."""
     content = {k: row[k] for k in OPEN_FIELDS}
-    content.update({k: row[k] for k in OPEN_FIELDS_V2 if row.get(k) is not None})
+    content.update({k: row[k] for k in (*OPEN_FIELDS_V2, *OPEN_FIELDS_V3) if row.get(k) is not None})
     return content
 
 

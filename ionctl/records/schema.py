@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from ionctl.records.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -122,6 +122,21 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
     _harden(db)
 
 
+def _v2_to_v3(db: sqlite3.Connection) -> None:
+    """A record of a session of another bench's course names it clinic-wide (`course_ref`, "bench-a/3": the
+    bench that started it and its id there); a session of this bench's own courses keeps `course_id`. Fixed once
+    the record is open, like the schema-2 opening columns."""
+    for statement in _statements("""
+        ALTER TABLE records ADD COLUMN course_ref TEXT;
+        CREATE INDEX records_course_ref ON records(course_ref) WHERE course_ref IS NOT NULL;
+        CREATE TRIGGER records_v3_fixed BEFORE UPDATE ON records
+        WHEN NEW.course_ref IS NOT OLD.course_ref
+        BEGIN SELECT RAISE(ABORT, 'records are append-only: an open record may only be closed, once'); END;
+    """):
+        db.execute(statement)
+    _harden(db)
+
+
 # REPLACE (`INSERT OR REPLACE`, `UPDATE OR REPLACE`) deletes the rows it conflicts with without firing the
 # DELETE triggers (unless the writer's connection turned `recursive_triggers` on), so every insert or closing
 # that would collide with an existing row is refused before the conflict is resolved. Files made before these
@@ -169,9 +184,9 @@ def _harden(db: sqlite3.Connection) -> None:
 
 
 # `migrate` runs each missing step in its own transaction and bumps `user_version` with it, so a v1 file opened
-# by this ionctl becomes v2 in place, and a v0 (empty) file goes through both steps. Columns a step adds to an
+# by this ionctl becomes v3 in place, and a v0 (empty) file goes through every step. Columns a step adds to an
 # existing table are NULL in older rows and left out of the hashed content when NULL, so old hashes verify.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v0_to_v1, 2: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v0_to_v1, 2: _v1_to_v2, 3: _v2_to_v3}
 
 
 def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:

@@ -13,7 +13,8 @@ One file (default `platformdirs.user_data_dir("ionctl")/records.sqlite3`) in WAL
   checks, adverse reactions, notes, corrections naming the addendum they correct), which may follow a closed
   record the way a chart addendum follows a note. A record whose session energised the patient and has no skin
   check after it is pending (`pending_skin_checks`): the patient's next session waits for it.
-- `courses` (schema 2): treatment courses; a record names its course in `course_id`.
+- `courses` (schema 2): treatment courses; a record names its course in `course_id`, or, for a session of
+  another bench's course, in `course_ref` ("bench-a/3", schema 3: the clinic-wide name).
 - `telemetry`: every sample, appended in batches (at most `FLUSH_EVERY_S` of host time at risk); never
   updated or deleted, and refused for a closed record. At closing, the SHA-256 of the record's telemetry is
   part of the closed record's hashed content, so a telemetry edit after closing breaks the chain too.
@@ -48,6 +49,7 @@ from ionctl.records.chain import (
     GENESIS,
     OPEN_FIELDS,
     OPEN_FIELDS_V2,
+    OPEN_FIELDS_V3,
     TELEMETRY_FIELDS,
     BrokenLink,
     canonical,
@@ -68,9 +70,9 @@ from ionctl.records.summary import RecordSummary
 
 __all__ = [  # what callers import from here, wherever it is defined
     "AUDIT_FIELDS", "CLOSE_FIELDS", "COURSE_FIELDS", "EVENT_FIELDS", "FLUSH_EVERY_S", "GENESIS", "MIGRATIONS",
-    "OPEN_FIELDS", "OPEN_FIELDS_V2", "SCHEMA_VERSION", "TELEMETRY_FIELDS", "BrokenLink", "Record", "RecordSummary",
-    "SessionWriter", "Store", "StoreError", "StoreMissing", "canonical", "default_path", "link_hash", "migrate",
-    "utc_now",
+    "OPEN_FIELDS", "OPEN_FIELDS_V2", "OPEN_FIELDS_V3", "SCHEMA_VERSION", "TELEMETRY_FIELDS", "BrokenLink", "Record",
+    "RecordSummary", "SessionWriter", "Store", "StoreError", "StoreMissing", "canonical", "default_path", "link_hash",
+    "migrate", "utc_now",
 ]  # fmt: skip
 
 #: Telemetry is committed at least this often (host seconds) while samples arrive: < 1 s at risk.
@@ -181,10 +183,11 @@ class Store:
 
     def open_record(self, *, patient: str, operator: str, prescription: dict[str, Any], limits: dict[str, Any],
                     limits_sha256: str, created_utc: str | None = None, config_sha256: str | None = None,
-                    course_id: int | None = None,
+                    course_id: int | None = None, course_ref: str | None = None,
                     before_commit: Callable[[int], None] | None = None) -> int:  # fmt: skip
         """Insert a record's opening (durable on return); its id. `config_sha256` is the site configuration
-        in force, `course_id` the treatment course the session belongs to. `before_commit(id)` runs inside the
+        in force, `course_id` the treatment course the session belongs to (`course_ref`: another bench's course,
+        "bench-a/3"). `before_commit(id)` runs inside the
         write transaction (the session takes its liveness lock there, before any other process can see it)."""
         with self._write():
             gseq, previous = head(self.db)
@@ -194,9 +197,9 @@ class Store:
             row = {"id": int(next_id), "created_utc": created_utc or utc_now(), "patient": patient,
                    "operator": operator, "prescription": _json(prescription), "limits": _json(limits),
                    "limits_sha256": limits_sha256, "open_gseq": gseq + 1, "config_sha256": config_sha256,
-                   "course_id": course_id}  # fmt: skip
+                   "course_id": course_id, "course_ref": course_ref}  # fmt: skip
             digest = link_hash(previous, "open", opening(row))
-            columns = (*OPEN_FIELDS, *OPEN_FIELDS_V2)
+            columns = (*OPEN_FIELDS, *OPEN_FIELDS_V2, *OPEN_FIELDS_V3)
             self.db.execute(
                 f"INSERT INTO records ({', '.join(columns)}, open_hash) VALUES ({', '.join('?' * len(columns))}, ?)",
                 [row[k] for k in columns] + [digest],
@@ -381,8 +384,12 @@ class Store:
             sql, params = sql + " WHERE patient = ?", [patient]
         return [_decoded(row, "plan") for row in self.db.execute(sql + " ORDER BY id", params)]
 
-    def course_records(self, course_id: int) -> list[RecordRow]:
-        """The records of a course's sessions, oldest first (open ones included)."""
+    def course_records(self, course_id: int | None = None, *, ref: str | None = None) -> list[RecordRow]:
+        """The records of a course's sessions, oldest first (open ones included): this store's course
+        `course_id`, or another bench's course `ref` ("bench-a/3")."""
+        if ref is not None:
+            rows = self.db.execute("SELECT * FROM records WHERE course_ref = ? ORDER BY id", (ref,))
+            return [_record_row(row) for row in rows]
         rows = self.db.execute("SELECT * FROM records WHERE course_id = ? ORDER BY id", (course_id,))
         return [_record_row(row) for row in rows]
 

@@ -8,12 +8,21 @@ what the refused session's record holds.
 
 The order is the safety argument of docs/ARCHITECTURE.md: a prescription that breaks a limit is refused,
 naming every limit broken, before any port is opened.
-"""
+
+Clinic-wide courses: at a bench whose site file has `[clinic]`, a course's rules see its sessions at every bench:
+the clinic store's records of the course, with this bench's own in place of the clinic's copies
+(`ionctl.records.clinic.courses.history`). A course is this bench's (`--course 3`, or `--course BENCH/3` naming
+this bench) or another's (`--course bench-a/3`: its content is read from the clinic store, and the session's record
+names it in `course_ref`). When the clinic store cannot be read, `[clinic] offline_courses` decides: "refuse" (the
+default) refuses the course session, naming the setting that would allow an override; "override" lets a supervisor
+set the unchecked rules aside for it, noted in the audit trail as unchecked clinic-wide. A bench without `[clinic]`
+applies its own store's records, as always."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ionctl.treatment.report import summary
@@ -22,6 +31,8 @@ from ionctl.treatment.request import TreatmentRequest, build_prescription
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
     from ionctl.config.people import Identity
+    from ionctl.config.site import ClinicSettings
+    from ionctl.core.courses import CourseStatus
     from ionctl.records import Store
     from ionctl.safety import Prescription, SiteLimits
 
@@ -42,6 +53,8 @@ class Refused(Exception):
         self.limits = limits
         self.violations = violations or []
         self.config_sha256 = config_sha256  # the configuration the refused record names
+        self.course_id: int | None = None  # the course the refused record names (this bench's, or BENCH/ID)
+        self.course_ref: str | None = None
 
 
 class CourseRuleRefused(Refused):
@@ -50,11 +63,37 @@ class CourseRuleRefused(Refused):
     asked for (the front end says how to ask for one)."""
 
     def __init__(self, rule: str, *, denied: str | None, prescription: Prescription, limits: SiteLimits,
-                 config_sha256: str | None = None) -> None:  # fmt: skip
+                 config_sha256: str | None = None, overridable: bool = True) -> None:  # fmt: skip
         message = f"{rule}; override refused: {denied}" if denied is not None else rule
         super().__init__(message, prescription=prescription, limits=limits, config_sha256=config_sha256)
         self.rule = rule
         self.denied = denied
+        self.overridable = overridable  # False: no supervisor may set it aside (the site file says so)
+
+
+#: What the audit entry of an override says when the clinic store could not be read.
+UNCHECKED = "clinic store unreachable: the course rules were not checked clinic-wide"
+
+
+@dataclass(frozen=True)
+class ClinicView:
+    """What the clinic store said of a course as the session was prepared: its records from every bench
+    (`rows`), or None and why (`problem`) if it could not be read. `bench` is this bench's name there."""
+
+    name: str  # the course's clinic-wide name, "bench-a/3"
+    bench: str
+    offline_courses: str
+    rows: tuple[dict[str, Any], ...] | None
+    problem: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether the course is another bench's."""
+        return not self.name.startswith(f"{self.bench}/")
+
+    def unreachable(self) -> str:
+        return (f"course {self.name}: the clinic store cannot be reached ({self.problem}), so the course's "
+                "sessions at other benches cannot be checked")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -65,9 +104,11 @@ class Override:
     reason: str
     rule: str
     operator: str
-    course_id: int | None  # the course whose rule it was
+    course_id: int | None  # the course whose rule it was (this bench's)
     outside_course: bool = False  # a session outside any course, bound by a course of the same preset or drug
     supervisor: Identity | None = field(default=None, compare=False)  # who set it aside; signs the audit entry
+    course_ref: str | None = None  # another bench's course whose rule it was ("bench-a/3")
+    unchecked: str | None = None  # why the rules were not checked clinic-wide (`UNCHECKED`), if they were not
 
     def audit(self) -> dict[str, Any]:
         """The audit entry's details (the supervisor who signs it named among them)."""
@@ -76,6 +117,10 @@ class Override:
             entry["supervisor"] = self.supervisor.name
         if self.outside_course:
             entry.update(course_id=self.course_id, outside_course=True)
+        if self.course_ref is not None:
+            entry["course_ref"] = self.course_ref
+        if self.unchecked is not None:
+            entry["clinic"] = self.unchecked
         return entry
 
 
@@ -92,6 +137,7 @@ class Prepared:
     override: Override | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     operator: Identity | None = field(default=None, compare=False)  # who runs it (None: no store, no record)
+    clinic: ClinicView | None = None  # the course's records at every bench, as read before the session
 
     @property
     def limits(self) -> SiteLimits:
@@ -106,7 +152,8 @@ class Prepared:
         rules unless a supervisor set them aside."""
         rx = self.prescription
         return opening_check(self.config, self.request.course_id, course_rules=self.override is None,
-                             patient=rx.patient_id, preset=self.request.preset, drug=rx.drug)  # fmt: skip
+                             patient=rx.patient_id, preset=self.request.preset, drug=rx.drug, clinic=self.clinic,
+                             course=self.course)  # fmt: skip
 
 
 def prepare(
@@ -135,32 +182,38 @@ def prepare(
         raise Refused(str(exc)) from exc
     if store is not None:
         request = replace(request, operator=_operator(store, operator, config))
+    view: ClinicView | None = None
     try:
         if store is not None:
             require_approved(config, store)
-        course = _course(store, request.course_id) if request.course_id is not None else None
+        request, course, view = _course(store, request, config)
         prescription = build_prescription(request, config, course)
     except (PrescriptionError, ConfigError, ConfigNotApproved, StoreError) as exc:
+        if view is not None and view.rows is None:  # another bench's course, its plan unread: say why first
+            raise Refused(f"{view.unreachable()}; the course's plan cannot be read either: {exc}") from exc
         raise Refused(str(exc)) from exc
     limits = config.limits
     try:
-        validated = validate(prescription, limits, catalog=config.drugs)
-    except PrescriptionRefused as exc:
-        raise Refused(str(exc), prescription=prescription, limits=limits, config_sha256=config.sha256,
-                      violations=[asdict(v) for v in exc.violations]) from exc  # fmt: skip
+        try:
+            validated = validate(prescription, limits, catalog=config.drugs)
+        except PrescriptionRefused as exc:
+            raise Refused(str(exc), prescription=prescription, limits=limits, config_sha256=config.sha256,
+                          violations=[asdict(v) for v in exc.violations]) from exc  # fmt: skip
+        override = _admit(store, request, prescription, config, course, supervisor, view) if store else None
+    except Refused as refused:  # its record names the course, as this bench or the clinic names it
+        refused.course_id, refused.course_ref = request.course_id, request.course_ref
+        raise
     notes: list[str] = []
-    override: Override | None = None
     if store is not None:
-        override = _admit(store, request, prescription, config, course, supervisor)
         if course is not None:
             changed = _preset_changed(config, course)
             if changed:
-                notes.append(f"preset {course['preset']} has changed since course {course['id']} started ({changed}); "
-                             "the preset in force applies")  # fmt: skip
-        else:
+                notes.append(f"preset {course['preset']} has changed since course {course.get('name') or course['id']} "
+                             f"started ({changed}); the preset in force applies")  # fmt: skip
+        elif view is None:
             notes += _courses_in_progress(store, prescription.patient_id)
     return Prepared(request, config, prescription, validated.drug_charge.name.lower(), course, override, tuple(notes),
-                    operator if store is not None else None)  # fmt: skip
+                    operator if store is not None else None, view)  # fmt: skip
 
 
 def _operator(store: Store, operator: Identity | None, config: SiteConfig) -> str:
@@ -184,37 +237,111 @@ def _operator(store: Store, operator: Identity | None, config: SiteConfig) -> st
     return operator.name
 
 
-def _course(store: Store | None, course_id: int) -> dict[str, Any]:
+def _course(store: Store | None, request: TreatmentRequest,
+            config: SiteConfig) -> tuple[TreatmentRequest, dict[str, Any] | None, ClinicView | None]:  # fmt: skip
+    """(the request, its course, what the clinic store said of the course): a `course_ref` naming this bench
+    becomes its `course_id`; with `[clinic]` the course's records at every bench are read (another bench's
+    course's content too: StoreError if the clinic store does not have it). The course is None for another
+    bench's course while the clinic store cannot be read (`view.rows` None); refused at once then if the site
+    file's `offline_courses` is "refuse"."""
     from ionctl.records import StoreError
+    from ionctl.records.clinic.courses import parse_name
 
+    if request.course_id is None and request.course_ref is None:
+        return request, None, None
     if store is None:
         raise StoreError("a course session needs the record store")
-    return store.course(course_id)
+    settings = config.bench.clinic
+    bench, course_id = (None, request.course_id) if request.course_ref is None else parse_name(request.course_ref)
+    assert course_id is not None
+    if bench is not None and (settings is None or bench != settings.bench):
+        if settings is None:
+            raise StoreError(f"course {request.course_ref} is another bench's: reading it needs the clinic store "
+                             "([clinic] in the site file)")  # fmt: skip
+        view, course = read_clinic(settings, bench, course_id, remote=True)
+        if view.rows is not None and course is None:
+            raise StoreError(f"course {request.course_ref} is not in the clinic store (not started there, or not "
+                             "sent yet: `ionctl records sync` at that bench)")  # fmt: skip
+        if view.rows is None and view.offline_courses != "override":
+            raise Refused(f"{view.unreachable()}; {_ALLOW}")
+        return replace(request, course_id=None, course_ref=view.name), course, view
+    request = replace(request, course_id=course_id, course_ref=None)
+    course = store.course(course_id)
+    if settings is None:
+        return request, course, None
+    view, _ = read_clinic(settings, settings.bench, course_id, remote=False)
+    return request, {**course, "name": view.name}, view
+
+
+_ALLOW = "offline_courses = \"override\" in the site file's [clinic] would allow a supervisor's override"
+
+
+def read_clinic(settings: ClinicSettings, bench: str, course_id: int, *,
+                 remote: bool) -> tuple[ClinicView, dict[str, Any] | None]:  # fmt: skip
+    """(what the clinic store holds of course `bench`/`course_id`, its content if `remote`), within the site
+    file's `timeout_s`; a view without rows (and why) if the clinic store cannot be read."""
+    from ionctl.records.clinic import courses as clinic_courses
+    from ionctl.records.clinic.schema import ClinicError
+
+    name = clinic_courses.name(bench, course_id)
+    try:
+        content, rows = clinic_courses.read(settings.store, bench, course_id, timeout_s=settings.timeout_s,
+                                            content=remote)  # fmt: skip
+    except ClinicError as exc:
+        text = str(exc).strip().removeprefix("the clinic store cannot be reached: ")
+        problem = text.splitlines()[0] if text else type(exc).__name__
+        return ClinicView(name, settings.bench, settings.offline_courses, None, problem), None
+    return ClinicView(name, settings.bench, settings.offline_courses, tuple(rows)), content
+
+
+def course_status(store: Store, course: dict[str, Any], view: ClinicView | None, now: datetime) -> CourseStatus:
+    """The course's `CourseStatus` at `now`: from this bench's records of it, with the clinic's from every
+    bench when `view` holds them."""
+    from ionctl.core.courses import evaluate
+    from ionctl.records.clinic.courses import history
+
+    if view is None:
+        return evaluate(course, store.course_records(int(course["id"])), now)
+    local = store.course_records(ref=view.name) if view.remote else store.course_records(int(course["id"]))
+    return evaluate(course, history(view.rows or (), local, view.bench), now)
 
 
 def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, config: SiteConfig,
-           course: dict[str, Any] | None, supervisor: Callable[[], Identity] | None) -> Override | None:  # fmt: skip
-    """None if the course rules allow the session now (a course's own, or, outside any course, those of a
-    course of the patient's of the same preset or drug); the override if a supervisor sets the rule aside;
-    else CourseRuleRefused."""
+           course: dict[str, Any] | None, supervisor: Callable[[], Identity] | None,
+           view: ClinicView | None = None) -> Override | None:  # fmt: skip
+    """None if the course rules allow the session now (a course's own, clinic-wide with `view`, or, outside any
+    course, those of a course of the patient's of the same preset or drug); the override if a supervisor sets
+    the rule aside; else CourseRuleRefused. With the clinic store unreachable (`view.rows` None) a course
+    session is refused, or (offline_courses "override") needs a supervisor's override noted as unchecked."""
     from datetime import UTC, datetime
 
-    from ionctl.core.courses import CourseRefused, check_next, check_outside, conflicting_courses
+    from ionctl.core.courses import CourseRefused, check_outside, clock, conflicting_courses
 
+    unchecked = view is not None and view.rows is None
+    rule: str | None = None
     try:
         if course is not None:
-            check_next(store, course["id"])
-        else:
+            current = course_status(store, course, None if unchecked else view, clock())
+            rule = current.refusal
+        elif not unchecked:
             check_outside(store, prescription.patient_id, preset=request.preset, drug=prescription.drug)
-        return None
     except CourseRefused as exc:
         rule = str(exc)
+    if view is not None and unchecked:
+        local = f" (and at this bench: {rule})" if rule else ""
+        rule = f"{view.unreachable()}{local}"
+        if view.offline_courses != "override":
+            raise CourseRuleRefused(f"{rule}; {_ALLOW}", denied=None, prescription=prescription, limits=config.limits,
+                                    config_sha256=config.sha256, overridable=False)  # fmt: skip
+    if rule is None:
+        return None
     by = authorise_override(request.override_reason, supervisor,
                             refusal=CourseRuleRefused(rule, denied=None, prescription=prescription,
                                                       limits=config.limits, config_sha256=config.sha256))  # fmt: skip
     assert request.override_reason is not None
-    if course is not None:
-        return Override(request.override_reason, rule, request.operator, course["id"], supervisor=by)
+    if view is not None or course is not None:
+        return Override(request.override_reason, rule, request.operator, request.course_id, supervisor=by,
+                        course_ref=request.course_ref, unchecked=UNCHECKED if unchecked else None)  # fmt: skip
     held = conflicting_courses(store, prescription.patient_id, preset=request.preset, drug=prescription.drug,
                                now=datetime.now(UTC))  # fmt: skip
     return Override(request.override_reason, rule, request.operator, held[0][0] if held else None,
@@ -228,7 +355,7 @@ def authorise_override(reason: str | None, supervisor: Callable[[], Identity] | 
     with why the override was refused when one was asked for."""
     from ionctl.config.people import Act
 
-    if not reason:
+    if not reason or not refusal.overridable:
         raise refusal
     try:
         if supervisor is None:
@@ -243,17 +370,28 @@ def authorise_override(reason: str | None, supervisor: Callable[[], Identity] | 
 
 
 def opening_check(config: SiteConfig, course_id: int | None, *, course_rules: bool, patient: str | None = None,
-                  preset: str | None = None, drug: str | None = None) -> Callable[[Store], None]:  # fmt: skip
+                  preset: str | None = None, drug: str | None = None, clinic: ClinicView | None = None,
+                  course: dict[str, Any] | None = None) -> Callable[[Store], None]:  # fmt: skip
     """What to check again as the record opens (`Recorder.open`): the configuration is still the approved one,
     and the course (unless a supervisor overrode its rules) still allows a session; a session outside any
-    course (given its `patient`, `preset` and `drug`) is still not bound by a course in progress."""
+    course (given its `patient`, `preset` and `drug`) is still not bound by a course in progress.
+
+    Clinic-wide (`clinic` with its rows, and the `course`), this bench's records of the course are read again
+    here, inside the opening's write transaction, and the clinic's are those read just before: nothing about a
+    session may wait on the network. So two benches starting sessions of the same course within the same few
+    seconds are not prevented from both running, only recorded (both records name the course, and both count
+    in its rules from then on); two sessions at one bench are prevented, as without a clinic store."""
 
     def check(store: Store) -> None:
         from ionctl.config import require_approved
-        from ionctl.core.courses import check_next, check_outside
+        from ionctl.core.courses import CourseRefused, check_next, check_outside, clock
 
         require_approved(config, store)
-        if course_id is not None and course_rules:
+        if course_rules and clinic is not None and clinic.rows is not None and course is not None:
+            refusal = course_status(store, course, clinic, clock()).refusal
+            if refusal is not None:
+                raise CourseRefused(refusal)
+        elif course_id is not None and course_rules:
             check_next(store, course_id)
         elif course_id is None and course_rules and patient is not None:
             check_outside(store, patient, preset=preset, drug=drug)

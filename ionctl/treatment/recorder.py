@@ -51,7 +51,7 @@ class Recorder:
 
     @classmethod
     def open(cls, store: Store, prescription: Prescription, limits: SiteLimits, err: TextIO, *,
-             config_sha256: str | None = None, course_id: int | None = None,
+             config_sha256: str | None = None, course_id: int | None = None, course_ref: str | None = None,
              check: Callable[[Store], None] | None = None) -> Recorder | None:  # fmt: skip
         """The record's opening, durable on return; None (after saying why) if it cannot be written, or if
         `check(store)` raises: it runs inside the opening's write transaction, so what it checks (the approval,
@@ -78,7 +78,7 @@ class Recorder:
                 patient=prescription.patient_id, operator=prescription.operator_id,
                 prescription=prescription_dict(prescription), limits=site.values() if site is not None else {},
                 limits_sha256=site.sha256 if site is not None else "", config_sha256=config_sha256,
-                course_id=course_id, before_commit=before_commit,
+                course_id=course_id, course_ref=course_ref, before_commit=before_commit,
             )  # fmt: skip
         except (ConfigNotApproved, CourseRefused) as exc:
             for lock in locks:
@@ -184,12 +184,12 @@ class Recorder:
 
 def record_refusal(store: Store | None, report: Report, prescription: Prescription, limits: SiteLimits, err: TextIO,
                    *, config_sha256: str | None = None, course_id: int | None = None, operator: Identity | None = None,
-                   anchor: Path | None = None) -> Report:  # fmt: skip
+                   anchor: Path | None = None, course_ref: str | None = None) -> Report:  # fmt: skip
     """Open and at once close the record of a session refused before the device was touched (each limit broken
     a note), signed by its `operator` as a session's is; the report, with its record. No store: the report as
     it is."""
-    recorder = Recorder.open(store, prescription, limits, err, config_sha256=config_sha256,
-                             course_id=course_id) if store is not None else None  # fmt: skip
+    recorder = Recorder.open(store, prescription, limits, err, config_sha256=config_sha256, course_id=course_id,
+                             course_ref=course_ref) if store is not None else None  # fmt: skip
     if recorder is not None:
         try:
             for v in report.violations:

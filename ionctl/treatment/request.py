@@ -45,6 +45,7 @@ class TreatmentRequest:
     protocol_class: str | None = None
     reverse_at_midpoint: bool = False
     course_id: int | None = None
+    course_ref: str | None = None  # another bench's course, clinic-wide ("bench-a/3"; `prepare` resolves this bench's)
     override_reason: str | None = None  # a supervisor (logged in) sets a course rule aside, for this reason
     accept_no_watchdog: bool = False
     db: str | None = None  # the record store as the front end named it (shown in the report)

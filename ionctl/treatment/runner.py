@@ -73,6 +73,7 @@ class SessionRunner:
     say: Callable[[str], None] | None = None
     config_sha256: str | None = None
     course_id: int | None = None
+    course_ref: str | None = None  # another bench's course ("bench-a/3")
     override: Override | None = None
     opening_check: Callable[[Store], None] | None = None
     skin_check_before: SkinCheck | None = None  # recorded as an addendum once the record is open
@@ -90,6 +91,7 @@ class SessionRunner:
         (`options` give the rest, or replace these)."""
         request = prepared.request
         given: dict[str, Any] = {"config_sha256": prepared.config.sha256, "course_id": request.course_id,
+                                 "course_ref": request.course_ref,
                                  "override": prepared.override, "opening_check": prepared.opening_check(),
                                  "accept_no_watchdog": request.accept_no_watchdog, "db": request.db,
                                  "device": request.device, "operator": prepared.operator,
@@ -111,7 +113,8 @@ class SessionRunner:
             return self._on_device()
         said = io.StringIO()
         recorder = Recorder.open(self.store, self.prescription, self.limits, said, config_sha256=self.config_sha256,
-                                 course_id=self.course_id, check=self.opening_check)  # fmt: skip
+                                 course_id=self.course_id, course_ref=self.course_ref,
+                                 check=self.opening_check)  # fmt: skip
         self._tell_messages(said.getvalue())
         if recorder is None:
             return self._not_started("not started: the session record could not be opened: "

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,15 +14,20 @@ from tests.pg import REQUIRE, PostgresServer, PostgresUnavailable
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL cluster for the session's clinic tests (each test makes its own database)."""
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session's clinic tests (each test makes its own database). Its
+    folder is a temporary folder of its own, not under pytest's: each pytest run that starts makes pytest's root
+    folder 0700 again, which would take the server account's way to its data away in the middle of a run."""
+    parent = Path(tempfile.mkdtemp(prefix="ionctl-clinic-"))
     try:
-        with PostgresServer.started(tmp_path_factory.mktemp("clinic")) as server:
+        with PostgresServer.started(parent) as server:
             yield server
     except PostgresUnavailable as exc:
         if os.environ.get(REQUIRE) == "1":
             pytest.fail(f"the clinic store's tests need a PostgreSQL server: {exc}")
         pytest.skip(str(exc))
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

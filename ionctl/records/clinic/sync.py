@@ -214,10 +214,7 @@ def _send(clinic: Any, db: sqlite3.Connection, bench: str, links: list[Link], pu
     for link in links:
         if link.kind == "close" and link.record_id is not None:
             flush()
-            with clinic.cursor().copy(f"COPY {SCHEMA}.telemetry (bench, record_id, n, line) FROM STDIN") as copy:
-                for n, line in enumerate(telemetry_lines(db, link.record_id)):
-                    copy.write_row((bench, link.record_id, n, line))
-                    pushed.samples += 1
+            pushed.samples += _copy_telemetry(clinic, db, bench, link.record_id)
             pushed.closings += 1
         pending.append((bench, link.gseq, link.kind, link.content, link.hash))
         pushed.kinds[link.kind] = pushed.kinds.get(link.kind, 0) + 1
@@ -225,6 +222,32 @@ def _send(clinic: Any, db: sqlite3.Connection, bench: str, links: list[Link], pu
         if link.kind == "close":
             flush()
     flush()
+
+
+#: Samples per chunk of COPY text handed to the server connection.
+COPY_CHUNK = 2000
+BACKSLASH = "\\"
+
+
+def _copy_telemetry(clinic: Any, db: sqlite3.Connection, bench: str, record_id: int) -> int:
+    """COPY a record's telemetry lines in; how many. The rows are written as COPY's text format in chunks: a
+    canonical line never holds a tab, newline or carriage return (JSON writes them as escapes), so only its
+    backslashes need doubling, and the bench and record id are the same on every row."""
+    if any(c in bench for c in "\t\n\r\\"):  # a bench name never has these (site.py's pattern); be sure
+        raise ValueError(f"bench name {bench!r}")
+    head = f"{bench}\t{record_id}\t"
+    count = 0
+    chunk: list[str] = []
+    with clinic.cursor().copy(f"COPY {SCHEMA}.telemetry (bench, record_id, n, line) FROM STDIN") as copy:
+        for n, line in enumerate(telemetry_lines(db, record_id)):
+            chunk.append(f"{head}{n}\t{line.replace(BACKSLASH, BACKSLASH * 2)}\n")
+            if len(chunk) >= COPY_CHUNK:
+                copy.write("".join(chunk))
+                chunk.clear()
+            count += 1
+        if chunk:
+            copy.write("".join(chunk))
+    return count
 
 
 @contextmanager
