@@ -20,7 +20,7 @@ from ionctl.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The commands `ionctl --help` lists, each a module of its own in ionctl/cli/.
-COMMANDS = ("run", "demo", "sim", "devices", "protocol", "console", "records", "config", "course", "users")
+COMMANDS = ("run", "demo", "sim", "devices", "protocol", "console", "records", "config", "course", "users", "clinic")
 
 
 def ionctl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ionctl import __version__
-from ionctl.cli import config, console, course, demo, devices, protocol, records, run, sim, users
+from ionctl.cli import clinic, config, console, course, demo, devices, protocol, records, run, sim, users
 from ionctl.core.vocabulary import ExitCode
 
 
@@ -31,7 +31,7 @@ class Command(Protocol):
 
 
 #: Every command, in the order `ionctl --help` lists them. `records addendum` is registered by `records`.
-COMMANDS: tuple[Command, ...] = (run, demo, sim, devices, protocol, console, records, config, course, users)
+COMMANDS: tuple[Command, ...] = (run, demo, sim, devices, protocol, console, records, config, course, users, clinic)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ionctl.cli import addendum
+from ionctl.cli import addendum, sync
 from ionctl.core.vocabulary import ExitCode
 
 if TYPE_CHECKING:
@@ -119,6 +119,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sign.set_defaults(records_handler=_sign)
     records.set_defaults(handler=main)
     addendum.register(actions)  # `records addendum`: its own module, its own main (which opens the store here)
+    sync.add_action(actions)  # `records sync`: its own module, its own main (the store read only, no recovery)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -335,6 +335,7 @@ class ConsoleApp(App[None]):
             notify=lambda event: self.post_message(SessionEvent(event)),
             opening_check=prepared.opening_check(), override=prepared.override,
             operator=prepared.operator, anchor=prepared.config.accounts.anchor,
+            clinic_site=prepared.config.path if prepared.config.bench.clinic else None,
         )  # fmt: skip
         flow.controller, flow.source = controller, None  # the controller owns (and closes) the device now
         self.switch_screen(RunScreen(controller))

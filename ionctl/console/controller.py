@@ -192,6 +192,7 @@ class SessionController:
         override: Override | None = None,
         operator: Identity | None = None,
         anchor: Path | None = None,
+        clinic_site: Path | None = None,
     ) -> None:
         self.source = source
         self.prescription = prescription
@@ -206,6 +207,7 @@ class SessionController:
         self.opening_check = opening_check  # checked as the record opens (`ionctl.treatment.opening_check`)
         self.override = override
         self.operator, self.anchor = operator, anchor  # who signs the closed record; where its checkpoint goes
+        self.clinic_site = clinic_site  # a site file with [clinic]: the closed record is pushed by a detached sync
         self.messages = io.StringIO()  # what the recorder says about the record (failures), for the end screen
         self.report: Report | None = None
         self.session: Session | None = None
@@ -276,7 +278,7 @@ class SessionController:
                 config_sha256=self.config_sha256, course_id=self.course_id, override=self.override,
                 opening_check=self.opening_check, skin_check_before=self.skin_check_before, reconnect=self.reconnect,
                 accept_no_watchdog=self.accept_no_watchdog, display=self, watch=self._watch,
-                operator=self.operator, anchor=self.anchor,
+                operator=self.operator, anchor=self.anchor, clinic_site=self.clinic_site,
             )  # fmt: skip
             report = runner.run()
         finally:

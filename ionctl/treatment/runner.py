@@ -83,6 +83,7 @@ class SessionRunner:
     watch: Watch = no_watch
     operator: Identity | None = None
     anchor: Path | None = None
+    clinic_site: Path | None = None  # a site file with [clinic]: a detached sync pushes the record once closed
 
     @classmethod
     def of(cls, prepared: Prepared, open_source: Callable[[], CurrentSource], **options: Any) -> SessionRunner:
@@ -94,7 +95,9 @@ class SessionRunner:
                                  "override": prepared.override, "opening_check": prepared.opening_check(),
                                  "accept_no_watchdog": request.accept_no_watchdog, "db": request.db,
                                  "device": request.device, "operator": prepared.operator,
-                                 "anchor": prepared.config.accounts.anchor}  # fmt: skip
+                                 "anchor": prepared.config.accounts.anchor,
+                                 "clinic_site": prepared.config.path if prepared.config.bench.clinic else None,
+                                 }  # fmt: skip
         return cls(prepared.prescription, prepared.limits, open_source, **{**given, **options})
 
     def __post_init__(self) -> None:
@@ -125,7 +128,22 @@ class SessionRunner:
         finally:
             recorder.release()  # the next session may start: the sign-off and the checkpoint hold nothing of it
         recorder.sign_off(report, self.operator, self.anchor)  # bounded in time; a failure is a notice
+        self._sync_to_clinic(self.store)
         return report
+
+    def _sync_to_clinic(self, store: Store) -> None:
+        """With a clinic store: start `ionctl records sync` detached, never waited for (a session never depends on
+        the network: docs/ARCHITECTURE.md, "The clinic store"); if it cannot start, a notice says so."""
+        if self.clinic_site is None:
+            return
+        from ionctl.records.clinic.spawn import start_sync
+
+        try:
+            note = start_sync(store.path, self.clinic_site)
+        except Exception as exc:  # noqa: BLE001 - the session is over and its record closed: a notice at most
+            note = f"the clinic store sync could not be started ({exc})"
+        if note is not None:
+            self._tell_messages(f"ionctl run: notice: {note}\n")
 
     # -- the steps ----------------------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ record closes (`spawn`), and `ionctl records sync [--watch]` catches up after an
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,11 @@ class ClinicUnreachable(ClinicError):
 
 class SyncConflict(ClinicError):
     """The clinic holds different content under a number this bench has used: reported, never overwritten."""
+
+
+class NotSetUp(ClinicError):
+    """The clinic store is reachable but this bench cannot use it: no schema there yet, or a login not granted
+    the bench role. Fixed by the clinic's database administrator, not by retrying."""
 
 
 class LinkRefused(ClinicError):
@@ -59,6 +65,13 @@ def connect(conninfo: str, *, timeout_s: float = 5.0) -> Any:
     try:
         return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(1, round(timeout_s)),
                                application_name="ionctl sync")  # fmt: skip
+    except psycopg.errors.UndefinedTable as exc:
+        raise NotSetUp("the clinic store has no ionctl schema: the clinic's database administrator runs "
+                       "`ionctl clinic init` once") from exc  # fmt: skip
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise NotSetUp(f"the clinic store refused this login: {_first_line(exc)} (the database administrator "
+                       "grants it ionctl_bench: `ionctl clinic init ... --bench-login ROLE`, or GRANT ionctl_bench "
+                       "TO ROLE)") from exc  # fmt: skip
     except psycopg.OperationalError as exc:
         raise ClinicUnreachable(f"the clinic store cannot be reached: {_first_line(exc)}") from exc
 
@@ -82,8 +95,13 @@ def register(clinic: Any, db: sqlite3.Connection, bench: str) -> bool:
     if row is None:
         raise SyncConflict(f"this store is already in the clinic store as bench {other[0]!r}, not {bench!r}")
     if row[0] != first:
-        _alarm(clinic, bench, None, "bench name taken",
-               f"bench {bench!r} is another store (its first link {row[0]}); this store's is {first}")
+        _alarm(
+            clinic,
+            bench,
+            None,
+            "bench name taken",
+            f"bench {bench!r} is another store (its first link {row[0]}); this store's is {first}",
+        )
         raise SyncConflict(f"bench {bench!r} in the clinic store is another store: name this bench otherwise "
                            "([clinic] bench in the site file)")  # fmt: skip
     return True
@@ -117,7 +135,7 @@ def push(db: sqlite3.Connection, clinic: Any, bench: str, *, batch: int = BATCH,
         if not register(clinic, db, bench):
             return pushed
         while True:
-            with clinic.transaction():
+            with clinic.transaction(), _snapshot(db):
                 clinic.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"ionctl bench {bench}",))
                 gseq, previous = clinic_head(clinic, bench)
                 pushed.head = gseq
@@ -144,13 +162,23 @@ def push(db: sqlite3.Connection, clinic: Any, bench: str, *, batch: int = BATCH,
                 progress(pushed)
     except _Conflict as exc:
         _alarm(clinic, bench, exc.gseq, "different content under the same number", exc.detail)
-        raise SyncConflict(f"bench {bench!r}, {exc.detail}: reported to the clinic store, nothing overwritten") \
-            from None
+        raise SyncConflict(
+            f"bench {bench!r}, {exc.detail}: reported to the clinic store, nothing overwritten"
+        ) from None
     except psycopg.errors.CheckViolation as exc:
         raise LinkRefused(f"the clinic store refused a link of bench {bench!r}: {_first_line(exc)}") from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise NotSetUp("the clinic store has no ionctl schema: the clinic's database administrator runs "
+                       "`ionctl clinic init` once") from exc  # fmt: skip
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise NotSetUp(f"the clinic store refused this login: {_first_line(exc)} (the database administrator "
+                       "grants it ionctl_bench: `ionctl clinic init ... --bench-login ROLE`, or GRANT ionctl_bench "
+                       "TO ROLE)") from exc  # fmt: skip
     except psycopg.OperationalError as exc:
         raise ClinicUnreachable(f"the clinic store went away during the sync: {_first_line(exc)} "
                                 f"(kept: up to link {pushed.head})") from exc  # fmt: skip
+    except psycopg.Error as exc:  # anything else the server says: one line, not a traceback
+        raise ClinicError(f"the clinic store failed: {_first_line(exc)}") from exc
     return pushed
 
 
@@ -175,7 +203,7 @@ def _verify_here(bench: str, previous: str, gseq: int, links: list[Link]) -> Non
 
 
 def _send(clinic: Any, db: sqlite3.Connection, bench: str, links: list[Link], pushed: Pushed) -> None:
-    insert = (f"INSERT INTO {SCHEMA}.links (bench, gseq, kind, content, hash) VALUES (%s, %s, %s, %s, %s)")
+    insert = f"INSERT INTO {SCHEMA}.links (bench, gseq, kind, content, hash) VALUES (%s, %s, %s, %s, %s)"
     pending: list[tuple[Any, ...]] = []
 
     def flush() -> None:
@@ -221,3 +249,76 @@ def _copy_telemetry(clinic: Any, db: sqlite3.Connection, bench: str, record_id: 
             copy.write("".join(chunk))
     return count
 
+
+@contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction over this store for a round: its links come from one snapshot, so a session
+    committing a link meanwhile never shows as a gap between the tables read one after another."""
+    began = not db.in_transaction
+    if began:
+        db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if began and db.in_transaction:
+            db.execute("COMMIT")
+
+
+def unsent(db: sqlite3.Connection, head: int) -> int:
+    """How many links of this store come after the clinic's head for it (not sent yet)."""
+    from ionctl.records.chain import head as local_head
+
+    with _snapshot(db):
+        gseq, _ = local_head(db)
+    return max(0, gseq - head)
+
+
+@dataclass(frozen=True)
+class BenchState:
+    """One bench as the clinic store holds it: its last link, when that arrived, and who sent it."""
+
+    bench: str
+    gseq: int
+    received: str
+    received_by: str
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A row of `ionctl.conflicts`: what a sync refused to store, for the clinic's administrator."""
+
+    id: int
+    bench: str
+    gseq: int | None
+    what: str
+    detail: str
+    seen: str
+
+
+def benches(clinic: Any) -> list[BenchState]:
+    """Every bench the clinic store knows, with its last link (0 and "-" for a bench with none yet)."""
+    rows = clinic.execute(
+        f"SELECT b.bench, coalesce(l.gseq, 0), coalesce(l.received::text, '-'), coalesce(l.received_by, '-') "
+        f"FROM {SCHEMA}.benches b LEFT JOIN LATERAL (SELECT gseq, received, received_by FROM {SCHEMA}.links "
+        f"WHERE bench = b.bench ORDER BY gseq DESC LIMIT 1) l ON true ORDER BY b.bench"
+    ).fetchall()
+    return [BenchState(str(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def conflicts(clinic: Any) -> list[Conflict]:
+    """Every conflict the clinic store has on record, oldest first (the table is append-only: all of them)."""
+    rows = clinic.execute(f"SELECT id, bench, gseq, what, detail, seen::text FROM {SCHEMA}.conflicts "
+                          "ORDER BY id").fetchall()  # fmt: skip
+    return [Conflict(int(r[0]), str(r[1]), None if r[2] is None else int(r[2]), str(r[3]), str(r[4]), str(r[5]))
+            for r in rows]  # fmt: skip
+
+
+def schema_version(clinic: Any) -> int | None:
+    """The clinic store's schema version, or None where `ionctl clinic init` has not been run."""
+    import psycopg
+
+    try:
+        row = clinic.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'schema_version'").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return None if row is None else int(row[0])
