@@ -254,7 +254,7 @@ def clinic_store(work: Path, source: Path | None) -> None:
         psql = [str(server.bin / "psql"), "-v", "ON_ERROR_STOP=1", "-X", "-q", server.conninfo()]
         made = run(psql + ["-c", "CREATE ROLE bench_a LOGIN"], cwd=work)
         check(made.returncode == 0, f"psql CREATE ROLE: {made.stderr}")
-        ok("clinic", "init", server.conninfo(), "--bench-login", "bench_a")
+        ok("clinic", "init", server.conninfo(), "--bench", "bench-a=bench_a")
         site.write_text(site.read_text() + f'\n[clinic]\nstore = "{server.conninfo(user="bench_a")}"\n'
                         'bench = "bench-a"\n')  # fmt: skip
         common = ("--db", str(db), "--config", str(site))

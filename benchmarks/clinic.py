@@ -160,7 +160,7 @@ def clinic_ingest_vs_copy(quick: bool) -> list[dict[str, Any]]:
         try:
             with clinic_server(folder) as server:
                 bench_logins(server, ["bench_a"])
-                initialise(server.conninfo(dbname=CLINIC_DB), logins=("bench_a",))
+                initialise(server.conninfo(dbname=CLINIC_DB), benches={bench: "bench_a"})
                 copy_before_s, moved_before = _bare_copy_of_samples(server, store, bench, "bare_before")
                 lines_copy_s = _bare_copy(server, rows, "bare_lines")
                 clinic = connect(server.conninfo(dbname=CLINIC_DB, user="bench_a"))

@@ -135,7 +135,7 @@ def clinic_sync_lag_ms(quick: bool) -> list[dict[str, Any]]:
             with clinic_server(Path(directory)) as server:
                 logins = [n.replace("-", "_") for n in names]
                 bench_logins(server, logins)
-                initialise(server.conninfo(dbname=CLINIC_DB), logins=tuple(logins))
+                initialise(server.conninfo(dbname=CLINIC_DB), benches=dict(zip(names, logins, strict=True)))
                 done = threading.Event()
                 observer = threading.Thread(target=_observe, args=(server.conninfo(dbname=CLINIC_DB), seen, done))
                 spawn = multiprocessing.get_context("spawn")

@@ -1,10 +1,13 @@
-"""`ionctl clinic`: set up the clinic's PostgreSQL store once (`init`) and see where every bench stands (`status`).
+"""`ionctl clinic`: set up the clinic's PostgreSQL store once (`init`), bind each bench to its login (`init --bench`,
+`add-bench`), and see where every bench stands (`status`).
 
 `init CONNINFO` is the clinic's database administrator's, run once: it creates the `ionctl` schema, its roles and
-triggers (`ionctl.records.clinic.schema.initialise`) and grants existing login roles the bench role (INSERT and
-SELECT only) or the reader role (SELECT only). The connection string carries no password: libpq finds it in a
-service file or `PGPASSFILE`. `status` reads the clinic store the site file's `[clinic]` names: each bench's last
-link and when it arrived, this bench's links not sent yet, and every conflict on record.
+triggers (`ionctl.records.clinic.schema.initialise`), binds each bench name to the existing login role that sends
+for it (granted the bench role: SELECT, and INSERT of what a bench sends, for its own benches only) and grants
+the reader role (SELECT only). `add-bench CONNINFO BENCH=LOGIN` binds another bench later. The connection string
+carries no password: libpq finds it in a service file or `PGPASSFILE`. `status` reads the clinic store the site
+file's `[clinic]` names: each bench's last link and when it arrived, this bench's links not sent yet, and every
+conflict on record.
 
 Exit codes: 0 done; 2 refused (the schema is there already, a role that does not exist, a login that may not,
 no `[clinic]` in the site file, a clinic store not set up); 3 the server could not be reached (as `ionctl records
@@ -32,15 +35,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "init", help="create the schema, roles and grants (the clinic's database administrator, once)",
         description="Create the ionctl schema in the database CONNINFO names (a libpq connection string or URI, no "
         "password: use a service file or PGPASSFILE), the roles ionctl_owner (owns it, cannot log in), "
-        "ionctl_bench (SELECT and INSERT only) and ionctl_reader (SELECT only), and grant them to existing login "
-        "roles. Refused, changing nothing, if the schema is there already or a named role does not exist.",
+        "ionctl_bench (SELECT, and INSERT of what a bench sends) and ionctl_reader (SELECT only), bind benches to "
+        "their logins and grant the roles. Refused, changing nothing, if the schema is there already or a named "
+        "role does not exist.",
     )  # fmt: skip
     init.add_argument("conninfo", metavar="CONNINFO", help="the clinic database, as the administrator reaches it")
-    init.add_argument("--bench-login", action="append", default=[], metavar="ROLE",
-                      help="an existing login role for a bench PC: granted ionctl_bench (repeatable)")  # fmt: skip
+    init.add_argument("--bench", action="append", default=[], metavar="BENCH=LOGIN", type=_binding,
+                      help="bind a bench name (as its site file's [clinic] bench says) to the existing login role "
+                      "that sends for it, which is granted ionctl_bench (repeatable)")  # fmt: skip
     init.add_argument("--reader-login", action="append", default=[], metavar="ROLE",
                       help="an existing login role for reports: granted ionctl_reader (repeatable)")  # fmt: skip
     init.set_defaults(clinic_handler=_init)
+    add = actions.add_parser(
+        "add-bench", help="bind another bench name to the login that sends for it (the database administrator)",
+        description="Bind BENCH (as its site file's [clinic] bench says) to the existing login role LOGIN, which "
+        "is granted ionctl_bench: that login then sends for that bench, and no other login can.",
+    )  # fmt: skip
+    add.add_argument("conninfo", metavar="CONNINFO", help="the clinic database, as the administrator reaches it")
+    add.add_argument("binding", metavar="BENCH=LOGIN", type=_binding, help="e.g. bench-c=bench_c")
+    add.set_defaults(clinic_handler=_add_bench)
     status = actions.add_parser(
         "status", help="each bench's last link in the clinic store, this bench's links not sent, conflicts",
         description="Read the clinic store [clinic] in the site file names: each bench's last link and when it "
@@ -73,7 +86,7 @@ def _init(args: argparse.Namespace) -> int:
         _say(str(exc))
         return UNREACHABLE
     try:
-        done = initialise(args.conninfo, logins=tuple(args.bench_login), readers=tuple(args.reader_login))
+        done = initialise(args.conninfo, benches=dict(args.bench), readers=tuple(args.reader_login))
     except ClinicError as exc:
         _say(str(exc))
         return ExitCode.REFUSED
@@ -81,6 +94,32 @@ def _init(args: argparse.Namespace) -> int:
         print(line)
     print("done: benches name this database in their site file's [clinic] store, and `ionctl records sync` "
           "sends their records")  # fmt: skip
+    return ExitCode.OK
+
+
+def _binding(text: str) -> tuple[str, str]:
+    from ionctl.records.clinic.schema import parse_binding
+
+    try:
+        return parse_binding(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_bench(args: argparse.Namespace) -> int:
+    from ionctl.records.clinic.schema import ClinicError, add_bench
+    from ionctl.records.clinic.sync import ClinicUnreachable, connect
+
+    try:
+        connect(args.conninfo).close()
+    except ClinicUnreachable as exc:
+        _say(str(exc))
+        return UNREACHABLE
+    try:
+        print(add_bench(args.conninfo, *args.binding))
+    except ClinicError as exc:
+        _say(str(exc))
+        return ExitCode.REFUSED
     return ExitCode.OK
 
 

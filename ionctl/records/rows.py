@@ -44,3 +44,4 @@ class RecordRow(TypedDict):
     chain_hash: str | None
     config_sha256: str | None
     course_id: int | None
+    course_ref: str | None  # schema 3: another bench's course, "BENCH/ID"

@@ -426,6 +426,8 @@ def _admit(store: Store, request: TreatmentRequest, prescription: Prescription, 
             check_outside(store, patient, preset=request.preset, drug=prescription.drug)
     except CourseRefused as exc:
         rule = str(exc)
+    if offline_outside and rule is not None and outside is not None:
+        rule = f"{rule}; {outside_note(outside)}"
     if gap is not None:
         local = f" (and at this bench: {rule})" if rule else ""
         rule = f"{gap.unreachable()}{local}"

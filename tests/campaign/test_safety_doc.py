@@ -16,6 +16,7 @@ DOC = ROOT / "docs" / "SAFETY.md"
 #: `tests/path.py::test_name`, or `tests/path.py` for a whole file of tests.
 CITATION = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`")
 HAZARDS = ["impersonation", "record forgery", "truncation of the records", "brute force of a password",
+           "a course rule blind to another bench", "a clinic store that lies or loses",
            "over-current", "excessive density", "excessive dose", "wrong polarity", "abrupt current change",
            "open electrode", "short", "compliance", "lost link", "host crash", "device reboot", "stuck output",
            "sensor drift", "corrupted bytes", "tampered records", "unauthorised limit change"]  # fmt: skip

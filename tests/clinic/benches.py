@@ -12,6 +12,7 @@ from ionctl.records.clinic.schema import initialise
 from ionctl.records.clinic.sync import connect, push
 from ionctl.records.skin import NOTE, Addendum
 from ionctl.records.summary import RecordSummary
+from tests.clinic.syncing import bound_to
 from tests.people import SUPERVISOR, TECHNICIAN, Clinic, make_clinic
 
 
@@ -51,7 +52,7 @@ def bench_store(folder: Path, patient: str, records: int = 2) -> tuple[Clinic, P
 
 
 def clinic_store(conninfo: str) -> None:
-    initialise(conninfo)
+    initialise(conninfo, benches=bound_to("postgres"))
 
 
 def push_store(path: Path, conninfo: str, bench: str) -> Any:

@@ -21,6 +21,13 @@ from ionctl.records.clinic.schema import initialise
 from tests.pg import PostgresServer
 
 BENCH_LOGIN = "ionctl_test_bench"
+#: The bench names the clinic tests use, each bound to the login that sends for it (`initialise(benches=...)`).
+TEST_BENCHES = ("bench-a", "bench-b", "bench-c", "bench-demo", "bench-o", "bench-r")
+
+
+def bound_to(login: str) -> dict[str, str]:
+    """Every test bench bound to `login` (the superuser `postgres` for tests that push as it)."""
+    return dict.fromkeys(TEST_BENCHES, login)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,7 +45,7 @@ def set_up(postgres: PostgresServer, clinic_db: str) -> ClinicStore:
     with psycopg.connect(postgres.conninfo(), autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (BENCH_LOGIN,)).fetchone() is None:
             admin.execute(f"CREATE ROLE {BENCH_LOGIN} LOGIN")
-    initialise(clinic_db, logins=(BENCH_LOGIN,))
+    initialise(clinic_db, benches=bound_to(BENCH_LOGIN))
     dbname = dbname_of(clinic_db)
     return ClinicStore(clinic_db, postgres.conninfo(dbname=dbname, user=BENCH_LOGIN), dbname)
 

@@ -14,6 +14,7 @@ import pytest
 from ionctl.records import Store
 from ionctl.records.clinic.courses import FORKED, connection_options, history
 from ionctl.records.clinic.schema import SCHEMA, initialise
+from tests.clinic.syncing import bound_to
 from tests.clinic.test_courses import (
     DAY,
     OVERRIDE,
@@ -36,7 +37,7 @@ from tests.sim.endpoints import running_sim
 
 @pytest.fixture
 def clinic(clinic_db: str) -> str:
-    initialise(clinic_db)
+    initialise(clinic_db, benches=bound_to("postgres"))
     return clinic_db
 
 
@@ -58,7 +59,6 @@ def test_a_session_outside_any_course_at_another_bench_is_bound_by_the_course(
     postgres: PostgresServer,
 ) -> None:  # fmt: skip
     a, b = bench(tmp_path / "a", "bench-a", clinic), bench(tmp_path / "b", "bench-b", clinic)
-    o = bench(tmp_path / "o", "bench-o", clinic, "override")
     code, _, err = ionctl(monkeypatch, capsys, "course", "start", "--patient", PATIENT, "--preset", "dexamethasone",
                           "--sessions", "3", "--min-interval-days", "3", "--electrode-area", "10",
                           "--config", str(a.config), "--operator", TECHNICIAN, "--password-stdin")  # fmt: skip
@@ -84,27 +84,22 @@ def test_a_session_outside_any_course_at_another_bench_is_bound_by_the_course(
         (entry,) = store.audit(action="course-override")
         assert entry["actor"] == SUPERVISOR and entry["detail"]["outside_course"] is True
         assert entry["detail"]["course_ref"] == "bench-a/1" and "clinic" not in entry["detail"]
-    # With the clinic server down, a session outside any course is refused (refuse), or needs a noted override.
+    # With the clinic server down, a session outside any course is judged on this bench's courses and says so
+    # (only course sessions wait on offline_courses): at bench B, which holds none, it runs with the note; at
+    # bench A its own course still binds it.
+    skin_checked(monkeypatch, capsys, b)
     postgres.stop("immediate")
     try:
-        nowhere = tmp_path / "no-such-port"
-        code, err = outside(monkeypatch, capsys, b, nowhere, *OVERRIDE, stdin=TESS + SAM)
-        assert code == 2, err
-        assert "the clinic store cannot be reached" in err and 'offline_courses = "override"' in err
-        code, err = outside(monkeypatch, capsys, o, nowhere)
-        assert code == 2 and "the clinic store cannot be reached" in err and "--supervisor-override" in err, err
-        link_o = tmp_path / "ionto-o"
-        with running_sim("--serial-link", str(link_o), "--time-scale", "20"):
-            code, err = outside(monkeypatch, capsys, o, link_o, *OVERRIDE, stdin=TESS + SAM)
-        assert code == 0, err
+        link_b2 = tmp_path / "ionto-b2"
+        with running_sim("--serial-link", str(link_b2), "--time-scale", "20"):
+            code, err = outside(monkeypatch, capsys, b, link_b2)
+        assert code == 0 and "the clinic store cannot be reached" in err and "this bench's were checked" in err, err
+        code, err = outside(monkeypatch, capsys, a, tmp_path / "no-such-port")
+        assert code == 2 and "--course 1" in err and "the clinic store cannot be reached" in err, err
     finally:
         postgres.start()
-    assert energised(b) == [(PATIENT, None, None)]  # the refused one did not run
-    assert energised(o) == [(PATIENT, None, None)]
-    with Store(o.store) as store:
-        (entry,) = store.audit(action="course-override")
-        assert entry["detail"]["outside_course"] is True and entry["detail"]["clinic"].startswith("clinic store")
-        assert store.verify() is None
+    assert energised(b) == [(PATIENT, None, None), (PATIENT, None, None)]
+    assert energised(a) == [(PATIENT, 1, None)]
 
 
 def test_a_store_restored_from_an_older_copy_refuses_course_rules_and_list_warns(
@@ -132,9 +127,10 @@ def test_a_store_restored_from_an_older_copy_refuses_course_rules_and_list_warns
                 code, err = run(monkeypatch, capsys, a, "1", link, *extra, stdin=stdin)
                 assert code == 2, err
                 assert FORKED in err, err
-        # A session outside any course is refused the same way (its courses cannot be checked either).
+        # A session outside any course is judged on this bench's courses, saying why the clinic's were not
+        # read: the course this bench holds still binds it.
         code, err = outside(monkeypatch, capsys, a, link)
-        assert code == 2 and FORKED in err, err
+        assert code == 2 and "--course 1" in err and FORKED in err, err
     # Ground truth: nothing ran after the restore; the clinic holds the one session that did.
     assert energised(a) == []
     with psycopg.connect(clinic) as db:

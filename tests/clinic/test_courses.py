@@ -24,6 +24,7 @@ from ionctl.records.clinic.replay import replay
 from ionctl.records.clinic.schema import SCHEMA, initialise
 from ionctl.records.clinic.sync import connect, push
 from ionctl.treatment.prepare import UNCHECKED
+from tests.clinic.syncing import bound_to
 from tests.people import PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic, make_clinic
 from tests.pg import PostgresServer
 from tests.sim.endpoints import running_sim
@@ -100,7 +101,7 @@ def replayed(conninfo: str, name: str) -> int:
 
 @pytest.fixture
 def clinic(clinic_db: str) -> str:
-    initialise(clinic_db)
+    initialise(clinic_db, benches=bound_to("postgres"))
     return clinic_db
 
 

@@ -21,10 +21,10 @@ def _login_roles(postgres: PostgresServer) -> None:
 
 def test_init_creates_the_schema_and_grants_the_logins_it_names(postgres: PostgresServer, clinic_db: str) -> None:
     _login_roles(postgres)
-    done = ionctl("clinic", "init", clinic_db, "--bench-login", BENCH_LOGIN, "--reader-login", READER_LOGIN)
+    done = ionctl("clinic", "init", clinic_db, "--bench", f"bench-a={BENCH_LOGIN}", "--reader-login", READER_LOGIN)
     assert done.returncode == 0, done.stderr
     assert "schema ionctl (version 1) created" in done.stdout
-    assert f"{BENCH_LOGIN} granted ionctl_bench" in done.stdout
+    assert f"bench bench-a bound to login {BENCH_LOGIN} (granted ionctl_bench)" in done.stdout
     assert f"{READER_LOGIN} granted ionctl_reader" in done.stdout
     reader = postgres.conninfo(dbname=dbname_of(clinic_db), user=READER_LOGIN)
     with psycopg.connect(reader) as db:
@@ -45,7 +45,7 @@ def test_init_is_refused_where_the_schema_is_already_there(postgres: PostgresSer
 
 def test_init_naming_a_role_that_does_not_exist_is_refused_and_changes_nothing(postgres: PostgresServer,
                                                                                clinic_db: str) -> None:  # fmt: skip
-    done = ionctl("clinic", "init", clinic_db, "--bench-login", "nobody_here")
+    done = ionctl("clinic", "init", clinic_db, "--bench", "bench-z=nobody_here")
     assert done.returncode == 2
     assert "no role 'nobody_here'" in done.stderr and "CREATE ROLE nobody_here LOGIN" in done.stderr
     with psycopg.connect(clinic_db) as db:
@@ -79,7 +79,7 @@ def test_status_shows_each_bench_what_is_not_sent_and_the_conflicts(postgres: Po
     assert status.returncode == 0, status.stderr
     out = status.stdout
     assert "schema version 1" in out and "this bench: bench-a" in out
-    assert "benches (1):" in out and "bench-a\tlink 10\treceived " in out and f"by {BENCH_LOGIN}" in out
+    assert "bench-a\tlink 10\treceived " in out and "bench-b\tlink 0\t" in out and f"by {BENCH_LOGIN}" in out
     assert "5 links not sent yet" in out
     assert "conflicts (1):" in out and "bench-a: bench name taken" in out
 

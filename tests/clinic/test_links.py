@@ -52,6 +52,7 @@ def test_awkward_samples_arrive_as_hashed(tmp_path: Path, clinic_db: str) -> Non
     equal the bench's."""
     from ionctl.records.clinic.schema import initialise
     from ionctl.records.clinic.sync import connect, push
+    from tests.clinic.syncing import bound_to
 
     store = Store(tmp_path / "records.sqlite3")
     record_id = store.open_record(patient="P-2", operator="tess", prescription={"current_ma": 2.0}, limits={},
@@ -60,7 +61,7 @@ def test_awkward_samples_arrive_as_hashed(tmp_path: Path, clinic_db: str) -> Non
     rows = [(i * 0.01, 2.0, 2.0, 6.25, 3125.0, i * 1e-4, None, 0, states[i % len(states)]) for i in range(40)]
     store.append_telemetry(record_id, rows)
     store.close_record(record_id, {"outcome": "completed", "dose_ma_min": 0.02})
-    initialise(clinic_db)
+    initialise(clinic_db, benches=bound_to("postgres"))
     with connect(clinic_db) as clinic:
         pushed = push(store.db, clinic, "bench-a")
         held = [

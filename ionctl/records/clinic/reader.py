@@ -93,14 +93,14 @@ class ClinicReader:
     def benches(self) -> list[str]:
         """Every bench the clinic store knows, by name."""
         with self.reading():
-            rows = self.connection.execute(f"SELECT bench FROM {SCHEMA}.benches ORDER BY bench").fetchall()
+            rows = self.connection.execute(f"SELECT bench FROM {SCHEMA}.stores ORDER BY bench").fetchall()
         return [str(r[0]) for r in rows]
 
     def heads(self) -> dict[str, tuple[int, str]]:
         """Each bench's last link in the clinic store: (gseq, hash); (0, GENESIS) for a bench with none."""
         with self.reading():
             rows = self.connection.execute(
-                f"SELECT b.bench, l.gseq, l.hash FROM {SCHEMA}.benches b LEFT JOIN LATERAL (SELECT gseq, hash "
+                f"SELECT b.bench, l.gseq, l.hash FROM {SCHEMA}.stores b LEFT JOIN LATERAL (SELECT gseq, hash "
                 f"FROM {SCHEMA}.links WHERE bench = b.bench ORDER BY gseq DESC LIMIT 1) l ON true ORDER BY b.bench"
             ).fetchall()
         return {str(b): (0, GENESIS) if g is None else (int(g), str(h)) for b, g, h in rows}
@@ -108,7 +108,7 @@ class ClinicReader:
     def first_link(self, bench: str) -> str | None:
         """The identity the clinic holds for `bench` (its store's first link), or None: no such bench."""
         with self.reading():
-            row = self.connection.execute(f"SELECT first_link FROM {SCHEMA}.benches WHERE bench = %s",
+            row = self.connection.execute(f"SELECT first_link FROM {SCHEMA}.stores WHERE bench = %s",
                                           (bench,)).fetchone()  # fmt: skip
         return None if row is None else str(row[0])
 

@@ -57,21 +57,34 @@ class Pushed:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
+#: How long a sync waits for the bench's lock on the server, and for any one statement (a big closing's COPY
+#: included): a lock somebody holds forever, or a server that stops answering, ends the round as unreachable
+#: instead of hanging the sync (and each detached sync started after it) for ever.
+LOCK_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_S = 120
+
+
 def connect(conninfo: str, *, timeout_s: float = 5.0) -> Any:
     """A psycopg connection to the clinic store (autocommit; each round opens its own transaction). The
-    credentials are libpq's: a service file or `PGPASSFILE`. ClinicUnreachable if the server cannot be reached."""
+    credentials are libpq's: a service file or `PGPASSFILE`. TCP keepalives and a user timeout end a connection
+    whose network has gone; lock and statement timeouts bound each wait on the server. ClinicUnreachable if the
+    server cannot be reached."""
     import psycopg
 
+    wait = max(1, round(timeout_s))
     try:
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(1, round(timeout_s)),
-                               application_name="ionctl sync")  # fmt: skip
+        clinic = psycopg.connect(conninfo, autocommit=True, connect_timeout=wait, application_name="ionctl sync",
+                                 keepalives=1, keepalives_idle=max(1, wait // 2), keepalives_interval=1,
+                                 keepalives_count=3, tcp_user_timeout=wait * 1000 * 3)  # fmt: skip
+        clinic.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
+        clinic.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_S}s'")
+        return clinic
     except psycopg.errors.UndefinedTable as exc:
         raise NotSetUp("the clinic store has no ionctl schema: the clinic's database administrator runs "
                        "`ionctl clinic init` once") from exc  # fmt: skip
     except psycopg.errors.InsufficientPrivilege as exc:
         raise NotSetUp(f"the clinic store refused this login: {_first_line(exc)} (the database administrator "
-                       "grants it ionctl_bench: `ionctl clinic init ... --bench-login ROLE`, or GRANT ionctl_bench "
-                       "TO ROLE)") from exc  # fmt: skip
+                       "binds it to this bench: `ionctl clinic add-bench CONNINFO BENCH=LOGIN`)") from exc  # fmt: skip
     except psycopg.OperationalError as exc:
         raise ClinicUnreachable(f"the clinic store cannot be reached: {_first_line(exc)}") from exc
 
@@ -82,26 +95,28 @@ def _first_line(exc: BaseException) -> str:
 
 
 def register(clinic: Any, db: sqlite3.Connection, bench: str) -> bool:
-    """Make sure the clinic knows `bench` as this store (its first link's hash). False: the store is empty (nothing
-    to send yet). SyncConflict if the name belongs to another store."""
+    """Make sure the clinic knows this store as `bench`'s (its first link's hash). False: the store is empty
+    (nothing to send yet). NotSetUp if the database administrator has not bound `bench` to this login;
+    SyncConflict if the bench sends another store, or this store is already another bench's."""
     first = first_link(db)
     if first is None:
         return False
     with clinic.transaction():
-        clinic.execute(f"INSERT INTO {SCHEMA}.benches (bench, first_link) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        bound = clinic.execute(f"SELECT login = session_user, login FROM {SCHEMA}.benches WHERE bench = %s",
+                               (bench,)).fetchone()  # fmt: skip
+        if bound is None or not bound[0]:
+            whose = "no login" if bound is None else f"login {bound[1]}"
+            raise NotSetUp(f"bench {bench!r} is bound to {whose} in the clinic store, not to this one: the clinic's "
+                           f"database administrator runs `ionctl clinic add-bench CONNINFO {bench}=LOGIN`")  # fmt: skip
+        clinic.execute(f"INSERT INTO {SCHEMA}.stores (bench, first_link) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                        (bench, first))  # fmt: skip
-        row = clinic.execute(f"SELECT first_link FROM {SCHEMA}.benches WHERE bench = %s", (bench,)).fetchone()
-        other = clinic.execute(f"SELECT bench FROM {SCHEMA}.benches WHERE first_link = %s", (first,)).fetchone()
+        row = clinic.execute(f"SELECT first_link FROM {SCHEMA}.stores WHERE bench = %s", (bench,)).fetchone()
+        other = clinic.execute(f"SELECT bench FROM {SCHEMA}.stores WHERE first_link = %s", (first,)).fetchone()
     if row is None:
         raise SyncConflict(f"this store is already in the clinic store as bench {other[0]!r}, not {bench!r}")
     if row[0] != first:
-        _alarm(
-            clinic,
-            bench,
-            None,
-            "bench name taken",
-            f"bench {bench!r} is another store (its first link {row[0]}); this store's is {first}",
-        )
+        _alarm(clinic, bench, None, "bench name taken",
+               f"bench {bench!r} is another store (its first link {row[0]}); this store's is {first}")  # fmt: skip
         raise SyncConflict(f"bench {bench!r} in the clinic store is another store: name this bench otherwise "
                            "([clinic] bench in the site file)")  # fmt: skip
     return True
@@ -111,8 +126,12 @@ def _alarm(clinic: Any, bench: str, gseq: int | None, what: str, detail: str) ->
     """Record a conflict where the clinic's administrator sees it (its own transaction: it outlives the round)."""
     try:
         with clinic.transaction():
-            clinic.execute(f"INSERT INTO {SCHEMA}.conflicts (bench, gseq, what, detail) VALUES (%s, %s, %s, %s)",
-                           (bench, gseq, what, detail))  # fmt: skip
+            seen = clinic.execute(
+                f"SELECT 1 FROM {SCHEMA}.conflicts WHERE bench = %s AND gseq IS NOT DISTINCT FROM %s AND what = %s "
+                "AND detail = %s", (bench, gseq, what, detail)).fetchone()  # fmt: skip
+            if seen is None:  # once: each retry of the same sync finds the same conflict
+                clinic.execute(f"INSERT INTO {SCHEMA}.conflicts (bench, gseq, what, detail) VALUES (%s, %s, %s, %s)",
+                               (bench, gseq, what, detail))  # fmt: skip
     except Exception:  # noqa: BLE001 - the alarm is best effort; the SyncConflict raised after it is not
         pass
 
@@ -165,15 +184,17 @@ def push(db: sqlite3.Connection, clinic: Any, bench: str, *, batch: int = BATCH,
         raise SyncConflict(
             f"bench {bench!r}, {exc.detail}: reported to the clinic store, nothing overwritten"
         ) from None
-    except psycopg.errors.CheckViolation as exc:
+    except (psycopg.errors.CheckViolation, psycopg.errors.UniqueViolation) as exc:
         raise LinkRefused(f"the clinic store refused a link of bench {bench!r}: {_first_line(exc)}") from exc
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+        raise ClinicUnreachable(f"the clinic store did not answer in time ({_first_line(exc)}); kept: up to link "
+                                f"{pushed.head}") from exc  # fmt: skip
     except psycopg.errors.UndefinedTable as exc:
         raise NotSetUp("the clinic store has no ionctl schema: the clinic's database administrator runs "
                        "`ionctl clinic init` once") from exc  # fmt: skip
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise NotSetUp(f"the clinic store refused this login: {_first_line(exc)} (the database administrator "
-                       "grants it ionctl_bench: `ionctl clinic init ... --bench-login ROLE`, or GRANT ionctl_bench "
-                       "TO ROLE)") from exc  # fmt: skip
+        raise NotSetUp(f"the clinic store refused this login: {_first_line(exc)} (the database administrator binds "
+                       f"it to this bench: `ionctl clinic add-bench CONNINFO {bench}=LOGIN`)") from exc  # fmt: skip
     except psycopg.OperationalError as exc:
         raise ClinicUnreachable(f"the clinic store went away during the sync: {_first_line(exc)} "
                                 f"(kept: up to link {pushed.head})") from exc  # fmt: skip
