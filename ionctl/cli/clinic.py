@@ -124,20 +124,13 @@ def _add_bench(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ionctl.cli.sync import NO_CLINIC
-    from ionctl.config import ConfigError
-    from ionctl.config.bench import clinic_settings, store_path
+    from ionctl.cli.sync import clinic_of
     from ionctl.records.clinic.sync import ClinicUnreachable, benches, clinic_head, conflicts, connect, schema_version
 
-    try:
-        settings = clinic_settings(args.config)
-        path = store_path(args.db, args.config)
-    except ConfigError as exc:
-        _say(str(exc))
-        return ExitCode.REFUSED
-    if settings is None:
-        _say(NO_CLINIC)
-        return ExitCode.REFUSED
+    site = clinic_of(args, _say)
+    if isinstance(site, int):
+        return site
+    settings, path = site
     try:
         clinic = connect(settings.store, timeout_s=settings.timeout_s)
     except ClinicUnreachable as exc:

@@ -21,6 +21,8 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -75,20 +77,31 @@ def _say(text: str) -> None:
     print(f"ionctl records sync: {text}", file=sys.stderr, flush=True)
 
 
-def main(args: argparse.Namespace) -> int:
+def clinic_of(args: argparse.Namespace, say: Callable[[str], None]) -> tuple[ClinicSettings, Path] | int:
+    """The site file's `[clinic]` and this bench's store path (`--config`, `--db`), or the exit code after saying
+    why there are none (a site file that does not read, no `[clinic]` in it)."""
     from ionctl.config import ConfigError
     from ionctl.config.bench import clinic_settings, store_path
-    from ionctl.records import Store, StoreError
 
     try:
         settings = clinic_settings(args.config)
         path = store_path(args.db, args.config)
     except ConfigError as exc:
-        _say(str(exc))
+        say(str(exc))
         return ExitCode.REFUSED
     if settings is None:
-        _say(NO_CLINIC)
+        say(NO_CLINIC)
         return ExitCode.REFUSED
+    return settings, path
+
+
+def main(args: argparse.Namespace) -> int:
+    from ionctl.records import Store, StoreError
+
+    found = clinic_of(args, _say)
+    if isinstance(found, int):
+        return found
+    settings, path = found
     try:
         store = Store(path, create=False)
     except (StoreError, OSError) as exc:
