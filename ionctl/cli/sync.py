@@ -192,7 +192,7 @@ class Watcher:
 
     def _loop(self) -> int:
         from ionctl.records.clinic.schema import ClinicError
-        from ionctl.records.clinic.sync import ClinicUnreachable, connect
+        from ionctl.records.clinic.sync import ClinicUnreachable, LinkRefused, NotSetUp, SyncConflict, connect
 
         while not self.stop.is_set():
             try:
@@ -203,8 +203,10 @@ class Watcher:
                 break
             except ClinicUnreachable as exc:
                 self._lost(exc)
-            except ClinicError as exc:
+            except (SyncConflict, LinkRefused, NotSetUp) as exc:
                 return _failed(exc)  # a conflict, a refused link, a store not set up: retrying changes nothing
+            except ClinicError as exc:  # anything else the server said (a deadlock, a cancelled query): retried
+                self._lost(exc)
             else:
                 if self.outage:
                     self.outage = False
