@@ -12,8 +12,8 @@ the built wheel, from a folder outside the source tree, with the source tree not
    sets a password at first use), a session run by the technician on `sim:`, countersigned by the supervisor,
    and `ionctl records verify`; a technician's approval refused;
 4b. gives that clinic a clinic store as README's "The clinic store" says: a throwaway PostgreSQL server (the
-   source tree's tests/pg.py starts it; the harness, not the product), `ionctl clinic init` with a bench login,
-   `[clinic]` in the site file (approved again), `ionctl records sync`, then `records list`, `records show
+   source tree's benchmarks/pgserver.py starts it; the harness, not the product), `ionctl clinic init` binding
+   the bench to its login, `[clinic]` in the site file (approved again), `ionctl records sync`, then `records list`, `records show
    BENCH/ID` and `records verify` reading the clinic store;
 5. drives a whole console session with Textual's pilot against the simulator started as its own process
    (`python -m sim --tcp 0`), in that clinic: the technician's login, device, patient, preset, prescription,
@@ -221,12 +221,12 @@ def clinic(work: Path) -> None:
 
 
 def clinic_store(work: Path, source: Path | None) -> None:
-    check(source is not None, "the clinic-store step needs --source (tests/pg.py starts the server)")
+    check(source is not None, "the clinic-store step needs --source (benchmarks/pgserver.py starts the server)")
     assert source is not None
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("ionctl_ci_pg", source / "tests" / "pg.py")
-    check(spec is not None and spec.loader is not None, "cannot load tests/pg.py")
+    spec = importlib.util.spec_from_file_location("ionctl_ci_pg", source / "benchmarks" / "pgserver.py")
+    check(spec is not None and spec.loader is not None, "cannot load benchmarks/pgserver.py")
     assert spec is not None and spec.loader is not None
     pg = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = pg  # dataclasses look their module up while the class is made
