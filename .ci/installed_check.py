@@ -13,8 +13,8 @@ the built wheel, from a folder outside the source tree, with the source tree not
    and `ionctl records verify`; a technician's approval refused;
 4b. gives that clinic a clinic store as README's "The clinic store" says: a throwaway PostgreSQL server (the
    source tree's benchmarks/pgserver.py starts it; the harness, not the product), `ionctl clinic init` binding
-   the bench to its login, `[clinic]` in the site file (approved again), `ionctl records sync`, then `records list`, `records show
-   BENCH/ID` and `records verify` reading the clinic store;
+   the bench to its login, `[clinic]` in the site file (approved again), `ionctl records sync`, then
+   `records list`, `records show BENCH/ID` and `records verify` reading the clinic store;
 5. drives a whole console session with Textual's pilot against the simulator started as its own process
    (`python -m sim --tcp 0`), in that clinic: the technician's login, device, patient, preset, prescription,
    contact, skin check, confirm, run, end
