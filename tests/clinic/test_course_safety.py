@@ -64,8 +64,8 @@ def test_a_session_outside_any_course_at_another_bench_is_bound_by_the_course(
                           "--config", str(a.config), "--operator", TECHNICIAN, "--password-stdin")  # fmt: skip
     assert code == 0, err
     link_a, link_b = tmp_path / "ionto-a", tmp_path / "ionto-b"
-    with running_sim("--serial-link", str(link_a), "--time-scale", "20"), \
-            running_sim("--serial-link", str(link_b), "--time-scale", "20"):  # fmt: skip
+    with running_sim("--serial-link", str(link_a), "--time-scale", "10"), \
+            running_sim("--serial-link", str(link_b), "--time-scale", "10"):  # fmt: skip
         assert run(monkeypatch, capsys, a, "1", link_a)[0] == 0
         skin_checked(monkeypatch, capsys, a)
         sync(a, "bench-a", clinic)
@@ -91,7 +91,7 @@ def test_a_session_outside_any_course_at_another_bench_is_bound_by_the_course(
     postgres.stop("immediate")
     try:
         link_b2 = tmp_path / "ionto-b2"
-        with running_sim("--serial-link", str(link_b2), "--time-scale", "20"):
+        with running_sim("--serial-link", str(link_b2), "--time-scale", "10"):
             code, err = outside(monkeypatch, capsys, b, link_b2)
         assert code == 0 and "the clinic store cannot be reached" in err and "this bench's were checked" in err, err
         code, err = outside(monkeypatch, capsys, a, tmp_path / "no-such-port")
@@ -114,7 +114,7 @@ def test_a_store_restored_from_an_older_copy_refuses_course_rules_and_list_warns
     with Store(a.store) as store:
         store.db.execute(f"VACUUM INTO '{backup}'")  # the nightly copy: the course, no session yet
     link = tmp_path / "ionto-a"
-    with running_sim("--serial-link", str(link), "--time-scale", "20"):
+    with running_sim("--serial-link", str(link), "--time-scale", "10"):
         assert run(monkeypatch, capsys, a, "1", link)[0] == 0
         skin_checked(monkeypatch, capsys, a)
         sync(a, "bench-a", clinic)  # the clinic has the course and session 1
