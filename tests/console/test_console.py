@@ -363,7 +363,9 @@ async def test_a_session_on_the_simulator_over_a_socket_runs_through_the_real_dr
     def put(selector: str, value: str) -> None:
         app.screen.query_one(selector, Input).value = value
 
-    with running_sim("--tcp", "0", "--time-scale", "60") as sim:
+    # 20x, not 60x: the device's dose cap is 0.2 mA·min past the dose, 6 s of the device's time at 2 mA, which at
+    # 60x left the host 100 ms to start its ramp-down; a loaded machine running the console overran it once
+    with running_sim("--tcp", "0", "--time-scale", "20") as sim:
         address = sim.endpoints["tcp"]
         clinic = clinic_in(tmp_path)
         setup = ConsoleSetup.from_config(
