@@ -25,17 +25,15 @@ Reads only; psycopg is imported when `read` runs (`ionctl --help` stays fast).
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ionctl.records.clinic.schema import SCHEMA, ClinicError
+from ionctl.records.clinic.schema import SCHEMA, ClinicError, parse_clinic_name
 
 _T = TypeVar("_T")
 
 #: A clinic-wide name: a bench name (as `[clinic] bench` allows) and a course or record id.
-NAME = re.compile(r"([a-z0-9][a-z0-9._-]{0,62})/([1-9][0-9]*)")
 
 #: The longest a reading of the clinic store may take (ms) before the server cancels it: a session being
 #: prepared never waits long on the network.
@@ -44,13 +42,7 @@ STATEMENT_TIMEOUT_MS = 3000
 
 def parse_name(text: str) -> tuple[str | None, int]:
     """("bench-a", 3) for "bench-a/3"; (None, 3) for "3" (this bench's); ValueError for anything else."""
-    text = text.strip()
-    if text.isdigit() and int(text) >= 1:
-        return None, int(text)
-    found = NAME.fullmatch(text)
-    if found is None:
-        raise ValueError(f"expected ID or BENCH/ID (e.g. 3 or bench-a/3), got {text!r}")
-    return found.group(1), int(found.group(2))
+    return parse_clinic_name(text, "course")
 
 
 def name(bench: str, item_id: int) -> str:

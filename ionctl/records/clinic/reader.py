@@ -14,7 +14,6 @@ Reads only: the bench role's SELECT, or the reader role's. psycopg is imported w
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ionctl.records.chain import GENESIS
-from ionctl.records.clinic.schema import BENCH_NAME, SCHEMA, ClinicError
+from ionctl.records.clinic.schema import SCHEMA, ClinicError, parse_clinic_name
 from ionctl.records.clinic.sync import ClinicUnreachable, connect
 from ionctl.records.rows import RecordRow
 
@@ -32,10 +31,7 @@ NOT_SENT = "not yet in the clinic store"
 
 def parse_record_name(text: str) -> tuple[str | None, int]:
     """`bench-a/12` -> ("bench-a", 12); `12` -> (None, 12): this bench's. ValueError naming the text otherwise."""
-    bench, _, number = text.strip().rpartition("/")
-    if not number.isdigit() or (bench and not re.fullmatch(BENCH_NAME, bench)) or (not bench and "/" in text):
-        raise ValueError(f"{text!r} is not a record: give ID (this bench's) or BENCH/ID, e.g. bench-a/12")
-    return (bench or None), int(number)
+    return parse_clinic_name(text, "record")
 
 
 @dataclass(frozen=True)

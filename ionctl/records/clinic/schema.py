@@ -43,6 +43,16 @@ GENESIS = "0" * 64
 
 #: Bench names: what a chart shows before a record's number ("bench-a/12").
 BENCH_NAME = r"[a-z0-9][a-z0-9._-]{0,62}"
+_CLINIC_NAME = re.compile(rf"(?:({BENCH_NAME})/)?([1-9][0-9]*)")
+
+
+def parse_clinic_name(text: str, what: str) -> tuple[str | None, int]:
+    """A record's or a course's name: `bench-a/12` -> ("bench-a", 12); `12` -> (None, 12), this bench's. ValueError
+    naming the text and `what` it should have been otherwise."""
+    found = _CLINIC_NAME.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not a {what}: give ID (this bench's) or BENCH/ID, e.g. bench-a/12")
+    return found.group(1), int(found.group(2))
 
 TABLES = ("meta", "benches", "stores", "links", "telemetry", "conflicts")
 
