@@ -166,11 +166,12 @@ _OPTION = {"current_ma": "--current", "electrode_area_cm2": "--electrode-area or
 class BenchSettings:
     """What the site file says about the PC it is on: where the record store is (`[records] store`, an absolute
     path shared by every account; None: each user's own) and the clinic's IANA `time_zone` (None: the
-    machine's)."""
+    machine's). `clinic_name` heads every chart page (None: the pages say "clinic not named")."""
 
     store: Path | None = None
     time_zone: str | None = None
     clinic: ClinicSettings | None = None
+    clinic_name: str | None = None
 
 
 #: What a bench does for a course session while the clinic store cannot be reached: "refuse" it (the course's
@@ -351,7 +352,7 @@ def parse_config(text: str, *, source: str = "<text>", path: Path | None = None)
 
 
 #: Top-level keys and tables about the PC rather than the treatment (`BenchSettings`).
-BENCH_KEYS = ("records", "time_zone", "clinic")
+BENCH_KEYS = ("records", "time_zone", "clinic", "clinic_name")
 
 
 def bench_settings(path: str | Path | None = None) -> BenchSettings:
@@ -447,7 +448,11 @@ class _Reader:
                 self.fail(("records", "store"), f"must be an absolute path to the record store file, e.g. "
                                                 f'"/var/lib/ionctl/records.sqlite3", got {store!r}')  # fmt: skip
             store = Path(store)
-        return BenchSettings(store, zone, self.clinic(doc.get("clinic")))
+        name = doc.get("clinic_name")
+        if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 80 or "\n" in name):
+            self.fail(("clinic_name",), f"must be the clinic's name as the chart heads it (one line, at most 80 "
+                                        f"characters), got {name!r}")  # fmt: skip
+        return BenchSettings(store, zone, self.clinic(doc.get("clinic")), " ".join(name.split()) if name else None)
 
     def clinic(self, table: Any) -> ClinicSettings | None:
         if table is None:

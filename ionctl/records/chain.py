@@ -24,6 +24,11 @@ OPEN_FIELDS = ("id", "created_utc", "patient", "operator", "prescription", "limi
 OPEN_FIELDS_V2 = ("config_sha256", "course_id")
 #: Added in schema 3: another bench's course a session belongs to ("bench-a/3"); hashed only when not NULL.
 OPEN_FIELDS_V3 = ("course_ref",)
+#: Added in schema 4: the chart details (treatment site, drug concentration and volume, prescriber, electrode
+#: product; `ionctl.records.clinical`), canonical JSON; hashed only when not NULL.
+OPEN_FIELDS_V4 = ("clinical",)
+#: Every opening column added after schema 1, hashed only when set.
+OPEN_FIELDS_LATER = (*OPEN_FIELDS_V2, *OPEN_FIELDS_V3, *OPEN_FIELDS_V4)
 CLOSE_FIELDS = (
     "outcome", "fault", "message", "device", "dose_ma_min", "dose_source", "host_dose_ma_min",
     "device_dose_ma_min", "prescribed_dose_ma_min", "duration_s", "peak_current_ma", "peak_density_ma_cm2",
@@ -50,7 +55,7 @@ def link_hash(previous: str, kind: str, content: dict[str, Any]) -> str:
 def opening(row: dict[str, Any]) -> dict[str, Any]:
     """The hashed content of a record's opening: the schema-1 fields, and the later ones that are set."""
     content = {k: row[k] for k in OPEN_FIELDS}
-    content.update({k: row[k] for k in (*OPEN_FIELDS_V2, *OPEN_FIELDS_V3) if row.get(k) is not None})
+    content.update({k: row[k] for k in OPEN_FIELDS_LATER if row.get(k) is not None})
     return content
 
 

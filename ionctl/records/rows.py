@@ -45,3 +45,4 @@ class RecordRow(TypedDict):
     config_sha256: str | None
     course_id: int | None
     course_ref: str | None  # schema 3: another bench's course, "BENCH/ID"
+    clinical: str | None  # schema 4: the chart details (`ionctl.records.clinical.ClinicalDetails`), canonical JSON

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from ionctl.records.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -137,6 +137,20 @@ def _v2_to_v3(db: sqlite3.Connection) -> None:
     _harden(db)
 
 
+def _v3_to_v4(db: sqlite3.Connection) -> None:
+    """The chart details of a session (`clinical`, canonical JSON: treatment site, drug concentration, volume and
+    lot, prescriber, electrode product, simulated; `ionctl.records.clinical`), part of the opening: fixed once the
+    record is open. Older records have none (NULL, left out of their hashed opening, so they still verify)."""
+    for statement in _statements("""
+        ALTER TABLE records ADD COLUMN clinical TEXT;
+        CREATE TRIGGER records_v4_fixed BEFORE UPDATE ON records
+        WHEN NEW.clinical IS NOT OLD.clinical
+        BEGIN SELECT RAISE(ABORT, 'records are append-only: an open record may only be closed, once'); END;
+    """):
+        db.execute(statement)
+    _harden(db)
+
+
 # REPLACE (`INSERT OR REPLACE`, `UPDATE OR REPLACE`) deletes the rows it conflicts with without firing the
 # DELETE triggers (unless the writer's connection turned `recursive_triggers` on), so every insert or closing
 # that would collide with an existing row is refused before the conflict is resolved. Files made before these
@@ -184,9 +198,11 @@ def _harden(db: sqlite3.Connection) -> None:
 
 
 # `migrate` runs each missing step in its own transaction and bumps `user_version` with it, so a v1 file opened
-# by this ionctl becomes v3 in place, and a v0 (empty) file goes through every step. Columns a step adds to an
+# by this ionctl becomes v4 in place, and a v0 (empty) file goes through every step. Columns a step adds to an
 # existing table are NULL in older rows and left out of the hashed content when NULL, so old hashes verify.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v0_to_v1, 2: _v1_to_v2, 3: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _v0_to_v1, 2: _v1_to_v2, 3: _v2_to_v3, 4: _v3_to_v4,
+}
 
 
 def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:

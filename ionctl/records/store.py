@@ -48,8 +48,10 @@ from ionctl.records.chain import (
     EVENT_FIELDS,
     GENESIS,
     OPEN_FIELDS,
+    OPEN_FIELDS_LATER,
     OPEN_FIELDS_V2,
     OPEN_FIELDS_V3,
+    OPEN_FIELDS_V4,
     TELEMETRY_FIELDS,
     BrokenLink,
     canonical,
@@ -70,9 +72,9 @@ from ionctl.records.summary import RecordSummary
 
 __all__ = [  # what callers import from here, wherever it is defined
     "AUDIT_FIELDS", "CLOSE_FIELDS", "COURSE_FIELDS", "EVENT_FIELDS", "FLUSH_EVERY_S", "GENESIS", "MIGRATIONS",
-    "OPEN_FIELDS", "OPEN_FIELDS_V2", "OPEN_FIELDS_V3", "SCHEMA_VERSION", "TELEMETRY_FIELDS", "BrokenLink", "Record",
-    "RecordSummary", "SessionWriter", "Store", "StoreError", "StoreMissing", "canonical", "default_path", "link_hash",
-    "migrate", "utc_now",
+    "OPEN_FIELDS", "OPEN_FIELDS_V2", "OPEN_FIELDS_V3", "OPEN_FIELDS_V4", "SCHEMA_VERSION", "TELEMETRY_FIELDS",
+    "BrokenLink", "Record", "RecordSummary", "SessionWriter", "Store", "StoreError", "StoreMissing", "canonical",
+    "default_path", "link_hash", "migrate", "utc_now",
 ]  # fmt: skip
 
 #: Telemetry is committed at least this often (host seconds) while samples arrive: < 1 s at risk.
@@ -183,11 +185,12 @@ class Store:
 
     def open_record(self, *, patient: str, operator: str, prescription: dict[str, Any], limits: dict[str, Any],
                     limits_sha256: str, created_utc: str | None = None, config_sha256: str | None = None,
-                    course_id: int | None = None, course_ref: str | None = None,
+                    course_id: int | None = None, course_ref: str | None = None, clinical: dict[str, Any] | None = None,
                     before_commit: Callable[[int], None] | None = None) -> int:  # fmt: skip
         """Insert a record's opening (durable on return); its id. `config_sha256` is the site configuration
         in force, `course_id` the treatment course the session belongs to (`course_ref`: another bench's course,
-        "bench-a/3"). `before_commit(id)` runs inside the
+        "bench-a/3"); `clinical` the chart details (`ClinicalDetails.to_dict()`: treatment site, drug concentration and
+        volume, prescriber, electrode product). `before_commit(id)` runs inside the
         write transaction (the session takes its liveness lock there, before any other process can see it)."""
         with self._write():
             gseq, previous = head(self.db)
@@ -197,9 +200,10 @@ class Store:
             row = {"id": int(next_id), "created_utc": created_utc or utc_now(), "patient": patient,
                    "operator": operator, "prescription": _json(prescription), "limits": _json(limits),
                    "limits_sha256": limits_sha256, "open_gseq": gseq + 1, "config_sha256": config_sha256,
-                   "course_id": course_id, "course_ref": course_ref}  # fmt: skip
+                   "course_id": course_id, "course_ref": course_ref,
+                   "clinical": _json(clinical) if clinical else None}  # fmt: skip
             digest = link_hash(previous, "open", opening(row))
-            columns = (*OPEN_FIELDS, *OPEN_FIELDS_V2, *OPEN_FIELDS_V3)
+            columns = (*OPEN_FIELDS, *OPEN_FIELDS_LATER)
             self.db.execute(
                 f"INSERT INTO records ({', '.join(columns)}, open_hash) VALUES ({', '.join('?' * len(columns))}, ?)",
                 [row[k] for k in columns] + [digest],

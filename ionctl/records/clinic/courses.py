@@ -182,9 +182,9 @@ def course_records(clinic: Any, bench: str, course_id: int) -> list[dict[str, An
 
 
 def _record(bench: str, opened: str, open_hash: str, closed: str | None, close_hash: str | None) -> dict[str, Any]:
-    from ionctl.records.chain import CLOSE_FIELDS, OPEN_FIELDS_V2, OPEN_FIELDS_V3
+    from ionctl.records.chain import CLOSE_FIELDS, OPEN_FIELDS_LATER
 
-    record: dict[str, Any] = {k: None for k in (*OPEN_FIELDS_V2, *OPEN_FIELDS_V3, *CLOSE_FIELDS)}
+    record: dict[str, Any] = {k: None for k in (*OPEN_FIELDS_LATER, *CLOSE_FIELDS)}
     record.update(json.loads(opened))
     record["open_hash"], record["chain_hash"] = open_hash, close_hash
     if closed is not None:

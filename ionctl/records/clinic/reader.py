@@ -143,10 +143,9 @@ def _first_line(exc: BaseException) -> str:
 
 def record_row(opening: str, open_hash: str, closing: str | None, chain_hash: str | None) -> RecordRow:
     """A `records` row as the bench's store holds it, from a record's opening and closing links."""
-    from ionctl.records.chain import CLOSE_FIELDS, OPEN_FIELDS_V2
+    from ionctl.records.chain import CLOSE_FIELDS
 
     row: dict[str, Any] = {k: None for k in RecordRow.__annotations__}
-    row.update({k: None for k in OPEN_FIELDS_V2})
     row.update(json.loads(opening))
     row["open_hash"] = open_hash
     if closing is not None:

@@ -26,8 +26,7 @@ from ionctl.records.chain import (
     COURSE_FIELDS,
     EVENT_FIELDS,
     OPEN_FIELDS,
-    OPEN_FIELDS_V2,
-    OPEN_FIELDS_V3,
+    OPEN_FIELDS_LATER,
     TELEMETRY_FIELDS,
     BrokenLink,
     canonical,
@@ -130,7 +129,7 @@ def _replay_one(db: sqlite3.Connection, lines: Any, bench: str, gseq: int, kind:
 
 def _expected_fields(kind: str, doc: dict[str, Any]) -> tuple[str, ...] | None:
     if kind == "open":
-        return (*OPEN_FIELDS, *(k for k in (*OPEN_FIELDS_V2, *OPEN_FIELDS_V3) if doc.get(k) is not None))
+        return (*OPEN_FIELDS, *(k for k in OPEN_FIELDS_LATER if doc.get(k) is not None))
     return _FIELDS.get(kind)
 
 
