@@ -151,3 +151,26 @@ def test_this_benchs_unsent_records_replace_the_clinics_copies(tmp_path: Path, c
                 r.name for r in merged_rows(reader.list_rows(patient="p-200"), mine, "bench-a", patient="p-200")
             ] == [f"bench-a/{later}"]
             assert [r.name for r in reader.list_rows(patient="p-100")] == ["bench-a/1", "bench-a/2", "bench-a/3"]
+
+
+def test_a_records_chart_details_reach_the_clinic_and_read_back(tmp_path: Path, clinic_db: str) -> None:
+    """Schema 4's opening column is hashed with the opening: the clinic re-verifies it on arrival, lists it, and
+    a replay gives the bench's record back with its details."""
+    from ionctl.records.clinical import ClinicalDetails, TreatmentSite
+
+    details = ClinicalDetails(site=TreatmentSite.parse("both feet"), concentration="tap water", prescriber="Dr B")
+    clinic, path = bench_store(tmp_path / "a", "p-200", records=1)
+    with Store(path) as store:
+        record_id = store.open_record(patient="p-200", operator="tess", prescription={"current_ma": 15.0},
+                                      limits={}, limits_sha256="", clinical=details.to_dict())  # fmt: skip
+        store.close_record(record_id, {"outcome": "completed"})
+    clinic_store(clinic_db)
+    push_store(path, clinic_db, "bench-a")
+    with ClinicReader.open(clinic_db, timeout_s=3) as reader:
+        listed = {row.row["id"]: row.row for row in reader.list_rows(patient="p-200")}
+        assert ClinicalDetails.of_record(listed[record_id]) == details
+        assert ClinicalDetails.of_record(listed[1]) is None  # a record without details stays without
+        done = replay(reader.connection, "bench-a", tmp_path / "replayed.sqlite3")
+        assert done.broken is None and done.store.verify() is None
+        assert ClinicalDetails.of_record(done.store.get(record_id).fields) == details
+        done.store.close()
