@@ -193,6 +193,19 @@ class ClinicSettings:
     timeout_s: float = 3.0
 
 
+#: What a fault on one channel of a visit does to the others (`ionctl.treatment.visit.VisitPolicy`): "stop-all"
+#: ramps every other channel down (the default: the operator's attention goes to the faulted channel and nothing
+#: runs on while it does), "continue" lets them go on and alerts the operator. docs/SESSION.md, "Visits".
+VISIT_FAULT_POLICIES = ("stop-all", "continue")
+
+
+@dataclass(frozen=True)
+class VisitSettings:
+    """`[visits]`: the visit policy (`fault_policy`, one of VISIT_FAULT_POLICIES)."""
+
+    fault_policy: str = "stop-all"
+
+
 @dataclass(frozen=True)
 class AccountSettings:
     """`[accounts]`: the root of trust for people, and the site's rules for them. `administrators` are the
@@ -223,6 +236,7 @@ class SiteConfig:
     presets: Mapping[str, Preset]
     bench: BenchSettings = BenchSettings()
     accounts: AccountSettings = AccountSettings()
+    visits: VisitSettings = VisitSettings()
     sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -336,10 +350,10 @@ def parse_config(text: str, *, source: str = "<text>", path: Path | None = None)
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         raise ConfigError(source, None, "not usable: arrays or inline tables nested too deeply to read") from None
     reader = _Reader(text, source)
-    unknown = set(doc) - {"limits", "electrodes", "drugs", "presets", "accounts", *BENCH_KEYS}
+    unknown = set(doc) - {"limits", "electrodes", "drugs", "presets", "accounts", "visits", *BENCH_KEYS}
     if unknown:
         key = sorted(unknown)[0]
-        reader.fail((key,), "unknown table or key; known: limits, electrodes, drugs, presets, accounts, "
+        reader.fail((key,), "unknown table or key; known: limits, electrodes, drugs, presets, accounts, visits, "
                             f"{', '.join(BENCH_KEYS)}")  # fmt: skip
     bench = reader.bench(doc)
     accounts = reader.accounts(doc.get("accounts", {}))
@@ -347,8 +361,9 @@ def parse_config(text: str, *, source: str = "<text>", path: Path | None = None)
     electrodes = {name: reader.electrode(name, t) for name, t in reader.tables(doc, "electrodes")}
     drugs = {name: reader.drug(name, t) for name, t in reader.tables(doc, "drugs")}
     presets = {name: reader.preset(name, t, electrodes, drugs, limits) for name, t in reader.tables(doc, "presets")}
+    visits = reader.visits(doc.get("visits", {}))
     return SiteConfig(source, path, text, limits, MappingProxyType(electrodes), MappingProxyType(drugs),
-                      MappingProxyType(presets), bench, accounts)  # fmt: skip
+                      MappingProxyType(presets), bench, accounts, visits)  # fmt: skip
 
 
 #: Top-level keys and tables about the PC rather than the treatment (`BenchSettings`).
@@ -497,6 +512,16 @@ class _Reader:
                                          f"{anchor!r}")  # fmt: skip
         return AccountSettings(frozenset(admins), attempts, numbers["lockout_minutes"] or 15.0,
                                numbers["idle_lock_minutes"] or 10.0, Path(anchor) if anchor else None)  # fmt: skip
+
+    def visits(self, table: Any) -> VisitSettings:
+        if not isinstance(table, dict):
+            self.fail(("visits",), "must be a table, written [visits]")
+        self.known(("visits",), table, ("fault_policy",))
+        policy = table.get("fault_policy", VisitSettings.fault_policy)
+        if policy not in VISIT_FAULT_POLICIES:
+            self.fail(("visits", "fault_policy"), f"must be one of {', '.join(map(repr, VISIT_FAULT_POLICIES))}, "
+                                                  f"got {policy!r}")  # fmt: skip
+        return VisitSettings(str(policy))
 
     def electrode(self, name: str, t: dict[str, Any]) -> Electrode:
         keys = ("electrodes", name)

@@ -119,6 +119,27 @@ def _text(value: Any, what: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class VisitRef:
+    """The visit a session is a channel of: the visit's id (shared by its channels' records), the channel's
+    number (1-based) and how many channels the visit has."""
+
+    id: str
+    channel: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        if not self.id or not 1 <= self.channel <= self.channels:
+            raise ClinicalError(f"visit channel {self.channel} of {self.channels} (visit {self.id!r}) is not a channel")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "channel": self.channel, "channels": self.channels}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VisitRef:
+        return cls(str(data["id"]), int(data["channel"]), int(data["channels"]))
+
+
+@dataclass(frozen=True)
 class ClinicalDetails:
     """The chart details of one session (all optional where a source may not give them; the front ends ask for
     the site). `electrode_product` is the site catalog's name, `electrode_type` its description."""
@@ -131,6 +152,7 @@ class ClinicalDetails:
     electrode_product: str | None = None
     electrode_type: str | None = None
     simulated: bool = False  # the device was ionctl's simulator: not a treatment
+    visit: VisitRef | None = None  # the session is one channel of a visit
 
     def __post_init__(self) -> None:
         for name, what in (("concentration", "the concentration"), ("lot", "the lot"),
@@ -153,16 +175,19 @@ class ClinicalDetails:
                 out[key] = getattr(self, key)
         if self.simulated:
             out["simulated"] = True
+        if self.visit is not None:
+            out["visit"] = self.visit.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClinicalDetails:
-        site = data.get("site")
+        site, visit = data.get("site"), data.get("visit")
         return cls(
             site=TreatmentSite(str(site["body_site"]), str(site["laterality"])) if isinstance(site, Mapping) else None,
             concentration=data.get("concentration"), volume_ml=data.get("volume_ml"), lot=data.get("lot"),
             prescriber=data.get("prescriber"), electrode_product=data.get("electrode_product"),
             electrode_type=data.get("electrode_type"), simulated=bool(data.get("simulated", False)),
+            visit=VisitRef.from_dict(visit) if isinstance(visit, Mapping) else None,
         )  # fmt: skip
 
     @classmethod

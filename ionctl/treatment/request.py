@@ -49,6 +49,7 @@ class TreatmentRequest:
     override_reason: str | None = None  # a supervisor (logged in) sets a course rule aside, for this reason
     accept_no_watchdog: bool = False
     db: str | None = None  # the record store as the front end named it (shown in the report)
+    visit: dict[str, Any] | None = None  # a visit's channel: {"id", "channel", "channels"} (ionctl.treatment.visit)
 
 
 def build_prescription(
