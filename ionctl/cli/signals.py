@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -17,8 +17,10 @@ from ionctl.treatment.terminals import fd_isatty, silence_lost_terminals
 
 if TYPE_CHECKING:
     from ionctl.core.session import Session
+    from ionctl.treatment.visit import VisitRunner
 
-__all__ = ["SIGNAL_REASONS", "fd_isatty", "operator_signals", "signals_held", "silence_lost_terminals"]
+__all__ = ["SIGNAL_REASONS", "fd_isatty", "operator_signals", "signals_held", "silence_lost_terminals",
+           "visit_signals"]  # fmt: skip
 
 #: The signals a session answers, and what each one is called in the record.
 SIGNAL_REASONS: dict[int, str] = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM",
@@ -59,8 +61,39 @@ def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
     from ionctl.core.session import TERMINAL
 
     interrupts = Interrupts()
+
+    def request(action: str, reason: str) -> None:
+        interrupts.reasons.append(reason)
+        session.request(action)
+
+    with _answering(request, lambda: interrupts.ended or session.state in TERMINAL, err, visit=False):
+        try:
+            yield interrupts
+        finally:
+            interrupts.ended = True
+
+
+@contextmanager
+def visit_signals(visit: VisitRunner, err: TextIO) -> Iterator[None]:
+    """`operator_signals` for every channel of a visit at once: SIGINT = a ramped stop of every channel, a second
+    one = abort every channel; SIGTERM and SIGHUP = a ramped stop of every channel. Each channel's record names the
+    signal. Main thread only (the visit's channels run in threads of their own)."""
+
+    def request(action: str, reason: str) -> None:
+        visit.request(action, reason=reason)
+
+    with _answering(request, lambda: visit.ended, err, visit=True):
+        yield
+
+
+@contextmanager
+def _answering(request: Callable[[str, str], None], ended: Callable[[], bool], err: TextIO, *,
+               visit: bool) -> Iterator[None]:  # fmt: skip
+    """The handlers of `operator_signals` and `visit_signals`: `request(action, reason)` asks for a ramped
+    stop or an abort; `ended()` says the session (or every channel of the `visit`) is over."""
+    what = " every channel" if visit else ""
     if threading.current_thread() is not threading.main_thread():
-        yield interrupts
+        yield
         return
     stops = 0
     fd = _fileno(err)
@@ -71,20 +104,21 @@ def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
         name = signal.Signals(signum).name
         if signum == signal.SIGHUP:
             silence_lost_terminals(terminals)
-        if interrupts.ended or session.state in TERMINAL:
-            _say(fd, f"\n{name}: the session has ended; closing its record\n")
+        if ended():
+            said = ("every channel has ended; closing their records" if visit
+                    else "the session has ended; closing its record")  # fmt: skip
+            _say(fd, f"\n{name}: {said}\n")
             return
-        interrupts.reasons.append(SIGNAL_REASONS[signum])
         stops += 1
         if signum == signal.SIGINT and stops > 1:
-            session.request("abort")
-            _say(fd, "\nSIGINT again: aborting (fastest safe ramp to zero)\n")
+            request("abort", SIGNAL_REASONS[signum])
+            _say(fd, f"\nSIGINT again: aborting{what} (fastest safe ramp to zero)\n")
             return
-        session.request("stop")
+        request("stop", SIGNAL_REASONS[signum])
         if signum == signal.SIGINT:
-            _say(fd, "\nSIGINT: ramping down and stopping (Ctrl-C again to abort)\n")
+            _say(fd, f"\nSIGINT: ramping down and stopping{what} (Ctrl-C again to abort)\n")
         else:
-            _say(fd, f"\n{SIGNAL_REASONS[signum]}: ramping down and stopping\n")
+            _say(fd, f"\n{SIGNAL_REASONS[signum]}: ramping down and stopping{what}\n")
 
     def on_suspend(signum: int, frame: object) -> None:  # a suspended host is a dead host to the device
         _say(fd, "\nCtrl-Z: a running session cannot be suspended (the device would lose its host); "
@@ -94,9 +128,8 @@ def operator_signals(session: Session, err: TextIO) -> Iterator[Interrupts]:
     previous[signal.SIGTTOU] = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, on_suspend)
     try:
-        yield interrupts
+        yield
     finally:
-        interrupts.ended = True
         if _held is not None:
             _held.append(previous)
         else:
