@@ -33,7 +33,7 @@ from ionctl.core.vocabulary import ExitCode
 
 if TYPE_CHECKING:
     from ionctl.config.site import ClinicSettings
-    from ionctl.records import Store
+    from ionctl.records import Record, Store
     from ionctl.records.clinic.reader import ClinicReader
 
 #: What an action does with the open store (`records_handler` in the parsed arguments).
@@ -230,18 +230,36 @@ def _show(store: Store, args: argparse.Namespace) -> int:
 
 
 def _export(store: Store, args: argparse.Namespace) -> int:
-    from ionctl.records.export import deliver, to_csv, to_fhir, to_json
+    from ionctl.records.export import deliver, to_csv, to_json
 
     record = store.get(args.record_id)
     if args.format == "pdf":  # binary; a file always (-o FILE, or record-ID.pdf here)
         from ionctl.records.export import to_pdf
 
         content: str | bytes = to_pdf(record, head=store.chain_head())
+    elif args.format == "fhir":
+        content = _fhir(store, record, args)
     else:
-        content = {"json": to_json, "csv": to_csv, "fhir": to_fhir}[args.format](record)
+        content = {"json": to_json, "csv": to_csv}[args.format](record)
     pdf_name = f"record-{str(args.id).replace('/', '-')}.pdf"
     deliver(content, args.output, pdf_name=pdf_name, command="ionctl records export")
     return ExitCode.OK
+
+
+def _fhir(store: Store, record: Record, args: argparse.Namespace) -> str:
+    """The FHIR bundle, with the chart PDF in it: the page `--format pdf` makes now (the store's chain head, the
+    site's `clinic_name`), carried with its SHA-1 and SHA-256 (`ionctl.records.fhir_docs`)."""
+    from pathlib import Path
+
+    from ionctl.config.site import bench_settings
+    from ionctl.records import pdf as chart
+    from ionctl.records.export import to_fhir
+
+    config = getattr(args, "config", None)
+    clinic_name = bench_settings(None if config is None else Path(config)).clinic_name
+    named: dict[str, Any] = {"clinic_name": clinic_name} if clinic_name else {}  # the page heads with it, when set
+    pdf = chart.to_pdf(record, head=store.chain_head(), **named)
+    return to_fhir(record, pdf=pdf, clinic_name=clinic_name, bench=getattr(args, "record_bench", None))
 
 
 def _verify(store: Store, args: argparse.Namespace) -> int:

@@ -56,11 +56,14 @@ def to_csv(record: Record) -> str:
     return out.getvalue()
 
 
-def to_fhir(record: Record) -> str:
-    """The FHIR R4 Bundle (type collection) of the record, as JSON text: see `ionctl.records.fhir`."""
+def to_fhir(record: Record, *, pdf: bytes | None = None, clinic_name: str | None = None,
+            bench: str | None = None) -> str:  # fmt: skip
+    """The FHIR R4 Bundle (type collection) of the record, as JSON text: see `ionctl.records.fhir`. `pdf`: the
+    chart PDF's bytes, which the bundle carries in a DocumentReference; `clinic_name` the site's; `bench` the
+    record's bench in the clinic (it names the record's course clinic-wide)."""
     from ionctl.records.fhir import to_fhir as build
 
-    return build(record)
+    return build(record, pdf=pdf, clinic_name=clinic_name, bench=bench)
 
 
 def to_pdf(record: Record, *, head: tuple[int, str] | None = None) -> bytes:

@@ -6,6 +6,7 @@ meaning (21 CFR 11.50), and `records verify` checks them."""
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,17 +131,25 @@ def test_a_wrong_password_signs_nothing(bench: Bench) -> None:
     assert bench.signatures(record_id) == [(TECHNICIAN, PERFORMED)]
 
 
-def test_the_fhir_export_says_each_signature_in_words(bench: Bench) -> None:
+def test_the_fhir_export_says_each_signature_in_words_and_as_a_provenance(bench: Bench) -> None:
     import json
 
     record_id = closed(bench)
     assert bench.sign(record_id, SUPERVISOR)[0] == 0
     assert cli(["records", "export", str(record_id), "--format", "fhir", "--db", str(bench.clinic.store)]) == 0
     bundle = json.loads(bench.capsys.readouterr().out)
-    (procedure,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure"]
+    resources = [e["resource"] for e in bundle["entry"]]
+    (procedure,) = [r for r in resources if r["resourceType"] == "Procedure"]
     texts = [n["text"] for n in procedure["note"]]
-    signed = [t for t in texts if "record-sign" in t]
+    signed = [t for t in texts if t.startswith("Signed (#")]
     assert len(signed) == 2
-    assert "signed by Tess Technician (tess, technician), 20" in signed[0] and signed[0].endswith(": performed")
-    assert "signed by Sam Supervisor (sam, supervisor), 20" in signed[1] and signed[1].endswith(": reviewed")
+    assert "by Tess Technician (tess, technician), 20" in signed[0] and signed[0].endswith(": performed")
+    assert "by Sam Supervisor (sam, supervisor), 20" in signed[1] and signed[1].endswith(": reviewed")
     assert all("{" not in t and "value" not in t for t in signed)  # words, not the signature's JSON
+    assert procedure["performer"][0]["actor"]["display"] == "Tess Technician"  # the printed name she signed with
+    provenances = [r for r in resources if r["resourceType"] == "Provenance"]
+    assert [(p["agent"][0]["who"]["display"], p["signature"][0]["type"][0]["code"]) for p in provenances] == [
+        ("Tess Technician", "1.2.840.10065.1.12.1.1"), ("Sam Supervisor", "1.2.840.10065.1.12.1.5")]  # fmt: skip
+    with Store(bench.clinic.store) as store:
+        stored = [e["detail"]["signature"]["value"] for e in store.audit(action="record-sign", record_id=record_id)]
+    assert [base64.b64decode(p["signature"][0]["data"]).hex() for p in provenances] == stored
