@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ionctl.cli.args import non_negative, positive
+from ionctl.cli.visit import channel_spec
 
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
@@ -91,12 +92,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the supervisor who sets a course rule aside (their password is asked, or is the next "
                         "line of stdin with --password-stdin)")  # fmt: skip
     run = parser.add_argument_group("session")
-    run.add_argument(
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument(
         "--device",
-        required=True,
         metavar="ADDR",
         help="serial port or pyserial URL (firmware device), or visa:RESOURCE (SCPI SourceMeter)",
     )
+    where.add_argument(
+        "--channel", action="append", type=channel_spec, metavar="SITE=ADDR[,KEY=VALUE...]",
+        help="a visit: one channel (repeat it, one per treatment site and device) with what differs from the "
+        "options above: area=CM2, electrode=NAME, current=MA, dose=MA_MIN, duration=MIN, return=NAME (channels "
+        "naming the same return share a return electrode: their sum is held to the site's limit); one "
+        "confirmation for all; e.g. --channel 'left hand=/dev/ttyUSB0' --channel 'right hand=/dev/ttyUSB1'",
+    )  # fmt: skip
     run.add_argument(
         "--config", metavar="FILE", help="site configuration (default: the site's, else the packaged defaults); "
         "a file a supervisor has not approved is refused")  # fmt: skip
@@ -172,7 +180,7 @@ def request_of(args: argparse.Namespace) -> TreatmentRequest:
 
     course_id, course_ref = _course_of(args.course)
     return TreatmentRequest(
-        device=args.device, operator=args.operator, patient=args.patient, preset=args.preset, drug=args.drug,
+        device=args.device or "", operator=args.operator, patient=args.patient, preset=args.preset, drug=args.drug,
         drug_charge=getattr(args, "drug_charge", None), polarity=args.polarity, electrode=args.electrode,
         electrode_area_cm2=args.electrode_area, current_ma=args.current, dose_ma_min=args.dose,
         duration_min=args.duration, ramp_up_s=args.ramp_up, ramp_down_s=args.ramp_down,
@@ -191,7 +199,7 @@ def main(args: argparse.Namespace) -> int:
     from ionctl.records import StoreError, recover_interrupted
     from ionctl.records.recovery import settle_counters
     from ionctl.treatment import not_started
-    from ionctl.treatment.recovery import device_counter
+    from ionctl.treatment.recovery import devices_counter
 
     def refuse(message: str) -> int:
         print(f"ionctl run: {message}\nNo current flowed; the device was not opened.", file=sys.stderr)
@@ -208,7 +216,7 @@ def main(args: argparse.Namespace) -> int:
         if broken is not None:
             return refuse(f"not started: the record store {store.path} does not verify (`ionctl records verify`): "
                           f"{broken}")  # fmt: skip
-        counter = device_counter(args.device)
+        counter = devices_counter([args.device] if args.device else [spec[1] for spec in args.channel])
         notes: list[str] = []
         for record_id in recover_interrupted(store, device_counter=counter, notes=notes):
             print(f"ionctl run: record {record_id} in {store.path} was left open by a session that never ended; "
@@ -218,6 +226,14 @@ def main(args: argparse.Namespace) -> int:
         for record_id in settle_counters(store, counter):
             print(f"ionctl run: record {record_id} (interrupted) settled with the device's own dose counter",
                   file=sys.stderr)  # fmt: skip
+        if args.channel:
+            from ionctl.cli.visit import emit_visit, execute_visit
+
+            visit = execute_visit(args, store=store)
+            if isinstance(visit, int):
+                return visit
+            emit_visit(visit, as_json=args.json, store=store)
+            return visit.exit_code
         report = execute(args, store=store)
         export: dict[str, Any] = {}
         if args.json and report.record_id is not None:
@@ -232,24 +248,36 @@ def execute(args: argparse.Namespace, *, err: TextIO | None = None, stdin: TextI
     """Log the operator in, check, confirm, connect and run; everything but printing the result (`treat` with
     the options). With a `store` the operator's password is asked (or read) here, before anything is opened: a
     refused login is exit 2 with no record and the device never opened."""
-    from ionctl.cli.login import PasswordUnavailable, login, people_of
-    from ionctl.config import ConfigError, load_config
-    from ionctl.config.people import Act, PeopleError
-
     stdin, err = stdin or sys.stdin, err or sys.stderr
     request = request_of(args)
     if store is None:
         return treat(request, err=err, stdin=stdin, store=None, config=config, config_file=args.config, yes=args.yes,
                      skin_checks=skin_checks)  # fmt: skip
+    who = log_in(args, store=store, config=config, stdin=stdin, err=err)
+    if isinstance(who, str):
+        return refused(who, request, err)
+    config, operator, supervisor = who
+    return treat(request, err=err, stdin=stdin, store=store, config=config, config_file=args.config, yes=args.yes,
+                 skin_checks=skin_checks, operator=operator, supervisor=supervisor)  # fmt: skip
+
+
+def log_in(args: argparse.Namespace, *, store: Store, config: SiteConfig | None, stdin: TextIO,
+           err: TextIO) -> tuple[SiteConfig, Identity, Callable[[], Identity]] | str:  # fmt: skip
+    """(site configuration, the logged-in operator, how to log a supervisor in for an override), or why not
+    (a refusal message: nothing was opened)."""
+    from ionctl.cli.login import PasswordUnavailable, login, people_of
+    from ionctl.config import ConfigError, load_config
+    from ionctl.config.people import Act, PeopleError
+
     try:
         config = config if config is not None else load_config(args.config)
         people = people_of(store, config)
         operator = login(people, args.operator, from_stdin=args.password_stdin, stdin=stdin, act=Act.RUN_SESSION,
                          err=err)  # fmt: skip
     except (ConfigError, PeopleError, PasswordUnavailable) as exc:
-        return refused(f"not started: {exc}", request, err)
+        return f"not started: {exc}"
     except KeyboardInterrupt:
-        return refused("not started: interrupted at the password prompt", request, err)
+        return "not started: interrupted at the password prompt"
 
     def supervisor() -> Identity:
         if not args.supervisor:
@@ -257,8 +285,7 @@ def execute(args: argparse.Namespace, *, err: TextIO | None = None, stdin: TextI
         return login(people, args.supervisor, from_stdin=args.password_stdin, stdin=stdin, act=Act.OVERRIDE_COURSE,
                      err=err)  # fmt: skip
 
-    return treat(request, err=err, stdin=stdin, store=store, config=config, config_file=args.config, yes=args.yes,
-                 skin_checks=skin_checks, operator=operator, supervisor=supervisor)  # fmt: skip
+    return config, operator, supervisor
 
 
 def refused(message: str, request: TreatmentRequest, err: TextIO) -> Report:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from ionctl.treatment import TreatmentRequest
     from ionctl.treatment.visit import Channel, VisitReport
 
+#: One `--channel` value: (treatment site, device address, request changes, return path or None).
+Spec = tuple[str, str, dict[str, Any], str | None]
 #: channel-spec key -> (TreatmentRequest field, parser)
 _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "area": ("electrode_area_cm2", float),
@@ -36,7 +38,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
-def channel_spec(text: str) -> tuple[str, str, dict[str, Any], str | None]:
+def channel_spec(text: str) -> Spec:
     """(site, device address, request changes, return path) of one `--channel` value; argparse's error naming
     what is wrong."""
     site, eq, rest = text.partition("=")
@@ -69,7 +71,7 @@ def channel_spec(text: str) -> tuple[str, str, dict[str, Any], str | None]:
     return " ".join(site.split()), parts[0], changes, return_path
 
 
-def channels_of(base: TreatmentRequest, specs: list[tuple[str, str, dict[str, Any], str | None]]) -> tuple[Channel, ...]:
+def channels_of(base: TreatmentRequest, specs: list[Spec]) -> tuple[Channel, ...]:
     """Each channel's request: the shared options, then what its spec changes (an area replaces an electrode
     and a dose a duration, as on the command line)."""
     from ionctl.treatment.visit import Channel
@@ -89,7 +91,7 @@ def channels_of(base: TreatmentRequest, specs: list[tuple[str, str, dict[str, An
     return tuple(channels)
 
 
-def treat_visit(base: TreatmentRequest, specs: list[tuple[str, str, dict[str, Any], str | None]], *, err: TextIO,
+def treat_visit(base: TreatmentRequest, specs: list[Spec], *, err: TextIO,
                 stdin: TextIO, store: Store | None, config: SiteConfig, yes: bool, operator: Identity | None,
                 supervisor: Callable[[], Identity] | None, skin_checks: bool = True) -> VisitReport | int:  # fmt: skip
     """Prepare, show, confirm and run a visit at this terminal; its report, or the exit code of a visit refused
@@ -130,6 +132,24 @@ def treat_visit(base: TreatmentRequest, specs: list[tuple[str, str, dict[str, An
         report = runner.run(watch=lambda v: visit_signals(v, err))
     progress.close()
     return report
+
+
+def execute_visit(args: argparse.Namespace, *, store: Store, err: TextIO | None = None,
+                  stdin: TextIO | None = None) -> VisitReport | int:  # fmt: skip
+    """`ionctl run --channel ...`: log the operator in (before anything is opened), then `treat_visit` with the
+    options every channel shares and each channel's spec."""
+    from ionctl.cli.run import log_in, request_of
+
+    stdin, err = stdin or sys.stdin, err or sys.stderr
+    who = log_in(args, store=store, config=None, stdin=stdin, err=err)
+    if isinstance(who, str):
+        from ionctl.core.vocabulary import ExitCode
+
+        print(f"ionctl run: {who}\nNo current flowed; no device was opened.", file=err)
+        return ExitCode.REFUSED
+    config, operator, supervisor = who
+    return treat_visit(request_of(args), args.channel, err=err, stdin=stdin, store=store, config=config, yes=args.yes,
+                       operator=operator, supervisor=supervisor)  # fmt: skip
 
 
 def emit_visit(report: VisitReport, *, as_json: bool, store: Store | None, out: TextIO | None = None) -> None:

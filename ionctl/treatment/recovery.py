@@ -28,3 +28,18 @@ def device_counter(address: str) -> Callable[[dict[str, Any]], float | None]:
         return samples[-1].device_dose_ma_min if samples else None
 
     return read
+
+
+def devices_counter(addresses: list[str]) -> Callable[[dict[str, Any]], float | None]:
+    """`device_counter` over several addresses (a visit's devices): the counter of whichever device at one of
+    them is the interrupted record's (same serial); None if none is."""
+    readers = [device_counter(address) for address in dict.fromkeys(addresses)]
+
+    def read(identity: dict[str, Any]) -> float | None:
+        for reader in readers:
+            value = reader(identity)
+            if value is not None:
+                return value
+        return None
+
+    return read
