@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import clinic, codec, drivers, faults, host_cpu, records, report, session, sim, startup
+from benchmarks import clinic, codec, drivers, faults, host_cpu, records, report, session, sim, startup, visit
 
 SUITES = {
     "clinic": clinic.run,
@@ -27,6 +27,7 @@ SUITES = {
     "session": session.run,
     "sim": sim.run,
     "startup": startup.run,
+    "visit": visit.run,
 }
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "docs" / "performance.json"

@@ -50,6 +50,7 @@ class TreatmentRequest:
     accept_no_watchdog: bool = False
     db: str | None = None  # the record store as the front end named it (shown in the report)
     visit: dict[str, Any] | None = None  # a visit's channel: {"id", "channel", "channels"} (ionctl.treatment.visit)
+    site: str | None = None  # the treatment site ("left hand"; ionctl.records.clinical.TreatmentSite)
 
 
 def build_prescription(

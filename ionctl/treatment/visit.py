@@ -106,8 +106,9 @@ class PreparedVisit:
 
     def summary(self) -> str:
         """What is about to be delivered, channel by channel, for one confirmation."""
-        lines = [f"Visit {self.visit_id[:8]}: {len(self.channels)} channels; a fault on one: "
-                 f"{_policy_text(self.policy)}"]
+        lines = [
+            f"Visit {self.visit_id[:8]}: {len(self.channels)} channels; a fault on one: {_policy_text(self.policy)}"
+        ]
         for n, (channel, prepared) in enumerate(zip(self.channels, self.prepared, strict=True), start=1):
             lines.append(f"-- channel {n}: {channel.label} on {channel.request.device}"
                          + (f" (return path {channel.return_path})" if channel.return_path else ""))  # fmt: skip
@@ -208,6 +209,7 @@ class ChannelRun:
     pending: list[str] = field(default_factory=list)
     thread: threading.Thread | None = None
     record_note: Callable[[str], None] | None = None
+    notes: list[str] = field(default_factory=list)  # for its record, written by its own thread (`_drain`)
 
 
 @dataclass
@@ -223,8 +225,10 @@ class VisitReport:
         return worst([r.exit_code for r in self.reports])
 
     def to_dict(self) -> dict[str, Any]:
-        channels = [{"channel": n, "label": label, **report.to_dict()}
-                    for n, (label, report) in enumerate(zip(self.labels, self.reports, strict=True), start=1)]
+        channels = [
+            {"channel": n, "label": label, **report.to_dict()}
+            for n, (label, report) in enumerate(zip(self.labels, self.reports, strict=True), start=1)
+        ]
         return {"visit_id": self.visit_id, "exit_code": int(self.exit_code), "channels": channels}
 
 
@@ -348,12 +352,22 @@ class VisitRunner:
                 continue
             if stop:
                 self.request("stop", other.number, reason=f"visit policy stop-all: {said}")
-            if other.record_note is not None:
-                what = "ramps down (visit policy stop-all)" if stop else "continues (visit policy continue)"
-                other.record_note(f"visit: {said}; this channel {what}")
+            what = "ramps down (visit policy stop-all)" if stop else "continues (visit policy continue)"
+            with self._lock:  # its own thread writes it (`_drain`): never another channel's store from this one
+                other.notes.append(f"visit: {said}; this channel {what}")
         if self.display is not None:
             self.display.alert(n, f"{said}; " + ("every other channel is ramping down" if stop
                                                   else "the other channels continue"))  # fmt: skip
+
+    def _drain(self, n: int) -> None:
+        """Channel `n`'s thread: write the notes the visit left for its record."""
+        run = self.channels[n - 1]
+        if not run.notes or run.record_note is None:
+            return
+        with self._lock:
+            notes, run.notes = run.notes, []
+        for text in notes:
+            run.record_note(text)
 
     def _say(self, text: str) -> None:
         if self.say is not None:
@@ -367,10 +381,12 @@ class _ChannelDisplay:
         self.visit, self.channel = visit, channel
 
     def on_sample(self, session: Session, sample: Telemetry) -> None:
+        self.visit._drain(self.channel)
         if self.visit.display is not None:
             self.visit.display.on_sample(self.channel, session, sample)
 
     def on_state(self, session: Session, change: StateChange) -> None:
+        self.visit._drain(self.channel)
         self.visit._on_state(self.channel, session, change)
 
     def ended(self, result: SessionResult) -> None:
