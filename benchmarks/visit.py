@@ -2,12 +2,12 @@
 
 `visit_fault_reaction_p99_vs_single`: the host-side time from the arrival of the telemetry sample on which a
 channel's session decided a fault (stamped when the driver's reader thread decodes it) to the call of the command
-that answers it (`abort`, the ramp to zero, for the first sample reporting the other polarity: `polarity-flip`, a fault only the
-host answers; a lifted electrode the device itself cuts first), p99 over every channel of every round; each round is a
-`VisitRunner` visit of 8 channels, each its own `FirmwareDevice` over its own pty to its own simulator process at
-1x with telemetry at 100 Hz (10 ms), all energised when their polarity flips (7 s after each output was energised,
-visit policy `continue` so that every channel answers its own fault). The baseline is the same figure for a visit
-of one channel, in the same run: the ratio shows what the other 7 channels' threads cost the answer (target <= 1.5).
+that answers it, p99 over every channel of every round. The fault is `polarity-flip`: the device reports the other
+polarity, which only the host judges (a ramp to zero, `abort`); a lifted electrode is cut by the device itself
+first. Each round is a `VisitRunner` visit of 8 channels, each its own `FirmwareDevice` over its own pty to its own
+simulator process at 1x with telemetry at 100 Hz (10 ms), every channel energised when its fault comes (7 s after its
+output was energised; visit policy `continue`, so that every channel answers its own). The baseline is the same
+figure for a visit of one channel, in the same run: the ratio is what the other 7 channels cost (target <= 1.5).
 
 `visit_host_cpu_pct_per_channel`: this process's CPU time (`time.process_time`: every channel's session thread,
 every driver's reader thread) over 10 s of wall time with all 8 channels delivering, per channel, as % of one core;
