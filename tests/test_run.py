@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.people import PASSWORDS, TECHNICIAN, make_clinic
 from tests.sim.endpoints import ROOT, running_sim
 
@@ -23,7 +25,7 @@ from tests.sim.endpoints import ROOT, running_sim
 #: wall time or more) to be interrupted on purpose.
 SCALE = "50"
 DEXAMETHASONE = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
-                 "--dose", "40", "--patient", "P-TEST")  # fmt: skip
+                 "--dose", "40", "--patient", "P-TEST", "--site", "left forearm")  # fmt: skip
 #: What `--password-stdin` reads for the clinic's technician.
 TESS = PASSWORDS[TECHNICIAN] + "\n"
 
@@ -87,18 +89,7 @@ def wait_for_line(process: subprocess.Popen[str], pattern: str) -> list[str]:
 
 def test_dexamethasone_completes_with_the_dose_the_simulator_measured(tmp_path: Path) -> None:
     with simulator(tmp_path) as (device, trace):
-        done = ionctl(
-            "run",
-            "--site",
-            "left forearm",
-            "--device",
-            device,
-            *DEXAMETHASONE,
-            *in_clinic(tmp_path),
-            "--yes",
-            "--json",
-            input=TESS,
-        )
+        done = ionctl("run", "--device", device, *DEXAMETHASONE, *in_clinic(tmp_path), "--yes", "--json", input=TESS)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # the whole of stdout is one JSON object
     assert result["outcome"] == "completed" and result["exit_code"] == 0
@@ -111,18 +102,7 @@ def test_json_output_carries_the_records_own_export(tmp_path: Path) -> None:
     db = str(tmp_path / "clinic" / "records.sqlite3")
     args = with_option(DEXAMETHASONE, "--dose", "5")
     with simulator(tmp_path) as (device, _):
-        done = ionctl(
-            "run",
-            "--site",
-            "left forearm",
-            "--device",
-            device,
-            *args,
-            *in_clinic(tmp_path),
-            "--yes",
-            "--json",
-            input=TESS,
-        )
+        done = ionctl("run", "--device", device, *args, *in_clinic(tmp_path), "--yes", "--json", input=TESS)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     exported = ionctl("records", "export", str(result["record_id"]), "--format", "json", "--db", db)
@@ -133,41 +113,54 @@ def test_json_output_carries_the_records_own_export(tmp_path: Path) -> None:
     assert len(result["telemetry"]) > 100
 
 
+def test_the_chart_options_go_into_the_records_opening(tmp_path: Path) -> None:
+    from ionctl.records import Store
+    from ionctl.records.clinical import ClinicalDetails
+
+    args = (*with_option(with_option(DEXAMETHASONE, "--dose", "2"), "--site", "Right hand"), "--concentration",
+            "4 mg/mL", "--volume-ml", "2.5", "--lot", "L-2291", "--prescriber", "Dr. A. Rivera")  # fmt: skip
+    done = ionctl("run", "--device", "sim:", *args, *in_clinic(tmp_path), "--yes", "--json", input=TESS)
+    assert done.returncode == 0, done.stderr
+    with Store(tmp_path / "clinic" / "records.sqlite3") as store:
+        details = ClinicalDetails.of_record(store.get(json.loads(done.stdout)["record_id"]).fields)
+    assert details is not None and details.site is not None and details.site.text == "right hand"
+    assert (details.concentration, details.volume_ml, details.lot, details.prescriber) == (
+        "4 mg/mL", 2.5, "L-2291", "Dr. A. Rivera")  # fmt: skip
+    assert details.simulated  # a sim: address is ionctl's simulator, not a treatment
+
+
 # -- refused before the device is touched --------------------------------------------------------------------
 
 
 def test_six_milliamps_is_refused_for_density_naming_the_limit_and_both_values(tmp_path: Path) -> None:
     # The device path does not exist: had ionctl tried to open it, the exit would be 5, not 2.
     args = with_option(DEXAMETHASONE, "--current", "6")
-    done = ionctl(
-        "run",
-        "--site",
-        "left forearm",
-        "--device",
-        str(tmp_path / "no-such-port"),
-        *args,
-        *in_clinic(tmp_path),
-        "--yes",
-        input=TESS,
-    )
+    done = ionctl("run", "--device", str(tmp_path / "no-such-port"), *args, *in_clinic(tmp_path), "--yes", input=TESS)
     assert done.returncode == 2, done.stderr
     density = next(line for line in done.stderr.splitlines() if "max_density_ma_cm2" in line)
     assert "0.50" in density and "0.60" in density
 
 
+@pytest.mark.parametrize(("site", "said"), [((), "give a treatment site"),
+                                             (("--site", "left hnd"), "is not a treatment site")])  # fmt: skip
+def test_a_session_without_a_known_treatment_site_is_refused_before_the_device_opens_with_no_record(
+    tmp_path: Path, site: tuple[str, ...], said: str
+) -> None:
+    from ionctl.records import Store
+
+    rx = DEXAMETHASONE[: DEXAMETHASONE.index("--site")]
+    done = ionctl("run", "--device", str(tmp_path / "no-such-port"), *rx, *site, *in_clinic(tmp_path), "--yes",
+                  input=TESS)  # fmt: skip
+    assert done.returncode == 2, done.stderr  # had the device been opened: 5
+    assert said in done.stderr and "hand, foot, wrist, forearm" in done.stderr
+    assert "No current flowed; the device was not opened." in done.stderr
+    with Store(tmp_path / "clinic" / "records.sqlite3") as store:
+        assert store.list_records() == []
+
+
 def test_the_anode_is_refused_for_an_anionic_drug(tmp_path: Path) -> None:
     args = with_option(DEXAMETHASONE, "--polarity", "anode")
-    done = ionctl(
-        "run",
-        "--site",
-        "left forearm",
-        "--device",
-        str(tmp_path / "no-such-port"),
-        *args,
-        *in_clinic(tmp_path),
-        "--yes",
-        input=TESS,
-    )
+    done = ionctl("run", "--device", str(tmp_path / "no-such-port"), *args, *in_clinic(tmp_path), "--yes", input=TESS)
     assert done.returncode == 2, done.stderr
     assert "must be delivered from the cathode" in done.stderr
 
@@ -175,16 +168,7 @@ def test_the_anode_is_refused_for_an_anionic_drug(tmp_path: Path) -> None:
 def test_a_refusal_with_json_prints_one_refused_result_object(tmp_path: Path) -> None:
     args = with_option(DEXAMETHASONE, "--current", "6")
     done = ionctl(
-        "run",
-        "--site",
-        "left forearm",
-        "--device",
-        str(tmp_path / "no-such-port"),
-        *args,
-        *in_clinic(tmp_path),
-        "--yes",
-        "--json",
-        input=TESS,
+        "run", "--device", str(tmp_path / "no-such-port"), *args, *in_clinic(tmp_path), "--yes", "--json", input=TESS
     )
     result = json.loads(done.stdout)
     assert result["outcome"] == "refused" and result["exit_code"] == 2 and not result["energised"]
@@ -192,16 +176,7 @@ def test_a_refusal_with_json_prints_one_refused_result_object(tmp_path: Path) ->
 
 
 def test_without_yes_a_stdin_that_is_not_a_terminal_is_refused(tmp_path: Path) -> None:
-    done = ionctl(
-        "run",
-        "--site",
-        "left forearm",
-        "--device",
-        str(tmp_path / "no-such-port"),
-        *DEXAMETHASONE,
-        *in_clinic(tmp_path),
-        input=TESS,
-    )
+    done = ionctl("run", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *in_clinic(tmp_path), input=TESS)
     assert done.returncode == 2, done.stderr
     assert "--yes" in done.stderr
 
@@ -209,8 +184,6 @@ def test_without_yes_a_stdin_that_is_not_a_terminal_is_refused(tmp_path: Path) -
 def test_an_unreachable_device_exits_5(tmp_path: Path) -> None:
     done = ionctl(
         "run",
-        "--site",
-        "left forearm",
         "--device",
         str(tmp_path / "no-such-port"),
         *DEXAMETHASONE,
@@ -228,8 +201,6 @@ def test_a_sourcemeter_without_accept_no_watchdog_is_refused(tmp_path: Path) -> 
     with running_sim("--scpi-port", "0", "--time-scale", SCALE) as sim:
         done = ionctl(
             "run",
-            "--site",
-            "left forearm",
             "--device",
             f"visa:{sim.endpoints['scpi']}",
             *DEXAMETHASONE,
@@ -249,18 +220,7 @@ def test_a_sourcemeter_without_accept_no_watchdog_is_refused(tmp_path: Path) -> 
 
 def test_a_lifted_electrode_is_an_open_circuit_fault_with_the_measured_dose(tmp_path: Path) -> None:
     with simulator(tmp_path, "--fault", "electrode-lift@60") as (device, trace):
-        done = ionctl(
-            "run",
-            "--site",
-            "left forearm",
-            "--device",
-            device,
-            *DEXAMETHASONE,
-            *in_clinic(tmp_path),
-            "--yes",
-            "--json",
-            input=TESS,
-        )
+        done = ionctl("run", "--device", device, *DEXAMETHASONE, *in_clinic(tmp_path), "--yes", "--json", input=TESS)
     assert done.returncode == 3, done.stderr
     result = json.loads(done.stdout)
     assert (result["outcome"], result["fault"]) == ("fault", "open_circuit")
@@ -271,8 +231,7 @@ def test_a_lifted_electrode_is_an_open_circuit_fault_with_the_measured_dose(tmp_
 
 def run_in_background(device: str, folder: Path, *extra: str) -> subprocess.Popen[str]:
     """`ionctl run` in the clinic in `folder`, its password given and stdin closed."""
-    process = subprocess.Popen([sys.executable, "-m", "ionctl", "run",
-                                "--site", "left forearm", "--device", device, *DEXAMETHASONE,
+    process = subprocess.Popen([sys.executable, "-m", "ionctl", "run", "--device", device, *DEXAMETHASONE,
                                 *in_clinic(folder), "--yes", "--json", *extra], cwd=ROOT, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert process.stdin is not None
@@ -345,9 +304,7 @@ def test_the_record_names_and_is_signed_by_its_authenticated_operator_and_the_an
     with Store(clinic.store) as store:
         anchor_site(clinic, store, anchor)
     with simulator(tmp_path) as (device, _):
-        done = ionctl("run",
-                      "--site", "left forearm", "--device", device,
-                      *with_option(DEXAMETHASONE, "--dose", "5"), *run_as, "--yes",
+        done = ionctl("run", "--device", device, *with_option(DEXAMETHASONE, "--dose", "5"), *run_as, "--yes",
                       input=TESS)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "signed Tess Technician (tess, technician)" in done.stdout and "performed" in done.stdout
@@ -378,7 +335,7 @@ def test_a_wrong_password_refuses_before_the_device_opens_and_writes_no_record(t
 
     run_as = in_clinic(tmp_path)
     with simulator(tmp_path) as (device, trace):
-        done = ionctl("run", "--site", "left forearm", "--device", device, *DEXAMETHASONE, *run_as, "--yes", "--json",
+        done = ionctl("run", "--device", device, *DEXAMETHASONE, *run_as, "--yes", "--json",
                       input="Not-her-password-1\n")  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "unknown account or wrong password" in done.stderr and "the device was not opened" in done.stderr
@@ -393,9 +350,7 @@ def test_a_wrong_password_refuses_before_the_device_opens_and_writes_no_record(t
 
 def test_no_password_at_all_refuses_before_the_device_opens(tmp_path: Path) -> None:
     run_as = tuple(a for a in in_clinic(tmp_path) if a != "--password-stdin")
-    done = ionctl(
-        "run", "--site", "left forearm", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *run_as, "--yes"
-    )
+    done = ionctl("run", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *run_as, "--yes")
     assert done.returncode == 2, done.stderr  # not 5: the device was never tried
     assert "stdin is not a terminal" in done.stderr and "--password-stdin" in done.stderr
 
@@ -405,9 +360,7 @@ def test_an_auditor_or_an_administrator_cannot_run_a_session(tmp_path: Path) -> 
     from tests.people import ADMIN, AUDITOR
 
     for name in (AUDITOR, ADMIN):
-        done = ionctl("run",
-                      "--site", "left forearm", "--device", str(tmp_path / "no-such-port"),
-                      *DEXAMETHASONE, *in_clinic(tmp_path, name),
+        done = ionctl("run", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *in_clinic(tmp_path, name),
                       "--yes", input=PASSWORDS[name] + "\n")  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert f"{name} is a" in done.stderr and "may run sessions" in done.stderr, done.stderr
@@ -435,17 +388,8 @@ def test_a_supervisor_who_logs_in_overrides_a_course_rule_and_signs_the_override
                      str(clinic.config), "--as", TECHNICIAN, "--password-stdin", "--skin-check", "erythema=no",
                      "blistering=no", "pain=no", "itching=no", "other=no", input=TESS)  # fmt: skip
     assert checked.returncode == 0 and "by tess" in checked.stdout, checked.stderr
-    base = (
-        "run",
-        "--site",
-        "left forearm",
-        "--device",
-        str(tmp_path / "no-such-port"),
-        "--course",
-        str(course),
-        *run_as,
-        "--yes",
-    )
+    base = ("run", "--device", str(tmp_path / "no-such-port"), "--course", str(course), "--site", "left forearm",
+            *run_as, "--yes")  # fmt: skip
     refused = ionctl(*base, "--supervisor-override", "missed visit", input=TESS)
     assert refused.returncode == 2 and "--supervisor NAME" in refused.stderr, refused.stderr
     wrong = ionctl(*base, "--supervisor-override", "missed visit", "--supervisor", SUPERVISOR,

@@ -38,15 +38,11 @@ def test_after_a_faulted_session_the_next_run_without_a_terminal_is_refused_nami
     run_as = in_clinic(tmp_path)
     db, config = str(tmp_path / "clinic" / "records.sqlite3"), str(tmp_path / "clinic" / "site.toml")
     with simulator(tmp_path, "--fault", "electrode-lift@20") as (device, trace):
-        faulted = ionctl(
-            "run", "--site", "left forearm", "--device", device, *DEXAMETHASONE, "--yes", *run_as, input=TESS
-        )
+        faulted = ionctl("run", "--device", device, *DEXAMETHASONE, "--yes", *run_as, input=TESS)
         assert faulted.returncode == 3, faulted.stderr
         flowed = max(row["current_ua"] for row in trace_rows(trace))
         samples = len(trace_rows(trace))
-        again = ionctl(
-            "run", "--site", "left forearm", "--device", device, *DEXAMETHASONE, "--yes", *run_as, "--json", input=TESS
-        )
+        again = ionctl("run", "--device", device, *DEXAMETHASONE, "--yes", *run_as, "--json", input=TESS)
         later = trace_rows(trace)[samples:]
     # the simulator's truth: no current the 2nd time (the trace leaves out only rows that repeat an idle one, so
     # current flowing would have been written)
@@ -64,17 +60,7 @@ def test_after_a_faulted_session_the_next_run_without_a_terminal_is_refused_nami
     recorded = ionctl(*filled[1:], *(f"{item}=no" for item in ITEMS), "--config", config, "--password-stdin",
                       input=TESS)  # fmt: skip
     assert recorded.returncode == 0, recorded.stderr
-    onward = ionctl(
-        "run",
-        "--site",
-        "left forearm",
-        "--device",
-        str(tmp_path / "no-such-port"),
-        *DEXAMETHASONE,
-        "--yes",
-        *run_as,
-        input=TESS,
-    )
+    onward = ionctl("run", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, "--yes", *run_as, input=TESS)
     assert onward.returncode == 5, onward.stderr  # past the check; the port is not there
     assert ionctl("records", "verify", "--db", db, "--config", config).returncode == 0
 
@@ -82,27 +68,13 @@ def test_after_a_faulted_session_the_next_run_without_a_terminal_is_refused_nami
 def test_a_session_refused_before_current_flowed_leaves_no_skin_check_pending(tmp_path: Path) -> None:
     run_as = in_clinic(tmp_path)
     db = str(tmp_path / "clinic" / "records.sqlite3")
-    refused = ionctl("run",
-                     "--site", "left forearm", "--device", str(tmp_path / "no-such-port"),
-                     *with_option(DEXAMETHASONE, "--current", "6"),
+    refused = ionctl("run", "--device", str(tmp_path / "no-such-port"), *with_option(DEXAMETHASONE, "--current", "6"),
                      "--yes", *run_as, input=TESS)  # fmt: skip
     assert refused.returncode == 2 and "max_density_ma_cm2" in refused.stderr
-    unreachable = ionctl("run",
-                         "--site", "left forearm", "--device", str(tmp_path / "no-such-port"),
-                         *DEXAMETHASONE, "--yes", *run_as,
+    unreachable = ionctl("run", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, "--yes", *run_as,
                          input=TESS)  # fmt: skip
     assert unreachable.returncode == 5, unreachable.stderr
-    again = ionctl(
-        "run",
-        "--site",
-        "left forearm",
-        "--device",
-        str(tmp_path / "no-such-port"),
-        *DEXAMETHASONE,
-        "--yes",
-        *run_as,
-        input=TESS,
-    )
+    again = ionctl("run", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, "--yes", *run_as, input=TESS)
     assert again.returncode == 5, again.stderr  # not 2: nothing is pending
     assert "skin check" not in again.stderr
     with Store(db) as store:
@@ -113,7 +85,7 @@ def test_at_a_terminal_the_pending_skin_check_is_asked_first_and_stored_as_answe
     run_as = in_clinic(tmp_path)
     db = tmp_path / "clinic" / "records.sqlite3"
     record_id = energised_record(db)
-    args = run.parse(["--site", "left forearm", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *run_as])
+    args = run.parse(["--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *run_as])
     typed = "\n".join(["maybe", "n",  # a wrong answer is asked again
                        "no", "ni", "", "patient asleep",  # not inspected: the reason is asked until given
                        "Y", "NO",  # itching yes (either case), other no
@@ -142,7 +114,7 @@ def test_at_a_terminal_input_that_ends_before_the_check_is_complete_refuses_and_
     run_as = in_clinic(tmp_path)
     db = tmp_path / "clinic" / "records.sqlite3"
     record_id = energised_record(db)
-    args = run.parse(["--site", "left forearm", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *run_as])
+    args = run.parse(["--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *run_as])
     with Store(db) as store:
         report = run.execute(args, err=io.StringIO(), stdin=Terminal(TESS + "no\nno\n"), store=store)
         assert store.audit(action="skin-check-after", record_id=record_id) == []
@@ -155,9 +127,7 @@ def test_yes_at_a_terminal_does_not_skip_the_pending_skin_check(tmp_path: Path) 
     run_as = in_clinic(tmp_path)
     db = tmp_path / "clinic" / "records.sqlite3"
     record_id = energised_record(db)
-    args = run.parse(
-        ["--site", "left forearm", "--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *run_as, "--yes"]
-    )
+    args = run.parse(["--device", str(tmp_path / "no-such-port"), *DEXAMETHASONE, *run_as, "--yes"])
     with Store(db) as store:
         report = run.execute(args, err=io.StringIO(), stdin=Terminal(TESS), store=store)
     assert report.exit_code == 2 and f"ionctl records addendum {record_id} --db" in report.result.message
