@@ -132,8 +132,7 @@ def test_the_exosome_presets_50_ma_is_refused_by_the_maximum_current_limit() -> 
 def test_ionctl_run_with_the_exosome_preset_is_refused_naming_the_limit(tmp_path: Path) -> None:
     clinic = make_clinic(tmp_path / "clinic")
     done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--electrode-area", "100", "--duration", "20",
-                  "--patient", "P", *bench(clinic),
-                  "--site", "left forearm", "--device", str(tmp_path / "no-port"), "--yes",
+                  "--patient", "P", *bench(clinic), "--device", str(tmp_path / "no-port"), "--yes",
                   input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "max_current_ma" in done.stderr and "50.00" in done.stderr and "4.00" in done.stderr
@@ -142,8 +141,7 @@ def test_ionctl_run_with_the_exosome_preset_is_refused_naming_the_limit(tmp_path
 def test_ionctl_run_names_what_a_preset_leaves_to_the_clinician(tmp_path: Path) -> None:
     clinic = make_clinic(tmp_path / "clinic")
     done = ionctl("run", "--preset", "asc-exosome-hand-eczema", "--patient", "P", *bench(clinic),
-                  "--site", "left forearm", "--device", str(tmp_path / "no-port"),
-                  "--yes", input_=clinic.stdin(TECHNICIAN))  # fmt: skip
+                  "--device", str(tmp_path / "no-port"), "--yes", input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2
     assert "--electrode-area or --electrode and --dose or --duration" in done.stderr
 
@@ -237,9 +235,7 @@ def test_ionctl_run_refuses_a_bad_site_file_naming_key_and_line(tmp_path: Path) 
     clinic = make_clinic(tmp_path / "clinic")
     bad = tmp_path / "site.toml"
     bad.write_text(clinic.config.read_text().replace("area_cm2 = 10.0", "area_cm2 = -1"), encoding="utf-8")
-    done = ionctl("run",
-                  "--site", "left forearm", "--device", str(tmp_path / "no-port"),
-                  *DEXAMETHASONE, "--yes", *bench(clinic, bad),
+    done = ionctl("run", "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", *bench(clinic, bad),
                   input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2
     assert f"{bad}:{_line(bad.read_text(), 'area_cm2 = -1')}: electrodes.patch-10cm2.area_cm2" in done.stderr
@@ -265,16 +261,7 @@ def test_ionctl_run_refuses_a_hand_edited_file_before_the_device_and_runs_once_a
     tmp_path: Path, clinic: Clinic, site: Path, store: Store
 ) -> None:
     db = str(store.path)
-    args = (
-        "run",
-        "--site",
-        "left forearm",
-        "--device",
-        str(tmp_path / "no-port"),
-        *DEXAMETHASONE,
-        "--yes",
-        *bench(clinic),
-    )
+    args = ("run", "--device", str(tmp_path / "no-port"), *DEXAMETHASONE, "--yes", *bench(clinic))
     tess = clinic.stdin(TECHNICIAN)
     assert ionctl(*args, input_=tess).returncode == 5  # approved: accepted, then the port is not there
     site.write_text(site.read_text() + "\n# a comment is an edit too\n", encoding="utf-8")
@@ -429,7 +416,7 @@ def test_a_session_record_carries_the_sha256_of_the_configuration_in_force(
 ) -> None:
     args = with_option(DEXAMETHASONE, "--dose", "3")
     with simulator(tmp_path) as (device, _):
-        done = ionctl("run", "--site", "left forearm", "--device", device, *args, "--yes", "--json", *bench(clinic),
+        done = ionctl("run", "--device", device, *args, "--yes", "--json", *bench(clinic),
                       input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["record"]
@@ -485,8 +472,7 @@ def test_a_preset_fixes_its_drug_polarity_and_class(change: dict[str, object], k
 def test_ionctl_run_refuses_a_drug_preset_under_the_tap_water_limits(tmp_path: Path) -> None:
     clinic = make_clinic(tmp_path / "clinic")
     done = ionctl("run", "--preset", "dexamethasone", "--protocol-class", "tap-water", "--current", "20",
-                  "--electrode-area", "40", "--dose", "100", "--patient", "P", *bench(clinic),
-                  "--site", "left forearm", "--device",
+                  "--electrode-area", "40", "--dose", "100", "--patient", "P", *bench(clinic), "--device",
                   str(tmp_path / "no-port"), "--yes", input_=clinic.stdin(TECHNICIAN))  # fmt: skip
     assert done.returncode == 2 and "cannot be changed" in done.stderr
 

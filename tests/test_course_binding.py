@@ -51,17 +51,8 @@ def test_five_sessions_in_seconds_are_refused_from_the_second_one(tmp_path: Path
              "--password-stdin", *where(clinic))  # fmt: skip
     assert ionctl(*start, *PLAN, *RX_OPTIONS, stdin=TESS).returncode == 0
     link = tmp_path / "ionto"
-    session = (
-        "--operator",
-        TECHNICIAN,
-        "--password-stdin",
-        "--site",
-        "left forearm",
-        "--device",
-        str(link),
-        "--yes",
-        *where(clinic),
-    )
+    session = ("--operator", TECHNICIAN, "--password-stdin", "--site", "left forearm", "--device", str(link), "--yes",
+               *where(clinic))  # fmt: skip
     with running_sim("--serial-link", str(link), "--time-scale", "50"):
         first = ionctl("run", "--course", "1", *session, stdin=TESS)
         assert first.returncode == 0, first.stderr

@@ -86,8 +86,8 @@ def test_at_the_command_line_xylocaine_from_the_cathode_is_refused_and_a_charge_
     tmp_path: Path,
 ) -> None:
     args = ("--drug", "Xylocaine", "--polarity", "cathode", "--electrode-area", "10", "--current", "4", "--dose", "40",
-            "--patient", "P", *in_clinic(tmp_path), "--yes",
-            "--site", "left forearm", "--device", str(tmp_path / "no-such-port"))  # fmt: skip
+            "--patient", "P", "--site", "left forearm", *in_clinic(tmp_path), "--yes", "--device",
+            str(tmp_path / "no-such-port"))  # fmt: skip
     cathode = ionctl("run", *args, input=TESS)
     assert cathode.returncode == 2
     assert "lidocaine is cationic (+) and must be delivered from the anode" in cathode.stderr
@@ -106,8 +106,7 @@ def test_neutral_lidocaine_does_not_get_the_tap_water_class() -> None:
 def test_a_made_up_neutral_lidocaine_is_not_in_the_catalog_and_gets_the_closest_names(tmp_path: Path) -> None:
     done = ionctl("run", "--drug", "lidocaine-neutral", "--polarity", "anode", "--protocol-class", "tap-water",
                   "--electrode-area", "100", "--current", "20", "--duration", "20", "--patient", "P",
-                  *in_clinic(tmp_path), "--yes",
-                  "--site", "left forearm", "--device", str(tmp_path / "no-such-port"), input=TESS)  # fmt: skip
+                  *in_clinic(tmp_path), "--yes", "--device", str(tmp_path / "no-such-port"), input=TESS)  # fmt: skip
     assert done.returncode == 2
     assert "'lidocaine-neutral' is not in the site's drug catalog; did you mean lidocaine?" in done.stderr
 
@@ -153,18 +152,7 @@ def test_a_session_prescribed_as_xylocaine_is_recorded_and_charted_as_lidocaine(
     args = with_option(with_option(with_option(DEXAMETHASONE, "--drug", f"Xylo{ZWSP}caine"), "--polarity", "anode"),
                        "--dose", "3")  # fmt: skip
     with simulator(tmp_path) as (device, trace):
-        done = ionctl(
-            "run",
-            "--site",
-            "left forearm",
-            "--device",
-            device,
-            *args,
-            *in_clinic(tmp_path),
-            "--yes",
-            "--json",
-            input=TESS,
-        )
+        done = ionctl("run", "--device", device, *args, *in_clinic(tmp_path), "--yes", "--json", input=TESS)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["prescription"]["drug"] == "lidocaine"

@@ -63,8 +63,7 @@ def test_a_closed_terminal_ramps_the_current_down_and_closes_the_record_stopped(
     master, slave = os.openpty()
     with simulator(tmp_path) as (device, trace):
         process = subprocess.Popen(
-            [sys.executable, "-c", ON_TERMINAL, "run",
-             "--site", "left forearm", "--device", device, *DEXAMETHASONE, *run_as, "--yes"],
+            [sys.executable, "-c", ON_TERMINAL, "run", "--device", device, *DEXAMETHASONE, *run_as, "--yes"],
             cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
         )  # fmt: skip
         os.close(slave)
@@ -90,8 +89,7 @@ def test_ctrl_c_at_the_password_prompt_ends_ionctl_before_any_device_is_opened(t
     master, slave = os.openpty()
     with simulator(tmp_path) as (device, trace):
         process = subprocess.Popen(
-            [sys.executable, "-c", ON_TERMINAL, "run",
-             "--site", "left forearm", "--device", device, *DEXAMETHASONE, *run_as, "--yes"],
+            [sys.executable, "-c", ON_TERMINAL, "run", "--device", device, *DEXAMETHASONE, *run_as, "--yes"],
             cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
         )  # fmt: skip
         os.close(slave)
@@ -120,8 +118,7 @@ def test_ctrl_c_as_the_session_completes_is_acknowledged_and_the_record_closed(t
             # a patient a run: each run energises its patient, whose skin check after would be pending
             patient = with_option(args, "--patient", f"P-END-{attempt}")
             process = subprocess.Popen(
-                [sys.executable, "-m", "ionctl", "run",
-                 "--site", "left forearm", "--device", device, *patient, *run_as, "--yes"],
+                [sys.executable, "-m", "ionctl", "run", "--device", device, *patient, *run_as, "--yes"],
                 cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             assert process.stderr is not None and process.stdin is not None
@@ -155,8 +152,7 @@ def test_ctrl_z_mid_delivery_does_not_suspend_the_session(tmp_path: Path) -> Non
     has, so that the kernel does not discard the stop signal."""
     with simulator(tmp_path) as (device, trace):
         process = subprocess.Popen(
-            [sys.executable, "-m", "ionctl", "run",
-             "--site", "left forearm", "--device", device, *DEXAMETHASONE, *in_clinic(tmp_path), "--yes"],
+            [sys.executable, "-m", "ionctl", "run", "--device", device, *DEXAMETHASONE, *in_clinic(tmp_path), "--yes"],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0,
         )  # fmt: skip
         assert process.stdin is not None

@@ -101,7 +101,7 @@ def _run(device: str, folder: Path) -> tuple[subprocess.CompletedProcess[str], f
         "--password-stdin",
     )
     started = time.monotonic()
-    done = ionctl("run", "--site", "left forearm", "--device", device, *SHORT, *options, "--yes", "--json", input=TESS)
+    done = ionctl("run", "--device", device, *SHORT, *options, "--yes", "--json", input=TESS)
     return done, time.monotonic() - started
 
 
@@ -147,8 +147,6 @@ def test_a_server_stopped_in_the_middle_of_a_session_the_session_completes_and_s
                 "-m",
                 "ionctl",
                 "run",
-                "--site",
-                "left forearm",
                 "--device",
                 device,
                 *SHORT,

@@ -247,8 +247,6 @@ def test_a_record_closed_by_ionctl_run_is_in_the_clinic_store_seconds_later(
     with simulator(tmp_path) as (device, _):
         done = ionctl(
             "run",
-            "--site",
-            "left forearm",
             "--device",
             device,
             *with_option(DEXAMETHASONE, "--dose", "5"),

@@ -173,9 +173,7 @@ def test_progress_lines_show_session_elapsed_time_not_device_uptime(tmp_path: Pa
     run_as = in_clinic(tmp_path)  # the clinic is made before the device starts
     with simulator(tmp_path) as (device, _trace):
         time.sleep(0.5)  # the device has been up a while (25 device seconds at 50x) before the session starts
-        done = ionctl("run",
-                      "--site", "left forearm", "--device", device,
-                      *with_option(DEXAMETHASONE, "--dose", "3"), *run_as, "--yes",
+        done = ionctl("run", "--device", device, *with_option(DEXAMETHASONE, "--dose", "3"), *run_as, "--yes",
                       input=TESS)  # fmt: skip
     assert done.returncode == 0, done.stderr
     stamped = re.findall(r"^\[\+(\d+):(\d\d)\] (\S+)", done.stderr, flags=re.MULTILINE)
