@@ -205,6 +205,7 @@ def clinic(work: Path) -> None:
     ok("config", "approve", "--as", "tkim", *common, stdin="Initial-pass-33\nMeadow-river-44\n", expect=2)
     ok("config", "approve", "--as", "sjones", *common, stdin="Initial-pass-22\nHarbour-stone-55\n")
     ran = ok("run", "--device", "sim:?load=normal&seed=4", "--preset", "dexamethasone", "--electrode-area", "10",
+             "--site", "left forearm", "--concentration", "4 mg/mL", "--volume-ml", "2.5",
              "--patient", "P-CI-2", "--operator", "tkim", "--yes", "--json", *common,
              stdin="Meadow-river-44\n")  # fmt: skip
     result = json.loads(ran.stdout.strip().splitlines()[-1])

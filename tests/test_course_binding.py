@@ -51,7 +51,8 @@ def test_five_sessions_in_seconds_are_refused_from_the_second_one(tmp_path: Path
              "--password-stdin", *where(clinic))  # fmt: skip
     assert ionctl(*start, *PLAN, *RX_OPTIONS, stdin=TESS).returncode == 0
     link = tmp_path / "ionto"
-    session = ("--operator", TECHNICIAN, "--password-stdin", "--device", str(link), "--yes", *where(clinic))
+    session = ("--operator", TECHNICIAN, "--password-stdin", "--site", "left forearm", "--device", str(link), "--yes",
+               *where(clinic))  # fmt: skip
     with running_sim("--serial-link", str(link), "--time-scale", "50"):
         first = ionctl("run", "--course", "1", *session, stdin=TESS)
         assert first.returncode == 0, first.stderr
@@ -86,7 +87,8 @@ def test_a_session_outside_the_course_with_the_supervisor_runs_and_is_audited(tm
                                  preset="dexamethasone", sessions=6, min_interval_days=3,
                                  prescription=DEXA_RX)  # fmt: skip
     link = tmp_path / "ionto"
-    session = ("--preset", "dexamethasone", "--patient", PATIENT, *RX_OPTIONS, "--operator", TECHNICIAN, "--device",
+    session = ("--preset", "dexamethasone", "--patient", PATIENT, *RX_OPTIONS, "--operator", TECHNICIAN,
+               "--site", "left forearm", "--device",
                str(link), "--yes", *where(clinic), "--json", "--supervisor-override", "travelling", "--supervisor",
                SUPERVISOR, "--password-stdin")  # fmt: skip
     with running_sim("--serial-link", str(link), "--time-scale", "50"):

@@ -302,7 +302,8 @@ def test_a_course_session_beyond_the_plan_is_refused_without_an_override(
     tmp_path: Path, course_done: tuple[str, int]
 ) -> None:
     db, course_id = course_done
-    done = ionctl("run", "--course", str(course_id), "--device", str(tmp_path / "no-such-port"), *SESSION, "--db", db,
+    done = ionctl("run", "--course", str(course_id),
+                  "--site", "left forearm", "--device", str(tmp_path / "no-such-port"), *SESSION, "--db", db,
                   *clinic_options(db), stdin=TESS)  # fmt: skip
     assert done.returncode == 2, done.stderr  # 5 would mean the device was opened
     assert f"course {course_id}: all 1 planned sessions are done" in done.stderr
@@ -313,7 +314,8 @@ def test_an_override_with_a_wrong_password_is_refused_before_the_device_and_reco
     tmp_path: Path, course_done: tuple[str, int]
 ) -> None:
     db, course_id = course_done
-    done = ionctl("run", "--course", str(course_id), "--device", str(tmp_path / "no-such-port"), *SESSION,
+    done = ionctl("run", "--course", str(course_id),
+                  "--site", "left forearm", "--device", str(tmp_path / "no-such-port"), *SESSION,
                   "--db", db, *clinic_options(db), "--supervisor-override", "patient travels", "--supervisor",
                   SUPERVISOR, stdin=TESS + "Wrong-pass-654\n")  # fmt: skip
     assert done.returncode == 2, done.stderr
@@ -337,7 +339,8 @@ def test_an_override_by_the_supervisor_runs_the_session_and_is_signed_in_the_aud
     unhurried = ("--electrode-area", "10", "--dose", "2", "--ramp-up", "5", "--ramp-down", "5", "--yes")
     with running_sim("--serial-link", str(link), "--time-scale", "5"):
         override = ("--supervisor-override", "patient travels next week", "--supervisor", SUPERVISOR)
-        done = ionctl("run", "--course", str(course_id), "--device", str(link), *unhurried, "--db", db, "--json",
+        done = ionctl("run", "--course", str(course_id),
+                      "--site", "left forearm", "--device", str(link), *unhurried, "--db", db, "--json",
                       *clinic_options(db), *override, stdin=TESS + SAM)  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -538,7 +541,8 @@ def test_a_session_outside_a_course_in_progress_is_noted(tmp_path: Path) -> None
         course_id = start_course(s, load_config(clinic.config), patient="P-NOTE", operator="T-1", preset=ASC,
                                  prescription=ASC_RX)  # fmt: skip
     done = ionctl("run", "--preset", "dexamethasone", "--electrode-area", "10", "--patient", "P-NOTE",
-                  *clinic_options(db), "--device", str(tmp_path / "no-port"), "--yes", "--db", db,
+                  *clinic_options(db),
+                  "--site", "left forearm", "--device", str(tmp_path / "no-port"), "--yes", "--db", db,
                   stdin=TESS)  # fmt: skip
     assert done.returncode == 5  # accepted, then the port is not there
     assert f"has course {course_id} ({ASC}, 0 of 6 done) in progress; this session is not part of it" in done.stderr
@@ -665,7 +669,8 @@ def test_a_course_started_with_its_prescription_stores_it_and_its_sessions_are_g
     assert planned["drug"] == "dexamethasone-sodium-phosphate" and planned["polarity"] == "cathode"
     link = tmp_path / "ionto"
     with running_sim("--serial-link", str(link), "--time-scale", "5"):
-        done = ionctl("run", "--course", "1", *clinic_options(db), "--device", str(link), "--yes", "--json",
+        done = ionctl("run", "--course", "1", *clinic_options(db),
+                      "--site", "left forearm", "--device", str(link), "--yes", "--json",
                       "--db", db, stdin=TESS)  # fmt: skip
     assert done.returncode == 0, done.stderr
     rx = json.loads(done.stdout)["prescription"]

@@ -11,6 +11,7 @@ import pytest
 
 from ionctl.cli.demo import DEMO_PRESETS
 from ionctl.config.site import packaged_text, parse_config
+from ionctl.records.clinical import ClinicalDetails
 from sim.plant import LOAD_PRESETS
 from tests.test_run import ionctl, trace_rows
 
@@ -60,7 +61,7 @@ def test_the_demo_of_a_preset_the_limits_refuse_shows_the_refusal_and_no_current
 def test_the_demo_runs_as_its_own_technician_who_signs_the_record_and_a_second_run_logs_in_again(
     tmp_path: Path,
 ) -> None:
-    from ionctl.cli.demo import DEMO_ADMINISTRATOR, DEMO_OPERATOR, demo_people
+    from ionctl.cli.demo import DEMO_ADMINISTRATOR, DEMO_OPERATOR, DEMO_SITE, demo_people
     from ionctl.config.proof import check
     from ionctl.records import Store
 
@@ -72,6 +73,10 @@ def test_the_demo_runs_as_its_own_technician_who_signs_the_record_and_a_second_r
         assert "signed Demo Technician (demo-tech, technician)" in done.stdout and "performed" in done.stdout
     with Store(out / "records.sqlite3") as store:
         assert [r["operator"] for r in store.list_records()] == [DEMO_OPERATOR, DEMO_OPERATOR]
+        for row in store.list_records():  # the preset names no site: the demo's own; a simulator, not a treatment
+            details = ClinicalDetails.of_record(store.get(row["id"]).fields)
+            assert details is not None and details.simulated and details.site is not None
+            assert details.site.text == DEMO_SITE
         assert [e["actor"] for e in store.audit(action="record-sign")] == [DEMO_OPERATOR, DEMO_OPERATOR]
         assert {e["detail"]["name"] for e in store.audit(action="user-enrol")} == {DEMO_ADMINISTRATOR, DEMO_OPERATOR}
         config, _ = demo_people(store)

@@ -86,7 +86,8 @@ def test_at_the_command_line_xylocaine_from_the_cathode_is_refused_and_a_charge_
     tmp_path: Path,
 ) -> None:
     args = ("--drug", "Xylocaine", "--polarity", "cathode", "--electrode-area", "10", "--current", "4", "--dose", "40",
-            "--patient", "P", *in_clinic(tmp_path), "--yes", "--device", str(tmp_path / "no-such-port"))  # fmt: skip
+            "--patient", "P", "--site", "left forearm", *in_clinic(tmp_path), "--yes", "--device",
+            str(tmp_path / "no-such-port"))  # fmt: skip
     cathode = ionctl("run", *args, input=TESS)
     assert cathode.returncode == 2
     assert "lidocaine is cationic (+) and must be delivered from the anode" in cathode.stderr
@@ -105,7 +106,8 @@ def test_neutral_lidocaine_does_not_get_the_tap_water_class() -> None:
 def test_a_made_up_neutral_lidocaine_is_not_in_the_catalog_and_gets_the_closest_names(tmp_path: Path) -> None:
     done = ionctl("run", "--drug", "lidocaine-neutral", "--polarity", "anode", "--protocol-class", "tap-water",
                   "--electrode-area", "100", "--current", "20", "--duration", "20", "--patient", "P",
-                  *in_clinic(tmp_path), "--yes", "--device", str(tmp_path / "no-such-port"), input=TESS)  # fmt: skip
+                  "--site", "both hands", *in_clinic(tmp_path), "--yes", "--device", str(tmp_path / "no-such-port"),
+                  input=TESS)  # fmt: skip
     assert done.returncode == 2
     assert "'lidocaine-neutral' is not in the site's drug catalog; did you mean lidocaine?" in done.stderr
 

@@ -58,7 +58,9 @@ def ionctl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[
 
 def test_ionctl_run_refuses_a_patient_id_with_an_escape_sequence_before_the_device(tmp_path: Path) -> None:
     db = tmp_path / "clinic" / "records.sqlite3"  # in_clinic's store
-    done = ionctl("run", "--device", str(tmp_path / "no-device"), *RX, "--patient", "P1\x1b[2J", *in_clinic(tmp_path),
+    done = ionctl("run",
+                  "--site", "left forearm", "--device", str(tmp_path / "no-device"),
+                  *RX, "--patient", "P1\x1b[2J", *in_clinic(tmp_path),
                   "--yes", input=TESS)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "patient_id contains the character '\\x1b' (U+001B)" in done.stderr
@@ -72,7 +74,7 @@ def test_ionctl_run_refuses_an_operator_id_with_a_line_break(tmp_path: Path) -> 
     # The operator is an account name now: a name with a line break is no account, so the login is refused
     # (before the prescription, the store or the device is used), the name echoed escaped, nothing recorded.
     forged = "T07\n4\t2026-01-01\tP9"
-    done = ionctl("run", "--device", str(tmp_path / "no-device"), *RX, "--patient", "P1",
+    done = ionctl("run", "--site", "left forearm", "--device", str(tmp_path / "no-device"), *RX, "--patient", "P1",
                   *with_option(in_clinic(tmp_path), "--operator", forged), "--yes", input=TESS)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "'T07\\n4\\t2026-01-01\\tP9': unknown account or wrong password" in done.stderr
@@ -149,7 +151,9 @@ async def test_the_console_refuses_a_pasted_patient_id_with_a_line_break(tmp_pat
 def test_an_unknown_preset_or_electrode_typed_with_an_escape_sequence_is_echoed_escaped(tmp_path: Path) -> None:
     for option, value in (("--preset", "dexa\x1b[2Jmethasone"), ("--electrode", "patch\n10")):
         args = ["--preset", "dexamethasone", option, value] if option == "--electrode" else [option, value]
-        done = ionctl("run", "--device", str(tmp_path / "no-device"), *args, "--patient", "P1", *in_clinic(tmp_path),
+        done = ionctl("run",
+                      "--site", "left forearm", "--device", str(tmp_path / "no-device"),
+                      *args, "--patient", "P1", *in_clinic(tmp_path),
                       "--yes", input=TESS)  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert "\x1b" not in done.stderr and "patch\n" not in done.stderr

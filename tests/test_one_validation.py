@@ -25,7 +25,8 @@ CONFIG = load_config(None)
 def run_refused(tmp_path: Path, *args: str) -> dict[str, Any]:
     """`ionctl run ARGS --json` on a port that is not there, in a clinic (its site file has the packaged limits
     and presets) as its technician: the refusal comes before the device."""
-    done = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", str(tmp_path / "no-such-port"),
+    done = subprocess.run([sys.executable, "-m", "ionctl", "run",
+                           "--site", "left forearm", "--device", str(tmp_path / "no-such-port"),
                            *in_clinic(tmp_path), "--patient", "P-1", "--yes", "--json", *args], cwd=ROOT, input=TESS,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2, done.stderr

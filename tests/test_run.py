@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.people import PASSWORDS, TECHNICIAN, make_clinic
 from tests.sim.endpoints import ROOT, running_sim
 
@@ -23,7 +25,7 @@ from tests.sim.endpoints import ROOT, running_sim
 #: wall time or more) to be interrupted on purpose.
 SCALE = "50"
 DEXAMETHASONE = ("--drug", "dexamethasone", "--polarity", "cathode", "--electrode-area", "10", "--current", "4",
-                 "--dose", "40", "--patient", "P-TEST")  # fmt: skip
+                 "--dose", "40", "--patient", "P-TEST", "--site", "left forearm")  # fmt: skip
 #: What `--password-stdin` reads for the clinic's technician.
 TESS = PASSWORDS[TECHNICIAN] + "\n"
 
@@ -111,6 +113,22 @@ def test_json_output_carries_the_records_own_export(tmp_path: Path) -> None:
     assert len(result["telemetry"]) > 100
 
 
+def test_the_chart_options_go_into_the_records_opening(tmp_path: Path) -> None:
+    from ionctl.records import Store
+    from ionctl.records.clinical import ClinicalDetails
+
+    args = (*with_option(with_option(DEXAMETHASONE, "--dose", "2"), "--site", "Right hand"), "--concentration",
+            "4 mg/mL", "--volume-ml", "2.5", "--lot", "L-2291", "--prescriber", "Dr. A. Rivera")  # fmt: skip
+    done = ionctl("run", "--device", "sim:", *args, *in_clinic(tmp_path), "--yes", "--json", input=TESS)
+    assert done.returncode == 0, done.stderr
+    with Store(tmp_path / "clinic" / "records.sqlite3") as store:
+        details = ClinicalDetails.of_record(store.get(json.loads(done.stdout)["record_id"]).fields)
+    assert details is not None and details.site is not None and details.site.text == "right hand"
+    assert (details.concentration, details.volume_ml, details.lot, details.prescriber) == (
+        "4 mg/mL", 2.5, "L-2291", "Dr. A. Rivera")  # fmt: skip
+    assert details.simulated  # a sim: address is ionctl's simulator, not a treatment
+
+
 # -- refused before the device is touched --------------------------------------------------------------------
 
 
@@ -121,6 +139,23 @@ def test_six_milliamps_is_refused_for_density_naming_the_limit_and_both_values(t
     assert done.returncode == 2, done.stderr
     density = next(line for line in done.stderr.splitlines() if "max_density_ma_cm2" in line)
     assert "0.50" in density and "0.60" in density
+
+
+@pytest.mark.parametrize(("site", "said"), [((), "give a treatment site"),
+                                             (("--site", "left hnd"), "is not a treatment site")])  # fmt: skip
+def test_a_session_without_a_known_treatment_site_is_refused_before_the_device_opens_with_no_record(
+    tmp_path: Path, site: tuple[str, ...], said: str
+) -> None:
+    from ionctl.records import Store
+
+    rx = DEXAMETHASONE[: DEXAMETHASONE.index("--site")]
+    done = ionctl("run", "--device", str(tmp_path / "no-such-port"), *rx, *site, *in_clinic(tmp_path), "--yes",
+                  input=TESS)  # fmt: skip
+    assert done.returncode == 2, done.stderr  # had the device been opened: 5
+    assert said in done.stderr and "hand, foot, wrist, forearm" in done.stderr
+    assert "No current flowed; the device was not opened." in done.stderr
+    with Store(tmp_path / "clinic" / "records.sqlite3") as store:
+        assert store.list_records() == []
 
 
 def test_the_anode_is_refused_for_an_anionic_drug(tmp_path: Path) -> None:
@@ -353,7 +388,8 @@ def test_a_supervisor_who_logs_in_overrides_a_course_rule_and_signs_the_override
                      str(clinic.config), "--as", TECHNICIAN, "--password-stdin", "--skin-check", "erythema=no",
                      "blistering=no", "pain=no", "itching=no", "other=no", input=TESS)  # fmt: skip
     assert checked.returncode == 0 and "by tess" in checked.stdout, checked.stderr
-    base = ("run", "--device", str(tmp_path / "no-such-port"), "--course", str(course), *run_as, "--yes")
+    base = ("run", "--device", str(tmp_path / "no-such-port"), "--course", str(course), "--site", "left forearm",
+            *run_as, "--yes")  # fmt: skip
     refused = ionctl(*base, "--supervisor-override", "missed visit", input=TESS)
     assert refused.returncode == 2 and "--supervisor NAME" in refused.stderr, refused.stderr
     wrong = ionctl(*base, "--supervisor-override", "missed visit", "--supervisor", SUPERVISOR,

@@ -76,11 +76,18 @@ DEMO_PRESETS = {
 DEFAULT_PRESET = "dexamethasone"
 
 
-def demo_request(preset: str, device: str, db: str) -> TreatmentRequest:
-    """The session the demo of `preset` runs on the simulated device at `device`, recorded in `db`."""
+#: Where the demo's patch goes when its preset names no treatment site.
+DEMO_SITE = "left forearm"
+
+
+def demo_request(preset: str, device: str, db: str, config: SiteConfig) -> TreatmentRequest:
+    """The session the demo of `preset` runs on the simulated device at `device`, recorded in `db`: at the
+    preset's treatment site (in the demo's `config`), else on `DEMO_SITE`; its record says simulated."""
     demo = DEMO_PRESETS[preset]
+    site = config.preset(preset).site or DEMO_SITE
     return TreatmentRequest(device=device, operator=DEMO_OPERATOR, patient=DEMO_PATIENT, preset=preset,
-                            electrode=demo.electrode, duration_min=demo.duration_min, db=db)  # fmt: skip
+                            electrode=demo.electrode, duration_min=demo.duration_min, db=db, site=site,
+                            simulated=True)  # fmt: skip
 
 
 class SimulatorError(Exception):
@@ -138,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"ionctl demo: run by {operator.account.full_name} ({operator.name}, {operator.role}), the "
                       "demo's own technician, logged in by the demo", file=sys.stderr)  # fmt: skip
                 with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log", load=load):
-                    request = demo_request(args.preset, str(link), str(db))
+                    request = demo_request(args.preset, str(link), str(db), config)
                     report = run.treat(
                         request,
                         err=sys.stderr,

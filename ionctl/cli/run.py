@@ -68,6 +68,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reverse polarity at the midpoint (at zero current); neutral solutions only",
     )
     rx.add_argument("--patient", metavar="ID", help="patient identifier for the record (a course gives its own)")
+    chart = parser.add_argument_group(
+        "chart", "What the record holds for the chart beyond the prescription (CPT 97033 practice: docs/SOURCES.md, "
+        "\"The chart note\"). A session without a treatment site is refused before the device is opened.")  # fmt: skip
+    chart.add_argument("--site", metavar="SITE",
+                       help="the treatment site: a side and a body site, e.g. 'left hand', 'both feet', 'right "
+                       "forearm', or 'back' (default: the preset's)")  # fmt: skip
+    chart.add_argument("--concentration", metavar="TEXT",
+                       help="the preparation's concentration as labelled, e.g. '4 mg/mL' (default: the "
+                       "preset's)")  # fmt: skip
+    chart.add_argument("--volume-ml", type=positive, metavar="ML",
+                       help="the volume of the preparation applied, in mL (default: the preset's)")  # fmt: skip
+    chart.add_argument("--lot", metavar="TEXT", help="the preparation's lot number")
+    chart.add_argument("--prescriber", metavar="NAME", help="who prescribed the treatment")
     who = parser.add_argument_group("operator", "The session runs as the operator who logs in: the record names and "
                                     "is signed by their account.")  # fmt: skip
     who.add_argument("--operator", required=True, metavar="NAME",
@@ -186,7 +199,8 @@ def request_of(args: argparse.Namespace) -> TreatmentRequest:
         duration_min=args.duration, ramp_up_s=args.ramp_up, ramp_down_s=args.ramp_down,
         protocol_class=args.protocol_class, reverse_at_midpoint=args.reverse_at_midpoint, course_id=course_id,
         course_ref=course_ref, override_reason=args.supervisor_override, accept_no_watchdog=args.accept_no_watchdog,
-        db=args.db,
+        db=args.db, site=args.site, concentration=args.concentration, volume_ml=args.volume_ml, lot=args.lot,
+        prescriber=args.prescriber,
     )  # fmt: skip
 
 
@@ -321,7 +335,7 @@ def treat(request: TreatmentRequest, *, err: TextIO, stdin: TextIO, store: Store
         if exc.prescription is None or exc.limits is None:
             return report
         return record_refusal(store, report, exc.prescription, exc.limits, err, config_sha256=exc.config_sha256,
-                              course_id=exc.course_id, course_ref=exc.course_ref,
+                              course_id=exc.course_id, course_ref=exc.course_ref, clinical=exc.clinical,
                               operator=operator,
                               anchor=config.accounts.anchor if config is not None else None)  # fmt: skip
     for note in prepared.notes:
@@ -335,7 +349,7 @@ def treat(request: TreatmentRequest, *, err: TextIO, stdin: TextIO, store: Store
         report = not_started(refusal, db=request.db, prescription=rx, limits=prepared.limits)
         return record_refusal(store, report, rx, prepared.limits, err, config_sha256=prepared.config.sha256,
                               course_id=prepared.request.course_id, course_ref=prepared.request.course_ref,
-                              operator=prepared.operator,
+                              clinical=prepared.clinical, operator=prepared.operator,
                               anchor=prepared.config.accounts.anchor)  # fmt: skip
     progress = Progress(err, rx, tty=_isatty(err))
 

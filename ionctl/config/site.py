@@ -106,6 +106,8 @@ class Preset:
     polarity_reversal_at_midpoint: bool = False
     drug_charge: Charge | None = None  # from the drug catalog
     volume_ml: float | None = None
+    site: str | None = None  # the treatment site, as the chart says it ("both hands": `TreatmentSite.text`)
+    concentration: str | None = None  # of the preparation, as labelled ("4 mg/mL")
     notes: str = ""
     source: str
     course: CoursePlan | None = None
@@ -559,7 +561,8 @@ class _Reader:
                drugs: Mapping[str, DrugEntry], limits: SiteLimits) -> Preset:  # fmt: skip
         keys = ("presets", name)
         self.known(keys, t, ("drug", "polarity", "protocol_class", "electrode", *PRESET_RX_KEYS,
-                             "polarity_reversal_at_midpoint", "volume_ml", "notes", "source", "course"))  # fmt: skip
+                             "polarity_reversal_at_midpoint", "volume_ml", "site", "concentration", "notes", "source",
+                             "course"))  # fmt: skip
         drug = self.string((*keys, "drug"), t.get("drug"))
         entry = next((e for e in drugs.values() if drug_identity(e.name) == drug_identity(drug)), None)
         if entry is None:
@@ -592,13 +595,33 @@ class _Reader:
         reversal = t.get("polarity_reversal_at_midpoint", False)
         if not isinstance(reversal, bool):
             self.fail((*keys, "polarity_reversal_at_midpoint"), f"must be true or false, got {reversal!r}")
+        site, concentration, volume = self.chart(keys, t)
         return Preset(name=name, drug=drug, polarity=Polarity(polarity), protocol_class=protocol_class,
                       electrode=electrode, polarity_reversal_at_midpoint=reversal,
-                      drug_charge=entry.charge,
-                      volume_ml=self.number((*keys, "volume_ml"), t.get("volume_ml"), required=False),
+                      drug_charge=entry.charge, site=site, concentration=concentration, volume_ml=volume,
                       notes=self.string((*keys, "notes"), t.get("notes"), required=False),
                       source=self.string((*keys, "source"), t.get("source")),
                       course=self.course((*keys, "course"), t.get("course")), **values)  # fmt: skip
+
+    def chart(self, keys: tuple[str, ...], t: dict[str, Any]) -> tuple[str | None, str | None, float | None]:
+        """What a preset gives the chart (`ionctl.records.clinical`): (its treatment site, as the chart says it
+        ("both hands"), its preparation's concentration, its volume), each checked as a record would check it."""
+        from ionctl.records.clinical import ClinicalDetails, ClinicalError, TreatmentSite
+
+        name, site = keys[-1], t.get("site")
+        volume = self.number((*keys, "volume_ml"), t.get("volume_ml"), required=False)
+        concentration = self.string((*keys, "concentration"), t.get("concentration"), required=False) or None
+        if site is not None and not isinstance(site, str):
+            self.fail((*keys, "site"), f"preset {name!r}: must be text, e.g. 'left hand', got {site!r}")
+        try:
+            parsed = TreatmentSite.parse(site) if site is not None else None
+        except ClinicalError as exc:
+            self.fail((*keys, "site"), f"preset {name!r}: {exc}")
+        try:
+            ClinicalDetails(concentration=concentration, volume_ml=volume)
+        except ClinicalError as exc:
+            self.fail(keys, f"preset {name!r}: {exc}")
+        return parsed.text if parsed is not None else None, concentration, volume
 
     def drug_fits(self, preset: str, entry: DrugEntry, polarity: Polarity, protocol_class: str,
                   reversal: bool) -> None:  # fmt: skip

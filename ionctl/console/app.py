@@ -41,7 +41,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
@@ -97,6 +97,7 @@ class Flow:
     override_reason: str | None = None  # a supervisor sets a course rule aside for this session, for this reason
     override_supervisor: tuple[str, str] | None = None  # their name and password: checked (then forgotten) at start
     refusal: str | None = None  # the course rule that refused the last start, for the override dialog
+    chart: dict[str, Any] = field(default_factory=dict)  # the chart's details as typed (TreatmentRequest fields)
 
 
 CSS = """
@@ -335,7 +336,7 @@ class ConsoleApp(App[None]):
             notify=lambda event: self.post_message(SessionEvent(event)),
             opening_check=prepared.opening_check(), override=prepared.override,
             operator=prepared.operator, anchor=prepared.config.accounts.anchor,
-            clinic_site=prepared.config.path if prepared.config.bench.clinic else None,
+            clinic_site=prepared.config.path if prepared.config.bench.clinic else None, clinical=prepared.clinical,
         )  # fmt: skip
         flow.controller, flow.source = controller, None  # the controller owns (and closes) the device now
         self.switch_screen(RunScreen(controller))
@@ -355,7 +356,7 @@ class ConsoleApp(App[None]):
             current_ma=rx.current_ma, dose_ma_min=rx.dose_ma_min, duration_min=rx.duration_min,
             ramp_up_s=rx.ramp_up_s, ramp_down_s=rx.ramp_down_s, course_id=flow.course_id,
             override_reason=flow.override_reason, accept_no_watchdog=setup.accept_no_watchdog,
-            db=str(setup.store_path) if setup.store_path is not None else None,
+            db=str(setup.store_path) if setup.store_path is not None else None, **flow.chart,
         )  # fmt: skip
 
     def prepare_session(self) -> Prepared | None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ionctl.config.people import Identity
     from ionctl.core.session import Session, SessionResult, StateChange
     from ionctl.records import Store
+    from ionctl.records.clinical import ClinicalDetails
     from ionctl.records.skin import SkinCheck
     from ionctl.treatment.prepare import Override
 
@@ -173,7 +174,8 @@ class SessionController:
     `ionctl run` does. The session reads its host clock from the source.
     An `override` (a course rule a supervisor set aside) is recorded against the session's record once it is
     open; `opening_check` then leaves the course rules out (`Prepared.opening_check`). The logged-in `operator`
-    signs the closed record "performed" and the site's `anchor` gets a checkpoint, as in `ionctl run`."""
+    signs the closed record "performed" and the site's `anchor` gets a checkpoint, as in `ionctl run`. The record's
+    opening holds the chart details (`clinical`: the treatment site, the preparation), as `ionctl run`'s does."""
 
     def __init__(
         self,
@@ -193,6 +195,7 @@ class SessionController:
         operator: Identity | None = None,
         anchor: Path | None = None,
         clinic_site: Path | None = None,
+        clinical: ClinicalDetails | None = None,
     ) -> None:
         self.source = source
         self.prescription = prescription
@@ -208,6 +211,7 @@ class SessionController:
         self.override = override
         self.operator, self.anchor = operator, anchor  # who signs the closed record; where its checkpoint goes
         self.clinic_site = clinic_site  # a site file with [clinic]: the closed record is pushed by a detached sync
+        self.clinical = clinical  # the chart details the record's opening holds (treatment site, ...)
         self.messages = io.StringIO()  # what the recorder says about the record (failures), for the end screen
         self.report: Report | None = None
         self.session: Session | None = None
@@ -278,7 +282,7 @@ class SessionController:
                 config_sha256=self.config_sha256, course_id=self.course_id, override=self.override,
                 opening_check=self.opening_check, skin_check_before=self.skin_check_before, reconnect=self.reconnect,
                 accept_no_watchdog=self.accept_no_watchdog, display=self, watch=self._watch,
-                operator=self.operator, anchor=self.anchor, clinic_site=self.clinic_site,
+                operator=self.operator, anchor=self.anchor, clinic_site=self.clinic_site, clinical=self.clinical,
             )  # fmt: skip
             report = runner.run()
         finally:

@@ -7,7 +7,9 @@ end confirms and runs) or raises `Refused`, which carries what the front end sho
 what the refused session's record holds.
 
 The order is the safety argument of docs/ARCHITECTURE.md: a prescription that breaks a limit is refused,
-naming every limit broken, before any port is opened.
+naming every limit broken, before any port is opened. So is a session whose chart details cannot be recorded (no
+treatment site, or one outside `ionctl.records.clinical.BODY_SITES`: the refusal names the sites accepted); with
+no prescription checked yet, such a refusal has no record.
 
 Clinic-wide courses: at a bench whose site file has `[clinic]`, a course's rules see its sessions at every bench:
 the clinic store's records of the course, with this bench's own in place of the clinic's copies
@@ -31,7 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ionctl.treatment.report import summary
-from ionctl.treatment.request import TreatmentRequest, build_prescription
+from ionctl.treatment.request import TreatmentRequest, build_prescription, clinical_details
 
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from ionctl.config.site import ClinicSettings
     from ionctl.core.courses import CourseStatus
     from ionctl.records import Store
+    from ionctl.records.clinical import ClinicalDetails
     from ionctl.safety import Prescription, SiteLimits
 
 #: The audit trail's action for a course rule a supervisor set aside for one session.
@@ -60,6 +63,7 @@ class Refused(Exception):
         self.config_sha256 = config_sha256  # the configuration the refused record names
         self.course_id: int | None = None  # the course the refused record names (this bench's, or BENCH/ID)
         self.course_ref: str | None = None
+        self.clinical: ClinicalDetails | None = None  # the chart details the refused record names
 
 
 class CourseRuleRefused(Refused):
@@ -188,6 +192,7 @@ class Prepared:
     operator: Identity | None = field(default=None, compare=False)  # who runs it (None: no store, no record)
     clinic: ClinicView | None = None  # the course's records at every bench, as read before the session
     patient_courses: PatientCourses | None = None  # outside any course: the patient's courses at every bench
+    clinical: ClinicalDetails | None = None  # the chart details the record's opening holds (treatment site, ...)
 
     @property
     def limits(self) -> SiteLimits:
@@ -224,6 +229,7 @@ def prepare(
     (any exception: nobody named, a wrong password) and the override is refused with its message."""
     from ionctl.config import ConfigError, ConfigNotApproved, load_config, require_approved
     from ionctl.records import StoreError
+    from ionctl.records.clinical import ClinicalError
     from ionctl.safety import PrescriptionError, PrescriptionRefused, validate
 
     try:
@@ -238,10 +244,11 @@ def prepare(
             require_approved(config, store)
         request, course, view = _course(store, request, config)
         prescription = build_prescription(request, config, course)
+        clinical = clinical_details(request, config, course)  # a missing or unknown treatment site is refused here
         outside = None
         if store is not None and course is None and view is None and config.bench.clinic is not None:
             outside = read_patient(config.bench.clinic, store, prescription.patient_id)
-    except (PrescriptionError, ConfigError, ConfigNotApproved, StoreError) as exc:
+    except (PrescriptionError, ConfigError, ConfigNotApproved, StoreError, ClinicalError) as exc:
         if view is not None and view.rows is None:  # another bench's course, its plan unread: say why first
             raise Refused(f"{view.unreachable()}; the course's plan cannot be read either: {exc}") from exc
         raise Refused(str(exc)) from exc
@@ -255,6 +262,7 @@ def prepare(
         override = _admit(store, request, prescription, config, course, supervisor, view, outside) if store else None
     except Refused as refused:  # its record names the course, as this bench or the clinic names it
         refused.course_id, refused.course_ref = request.course_id, request.course_ref
+        refused.clinical = clinical
         raise
     notes: list[str] = []
     if store is not None:
@@ -268,7 +276,7 @@ def prepare(
             if outside is not None and outside.courses is None:
                 notes.append(outside_note(outside))
     return Prepared(request, config, prescription, validated.drug_charge.name.lower(), course, override, tuple(notes),
-                    operator if store is not None else None, view, outside)  # fmt: skip
+                    operator if store is not None else None, view, outside, clinical)  # fmt: skip
 
 
 def _operator(store: Store, operator: Identity | None, config: SiteConfig) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ionctl.core.session import Session, StateChange
     from ionctl.drivers.base import Telemetry
     from ionctl.records import SessionLock, Store
+    from ionctl.records.clinical import ClinicalDetails
     from ionctl.records.writer import ClosingJournal
     from ionctl.safety import Prescription, SiteLimits
 
@@ -52,11 +53,13 @@ class Recorder:
     @classmethod
     def open(cls, store: Store, prescription: Prescription, limits: SiteLimits, err: TextIO, *,
              config_sha256: str | None = None, course_id: int | None = None, course_ref: str | None = None,
-             check: Callable[[Store], None] | None = None) -> Recorder | None:  # fmt: skip
+             check: Callable[[Store], None] | None = None,
+             clinical: ClinicalDetails | None = None) -> Recorder | None:  # fmt: skip
         """The record's opening, durable on return; None (after saying why) if it cannot be written, or if
         `check(store)` raises: it runs inside the opening's write transaction, so what it checks (the approval,
         a course's rules) cannot change before the record exists (two sessions of a course started together).
-        The session's liveness lock and its closing journal are taken inside that transaction too."""
+        The session's liveness lock and its closing journal are taken inside that transaction too. `clinical`
+        (the treatment site, the preparation, the electrode product) is part of the opening."""
         from ionctl.config import ConfigNotApproved
         from ionctl.core.courses import CourseRefused
         from ionctl.core.session import prescription_dict
@@ -79,6 +82,7 @@ class Recorder:
                 prescription=prescription_dict(prescription), limits=site.values() if site is not None else {},
                 limits_sha256=site.sha256 if site is not None else "", config_sha256=config_sha256,
                 course_id=course_id, course_ref=course_ref, before_commit=before_commit,
+                clinical=clinical.to_dict() if clinical is not None else None,
             )  # fmt: skip
         except (ConfigNotApproved, CourseRefused) as exc:
             for lock in locks:
@@ -184,12 +188,13 @@ class Recorder:
 
 def record_refusal(store: Store | None, report: Report, prescription: Prescription, limits: SiteLimits, err: TextIO,
                    *, config_sha256: str | None = None, course_id: int | None = None, operator: Identity | None = None,
-                   anchor: Path | None = None, course_ref: str | None = None) -> Report:  # fmt: skip
+                   anchor: Path | None = None, course_ref: str | None = None,
+                   clinical: ClinicalDetails | None = None) -> Report:  # fmt: skip
     """Open and at once close the record of a session refused before the device was touched (each limit broken
     a note), signed by its `operator` as a session's is; the report, with its record. No store: the report as
     it is."""
     recorder = Recorder.open(store, prescription, limits, err, config_sha256=config_sha256, course_id=course_id,
-                             course_ref=course_ref) if store is not None else None  # fmt: skip
+                             course_ref=course_ref, clinical=clinical) if store is not None else None  # fmt: skip
     if recorder is not None:
         try:
             for v in report.violations:

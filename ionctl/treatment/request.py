@@ -1,8 +1,10 @@
 """What a front end collected for one session (`TreatmentRequest`), and the prescription it describes.
 
 A request is plain data: the command line fills one from its options, the console from its screens. Building
-the `Prescription` from it (a preset or every value, a course's planned values as the default) happens here,
-once, for both (docs/ARCHITECTURE.md: the front ends parse, confirm and show; they build no session).
+the `Prescription` from it (a preset or every value, a course's planned values as the default) and the chart's
+`ClinicalDetails` (the treatment site, the preparation's concentration, volume and lot, the prescriber, the
+electrode product) happens here, once, for both (docs/ARCHITECTURE.md: the front ends parse, confirm and show;
+they build no session).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ionctl.config import SiteConfig
+    from ionctl.records.clinical import ClinicalDetails
     from ionctl.safety import Prescription
 
 DRUG_CHARGE_REFUSED = (
@@ -50,7 +53,13 @@ class TreatmentRequest:
     accept_no_watchdog: bool = False
     db: str | None = None  # the record store as the front end named it (shown in the report)
     visit: dict[str, Any] | None = None  # a visit's channel: {"id", "channel", "channels"} (ionctl.treatment.visit)
-    site: str | None = None  # the treatment site ("left hand"; ionctl.records.clinical.TreatmentSite)
+    # The chart's details (`ionctl.records.clinical`): None takes the preset's, else the course's (the site only).
+    site: str | None = None  # the treatment site: "left hand", "both feet", "back"
+    concentration: str | None = None  # as labelled: "4 mg/mL"
+    volume_ml: float | None = None
+    lot: str | None = None
+    prescriber: str | None = None
+    simulated: bool = False  # the front end knows the device is a simulator (`ionctl demo`); `sim:` says so itself
 
 
 def build_prescription(
@@ -106,3 +115,39 @@ def build_prescription(
         raise PrescriptionError(f"give {', '.join(missing)} (or --preset NAME)")
     return Prescription(patient_id=patient, operator_id=request.operator,
                         **{k: v for k, v in values.items() if v is not None})  # fmt: skip
+
+
+def clinical_details(request: TreatmentRequest, config: SiteConfig,
+                     course: dict[str, Any] | None = None) -> ClinicalDetails:  # fmt: skip
+    """The chart details of the session the request describes: each value as given, else the preset's (the site,
+    concentration and volume), else the course's (the site its preset gave when the course started); the electrode
+    product and type from the catalog entry of the electrode named (the request's, else the preset's when no area
+    was given instead). `ClinicalError` naming what is accepted for a missing or unknown treatment site, or a
+    volume out of range; `ConfigError` for an unknown preset or electrode."""
+    from ionctl.drivers import SIM_PREFIX
+    from ionctl.records.clinical import ClinicalDetails, TreatmentSite, VisitRef
+
+    preset_name = course["preset"] if course is not None else request.preset
+    preset = config.preset(preset_name) if preset_name is not None else None
+    planned = ((course.get("plan") or {}).get("preset") if course is not None else None) or {}
+    site = next((str(s) for s in (request.site, preset.site if preset is not None else None, planned.get("site"))
+                 if s is not None and str(s).strip()), "")  # fmt: skip
+    electrode = request.electrode
+    if electrode is None and request.electrode_area_cm2 is None and preset is not None:
+        electrode = preset.electrode
+    entry = config.electrode(electrode) if electrode is not None else None
+    return ClinicalDetails(
+        site=TreatmentSite.parse(site),
+        concentration=_given(request.concentration, preset.concentration if preset is not None else None),
+        volume_ml=_given(request.volume_ml, preset.volume_ml if preset is not None else None),
+        lot=request.lot, prescriber=request.prescriber,
+        electrode_product=entry.name if entry is not None else None,
+        electrode_type=(entry.type or None) if entry is not None else None,
+        simulated=request.simulated or request.device.strip().lower().startswith(SIM_PREFIX),
+        visit=VisitRef.from_dict(request.visit) if request.visit is not None else None,
+    )  # fmt: skip
+
+
+def _given(value: Any, default: Any) -> Any:
+    """`value` unless it was left out (None, or blank text), else `default`."""
+    return default if value is None or (isinstance(value, str) and not value.strip()) else value

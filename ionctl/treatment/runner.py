@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ionctl.core.session import Session, SessionResult, StateChange
     from ionctl.drivers.base import CurrentSource, Telemetry
     from ionctl.records import Store
+    from ionctl.records.clinical import ClinicalDetails
     from ionctl.records.skin import SkinCheck
     from ionctl.safety import Prescription, SiteLimits
     from ionctl.treatment.prepare import Override, Prepared
@@ -84,6 +85,7 @@ class SessionRunner:
     operator: Identity | None = None
     anchor: Path | None = None
     clinic_site: Path | None = None  # a site file with [clinic]: a detached sync pushes the record once closed
+    clinical: ClinicalDetails | None = None  # the chart details the record's opening holds (treatment site, ...)
 
     @classmethod
     def of(cls, prepared: Prepared, open_source: Callable[[], CurrentSource], **options: Any) -> SessionRunner:
@@ -97,7 +99,7 @@ class SessionRunner:
                                  "device": request.device, "operator": prepared.operator,
                                  "anchor": prepared.config.accounts.anchor,
                                  "clinic_site": prepared.config.path if prepared.config.bench.clinic else None,
-                                 }  # fmt: skip
+                                 "clinical": prepared.clinical}  # fmt: skip
         return cls(prepared.prescription, prepared.limits, open_source, **{**given, **options})
 
     def __post_init__(self) -> None:
@@ -114,7 +116,7 @@ class SessionRunner:
         said = io.StringIO()
         recorder = Recorder.open(self.store, self.prescription, self.limits, said, config_sha256=self.config_sha256,
                                  course_id=self.course_id, course_ref=self.course_ref,
-                                 check=self.opening_check)  # fmt: skip
+                                 check=self.opening_check, clinical=self.clinical)  # fmt: skip
         self._tell_messages(said.getvalue())
         if recorder is None:
             return self._not_started("not started: the session record could not be opened: "

@@ -125,7 +125,9 @@ def run_soak(sessions: int = 200, seed: int = 7, progress: bool = False) -> Soak
                 sim = ["--serial-link", str(link), "--time-scale", f"{TIME_SCALE:g}", "--seed", str(seed + i), *LOAD]
                 session_started = time.monotonic()
                 with running_sim(*sim, *(["--fault", fault] if fault else [])):
-                    args = parse(["--device", str(link), *RX, "--db", str(store.path), *run_as])
+                    args = parse(
+                        ["--site", "left forearm", "--device", str(link), *RX, "--db", str(store.path), *run_as]
+                    )
                     signal.setitimer(signal.ITIMER_REAL, SESSION_TIMEOUT_S)
                     try:
                         result = execute(args, err=io.StringIO(), stdin=io.StringIO(clinic.stdin(TECHNICIAN)),

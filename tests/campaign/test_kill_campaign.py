@@ -120,7 +120,8 @@ def kill_once(phase: str, at_s: float, tmp: Path) -> Kill:
     sim = ["--serial-link", str(link), "--time-scale", f"{TIME_SCALE:g}", "--trace", str(trace), *LOAD]
     with running_sim(*sim), log.open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *ARGS, *run_as, "--yes"],
+            [sys.executable, "-m", "ionctl", "run",
+             "--site", "left forearm", "--device", str(link), *ARGS, *run_as, "--yes"],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, text=True,
         )  # fmt: skip
         assert process.stdin is not None

@@ -45,7 +45,8 @@ def outside(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
             *extra: str, stdin: str = TESS) -> tuple[int, str]:  # fmt: skip
     """`ionctl run` of the course's preset for its patient, with no --course."""
     code, _, err = ionctl(monkeypatch, capsys, "run", "--patient", PATIENT, "--preset", "dexamethasone",
-                          "--electrode-area", "10", "--device", str(device), *SESSION, "--operator", TECHNICIAN,
+                          "--electrode-area", "10",
+                          "--site", "left forearm", "--device", str(device), *SESSION, "--operator", TECHNICIAN,
                           "--password-stdin", "--json", "--config", str(where.config), *extra, stdin=stdin)  # fmt: skip
     return code, err
 

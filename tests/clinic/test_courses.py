@@ -64,7 +64,8 @@ def ionctl(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: Clinic, course: str,
         device: Path, *extra: str, stdin: str = TESS) -> tuple[int, str]:  # fmt: skip
-    code, out, err = ionctl(monkeypatch, capsys, "run", "--course", course, "--device", str(device), *SESSION,
+    code, out, err = ionctl(monkeypatch, capsys, "run", "--course", course,
+                            "--site", "left forearm", "--device", str(device), *SESSION,
                             "--config", str(where.config), "--operator", TECHNICIAN, "--password-stdin", "--json",
                             *extra, stdin=stdin)  # fmt: skip
     return code, err

@@ -25,6 +25,7 @@ from ionctl.console.screens.setup import BlockedScreen, PatientScreen, PresetScr
 from ionctl.console.setup import ConsoleSetup
 from ionctl.drivers.base import FaultCode
 from ionctl.records import Store
+from ionctl.records.clinical import ClinicalDetails
 from ionctl.records.skin import AFTER, ITEMS, SKIN_CHECK_AFTER, Addendum, SkinCheck
 from tests.console.driving import (
     Gate,
@@ -71,10 +72,11 @@ async def choose(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: in
 
 async def prescribe(pilot: Pilot[Any], preset: str = "dexamethasone", *, option: int | None = None,
                     name: str = TECHNICIAN, **fields: str) -> None:  # fmt: skip
-    """`choose`, then the prescription screen with `fields` typed in."""
+    """`choose`, then the prescription screen with `fields` typed in (the treatment site, unless given, the left
+    forearm)."""
     await choose(pilot, preset, option=option, name=name)
     await on_screen(pilot, PrescriptionScreen)
-    for name, value in fields.items():
+    for name, value in {"site": "left forearm", **fields}.items():
         await fill(pilot, f"#{name}", value)
 
 
@@ -149,6 +151,8 @@ async def test_a_full_session_shows_the_current_live_and_ends_in_a_completed_rec
     assert report.result.dose_ma_min == pytest.approx(5.0, rel=0.01)
     (row,) = records(setup)
     assert row["outcome"] == "completed" and row["patient"] == "P0042" and row["operator"] == TECHNICIAN
+    details = ClinicalDetails.of_record(row)
+    assert details is not None and details.site is not None and details.site.text == "left forearm"
     with Store(setup.store_path) as store:
         before = store.audit(action="skin-check-before", record_id=row["id"])
         after = store.audit(action="skin-check-after", record_id=row["id"])
@@ -236,6 +240,28 @@ async def test_the_skin_check_before_must_find_every_item_inspected_and_clear(tm
 
 
 # -- a refused prescription --------------------------------------------------------------------------------
+
+
+@run_async
+async def test_a_session_without_a_known_treatment_site_goes_no_further_naming_the_sites_accepted(
+    tmp_path: Path,
+) -> None:
+    setup, source, gate = console_setup(tmp_path)
+    app = ConsoleApp(setup)
+    async with app.run_test(size=SIZE) as pilot:
+        await prescribe(pilot, current_ma="2", electrode_area_cm2="10", dose_ma_min="5", site="")
+        await shows(pilot, "give a treatment site")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, PrescriptionScreen) and app.flow.prescription is None
+        await fill(pilot, "#site", "left hnd")
+        await shows(pilot, "hand, foot, wrist, forearm")
+        assert app.flow.prescription is None
+        await fill(pilot, "#site", "Left hand")
+        await until(pilot, lambda: app.flow.prescription is not None, "the prescription to be accepted")
+        assert app.flow.chart["site"] == "left hand"
+    assert records(setup) == []
+    assert not {"configure", "check_contact", "arm", "start"} & set(source.commands)
 
 
 @run_async
@@ -383,7 +409,7 @@ async def test_a_session_on_the_simulator_over_a_socket_runs_through_the_real_dr
             await pilot.press("enter")
             await on_screen(pilot, PrescriptionScreen)
             for name, value in (("current_ma", "2"), ("electrode_area_cm2", "10"), ("dose_ma_min", "5"),
-                                ("ramp_up_s", "10"), ("ramp_down_s", "10")):  # fmt: skip
+                                ("ramp_up_s", "10"), ("ramp_down_s", "10"), ("site", "left forearm")):  # fmt: skip
                 put(f"#{name}", value)
             await shows(pilot, "0.200 mA/cm²")
             await pilot.press("ctrl+n")

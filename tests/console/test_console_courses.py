@@ -78,7 +78,7 @@ async def override_the_course(pilot: Pilot[Any], name: str, password: str) -> No
     await give_override(pilot, name, password)
     await on_screen(pilot, PrescriptionScreen)
     for name, value in dict(current_ma="2", electrode_area_cm2="10", dose_ma_min="5", ramp_up_s="10",
-                            ramp_down_s="10").items():  # fmt: skip
+                            ramp_down_s="10", site="left forearm").items():  # fmt: skip
         await fill(pilot, f"#{name}", value)
     await shows(pilot, "0.200 mA/cm²")
     await pilot.press("ctrl+n")

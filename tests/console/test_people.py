@@ -193,7 +193,7 @@ async def prescription_to_run(pilot: Pilot[Any]) -> None:
 
     await on_screen(pilot, PrescriptionScreen)
     for name, value in (("current_ma", "2"), ("electrode_area_cm2", "10"), ("dose_ma_min", "1"),
-                        ("ramp_up_s", "5"), ("ramp_down_s", "5")):  # fmt: skip
+                        ("ramp_up_s", "5"), ("ramp_down_s", "5"), ("site", "left forearm")):  # fmt: skip
         await fill(pilot, f"#{name}", value)
     await pilot.press("ctrl+n")
     await on_screen(pilot, ContactScreen)

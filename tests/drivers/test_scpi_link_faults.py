@@ -63,7 +63,9 @@ def test_replies_garbled_mid_delivery_end_with_the_output_off_and_the_dose_on_re
     fault = f"garble-replies@{GARBLE_AT_S:g}:{GARBLE_FOR_S:g}"
     with running_sim("--scpi-port", "0", "--time-scale", SCALE, "--scpi-fault", fault,
                      "--scpi-trace", str(trace)) as sim:  # fmt: skip
-        done = ionctl("run", "--device", f"visa:{sim.endpoints['scpi']}", *DEXAMETHASONE, "--accept-no-watchdog",
+        done = ionctl("run",
+                      "--site", "left forearm", "--device", f"visa:{sim.endpoints['scpi']}",
+                      *DEXAMETHASONE, "--accept-no-watchdog",
                       "--yes", "--json", *in_clinic(tmp_path))  # fmt: skip
     # The ground truth: the output went off while the replies were still garbled (the driver's close, not the
     # reconnect after the garbling ended), and stayed off.
@@ -95,7 +97,9 @@ def test_a_link_cut_after_a_garbled_reply_leaves_the_output_unconfirmed_and_rais
     trace, db = tmp_path / "meter.jsonl", str(tmp_path / "clinic" / "records.sqlite3")
     with running_sim("--scpi-port", "0", "--time-scale", SCALE, "--scpi-fault", "garble-then-unreachable@60",
                      "--scpi-trace", str(trace)) as sim:  # fmt: skip
-        done = ionctl("run", "--device", f"visa:{sim.endpoints['scpi']}", *DEXAMETHASONE, "--accept-no-watchdog",
+        done = ionctl("run",
+                      "--site", "left forearm", "--device", f"visa:{sim.endpoints['scpi']}",
+                      *DEXAMETHASONE, "--accept-no-watchdog",
                       "--yes", "--json", *in_clinic(tmp_path))  # fmt: skip
     result = json.loads(done.stdout)
     assert done.returncode == 3, done.stderr
@@ -112,7 +116,8 @@ def test_a_visa_address_that_reaches_a_firmware_device_is_refused_before_any_cur
     trace, db = tmp_path / "device.jsonl", str(tmp_path / "clinic" / "records.sqlite3")
     with running_sim("--tcp", "0", "--time-scale", SCALE, "--trace", str(trace)) as sim:
         port = sim.endpoints["tcp"].rsplit(":", 1)[1]
-        done = ionctl("run", "--device", f"visa:TCPIP0::127.0.0.1::{port}::SOCKET", *DEXAMETHASONE,
+        done = ionctl("run",
+                      "--site", "left forearm", "--device", f"visa:TCPIP0::127.0.0.1::{port}::SOCKET", *DEXAMETHASONE,
                       "--accept-no-watchdog", "--yes", "--json", *in_clinic(tmp_path))  # fmt: skip
     assert done.returncode == 5, done.stderr
     assert "Traceback" not in done.stderr

@@ -61,7 +61,8 @@ def test_a_whole_session_runs_through_open_device_sim_on_the_synthetic_clock() -
 def test_ionctl_run_with_device_sim_completes_a_session(tmp_path: Path) -> None:
     from tests.test_run import TESS, in_clinic
 
-    done = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", "sim:", *RUN_ARGS, "--yes", "--json",
+    done = subprocess.run([sys.executable, "-m", "ionctl", "run",
+                           "--site", "left forearm", "--device", "sim:", *RUN_ARGS, "--yes", "--json",
                            *in_clinic(tmp_path)], cwd=ROOT, input=TESS, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr

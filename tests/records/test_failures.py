@@ -48,7 +48,8 @@ def as_tess(db: Path) -> list[str]:
 def session(link: Path, db: Path, dose: float, patient: str) -> Iterator[subprocess.Popen[str]]:
     """`ionctl run --json` as a process, yielded once it is delivering (its stderr read on up to there)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "ionctl", "run", "--device", str(link), *rx(dose, patient), *as_tess(db), "--yes",
+        [sys.executable, "-m", "ionctl", "run",
+         "--site", "left forearm", "--device", str(link), *rx(dose, patient), *as_tess(db), "--yes",
          "--json"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stderr is not None and process.stdin is not None
@@ -219,7 +220,7 @@ def test_a_session_abandoned_on_an_internal_error_is_closed_with_the_dose_of_its
     monkeypatch.setattr(Recorder, "on_sample", on_sample)
     link, trace, db = tmp_path / "ionto", tmp_path / "truth.jsonl", tmp_path / "records.sqlite3"
     with running_sim("--serial-link", str(link), "--time-scale", "10", "--trace", str(trace)):
-        args = run.parse(["--device", str(link), *rx(40.0, "P-BUG"), *as_tess(db), "--yes"])
+        args = run.parse(["--site", "left forearm", "--device", str(link), *rx(40.0, "P-BUG"), *as_tess(db), "--yes"])
         with Store(db) as store:
             report = run.execute(args, err=io.StringIO(), stdin=io.StringIO(TESS), store=store)
             record = store.get(report.record_id)
@@ -254,7 +255,9 @@ def test_run_refuses_a_store_that_does_not_verify_before_touching_the_device(tmp
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as m:
         m.setattr(sys, "stderr", err)
-        code = cli(["run", "--device", str(device), *rx(8.0, "P-DAMAGED"), "--db", str(db), "--operator", TECHNICIAN,
+        code = cli(["run",
+                    "--site", "left forearm", "--device", str(device),
+                    *rx(8.0, "P-DAMAGED"), "--db", str(db), "--operator", TECHNICIAN,
                     "--yes"])  # refused before anyone is asked for a password  # fmt: skip
     assert code == 2
     assert "does not verify" in err.getvalue() and "record 1 (closing)" in err.getvalue()
@@ -278,7 +281,7 @@ def test_recovery_by_a_read_command_is_settled_with_the_device_counter_by_the_ne
         assert "closed as interrupted" in listed.stderr
         (closed,) = json.loads(listed.stdout)
         assert "counter was not read" in closed["message"]
-        again = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", str(link),
+        again = subprocess.run([sys.executable, "-m", "ionctl", "run", "--site", "left forearm", "--device", str(link),
                                 *rx(40.0, "P-SETTLE"), "--current", "6", *as_tess(db), "--yes"], cwd=ROOT,
                                capture_output=True, text=True, input=TESS, timeout=60)  # fmt: skip
     assert "settled with the device's own dose counter" in again.stderr, again.stderr

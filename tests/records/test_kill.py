@@ -31,7 +31,8 @@ def test_sigkill_mid_delivery_leaves_an_interrupted_record_with_the_dose_up_to_t
     run_as = in_clinic(tmp_path)  # the clinic's technician, who logs in with --password-stdin
     with running_sim("--serial-link", str(link), "--time-scale", "50", "--trace", str(trace)):
         process = subprocess.Popen(
-            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, *run_as, "--yes", "--json"],
+            [sys.executable, "-m", "ionctl", "run",
+             "--site", "left forearm", "--device", str(link), *RX, *run_as, "--yes", "--json"],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert process.stderr is not None and process.stdin is not None
@@ -81,7 +82,8 @@ def test_a_restart_on_the_same_device_settles_the_interrupted_record_with_the_de
     run_as = in_clinic(tmp_path)  # the clinic's technician, who logs in with --password-stdin
     with running_sim("--serial-link", str(link), "--time-scale", "50", "--trace", str(trace)):
         process = subprocess.Popen(
-            [sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, *run_as, "--yes"],
+            [sys.executable, "-m", "ionctl", "run",
+             "--site", "left forearm", "--device", str(link), *RX, *run_as, "--yes"],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert process.stderr is not None and process.stdin is not None
@@ -97,7 +99,8 @@ def test_a_restart_on_the_same_device_settles_the_interrupted_record_with_the_de
             time.sleep(0.2)
         # The technician starts again on the same device; this prescription is refused (6 mA on 10 cm²), but
         # recovery runs first and reads the device's counter before anything else touches it.
-        again = subprocess.run([sys.executable, "-m", "ionctl", "run", "--device", str(link), *RX, "--current", "6",
+        again = subprocess.run([sys.executable, "-m", "ionctl", "run",
+                                "--site", "left forearm", "--device", str(link), *RX, "--current", "6",
                                 *run_as, "--yes"], cwd=ROOT, capture_output=True, text=True, input=TESS,
                                timeout=60)  # fmt: skip
     assert "closed as interrupted" in again.stderr, again.stderr

@@ -104,7 +104,8 @@ def test_a_store_named_by_the_site_file_is_used_by_config_course_run_and_records
     # refused by the limits before any device is opened: a record of the refusal, in the site's store
     with_stdin(INITIAL, PASSWORDS[TECHNICIAN])  # the technician's first use, then the session's check
     assert cli(["run", "--preset", "dexamethasone", "--electrode", "patch-10cm2", "--current", "9", "--patient",
-                "P-SITE", "--operator", TECHNICIAN, "--password-stdin", "--device", str(tmp_path / "no-device"),
+                "P-SITE", "--operator", TECHNICIAN, "--password-stdin",
+                "--site", "left forearm", "--device", str(tmp_path / "no-device"),
                 "--yes"]) == 2  # fmt: skip
     capsys.readouterr()
 

@@ -228,7 +228,8 @@ def test_ionctl_run_stopped_for_1_1_s_mid_delivery_completes_with_the_prescribed
             "--dose", "1", "--ramp-up", "5", "--ramp-down", "5", "--patient", "P-STALL",
             *in_clinic(tmp_path))  # fmt: skip
     with simulator(tmp_path, "dev", time_scale=1) as (endpoints, trace):
-        process = subprocess.Popen([sys.executable, "-m", "ionctl", "run", "--device", endpoints["serial"], *args,
+        process = subprocess.Popen([sys.executable, "-m", "ionctl", "run",
+                                    "--site", "left forearm", "--device", endpoints["serial"], *args,
                                     "--yes", "--json"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
         assert process.stderr is not None and process.stdin is not None

@@ -16,7 +16,7 @@ from tests.treatment.conftest import PATIENT
 
 DEXA = TreatmentRequest(device="inprocess:sim", operator="typed text, never recorded", patient=PATIENT,
                         preset="dexamethasone", electrode_area_cm2=10.0, current_ma=2.0, dose_ma_min=0.5, ramp_up_s=5.0,
-                        ramp_down_s=5.0)  # fmt: skip
+                        ramp_down_s=5.0, site="left forearm")  # fmt: skip
 
 
 def test_a_prescription_over_a_limit_is_refused_naming_each_limit_and_nothing_is_printed(

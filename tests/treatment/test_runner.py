@@ -310,7 +310,9 @@ def test_ionctl_run_with_a_fifo_as_its_anchor_file_exits_promptly_with_its_exit_
     from tests.people import PASSWORDS
 
     _fifo_anchor(clinic, store, tmp_path)
-    args = ["run", "--device", str(tmp_path / "no-such-port"), "--drug", "dexamethasone", "--polarity", "cathode",
+    args = ["run",
+            "--site", "left forearm", "--device", str(tmp_path / "no-such-port"),
+            "--drug", "dexamethasone", "--polarity", "cathode",
             "--electrode-area", "10", "--current", "6", "--dose", "40", "--patient", "P-1", "--db", str(clinic.store),
             "--config", str(clinic.config), "--operator", TECHNICIAN, "--password-stdin", "--yes"]  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "ionctl", *args], input=PASSWORDS[TECHNICIAN] + "\n",

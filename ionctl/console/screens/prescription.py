@@ -4,6 +4,11 @@ Every limit broken is listed as it is typed, each naming the limit, its value an
 (`ionctl.safety.validate`); the next step stays closed until none is. A field left empty is never filled in
 from the preset behind the technician's back: what the screen shows is what is prescribed.
 
+Below the prescription, what the chart records beyond it (`CHART`): the treatment site (required: a session
+without one, or with one outside the body sites a record names, goes no further, the sites accepted listed), the
+preparation's concentration, volume and lot, and the prescriber; the preset's site, concentration and volume are
+shown to start from.
+
 The form and the list of refusals scroll apart, so a long list never hides a field, even at 80×24: the form
 takes what it needs (up to most of the screen), the list the rest, and a focused field scrolls into view.
 """
@@ -29,6 +34,14 @@ FIELDS = {
     "duration_min": "Duration (min, ramps included)",
     "ramp_up_s": "Ramp up (s)",
     "ramp_down_s": "Ramp down (s)",
+}
+#: What the chart records beyond the prescription (`ionctl.records.clinical.ClinicalDetails`): field -> label.
+CHART = {
+    "site": "Treatment site (e.g. left hand)",
+    "concentration": "Concentration (as labelled)",
+    "volume_ml": "Volume applied (mL)",
+    "lot": "Lot",
+    "prescriber": "Prescriber",
 }
 RAMP_DEFAULT_S = 30.0  # Prescription's own default, shown so that it can be seen and changed
 
@@ -64,6 +77,11 @@ class PrescriptionScreen(Step):
                     yield Label(label)
                     yield Input(value=self._initial(name), type="number", id=name)
             yield Static("", id="planned")
+            yield Static("For the chart:", classes="hint")
+            for name, label in CHART.items():
+                with Horizontal(classes="field"):
+                    yield Label(label)
+                    yield Input(value=self._chart_initial(name), id=name)
         with VerticalScroll(id="rx-check"):
             yield Static("", id="violations", classes="error")
         yield Footer()
@@ -74,6 +92,41 @@ class PrescriptionScreen(Step):
         if value is None and name in ("ramp_up_s", "ramp_down_s") and rx is None:
             value = RAMP_DEFAULT_S
         return "" if value is None else f"{value:g}"
+
+    def _chart_initial(self, name: str) -> str:
+        """What the chart field starts from: what was typed before, else the preset's (site, concentration,
+        volume)."""
+        if name in self.flow.chart:
+            value = self.flow.chart[name]
+        else:
+            value = getattr(self.flow.preset, name, None)
+        if value is None:
+            return ""
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def chart(self) -> tuple[dict[str, Any] | None, list[str]]:
+        """The chart details the form shows (TreatmentRequest field -> value; None left out), and what is wrong
+        with them (empty: nothing)."""
+        from ionctl.records.clinical import ClinicalDetails, ClinicalError, TreatmentSite
+
+        texts = {name: self.query_one(f"#{name}", Input).value.strip() for name in CHART}
+        values: dict[str, Any] = {k: v for k, v in texts.items() if v}
+        problems = []
+        try:
+            values["site"] = TreatmentSite.parse(texts["site"]).text
+        except ClinicalError as exc:
+            problems.append(f"treatment site: {exc}")
+        if "volume_ml" in values:
+            try:
+                values["volume_ml"] = float(values["volume_ml"])
+            except ValueError:
+                problems.append(f"volume: {values['volume_ml']!r} is not a number")
+        if not problems:
+            try:
+                ClinicalDetails(**{k: v for k, v in values.items() if k != "site"})
+            except ClinicalError as exc:
+                problems.append(str(exc))
+        return (None if problems else values), problems
 
     def on_mount(self) -> None:
         self.query_one("#current_ma", Input).focus()
@@ -125,6 +178,8 @@ class PrescriptionScreen(Step):
     def check(self) -> bool:
         """Rebuild and check the prescription; show the plan and every violation. True if it may go on."""
         rx, problems = self.build()
+        chart, chart_problems = self.chart()
+        problems += chart_problems
         planned = self.query_one("#planned", Static)
         if rx is not None:
             planned.update(f"{rx.density_ma_cm2:.3f} mA/cm²; about {rx.planned_dose_ma_min:.2f} mA·min over "
@@ -136,8 +191,8 @@ class PrescriptionScreen(Step):
         else:
             refused = "\n".join(f"- {p}" for p in problems)
         self.query_one("#violations", Static).update(refused)
-        if rx is not None and not problems:
-            self.flow.prescription = rx
+        if rx is not None and chart is not None and not problems:
+            self.flow.prescription, self.flow.chart = rx, chart
             return True
         self.flow.prescription = None
         return False

@@ -271,7 +271,7 @@ class PresetScreen(Step):
             self.notify(f"preset {key!r} is not in the configuration in force", severity="error")
             return
         if self.flow.preset is not preset:
-            self.flow.prescription = None
+            self.flow.prescription, self.flow.chart = None, {}
         self.flow.preset, self.flow.course_id = preset, course_id
         self.console.switch_screen(PrescriptionScreen())
 
