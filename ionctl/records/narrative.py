@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,7 +298,7 @@ def signature_sentence(entry: Mapping[str, Any]) -> str | None:
     sig = signature(entry)
     if sig is None:
         return None
-    return sentence(f"Signed \"{sig['meaning']}\" by {sig['name']} ({sig['login']}, {sig['role']}) on {sig['when']}")
+    return sentence(f'Signed "{sig["meaning"]}" by {sig["name"]} ({sig["login"]}, {sig["role"]}) on {sig["when"]}')
 
 
 def is_adverse(entry: Mapping[str, Any]) -> bool:
@@ -338,8 +338,15 @@ def entries(record: Any) -> list[Entry]:
             out.append((str(utc or ""), n, Entry(utc, clock(utc), "", "signature", signed)))
             continue
         kind = "adverse-reaction" if is_adverse(a) else str(a.get("action", "addendum"))
-        out.append((str(a.get("utc") or ""), n, Entry(a.get("utc"), clock(a.get("utc")), "", kind,
-                                                        addendum_sentence(a), alert=kind == "adverse-reaction")))
+        out.append(
+            (
+                str(a.get("utc") or ""),
+                n,
+                Entry(
+                    a.get("utc"), clock(a.get("utc")), "", kind, addendum_sentence(a), alert=kind == "adverse-reaction"
+                ),
+            )
+        )
     out.sort(key=lambda item: (item[0], item[1]))  # ISO 8601 UTC texts sort as the times they are
     return [entry for _, _, entry in out]
 
@@ -396,7 +403,8 @@ def refusal_reasons(record: Any) -> list[str]:
         return reasons
     notes = [note_sentence(str(e.get("text"))) for e in record.events if e.get("kind") == "note"]
     return [n.removeprefix("Refused: ") for n in notes if n.startswith("Refused:")] or (
-        [sentence(message)] if message else [])
+        [sentence(message)] if message else []
+    )
 
 
 # -- prescription against delivery ------------------------------------------------------------------------------
@@ -510,3 +518,64 @@ def skin_table(record: Any) -> list[tuple[str, str, str]]:
     return rows if checks else []
 
 
+# -- `ionctl records show` --------------------------------------------------------------------------------------
+
+SHOW_WIDTH = 100
+
+
+def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(str(row[k])) for row in rows) for k in range(len(rows[0]))]
+    return [(indent + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))).rstrip() for row in rows]
+
+
+def show_text(record: Any) -> list[str]:
+    """A record for a person at a terminal, in sections: who and when, how it ended, the prescription beside the
+    delivery, the skin check, any adverse reaction, what happened, the addenda, the signatures, the integrity."""
+    from ionctl.records.skin import corrected_by
+
+    f = record.fields
+    out = [f"Iontophoresis session record #{record.id}"]
+    if simulated(record):
+        out.append("SIMULATED DEVICE — NOT A TREATMENT")
+    out += [f"  {label}: {value}" for label, value in details_lines(record)]
+    out += [f"  Started: {timefmt.local_text(f.get('created_utc'))}",
+            f"  Ended: {timefmt.local_text(f.get('ended_utc'), missing='still open')}", "", "Outcome"]  # fmt: skip
+    out += ["  " + line for line in wrap(outcome_sentence(record), SHOW_WIDTH - 2)]
+    if f.get("outcome") == "refused":
+        out += [f"  - {line}" for reason in refusal_reasons(record) for line in wrap(reason, SHOW_WIDTH - 4)]
+    out += ["", "Prescription and delivery"]
+    out += _table([("", "prescribed", "delivered"), *comparison(record)])
+    skin = skin_table(record)
+    if skin:
+        out += ["", "Skin check"] + _table([("item", "before", "after"), *skin])
+    adverse = [a for a in record.addenda if is_adverse(a)]
+    if adverse:
+        out += ["", "ADVERSE REACTION"]
+        for a in adverse:
+            text = f"{timefmt.local_text(a.get('utc'), seconds=False)}: {addendum_sentence(a)}"
+            out += ["  " + line for line in wrap(text, SHOW_WIDTH - 2, "   ")]
+    session = type(record)(record.fields, record.events, record.telemetry, [])
+    out += ["", f"What happened (times {timefmt.zone_label()}, +m:ss since the session started)"]
+    for entry in entries(session):
+        stamp = f"{entry.when} {entry.elapsed}".strip().ljust(16)
+        lines = wrap(entry.text, SHOW_WIDTH - 20)
+        out += [f"  {stamp}  {lines[0]}", *(f"  {'':16}  {line}" for line in lines[1:])]
+    addenda = [a for a in record.addenda if signature(a) is None]
+    out += ["", f"Addenda ({len(addenda)})" if addenda else "Addenda: none"]
+    later = corrected_by(addenda)
+    for a in addenda:
+        mark = f" Corrected by {', '.join(f'#{n}' for n in later[a['seq']])}." if a.get("seq") in later else ""
+        text = f"{timefmt.local_text(a.get('utc'))}: {addendum_sentence(a)}{mark}"
+        out += ["  " + line for line in wrap(text, SHOW_WIDTH - 2, "   ")]
+    signatures = [s for s in (signature(a) for a in record.addenda) if s is not None]
+    out += ["", "Signatures (`ionctl records verify` checks them)" if signatures else
+            f"Signatures: none (`ionctl records sign {record.id} --as NAME`)"]  # fmt: skip
+    if signatures:
+        out += _table([("printed name", "date and time", "meaning"),
+                       *[(f"{s['name']} ({s['login']}, {s['role']})", s["when"], s["meaning"]) for s in signatures]])
+    out += ["", f"Telemetry: {len(record.telemetry)} samples (ionctl records export {record.id} --format csv)"]
+    closing = f.get("chain_hash")
+    out.append(f"Record chain hash (link {f.get('close_gseq')}): {closing}" if closing else
+               "Record chain hash: none yet (the record is open)")  # fmt: skip
+    out.append(f"The whole record: ionctl records show {record.id} --json")
+    return out

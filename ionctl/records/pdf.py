@@ -117,8 +117,15 @@ def _columns_text(flow: _Flow, rows: list[tuple[str, ...]], widths: list[float],
         x = x0
         for cell, w in zip(cells, widths, strict=True):
             for k, line in enumerate(cell):
-                flow.page.ops.append(("text", x, flow.y + k * LINE_IN, line,
-                                      {"fontsize": BODY_PT, **({"weight": "bold"} if header and n == 0 else {})}))
+                flow.page.ops.append(
+                    (
+                        "text",
+                        x,
+                        flow.y + k * LINE_IN,
+                        line,
+                        {"fontsize": BODY_PT, **({"weight": "bold"} if header and n == 0 else {})},
+                    )
+                )
             x += w
         flow.y += height
         if header and n == 0:
@@ -221,8 +228,10 @@ def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | Non
     flow.heading("Signatures")
     signatures = [s for s in (narrative.signature(a) for a in record.addenda) if s is not None]
     if signatures:
-        rows = [("Printed name", "Date and time", "Meaning"),
-                *[(f"{s['name']} ({s['login']}, {s['role']})", s["when"], s["meaning"]) for s in signatures]]
+        rows = [
+            ("Printed name", "Date and time", "Meaning"),
+            *[(f"{s['name']} ({s['login']}, {s['role']})", s["when"], s["meaning"]) for s in signatures],
+        ]
         _columns_text(flow, rows, [3.3, 2.2, 1.6])  # fmt: skip
     else:
         flow.paragraph(f"None yet: the operator signs with `ionctl records sign {record.id} --as NAME`.")
@@ -271,8 +280,14 @@ def build_pages(record: Record, *, head: tuple[int, str] | None = None,
         fig = Figure(figsize=A4_PORTRAIT_IN, dpi=100)
         FigureCanvasAgg(fig)
         if k > 1:
-            fig.text(_fx(MARGIN_IN), _fy(MARGIN_IN), f"Iontophoresis session record #{record.id} · patient "
-                     f"{record.fields.get('patient', '-')} · continued", fontsize=8, va="top", color="#444444")
+            fig.text(
+                _fx(MARGIN_IN),
+                _fy(MARGIN_IN),
+                f"Iontophoresis session record #{record.id} · patient {record.fields.get('patient', '-')} · continued",
+                fontsize=8,
+                va="top",
+                color="#444444",
+            )
         for op in page.ops:
             if op[0] == "text":
                 _, x, y, text, style = op
@@ -283,12 +298,23 @@ def build_pages(record: Record, *, head: tuple[int, str] | None = None,
                                          color=RULE_COLOUR, linewidth=0))  # fmt: skip
             elif op[0] == "box":
                 _, x, y, width, height, fill = op
-                fig.add_artist(Rectangle((_fx(x), _fy(y + height)), _fx(width), height / A4_PORTRAIT_IN[1],
-                                         transform=fig.transFigure, color=fill, linewidth=0, zorder=-1))
+                fig.add_artist(
+                    Rectangle(
+                        (_fx(x), _fy(y + height)),
+                        _fx(width),
+                        height / A4_PORTRAIT_IN[1],
+                        transform=fig.transFigure,
+                        color=fill,
+                        linewidth=0,
+                        zorder=-1,
+                    )
+                )
             elif op[0] == "plot":
                 _, y, height = op
                 _plot(fig, record, y, height)
-        footer = f"ionctl · record #{record.id} · patient {record.fields.get('patient', '-')} · page {k} of {len(pages)}"
+        footer = (
+            f"ionctl · record #{record.id} · patient {record.fields.get('patient', '-')} · page {k} of {len(pages)}"
+        )
         fig.text(0.5, _fy(A4_PORTRAIT_IN[1] - 0.3), footer, ha="center", va="bottom", fontsize=7, color="#444444")
         if simulated:
             fig.text(0.5, 0.5, WATERMARK, ha="center", va="center", rotation=54, fontsize=34, weight="bold",
