@@ -571,8 +571,12 @@ def show_text(record: Any) -> list[str]:
     out += ["", "Signatures (`ionctl records verify` checks them)" if signatures else
             f"Signatures: none (`ionctl records sign {record.id} --as NAME`)"]  # fmt: skip
     if signatures:
-        out += _table([("printed name", "date and time", "meaning"),
-                       *[(f"{s['name']} ({s['login']}, {s['role']})", s["when"], s["meaning"]) for s in signatures]])
+        out += _table(
+            [
+                ("printed name", "date and time", "meaning"),
+                *[(f"{s['name']} ({s['login']}, {s['role']})", s["when"], s["meaning"]) for s in signatures],
+            ]
+        )
     out += ["", f"Telemetry: {len(record.telemetry)} samples (ionctl records export {record.id} --format csv)"]
     closing = f.get("chain_hash")
     out.append(f"Record chain hash (link {f.get('close_gseq')}): {closing}" if closing else

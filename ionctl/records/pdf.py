@@ -192,10 +192,11 @@ def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | Non
     plotted = False
     if record.telemetry:
         flow.heading("Current, voltage and impedance over the session (minutes since it started)")
-        flow.need(PLOT_HEIGHT_IN)
+        height = PLOT_HEIGHT_IN - (0.4 if skin else 0.0) - (0.2 if adverse else 0.0)  # the page fits the rest
+        flow.need(height)
         plotted = len(flow.pages) == 1
-        flow.page.ops.append(("plot", flow.y, PLOT_HEIGHT_IN))
-        flow.y += PLOT_HEIGHT_IN + 0.05
+        flow.page.ops.append(("plot", flow.y, height))
+        flow.y += height + 0.05
     else:
         flow.heading("Telemetry")
         flow.paragraph("No telemetry: the output was never energised, so there is nothing to plot.",
@@ -222,8 +223,12 @@ def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | Non
     later = corrected_by(addenda)
     for a in addenda:
         mark = f" Corrected by {', '.join(f'#{n}' for n in later[a['seq']])}." if a.get("seq") in later else ""
-        text = f"{timefmt.local_text(a.get('utc'), seconds=False)}: {narrative.addendum_sentence(a)}{mark}"
-        flow.paragraph(text, hang="   ")
+        said = narrative.addendum_sentence(a)
+        if str(a.get("action", "")).startswith("skin-check") and skin:  # its answers are in the table above
+            said = said.split(":", 1)[0] + (": the answers are in the skin check table above; see the adverse "
+                                            "reaction above" if narrative.is_adverse(a) else
+                                            ": the answers are in the skin check table above") + "."  # fmt: skip
+        flow.paragraph(f"{timefmt.local_text(a.get('utc'), seconds=False)}: {said}{mark}", hang="   ")
 
     flow.heading("Signatures")
     signatures = [s for s in (narrative.signature(a) for a in record.addenda) if s is not None]
