@@ -502,7 +502,9 @@ def skin_table(record: Any) -> list[tuple[str, str, str]]:
 
     checks: dict[str, dict[str, Any]] = {}
     for a in record.addenda:
-        if a.get("action") in ("skin-check-before", "skin-check-after"):
+        if a.get("action") in ("skin-check-before", "skin-check-after") and isinstance(
+            parsed(a.get("detail")).get("items"), Mapping
+        ):
             checks[str(a["action"]).removeprefix("skin-check-")] = parsed(a.get("detail"))
     rows = []
     for key, label in ITEMS.items():
