@@ -485,7 +485,7 @@ def details_lines(record: Any) -> list[tuple[str, str]]:
     f = record.fields
     details = ClinicalDetails.of_record(f)
     device = parsed(f.get("device"))
-    model = " ".join(str(device.get(k)) for k in ("model", "serial") if device.get(k)) or "-"
+    model = " ".join(str(device.get(k)) for k in ("model", "serial") if device.get(k)) or "not opened"
     rows = [("Patient", str(f.get("patient", "-"))), ("Operator", str(f.get("operator", "-"))),
             ("Prescriber", details.prescriber if details is not None and details.prescriber else "not recorded"),
             ("Device", model + (" (simulator)" if simulated(record) else ""))]  # fmt: skip

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,7 @@ FAULT_MARKER_GID = "fault-marker"
 FAULT_LABEL_GID = "fault-label"
 PLOT_GID = "telemetry-plot"
 MAX_POINTS = 6000  # telemetry drawn per trace; longer records are reduced to a min/max envelope
-PLOT_HEIGHT_IN = 3.0
+PLOT_HEIGHT_IN = 2.75
 BODY_PT = 7.6
 LINE_IN = BODY_PT * 1.42 / 72  # one line of body text
 CHAR_IN = BODY_PT * 0.56 / 72  # a generous average width of a DejaVu Sans character: wrapping stays on the page
@@ -91,8 +92,8 @@ class _Flow:
             self.y += size * 1.42 / 72
 
     def heading(self, text: str) -> None:
-        self.need(0.32 + 2 * LINE_IN)
-        self.y += 0.1
+        self.need(0.3 + 2 * LINE_IN)
+        self.y += 0.08
         self.text(MARGIN_IN, text, size=9.5, weight="bold", color=HEADING_COLOUR)
         self.page.ops.append(("rule", MARGIN_IN, self.y - 0.02, self.width))
         self.y += 0.05
@@ -106,7 +107,7 @@ class _Flow:
             self.text(x, line, size=size, **style)
 
 
-def _columns_text(flow: _Flow, rows: list[tuple[str, ...]], widths: list[float], *, header: bool = True,
+def _columns_text(flow: _Flow, rows: Sequence[Sequence[str]], widths: list[float], *, header: bool = True,
                   x0: float = MARGIN_IN) -> float:  # fmt: skip
     """A table of wrapped cells at the flow's cursor; its height. The first row bold when `header`."""
     start = flow.y
@@ -180,7 +181,8 @@ def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | Non
         flow.heading("Adverse reaction")
         texts = [f"{timefmt.local_text(a.get('utc'), seconds=False)}: {narrative.addendum_sentence(a)}"
                  for a in adverse]  # fmt: skip
-        wrapped = [line for t in texts for line in narrative.wrap(t, int((flow.width - 0.2) / CHAR_IN), "   ")]
+        chars = int((flow.width - 0.2) / CHAR_IN * 0.9)  # bold is wider
+        wrapped = [line for t in texts for line in narrative.wrap(t, chars, "   ")]
         height = len(wrapped) * LINE_IN + 0.1
         flow.need(height)
         flow.page.ops.append(("box", MARGIN_IN, flow.y, flow.width, height, ALERT_FILL))
@@ -192,7 +194,7 @@ def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | Non
     plotted = False
     if record.telemetry:
         flow.heading("Current, voltage and impedance over the session (minutes since it started)")
-        height = PLOT_HEIGHT_IN - (0.4 if skin else 0.0) - (0.2 if adverse else 0.0)  # the page fits the rest
+        height = PLOT_HEIGHT_IN - (0.3 if skin or adverse else 0.0)  # the page keeps room for the rest
         flow.need(height)
         plotted = len(flow.pages) == 1
         flow.page.ops.append(("plot", flow.y, height))
@@ -203,10 +205,10 @@ def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | Non
                        color="#444444")  # fmt: skip
 
     flow.heading("What happened")
-    stamp_w = 0.95
-    for entry in _events_of(record):
+    stamp_w = 1.2
+    for entry in _merged(_events_of(record)):
         style: dict[str, Any] = {"color": FAULT_COLOUR, "weight": "bold"} if entry.alert else {}
-        chars = int((flow.width - stamp_w) / CHAR_IN)
+        chars = int((flow.width - stamp_w) / CHAR_IN * (0.9 if entry.alert else 1.0))  # bold is wider
         lines = narrative.wrap(entry.text, chars)
         flow.need(len(lines) * LINE_IN)
         flow.text(MARGIN_IN, f"{entry.when} {entry.elapsed}".strip(), advance=False, family="DejaVu Sans Mono",
@@ -252,6 +254,21 @@ def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | Non
     flow.paragraph("`ionctl records verify --anchor HASH` checks that a hash above is still a link of the store's "
                    "chain (records deleted after it show).", size=6.6, color="#444444")  # fmt: skip
     return flow.pages, plotted
+
+
+def _merged(entries: list[narrative.Entry]) -> list[narrative.Entry]:
+    """The entries with the routine steps before the output started (same minute, no elapsed time, nothing to
+    alert) run together as one paragraph: the page keeps room for what happened while the patient was treated."""
+    out: list[narrative.Entry] = []
+    for entry in entries:
+        last = out[-1] if out else None
+        if (last is not None and not entry.elapsed and not last.elapsed and not entry.alert and not last.alert
+                and entry.kind in ("state", "note") and last.kind in ("state", "note")
+                and entry.when[:5] == last.when[:5]):  # fmt: skip
+            out[-1] = narrative.Entry(last.utc, last.when, "", last.kind, f"{last.text} {entry.text}")
+        else:
+            out.append(entry)
+    return out
 
 
 def _events_of(record: Record) -> list[narrative.Entry]:
@@ -386,13 +403,14 @@ def _plot(fig: Figure, record: Record, top_in: float, height_in: float) -> None:
     """Current, voltage and impedance over minutes since the session started, states shaded, faults marked."""
     import numpy as np
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     origin = narrative.start_s(record) or 0.0
     t = np.array([(float(s["t_s"]) - origin) / 60.0 for s in record.telemetry], dtype=float)
     series = [
-        ("current_ma", "Current (mA)", CURRENT_COLOUR, "current"),
-        ("voltage_v", "Voltage (V)", VOLTAGE_COLOUR, "voltage"),
-        ("impedance_ohm", "Impedance (Ω)", IMPEDANCE_COLOUR, "impedance"),
+        ("current_ma", "Current\n(mA)", CURRENT_COLOUR, "current"),
+        ("voltage_v", "Voltage\n(V)", VOLTAGE_COLOUR, "voltage"),
+        ("impedance_ohm", "Impedance\n(Ω)", IMPEDANCE_COLOUR, "impedance"),
     ]
     legend_in, axis_in, gap_in = 0.22, 0.36, 0.07
     each = (height_in - legend_in - axis_in - 2 * gap_in) / 3
@@ -410,7 +428,8 @@ def _plot(fig: Figure, record: Record, top_in: float, height_in: float) -> None:
             lo, hi = min(0.0, float(finite.min())), max(0.0, float(finite.max()))
             pad = 0.1 * (hi - lo) or 1.0
             ax.set_ylim(lo - (pad if lo < 0 else 0.0), hi + pad)
-        ax.set_ylabel(label, fontsize=7.5)
+        ax.set_ylabel(label, fontsize=7, linespacing=1.1)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=3))
         ax.tick_params(labelsize=7)
         ax.grid(True, linewidth=0.4, color="#cccccc")
         if row < 2:

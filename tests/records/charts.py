@@ -18,8 +18,15 @@ PRESCRIPTION = {"drug": "dexamethasone sodium phosphate", "polarity": "cathode",
                 "planned_dose_ma_min": 40.0}  # fmt: skip
 DEVICE = {"address": "/dev/ttyUSB0", "model": "IONTO-3", "serial": "SN-0042", "firmware": "1.4.2", "protocol": "1.0",
           "compliance_v": 60.0, "watchdog": True}  # fmt: skip
-CLINICAL = ClinicalDetails(site=TreatmentSite("hand", "left"), concentration="4 mg/mL", volume_ml=1.5, lot="L2231",
-                           prescriber="Dr. A. Moreau", electrode_product="IontoPatch 10", electrode_type="drug patch")
+CLINICAL = ClinicalDetails(
+    site=TreatmentSite("hand", "left"),
+    concentration="4 mg/mL",
+    volume_ml=1.5,
+    lot="L2231",
+    prescriber="Dr. A. Moreau",
+    electrode_product="IontoPatch 10",
+    electrode_type="drug patch",
+)
 CLINIC = "Riverside Dermatology Clinic"
 CREATED = "2026-03-12T13:00:00.000+00:00"  # 14:00 in Berlin (CET)
 FAULT_AT_S = 240.0

@@ -103,8 +103,11 @@ def test_the_plot_is_drawn_with_telemetry_and_absent_without(store: Store) -> No
     from matplotlib.colors import to_rgb
 
     def blue(data: bytes) -> int:
-        pixels = page_pixels(data).astype(float) / 255
-        return int(np.all(np.abs(pixels - np.array(to_rgb(CURRENT_COLOUR))) < 0.1, axis=2).sum())
+        """Pixels of the current trace's blue (its hue: blue well above red and green) on the rendered page."""
+        rgb = page_pixels(data, scale=2.0).astype(float) / 255
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        target = np.array(to_rgb(CURRENT_COLOUR))
+        return int(((b - r > 0.5 * (target[2] - target[0])) & (b - g > 0.5 * (target[2] - target[1]))).sum())
 
     pages, with_telemetry = text_of(store, "completed")
     assert "minutes since the session started" in pages[0]

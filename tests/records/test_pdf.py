@@ -130,7 +130,7 @@ def test_a_fault_is_marked_on_every_plot_with_its_label(store: Store) -> None:
     fig = build_figure(stored_record(store, fault=True))
     axes = fig.get_axes()
     assert len(axes) == 3
-    assert [ax.get_ylabel() for ax in axes] == ["Current (mA)", "Voltage (V)", "Impedance (Ω)"]
+    assert [ax.get_ylabel() for ax in axes] == ["Current\n(mA)", "Voltage\n(V)", "Impedance\n(Ω)"]
     for ax in axes:
         markers = [line for line in ax.get_lines() if line.get_gid() == FAULT_MARKER_GID]
         at_min = FAULT_AT_S / 60  # the axis is minutes since the session started (at device t 0 here)

@@ -6,10 +6,9 @@ meaning (21 CFR 11.50), and `records verify` checks them."""
 
 from __future__ import annotations
 
-import re
-
 import base64
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
