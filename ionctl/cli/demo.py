@@ -164,7 +164,11 @@ def main(args: argparse.Namespace) -> int:
                 return ExitCode.REFUSED  # as `ionctl run`: no current flowed
             extra: dict[str, Any] = {"simulator_true_dose_ma_min": true_dose_ma_min(trace)}
             if report.record_id is not None:
-                extra.update(record_id=report.record_id, db=str(db), pdf=_chart(store, report.record_id, out))
+                extra.update(
+                    record_id=report.record_id,
+                    db=str(db),
+                    pdf=_chart(store, report.record_id, out, config.bench.clinic_name),
+                )
     run.emit(report, as_json=args.json, extra=extra)
     if not args.json:
         if report.record_id is not None:
@@ -196,13 +200,13 @@ def demo_people(store: Store) -> tuple[SiteConfig, Identity]:
     return config, people.activate(DEMO_OPERATOR, DEMO_INITIAL_PASSWORD, DEMO_PASSWORDS[DEMO_OPERATOR])
 
 
-def _chart(store: Any, record_id: int, out: Path) -> str | None:
+def _chart(store: Any, record_id: int, out: Path, clinic_name: str | None = None) -> str | None:
     """Write the record's chart PDF next to the demo store; its path, or None after saying why not."""
     from ionctl.records.pdf import write_pdf
 
     path = out / f"record-{record_id}.pdf"
     try:
-        write_pdf(store.get(record_id), path)
+        write_pdf(store.get(record_id), path, head=store.chain_head(), clinic_name=clinic_name)
     except (OSError, ValueError) as exc:
         print(f"ionctl demo: cannot write the chart PDF {path}: {exc}", file=sys.stderr)
         return None

@@ -75,6 +75,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     lst.set_defaults(records_handler=_list)
     show = actions.add_parser("show", parents=[db, site, local], help="show one record and its events")
     show.add_argument("id", type=_record_name, help="ID (this bench's record) or BENCH/ID (with [clinic])")
+    show.add_argument("--json", action="store_true", help="the whole record as JSON (the JSON export), for programs")
     show.set_defaults(records_handler=_show)
     export = actions.add_parser(
         "export", parents=[db, site, local],
@@ -193,39 +194,18 @@ def _list(store: Store, args: argparse.Namespace) -> int:
 
 
 def _show(store: Store, args: argparse.Namespace) -> int:
-    from ionctl.records import timefmt
+    """The record for a person: sections, rounded numbers with their units, local times, the chart's sentences
+    (`ionctl.records.narrative`); `--json` the whole record for a program."""
+    if getattr(args, "json", False):
+        from ionctl.records.export import to_json
+
+        sys.stdout.write(to_json(store.get(args.record_id)))
+        return ExitCode.OK
+    from ionctl.records.narrative import show_text
     from ionctl.safety.identifiers import escape_controls
 
-    record = store.get(args.record_id)
-    fields: Mapping[str, Any] = record.fields
-    for key, value in fields.items():
-        if key.endswith("_utc"):  # stored in UTC; shown in the clinic's time zone (the JSON export keeps UTC)
-            print(f"{key[: -len('_utc')]}: {timefmt.local_text(value)}")
-        else:
-            print(f"{key}: {escape_controls(str(value))}")
-    start = timefmt.session_start_s(record.events, record.telemetry)
-    print(f"events ({len(record.events)}; +m:ss is the time since the session started):")
-    for e in record.events:
-        at = f"+{timefmt.since_start(start, e['device_t_s'])}" if e["device_t_s"] is not None else ""
-        print(f"  {e['seq']:>3} {timefmt.local_text(e['utc'])} {at:>7} {e['kind']}: {e['text']}")
-    print(f"telemetry: {len(record.telemetry)} samples (ionctl records export {args.id} --format csv)")
-    from ionctl.config.verification import SIGN_ACTION, record_signatures
-
-    addenda = [a for a in record.addenda if a["action"] != SIGN_ACTION]  # the sign-offs are listed below
-    if addenda:
-        from ionctl.records.skin import addendum_text, corrected_by
-
-        print(f"addenda ({len(addenda)}):")
-        later = corrected_by(addenda)
-        for a in addenda:
-            mark = f" [corrected by {', '.join(f'#{n}' for n in later[a['seq']])}]" if a["seq"] in later else ""
-            when = timefmt.local_text(a["utc"])
-            print(f"  #{a['seq']} {when} {a['action']} by {a['actor']}: {addendum_text(a)}{mark}")
-    signatures = record_signatures(record.addenda)
-    print(f"signatures ({len(signatures)}; `ionctl records verify` checks them):" if signatures else
-          f"signatures: none (`ionctl records sign {args.id} --as NAME`)")  # fmt: skip
-    for signature in signatures:
-        print(f"  {escape_controls(signature.manifestation())}")
+    for line in show_text(store.get(args.record_id)):
+        print(escape_controls(line))
     return ExitCode.OK
 
 
@@ -236,7 +216,7 @@ def _export(store: Store, args: argparse.Namespace) -> int:
     if args.format == "pdf":  # binary; a file always (-o FILE, or record-ID.pdf here)
         from ionctl.records.export import to_pdf
 
-        content: str | bytes = to_pdf(record, head=store.chain_head())
+        content: str | bytes = to_pdf(record, head=store.chain_head(), clinic_name=_clinic_name(args))
     elif args.format == "fhir":
         content = _fhir(store, record, args)
     else:
@@ -249,17 +229,21 @@ def _export(store: Store, args: argparse.Namespace) -> int:
 def _fhir(store: Store, record: Record, args: argparse.Namespace) -> str:
     """The FHIR bundle, with the chart PDF in it: the page `--format pdf` makes now (the store's chain head, the
     site's `clinic_name`), carried with its SHA-1 and SHA-256 (`ionctl.records.fhir_docs`)."""
+    from ionctl.records.export import to_fhir, to_pdf
+
+    clinic_name = _clinic_name(args)
+    pdf = to_pdf(record, head=store.chain_head(), clinic_name=clinic_name)
+    return to_fhir(record, pdf=pdf, clinic_name=clinic_name, bench=getattr(args, "record_bench", None))
+
+
+def _clinic_name(args: argparse.Namespace) -> str | None:
+    """The site configuration's `clinic_name` (None when it names none)."""
     from pathlib import Path
 
     from ionctl.config.site import bench_settings
-    from ionctl.records import pdf as chart
-    from ionctl.records.export import to_fhir
 
     config = getattr(args, "config", None)
-    clinic_name = bench_settings(None if config is None else Path(config)).clinic_name
-    named: dict[str, Any] = {"clinic_name": clinic_name} if clinic_name else {}  # the page heads with it, when set
-    pdf = chart.to_pdf(record, head=store.chain_head(), **named)
-    return to_fhir(record, pdf=pdf, clinic_name=clinic_name, bench=getattr(args, "record_bench", None))
+    return bench_settings(None if config is None else Path(config)).clinic_name
 
 
 def _verify(store: Store, args: argparse.Namespace) -> int:

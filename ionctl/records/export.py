@@ -66,12 +66,12 @@ def to_fhir(record: Record, *, pdf: bytes | None = None, clinic_name: str | None
     return build(record, pdf=pdf, clinic_name=clinic_name, bench=bench)
 
 
-def to_pdf(record: Record, *, head: tuple[int, str] | None = None) -> bytes:
-    """The one-page A4 PDF for the chart (bytes): see `ionctl.records.pdf` (imports matplotlib). `head`: the
-    store's chain head now (`Store.chain_head`), printed beside the record's own chain hash."""
+def to_pdf(record: Record, *, head: tuple[int, str] | None = None, clinic_name: str | None = None) -> bytes:
+    """The A4 chart PDF (bytes): see `ionctl.records.pdf` (imports matplotlib). `head`: the store's chain head
+    now (`Store.chain_head`), printed beside the record's own chain hash; `clinic_name` the site's, heading it."""
     from ionctl.records.pdf import to_pdf as build
 
-    return build(record, head=head)
+    return build(record, head=head, clinic_name=clinic_name)
 
 
 class ExportError(OSError):

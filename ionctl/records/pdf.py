@@ -1,30 +1,30 @@
-"""The PDF export of a record: one A4 portrait page for the patient's chart.
+"""The chart PDF of a record: A4 portrait pages a technician can print and file as they are.
 
-The top half is the record in words (patient, operator, device, prescription, outcome, fault, host and device
-dose, duration, the short list of faults and events); the bottom half plots measured current (mA), voltage
-(V) and impedance (Ω) over device time, with the session states shaded (the ramps stand out) and every fault
-marked by a vertical line and its label. Below the plot: the record's electronic signatures (printed name, date
-and time, meaning: 21 CFR 11.50; docs/SOURCES.md, "Part 11"), the record's chain hash (the hash of its closing
-link) and the chain head when the page was made, which `ionctl records verify --anchor HASH` checks are still in
-the store: a page in the paper chart is an anchor outside the store file that deleting records cannot reach.
+Page 1 heads with the clinic's name (the site configuration's `clinic_name`) and the patient, then says how the
+session ended (with the dose still to give when it ended early), sets the prescription beside what was delivered,
+tabulates the skin check before and after, puts an adverse reaction in its own highlighted box, plots current,
+voltage and impedance over the session's time in minutes with the states shaded and every fault marked (no plot
+when there is no telemetry), and lists what happened in sentences at the clinic's local time and the session's
+elapsed time (`ionctl.records.narrative`). The addenda follow with their author and time, then the signature block
+(printed name, date and time, meaning: 21 CFR 11.50; docs/SOURCES.md, "Part 11") and the record's chain hash with
+the store's chain head when the page was made, which `ionctl records verify --anchor HASH` checks are still in the
+store. What does not fit on page 1 flows onto further pages, each marked "page K of N". A record of a simulated
+device carries "SIMULATED DEVICE — NOT A TREATMENT" across every page. Text is wrapped, never cut.
 
 matplotlib is imported here, inside the functions, and only when a PDF is made: `ionctl --help` and
 `import ionctl.records` never load it. It draws through `Figure` (no pyplot, so no global state and no GUI
-backend): Agg for pixels, matplotlib's PDF backend for the page. `build_figure` is the one place the page is
-drawn; `to_pdf` / `write_pdf` save it, and the tests render the same figure to PNG.
+backend). `build_pages` lays the pages out; `to_pdf` / `write_pdf` save them, and the tests render them to PNG.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import math
 import os
-import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ionctl.records import timefmt
-from ionctl.records.export import SIGN_ACTION, signature_text
+from ionctl.records import narrative, timefmt
 from ionctl.records.store import Record
 
 if TYPE_CHECKING:
@@ -32,10 +32,16 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 A4_PORTRAIT_IN = (8.27, 11.69)
+MARGIN_IN = 0.55
 CURRENT_COLOUR = "#0050c8"  # blue: the tests look for it in the rendered page
 VOLTAGE_COLOUR = "#d46a00"
 IMPEDANCE_COLOUR = "#1e8c3a"
 FAULT_COLOUR = "#c0001a"
+ALERT_FILL = "#fde4e4"
+HEADING_COLOUR = "#1b3a5c"
+RULE_COLOUR = "#9aa7b4"
+WATERMARK = "SIMULATED DEVICE — NOT A TREATMENT"
+WATERMARK_GID = "simulated-watermark"
 #: Light fills for the session states, so the ramps and pauses are visible behind the traces.
 STATE_COLOURS = {
     "ramping_up": "#fff1a8",
@@ -46,162 +52,302 @@ STATE_COLOURS = {
 }
 FAULT_MARKER_GID = "fault-marker"
 FAULT_LABEL_GID = "fault-label"
-MAX_EVENTS = 12  # events listed on the page (faults first); the rest are in `ionctl records show`
-MAX_FAULT_LABELS = 3  # labelled above the plot, stacked
+PLOT_GID = "telemetry-plot"
 MAX_POINTS = 6000  # telemetry drawn per trace; longer records are reduced to a min/max envelope
-MAX_SIGNATURES = 4  # signatures printed on the page; the rest are in `ionctl records show`
+PLOT_HEIGHT_IN = 2.75
+BODY_PT = 7.6
+LINE_IN = BODY_PT * 1.42 / 72  # one line of body text
+CHAR_IN = BODY_PT * 0.56 / 72  # a generous average width of a DejaVu Sans character: wrapping stays on the page
 
 
-def _parsed(value: Any) -> dict[str, Any]:
-    """A JSON column (prescription, limits, device) as a dict ({} when absent or not an object)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
+# -- layout: pages of drawing operations ------------------------------------------------------------------------
 
 
-def _num(value: Any, fmt: str, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:{fmt}}{' ' + unit if unit else ''}"
+@dataclass
+class _Page:
+    ops: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _short_hash(value: Any) -> str:
-    return f"{value[:16]}…" if isinstance(value, str) and value else "-"
+class _Flow:
+    """Lays out blocks top to bottom in inches from the page's top, starting a new page when one does not fit."""
+
+    def __init__(self, footer_in: float) -> None:
+        self.pages: list[_Page] = [_Page()]
+        self.y = MARGIN_IN
+        self.bottom = A4_PORTRAIT_IN[1] - MARGIN_IN - footer_in
+        self.width = A4_PORTRAIT_IN[0] - 2 * MARGIN_IN
+
+    @property
+    def page(self) -> _Page:
+        return self.pages[-1]
+
+    def need(self, height: float) -> None:
+        if self.y + height > self.bottom and self.y > MARGIN_IN + 0.6:
+            self.pages.append(_Page())
+            self.y = MARGIN_IN + 0.35  # below the continuation header
+
+    def text(self, x: float, text: str, *, size: float = BODY_PT, advance: bool = True, **style: Any) -> None:
+        self.page.ops.append(("text", x, self.y, text, {"fontsize": size, **style}))
+        if advance:
+            self.y += size * 1.42 / 72
+
+    def heading(self, text: str) -> None:
+        self.need(0.3 + 2 * LINE_IN)
+        self.y += 0.08
+        self.text(MARGIN_IN, text, size=9.5, weight="bold", color=HEADING_COLOUR)
+        self.page.ops.append(("rule", MARGIN_IN, self.y - 0.02, self.width))
+        self.y += 0.05
+
+    def paragraph(self, text: str, *, x: float = MARGIN_IN, width: float | None = None, hang: str = "",
+                  **style: Any) -> None:  # fmt: skip
+        size = style.pop("size", BODY_PT)
+        chars = int((width or self.width - (x - MARGIN_IN)) / (size * 0.56 / 72))
+        for line in narrative.wrap(text, chars, hang):
+            self.need(size * 1.42 / 72)
+            self.text(x, line, size=size, **style)
 
 
-def _duration(seconds: Any) -> str:
-    if seconds is None:
-        return "-"
-    s = float(seconds)
-    return f"{s:.1f} s ({int(s // 60)} min {s % 60:04.1f} s)"
+def _columns_text(flow: _Flow, rows: Sequence[Sequence[str]], widths: list[float], *, header: bool = True,
+                  x0: float = MARGIN_IN) -> float:  # fmt: skip
+    """A table of wrapped cells at the flow's cursor; its height. The first row bold when `header`."""
+    start = flow.y
+    for n, row in enumerate(rows):
+        cells = [narrative.wrap(cell, max(8, int(w / CHAR_IN))) for cell, w in zip(row, widths, strict=True)]
+        height = max(len(c) for c in cells) * LINE_IN
+        flow.need(height)
+        x = x0
+        for cell, w in zip(cells, widths, strict=True):
+            for k, line in enumerate(cell):
+                flow.page.ops.append(
+                    (
+                        "text",
+                        x,
+                        flow.y + k * LINE_IN,
+                        line,
+                        {"fontsize": BODY_PT, **({"weight": "bold"} if header and n == 0 else {})},
+                    )
+                )
+            x += w
+        flow.y += height
+        if header and n == 0:
+            flow.page.ops.append(("rule", x0, flow.y - 0.03, sum(widths)))
+    return flow.y - start
 
 
-def summary_lines(record: Record) -> tuple[list[str], list[str]]:
-    """The two text columns of the page: (who, device and prescription), (outcome, dose and measurements)."""
+def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | None) -> tuple[list[_Page], bool]:
+    """The pages of the record; whether the plot is on page 1."""
     f = record.fields
-    rx = _parsed(f.get("prescription"))
-    device = _parsed(f.get("device"))
-    if rx.get("dose_ma_min") is not None:
-        amount = f"dose {_num(rx['dose_ma_min'], '.2f', 'mA·min')}"
-    elif rx.get("duration_min") is not None:
-        amount = f"duration {_num(rx['duration_min'], '.1f', 'min')}"
+    flow = _Flow(footer_in=0.0)
+    clinic = clinic_name or "Clinic not named (clinic_name in the site configuration)"
+    flow.text(MARGIN_IN, clinic, size=14, weight="bold", color=HEADING_COLOUR)
+    flow.y += 0.04
+    title = f"Iontophoresis session record #{record.id}"
+    flow.text(MARGIN_IN, title, size=11, weight="bold", advance=False)
+    flow.text(MARGIN_IN + 3.55, f"Patient: {f.get('patient', '-')}", size=11, weight="bold")
+    started = timefmt.local_text(f.get("created_utc"))
+    ended = timefmt.local_text(f.get("ended_utc"), missing="still open")
+    flow.text(MARGIN_IN, f"Started {started} · ended {ended} · times are {timefmt.zone_label()}, with +m:ss "
+                         "since the session started", size=7.4, color="#444444")  # fmt: skip
+    flow.y += 0.06
+    details = [row for row in narrative.details_lines(record) if row[0] != "Patient"]
+    line = " · ".join(f"{label}: {value}" for label, value in details)
+    flow.paragraph(line, size=BODY_PT)
+
+    # how it ended, in a box coloured by outcome
+    outcome = narrative.outcome_sentence(record)
+    reasons = narrative.refusal_reasons(record) if f.get("outcome") == "refused" else []
+    lines = narrative.wrap(outcome, int((flow.width - 0.2) / (8.2 * 0.56 / 72)))
+    for reason in reasons:
+        lines += narrative.wrap(f"• {reason}", int((flow.width - 0.2) / (8.2 * 0.56 / 72)), "   ")
+    box = len(lines) * 8.2 * 1.42 / 72 + 0.12
+    flow.y += 0.06
+    fill = "#e6f2e6" if f.get("outcome") == "completed" else ALERT_FILL
+    flow.page.ops.append(("box", MARGIN_IN, flow.y, flow.width, box, fill))
+    flow.y += 0.06
+    for n, text in enumerate(lines):
+        flow.text(MARGIN_IN + 0.1, text, size=8.2, weight="bold" if n == 0 else "normal")
+    flow.y += 0.08
+
+    flow.heading("Prescription and delivery")
+    rows = [("", "Prescribed", "Delivered"), *narrative.comparison(record)]
+    _columns_text(flow, rows, [0.95, 3.6, 2.6])
+
+    skin = narrative.skin_table(record)
+    if skin:
+        flow.heading("Skin check")
+        _columns_text(flow, [("Item", "Before the session", "After the session"), *skin], [1.6, 2.75, 2.8])
+    adverse = [a for a in record.addenda if narrative.is_adverse(a)]
+    if adverse:
+        flow.heading("Adverse reaction")
+        texts = [f"{timefmt.local_text(a.get('utc'), seconds=False)}: {narrative.addendum_sentence(a)}"
+                 for a in adverse]  # fmt: skip
+        chars = int((flow.width - 0.2) / CHAR_IN * 0.9)  # bold is wider
+        wrapped = [line for t in texts for line in narrative.wrap(t, chars, "   ")]
+        height = len(wrapped) * LINE_IN + 0.1
+        flow.need(height)
+        flow.page.ops.append(("box", MARGIN_IN, flow.y, flow.width, height, ALERT_FILL))
+        flow.y += 0.05
+        for text in wrapped:
+            flow.text(MARGIN_IN + 0.1, text, color="#7a0010", weight="bold")
+        flow.y += 0.05
+
+    plotted = False
+    if record.telemetry:
+        flow.heading("Current, voltage and impedance over the session (minutes since it started)")
+        height = PLOT_HEIGHT_IN - (0.3 if skin or adverse else 0.0)  # the page keeps room for the rest
+        flow.need(height)
+        plotted = len(flow.pages) == 1
+        flow.page.ops.append(("plot", flow.y, height))
+        flow.y += height + 0.05
     else:
-        amount = "-"
-    reversal = " (reversed at midpoint)" if rx.get("polarity_reversal_at_midpoint") else ""
-    left = [
-        f"Patient:    {f.get('patient', '-')}",
-        f"Operator:   {f.get('operator', '-')}",
-        "",
-        "Device",
-        f"  model     {device.get('model', '-')}",
-        f"  serial    {device.get('serial', '-')}",
-        f"  firmware  {device.get('firmware', '-')}",
-        f"  protocol  {device.get('protocol', '-')}",
-        "",
-        "Prescription",
-        f"  drug      {rx.get('drug', '-')}" + (f" ({rx['drug_charge']})" if rx.get("drug_charge") else ""),
-        f"  polarity  {rx.get('polarity', '-')} (active electrode){reversal}",
-        f"  current   {_num(rx.get('current_ma'), '.2f', 'mA')} on {_num(rx.get('electrode_area_cm2'), '.2f', 'cm²')}",
-        f"  density   {_num(rx.get('density_ma_cm2'), '.3f', 'mA/cm²')}",
-        f"  {amount}" + (f" (planned {_num(rx['planned_dose_ma_min'], '.2f', 'mA·min')})"
-                         if rx.get("planned_dose_ma_min") is not None and rx.get("dose_ma_min") is None else ""),
-        f"  ramps     {_num(rx.get('ramp_up_s'), 'g', 's')} up, {_num(rx.get('ramp_down_s'), 'g', 's')} down",
-        f"  class     {rx.get('protocol_class', '-')}",
-    ]  # fmt: skip
-    source = f" ({f['dose_source']})" if f.get("dose_source") else ""
-    right = [
-        f"Outcome:    {f.get('outcome') or 'open (running)'}",
-        f"Fault:      {f.get('fault') or 'none'}",
-        "",
-        f"Dose        {_num(f.get('dose_ma_min'), '.3f', 'mA·min')}{source}",
-        f"  host      {_num(f.get('host_dose_ma_min'), '.3f', 'mA·min')}",
-        f"  device    {_num(f.get('device_dose_ma_min'), '.3f', 'mA·min')}",
-        f"  prescr.   {_num(f.get('prescribed_dose_ma_min'), '.2f', 'mA·min')}",
-        f"Duration    {_duration(f.get('duration_s'))}",
-        f"Peak        {_num(f.get('peak_current_ma'), '.2f', 'mA')}, "
-        f"{_num(f.get('peak_density_ma_cm2'), '.3f', 'mA/cm²')}",
-        f"Compliance  {_num(f.get('time_at_compliance_s'), '.1f', 's')} at the voltage limit",
-        "Impedance   start {} / end {}".format(_num(f.get("impedance_start_ohm"), ".0f", "Ω"),
-                                               _num(f.get("impedance_end_ohm"), ".0f", "Ω")),
-        "            min {} / max {}".format(_num(f.get("impedance_min_ohm"), ".0f", "Ω"),
-                                             _num(f.get("impedance_max_ohm"), ".0f", "Ω")),
-        "",
-        f"Started     {timefmt.local_text(f.get('created_utc'))}",
-        f"Ended       {timefmt.local_text(f.get('ended_utc'))}",
-        f"Limits SHA-256  {_short_hash(f.get('limits_sha256'))}",
-        f"Config SHA-256  {_short_hash(f.get('config_sha256'))}"
-        + (f"   course {f['course_id']}" if f.get("course_id") is not None else ""),
-        f"Telemetry   {len(record.telemetry)} samples",
-    ]  # fmt: skip
-    return left, right
+        flow.heading("Telemetry")
+        flow.paragraph("No telemetry: the output was never energised, so there is nothing to plot.",
+                       color="#444444")  # fmt: skip
 
+    flow.heading("What happened")
+    stamp_w = 1.2
+    for entry in _merged(_events_of(record)):
+        style: dict[str, Any] = {"color": FAULT_COLOUR, "weight": "bold"} if entry.alert else {}
+        chars = int((flow.width - stamp_w) / CHAR_IN * (0.9 if entry.alert else 1.0))  # bold is wider
+        lines = narrative.wrap(entry.text, chars)
+        flow.need(len(lines) * LINE_IN)
+        flow.text(MARGIN_IN, f"{entry.when} {entry.elapsed}".strip(), advance=False, family="DejaVu Sans Mono",
+                  size=7.2, **style)  # fmt: skip
+        for text in lines:
+            flow.text(MARGIN_IN + stamp_w, text, **style)
 
-def event_lines(record: Record, limit: int = MAX_EVENTS) -> list[str]:
-    """The faults and events for the page: every fault first in priority, then the others, in order."""
-    events = record.events
-    chosen = events
-    if len(events) > limit:
-        faults = [e for e in events if e["kind"] == "fault"][:limit]
-        others = [e for e in events if e["kind"] != "fault"][: limit - len(faults)]
-        chosen = sorted(faults + others, key=lambda e: e["seq"])
-    lines = []
-    start = timefmt.session_start_s(record.events, record.telemetry)
-    for e in chosen:
-        at = f"+{timefmt.since_start(start, e.get('device_t_s'))}" if e.get("device_t_s") is not None else "-"
-        at = f"{timefmt.local_text(e.get('utc'))[11:19]} {at:>7}"  # the clinic's clock, and the session's
-        mark = "FAULT" if e["kind"] == "fault" else e["kind"]
-        lines.append(_clip(f"{at}  {mark:<5}  {' '.join(str(e['text']).split())}", 112))
-    if len(events) > len(chosen):
-        lines.append(f"… {len(events) - len(chosen)} more: ionctl records show {record.id}")
-    lines += addendum_lines(record)
-    return lines or ["(no events)"]
+    addenda = [a for a in record.addenda if narrative.signature(a) is None]
+    flow.heading("Addenda (after the fact, in the record's audit trail)")
+    if not addenda:
+        flow.paragraph("None: no skin check or note has been added to this record.", color="#444444")
+    from ionctl.records.skin import corrected_by
 
+    later = corrected_by(addenda)
+    for a in addenda:
+        mark = f" Corrected by {', '.join(f'#{n}' for n in later[a['seq']])}." if a.get("seq") in later else ""
+        said = narrative.addendum_sentence(a)
+        if str(a.get("action", "")).startswith("skin-check") and skin:  # its answers are in the table above
+            said = said.split(":", 1)[0] + (": the answers are in the skin check table above; see the adverse "
+                                            "reaction above" if narrative.is_adverse(a) else
+                                            ": the answers are in the skin check table above") + "."  # fmt: skip
+        flow.paragraph(f"{timefmt.local_text(a.get('utc'), seconds=False)}: {said}{mark}", hang="   ")
 
-def addendum_lines(record: Record) -> list[str]:
-    """Skin checks, adverse reactions and other addenda, one line each (CPT 97033 chart guidance: skin
-    inspected before and after, adverse reactions noted)."""
-    from ionctl.records.skin import addendum_text
+    flow.heading("Signatures")
+    signatures = [s for s in (narrative.signature(a) for a in record.addenda) if s is not None]
+    if signatures:
+        rows = [
+            ("Printed name", "Date and time", "Meaning"),
+            *[(f"{s['name']} ({s['login']}, {s['role']})", s["when"], s["meaning"]) for s in signatures],
+        ]
+        _columns_text(flow, rows, [3.3, 2.2, 1.6])  # fmt: skip
+    else:
+        flow.paragraph(f"None yet: the operator signs with `ionctl records sign {record.id} --as NAME`.")
 
-    lines = []
-    for a in record.addenda:
-        if a.get("action") == SIGN_ACTION:
-            continue  # a signature: `signature_lines`
-        raw = a.get("detail")
-        text = addendum_text({**a, "detail": raw if isinstance(raw, dict) else _parsed(raw)})
-        when = timefmt.local_text(a.get("utc"), seconds=False)
-        lines.append(_clip(f"{when}  #{a.get('seq', '-')} {a.get('action', '-')} ({a.get('actor', '-')}): {text}", 112))
-    return lines
-
-
-def signature_lines(record: Record, limit: int = MAX_SIGNATURES) -> list[str]:
-    """The record's sign-offs, one line each: printed name, login name and role, date and time (clinic time),
-    meaning (21 CFR 11.50(a)), as `Signature.manifestation` says them."""
-    texts = (signature_text(a, timefmt.local_text) for a in record.addenda)
-    lines = [_clip(text, 112) for text in texts if text is not None]
-    if len(lines) > limit:
-        lines = [*lines[: limit - 1], f"… {len(lines) - limit + 1} more: ionctl records show {record.id}"]
-    return lines or ["none yet (ionctl records sign " + str(record.id) + " --as NAME)"]
-
-
-def chain_lines(record: Record, head: tuple[int, str] | None) -> list[str]:
-    """The record's chain hash (its closing link's) and the chain head when the page was made."""
-    f = record.fields
+    flow.y += 0.08
     closing = f.get("chain_hash")
-    lines = [f"Record chain hash (link {f.get('close_gseq')}): {closing}" if closing else
+    chain = [f"Record chain hash (link {f.get('close_gseq')}): {closing}" if closing else
              "Record chain hash: none yet (the record is open)"]  # fmt: skip
     if head is not None:
-        lines.append(f"Chain head at export (link {head[0]}): {head[1]}")
-    lines.append("`ionctl records verify --anchor HASH` checks that a hash above is still a link of the store's "
-                 "chain (records deleted after it show)")  # fmt: skip
-    return lines
+        chain.append(f"Chain head at export (link {head[0]}): {head[1]}")
+    for text in chain:
+        flow.paragraph(text, family="DejaVu Sans Mono", size=6.6)
+    flow.paragraph("`ionctl records verify --anchor HASH` checks that a hash above is still a link of the store's "
+                   "chain (records deleted after it show).", size=6.6, color="#444444")  # fmt: skip
+    return flow.pages, plotted
 
 
-def _clip(text: str, width: int) -> str:
-    """`text` cut to `width` characters with an ellipsis (its inner spacing kept, unlike textwrap.shorten)."""
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _merged(entries: list[narrative.Entry]) -> list[narrative.Entry]:
+    """The entries with the routine steps before the output started (same minute, no elapsed time, nothing to
+    alert) run together as one paragraph: the page keeps room for what happened while the patient was treated."""
+    out: list[narrative.Entry] = []
+    for entry in entries:
+        last = out[-1] if out else None
+        if (last is not None and not entry.elapsed and not last.elapsed and not entry.alert and not last.alert
+                and entry.kind in ("state", "note") and last.kind in ("state", "note")
+                and entry.when[:5] == last.when[:5]):  # fmt: skip
+            out[-1] = narrative.Entry(last.utc, last.when, "", last.kind, f"{last.text} {entry.text}")
+        else:
+            out.append(entry)
+    return out
+
+
+def _events_of(record: Record) -> list[narrative.Entry]:
+    """The entries that are the session's own events (not addenda or sign-offs)."""
+    return narrative.entries(Record(record.fields, record.events, record.telemetry, []))
+
+
+# -- drawing ----------------------------------------------------------------------------------------------------
+
+
+def _fy(y_in: float) -> float:
+    return 1.0 - y_in / A4_PORTRAIT_IN[1]
+
+
+def _fx(x_in: float) -> float:
+    return x_in / A4_PORTRAIT_IN[0]
+
+
+def build_pages(record: Record, *, head: tuple[int, str] | None = None,
+                clinic_name: str | None = None) -> list[Figure]:  # fmt: skip
+    """Every page of the chart as a matplotlib Figure (A4 portrait) on an Agg canvas. `head`: the store's chain
+    head (gseq, hash) now, printed with the record's own chain hash; `clinic_name` heads the first page."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    pages, _ = _layout(record, head, clinic_name)
+    figures = []
+    simulated = narrative.simulated(record)
+    for k, page in enumerate(pages, start=1):
+        fig = Figure(figsize=A4_PORTRAIT_IN, dpi=100)
+        FigureCanvasAgg(fig)
+        if k > 1:
+            fig.text(
+                _fx(MARGIN_IN),
+                _fy(MARGIN_IN),
+                f"Iontophoresis session record #{record.id} · patient {record.fields.get('patient', '-')} · continued",
+                fontsize=8,
+                va="top",
+                color="#444444",
+            )
+        for op in page.ops:
+            if op[0] == "text":
+                _, x, y, text, style = op
+                fig.text(_fx(x), _fy(y), text, va="top", **style)
+            elif op[0] == "rule":
+                _, x, y, width = op
+                fig.add_artist(Rectangle((_fx(x), _fy(y)), _fx(width), 0.0006, transform=fig.transFigure,
+                                         color=RULE_COLOUR, linewidth=0))  # fmt: skip
+            elif op[0] == "box":
+                _, x, y, width, height, fill = op
+                fig.add_artist(
+                    Rectangle(
+                        (_fx(x), _fy(y + height)),
+                        _fx(width),
+                        height / A4_PORTRAIT_IN[1],
+                        transform=fig.transFigure,
+                        color=fill,
+                        linewidth=0,
+                        zorder=-1,
+                    )
+                )
+            elif op[0] == "plot":
+                _, y, height = op
+                _plot(fig, record, y, height)
+        footer = (
+            f"ionctl · record #{record.id} · patient {record.fields.get('patient', '-')} · page {k} of {len(pages)}"
+        )
+        fig.text(0.5, _fy(A4_PORTRAIT_IN[1] - 0.3), footer, ha="center", va="bottom", fontsize=7, color="#444444")
+        if simulated:
+            fig.text(0.5, 0.5, WATERMARK, ha="center", va="center", rotation=54, fontsize=34, weight="bold",
+                     color="#c0001a", alpha=0.16, gid=WATERMARK_GID, zorder=10)  # fmt: skip
+        figures.append(fig)
+    return figures
+
+
+def build_figure(record: Record, *, head: tuple[int, str] | None = None, clinic_name: str | None = None) -> Figure:
+    """Page 1 of the chart (`build_pages`)."""
+    return build_pages(record, head=head, clinic_name=clinic_name)[0]
 
 
 def _envelope(t: Any, y: Any) -> tuple[Any, Any]:
@@ -240,75 +386,56 @@ def state_spans(record: Record) -> list[tuple[str, float, float]]:
 
 
 def fault_marks(record: Record) -> list[tuple[float, str]]:
-    """(device t, label) of each fault: the fault events with a device time; if none has one and the record
+    """(device t, short label) of each fault: the fault events with a device time; if none has one and the record
     ended in a fault, the record's fault at the last sample."""
-    marks = [(float(e["device_t_s"]), str(e["text"])) for e in record.events
-             if e["kind"] == "fault" and e.get("device_t_s") is not None]  # fmt: skip
     fault = record.fields.get("fault")
+    marks = []
+    for e in record.events:
+        if e["kind"] == "fault" and e.get("device_t_s") is not None:
+            code = narrative.fault_code(str(e["text"]), fault)
+            marks.append((float(e["device_t_s"]), (code or "fault").replace("_", " ")))
     if not marks and fault and record.telemetry:
-        marks.append((float(record.telemetry[-1]["t_s"]), f"fault: {fault}"))
+        marks.append((float(record.telemetry[-1]["t_s"]), str(fault).replace("_", " ")))
     return marks
 
 
-def build_figure(record: Record, *, head: tuple[int, str] | None = None) -> Figure:
-    """The page as a matplotlib Figure (A4 portrait), drawn on an Agg canvas. `head`: the store's chain head
-    (gseq, hash) now, printed with the record's own chain hash."""
+def _plot(fig: Figure, record: Record, top_in: float, height_in: float) -> None:
+    """Current, voltage and impedance over minutes since the session started, states shaded, faults marked."""
     import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=A4_PORTRAIT_IN, dpi=100)
-    FigureCanvasAgg(fig)
-    f = record.fields
-    fig.text(0.06, 0.965, f"Iontophoresis session record #{record.id}", fontsize=15, weight="bold")
-    fig.text(0.06, 0.948, f"ionctl · created {timefmt.local_text(f.get('created_utc'))} · outcome: "
-                          f"{f.get('outcome') or 'open (running)'}", fontsize=8.5, color="#444444")  # fmt: skip
-    left, right = summary_lines(record)
-    mono: dict[str, Any] = {"family": "DejaVu Sans Mono", "fontsize": 7.6, "va": "top", "linespacing": 1.45}
-    fig.text(0.06, 0.93, "\n".join(left), **mono)
-    fig.text(0.52, 0.93, "\n".join(right), **mono)
-    message = f.get("message")
-    y = 0.69
-    if message:
-        wrapped = textwrap.wrap(f"Message: {message}", width=108)[:3]
-        fig.text(0.06, y, "\n".join(wrapped), **mono)
-        y -= 0.013 * len(wrapped) + 0.008
-    fig.text(0.06, y, "Faults and events (clinic time, +m:ss since the session started)", fontsize=8.5,
-             weight="bold", va="top")  # fmt: skip
-    events = event_lines(record)
-    fig.text(0.06, y - 0.016, "\n".join(events), **{**mono, "fontsize": 7, "linespacing": 1.35})
-
-    t = np.array([float(s["t_s"]) for s in record.telemetry], dtype=float)
+    origin = narrative.start_s(record) or 0.0
+    t = np.array([(float(s["t_s"]) - origin) / 60.0 for s in record.telemetry], dtype=float)
     series = [
-        ("current_ma", "Current (mA)", CURRENT_COLOUR, "current"),
-        ("voltage_v", "Voltage (V)", VOLTAGE_COLOUR, "voltage"),
-        ("impedance_ohm", "Impedance (Ω)", IMPEDANCE_COLOUR, "impedance"),
+        ("current_ma", "Current\n(mA)", CURRENT_COLOUR, "current"),
+        ("voltage_v", "Voltage\n(V)", VOLTAGE_COLOUR, "voltage"),
+        ("impedance_ohm", "Impedance\n(Ω)", IMPEDANCE_COLOUR, "impedance"),
     ]
+    legend_in, axis_in, gap_in = 0.22, 0.36, 0.07
+    each = (height_in - legend_in - axis_in - 2 * gap_in) / 3
     axes: list[Axes] = []
-    bottom, height, gap = 0.145, 0.1, 0.012  # below: the signatures and the chain hashes
+    left, width = _fx(MARGIN_IN + 0.55), _fx(A4_PORTRAIT_IN[0] - 2 * MARGIN_IN - 0.6)
     for row, (key, label, colour, gid) in enumerate(series):
-        ax = fig.add_axes((0.1, bottom + (2 - row) * (height + gap), 0.85, height),
-                          sharex=axes[0] if axes else None)  # fmt: skip
+        y_top = top_in + legend_in + row * (each + gap_in)
+        ax = fig.add_axes((left, _fy(y_top + each), width, each / A4_PORTRAIT_IN[1]),
+                          sharex=axes[0] if axes else None, gid=PLOT_GID)  # fmt: skip
         values = np.array([np.nan if s.get(key) is None else float(s[key]) for s in record.telemetry], dtype=float)
         tt, vv = _envelope(t, values)
-        ax.plot(tt, vv, color=colour, linewidth=1.3, gid=gid)
+        ax.plot(tt, vv, color=colour, linewidth=1.2, gid=gid)
         finite = vv[np.isfinite(vv)]
         if finite.size:  # from zero (or below, for a reversed current): magnitudes read true on the chart
             lo, hi = min(0.0, float(finite.min())), max(0.0, float(finite.max()))
-            pad = 0.08 * (hi - lo) or 1.0
+            pad = 0.1 * (hi - lo) or 1.0
             ax.set_ylim(lo - (pad if lo < 0 else 0.0), hi + pad)
-        ax.set_ylabel(label, fontsize=8)
+        ax.set_ylabel(label, fontsize=7, linespacing=1.1)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=3))
         ax.tick_params(labelsize=7)
         ax.grid(True, linewidth=0.4, color="#cccccc")
         if row < 2:
             ax.tick_params(labelbottom=False)
         axes.append(ax)
-    _elapsed_axis(axes[-1], timefmt.session_start_s(record.events, record.telemetry))
-    if not record.telemetry:
-        axes[0].text(0.5, 0.5, "no telemetry (the output was never energised)", ha="center", va="center",
-                     transform=axes[0].transAxes, fontsize=9, color="#666666")  # fmt: skip
-
+    axes[-1].set_xlabel("minutes since the session started", fontsize=7.5)
     seen: dict[str, str] = {}
     for state, start, end in state_spans(record):
         fill = STATE_COLOURS.get(state)
@@ -316,66 +443,45 @@ def build_figure(record: Record, *, head: tuple[int, str] | None = None) -> Figu
             continue
         seen[state] = fill
         for ax in axes:
-            ax.axvspan(start, end, color=fill, alpha=0.9, linewidth=0, zorder=0, gid=f"state-{state}")
+            ax.axvspan((start - origin) / 60, (end - origin) / 60, color=fill, alpha=0.9, linewidth=0, zorder=0,
+                       gid=f"state-{state}")  # fmt: skip
     handles = [Patch(color=c, label=s.replace("_", " ")) for s, c in seen.items()]
     marks = fault_marks(record)
-    times = [float(x) for x in t] + [m[0] for m in marks]
-    t_lo, t_hi = (min(times), max(times)) if times else (0.0, 1.0)
+    if len(t):
+        axes[0].set_xlim(min(0.0, float(t.min())), max(float(t.max()), *((m[0] - origin) / 60 for m in marks), 0.5))
+    lo, hi = axes[0].get_xlim()
     for n, (t_fault, text) in enumerate(marks):
-        # the label hangs left of a late fault, right of an early one, so it stays on the page
-        where = (t_fault - t_lo) / (t_hi - t_lo) if t_hi > t_lo else 0.5
-        ha = "right" if where > 0.7 else "left" if where < 0.3 else "center"
+        at = (t_fault - origin) / 60
         for ax in axes:
-            ax.axvline(t_fault, color=FAULT_COLOUR, linestyle="--", linewidth=1.2, gid=FAULT_MARKER_GID)
-        if n >= MAX_FAULT_LABELS:
-            continue  # every fault has its line; the labels of the first few (the list above has them all)
-        if n == MAX_FAULT_LABELS - 1 and len(marks) > MAX_FAULT_LABELS:
-            text = f"{text} (+{len(marks) - MAX_FAULT_LABELS} more faults)"
-        axes[0].text(t_fault, 1.03 + 0.09 * n, _clip(" ".join(text.split()), 70), color=FAULT_COLOUR,
-                     fontsize=7, ha=ha, va="bottom", transform=axes[0].get_xaxis_transform(),
-                     gid=FAULT_LABEL_GID, clip_on=False)  # fmt: skip
+            ax.axvline(at, color=FAULT_COLOUR, linestyle="--", linewidth=1.2, gid=FAULT_MARKER_GID)
+        late = (at - lo) / (hi - lo) > 0.6 if hi > lo else False  # the label hangs inside the plot, never off it
+        axes[0].annotate(text, xy=(at, 1.0), xycoords=axes[0].get_xaxis_transform(),
+                         xytext=(-3 if late else 3, -3 - 9 * n), textcoords="offset points", color=FAULT_COLOUR,
+                         fontsize=7, ha="right" if late else "left", va="top",
+                         weight="bold", gid=FAULT_LABEL_GID, annotation_clip=False,
+                         bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
     if marks:
         handles.append(Patch(color=FAULT_COLOUR, label="fault"))
     if handles:
-        top = bottom + 3 * height + 2 * gap
-        fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.1, top + 0.004), ncol=len(handles),
-                   fontsize=7, frameon=False)  # fmt: skip
-    signatures = signature_lines(record)
-    fig.text(0.06, 0.103, "Signatures (printed name, date and time, meaning)", fontsize=8, weight="bold", va="top")
-    fig.text(0.06, 0.089, "\n".join(signatures), **{**mono, "fontsize": 7, "linespacing": 1.3})
-    fig.text(0.06, 0.012, "\n".join(chain_lines(record, head)), va="bottom", family="DejaVu Sans Mono",
-             fontsize=6.2, color="#444444", linespacing=1.3)  # fmt: skip
-    return fig
+        fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(left, _fy(top_in + legend_in)),
+                   ncol=len(handles), fontsize=7, frameon=False, borderaxespad=0.0)  # fmt: skip
 
 
-def _elapsed_axis(ax: Axes, start_s: float | None) -> None:
-    """Label the (device time) axis with the time since the session started, m:ss, ticks at round elapsed
-    times (0:30, 1:00, 2:00, 5:00 ... after the start)."""
-    from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
+def to_pdf(record: Record, *, head: tuple[int, str] | None = None, clinic_name: str | None = None) -> bytes:
+    """The chart PDF (bytes): one page when it fits, more marked "page K of N". `head`: the store's chain head
+    now (`Store.chain_head`); `clinic_name`: the site configuration's, heading page 1."""
+    from matplotlib.backends.backend_pdf import PdfPages
 
-    origin = start_s or 0.0
-    rounded = MaxNLocator(nbins=8, steps=[1, 1.2, 3, 6, 10])  # x 10^k s: 10 s, 12 s, 30 s, 1 min, 2 min, 5 min
-
-    class Elapsed(Locator):
-        def __call__(self) -> Any:
-            lo, hi = ax.xaxis.get_view_interval()
-            return [origin + t for t in rounded.tick_values(lo - origin, hi - origin)]
-
-    ax.xaxis.set_major_locator(Elapsed())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: timefmt.elapsed(x - origin)))
-    ax.set_xlabel("time since the session started (m:ss)", fontsize=8)
-
-
-def to_pdf(record: Record, *, head: tuple[int, str] | None = None) -> bytes:
-    """The one-page PDF (bytes); `head` the store's chain head now (`Store.chain_head`)."""
-    fig = build_figure(record, head=head)
     out = io.BytesIO()
     meta = {"Title": f"Iontophoresis session record {record.id}", "Subject": f"patient {record.fields.get('patient')}",
             "Creator": "ionctl"}  # fmt: skip
-    fig.savefig(out, format="pdf", metadata=meta)
+    with PdfPages(out, metadata=meta) as pdf:
+        for fig in build_pages(record, head=head, clinic_name=clinic_name):
+            pdf.savefig(fig)
     return out.getvalue()
 
 
-def write_pdf(record: Record, path: str | os.PathLike[str], *, head: tuple[int, str] | None = None) -> None:
+def write_pdf(record: Record, path: str | os.PathLike[str], *, head: tuple[int, str] | None = None,
+              clinic_name: str | None = None) -> None:  # fmt: skip
     with open(path, "wb") as f:
-        f.write(to_pdf(record, head=head))
+        f.write(to_pdf(record, head=head, clinic_name=clinic_name))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from ionctl.cli import main as cli
 from ionctl.records import Record, Store, timefmt
 from ionctl.records.export import to_json
-from ionctl.records.pdf import event_lines
+from ionctl.records.pdf import build_pages
 from tests.people import AUDITOR, PASSWORDS, TECHNICIAN, make_clinic
 from tests.records.test_store import finished_record
 
@@ -47,9 +48,10 @@ def test_addenda_travel_in_the_json_export_and_the_chart(store: Store, tmp_path:
     store.append_audit("skin-check-after", "O-1", {"text": "mild erythema under the cathode"}, record_id=record_id)
     record = store.get(record_id)
     assert Record.from_dict(json.loads(to_json(record))) == record
-    assert any("skin-check-after (O-1): mild erythema under the cathode" in line for line in event_lines(record))
+    page = " ".join(t.get_text() for t in build_pages(record)[0].texts)
+    assert re.search(r"Skin check after the session \(#\d+, by O-1\): mild erythema under the cathode\.", page)
     assert cli(["records", "show", str(record_id), "--db", str(store.path)]) == 0
-    assert "skin-check-after by O-1" in capsys.readouterr().out
+    assert re.search(r"Skin check after the session \(#\d+, by O-1\): mild erythema", capsys.readouterr().out)
 
 
 def test_an_addendum_to_another_record_is_not_shown_on_this_one(store: Store) -> None:
@@ -188,15 +190,16 @@ def test_a_correction_names_the_addendum_it_corrects_and_both_are_shown_and_expo
     shown = capsys.readouterr().out
     shown_at = {a["seq"]: timefmt.local_text(a["utc"]) for a in record.addenda}  # the clinic's time zone
     first_at, correction_at = shown_at[original["seq"]], shown_at[correction["seq"]]
+    said = " ".join(shown.split())  # the sentences are wrapped for the terminal
     assert (
-        f"#{original['seq']} {first_at} skin-check-after by tess: erythema: no; blistering: no; pain: no; "
-        f"itching: no; other: no; no adverse reaction [corrected by #{correction['seq']}]"
-    ) in shown
+        f"{first_at}: Skin check after the session (#{original['seq']}, by tess): erythema: no; blistering: no; "
+        f"pain: no; itching: no; other: no; no adverse reaction. Corrected by #{correction['seq']}."
+    ) in said
     assert (
-        f"#{correction['seq']} {correction_at} correction by tess: corrects #{original['seq']}: erythema was "
-        "present under the cathode (2 cm), not absent"
-    ) in shown
-    assert "{" not in shown.split("addenda (2):")[1]  # no JSON or Python repr
+        f"{correction_at}: Correction (#{correction['seq']}, by tess): corrects #{original['seq']}: erythema was "
+        "present under the cathode (2 cm), not absent."
+    ) in said
+    assert "{" not in shown.split("Addenda (2)")[1]  # no JSON or Python repr
     assert cli(["records", "export", str(record_id), "--format", "json", "--db", str(store.path)]) == 0
     exported = json.loads(capsys.readouterr().out)["addenda"]
     assert [(a["seq"], a["action"], a["detail"].get("corrects")) for a in exported] == [

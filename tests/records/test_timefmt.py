@@ -137,10 +137,10 @@ def test_records_show_prints_local_times_with_the_zone_and_session_elapsed_times
     record_id = _record_with_events(db)
     assert cli(["records", "show", str(record_id), "--db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "created: 2026-03-11 23:59:59 CET" in out and "ended: 2026-03-12 00:11:05 CET" in out
-    events = [line for line in out.splitlines() if re.match(r"\s+\d+ 2026-", line)]
+    assert "Started: 2026-03-11 23:59:59 CET" in out and "Ended: 2026-03-12 00:11:05 CET" in out
+    events = [line for line in out.splitlines() if re.match(r"\s+\d\d:\d\d:\d\d \+", line)]
     assert [re.search(r"\+(\S+)", e)[1] for e in events] == ["0:00", "0:05", "1:05"]  # type: ignore[index]
-    assert "2026-03-12 00:01:04 CET" in events[2]
+    assert events[2].strip().startswith("00:01:04 +1:05")
     assert "1065" not in out  # not the device's uptime
 
     assert cli(["records", "export", str(record_id), "--format", "json", "--db", str(db)]) == 0
@@ -150,16 +150,15 @@ def test_records_show_prints_local_times_with_the_zone_and_session_elapsed_times
 
 
 def test_the_chart_pdf_shows_local_times_and_elapsed_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ionctl.records.pdf import event_lines, summary_lines
+    from ionctl.records.pdf import build_pages
 
     in_zone(monkeypatch, "Europe/Berlin")
     db = tmp_path / "r.sqlite3"
     with Store(db) as store:
         record = store.get(_record_with_events(db))
-    left, right = summary_lines(record)
-    assert "Started     2026-03-11 23:59:59 CET" in right and "Ended       2026-03-12 00:11:05 CET" in right
-    lines = event_lines(record)
-    assert lines[0].startswith("23:59:59   +0:00") and lines[2].startswith("00:01:04   +1:05"), lines
+    texts = [t.get_text() for t in build_pages(record)[0].texts]
+    assert any("Started 2026-03-11 23:59:59 CET · ended 2026-03-12 00:11:05 CET" in t for t in texts)
+    assert "23:59:59 +0:00" in texts and "00:01:04 +1:05" in texts, texts
 
 
 def test_elapsed_is_minutes_and_seconds() -> None:
@@ -207,5 +206,5 @@ def test_elapsed_times_count_from_the_first_sample_when_the_early_events_have_no
         writer.close({"outcome": "completed", "energised": True})
     assert cli(["records", "show", str(record_id), "--db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"\+0:53 state: ramping_down", out), out
-    assert not re.search(r"\+\S* state: ramping_up", out)  # no elapsed time where none is known
+    assert re.search(r"\+0:53\s+Current ramping down \(dose reached\)", out), out
+    assert re.search(r"\d\d:\d\d:\d\d\s+Current ramping up", out), out  # no elapsed time where none is known

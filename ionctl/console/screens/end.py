@@ -97,10 +97,12 @@ class EndScreen(Screen[None]):
         from ionctl.records import Store
         from ionctl.records.pdf import write_pdf
 
-        path = self.console.setup.export_dir / f"record-{record_id}.pdf"
+        setup = self.console.setup
+        path = setup.export_dir / f"record-{record_id}.pdf"
+        clinic_name = setup.config.bench.clinic_name if setup.config is not None else None
         try:
-            with Store(self.console.setup.store_path) as store:
-                write_pdf(store.get(record_id), path)
+            with Store(setup.store_path) as store:
+                write_pdf(store.get(record_id), path, head=store.chain_head(), clinic_name=clinic_name)
         except Exception as exc:
             self.app.call_from_thread(self._status, f"could not write the PDF: {exc}", True)
             return
