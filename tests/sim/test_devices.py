@@ -1,19 +1,20 @@
 """`python -m sim --devices N`: several independent firmware devices in one process, as a visit (both hands at
 once, on two devices) and a bench of devices meet them. Each is driven over its own socket, as a host would, and
 judged on its own rows of the one ground-truth trace: two sessions run at once, each dosed on its own; a fault
-aimed at one device and a host lost by one device touch that device only; options aimed at a device that does
-not exist are refused before anything opens."""
+aimed at one device, a host lost by one device and a host that stops reading touch that device only; options
+aimed at a device that does not exist are refused before anything opens."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from firmware_protocol import Arm as ArmOutput
-from firmware_protocol import Configure, Identify, Identity, Polarity, SetPolarity, Start, Stop
+from firmware_protocol import Configure, Identify, Identity, Polarity, SetPolarity, SetTelemetry, Start, Stop
 from sim.cli import main
 from tests.sim.conftest import LIMITS, ok
 from tests.sim.endpoints import WireClient, running_sim, symlink_target, trace_rows, true_dose_ma_min
@@ -163,3 +164,20 @@ def test_the_forms_without_a_device_still_mean_device_1(capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as exit_info:
         main(["--tcp", "0", "--fault", "electrode-lift@1", "--device-load", "2:normal"])  # one device: no device 2
     assert exit_info.value.code == 2 and "there is no device 2 (--devices 1: 1..1)" in capsys.readouterr().err
+
+
+def test_a_host_that_stops_reading_one_device_does_not_slow_another(tmp_path: Path) -> None:
+    with running_sim("--tcp", "0", "--time-scale", SCALE, devices=2) as sim:
+        stalled, live = (WireClient(device.endpoints["tcp"]) for device in sim.devices)
+        try:
+            ok(stalled.request(SetTelemetry(10)))  # 100 frames a second that its host will not read
+            slowest = 0.0
+            for _ in range(40):
+                asked = time.monotonic()
+                assert isinstance(live.request(Identify()), Identity)
+                slowest = max(slowest, time.monotonic() - asked)
+                time.sleep(0.05)
+        finally:
+            stalled.close()
+            live.close()
+    assert slowest < 0.25
