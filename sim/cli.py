@@ -251,7 +251,7 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
 
 def load_from(args: argparse.Namespace, device: int = 1) -> LoadParams:
     """Device `device`'s load: its --device-load preset (else --load), with --rs/--rp/--cp applied."""
-    presets = {aimed.device: aimed.value for aimed in getattr(args, "device_load", ())}
+    presets: dict[int, str] = {aimed.device: aimed.value for aimed in args.device_load}
     load = LOAD_PRESETS[presets.get(device, args.load)]
     changes: dict[str, float] = {}
     if args.rs is not None:
