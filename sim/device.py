@@ -50,6 +50,7 @@ class SimulatedDevice:
         start_wall_s: float = 0.0,
         step_s: float = 0.010,
         trace: TraceSink | None = None,
+        number: int = 1,
     ) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be positive, got {time_scale}")
@@ -59,6 +60,7 @@ class SimulatedDevice:
         self.time_scale = time_scale
         self.start_wall_s = start_wall_s
         self.trace = trace
+        self.number = number  # which of the simulator's devices this is: every trace row names it
         self.energised_at_s: float | None = None  # device time the output was first energised
         self._pending = sorted(faults, key=lambda f: f.at_s)
         self._active: list[tuple[FaultSpec, float | None]] = []  # (fault, device end time)
@@ -123,6 +125,7 @@ class SimulatedDevice:
         if self.trace is not None:
             self.trace(
                 {
+                    "device": self.number,
                     "t_s": round(fw.t, 6),
                     "current_ua": round(sample.current_ua, 3),
                     "voltage_mv": round(sample.voltage_v * 1000, 1),

@@ -1,7 +1,8 @@
 """Run the simulator as a process of its own (`python -m sim ARGS`), as a user starts it: for `ionctl demo`,
 the tests that talk to it over a real pty or socket, and the benchmarks.
 
-The simulator prints one `NAME: ADDRESS` line per endpoint, then `ready`, on stdout (`sim.cli`), and runs until
+The simulator prints one `NAME: ADDRESS` line per endpoint (`NAME.K: ADDRESS` for device K when it serves several),
+then `ready`, on stdout (`sim.cli`), and runs until
 SIGINT or SIGTERM, after which it removes its pty symlinks and exits 0. `start()` waits for `ready` with a real
 deadline (stdout is read on a thread of its own, so a simulator that hangs before printing cannot hang the
 caller) and keeps the endpoints it announced. Its stderr goes to a file (the caller's log, or an anonymous
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -37,9 +39,28 @@ class SimulatorError(RuntimeError):
     """The simulator did not start (the message carries its stderr), or did not stop cleanly."""
 
 
+#: The firmware device's endpoints, in the order the simulator announces them.
+DEVICE_ENDPOINTS = ("serial", "tcp")
+
+
+@dataclass(frozen=True)
+class SimDevice:
+    """One firmware device of a running simulator: its number (from 1) and its endpoints (`{"serial":
+    "/dev/pts/3", "tcp": "socket://127.0.0.1:40123"}`, those it was given)."""
+
+    number: int
+    endpoints: dict[str, str]
+
+    @property
+    def address(self) -> str:
+        """Where a host reaches it: its pty, else its socket URL."""
+        return next(self.endpoints[name] for name in DEVICE_ENDPOINTS if name in self.endpoints)
+
+
 class SimProcess:
     """A running `python -m sim`: the process, the endpoints it announced (`{"serial": "/dev/pts/3", "tcp":
-    "socket://127.0.0.1:40123", ...}`) and its stderr so far."""
+    "socket://127.0.0.1:40123", ...}`, or `"tcp.2"` and so on when it serves several devices), its firmware
+    devices (`devices`) and its stderr so far."""
 
     def __init__(self, process: subprocess.Popen[str], stderr: IO[str]) -> None:
         assert process.stdout is not None
@@ -52,6 +73,16 @@ class SimProcess:
             target=_read_lines, args=(process.stdout, self._lines), daemon=True, name="sim-stdout"
         )
         self._reader.start()
+
+    @property
+    def devices(self) -> list[SimDevice]:
+        """Its firmware devices, device 1 first (none when it serves only a SourceMeter)."""
+        found: dict[int, dict[str, str]] = {}
+        for name, address in self.endpoints.items():
+            kind, _, number = name.partition(".")
+            if kind in DEVICE_ENDPOINTS:
+                found.setdefault(int(number or 1), {})[kind] = address
+        return [SimDevice(number, found[number]) for number in sorted(found)]
 
     def stderr_text(self) -> str:
         """What the simulator has written to stderr (all of it, once it has been stopped)."""
@@ -104,10 +135,16 @@ class SimProcess:
 
 
 def start(
-    *args: str, timeout_s: float = READY_TIMEOUT_S, log: Path | None = None, new_session: bool = False
+    *args: str,
+    timeout_s: float = READY_TIMEOUT_S,
+    log: Path | None = None,
+    new_session: bool = False,
+    devices: int = 1,
 ) -> SimProcess:
     """Start `python -m sim ARGS` and wait until it says `ready`.
 
+    `devices`: serve that many firmware devices (`--devices N`), each at the endpoints ARGS give it (`SimProcess.
+    devices`).
     `log`: write the simulator's stderr there (default: an anonymous temporary file). `new_session`: run it in
     a session of its own, so a Ctrl-C at the terminal reaches only the caller (who then stops it).
     Raises SimulatorError, with the simulator's stderr, if it exits or is not ready within `timeout_s`; the
@@ -116,7 +153,7 @@ def start(
     stderr: IO[str] = log.open("w+", encoding="utf-8") if log is not None else tempfile.TemporaryFile("w+")
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sim", *args],
+            [sys.executable, "-m", "sim", *args, *(["--devices", str(devices)] if devices != 1 else [])],
             cwd=PACKAGE_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -143,13 +180,14 @@ def running_sim(
     log: Path | None = None,
     new_session: bool = False,
     check: bool = True,
+    devices: int = 1,
 ) -> Iterator[SimProcess]:
     """`python -m sim ARGS` for the length of a `with` block (see `start()`); always stopped and reaped after it.
 
     `check`: when the block ends normally, raise SimulatorError unless the simulator exited 0 (it exits 0 on
     SIGTERM after removing its links, so anything else is a fault of the simulator).
     """
-    sim = start(*args, timeout_s=timeout_s, log=log, new_session=new_session)
+    sim = start(*args, timeout_s=timeout_s, log=log, new_session=new_session, devices=devices)
     try:
         yield sim
     finally:

@@ -1,9 +1,11 @@
-"""The simulator's I/O edge: pseudo-terminals and TCP sockets in one single-threaded selector loop.
+"""The simulator's I/O edge: pseudo-terminals and TCP sockets, a selector loop per device.
 
-Everything with a clock or a file descriptor is here; the models it serves are sans-I/O. Each loop
-iteration reads what arrived, hands it to the model with the present monotonic time, lets the models
-run up to now, and writes what they produced. The loop wakes at least every `tick_s` (2 ms) so the
-device clock advances smoothly even on a silent link.
+Everything with a clock or a file descriptor is here; the models it serves are sans-I/O. A `Server` runs one
+single-threaded selector loop; a `Bench` runs several servers, each on a thread of its own (one per device, one
+for the SCPI SourceMeter), so nothing one device does or suffers (a fault, a slow or vanished host, a burst of
+catch-up stepping) waits on another's loop. Each loop iteration reads what arrived, hands it to the model with
+the present monotonic time, lets the models run up to now, and writes what they produced. The loop wakes at
+least every `tick_s` (2 ms) so the device clock advances smoothly even on a silent link.
 
 A device is served through a `Link`, which one host holds at a time, whichever endpoint it came
 through (`--serial-link` and `--tcp` may serve the same device). On TCP a connection that finds the
@@ -21,11 +23,14 @@ import select
 import selectors
 import signal
 import socket
+import threading
 import time
 import tty
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
+
+from sim.trace import TraceWriter as TraceWriter  # importable from here, as before
 
 READ_SIZE = 4096
 
@@ -289,6 +294,12 @@ class TcpChannel(Channel):
         return f"127.0.0.1:{self.port}"
 
 
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGINT, SIGTERM and SIGHUP call `stop` (from the main thread, between its own steps)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop())
+
+
 class Server:
     """Runs channels until `stop()` (or SIGINT/SIGTERM/SIGHUP when `install_signals()` was called).
 
@@ -312,8 +323,7 @@ class Server:
         return channel
 
     def install_signals(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda *_: self.stop())
+        stop_on_signals(self.stop)
 
     def stop(self) -> None:
         self._stop = True
@@ -340,57 +350,60 @@ class Server:
             self.close()
 
 
-class TraceWriter:
-    """JSONL ground truth, written as the simulation steps; flushed at every change of state or fault and when
-    the output goes quiet (while energised, rows reach the file as the buffer fills).
+class Bench:
+    """Several servers, each looping on a thread of its own, until `stop()` (or SIGINT/SIGTERM/SIGHUP when
+    `install_signals()` was called: the main thread keeps the signals and stops every loop).
 
-    The device steps every 10 ms whether or not anything happens, so an idle simulator at 60x would write
-    ~6000 identical lines a wall second. A row is left out only when it is *quiet* (no current, no output
-    voltage) and says the same as the quiet row before it (state, fault, dose) except the time: nothing a
-    reader can learn from it is lost. The last quiet row of such a run is written when the run ends (before the
-    next row that differs, and at close), so current, voltage and dose interpolated between any two written
-    rows are exactly the device's, and the step where current reaches zero is always there. Every row while the
-    output is energised, and every change of state or fault, is written. `every_step` writes them all."""
+    A loop that fails stops the others; `serve_forever` then raises its exception, after every loop has ended
+    and closed its endpoints.
+    """
 
-    def __init__(self, path: str, *, every_step: bool = False) -> None:
-        self._file: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
-        import json
+    POLL_S = 0.05  # how soon the main thread notices a stop or a failed loop
 
-        self._dumps = json.dumps
-        self.every_step = every_step
-        self._quiet: tuple[object, ...] | None = None  # what the last written quiet row said (not its time)
-        self._held: dict[str, object] | None = None  # the last quiet row left out
-        self._last_said: tuple[object, ...] = ()
-        self.written = self.left_out = 0
+    def __init__(self) -> None:
+        self.servers: list[Server] = []
+        self._stop = False
+        self._failure: BaseException | None = None
 
-    def __call__(self, row: dict[str, object]) -> None:
-        quiet = row.get("current_ua") == 0 and row.get("voltage_mv") == 0
-        says = (row.get("state"), row.get("fault"), row.get("dose_uas"))
-        if quiet and not self.every_step and says == self._quiet:
-            self._held = row
-            self.left_out += 1
-            return
-        self._release()
-        changed = quiet or says[:2] != self._last_said[:2]
-        self._quiet = says if quiet else None
-        self._last_said = says
-        self._write(row)
-        if changed:  # a reader waiting for the output to stop, or for a state, sees it now, not when a buffer fills
-            self._file.flush()
+    def add(self, server: Server) -> Server:
+        self.servers.append(server)
+        return server
 
-    def _release(self) -> None:
-        if self._held is not None:
-            self._write(self._held)
-            self.left_out -= 1
-            self._held = None
+    def install_signals(self) -> None:
+        stop_on_signals(self.stop)
 
-    def _write(self, row: dict[str, object]) -> None:
-        self._file.write(self._dumps(row, separators=(",", ":")) + "\n")
-        self.written += 1
-
-    def flush(self) -> None:
-        self._file.flush()
+    def stop(self) -> None:
+        self._stop = True
+        for server in self.servers:
+            server.stop()
 
     def close(self) -> None:
-        self._release()  # the trace ends at the device's last step
-        self._file.close()
+        for server in self.servers:
+            server.close()
+
+    def _run(self, server: Server) -> None:
+        try:
+            server.serve_forever()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            self._failure = self._failure or exc
+            self.stop()
+
+    def serve_forever(self) -> None:
+        threads = [
+            threading.Thread(target=self._run, args=(server,), name=f"sim-loop-{i}", daemon=True)
+            for i, server in enumerate(self.servers, 1)
+        ]
+        try:
+            for thread in threads:
+                if not self._stop:
+                    thread.start()
+            while not self._stop and all(thread.is_alive() for thread in threads):
+                time.sleep(self.POLL_S)
+        finally:
+            self.stop()
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join()
+            self.close()  # loops never started still hold their endpoints
+        if self._failure is not None:
+            raise self._failure

@@ -1,18 +1,21 @@
 """Talk to the simulator as a host would, over its pty or sockets; `running_sim` (from `sim.process`) starts it
-as a real process."""
+as a real process; `trace_rows` and `true_dose_ma_min` read its ground truth, device by device."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import serial
 
 from firmware_protocol import Decoder, Message, Packet, ProtocolError, Telemetry, encode
-from sim.process import SimProcess, running_sim
+from sim.process import SimDevice, SimProcess, running_sim
 
-__all__ = ["ROOT", "SimProcess", "WireClient", "running_sim", "symlink_target"]
+__all__ = ["ROOT", "SimDevice", "SimProcess", "WireClient", "running_sim", "symlink_target", "trace_rows",
+           "true_dose_ma_min"]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,3 +76,15 @@ class WireClient:
 
 def symlink_target(path: str) -> str | None:
     return os.readlink(path) if os.path.islink(path) else None
+
+
+def trace_rows(path: Path, device: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a `--trace` file (the whole rows written so far), of one device if `device` is given."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+    return rows if device is None else [row for row in rows if row["device"] == device]
+
+
+def true_dose_ma_min(path: Path, device: int = 1) -> float:
+    """Device `device`'s true dose so far: its coulomb count in its last row of the trace (0 before any row)."""
+    rows = trace_rows(path, device)
+    return float(rows[-1]["dose_uas"]) / 60_000 if rows else 0.0

@@ -40,8 +40,8 @@ def test_protocol_version_is_parsed_as_major_minor() -> None:
 
 
 def test_faults_are_parsed_at_the_command_line() -> None:
-    faults = parse("--fault", "electrode-lift@60", "--fault", "corrupt=0.01@0:30").fault
-    assert [f.kind for f in faults] == ["electrode-lift", "corrupt"]
+    faults = parse("--fault", "electrode-lift@60", "--fault", "2:corrupt=0.01@0:30").fault
+    assert [(f.device, f.value.kind) for f in faults] == [(1, "electrode-lift"), (2, "corrupt")]
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "1e9", "fast"])
@@ -96,7 +96,7 @@ def test_ionctl_sim_parses_the_simulators_own_options() -> None:
 
     args = ionctl_parser().parse_args(["sim", "--tcp", "0", "--time-scale", "5", "--fault", "electrode-lift@60"])
     assert args.handler is sim_command.main
-    assert (args.tcp, args.time_scale, [f.kind for f in args.fault]) == (0, 5.0, ["electrode-lift"])
+    assert (args.tcp, args.time_scale, [f.value.kind for f in args.fault]) == (0, 5.0, ["electrode-lift"])
     assert vars(args).keys() >= vars(parse("--tcp", "0")).keys()
 
 
