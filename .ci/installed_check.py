@@ -168,7 +168,7 @@ def demo(work: Path) -> None:
     check(pdf.is_file() and pdf.read_bytes().startswith(b"%PDF"), f"the demo's chart PDF {pdf} is missing")
     check(db.is_file() and db.is_relative_to(out), f"the demo's record store {db} is missing")
     shown = run([str(BIN / "ionctl"), "records", "show", str(result["record_id"]), "--db", str(db)])
-    check(shown.returncode == 0 and "outcome: completed" in shown.stdout,
+    check(shown.returncode == 0 and "Completed as prescribed" in shown.stdout,
           f"`ionctl records show {result['record_id']}` of the demo: {shown.stdout[-500:]} {shown.stderr[-500:]}")
     step(f"`ionctl demo`: completed, record {result['record_id']} in {db}, chart {pdf.name}")
 

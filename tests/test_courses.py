@@ -33,6 +33,7 @@ from ionctl.core.courses import (
     summary,
 )
 from ionctl.records import Store
+from ionctl.records.clinical import TreatmentSite
 from ionctl.records.course_export import DOSE_COLOUR, CourseExportError, CourseSummary, build_figure, to_json, to_pdf
 from tests.people import ADMIN, AUDITOR, PASSWORDS, SUPERVISOR, TECHNICIAN, Clinic, make_clinic
 from tests.sim.endpoints import ROOT, running_sim
@@ -212,11 +213,12 @@ def test_a_preset_without_a_plan_needs_the_number_of_sessions(store: Store) -> N
 # -- the seed case's regimen in the store --------------------------------------------------------------------
 
 
-def stored_session(store: Store, course_id: int, at: datetime, *, dose: float = 8.0) -> int:
-    """A session of the course that delivered `dose`, opened at `at`."""
+def stored_session(store: Store, course_id: int, at: datetime, *, dose: float = 8.0, site: str | None = None) -> int:
+    """A session of the course that delivered `dose`, opened at `at` (on treatment site `site`)."""
+    clinical = {"site": TreatmentSite.parse(site).to_dict()} if site else None
     record_id = store.open_record(patient="P-ECZ", operator="T-1", prescription={"drug": "asc-exosomes"},
                                   limits={}, limits_sha256="", created_utc=at.isoformat(timespec="milliseconds"),
-                                  course_id=course_id)  # fmt: skip
+                                  course_id=course_id, clinical=clinical)  # fmt: skip
     store.close_record(record_id, {"outcome": "completed", "energised": True, "dose_ma_min": dose,
                                    "prescribed_dose_ma_min": dose})  # fmt: skip
     return record_id
@@ -524,6 +526,21 @@ def test_the_course_page_draws_the_cumulative_dose_not_a_blank(store: Store) -> 
     assert drawn > 200, drawn
 
 
+def test_the_course_page_lists_each_sessions_site_and_the_cumulative_dose_per_site(store: Store) -> None:
+    pytest.importorskip("matplotlib")
+    pypdf = pytest.importorskip("pypdf")
+    course_id = start_course(store, load_config(None), patient="P-PDF", operator="T-1", preset=ASC,
+                             prescription=ASC_RX)  # fmt: skip
+    for n, site in enumerate(["left hand", "right hand", "left hand"]):
+        stored_session(store, course_id, MONDAY + 3 * n * DAY, dose=6.0 + n, site=site)
+    text = pypdf.PdfReader(io.BytesIO(to_pdf(summary(store, course_id, MONDAY + 8 * DAY)))).pages[0].extract_text()
+    assert "Cumulative dose by treatment site" in text
+    assert re.search(r"left hand\s+2 sessions\s+14\.00 mA·min", text), text
+    assert re.search(r"right hand\s+1 session\s+7\.00 mA·min", text), text
+    rows = [line for line in text.splitlines() if "completed" in line]
+    assert [("left hand" in r, "right hand" in r) for r in rows] == [(True, False), (False, True), (True, False)]
+
+
 def test_course_export_pdf_from_the_command_line(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     db = tmp_path / "records.sqlite3"
@@ -587,10 +604,10 @@ def test_the_summary_shows_what_each_session_delivered_not_the_presets_current(
     assert cli(["course", "show", str(course_id), "--db", str(db)]) == 0
     shown = capsys.readouterr().out
     rows = [line.split() for line in shown.splitlines() if line.strip().startswith(("1 ", "2 "))]
-    # number, record, date, time, zone, outcome, current prescribed, peak, minutes, dose, prescribed dose
+    # number, record, date, time, zone, outcome, current prescribed, peak, minutes, dose, prescribed dose, site
     assert rows == [
-        ["1", "1", "2026-11-02", "09:00", "UTC", "completed", "4.00", "3.98", "20.0", "77.500", "78.00"],
-        ["2", "2", "2026-11-05", "09:00", "UTC", "completed", "3.00", "2.97", "15.0", "42.250", "43.50"],
+        ["1", "1", "2026-11-02", "09:00", "UTC", "completed", "4.00", "3.98", "20.0", "77.500", "78.00", "-"],
+        ["2", "2", "2026-11-05", "09:00", "UTC", "completed", "3.00", "2.97", "15.0", "42.250", "43.50", "-"],
     ]
     assert "3 to 4 mA prescribed" in shown and "2.97 to 3.98 mA measured" in shown
     # the preset's 50 mA is shown only as the preset's value, never as what was given
@@ -625,8 +642,8 @@ def test_the_course_page_shows_the_delivered_currents(store: Store) -> None:
     delivered(store, course_id, MONDAY, current=4.0, peak=3.98, duration_s=1200.0, dose=77.5, prescribed=78.0)
     fig = build_figure(summary(store, course_id, MONDAY + DAY))
     text = "\n".join(t.get_text() for t in fig.texts)
-    rows = [line.split()[-6:] for line in text.splitlines() if "completed" in line]
-    assert rows == [["completed", "4.00", "3.98", "20.0", "77.500", "78.00"]]
+    rows = [line.split()[-7:] for line in text.splitlines() if "completed" in line]
+    assert rows == [["completed", "4.00", "3.98", "20.0", "77.500", "78.00", "-"]]
     assert "current 50 mA" in text and "preset's  current 50 mA" in text
 
 

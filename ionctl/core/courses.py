@@ -139,6 +139,7 @@ class CourseSession:
     duration_s: float | None = None
     electrode_area_cm2: float | None = None
     bench: str | None = None  # the bench whose record it is (clinic-wide); None: this bench's store alone
+    site: dict[str, str] | None = None  # the record's treatment site ({"body_site", "laterality"}), if it names one
 
     @property
     def name(self) -> str:
@@ -151,7 +152,8 @@ class CourseSession:
                 "energised": self.energised, "dose_ma_min": self.dose_ma_min,
                 "prescribed_dose_ma_min": self.prescribed_dose_ma_min, "counts": self.counts,
                 "number": self.number, "current_ma": self.current_ma, "peak_current_ma": self.peak_current_ma,
-                "duration_s": self.duration_s, "electrode_area_cm2": self.electrode_area_cm2}  # fmt: skip
+                "duration_s": self.duration_s, "electrode_area_cm2": self.electrode_area_cm2,
+                "site": self.site}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,7 @@ def evaluate(course: Mapping[str, Any], records: Sequence[Mapping[str, Any]], no
             number=number if counted else None, current_ma=_number(rx.get("current_ma")),
             peak_current_ma=_float(r.get("peak_current_ma")), duration_s=_float(r.get("duration_s")),
             electrode_area_cm2=_number(rx.get("electrode_area_cm2")), bench=r.get("bench"),
+            site=_decoded(r.get("clinical")).get("site") or None,
         ))  # fmt: skip
     done_times = [s.started for s in sessions if s.counts]
     done = len(done_times)

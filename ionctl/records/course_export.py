@@ -181,7 +181,7 @@ def session_lines(summary: CourseSummary, limit: int = MAX_ROWS) -> list[str]:
     prescribed and peak measured, duration, dose delivered / prescribed."""
     lines = [
         f"{'#':>3} {'record':>6}  {'started':<21}{'outcome':<15}{'Rx mA':>6}{'peak mA':>9}{'min':>7}"
-        f"{'dose mA·min':>13}{'Rx dose':>8}"
+        f"{'dose mA·min':>13}{'Rx dose':>8}  {'site':<14}"
     ]
     for row in summary.sessions[:limit]:
         number = str(row["number"]) if row.get("number") is not None else "-"
@@ -194,6 +194,7 @@ def session_lines(summary: CourseSummary, limit: int = MAX_ROWS) -> list[str]:
             f"{_num(row.get('current_ma'), '.2f'):>6}{_num(row.get('peak_current_ma'), '.2f'):>9}"
             f"{_num(duration / 60 if duration is not None else None, '.1f'):>7}"
             f"{_num(row.get('dose_ma_min'), '.3f'):>13}{_num(row.get('prescribed_dose_ma_min'), '.2f'):>8}"
+            f"  {_clip(site_text(row.get('site')), 14):<14}"
         )
     if len(summary.sessions) > limit:
         lines.append(f"… {len(summary.sessions) - limit} more: ionctl course show {summary.id}")
@@ -204,12 +205,38 @@ def session_lines(summary: CourseSummary, limit: int = MAX_ROWS) -> list[str]:
     return lines
 
 
+def site_text(site: Any) -> str:
+    """A session's treatment site as the chart says it ("left hand"); "-" for a record that names none."""
+    from ionctl.records.clinical import ClinicalError, TreatmentSite
+
+    if not isinstance(site, dict):
+        return "-"
+    try:
+        return TreatmentSite(str(site.get("body_site")), str(site.get("laterality"))).text
+    except ClinicalError:
+        return "-"
+
+
+def site_lines(summary: CourseSummary) -> list[str]:
+    """The cumulative dose delivered at each treatment site, over the sessions that count."""
+    totals: dict[str, tuple[int, float]] = {}
+    for row in summary.sessions:
+        if row.get("number") is None:
+            continue
+        site = site_text(row.get("site"))
+        n, dose = totals.get(site, (0, 0.0))
+        totals[site] = (n + 1, dose + float(row.get("dose_ma_min") or 0.0))
+    lines = [f"{site:<16}{n:>3} session{'s' if n != 1 else ' '}{dose:>10.2f} mA·min"
+             for site, (n, dose) in totals.items()]  # fmt: skip
+    return lines or ["(no sessions yet)"]
+
+
 def override_lines(summary: CourseSummary, limit: int = MAX_OVERRIDES) -> list[str]:
     lines = []
     for e in summary.overrides[:limit]:
         detail = e.get("detail") or {}
         lines.append(_clip(f"{_short(e.get('utc'))}  {e.get('actor')}: {detail.get('reason', '-')} "
-                           f"(rule: {detail.get('rule', '-')})", 118))  # fmt: skip
+                           f"(rule: {detail.get('rule', '-')})", 62))  # fmt: skip
     if len(summary.overrides) > limit:
         lines.append(f"… {len(summary.overrides) - limit} more: ionctl course show {summary.id}")
     return lines or ["(none)"]
@@ -251,6 +278,8 @@ def build_figure(summary: CourseSummary) -> Figure:
         fig.text(0.06, 0.795, "\n".join(wrapped), **{**mono, "fontsize": 7, "color": "#8a0010"})
     fig.text(0.06, 0.748, "Sessions", fontsize=8.5, weight="bold", va="top")
     fig.text(0.06, 0.732, "\n".join(session_lines(summary)), **{**mono, "fontsize": 7, "linespacing": 1.35})
+    fig.text(0.56, 0.445, "Cumulative dose by treatment site", fontsize=8.5, weight="bold", va="top")
+    fig.text(0.56, 0.429, "\n".join(site_lines(summary)[:6]), **{**mono, "fontsize": 7, "linespacing": 1.35})
     fig.text(0.06, 0.445, "Supervisor overrides", fontsize=8.5, weight="bold", va="top")
     fig.text(0.06, 0.429, "\n".join(override_lines(summary)), **{**mono, "fontsize": 7, "linespacing": 1.35})
 
