@@ -382,7 +382,7 @@ async def console_session(work: Path, address: str) -> None:
         await pilot.press("enter")
         await on(PrescriptionScreen)
         for name, value in (("current_ma", "2"), ("electrode_area_cm2", "10"), ("dose_ma_min", "5"),
-                            ("ramp_up_s", "10"), ("ramp_down_s", "10")):  # fmt: skip
+                            ("ramp_up_s", "10"), ("ramp_down_s", "10"), ("site", "left forearm")):  # fmt: skip
             put(f"#{name}", value)
         await shows("0.200 mA/cm²")
         await pilot.press("ctrl+n")
