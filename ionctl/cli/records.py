@@ -204,7 +204,7 @@ def _show(store: Store, args: argparse.Namespace) -> int:
     from ionctl.records.narrative import show_text
     from ionctl.safety.identifiers import escape_controls
 
-    for line in show_text(store.get(args.record_id)):
+    for line in show_text(store.get(args.record_id), getattr(args, "id", None)):
         print(escape_controls(line))
     return ExitCode.OK
 

@@ -530,7 +530,7 @@ def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     return [(indent + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))).rstrip() for row in rows]
 
 
-def show_text(record: Any) -> list[str]:
+def show_text(record: Any, name: str | None = None) -> list[str]:
     """A record for a person at a terminal, in sections: who and when, how it ended, the prescription beside the
     delivery, the skin check, any adverse reaction, what happened, the addenda, the signatures, the integrity."""
     from ionctl.records.skin import corrected_by
@@ -579,9 +579,10 @@ def show_text(record: Any) -> list[str]:
                 *[(f"{s['name']} ({s['login']}, {s['role']})", s["when"], s["meaning"]) for s in signatures],
             ]
         )
-    out += ["", f"Telemetry: {len(record.telemetry)} samples (ionctl records export {record.id} --format csv)"]
+    name = str(name) if name else str(record.id)  # clinic-wide "bench-b/1": the name the commands below take
+    out += ["", f"Telemetry: {len(record.telemetry)} samples (ionctl records export {name} --format csv)"]
     closing = f.get("chain_hash")
     out.append(f"Record chain hash (link {f.get('close_gseq')}): {closing}" if closing else
                "Record chain hash: none yet (the record is open)")  # fmt: skip
-    out.append(f"The whole record: ionctl records show {record.id} --json")
+    out.append(f"The whole record: ionctl records show {name} --json")
     return out

@@ -82,7 +82,7 @@ def test_show_and_export_read_another_benchs_record_from_the_clinic(site: Site) 
     assert shown.returncode == 0, shown.stderr
     first, *rest = shown.stdout.splitlines()
     assert first.startswith(f"read: clinic store {site.conninfo}: bench-b's chain (")
-    assert "patient: p-200" in rest and "telemetry: 40 samples (ionctl records export bench-b/1 --format csv)" in rest
+    assert "  Patient: p-200" in rest and "Telemetry: 40 samples (ionctl records export bench-b/1 --format csv)" in rest
     assert any("performed" in line for line in rest) and any("reviewed" in line for line in rest)
     exported = ionctl(site, "export", "bench-b/1", "--format", "json")
     assert exported.returncode == 0, exported.stderr
@@ -93,12 +93,12 @@ def test_show_and_export_read_another_benchs_record_from_the_clinic(site: Site) 
 
 def test_this_benchs_record_is_read_where_it_is_complete(site: Site) -> None:
     sent = ionctl(site, "show", "bench-a/1")
-    assert sent.stdout.splitlines()[0].startswith("read: clinic store") and "patient: p-100" in sent.stdout
+    assert sent.stdout.splitlines()[0].startswith("read: clinic store") and "Patient: p-100" in sent.stdout
     unsent = ionctl(site, "show", "3")
     assert unsent.returncode == 0, unsent.stderr
     assert unsent.stdout.splitlines()[0] == (f"read: this bench's store {site.store_a} (record bench-a/3 is not yet "
                                              f"all in the clinic store {site.conninfo})")  # fmt: skip
-    assert "patient: p-300" in unsent.stdout
+    assert "Patient: p-300" in unsent.stdout
     missing = ionctl(site, "show", "bench-b/7")
     assert missing.returncode == 1 and "no record bench-b/7 in the clinic store" in missing.stderr
 
@@ -145,7 +145,7 @@ def test_the_clinic_unreachable_falls_back_to_this_benchs_store(site: Site, post
     assert "the clinic store cannot be reached" in listed.stderr and "reading this bench's store only" in listed.stderr
     assert listed.stdout.splitlines()[0].startswith("read: this bench's store only (the clinic store")
     assert [line.split("\t")[0] for line in listed.stdout.splitlines()[2:]] == ["1", "2", "3"]
-    assert shown.returncode == 0 and "patient: p-100" in shown.stdout
+    assert shown.returncode == 0 and "Patient: p-100" in shown.stdout
     assert other.returncode == 1 and "in the clinic store only" in other.stderr
     assert verified.returncode == 1 and "cannot be reached" in verified.stderr
     assert f"ok: the chain of {site.store_a} verifies" in verified.stdout
