@@ -51,6 +51,7 @@ from textual.message import Message
 
 from ionctl.console.controller import Finished, SessionController, StateChanged
 from ionctl.console.setup import ConsoleSetup
+from ionctl.console.visit import ChannelAlert, ChannelChanged, VisitController, VisitFinished
 
 if TYPE_CHECKING:
     from ionctl.config import Preset
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from ionctl.records.skin import SkinCheck
     from ionctl.safety import Prescription
     from ionctl.treatment import CourseRuleRefused, Prepared, Report, TreatmentRequest
+    from ionctl.treatment.visit import PreparedVisit
 
 
 #: Host seconds the console waits at its end, beyond the session's ramp down, for a running session to end.
@@ -72,9 +74,10 @@ ENDING_SIGNALS: dict[int, str] = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIG
 
 
 class SessionEvent(Message):
-    """A controller event (`StateChanged` or `Finished`), delivered on the app's thread."""
+    """A controller event (`StateChanged` or `Finished`; a visit's `ChannelChanged`, `ChannelAlert` or
+    `VisitFinished`), delivered on the app's thread."""
 
-    def __init__(self, event: StateChanged | Finished) -> None:
+    def __init__(self, event: StateChanged | Finished | ChannelChanged | ChannelAlert | VisitFinished) -> None:
         super().__init__()
         self.event = event
 
@@ -98,6 +101,13 @@ class Flow:
     override_supervisor: tuple[str, str] | None = None  # their name and password: checked (then forgotten) at start
     refusal: str | None = None  # the course rule that refused the last start, for the override dialog
     chart: dict[str, Any] = field(default_factory=dict)  # the chart's details as typed (TreatmentRequest fields)
+    # A visit (several devices marked on the device screen): channel n is visit[n - 1], opened as sources[n - 1],
+    # with its treatment site and contact check. `source` and `address` then stay None.
+    visit: list[str] = field(default_factory=list)
+    sources: list[CurrentSource] = field(default_factory=list)
+    sites: list[str] = field(default_factory=list)
+    contacts: list[ContactCheck | None] = field(default_factory=list)
+    visit_controller: VisitController | None = None
 
 
 CSS = """
@@ -189,6 +199,12 @@ class ConsoleApp(App[None]):
         await super().on_event(event)
 
     @property
+    def active(self) -> SessionController | VisitController | None:
+        """The running (or ended) session's controller, or the visit's: what Ctrl-C, quitting, the idle lock and
+        the signals act on."""
+        return self.flow.visit_controller or self.flow.controller
+
+    @property
     def operator_name(self) -> str:
         """The account name of the person logged in ("" before a login)."""
         return self.identity.name if self.identity is not None else ""
@@ -211,7 +227,7 @@ class ConsoleApp(App[None]):
             return
         if self.setup.clock() - self.last_input < self.setup.idle_lock_s:
             return
-        controller = self.flow.controller
+        controller = self.active
         if isinstance(self.screen, FaultScreen) and controller is not None and controller.running:
             return
         self.lock_screen = LockScreen(self.identity)
@@ -230,7 +246,7 @@ class ConsoleApp(App[None]):
             return
         self.notify(f"{identity.account.full_name} ({identity.name}) is logged in; {previous.name}'s login has "
                     "ended.", timeout=10)  # fmt: skip
-        if self.flow.controller is None:
+        if self.active is None:
             while len(self.screen_stack) > 2:
                 self.pop_screen()
             self.new_session()
@@ -245,7 +261,7 @@ class ConsoleApp(App[None]):
 
         if signum == signal.SIGHUP:
             silence_lost_terminals(self._terminals)  # a write to a hung-up terminal must not end the process
-        controller = self.flow.controller
+        controller = self.active
         if controller is None or not controller.running:
             self.close_source()
             self.exit()
@@ -262,7 +278,7 @@ class ConsoleApp(App[None]):
         """After the console: a session still running is asked for a ramped stop and waited for (up to its ramp
         down and SETTLE_MARGIN_S) until its record is closed. On the main thread, SIGINT, SIGTERM and SIGHUP
         meanwhile are acknowledged (a SIGINT aborts: the fastest safe ramp)."""
-        controller = self.flow.controller
+        controller = self.active
         if controller is None or not controller.running:
             return
         controller.request("stop", reason="the console closed")
@@ -281,8 +297,7 @@ class ConsoleApp(App[None]):
             for signum in (signal.SIGINT, *ENDING_SIGNALS):
                 previous[signum] = signal.signal(signum, acknowledge)
         try:
-            report = controller.wait(self.flow.prescription.ramp_down_s + SETTLE_MARGIN_S
-                                     if self.flow.prescription is not None else SETTLE_MARGIN_S)  # fmt: skip
+            report = controller.wait(controller.ramp_down_s + SETTLE_MARGIN_S)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -290,7 +305,7 @@ class ConsoleApp(App[None]):
             _tell("ionctl console: THE SESSION DID NOT END IN TIME; leaving: the device's watchdog takes the current "
                   "to zero (a SourceMeter: switch its output off at the instrument)")  # fmt: skip
         else:
-            _tell(f"ionctl console: session ended: {report.result.outcome}; record {report.record_id} closed")
+            _tell(f"ionctl console: {controller.ended_text()}")
 
     # -- moving between steps -------------------------------------------------------------------------------
 
@@ -303,10 +318,12 @@ class ConsoleApp(App[None]):
         self.switch_screen(DeviceScreen())
 
     def close_source(self) -> None:
+        """Let go of the device (or a visit's devices) opened for the session being prepared."""
         source, self.flow.source = self.flow.source, None
-        if source is not None:
+        sources, self.flow.sources = self.flow.sources, []
+        for each in [source, *sources] if source is not None else sources:
             try:
-                source.close()
+                each.close()
             except Exception as exc:  # closing must not stop the technician
                 self.notify(f"while closing the device: {exc}", severity="warning")
 
@@ -342,15 +359,85 @@ class ConsoleApp(App[None]):
         self.switch_screen(RunScreen(controller))
         controller.start()
 
-    def request(self) -> TreatmentRequest:
+    def start_visit(self) -> None:
+        """Prepare the visit through `ionctl.treatment.visit.prepare_visit` (each channel as a session is
+        prepared, then the checks across channels), hand it to a visit controller and show the visit's run screen."""
+        from ionctl.config.people import Act
+        from ionctl.console.screens.visit import VisitRunScreen
+
+        flow, setup = self.flow, self.setup
+        if setup.blocked:
+            self.notify(setup.blocked, severity="error")
+            return
+        if self.identity is None or not self.identity.may(Act.RUN_SESSION):
+            self.notify("Only a technician or a supervisor logged in may start a visit.", severity="error")
+            return
+        assert flow.prescription is not None and len(flow.sources) == len(flow.visit) == len(flow.sites)
+        prepared = self.prepare_visit()
+        if prepared is None:
+            return
+        controller = VisitController(
+            prepared, flow.sources, store_path=setup.store_path,
+            reconnect=setup.open_device if setup.reconnect else None,
+            notify=lambda event: self.post_message(SessionEvent(event)), skin_check_before=flow.skin_before,
+        )  # fmt: skip
+        flow.visit_controller, flow.sources = controller, []  # the controller owns (and closes) the devices now
+        self.switch_screen(VisitRunScreen(controller))
+        controller.start()
+
+    def prepare_visit(self) -> PreparedVisit | None:
+        """The visit prepared to start, or None after saying why not (which channel, or the visit as a whole)."""
+        from dataclasses import replace
+
+        from ionctl.config.people import PeopleError
+        from ionctl.records import Store
+        from ionctl.treatment import CourseRuleRefused, Refused
+        from ionctl.treatment.visit import Channel, VisitRefused, VisitRequest, prepare_visit
+
+        flow, identity = self.flow, self.identity
+        assert identity is not None and self.setup.config is not None
+        given, flow.override_supervisor, flow.refusal = flow.override_supervisor, None, None  # used once
+        channels = tuple(Channel(replace(self.request(address), site=site))
+                         for address, site in zip(flow.visit, flow.sites, strict=True))  # fmt: skip
+        try:
+            with Store(self.setup.store_path) as store:
+                from ionctl.console.access import supervisor_of
+
+                supervisor = supervisor_of(self.setup, store, *given) if given is not None else None
+                prepared = prepare_visit(VisitRequest(channels), store=store, config=self.setup.config,
+                                         operator=identity, supervisor=supervisor)  # fmt: skip
+        except PeopleError as exc:
+            self.notify(str(exc), severity="error", timeout=30)
+            return None
+        except VisitRefused as exc:
+            cause = exc.__cause__
+            if isinstance(cause, CourseRuleRefused):
+                flow.override_reason, flow.refusal = None, cause.rule
+                self.notify(f"channel {exc.channel}: {self.course_refusal(cause)}", severity="error", timeout=30)
+            else:
+                self.notify(exc.message, severity="error", timeout=30)
+            return None
+        except Refused as exc:
+            self.notify(exc.message, severity="error", timeout=30)
+            return None
+        except Exception as exc:
+            self.notify(f"the visit cannot be prepared: {exc}", severity="error", timeout=30)
+            return None
+        if any(p.prescription != flow.prescription for p in prepared.prepared):  # never run what was not shown
+            self.notify("the prescription prepared is not the one confirmed; go back and check it", severity="error")
+            return None
+        return prepared
+
+    def request(self, address: str | None = None) -> TreatmentRequest:
         """The session the technician's choices describe, as the application layer takes it."""
         from ionctl.treatment import TreatmentRequest
 
         flow, setup = self.flow, self.setup
         rx, preset = flow.prescription, flow.preset
-        assert rx is not None and flow.address is not None
+        device = address or flow.address
+        assert rx is not None and device is not None
         return TreatmentRequest(
-            device=flow.address, operator=self.operator_name, patient=flow.patient_id,
+            device=device, operator=self.operator_name, patient=flow.patient_id,
             preset=preset.name if preset is not None else None, drug=None if preset is not None else rx.drug,
             polarity=None if preset is not None else rx.polarity.value, electrode_area_cm2=rx.electrode_area_cm2,
             current_ma=rx.current_ma, dose_ma_min=rx.dose_ma_min, duration_min=rx.duration_min,
@@ -421,10 +508,13 @@ class ConsoleApp(App[None]):
     def on_session_event(self, message: SessionEvent) -> None:
         from ionctl.console.screens.fault import FaultScreen
 
+        event = message.event
+        if isinstance(event, (ChannelChanged, ChannelAlert, VisitFinished)):
+            self.on_visit_event(event)
+            return
         controller = self.flow.controller
         if controller is None:
             return
-        event = message.event
         shown = self.screen if isinstance(self.screen, FaultScreen) else None
         if isinstance(event, StateChanged):
             if event.change.state == "fault" and shown is None:
@@ -443,6 +533,44 @@ class ConsoleApp(App[None]):
         else:
             self.show_end(event.report)
 
+    def on_visit_event(self, event: ChannelChanged | ChannelAlert | VisitFinished) -> None:
+        """A channel's fault takes over the screen naming the channel (the others go on, or ramp down, as the
+        visit policy says, and show again once it is dismissed); the visit's end shows the visit's end screen."""
+        from ionctl.console.screens.visit import ChannelFaultScreen
+
+        controller = self.flow.visit_controller
+        if controller is None:
+            return
+        if isinstance(event, ChannelAlert):
+            self.notify(event.text, severity="error", timeout=30)
+            return
+        if isinstance(event, ChannelChanged):
+            if event.change.state == "fault":
+                self.push_screen(ChannelFaultScreen(controller, event.channel, event.fault, event.change.reason))
+            return
+        if self.leave_when_ended:  # SIGTERM: every record is closed, the console goes
+            self.exit()
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, ChannelFaultScreen):
+                screen.finished(event.report.reports[screen.channel - 1])
+        if not any(isinstance(screen, ChannelFaultScreen) for screen in self.screen_stack):
+            self.show_visit_end()
+
+    def show_visit_end(self) -> None:
+        """The visit's end screen, in place of its run screen and anything over it."""
+        from ionctl.console.screens.login import LockScreen
+        from ionctl.console.screens.visit import VisitEndScreen
+
+        controller = self.flow.visit_controller
+        assert controller is not None and controller.report is not None
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(VisitEndScreen(controller))
+        if self.lock_screen is not None and self.identity is not None:
+            self.lock_screen = LockScreen(self.identity)
+            self.push_screen(self.lock_screen)
+
     def show_end(self, report: Report) -> None:
         """The end screen, in place of the run screen and anything over it (the fault screen, a dialog)."""
         from ionctl.console.screens.end import EndScreen
@@ -457,7 +585,7 @@ class ConsoleApp(App[None]):
 
     async def action_quit(self) -> None:
         """Leave the console; while a session runs, ask for a ramped stop instead (the console stays open)."""
-        controller = self.flow.controller
+        controller = self.active
         if controller is not None and controller.running:
             self.ask_to_stop(controller)
             return
@@ -466,8 +594,8 @@ class ConsoleApp(App[None]):
 
     async def action_interrupt(self) -> None:
         """Ctrl-C: a ramped stop of the running session, a second one an abort (as `ionctl run` does with
-        SIGINT); with no session running, leave the console."""
-        controller = self.flow.controller
+        SIGINT); with no session running, leave the console. Over a visit: every channel."""
+        controller = self.active
         if controller is None or not controller.running:
             await self.action_quit()
             return
@@ -479,7 +607,7 @@ class ConsoleApp(App[None]):
             controller.request("abort")
             self.notify("Ctrl-C again: ABORTING, fastest safe ramp to zero.", severity="error", timeout=10)
 
-    def ask_to_stop(self, controller: SessionController) -> None:
+    def ask_to_stop(self, controller: SessionController | VisitController) -> None:
         """Quitting while a session runs: offer the ramped stop (only Y confirms); the console stays open."""
         from ionctl.console.screens.run import ConfirmAction
 

@@ -256,6 +256,26 @@ class SessionController:
     def record_id(self) -> int | None:
         return self.report.record_id if self.report is not None else None
 
+    @property
+    def ramp_down_s(self) -> float:
+        """How long a ramped stop takes at most."""
+        return self.prescription.ramp_down_s
+
+    def describe(self) -> str:
+        """The session's state, current and dose in a line (the idle lock shows it)."""
+        from ionctl.console.screens.run import STATE_TEXT
+
+        snap = self.snapshot()
+        current = f"{snap.sample.measured_ma:.2f} mA" if snap.sample is not None else "— mA"
+        return (f"A session is running: {STATE_TEXT.get(snap.state, snap.state)}, {current}, dose "
+                f"{snap.delivered_ma_min:.2f} of {snap.planned_ma_min:.2f} mA·min.")  # fmt: skip
+
+    def ended_text(self) -> str:
+        """How the session ended (after `wait`)."""
+        if self.report is None:
+            return "the session has not ended"
+        return f"session ended: {self.report.result.outcome}; record {self.report.record_id} closed"
+
     def snapshot(self) -> Snapshot:
         with self._lock:
             live = self._live

@@ -107,7 +107,7 @@ class PreparedVisit:
     def summary(self) -> str:
         """What is about to be delivered, channel by channel, for one confirmation."""
         lines = [
-            f"Visit {self.visit_id[:8]}: {len(self.channels)} channels; a fault on one: {_policy_text(self.policy)}"
+            f"Visit {self.visit_id[:8]}: {len(self.channels)} channels; a fault on one: {policy_text(self.policy)}"
         ]
         for n, (channel, prepared) in enumerate(zip(self.channels, self.prepared, strict=True), start=1):
             lines.append(f"-- channel {n}: {channel.label} on {channel.request.device}"
@@ -116,7 +116,8 @@ class PreparedVisit:
         return "\n".join(lines)
 
 
-def _policy_text(policy: VisitPolicy) -> str:
+def policy_text(policy: VisitPolicy) -> str:
+    """What a fault on one channel does to the others, in words."""
     return ("every other channel ramps down" if policy is VisitPolicy.STOP_ALL
             else "the others continue and the operator is alerted")  # fmt: skip
 

@@ -23,10 +23,10 @@ from ionctl.config.people import Act
 from ionctl.console.app import ConsoleApp
 from ionctl.console.setup import ConsoleSetup
 from ionctl.drivers.discovery import Found
-from sim.device import FaultSpec
+from sim.device import FaultSpec, SimulatedDevice
 from sim.plant import LOAD_PRESETS
 from tests.people import PASSWORDS, SUPERVISOR, TECHNICIAN, TEST_COST, Clinic, make_clinic
-from tests.session.inprocess import InProcessSource, simulated
+from tests.session.inprocess import GroundTruth, InProcessSource, simulated
 
 ADDRESS = "inprocess:sim"
 #: Real seconds a test waits for anything before failing (the machine may be slow and shared).
@@ -140,6 +140,37 @@ def console_setup(
         export_dir=tmp_path, cost=TEST_COST, **options,
     )  # fmt: skip
     return setup, source, gate
+
+
+def visit_setup(
+    tmp_path: Path, count: int = 2, *, faults: dict[int, tuple[str, ...]] | None = None, **options: Any
+) -> tuple[ConsoleSetup, list[InProcessSource], list[GroundTruth], list[Gate]]:
+    """`console_setup` with `count` in-process simulated devices for a visit, at `inprocess:sim1`, `inprocess:sim2`,
+    ... (all discovered), each with its faults (`faults[n]`, n 1-based), its ground truth and its own gate."""
+    sources, truths, gates = [], [], []
+    for n in range(1, count + 1):
+        device_faults = [FaultSpec.parse(f) for f in (faults or {}).get(n, ())]
+        truth = GroundTruth()
+        truth.device = SimulatedDevice(LOAD_PRESETS["normal"], faults=device_faults, seed=n, trace=truth)
+        source = InProcessSource(truth.device, address=f"{ADDRESS}{n}")
+        gate = Gate()
+        source.before_read = gate
+        sources.append(source)
+        truths.append(truth)
+        gates.append(gate)
+    by_address = {source.address: source for source in sources}
+
+    def open_device(address: str) -> InProcessSource:
+        return by_address[address]
+
+    clinic = clinic_in(tmp_path)
+    found = [Found(address, "serial", f"simulated device {n}") for n, address in enumerate(by_address, start=1)]
+    setup = ConsoleSetup.from_config(
+        load_config(clinic.config), clinic.store, device=None, open_device=open_device,
+        discover=lambda: (found, None), reconnect=False, export_dir=tmp_path, cost=TEST_COST,
+        **{"clock": Clock(), **options},
+    )  # fmt: skip
+    return setup, sources, truths, gates
 
 
 def new_app(setup: ConsoleSetup) -> ConsoleApp:

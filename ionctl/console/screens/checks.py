@@ -72,7 +72,9 @@ class SkinBeforeScreen(Step):
 
     def compose(self) -> ComposeResult:
         yield Static("6. Skin check before the session", classes="title")
-        yield Static("Inspect both sites. Answer each item: N no, Y yes, I not inspected (type the reason). "
+        where = (f"every site of the visit ({', '.join(self.flow.sites)}) and their return electrodes' sites"
+                 if self.flow.visit else "both sites")  # fmt: skip
+        yield Static(f"Inspect {where}. Answer each item: N no, Y yes, I not inspected (type the reason). "
                      "Tab moves on.", classes="hint")  # fmt: skip
         yield SkinCheckForm(BEFORE, id="skin")
         yield Static("", id="skin-status", classes="error")
@@ -94,10 +96,20 @@ class SkinBeforeScreen(Step):
                           + "\n- ".join(unclear))  # fmt: skip
             return
         self.flow.skin_before = check
-        self.console.switch_screen(ConfirmScreen())
+        if self.flow.visit:
+            from ionctl.console.screens.visit import VisitConfirmScreen
+
+            self.console.switch_screen(VisitConfirmScreen())
+        else:
+            self.console.switch_screen(ConfirmScreen())
 
     def action_back(self) -> None:
-        self.console.switch_screen(ContactScreen())
+        if self.flow.visit:
+            from ionctl.console.screens.visit import VisitContactScreen
+
+            self.console.switch_screen(VisitContactScreen())
+        else:
+            self.console.switch_screen(ContactScreen())
 
 
 class ConfirmScreen(Step):

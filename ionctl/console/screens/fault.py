@@ -54,7 +54,7 @@ class FaultScreen(Screen[None]):
         result = self.report.result if self.report is not None else None
         alarm = result is not None and result.alarm
         what = advice(self.fault, alarm=alarm)
-        self.query_one("#fault-title", Static).update(f"FAULT ({self.fault or 'unknown'}): {what.title}")
+        self.query_one("#fault-title", Static).update(self.heading(f"FAULT ({self.fault or 'unknown'}): {what.title}"))
         self.query_one("#fault-what", Static).update(f"What happened: {self.reason}")
         steps = "\n".join(f"{i}. {step}" for i, step in enumerate(what.steps, 1))
         self.query_one("#fault-steps", Static).update("What to do now:\n" + steps)
@@ -69,6 +69,10 @@ class FaultScreen(Screen[None]):
         self.query_one("#fault-current", Static).update(watching)
         if self.report is not None:
             self.query_one("#fault-next", Static).update("Enter: go on to the session summary and the skin check.")
+
+    def heading(self, title: str) -> str:
+        """The screen's first line (a visit's channel fault names the channel)."""
+        return title
 
     def action_continue(self) -> None:
         if self.report is None:

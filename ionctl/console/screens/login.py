@@ -220,21 +220,18 @@ class LockScreen(Credentials):
             self.app.pop_screen()
 
     def redraw(self) -> None:
-        from ionctl.console.screens.run import STATE_TEXT
+        from ionctl.console.visit import VisitController
 
-        controller = self.console.flow.controller
+        controller = self.console.active
         running = controller is not None and controller.running
         box = next(self.query("#lock-session").results(Static), None)
         if box is None:  # not composed yet: the next redraw (every 0.2 s) shows it
             return
         box.display = running
         if running and controller is not None:
-            snap = controller.snapshot()
-            current = f"{snap.sample.measured_ma:.2f} mA" if snap.sample is not None else "— mA"
-            box.update(f"A session is running: {STATE_TEXT.get(snap.state, snap.state)}, {current}, dose "
-                       f"{snap.delivered_ma_min:.2f} of {snap.planned_ma_min:.2f} mA·min.\n"
-                       "S stops it (ramped), A aborts it (in a field: Esc first). Ctrl+C stops it from "
-                       "anywhere.")  # fmt: skip
+            them = "every channel" if isinstance(controller, VisitController) else "it"
+            box.update(f"{controller.describe()}\nS stops {them} (ramped), A aborts {them} (in a field: Esc "
+                       "first). Ctrl+C stops it from anywhere.")  # fmt: skip
         if running != self.running:
             self.running = running
             self.refresh_bindings()
@@ -253,14 +250,14 @@ class LockScreen(Credentials):
     def action_stop(self) -> None:
         from ionctl.console.screens.run import ask_stop
 
-        controller = self.console.flow.controller
+        controller = self.console.active
         if controller is not None and controller.running:
             ask_stop(self.app, controller)
 
     def action_abort(self) -> None:
         from ionctl.console.screens.run import ask_abort
 
-        controller = self.console.flow.controller
+        controller = self.console.active
         if controller is not None and controller.running:
             ask_abort(self.app, controller)
 

@@ -7,7 +7,8 @@ from the preset behind the technician's back: what the screen shows is what is p
 Below the prescription, what the chart records beyond it (`CHART`): the treatment site (required: a session
 without one, or with one outside the body sites a record names, goes no further, the sites accepted listed), the
 preparation's concentration, volume and lot, and the prescriber; the preset's site, concentration and volume are
-shown to start from.
+shown to start from. In a visit the prescription is every channel's, and each channel's treatment site is given on
+the next screen (`ionctl.console.screens.visit.ChannelsScreen`).
 
 The form and the list of refusals scroll apart, so a long list never hides a field, even at 80×24: the form
 takes what it needs (up to most of the screen), the list the rest, and a focused field scrolls into view.
@@ -43,6 +44,8 @@ CHART = {
     "lot": "Lot",
     "prescriber": "Prescriber",
 }
+#: What the site field says in a visit: each channel has its own treatment site.
+VISIT_SITES = "each channel's own: next step"
 RAMP_DEFAULT_S = 30.0  # Prescription's own default, shown so that it can be seen and changed
 
 
@@ -81,7 +84,10 @@ class PrescriptionScreen(Step):
             for name, label in CHART.items():
                 with Horizontal(classes="field"):
                     yield Label(label)
-                    yield Input(value=self._chart_initial(name), id=name)
+                    if name == "site" and self.flow.visit:  # each channel's, on the next screen
+                        yield Input(value=VISIT_SITES, id=name, disabled=True)
+                    else:
+                        yield Input(value=self._chart_initial(name), id=name)
         with VerticalScroll(id="rx-check"):
             yield Static("", id="violations", classes="error")
         yield Footer()
@@ -112,10 +118,13 @@ class PrescriptionScreen(Step):
         texts = {name: self.query_one(f"#{name}", Input).value.strip() for name in CHART}
         values: dict[str, Any] = {k: v for k, v in texts.items() if v}
         problems = []
-        try:
-            values["site"] = TreatmentSite.parse(texts["site"]).text
-        except ClinicalError as exc:
-            problems.append(f"treatment site: {exc}")
+        if self.flow.visit:
+            values.pop("site", None)
+        else:
+            try:
+                values["site"] = TreatmentSite.parse(texts["site"]).text
+            except ClinicalError as exc:
+                problems.append(f"treatment site: {exc}")
         if "volume_ml" in values:
             try:
                 values["volume_ml"] = float(values["volume_ml"])
@@ -199,11 +208,12 @@ class PrescriptionScreen(Step):
 
     def action_next(self) -> None:
         from ionctl.console.screens.checks import ContactScreen
+        from ionctl.console.screens.visit import ChannelsScreen
 
         if not self.check():
             self.notify("The prescription cannot be delivered as it is: see the list.", severity="error")
             return
-        self.console.switch_screen(ContactScreen())
+        self.console.switch_screen(ChannelsScreen() if self.flow.visit else ContactScreen())
 
     def action_back(self) -> None:
         from ionctl.console.screens.setup import PresetScreen

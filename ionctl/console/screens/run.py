@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from rich.text import Text
 from textual.app import App, ComposeResult, RenderResult
@@ -223,18 +223,24 @@ class RunScreen(Screen[None]):
         ask_abort(self.app, self.controller)
 
 
-def ask_stop(app: App[Any], controller: SessionController) -> None:
-    """S, on the run screen or the lock: a ramped stop, once Y confirms."""
+class Stoppable(Protocol):
+    """A session's controller, or a visit's (whose requests go to every channel)."""
+
+    def request(self, action: str, reason: str | None = None) -> None: ...
+
+
+def ask_stop(app: App[Any], controller: Stoppable) -> None:
+    """S, on the run screen or the lock: a ramped stop (of every channel of a visit), once Y confirms."""
 
     def answer(yes: bool | None) -> None:
         if yes:
             controller.request("stop")
             app.notify("stopping: ramping down")
 
-    app.push_screen(ConfirmAction("STOP the session? The current ramps down and the session ends."), answer)
+    app.push_screen(ConfirmAction(f"STOP {_what(controller)}? The current ramps down and the session ends."), answer)
 
 
-def ask_abort(app: App[Any], controller: SessionController) -> None:
+def ask_abort(app: App[Any], controller: Stoppable) -> None:
     """A, on the run screen or the lock: the fastest safe ramp to zero, once Y confirms."""
 
     def answer(yes: bool | None) -> None:
@@ -242,7 +248,11 @@ def ask_abort(app: App[Any], controller: SessionController) -> None:
             controller.request("abort")
             app.notify("ABORTING: fastest safe ramp to zero", severity="warning")
 
-    app.push_screen(ConfirmAction("ABORT the session? The current goes to zero as fast as is safe."), answer)
+    app.push_screen(ConfirmAction(f"ABORT {_what(controller)}? The current goes to zero as fast as is safe."), answer)
+
+
+def _what(controller: Stoppable) -> str:
+    return "the session" if isinstance(controller, SessionController) else "EVERY CHANNEL of the visit"
 
 
 def _electrical(snap: Snapshot) -> str:

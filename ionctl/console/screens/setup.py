@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -36,11 +37,22 @@ class BlockedScreen(Screen[None]):
 
 
 class DeviceScreen(Step):
-    """Pick a discovered device, or type an address (a serial port, a pyserial URL, visa:RESOURCE)."""
+    """The bench: every device discovered. Pick one (Enter), or type an address (a serial port, a pyserial URL,
+    visa:RESOURCE). A visit of several channels: Space marks devices in the list (or type several addresses,
+    separated by commas), one device per channel in the order marked; Enter or Ctrl+N opens them all."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [*Step.BINDINGS, Binding("space", "mark", "Mark for a visit")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marked: list[str] = []  # addresses marked for a visit, in channel order
+        self.found: dict[str, str] = {}  # address -> how the list shows it
 
     def compose(self) -> ComposeResult:
         yield Static("1. Device", classes="title")
-        yield Static("Choose a discovered device (Enter), or type its address below and press Enter.", classes="hint")
+        yield Static("Choose a discovered device (Enter), or type its address below and press Enter. A visit of "
+                     "several channels: Space marks each device (or type the addresses, separated by commas).",
+                     classes="hint")  # fmt: skip
         yield OptionList(id="found")
         yield Static("looking for devices…", id="discovery", classes="hint")
         with Horizontal(classes="field"):
@@ -66,15 +78,45 @@ class DeviceScreen(Step):
     def _show_found(self, found: list, note: str | None) -> None:  # type: ignore[type-arg]
         if not self.is_attached:
             return
-        options = self.query_one("#found", OptionList)
-        options.clear_options()
-        for item in found:
-            options.add_option(Option(f"{item.address}  {item.kind}  {item.description}", id=item.address))
+        self.found = {item.address: f"{item.address}  {item.kind}  {item.description}" for item in found}
+        self._show_marks()
         text = f"{len(found)} found" if found else "none found: type the address"
         self.query_one("#discovery", Static).update(text + (f" ({note})" if note else ""))
 
+    def _show_marks(self) -> None:
+        """The list of devices found, each marked with its channel if it is one of the visit's."""
+        options = self.query_one("#found", OptionList)
+        if [option.id for option in options.options] != list(self.found):
+            options.clear_options()
+            options.add_options([Option(Text(text), id=address) for address, text in self.found.items()])
+        for address, text in self.found.items():
+            mark = f"channel {self.marked.index(address) + 1}: " if address in self.marked else ""
+            options.replace_option_prompt(address, Text(mark + text))  # Text: a "[...]" in an address is no markup
+
+    def action_mark(self) -> None:
+        """Space on a device in the list: mark it as the visit's next channel, or unmark it."""
+        options = self.query_one("#found", OptionList)
+        if not options.has_focus or not self.found:
+            return
+        if options.highlighted is None:  # the list just focused: its first device
+            options.highlighted = 0
+        address = options.get_option_at_index(options.highlighted).id
+        if address is None:
+            return
+        if address in self.marked:
+            self.marked.remove(address)
+        else:
+            self.marked.append(address)
+        self._show_marks()
+        if self.marked:
+            self._status(f"Visit: {len(self.marked)} channel(s) marked; Enter opens them all.")
+        else:
+            self._status("")
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        if event.option.id is not None:
+        if self.marked:
+            self.action_next()
+        elif event.option.id is not None:
             self.query_one("#address", Input).value = event.option.id
             self.connect(event.option.id)
 
@@ -82,11 +124,58 @@ class DeviceScreen(Step):
         self.action_next()
 
     def action_next(self) -> None:
-        address = self.query_one("#address", Input).value.strip()
-        if not address:
+        typed = [a.strip() for a in self.query_one("#address", Input).value.split(",") if a.strip()]
+        if self.marked or len(typed) > 1:
+            addresses = [*self.marked, *(a for a in typed if a not in self.marked and len(typed) > 1)]
+            self.connect_visit(addresses)
+            return
+        if not typed:
             self._status("Give a device address first.", error=True)
             return
-        self.connect(address)
+        self.connect(typed[0])
+
+    def connect_visit(self, addresses: list[str]) -> None:
+        from ionctl.treatment.visit import MAX_CHANNELS
+
+        if len(addresses) < 2:
+            self._status("A visit has two channels or more: mark another device, or unmark this one for a "
+                         "single session.", error=True)  # fmt: skip
+            return
+        if len(addresses) > MAX_CHANNELS:
+            self._status(f"A visit has at most {MAX_CHANNELS} channels, not {len(addresses)}.", error=True)
+            return
+        if len(set(addresses)) != len(addresses):
+            self._status("Each channel is a device of its own: an address is given twice.", error=True)
+            return
+        self._status(f"connecting to {', '.join(addresses)}…")
+        self._open_visit(addresses)
+
+    @work(thread=True, exclusive=True, group="connect")
+    def _open_visit(self, addresses: list[str]) -> None:
+        sources: list[CurrentSource] = []
+        for address in addresses:
+            try:
+                sources.append(self.console.setup.open_device(address))
+            except DeviceError as exc:
+                for source in sources:
+                    source.close()
+                self.app.call_from_thread(self._status, f"cannot reach the device at {address}: {exc}", error=True)
+                return
+        self.app.call_from_thread(self._opened_visit, addresses, sources)
+
+    def _opened_visit(self, addresses: list[str], sources: list[CurrentSource]) -> None:
+        if not self.is_attached:
+            for source in sources:
+                source.close()
+            return
+        self.console.close_source()
+        flow = self.flow
+        flow.address, flow.visit, flow.sources = None, addresses, sources
+        flow.contacts = [None] * len(addresses)
+        if len(flow.sites) != len(addresses):
+            flow.sites = []
+        self.notify(f"connected: {len(sources)} devices, one per channel")
+        self.console.switch_screen(PatientScreen())
 
     def connect(self, address: str) -> None:
         self._status(f"connecting to {address}…")
@@ -106,7 +195,7 @@ class DeviceScreen(Step):
             source.close()
             return
         self.console.close_source()
-        self.flow.address, self.flow.source = address, source
+        self.flow.address, self.flow.source, self.flow.visit = address, source, []
         who = source.identity
         self.notify(f"connected: {who.model} serial {who.serial}, firmware {who.firmware}")
         self.console.switch_screen(PatientScreen())
@@ -131,6 +220,9 @@ class PatientScreen(Step):
         yield Static("2. Patient", classes="title")
         if who is not None:
             yield Static(f"Device: {who.model} serial {who.serial} at {self.flow.address}", classes="hint")
+        for n, (address, each) in enumerate(zip(self.flow.visit, self.flow.sources, strict=False), start=1):
+            yield Static(f"Channel {n}: {each.identity.model} serial {each.identity.serial} at {address}",
+                         classes="hint")  # fmt: skip
         identity = self.console.identity
         if identity is not None:
             yield Static(f"Operator: {identity.account.full_name} ({identity.name}, {identity.role.value}), logged in",
