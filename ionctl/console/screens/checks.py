@@ -71,7 +71,8 @@ class SkinBeforeScreen(Step):
     contraindication, and skin not inspected is skin not known to be clear."""
 
     def compose(self) -> ComposeResult:
-        yield Static("6. Skin check before the session", classes="title")
+        step = 7 if self.flow.visit else 6  # a visit has its channels' step before
+        yield Static(f"{step}. Skin check before the session", classes="title")
         where = (f"every site of the visit ({', '.join(self.flow.sites)}) and their return electrodes' sites"
                  if self.flow.visit else "both sites")  # fmt: skip
         yield Static(f"Inspect {where}. Answer each item: N no, Y yes, I not inspected (type the reason). "

@@ -178,15 +178,15 @@ class VisitConfirmScreen(Step):
         charge = validate(flow.prescription, setup.limits).drug_charge.name.lower()
         policy = VisitPolicy(setup.config.visits.fault_policy) if setup.config is not None else VisitPolicy.STOP_ALL
         yield Static(f"8. Confirm the visit: {len(flow.visit)} channels", classes="title")
-        with VerticalScroll(id="summary"):
-            yield Static(summary(flow.prescription, charge, setup.limits, "each channel's (below)", setup.config),
-                         classes="box")  # fmt: skip
+        with VerticalScroll(id="summary"):  # the channels first: what only the visit has
             lines = [f"Channel {n}: {site} on {address}; {contact.text() if contact else 'contact not checked'}"
                      for n, (site, address, contact) in enumerate(zip(flow.sites, flow.visit, flow.contacts,
                                                                       strict=True), start=1)]  # fmt: skip
             course = f"\nCourse {flow.course_id}" if flow.course_id is not None else ""
             yield Static("\n".join(lines) + f"\nA fault on one channel: {policy_text(policy)} (visit policy "
                          f"{policy.value}).\nSkin check before: done{course}", id="channels")  # fmt: skip
+            yield Static(summary(flow.prescription, charge, setup.limits, "each channel's (above)", setup.config),
+                         classes="box")  # fmt: skip
         yield Static(self._override_text(), id="override")
         if setup.blocked:
             yield Static(setup.blocked, classes="error")
@@ -281,12 +281,12 @@ class VisitRunScreen(Screen[None]):
     """Every channel of the visit as it runs, side by side (four to a row)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *both_cases([
-            Binding("s", "stop", "Stop channel"),
-            Binding("a", "abort", "ABORT channel"),
+        *both_cases([  # short names: at 80 columns every key shows; the line above the keys says what they act on
+            Binding("s", "stop", "Stop"),
+            Binding("a", "abort", "ABORT"),
             Binding("x", "stop_all", "Stop ALL"),
-            Binding("p", "pause", "Pause channel"),
-            Binding("r", "resume", "Resume channel"),
+            Binding("p", "pause", "Pause"),
+            Binding("r", "resume", "Resume"),
             Binding("b", "bench", "Bench"),
         ]),
         Binding("tab,right", "select(1)", "Next channel", show=False),
@@ -296,7 +296,7 @@ class VisitRunScreen(Screen[None]):
 
     CSS = """
     VisitRunScreen { layout: vertical; background: $surface; }
-    VisitRunScreen #who { height: auto; max-height: 2; }
+    VisitRunScreen #who { height: auto; max-height: 3; }
     VisitRunScreen #panels { grid-gutter: 0 1; height: auto; }
     VisitRunScreen #selected { height: auto; text-style: bold; }
     """
@@ -310,7 +310,7 @@ class VisitRunScreen(Screen[None]):
         c = self.controller
         p = c.visit.prepared[0].prescription
         yield Static(f"Visit {c.visit.visit_id[:8]} · patient {p.patient_id} · operator {p.operator_id} · {p.drug}, "
-                     f"{p.polarity.value}, {p.current_ma:g} mA on {p.electrode_area_cm2:g} cm² · a fault on one: "
+                     f"{p.polarity.value}, {p.current_ma:g} mA on {p.electrode_area_cm2:g} cm² · visit policy "
                      f"{c.visit.policy.value}", id="who", classes="hint")  # fmt: skip
         grid = Grid(*(ChannelPanel(c, n) for n in range(1, c.count + 1)), id="panels")
         grid.styles.grid_size_columns = min(4, c.count)
