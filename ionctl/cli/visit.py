@@ -21,7 +21,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -201,8 +201,10 @@ def execute_visit(args: argparse.Namespace, *, store: Store, err: TextIO | None 
                        operator=operator, supervisor=supervisor)  # fmt: skip
 
 
-def emit_visit(report: VisitReport, *, as_json: bool, store: Store | None, out: TextIO | None = None) -> None:
-    """Print a visit's result: every channel's, then the visit's exit code; or one JSON object."""
+def emit_visit(report: VisitReport, *, as_json: bool, store: Store | None, out: TextIO | None = None,
+               extra: Sequence[Mapping[str, Any]] = ()) -> None:  # fmt: skip
+    """Print a visit's result: every channel's, then the visit's exit code; or one JSON object (each channel's
+    object with its `extra`, in channel order, added)."""
     from ionctl.treatment import result_text
 
     out = out or sys.stdout
@@ -212,6 +214,8 @@ def emit_visit(report: VisitReport, *, as_json: bool, store: Store | None, out: 
             for channel, r in zip(data["channels"], report.reports, strict=True):
                 if r.record_id is not None:
                     channel["record"] = store.get(r.record_id).to_dict()["record"]
+        for channel, more in zip(data["channels"], extra, strict=False):
+            channel.update(more)
         out.write(json.dumps(data) + "\n")
     else:
         for n, (label, r) in enumerate(zip(report.labels, report.reports, strict=True), start=1):
