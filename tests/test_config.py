@@ -169,6 +169,46 @@ def test_a_dose_outside_the_drugs_usual_range_gets_a_note_not_a_refusal() -> Non
     validate(high, config.limits)
 
 
+def test_the_exosome_preset_visits_both_hands_one_channel_each() -> None:
+    preset = load_config(None).preset("asc-exosome-hand-eczema")
+    assert preset.visit == ("left hand", "right hand")
+    assert preset.site == "both hands"  # a session alone with the preset
+    assert load_config(None).preset("dexamethasone").visit == ()
+
+
+_VISIT = 'visit = ["left hand", "right hand"]'
+
+
+@pytest.mark.parametrize(
+    ("visit", "sites"),
+    [('["L hand", "Right-Hand"]', ("left hand", "right hand")),
+     ('["left foot", "right foot", "both hands"]', ("left foot", "right foot", "both hands"))],
+)  # fmt: skip
+def test_a_presets_visit_is_kept_as_the_chart_says_its_sites(visit: str, sites: tuple[str, ...]) -> None:
+    text = initial_text()
+    assert text.count(_VISIT) == 1
+    config = parse_config(text.replace(_VISIT, f"visit = {visit}"), source="site.toml")
+    assert config.preset("asc-exosome-hand-eczema").visit == sites
+
+
+@pytest.mark.parametrize(
+    ("visit", "problem"),
+    [('["left hand", "L hand"]', "'L hand' is the left hand twice"),
+     ('["left hand", "left earlobe"]', "'left earlobe' is not a treatment site"),
+     ('["left hand"]', "a list of 2 to 8 treatment sites"),
+     ('"left hand"', "a list of 2 to 8 treatment sites"),
+     ('["left hand", 3]', "3 is not a treatment site"),
+     ("[" + ", ".join(f'"{s} {b}"' for s in ("left", "right") for b in ("hand", "foot", "knee", "ankle", "wrist"))
+      + "]", "a list of 2 to 8")],
+)  # fmt: skip
+def test_a_bad_visit_is_refused_naming_the_preset_and_the_site(visit: str, problem: str) -> None:
+    text = initial_text()
+    error = _error(text.replace(_VISIT, f"visit = {visit}"))
+    assert error.key == "presets.asc-exosome-hand-eczema.visit", error
+    assert "preset 'asc-exosome-hand-eczema'" in error.problem and problem in error.problem, error.problem
+    assert error.line == _line(text, _VISIT)
+
+
 # -- a bad file names the key and its line ---------------------------------------------------------------------
 
 

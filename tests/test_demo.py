@@ -83,3 +83,75 @@ def test_the_demo_runs_as_its_own_technician_who_signs_the_record_and_a_second_r
         checked = check(store.audit(), config.accounts.administrators, record_digest=store.record_digest,
                         chain_hash=store.link_hashes().get)  # fmt: skip
         assert checked.problem is None, str(checked.problem)
+
+
+# -- `ionctl demo --visit`: the preset's visit on one simulator serving a device per channel ---------------------
+
+
+def test_the_visit_demo_treats_both_hands_each_with_the_dose_its_own_simulated_device_delivered(
+    tmp_path: Path,
+) -> None:
+    from ionctl.records import Store
+
+    trace, out = tmp_path / "truth.jsonl", tmp_path / "out"
+    done = ionctl("demo", "--visit", "--time-scale", SCALE, "--json", "--out", str(out), "--trace", str(trace),
+                  timeout_s=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    visit = json.loads(done.stdout)
+    assert visit["exit_code"] == 0
+    assert [c["label"] for c in visit["channels"]] == list(PACKAGED.preset("asc-exosome-hand-eczema").visit)
+    rows = trace_rows(trace)
+    for n, channel in enumerate(visit["channels"], start=1):  # channel K on simulated device K
+        own = [r for r in rows if r["device"] == n]
+        truth = float(own[-1]["dose_uas"]) / 60_000  # type: ignore[arg-type]
+        assert channel["outcome"] == "completed" and channel["simulator_device"] == n
+        assert abs(channel["dose_ma_min"] - truth) <= 0.01 * truth, (n, channel["dose_ma_min"], truth)
+        assert channel["simulator_true_dose_ma_min"] == pytest.approx(truth)
+        assert {r["fault"] for r in own} == {"NONE"} and own[-1]["current_ua"] == 0
+        assert Path(channel["pdf"]).is_file()
+    with Store(out / "records.sqlite3") as store:
+        ids = [c["record_id"] for c in visit["channels"]]
+        assert sorted(r["id"] for r in store.list_records()) == sorted(ids)  # a record per channel, no other
+        details = [ClinicalDetails.of_record(store.get(i).fields) for i in ids]
+        assert store.verify() is None
+    assert [d.site.text for d in details if d is not None and d.site is not None] == ["left hand", "right hand"]
+    assert all(d is not None and d.simulated and d.visit is not None for d in details)
+
+
+def test_the_visit_demo_of_a_preset_without_a_visit_is_a_usage_error(tmp_path: Path) -> None:
+    done = ionctl("demo", "--visit", "--preset", "dexamethasone", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert "preset 'dexamethasone' names no visit (a packaged preset with one: asc-exosome-hand-eczema)" in done.stderr
+    assert not (tmp_path / "out").exists()  # nothing was opened
+
+
+def test_ctrl_c_during_the_visit_demo_ramps_every_channel_down_and_closes_every_record(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from ionctl.records import Store
+    from tests.sim.endpoints import ROOT
+
+    trace, out = tmp_path / "truth.jsonl", tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "ionctl", "demo", "--visit", "--time-scale", "20", "--out",
+                                str(out), "--trace", str(trace)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stderr is not None
+    delivering: set[str] = set()
+    for line in process.stderr:
+        delivering |= {site for site in ("left hand", "right hand") if f"{site}] delivering" in line}
+        if len(delivering) == 2:
+            break
+    else:
+        raise AssertionError(f"not every channel delivered; exit {process.wait()}")
+    process.send_signal(signal.SIGINT)  # as Ctrl-C at the terminal: the simulator runs in a session of its own
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0, stderr
+    rows = trace_rows(trace)
+    for device in (1, 2):
+        own = [r for r in rows if r["device"] == device]
+        assert max(float(r["current_ua"]) for r in own) > 1000  # it had been delivering  # type: ignore[arg-type]
+        assert own[-1]["current_ua"] == 0 and own[-1]["state"] != "RUNNING" and {r["fault"] for r in own} == {"NONE"}
+    with Store(out / "records.sqlite3") as store:
+        assert [r["outcome"] for r in store.list_records()] == ["stopped", "stopped"], stdout

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import pytest
+
 from ionctl.records import Store
 from tests.sim.endpoints import ROOT, running_sim
 from tests.test_run import SCALE, TESS, in_clinic, ionctl, trace_rows, within_1pct
@@ -111,3 +113,97 @@ def test_sigkill_during_a_visit_every_device_ramps_to_zero_and_every_record_clos
         assert store.verify() is None
         visits = {json.loads(store.get(r["id"]).fields["clinical"] or "{}").get("visit", {}).get("id") for r in records}
     assert len(visits) == 1 and None not in visits
+
+
+# -- a preset's visit names the sites: `--channel ADDRESS` alone -------------------------------------------------
+
+#: The exosome preset's visit (both hands, each under the cathode) on the packaged limits: the reported 50 mA is
+#: above max_current_ma, so the current is the clinician's here, as are the area and the dose the report leaves out.
+EXOSOME = ("--preset", "asc-exosome-hand-eczema", "--current", "3", "--electrode", "patch-10cm2", "--dose", "10",
+           "--patient", "P-VISIT")  # fmt: skip
+
+
+def test_channels_given_by_address_alone_take_the_presets_visit_sites_in_order(tmp_path: Path) -> None:
+    with devices(tmp_path) as found:
+        addresses = [arg for address, _ in found for arg in ("--channel", address)]
+        done = ionctl("run", *addresses, *EXOSOME, *in_clinic(tmp_path), "--yes", "--json", input=TESS,
+                      timeout_s=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    visit = json.loads(done.stdout)
+    assert [c["label"] for c in visit["channels"]] == list(HANDS)  # the preset's visit, in order
+    for channel, (_, trace) in zip(visit["channels"], found, strict=True):
+        assert channel["outcome"] == "completed"
+        assert within_1pct(channel["dose_ma_min"], trace_rows(trace)[-1]["dose_uas"] / 60_000)
+    with Store(tmp_path / "clinic" / "records.sqlite3") as store:
+        sites = [json.loads(store.get(c["record_id"]).fields["clinical"] or "{}")["site"] for c in visit["channels"]]
+    assert sites == [{"body_site": "hand", "laterality": "left"}, {"body_site": "hand", "laterality": "right"}]
+
+
+@pytest.mark.parametrize(
+    ("channels", "rx", "says"),
+    [(3, EXOSOME, "preset 'asc-exosome-hand-eczema''s visit treats 2 sites (left hand, right hand), one channel each, "
+                  "in that order: give 2 --channel ADDRESS, not 3"),
+     (2, ("--preset", "dexamethasone", "--electrode", "patch-10cm2", "--patient", "P-VISIT"),
+      "preset 'dexamethasone' names no visit, so --channel ADDRESS has no treatment site"),
+     (2, RX, "give --preset NAME (a preset with `visit`), or each channel as SITE=ADDRESS")],
+)  # fmt: skip
+def test_channels_without_sites_need_a_preset_whose_visit_has_as_many_sites(
+    tmp_path: Path, channels: int, rx: tuple[str, ...], says: str
+) -> None:
+    missing = [arg for n in range(1, channels + 1) for arg in ("--channel", str(tmp_path / f"no-such-port{n}"))]
+    done = ionctl("run", *missing, *rx, *in_clinic(tmp_path), "--yes", input=TESS)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "no device was opened" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [("left hand=/dev/ttyUSB0", ("left hand", "/dev/ttyUSB0", {}, None)),
+     (" L-hand = /dev/ttyUSB0 ,area=20", ("L-hand", "/dev/ttyUSB0", {"electrode_area_cm2": 20.0}, None)),
+     ("/dev/ttyUSB0", ("", "/dev/ttyUSB0", {}, None)),
+     ("/dev/ttyUSB1,area=20,return=tray", ("", "/dev/ttyUSB1", {"electrode_area_cm2": 20.0}, "tray")),
+     ("socket://127.0.0.1:7777", ("", "socket://127.0.0.1:7777", {}, None)),
+     ("visa:USB0::0x0957::0x1234::MY123::INSTR", ("", "visa:USB0::0x0957::0x1234::MY123::INSTR", {}, None)),
+     ("socket://127.0.0.1:7777?logging=debug", ("", "socket://127.0.0.1:7777?logging=debug", {}, None)),
+     ("right hand=socket://127.0.0.1:7777?logging=debug",
+      ("right hand", "socket://127.0.0.1:7777?logging=debug", {}, None)),
+     ("COM3,current=2", ("", "COM3", {"current_ma": 2.0}, None))],
+)  # fmt: skip
+def test_a_channel_names_its_site_before_an_equals_sign_or_gives_its_address_alone(
+    text: str, spec: tuple[object, ...]
+) -> None:
+    from ionctl.cli.visit import channel_spec
+
+    assert channel_spec(text) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("left hand", "names a treatment site but no device"), ("left hand=", "a channel is SITE=ADDRESS"),
+     ("=/dev/ttyUSB0", "a channel is SITE=ADDRESS"), ("", "a channel is SITE=ADDRESS"),
+     ("/dev/ttyUSB0,area", "'area' is not KEY=VALUE")],
+)  # fmt: skip
+def test_a_channel_without_a_device_is_an_error_naming_the_form(text: str, says: str) -> None:
+    import argparse
+
+    from ionctl.cli.visit import channel_spec
+
+    with pytest.raises(argparse.ArgumentTypeError, match=says):
+        channel_spec(text)
+
+
+def test_channels_either_all_name_their_sites_or_none_does() -> None:
+    from ionctl.cli.visit import channel_spec, preset_sites
+    from ionctl.config import load_config
+
+    config = load_config(None)
+    mixed = [channel_spec("left hand=/dev/a"), channel_spec("/dev/b")]
+    assert "channel 2 gives no treatment site but channel 1 does" in str(
+        preset_sites(mixed, "asc-exosome-hand-eczema", config)
+    )
+    bare = [channel_spec("/dev/a"), channel_spec("/dev/b,area=20")]
+    assert preset_sites(bare, "asc-exosome-hand-eczema", config) == [
+        ("left hand", "/dev/a", {}, None),
+        ("right hand", "/dev/b", {"electrode_area_cm2": 20.0}, None),
+    ]
+    assert "no such preset" in str(preset_sites(bare, "no-such", config))

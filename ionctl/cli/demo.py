@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -33,10 +34,12 @@ from ionctl.treatment.request import TreatmentRequest
 from sim.cli import time_scale as sim_time_scale  # the simulator's own option type: one definition
 
 if TYPE_CHECKING:
+    from ionctl.cli.visit import Spec
     from ionctl.config import SiteConfig
     from ionctl.config.people import Identity
     from ionctl.records import Store
     from ionctl.treatment import Report
+    from ionctl.treatment.visit import VisitReport
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -59,6 +62,9 @@ class DemoPreset(NamedTuple):
     electrode: str | None = None
     duration_min: float | None = None
     load: str = "normal"
+    #: `--visit`: the current each channel runs at when the preset's own is one the packaged limits refuse (None:
+    #: the preset's); a value the technician changes at the bench, checked against the limits like any other.
+    visit_current_ma: float | None = None
 
 
 #: Every packaged preset (tests/test_demo.py checks they agree with ionctl/data/site.toml).
@@ -70,10 +76,14 @@ DEMO_PRESETS = {
     # 30–60 V into 2–6 kΩ of body resistance); on the patch model 15 mA would need ~300 V and end at compliance
     "tap-water-hands": DemoPreset(load="tap-water-hands"),
     # as reported (50 mA), with the area and duration the report leaves out: the packaged limits refuse it
-    # before any current flows, which is what the demo then shows
-    "asc-exosome-hand-eczema": DemoPreset("patch-20cm2", 20.0, load="normal"),
+    # before any current flows, which is what the demo then shows. Its visit (`--visit`, both hands) runs at the
+    # packaged max_current_ma instead: 4 mA for 20 min, about 78 mA·min per hand with the ramps (the packaged
+    # max_dose_ma_min is 80); the demo's numbers, not the report's
+    "asc-exosome-hand-eczema": DemoPreset("patch-20cm2", 20.0, load="normal", visit_current_ma=4.0),
 }
 DEFAULT_PRESET = "dexamethasone"
+#: `ionctl demo --visit` without `--preset`: the regimen that treats both hands at once.
+DEFAULT_VISIT_PRESET = "asc-exosome-hand-eczema"
 
 
 #: Where the demo's patch goes when its preset names no treatment site.
@@ -102,9 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="the simulated device's clock runs X times faster than wall time (default 60)",
     )
-    parser.add_argument("--preset", choices=sorted(DEMO_PRESETS), default=DEFAULT_PRESET,
+    parser.add_argument("--preset", choices=sorted(DEMO_PRESETS),
                         help="the packaged preset to run, on the simulator's matching load (default: "
-                        f"{DEFAULT_PRESET})")  # fmt: skip
+                        f"{DEFAULT_PRESET}; with --visit, {DEFAULT_VISIT_PRESET})")  # fmt: skip
+    parser.add_argument("--visit", action="store_true",
+                        help="run the preset's visit (its `visit` sites, e.g. both hands) as `ionctl run --channel "
+                        "ADDR` runs it: one simulator serving a device per channel, one confirmation, a record per "
+                        "channel, each channel's dose next to its device's true dose")  # fmt: skip
     parser.add_argument("--trace", metavar="FILE",
                         help="keep the simulator's ground-truth trace (JSON lines) here")  # fmt: skip
     parser.add_argument("--json", action="store_true",
@@ -121,18 +135,27 @@ def default_out() -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Start the simulator, run the example session into the demo store, export its chart PDF, compare doses;
-    exit with the session's exit code."""
+    """Start the simulator, run the example session (or with `--visit`, the preset's visit) into the demo store,
+    export its chart PDF, compare doses; exit with the session's (the visit's) exit code."""
     from ionctl.config.people import PeopleError
     from ionctl.records import Store, StoreError
 
+    preset = args.preset or (DEFAULT_VISIT_PRESET if args.visit else DEFAULT_PRESET)
+    sites = visit_sites(preset) if args.visit else ()
+    if args.visit and not sites:
+        with_visit = ", ".join(name for name in sorted(DEMO_PRESETS) if visit_sites(name))
+        print(f"ionctl demo: --visit: preset {preset!r} names no visit (a packaged preset with one: {with_visit})",
+              file=sys.stderr)  # fmt: skip
+        return ExitCode.REFUSED
     out = Path(args.out) if args.out else default_out()
     db = out / "records.sqlite3"
     with tempfile.TemporaryDirectory(prefix="ionctl-demo-") as tmp:
         link, trace = Path(tmp) / "ionto", Path(args.trace) if args.trace else Path(tmp) / "truth.jsonl"
-        load = DEMO_PRESETS[args.preset].load
-        print(f"ionctl demo: preset {args.preset} on a simulated device ({load} load) at {args.time_scale:g}x "
-              "speed; [+m:ss] is device time since the session started", file=sys.stderr)  # fmt: skip
+        load = DEMO_PRESETS[preset].load
+        what = (f"preset {preset}'s visit ({', '.join(sites)}) on {len(sites)} simulated devices, one per channel"
+                if sites else f"preset {preset} on a simulated device")  # fmt: skip
+        print(f"ionctl demo: {what} ({load} load) at {args.time_scale:g}x speed; [+m:ss] is device time since the "
+              "session started", file=sys.stderr)  # fmt: skip
         try:
             out.mkdir(parents=True, exist_ok=True)
             store = Store(db)
@@ -144,24 +167,23 @@ def main(args: argparse.Namespace) -> int:
                 config, operator = demo_people(store)
                 print(f"ionctl demo: run by {operator.account.full_name} ({operator.name}, {operator.role}), the "
                       "demo's own technician, logged in by the demo", file=sys.stderr)  # fmt: skip
-                with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log", load=load):
-                    request = demo_request(args.preset, str(link), str(db), config)
-                    report = run.treat(
-                        request,
-                        err=sys.stderr,
-                        stdin=sys.stdin,
-                        store=store,
-                        config=config,
-                        yes=True,
-                        skin_checks=False,
-                        operator=operator,
-                    )  # no skin to inspect
+                with simulator(link, trace, args.time_scale, Path(tmp) / "sim.log", load=load,
+                               devices=len(sites) or 1):  # fmt: skip
+                    if sites:
+                        visit = run_visit(preset, [f"{link}-{n}" for n in range(1, len(sites) + 1)], str(db),
+                                          config, operator, store)  # fmt: skip
+                    else:  # no skin to inspect: no skin checks
+                        request = demo_request(preset, str(link), str(db), config)
+                        report = run.treat(request, err=sys.stderr, stdin=sys.stdin, store=store, config=config,
+                                           yes=True, skin_checks=False, operator=operator)  # fmt: skip
             except (SimulatorError, PeopleError) as exc:
                 print(f"ionctl demo: {exc}", file=sys.stderr)
                 return ExitCode.FAILED
             except KeyboardInterrupt:  # before the session's own SIGINT handling began: nothing was started
                 print("ionctl demo: interrupted before the session started", file=sys.stderr)
                 return ExitCode.REFUSED  # as `ionctl run`: no current flowed
+            if sites:
+                return visit if isinstance(visit, int) else show_visit(visit, trace, store, out, config, args.json)
             extra: dict[str, Any] = {"simulator_true_dose_ma_min": true_dose_ma_min(trace)}
             if report.record_id is not None:
                 extra.update(
@@ -176,6 +198,56 @@ def main(args: argparse.Namespace) -> int:
             print(f"the record: `ionctl records show {report.record_id} --db {db}`")
         print(dose_comparison(report, extra["simulator_true_dose_ma_min"]))
     return int(report.exit_code)
+
+
+def visit_sites(preset: str) -> tuple[str, ...]:
+    """The packaged preset's visit (the demo's configuration is the packaged one): its sites, () for none."""
+    from ionctl.config.site import packaged_text, parse_config
+
+    return parse_config(packaged_text()).preset(preset).visit
+
+
+def run_visit(preset: str, devices: list[str], db: str, config: SiteConfig, operator: Identity,
+              store: Store) -> VisitReport | int:  # fmt: skip
+    """The preset's visit on the simulated `devices` as `ionctl run --preset PRESET --channel ADDR ...` runs it
+    (`treat_visit`: the channels take the preset's visit sites in order; Ctrl-C ramps every channel down), the
+    one confirmation given; its report, or the exit code of a visit refused before any device was opened."""
+    from ionctl.cli.visit import treat_visit
+
+    demo = DEMO_PRESETS[preset]
+    base = demo_request(preset, "", db, config)
+    if demo.visit_current_ma is not None:
+        print(f"ionctl demo: each channel at {demo.visit_current_ma:g} mA, the demo's value within the packaged "
+              f"limits (the preset's {config.preset(preset).current_ma:g} mA is above them)",
+              file=sys.stderr)  # fmt: skip
+        base = replace(base, current_ma=demo.visit_current_ma)
+    specs: list[Spec] = [("", device, {}, None) for device in devices]  # ADDR alone: the preset's visit's sites
+    return treat_visit(base, specs, err=sys.stderr, stdin=sys.stdin, store=store, config=config, yes=True,
+                       operator=operator, supervisor=None, skin_checks=False)  # fmt: skip
+
+
+def show_visit(visit: VisitReport, trace: Path, store: Store, out: Path, config: SiteConfig, as_json: bool) -> int:
+    """Print the visit's result, each channel's chart PDF and its dose next to its device's true dose (channel K
+    is simulator device K); the visit's exit code."""
+    from ionctl.cli.visit import emit_visit
+
+    truths = true_doses_ma_min(trace, len(visit.reports))
+    extra: list[dict[str, Any]] = []
+    for n, report in enumerate(visit.reports, start=1):
+        more: dict[str, Any] = {"simulator_device": n, "simulator_true_dose_ma_min": truths[n]}
+        if report.record_id is not None:
+            more.update(db=str(store.path), pdf=_chart(store, report.record_id, out, config.bench.clinic_name))
+        extra.append(more)
+    emit_visit(visit, as_json=as_json, store=store, extra=extra)
+    if not as_json:
+        for n, (label, report, more) in enumerate(zip(visit.labels, visit.reports, extra, strict=True), start=1):
+            if report.record_id is not None:
+                pdf = f"chart PDF {more['pdf']}" if more["pdf"] else "chart PDF: not written (see above)"
+                print(f"channel {n} ({label}): record {report.record_id}, {pdf}")
+        print(f"the records: `ionctl records list --db {store.path}`")
+        for n, (label, report) in enumerate(zip(visit.labels, visit.reports, strict=True), start=1):
+            print(f"channel {n} ({label}, simulated device {n}): {dose_comparison(report, truths[n])}")
+    return int(visit.exit_code)
 
 
 def demo_people(store: Store) -> tuple[SiteConfig, Identity]:
@@ -222,28 +294,49 @@ def dose_comparison(report: Report, true_dose: float | None) -> str:
 
 
 def true_dose_ma_min(trace: Path) -> float | None:
-    """The last trace row's true dose (µA·s) in mA·min; None if the trace is empty or unreadable."""
+    """The true dose (mA·min) of the trace's only device; None if the trace is empty or unreadable."""
+    return true_doses_ma_min(trace)[1]
+
+
+def true_doses_ma_min(trace: Path, devices: int = 1) -> dict[int, float | None]:
+    """Each device's (1..`devices`) true dose: the `dose_uas` of its last trace row (rows name their `device`), in
+    mA·min; None for one without a row, or if the trace is unreadable. Read from the end, a growing window at a
+    time: a device that stopped earlier has its last row further back."""
+    found: dict[int, float] = {}
     try:
         with trace.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            rows = f.read().splitlines()
-        last = json.loads(rows[-1]) if rows else None
-    except (OSError, ValueError):
-        return None
-    return float(last["dose_uas"]) / 60_000 if isinstance(last, dict) and "dose_uas" in last else None
+            size = f.seek(0, os.SEEK_END)
+            window = 4096
+            while len(found) < devices:
+                begin = max(0, size - window)
+                f.seek(begin)
+                rows = f.read(size - begin).splitlines()[(1 if begin else 0) :]  # the first may be torn
+                for line in reversed(rows):
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(row, dict) and "dose_uas" in row:
+                        found.setdefault(int(row.get("device", 1)), float(row["dose_uas"]) / 60_000)
+                if begin == 0:
+                    break
+                window *= 4
+    except OSError:
+        pass
+    return {n: found.get(n) for n in range(1, devices + 1)}
 
 
 @contextmanager
-def simulator(link: Path, trace: Path, scale: float, log: Path, *,
-              load: str = "normal") -> Iterator[subprocess.Popen[str]]:  # fmt: skip
-    """`python -m sim` serving a device on a pty at `link` (`sim.process`); waits for `ready`, always stops it."""
+def simulator(link: Path, trace: Path, scale: float, log: Path, *, load: str = "normal",
+              devices: int = 1) -> Iterator[subprocess.Popen[str]]:  # fmt: skip
+    """`python -m sim` serving a device on a pty at `link` (`sim.process`; of `devices` > 1, device K at
+    `link`-K, each its own load, all writing `trace`); waits for `ready`, always stops it."""
     from sim.process import SimulatorError as NotStarted
     from sim.process import start
 
     try:
         sim = start("--serial-link", str(link), "--time-scale", repr(scale), "--trace", str(trace), "--load", load,
-                    timeout_s=READY_TIMEOUT_S, log=log, new_session=True)  # fmt: skip
+                    timeout_s=READY_TIMEOUT_S, log=log, new_session=True, devices=devices)  # fmt: skip
     except NotStarted as exc:
         raise SimulatorError(str(exc)) from None
     try:

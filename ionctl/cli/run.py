@@ -112,11 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serial port or pyserial URL (firmware device), or visa:RESOURCE (SCPI SourceMeter)",
     )
     where.add_argument(
-        "--channel", action="append", type=channel_spec, metavar="SITE=ADDR[,KEY=VALUE...]",
+        "--channel", action="append", type=channel_spec, metavar="[SITE=]ADDR[,KEY=VALUE...]",
         help="a visit: one channel (repeat it, one per treatment site and device) with what differs from the "
         "options above: area=CM2, electrode=NAME, current=MA, dose=MA_MIN, duration=MIN, return=NAME (channels "
         "naming the same return share a return electrode: their sum is held to the site's limit); one "
-        "confirmation for all; e.g. --channel 'left hand=/dev/ttyUSB0' --channel 'right hand=/dev/ttyUSB1'",
+        "confirmation for all; e.g. --channel 'left hand=/dev/ttyUSB0' --channel 'right hand=/dev/ttyUSB1'. "
+        "ADDR alone (every channel): the sites of the preset's visit, in order, e.g. --preset "
+        "asc-exosome-hand-eczema --channel /dev/ttyUSB0 --channel /dev/ttyUSB1",
     )  # fmt: skip
     run.add_argument(
         "--config", metavar="FILE", help="site configuration (default: the site's, else the packaged defaults); "

@@ -107,6 +107,10 @@ class Preset:
     drug_charge: Charge | None = None  # from the drug catalog
     volume_ml: float | None = None
     site: str | None = None  # the treatment site, as the chart says it ("both hands": `TreatmentSite.text`)
+    #: A visit's treatment sites, one channel each, in channel order (`TreatmentSite.text`; () for none):
+    #: `ionctl run --preset NAME --channel ADDR ...` gives the channels these sites. `site` stays the site of a
+    #: single-channel session run with the preset.
+    visit: tuple[str, ...] = ()
     concentration: str | None = None  # of the preparation, as labelled ("4 mg/mL")
     notes: str = ""
     source: str
@@ -199,6 +203,7 @@ class ClinicSettings:
 #: ramps every other channel down (the default: the operator's attention goes to the faulted channel and nothing
 #: runs on while it does), "continue" lets them go on and alerts the operator. docs/SESSION.md, "Visits".
 VISIT_FAULT_POLICIES = ("stop-all", "continue")
+MAX_VISIT_SITES = 8  # a visit's channels at most (`ionctl.treatment.visit.MAX_CHANNELS`)
 
 
 @dataclass(frozen=True)
@@ -561,8 +566,8 @@ class _Reader:
                drugs: Mapping[str, DrugEntry], limits: SiteLimits) -> Preset:  # fmt: skip
         keys = ("presets", name)
         self.known(keys, t, ("drug", "polarity", "protocol_class", "electrode", *PRESET_RX_KEYS,
-                             "polarity_reversal_at_midpoint", "volume_ml", "site", "concentration", "notes", "source",
-                             "course"))  # fmt: skip
+                             "polarity_reversal_at_midpoint", "volume_ml", "site", "visit", "concentration", "notes",
+                             "source", "course"))  # fmt: skip
         drug = self.string((*keys, "drug"), t.get("drug"))
         entry = next((e for e in drugs.values() if drug_identity(e.name) == drug_identity(drug)), None)
         if entry is None:
@@ -598,7 +603,8 @@ class _Reader:
         site, concentration, volume = self.chart(keys, t)
         return Preset(name=name, drug=drug, polarity=Polarity(polarity), protocol_class=protocol_class,
                       electrode=electrode, polarity_reversal_at_midpoint=reversal,
-                      drug_charge=entry.charge, site=site, concentration=concentration, volume_ml=volume,
+                      drug_charge=entry.charge, site=site, visit=self.visit(keys, t.get("visit")),
+                      concentration=concentration, volume_ml=volume,
                       notes=self.string((*keys, "notes"), t.get("notes"), required=False),
                       source=self.string((*keys, "source"), t.get("source")),
                       course=self.course((*keys, "course"), t.get("course")), **values)  # fmt: skip
@@ -622,6 +628,29 @@ class _Reader:
         except ClinicalError as exc:
             self.fail(keys, f"preset {name!r}: {exc}")
         return parsed.text if parsed is not None else None, concentration, volume
+
+    def visit(self, keys: tuple[str, ...], value: Any) -> tuple[str, ...]:
+        """A preset's visit: 2 to `MAX_VISIT_SITES` distinct treatment sites, each as the chart says it."""
+        from ionctl.records.clinical import ClinicalError, TreatmentSite
+
+        if value is None:
+            return ()
+        name, where = keys[-1], (*keys, "visit")
+        if not isinstance(value, list) or not 2 <= len(value) <= MAX_VISIT_SITES:
+            self.fail(where, f"preset {name!r}: a list of 2 to {MAX_VISIT_SITES} treatment sites, one per channel "
+                             f"(e.g. [\"left hand\", \"right hand\"]), got {value!r}")  # fmt: skip
+        sites: list[str] = []
+        for item in value:
+            if not isinstance(item, str):
+                self.fail(where, f"preset {name!r}: {item!r} is not a treatment site (text, e.g. 'left hand')")
+            try:
+                site = TreatmentSite.parse(item).text
+            except ClinicalError as exc:
+                self.fail(where, f"preset {name!r}: {exc}")
+            if site in sites:
+                self.fail(where, f"preset {name!r}: {item!r} is the {site} twice: one channel per treatment site")
+            sites.append(site)
+        return tuple(sites)
 
     def drug_fits(self, preset: str, entry: DrugEntry, polarity: Polarity, protocol_class: str,
                   reversal: bool) -> None:  # fmt: skip

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from ionctl.config.site import MAX_VISIT_SITES
 from ionctl.core.vocabulary import ExitCode
 from ionctl.treatment.report import Interrupts, Report, not_started
 from ionctl.treatment.request import TreatmentRequest
@@ -55,7 +56,7 @@ class VisitPolicy(enum.StrEnum):
 #: Exit codes from the worst to the best: a visit exits with its worst channel's.
 SEVERITY = (ExitCode.FAULT, ExitCode.RECORD_FAILED, ExitCode.FAILED, ExitCode.DEVICE, ExitCode.OPERATOR,
             ExitCode.REFUSED, ExitCode.OK)  # fmt: skip
-MAX_CHANNELS = 8
+MAX_CHANNELS = MAX_VISIT_SITES
 
 
 def worst(codes: Sequence[ExitCode]) -> ExitCode:
@@ -154,11 +155,23 @@ def _distinct(channels: Sequence[Channel]) -> None:
             raise VisitRefused(f"channels {seen_devices[device]} and {n} both name device {device}: one device drives "
                                "one channel", channel=n)  # fmt: skip
         seen_devices[device] = n
-        site = (channel.request.site or "").strip().lower()
+        site = _site_key(channel.request.site)
         if site and site in seen_sites:
             raise VisitRefused(f"channels {seen_sites[site]} and {n} both treat the {site}", channel=n)
         if site:
             seen_sites[site] = n
+
+
+def _site_key(text: str | None) -> str:
+    """How two channels' sites are compared: as the chart says them ("L hand" is the left hand), else as given."""
+    from ionctl.records.clinical import ClinicalError, TreatmentSite
+
+    if not text or not text.strip():
+        return ""
+    try:
+        return TreatmentSite.parse(text).text
+    except ClinicalError:
+        return " ".join(text.lower().split())
 
 
 def _shared_returns(channels: Sequence[Channel], prepared: Sequence[Prepared]) -> None:

@@ -167,8 +167,9 @@ def test_a_shared_return_electrode_holds_the_sum_of_its_channels_to_the_site_lim
 
 @pytest.mark.parametrize(
     ("second", "message"),
-    [({"device": "inprocess:1"}, "both name device inprocess:1"), ({"site": "Left hand"}, "both treat the left hand")],
-)
+    [({"device": "inprocess:1"}, "both name device inprocess:1"), ({"site": "Left hand"}, "both treat the left hand"),
+     ({"site": "L hand"}, "both treat the left hand"), ({"site": " left-HAND "}, "both treat the left hand")],
+)  # fmt: skip
 def test_two_channels_on_one_device_or_one_site_are_refused(
     config: SiteConfig, store: Store, tess: Identity, second: dict[str, Any], message: str
 ) -> None:
