@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from ionctl.console.screens.checks import SkinBeforeScreen
 from ionctl.console.screens.prescription import PrescriptionScreen
@@ -188,9 +189,16 @@ async def test_stopping_one_channel_ramps_only_that_one_down_and_stop_all_ends_t
 @run_async
 async def test_a_fault_on_one_channel_names_it_and_the_stop_all_policy_ramps_the_other_down(tmp_path: Path) -> None:
     setup, sources, truths, gates = visit_setup(tmp_path, faults={2: ("electrode-lift@20",)})
+    # Each device's clock moves only as its channel reads: both delivering before the lift comes.
+    gates[0].hold_when(energised_for(10.0))
+    gates[1].hold_when(energised_for(15.0))
     async with new_app(setup).run_test(size=SIZE) as pilot:
         await to_confirm(pilot, dose="20")
         await pilot.press("y")
+        await until(pilot, lambda: gates[0].held and gates[1].held, "both channels delivering")
+        assert truths[0].current_ua >= 1900 and truths[1].current_ua >= 1900
+        for gate in gates:
+            gate.release()
         await on_screen(pilot, ChannelFaultScreen)
         await shows(pilot, "CHANNEL 2 (RIGHT HAND): FAULT")
         await shows(pilot, "Enter: back to")
@@ -249,3 +257,26 @@ async def test_two_channels_on_one_site_go_no_further(tmp_path: Path) -> None:
         await pilot.press("ctrl+n")
         assert isinstance(pilot.app.screen, ChannelsScreen)
     assert all(truth.peak_ua == 0 for truth in truths)
+
+
+@run_async
+async def test_a_preset_with_a_visit_gives_each_channel_its_site_to_start_from(tmp_path: Path) -> None:
+    setup, _, _, _ = visit_setup(tmp_path)
+    async with new_app(setup).run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await shows(pilot, "2 found")
+        await fill(pilot, "#address", "inprocess:sim1, inprocess:sim2")
+        await pilot.press("enter")
+        await on_screen(pilot, PatientScreen)
+        await pilot.press(*"P0042", "enter")
+        await on_screen(pilot, PresetScreen)
+        await pilot.press(*["down"] * PRESETS.index("asc-exosome-hand-eczema"), "enter")
+        await on_screen(pilot, PrescriptionScreen)
+        for name, value in {"current_ma": "4", "electrode_area_cm2": "20", "duration_min": "20"}.items():
+            await fill(pilot, f"#{name}", value)
+        await pilot.press("ctrl+n")
+        await on_screen(pilot, ChannelsScreen)
+        sites = [pilot.app.screen.query_one(f"#site-{n}", Input).value for n in (1, 2)]
+        assert sites == ["left hand", "right hand"]  # the exosome preset's visit: both hands
+        await pilot.press("ctrl+n")
+        await on_screen(pilot, VisitContactScreen)

@@ -58,7 +58,7 @@ class ChannelsScreen(Step):
 
     def compose(self) -> ComposeResult:
         flow = self.flow
-        preset_sites = tuple(getattr(flow.preset, "visit", ()) or ())
+        preset_sites = flow.preset.visit if flow.preset is not None else ()
         yield Static("5. Channels: the treatment site of each", classes="title")
         yield Static("One device per channel, in the order marked. Every channel gets the prescription; each its own "
                      "site (left hand, right hand, both feet, ...).", classes="hint")  # fmt: skip
