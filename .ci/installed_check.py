@@ -171,6 +171,22 @@ def demo(work: Path) -> None:
     check(shown.returncode == 0 and "Completed as prescribed" in shown.stdout,
           f"`ionctl records show {result['record_id']}` of the demo: {shown.stdout[-500:]} {shown.stderr[-500:]}")
     step(f"`ionctl demo`: completed, record {result['record_id']} in {db}, chart {pdf.name}")
+    # both hands at once: one simulator serving two devices, each channel's dose against its own device's trace
+    done = run([str(BIN / "ionctl"), "demo", "--visit", "--out", str(work / "demo-visit"), "--json"], timeout_s=600,
+               cwd=work)  # fmt: skip
+    check(done.returncode == 0, f"`ionctl demo --visit` exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+    visit = json.loads(done.stdout.strip().splitlines()[-1])
+    channels = visit.get("channels", [])
+    check(len(channels) == 2, f"`ionctl demo --visit` ran {len(channels)} channels, not 2")
+    for channel in channels:
+        truth, host = channel["simulator_true_dose_ma_min"], channel["record"]["dose_ma_min"]
+        check(channel["outcome"] == "completed" and abs(host - truth) <= 0.01 * truth,
+              f"`ionctl demo --visit` channel {channel['channel']}: {channel['outcome']}, {host} mA·min recorded, "
+              f"{truth} in its device's trace")  # fmt: skip
+        check(Path(channel["pdf"]).is_file(), f"the visit demo's chart PDF {channel['pdf']} is missing")
+    doses = ", ".join(f"{c['label']} {c['record']['dose_ma_min']:.3f} (trace {c['simulator_true_dose_ma_min']:.3f})"
+                      for c in channels)  # fmt: skip
+    step(f"`ionctl demo --visit`: both channels completed; mA·min {doses}")
 
 
 # -- 4. a clinic's people -------------------------------------------------------------------------------------
