@@ -274,11 +274,14 @@ def demo_people(store: Store) -> tuple[SiteConfig, Identity]:
 
 def _chart(store: Any, record_id: int, out: Path, clinic_name: str | None = None) -> str | None:
     """Write the record's chart PDF next to the demo store; its path, or None after saying why not."""
+    from ionctl.records.narrative import visit_channels_in
     from ionctl.records.pdf import write_pdf
 
     path = out / f"record-{record_id}.pdf"
     try:
-        write_pdf(store.get(record_id), path, head=store.chain_head(), clinic_name=clinic_name)
+        record = store.get(record_id)
+        write_pdf(record, path, head=store.chain_head(), clinic_name=clinic_name,
+                  visit=visit_channels_in(store, record))  # fmt: skip
     except (OSError, ValueError) as exc:
         print(f"ionctl demo: cannot write the chart PDF {path}: {exc}", file=sys.stderr)
         return None

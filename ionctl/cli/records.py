@@ -201,10 +201,11 @@ def _show(store: Store, args: argparse.Namespace) -> int:
 
         sys.stdout.write(to_json(store.get(args.record_id)))
         return ExitCode.OK
-    from ionctl.records.narrative import show_text
+    from ionctl.records.narrative import show_text, visit_channels_in
     from ionctl.safety.identifiers import escape_controls
 
-    for line in show_text(store.get(args.record_id), getattr(args, "id", None)):
+    record = store.get(args.record_id)
+    for line in show_text(record, getattr(args, "id", None), visit_channels_in(store, record)):
         print(escape_controls(line))
     return ExitCode.OK
 
@@ -215,8 +216,10 @@ def _export(store: Store, args: argparse.Namespace) -> int:
     record = store.get(args.record_id)
     if args.format == "pdf":  # binary; a file always (-o FILE, or record-ID.pdf here)
         from ionctl.records.export import to_pdf
+        from ionctl.records.narrative import visit_channels_in
 
-        content: str | bytes = to_pdf(record, head=store.chain_head(), clinic_name=_clinic_name(args))
+        content: str | bytes = to_pdf(record, head=store.chain_head(), clinic_name=_clinic_name(args),
+                                      visit=visit_channels_in(store, record))  # fmt: skip
     elif args.format == "fhir":
         content = _fhir(store, record, args)
     else:
@@ -232,7 +235,9 @@ def _fhir(store: Store, record: Record, args: argparse.Namespace) -> str:
     from ionctl.records.export import to_fhir, to_pdf
 
     clinic_name = _clinic_name(args)
-    pdf = to_pdf(record, head=store.chain_head(), clinic_name=clinic_name)
+    from ionctl.records.narrative import visit_channels_in
+
+    pdf = to_pdf(record, head=store.chain_head(), clinic_name=clinic_name, visit=visit_channels_in(store, record))
     return to_fhir(record, pdf=pdf, clinic_name=clinic_name, bench=getattr(args, "record_bench", None))
 
 

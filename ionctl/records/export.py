@@ -9,7 +9,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ionctl.records.store import Record
@@ -66,12 +66,14 @@ def to_fhir(record: Record, *, pdf: bytes | None = None, clinic_name: str | None
     return build(record, pdf=pdf, clinic_name=clinic_name, bench=bench)
 
 
-def to_pdf(record: Record, *, head: tuple[int, str] | None = None, clinic_name: str | None = None) -> bytes:
+def to_pdf(record: Record, *, head: tuple[int, str] | None = None, clinic_name: str | None = None,
+           visit: Sequence[Sequence[str]] = ()) -> bytes:  # fmt: skip
     """The A4 chart PDF (bytes): see `ionctl.records.pdf` (imports matplotlib). `head`: the store's chain head
-    now (`Store.chain_head`), printed beside the record's own chain hash; `clinic_name` the site's, heading it."""
+    now (`Store.chain_head`), printed beside the record's own chain hash; `clinic_name` the site's, heading it;
+    `visit` the channels of the record's visit (`ionctl.records.narrative.visit_channels_in`)."""
     from ionctl.records.pdf import to_pdf as build
 
-    return build(record, head=head, clinic_name=clinic_name)
+    return build(record, head=head, clinic_name=clinic_name, visit=visit)
 
 
 class ExportError(OSError):

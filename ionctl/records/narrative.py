@@ -530,9 +530,48 @@ def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     return [(indent + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))).rstrip() for row in rows]
 
 
-def show_text(record: Any, name: str | None = None) -> list[str]:
+class _Fields:
+    """A record row as the sentences read a record (`.fields`)."""
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self.fields = fields
+
+
+def visit_channels(record: Any, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """The channels of the visit `record` is a channel of, found among `rows` (the patient's record rows): (channel,
+    treatment site, record, outcome, dose delivered of prescribed), in channel order; empty for a session that is
+    no visit's. The chart shows them so that each channel's page says what the visit as a whole did."""
+    details = ClinicalDetails.of_record(record.fields)
+    if details is None or details.visit is None:
+        return []
+    found: list[tuple[int, tuple[str, str, str, str, str]]] = []
+    for row in rows:
+        other = ClinicalDetails.of_record(row)
+        if other is None or other.visit is None or other.visit.id != details.visit.id:
+            continue
+        delivered, prescribed = dose_figures(_Fields(row))
+        dose = f"{number(delivered, 2)} of {number(prescribed, 2, ' mA·min')} ({percent(delivered, prescribed)})"
+        this = " (this record)" if int(row["id"]) == int(record.fields["id"]) else ""
+        found.append((other.visit.channel, (f"{other.visit.channel} of {other.visit.channels}", site_text(other),
+                                            f"#{row['id']}{this}", str(row.get("outcome") or "open"), dose)))
+    return [line for _, line in sorted(found)]  # fmt: skip
+
+
+def visit_channels_in(store: Any, record: Any) -> list[tuple[str, str, str, str, str]]:
+    """`visit_channels` of `record`, read from its store (the patient's records); empty for no visit's, or a store
+    that cannot list records."""
+    details = ClinicalDetails.of_record(record.fields)
+    lister = getattr(store, "list_records", None)
+    if details is None or details.visit is None or lister is None:
+        return []
+    return visit_channels(record, lister(patient=record.fields.get("patient")))
+
+
+def show_text(record: Any, name: str | None = None,
+              visit: Sequence[tuple[str, str, str, str, str]] = ()) -> list[str]:  # fmt: skip
     """A record for a person at a terminal, in sections: who and when, how it ended, the prescription beside the
-    delivery, the skin check, any adverse reaction, what happened, the addenda, the signatures, the integrity."""
+    delivery, a visit's channels (`visit`: `visit_channels`), the skin check, any adverse reaction, what happened,
+    the addenda, the signatures, the integrity."""
     from ionctl.records.skin import corrected_by
 
     f = record.fields
@@ -547,6 +586,9 @@ def show_text(record: Any, name: str | None = None) -> list[str]:
         out += [f"  - {line}" for reason in refusal_reasons(record) for line in wrap(reason, SHOW_WIDTH - 4)]
     out += ["", "Prescription and delivery"]
     out += _table([("", "prescribed", "delivered"), *comparison(record)])
+    if visit:
+        out += ["", f"This visit's channels ({len(visit)})"]
+        out += _table([("channel", "site", "record", "outcome", "dose mA·min"), *visit])
     skin = skin_table(record)
     if skin:
         out += ["", "Skin check"] + _table([("item", "before", "after"), *skin])

@@ -134,7 +134,8 @@ def _columns_text(flow: _Flow, rows: Sequence[Sequence[str]], widths: list[float
     return flow.y - start
 
 
-def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | None) -> tuple[list[_Page], bool]:
+def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | None,
+            visit: Sequence[Sequence[str]] = ()) -> tuple[list[_Page], bool]:  # fmt: skip
     """The pages of the record; whether the plot is on page 1."""
     f = record.fields
     flow = _Flow(footer_in=0.0)
@@ -171,6 +172,11 @@ def _layout(record: Record, head: tuple[int, str] | None, clinic_name: str | Non
     flow.heading("Prescription and delivery")
     rows = [("", "Prescribed", "Delivered"), *narrative.comparison(record)]
     _columns_text(flow, rows, [0.95, 3.6, 2.6])
+
+    if visit:
+        flow.heading(f"This visit's channels ({len(visit)}), each its own session and record")
+        _columns_text(flow, [("Channel", "Site", "Record", "Outcome", "Dose delivered"), *visit],
+                      [0.7, 1.5, 1.45, 0.9, 2.6])  # fmt: skip
 
     skin = narrative.skin_table(record)
     if skin:
@@ -287,15 +293,16 @@ def _fx(x_in: float) -> float:
     return x_in / A4_PORTRAIT_IN[0]
 
 
-def build_pages(record: Record, *, head: tuple[int, str] | None = None,
-                clinic_name: str | None = None) -> list[Figure]:  # fmt: skip
+def build_pages(record: Record, *, head: tuple[int, str] | None = None, clinic_name: str | None = None,
+                visit: Sequence[Sequence[str]] = ()) -> list[Figure]:  # fmt: skip
     """Every page of the chart as a matplotlib Figure (A4 portrait) on an Agg canvas. `head`: the store's chain
-    head (gseq, hash) now, printed with the record's own chain hash; `clinic_name` heads the first page."""
+    head (gseq, hash) now, printed with the record's own chain hash; `clinic_name` heads the first page; `visit`
+    the channels of the record's visit (`narrative.visit_channels`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    pages, _ = _layout(record, head, clinic_name)
+    pages, _ = _layout(record, head, clinic_name, visit)
     figures = []
     simulated = narrative.simulated(record)
     for k, page in enumerate(pages, start=1):
@@ -467,21 +474,23 @@ def _plot(fig: Figure, record: Record, top_in: float, height_in: float) -> None:
                    ncol=len(handles), fontsize=7, frameon=False, borderaxespad=0.0)  # fmt: skip
 
 
-def to_pdf(record: Record, *, head: tuple[int, str] | None = None, clinic_name: str | None = None) -> bytes:
+def to_pdf(record: Record, *, head: tuple[int, str] | None = None, clinic_name: str | None = None,
+           visit: Sequence[Sequence[str]] = ()) -> bytes:  # fmt: skip
     """The chart PDF (bytes): one page when it fits, more marked "page K of N". `head`: the store's chain head
-    now (`Store.chain_head`); `clinic_name`: the site configuration's, heading page 1."""
+    now (`Store.chain_head`); `clinic_name`: the site configuration's, heading page 1; `visit`: the channels of
+    the record's visit (`narrative.visit_channels_in`), listed under the prescription."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     out = io.BytesIO()
     meta = {"Title": f"Iontophoresis session record {record.id}", "Subject": f"patient {record.fields.get('patient')}",
             "Creator": "ionctl"}  # fmt: skip
     with PdfPages(out, metadata=meta) as pdf:
-        for fig in build_pages(record, head=head, clinic_name=clinic_name):
+        for fig in build_pages(record, head=head, clinic_name=clinic_name, visit=visit):
             pdf.savefig(fig)
     return out.getvalue()
 
 
 def write_pdf(record: Record, path: str | os.PathLike[str], *, head: tuple[int, str] | None = None,
-              clinic_name: str | None = None) -> None:  # fmt: skip
+              clinic_name: str | None = None, visit: Sequence[Sequence[str]] = ()) -> None:  # fmt: skip
     with open(path, "wb") as f:
-        f.write(to_pdf(record, head=head, clinic_name=clinic_name))
+        f.write(to_pdf(record, head=head, clinic_name=clinic_name, visit=visit))

@@ -200,3 +200,27 @@ def test_the_visits_exit_code_is_its_worst_channels() -> None:
 def test_the_site_sets_the_visit_policy(config: SiteConfig, store: Store, tess: Identity, tmp_path: Path) -> None:
     prepared = prepare_visit(two_hands(), store=store, config=config, operator=tess)
     assert prepared.policy is VisitPolicy(config.visits.fault_policy) is VisitPolicy.STOP_ALL
+
+
+def test_each_channels_chart_shows_every_channel_of_its_visit(config: SiteConfig, store: Store, tess: Identity) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pypdf")
+    from ionctl.records.narrative import show_text, visit_channels_in
+    from ionctl.records.pdf import to_pdf
+    from tests.records.charts import pdf_text
+
+    visit = replace(two_hands(dose_ma_min=2.0), policy=VisitPolicy.STOP_ALL)
+    report, _, _ = run_visit(visit, store, config, tess, faults={2: ["electrode-lift@4"]}, hold_until_fault=True)
+    ids = [r.record_id for r in report.reports]
+    assert None not in ids
+    left = store.get(ids[0])  # type: ignore[arg-type]
+    channels = visit_channels_in(store, left)
+    assert [row[:2] for row in channels] == [("1 of 2", "left hand"), ("2 of 2", "right hand")]
+    assert channels[0][2] == f"#{ids[0]} (this record)" and channels[1][2] == f"#{ids[1]}"
+    assert [row[3] for row in channels] == ["stopped", "fault"]
+    shown = "\n".join(show_text(left, visit=channels))
+    assert "This visit's channels (2)" in shown and "right hand" in shown and "fault" in shown
+    text = " ".join(pdf_text(to_pdf(left, visit=channels)))
+    assert "This visit's channels (2)" in text and f"#{ids[1]}" in text and "right hand" in text
+    alone = store.get(ids[0])  # a session of no visit lists no channels
+    assert visit_channels_in(store, type(alone)({**alone.fields, "clinical": None}, [], [], [])) == []

@@ -95,6 +95,7 @@ class EndScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="pdf")
     def _export(self, record_id: int) -> None:
         from ionctl.records import Store
+        from ionctl.records.narrative import visit_channels_in
         from ionctl.records.pdf import write_pdf
 
         setup = self.console.setup
@@ -102,7 +103,9 @@ class EndScreen(Screen[None]):
         clinic_name = setup.config.bench.clinic_name if setup.config is not None else None
         try:
             with Store(setup.store_path) as store:
-                write_pdf(store.get(record_id), path, head=store.chain_head(), clinic_name=clinic_name)
+                record = store.get(record_id)
+                write_pdf(record, path, head=store.chain_head(), clinic_name=clinic_name,
+                          visit=visit_channels_in(store, record))  # fmt: skip
         except Exception as exc:
             self.app.call_from_thread(self._status, f"could not write the PDF: {exc}", True)
             return

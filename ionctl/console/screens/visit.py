@@ -558,6 +558,7 @@ class VisitEndScreen(EndScreen):
     @work(thread=True, exclusive=True, group="pdf")
     def _export_all(self, records: list[int]) -> None:
         from ionctl.records import Store
+        from ionctl.records.narrative import visit_channels_in
         from ionctl.records.pdf import write_pdf
 
         setup = self.console.setup
@@ -568,7 +569,8 @@ class VisitEndScreen(EndScreen):
                 head = store.chain_head()
                 for record_id in records:
                     path = setup.export_dir / f"record-{record_id}.pdf"
-                    write_pdf(store.get(record_id), path, head=head, clinic_name=clinic_name)
+                    record = store.get(record_id)
+                    write_pdf(record, path, head=head, clinic_name=clinic_name, visit=visit_channels_in(store, record))
                     paths.append(str(path))
         except Exception as exc:
             self.app.call_from_thread(self._status, f"could not write the PDFs: {exc}", True)
