@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -30,15 +28,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ionctl.cli import run
 from ionctl.core.vocabulary import ExitCode
-from ionctl.treatment.request import TreatmentRequest
-from sim.cli import time_scale as sim_time_scale  # the simulator's own option type: one definition
 
 if TYPE_CHECKING:
+    import subprocess
+
     from ionctl.cli.visit import Spec
     from ionctl.config import SiteConfig
     from ionctl.config.people import Identity
     from ionctl.records import Store
     from ionctl.treatment import Report
+    from ionctl.treatment.request import TreatmentRequest
     from ionctl.treatment.visit import VisitReport
 
 READY_TIMEOUT_S = 20.0
@@ -90,9 +89,19 @@ DEFAULT_VISIT_PRESET = "asc-exosome-hand-eczema"
 DEMO_SITE = "left forearm"
 
 
+def sim_time_scale(text: str) -> float:
+    """The simulator's own `--time-scale` option type (one definition), imported when the option is given (the
+    simulator's modules are not for `ionctl --help` to load)."""
+    from sim.cli import time_scale
+
+    return time_scale(text)
+
+
 def demo_request(preset: str, device: str, db: str, config: SiteConfig) -> TreatmentRequest:
     """The session the demo of `preset` runs on the simulated device at `device`, recorded in `db`: at the
     preset's treatment site (in the demo's `config`), else on `DEMO_SITE`; its record says simulated."""
+    from ionctl.treatment.request import TreatmentRequest
+
     demo = DEMO_PRESETS[preset]
     site = config.preset(preset).site or DEMO_SITE
     return TreatmentRequest(device=device, operator=DEMO_OPERATOR, patient=DEMO_PATIENT, preset=preset,
@@ -137,6 +146,8 @@ def default_out() -> Path:
 def main(args: argparse.Namespace) -> int:
     """Start the simulator, run the example session (or with `--visit`, the preset's visit) into the demo store,
     export its chart PDF, compare doses; exit with the session's (the visit's) exit code."""
+    import tempfile
+
     from ionctl.config.people import PeopleError
     from ionctl.records import Store, StoreError
 

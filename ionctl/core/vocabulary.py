@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import enum
 
-from ionctl.drivers.base import DeviceError, DeviceFault, LinkLost, VersionMismatch
-
 
 class ExitCode(enum.IntEnum):
     """What the process tells the shell (`ionctl run --help` lists the session's)."""
@@ -84,6 +82,8 @@ class SessionFault(enum.StrEnum):
 def fault_of(exc: BaseException) -> str:
     """The fault code for an exception that ended a session: the device's own code for a `DeviceFault`, a
     `SessionFault` for every other driver error, and `internal` for anything else (never a class name)."""
+    from ionctl.drivers.base import DeviceError, DeviceFault, LinkLost, VersionMismatch  # not for `ionctl --help`
+
     if isinstance(exc, DeviceFault):
         return str(exc.fault.value)
     if isinstance(exc, LinkLost):
