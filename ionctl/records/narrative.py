@@ -550,7 +550,7 @@ def visit_channels(record: Any, rows: Sequence[Mapping[str, Any]]) -> list[tuple
         if other is None or other.visit is None or other.visit.id != details.visit.id:
             continue
         delivered, prescribed = dose_figures(_Fields(row))
-        dose = f"{number(delivered, 2)} of {number(prescribed, 2, ' mA·min')} ({percent(delivered, prescribed)})"
+        dose = f"{number(delivered, 2)} of {number(prescribed, 2, 'mA·min')} ({percent(delivered, prescribed)})"
         this = " (this record)" if int(row["id"]) == int(record.fields["id"]) else ""
         found.append((other.visit.channel, (f"{other.visit.channel} of {other.visit.channels}", site_text(other),
                                             f"#{row['id']}{this}", str(row.get("outcome") or "open"), dose)))

@@ -619,7 +619,8 @@ def test_cli_gives_the_chart_page_the_store_head_and_the_clinic_name(
     assert cli(["records", "export", str(record.id), "--format", "fhir", "--db", str(store.path),
                 "--config", str(site)]) == 0  # fmt: skip
     bundle = json.loads(capsys.readouterr().out)
-    assert calls == [{"record": record.id, "head": store.chain_head(), "clinic_name": "Lakeside Clinic"}]
+    assert calls == [{"record": record.id, "head": store.chain_head(), "clinic_name": "Lakeside Clinic",
+                      "visit": []}]  # a session of no visit: no channels to list  # fmt: skip
     doc = one(bundle, "DocumentReference")
     assert base64.b64decode(doc["content"][0]["attachment"]["data"]) == page(record)
     assert doc["custodian"]["display"] == "Lakeside Clinic"

@@ -213,9 +213,9 @@ def test_an_unsigned_record_says_so_and_the_cli_export_prints_the_head(
 
     real = pdf.build_pages
 
-    def spy(r: Record, head: tuple[int, str] | None = None, clinic_name: str | None = None) -> Any:
+    def spy(r: Record, head: tuple[int, str] | None = None, clinic_name: str | None = None, **more: Any) -> Any:
         seen.append(head)
-        return real(r, head=head, clinic_name=clinic_name)
+        return real(r, head=head, clinic_name=clinic_name, **more)
 
     monkeypatch.setattr(pdf, "build_pages", spy)
     out = tmp_path / "chart.pdf"
