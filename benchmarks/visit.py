@@ -5,9 +5,11 @@ channel's session decided a fault (stamped when the driver's reader thread decod
 that answers it, p99 over every channel of every round. The fault is `polarity-flip`: the device reports the other
 polarity, which only the host judges (a ramp to zero, `abort`); a lifted electrode is cut by the device itself
 first. Each round is a `VisitRunner` visit of 8 channels, each its own `FirmwareDevice` over its own pty to its own
-simulator process at 1x with telemetry at 100 Hz (10 ms), every channel energised when its fault comes (7 s after its
-output was energised; visit policy `continue`, so that every channel answers its own). The baseline is the same
-figure for a visit of one channel, in the same run: the ratio is what the other 7 channels cost (target <= 1.5).
+simulator process at 1x with telemetry at 100 Hz (10 ms), every channel energised when its fault comes (5.5 s after
+its output was energised, past its 5 s ramp; visit policy `continue`, so that every channel answers its own). The
+baseline is the same figure for visits of one channel, as many faults as the visit's (a p99 of fewer than 100 samples
+is their maximum, which grows with their number), in the same run: the ratio is what the other 7 channels cost
+(target <= 1.5). The p50 and the maximum of both are given beside it.
 
 `visit_host_cpu_pct_per_channel`: this process's CPU time (`time.process_time`: every channel's session thread,
 every driver's reader thread) over 10 s of wall time with all 8 channels delivering, per channel, as % of one core;
@@ -39,7 +41,7 @@ from sim.process import running_sim
 
 CHANNELS = 8
 PERIOD_S = 0.010  # 100 Hz telemetry, as LinkOptions.telemetry_period_s asks of the firmware
-FAULT_AFTER_S = 7.0  # device seconds after the output is first energised (past the 5 s ramp-up)
+FAULT_AFTER_S = 5.5  # device seconds after the output is first energised: delivering, past the 5 s ramp-up
 CPU_WINDOW_S = 10.0
 START_TIMEOUT_S = 60.0
 SITES = ("left hand", "right hand", "left foot", "right foot", "left forearm", "right forearm", "left wrist",
@@ -180,7 +182,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         single: list[float] = []
         many: list[float] = []
-        for _ in range(rounds * 2):  # as many single-channel faults as rounds of the visit's ... times two
+        # As many single-channel faults as the visit's: a p99 of n samples is (for n < 100) their maximum, which
+        # grows with n, so only equal counts compare one channel alone with the visit fairly.
+        for _ in range(rounds * channels):
             single += _visit(1, Path(tmp), faults=fault, window_s=None, time_scale=scale)[0]
         for _ in range(rounds):
             many += _visit(channels, Path(tmp), faults=fault, window_s=None, time_scale=scale)[0]
@@ -193,6 +197,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             "name": "visit_fault_reaction_p99_vs_single",
             "value": round(p99_many, 2),
             "p50": round(statistics.median(many) * 1000, 2),
+            "max": round(max(many) * 1000, 2),
+            "baseline_p50": round(statistics.median(single) * 1000, 2),
+            "baseline_max": round(max(single) * 1000, 2),
             "unit": f"host ms from the deciding sample's arrival to the abort, p99 of {len(many)} faults, "
             f"{channels} channels at 100 Hz device time, simulators at {scale:g}x",
             "baseline": round(p99_one, 2),

@@ -51,7 +51,7 @@ from textual.message import Message
 
 from ionctl.console.controller import Finished, SessionController, StateChanged
 from ionctl.console.setup import ConsoleSetup
-from ionctl.console.visit import ChannelAlert, ChannelChanged, VisitController, VisitFinished
+from ionctl.console.visit import ChannelAlert, ChannelChanged, ChannelEnded, VisitController, VisitFinished
 
 if TYPE_CHECKING:
     from ionctl.config import Preset
@@ -77,7 +77,8 @@ class SessionEvent(Message):
     """A controller event (`StateChanged` or `Finished`; a visit's `ChannelChanged`, `ChannelAlert` or
     `VisitFinished`), delivered on the app's thread."""
 
-    def __init__(self, event: StateChanged | Finished | ChannelChanged | ChannelAlert | VisitFinished) -> None:
+    def __init__(self, event: StateChanged | Finished | ChannelChanged | ChannelAlert | ChannelEnded | VisitFinished,
+                 ) -> None:  # fmt: skip
         super().__init__()
         self.event = event
 
@@ -509,7 +510,7 @@ class ConsoleApp(App[None]):
         from ionctl.console.screens.fault import FaultScreen
 
         event = message.event
-        if isinstance(event, (ChannelChanged, ChannelAlert, VisitFinished)):
+        if isinstance(event, (ChannelChanged, ChannelAlert, ChannelEnded, VisitFinished)):
             self.on_visit_event(event)
             return
         controller = self.flow.controller
@@ -533,9 +534,10 @@ class ConsoleApp(App[None]):
         else:
             self.show_end(event.report)
 
-    def on_visit_event(self, event: ChannelChanged | ChannelAlert | VisitFinished) -> None:
+    def on_visit_event(self, event: ChannelChanged | ChannelAlert | ChannelEnded | VisitFinished) -> None:
         """A channel's fault takes over the screen naming the channel (the others go on, or ramp down, as the
-        visit policy says, and show again once it is dismissed); the visit's end shows the visit's end screen."""
+        visit policy says, and show again once it is dismissed), as does a channel that ended on an internal error
+        or with the alarm raised (its current may still flow); the visit's end shows the visit's end screen."""
         from ionctl.console.screens.visit import ChannelFaultScreen
 
         controller = self.flow.visit_controller
@@ -548,22 +550,37 @@ class ConsoleApp(App[None]):
             if event.change.state == "fault":
                 self.push_screen(ChannelFaultScreen(controller, event.channel, event.fault, event.change.reason))
             return
+        if isinstance(event, ChannelEnded):
+            result, shown = event.result, self._channel_faults()
+            if (result.alarm or result.outcome == "fault") and event.channel not in shown:
+                self.push_screen(ChannelFaultScreen(controller, event.channel, result.fault or "alarm",
+                                                    result.message))  # fmt: skip
+            return
         if self.leave_when_ended:  # SIGTERM: every record is closed, the console goes
             self.exit()
             return
         for screen in self.screen_stack:
             if isinstance(screen, ChannelFaultScreen):
                 screen.finished(event.report.reports[screen.channel - 1])
-        if not any(isinstance(screen, ChannelFaultScreen) for screen in self.screen_stack):
+        if not self._channel_faults():
             self.show_visit_end()
+
+    def _channel_faults(self) -> set[int]:
+        """The channels whose fault screen is on the screen stack."""
+        from ionctl.console.screens.visit import ChannelFaultScreen
+
+        return {s.channel for s in self.screen_stack if isinstance(s, ChannelFaultScreen)}
 
     def show_visit_end(self) -> None:
         """The visit's end screen, in place of its run screen and anything over it."""
         from ionctl.console.screens.login import LockScreen
         from ionctl.console.screens.visit import VisitEndScreen
 
+
         controller = self.flow.visit_controller
         assert controller is not None and controller.report is not None
+        if any(isinstance(s, VisitEndScreen) for s in self.screen_stack):  # shown already: keep what is typed there
+            return
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(VisitEndScreen(controller))
@@ -622,9 +639,13 @@ class ConsoleApp(App[None]):
             elif controller.running:
                 self.notify("The session goes on: the console does not close while it runs.", severity="warning")
 
-        self.push_screen(ConfirmAction("A session is running: the console cannot close while it runs.\n"
-                                       "STOP the session now? The current ramps down and the session ends."),
-                         answer)  # fmt: skip
+        if isinstance(controller, VisitController):
+            question = ("A visit is running: the console cannot close while it runs.\nSTOP EVERY CHANNEL now? Every "
+                        "current ramps down and the visit ends.")  # fmt: skip
+        else:
+            question = ("A session is running: the console cannot close while it runs.\nSTOP the session now? The "
+                        "current ramps down and the session ends.")  # fmt: skip
+        self.push_screen(ConfirmAction(question), answer)
 
 
 def _tell(text: str) -> None:

@@ -47,13 +47,22 @@ class ChannelAlert:
 
 
 @dataclass(frozen=True)
+class ChannelEnded:
+    """A channel's session has ended (its record closes next): the fault screen takes over if it faulted without a
+    FAULT state (an internal error) or raised the alarm (current that may still flow)."""
+
+    channel: int
+    result: SessionResult
+
+
+@dataclass(frozen=True)
 class VisitFinished:
     """Every channel has ended and every record is closed."""
 
     report: VisitReport
 
 
-VisitEvent = ChannelChanged | ChannelAlert | VisitFinished
+VisitEvent = ChannelChanged | ChannelAlert | ChannelEnded | VisitFinished
 
 
 class VisitController:
@@ -160,8 +169,16 @@ before (`skin_check_before`, one for the visit's sites) goes into every channel'
         return self.sources[n - 1]
 
     def _run(self) -> None:
+        from ionctl.treatment.report import not_started
+        from ionctl.treatment.visit import VisitReport
+
         try:
             self.report = self.runner.run()
+        except Exception as exc:  # noqa: BLE001 - the screen must still reach the visit's end
+            self._say(f"INTERNAL ERROR running the visit: {exc!r}")
+            self.report = VisitReport(self.visit.visit_id, tuple(run.label for run in self.runner.channels), tuple(
+                run.report or not_started(f"internal error: {exc!r}", db=None, outcome="fault", fault="internal")
+                for run in self.runner.channels))  # fmt: skip
         finally:
             for source in self.sources:  # a channel that never started leaves its device open; closing is idempotent
                 try:
@@ -210,6 +227,7 @@ before (`skin_check_before`, one for the visit's sites) goes into every channel'
         with self._lock:
             live = self._live[channel - 1]
             live.state, live.fault, live.reason = result.outcome, result.fault, result.message
+        self._tell(ChannelEnded(channel, result))
 
     def _tell(self, event: VisitEvent) -> None:
         if self.notify is not None:

@@ -133,6 +133,11 @@ def prepare_visit(visit: VisitRequest, *, store: Store | None, config: SiteConfi
     if not 1 <= len(channels) <= MAX_CHANNELS:
         raise VisitRefused(f"a visit has 1 to {MAX_CHANNELS} channels, not {len(channels)}")
     _distinct(channels)
+    coursed = [n for n, c in enumerate(channels, start=1) if c.request.course_id is not None or c.request.course_ref]
+    if coursed:  # the course rules count one session at a time, and a course's session is one site's
+        raise VisitRefused("a visit's channels are not sessions of a treatment course (the course rules allow one "
+                           "session at a time): start the visit without a course, or run each course's session on "
+                           "its own", channel=coursed[0])  # fmt: skip
     visit_id = str(uuid.uuid4())
     prepared: list[Prepared] = []
     for n, channel in enumerate(channels, start=1):
@@ -224,6 +229,7 @@ class ChannelRun:
     thread: threading.Thread | None = None
     record_note: Callable[[str], None] | None = None
     notes: list[str] = field(default_factory=list)  # for its record, written by its own thread (`_drain`)
+    stopping: bool = False  # a stop or abort was asked of it (the operator's, a signal's, the policy's)
 
 
 @dataclass
@@ -275,6 +281,8 @@ class VisitRunner:
         targets = self.channels if channel is None else [self.channels[channel - 1]]
         for run in targets:
             with self._lock:
+                if action in ("stop", "abort"):
+                    run.stopping = True
                 if reason is not None:
                     run.interrupts.reasons.append(reason)
                 session = run.session
@@ -348,25 +356,32 @@ class VisitRunner:
 
     def _on_state(self, n: int, session: Session, change: StateChange) -> None:
         if str(change.state) == "fault":
-            self._fault(n, change)
+            self._fault(n, change.reason)
         if self.display is not None:
             self.display.on_state(n, session, change)
 
-    def _fault(self, n: int, change: StateChange) -> None:
-        """Channel `n` faulted: the visit policy for the others (requests only: nothing here waits for them)."""
+    def _fault(self, n: int, reason: str) -> None:
+        """Channel `n` faulted (its session's FAULT state, or a session abandoned on an internal error): the visit
+        policy for the others (requests only: nothing here waits for them). A channel already stopping at the
+        operator's request (or a signal's) keeps that as the reason its record gives."""
         with self._lock:
             if n in self._faulted:
                 return
             self._faulted.add(n)
         faulted = self.channels[n - 1]
-        said = f"channel {n} ({faulted.label}) faulted: {change.reason}"
+        said = f"channel {n} ({faulted.label}) faulted: {reason}"
         stop = self.visit.policy is VisitPolicy.STOP_ALL
         for other in self.channels:
             if other.number == n or other.report is not None:
                 continue
-            if stop:
+            with self._lock:
+                already = other.stopping
+            if stop and not already:
                 self.request("stop", other.number, reason=f"visit policy stop-all: {said}")
-            what = "ramps down (visit policy stop-all)" if stop else "continues (visit policy continue)"
+            if already:
+                what = "was already stopping (asked before the fault)"
+            else:
+                what = "ramps down (visit policy stop-all)" if stop else "continues (visit policy continue)"
             with self._lock:  # its own thread writes it (`_drain`): never another channel's store from this one
                 other.notes.append(f"visit: {said}; this channel {what}")
         if self.display is not None:
@@ -404,5 +419,7 @@ class _ChannelDisplay:
         self.visit._on_state(self.channel, session, change)
 
     def ended(self, result: SessionResult) -> None:
+        if result.outcome == "fault":  # also a session abandoned on an internal error, which has no FAULT state
+            self.visit._fault(self.channel, result.message or str(result.fault))
         if self.visit.display is not None:
             self.visit.display.ended(self.channel, result)

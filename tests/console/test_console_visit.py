@@ -33,6 +33,8 @@ from tests.console.driving import (
     answer_skin,
     energised_for,
     fill,
+    fully_visible,
+    key_help,
     log_in,
     new_app,
     on_screen,
@@ -73,19 +75,24 @@ def controller_of(pilot: Pilot[Any]) -> VisitController:
 
 async def to_confirm(pilot: Pilot[Any], sites: tuple[str, ...] = ("left hand", "right hand"), *,
                      dose: str = "5") -> None:  # fmt: skip
-    """Log in, mark both devices (Space, in order), the patient, dexamethasone at 2 mA on 10 cm² (10 s ramps), each
-    channel's site, every contact, the skin check: the visit's confirmation."""
+    """Log in, the devices (two: marked with Space, in order; more: typed, separated by commas), the patient,
+    dexamethasone at 2 mA on 10 cm² (10 s ramps), each channel's site, every contact, the skin check: the visit's
+    confirmation."""
+    count = len(sites)
     await log_in(pilot)
     await on_screen(pilot, DeviceScreen)
-    await shows(pilot, "2 found")
-    found = pilot.app.screen.query_one("#found")
-    found.focus()
-    await pilot.press("space", "down", "space")
-    await shows(pilot, "Visit: 2 channel(s) marked")
-    assert [str(o.prompt).split(":")[0] for o in found.options] == ["channel 1", "channel 2"]  # type: ignore[attr-defined]
+    await shows(pilot, f"{count} found")
+    if count == 2:
+        found = pilot.app.screen.query_one("#found")
+        found.focus()
+        await pilot.press("space", "down", "space")
+        await shows(pilot, "Visit: 2 channel(s) marked")
+        assert [str(o.prompt).split(":")[0] for o in found.options] == ["channel 1", "channel 2"]  # type: ignore[attr-defined]
+    else:
+        await fill(pilot, "#address", ", ".join(f"inprocess:sim{n}" for n in range(1, count + 1)))
     await pilot.press("enter")
     await on_screen(pilot, PatientScreen)
-    await shows(pilot, "Channel 2:")
+    await shows(pilot, f"Channel {count}:")
     await pilot.press(*"P0042", "enter")
     await on_screen(pilot, PresetScreen)
     await pilot.press("enter")  # dexamethasone
@@ -100,13 +107,13 @@ async def to_confirm(pilot: Pilot[Any], sites: tuple[str, ...] = ("left hand", "
         await fill(pilot, f"#site-{n}", site)
     await pilot.press("ctrl+n")
     await on_screen(pilot, VisitContactScreen)
-    await until(pilot, lambda: text_of(pilot.app).count("within the window") == 2, "both contacts checked")
+    await until(pilot, lambda: text_of(pilot.app).count("within the window") == count, "every contact checked")
     await pilot.press("ctrl+n")
     await on_screen(pilot, SkinBeforeScreen)
     await answer_skin(pilot)
     await pilot.press("ctrl+n")
     await on_screen(pilot, VisitConfirmScreen)
-    await shows(pilot, "Channel 2: right hand on inprocess:sim2")
+    await shows(pilot, f"Channel {count}: {sites[-1]} on inprocess:sim{count}")
 
 
 @run_async
@@ -280,3 +287,31 @@ async def test_a_preset_with_a_visit_gives_each_channel_its_site_to_start_from(t
         assert sites == ["left hand", "right hand"]  # the exosome preset's visit: both hands
         await pilot.press("ctrl+n")
         await on_screen(pilot, VisitContactScreen)
+
+
+EIGHT = ("left hand", "right hand", "left foot", "right foot", "left forearm", "right forearm", "left wrist",
+         "right wrist")  # fmt: skip
+
+
+@run_async
+async def test_eight_channels_fit_an_80x24_terminal_each_panel_whole_and_every_key_shown(tmp_path: Path) -> None:
+    setup, _, truths, gates = visit_setup(tmp_path, count=8)
+    for gate in gates:
+        gate.hold_when(energised_for(10.0))
+    async with new_app(setup).run_test(size=(80, 24)) as pilot:
+        await to_confirm(pilot, EIGHT, dose="20")
+        await pilot.press("y")
+        await on_screen(pilot, VisitRunScreen)
+        await until(pilot, lambda: all(gate.held for gate in gates), "every channel delivering")
+        await pilot.pause(0.3)  # a redraw
+        for n in range(1, 9):
+            panel = pilot.app.screen.query_one(f"#channel-{n}")
+            assert fully_visible(pilot.app, panel), f"channel {n}'s panel is cut at 80x24: {panel.region}"
+        shown_keys = {key.key for key in key_help(pilot.app) if fully_visible(pilot.app, key)}  # type: ignore[attr-defined]
+        assert {"s", "a", "x", "b"} <= shown_keys, shown_keys
+        await pilot.press("ctrl+c")  # every channel stops
+        for gate in gates:
+            gate.release()
+        await on_screen(pilot, VisitEndScreen)
+    assert outcomes(setup) == ["stopped"] * 8
+    assert all(truth.current_ua < FLOOR_UA for truth in truths)

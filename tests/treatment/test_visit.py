@@ -224,3 +224,43 @@ def test_each_channels_chart_shows_every_channel_of_its_visit(config: SiteConfig
     assert "This visit's channels (2)" in text and f"#{ids[1]}" in text and "right hand" in text
     alone = store.get(ids[0])  # a session of no visit lists no channels
     assert visit_channels_in(store, type(alone)({**alone.fields, "clinical": None}, [], [], [])) == []
+
+
+def test_a_channel_abandoned_on_an_internal_error_counts_as_a_fault_for_the_stop_all_policy(
+    config: SiteConfig, store: Store, tess: Identity
+) -> None:
+    visit = replace(two_hands(dose_ma_min=2.0), policy=VisitPolicy.STOP_ALL)
+    prepared = prepare_visit(visit, store=store, config=config, operator=tess)
+    display = Alerts()
+    sources, truths = [], []
+    for n in (1, 2):
+        source, truth = simulated(LOAD_PRESETS["normal"], seed=n)
+        sources.append(source)
+        truths.append(truth)
+
+    def bug() -> None:
+        raise RuntimeError("a bug in the host, not the device")
+
+    sources[0].at(4.0, bug)  # the left hand's session dies of it, 4 s into its output
+    sources[1].at(2.0, lambda: display.faulted.wait(10.0))  # the right hand meets the policy energised
+    runner = VisitRunner(prepared, lambda n, channel: sources[n - 1], store_path=store.path, display=display,
+                         messages=io.StringIO())  # fmt: skip
+    report = runner.run()
+    broken, other = report.reports
+    assert broken.result.outcome == "fault" and broken.result.fault == "internal"
+    assert [channel for channel, _ in display.alerts] == [1]  # the policy heard of it
+    assert other.result.outcome == "stopped"
+    # ground truth: the right hand's device ended at zero, short of its dose
+    assert truths[1].current_ua == 0.0 and truths[1].dose_ma_min < 2.0 * 0.9
+
+
+def test_a_visit_whose_channels_name_a_course_is_refused_before_any_device_opens(
+    config: SiteConfig, store: Store, tess: Identity
+) -> None:
+    visit = two_hands()
+    coursed = replace(visit, channels=(visit.channels[0], replace(visit.channels[1],
+                                                                  request=replace(visit.channels[1].request,
+                                                                                  course_id=7))))  # fmt: skip
+    with pytest.raises(VisitRefused, match="not sessions of a treatment course") as refused:
+        prepare_visit(coursed, store=store, config=config, operator=tess)
+    assert refused.value.channel == 2

@@ -156,9 +156,12 @@ class DeviceScreen(Step):
         for address in addresses:
             try:
                 sources.append(self.console.setup.open_device(address))
-            except DeviceError as exc:
+            except Exception as exc:  # a DeviceError, or anything else: the devices opened so far are let go
                 for source in sources:
-                    source.close()
+                    try:
+                        source.close()
+                    except Exception:  # noqa: BLE001 - the first error is the one to show
+                        pass
                 self.app.call_from_thread(self._status, f"cannot reach the device at {address}: {exc}", error=True)
                 return
         self.app.call_from_thread(self._opened_visit, addresses, sources)
@@ -170,10 +173,10 @@ class DeviceScreen(Step):
             return
         self.console.close_source()
         flow = self.flow
+        if addresses != flow.visit:  # other devices, or another order: each channel's site is to be given again
+            flow.sites = []
         flow.address, flow.visit, flow.sources = None, addresses, sources
         flow.contacts = [None] * len(addresses)
-        if len(flow.sites) != len(addresses):
-            flow.sites = []
         self.notify(f"connected: {len(sources)} devices, one per channel")
         self.console.switch_screen(PatientScreen())
 

@@ -119,10 +119,16 @@ class VisitContactScreen(Step):
             yield Static("", id=f"contact-{n}")
         yield Footer()
 
+    probing = False  # a probe of the channels is under way: R waits for it (one device, one probe at a time)
+
     def on_mount(self) -> None:
         self.action_recheck()
 
     def action_recheck(self) -> None:
+        if self.probing:
+            self.notify("The channels' contact is being checked: wait for it.", severity="warning")
+            return
+        self.probing = True
         self.flow.contacts = [None] * len(self.flow.visit)
         for n in range(1, len(self.flow.visit) + 1):
             self._show(n, None)
@@ -132,9 +138,12 @@ class VisitContactScreen(Step):
     def _probe(self) -> None:
         flow, limits = self.flow, self.console.setup.limits
         assert flow.prescription is not None
-        for n, source in enumerate(list(flow.sources), start=1):
-            check = probe_contact(source, flow.prescription, limits)
-            self.app.call_from_thread(self._show, n, check)
+        try:
+            for n, source in enumerate(list(flow.sources), start=1):
+                check = probe_contact(source, flow.prescription, limits)
+                self.app.call_from_thread(self._show, n, check)
+        finally:
+            self.probing = False
 
     def _show(self, n: int, check: ContactCheck | None) -> None:
         if not self.is_attached or n > len(self.flow.contacts):
@@ -235,6 +244,7 @@ class ChannelPanel(Vertical):
     ChannelPanel .state.-ended { background: $primary-darken-2; }
     ChannelPanel .state.-fault { background: $error; }
     ChannelPanel .current { text-style: bold; }
+    ChannelPanel Static { text-wrap: nowrap; text-overflow: ellipsis; }
     ChannelPanel ProgressBar Bar { width: 1fr; }
     ChannelPanel ProgressBar { width: 1fr; }
     """
@@ -260,9 +270,9 @@ class ChannelPanel(Vertical):
         for name in set(STATE_CLASS.values()):
             state.set_class(STATE_CLASS.get(snap.state) == name, name)
         s = snap.sample
-        self.query_one(".current", Static).update(f"{s.measured_ma:5.2f} mA   {clock(snap.time_left_s)} left"
-                                                  if s is not None else "  —  mA")  # fmt: skip
-        self.query_one(".dose", Static).update(f"dose {snap.delivered_ma_min:.2f} of {snap.planned_ma_min:.2f} mA·min")
+        self.query_one(".current", Static).update(f"{s.measured_ma:.2f} mA  {clock(snap.time_left_s)} left"
+                                                  if s is not None else "— mA")  # fmt: skip
+        self.query_one(".dose", Static).update(f"{snap.delivered_ma_min:.2f}/{snap.planned_ma_min:.2f} mA·min")
         self.query_one(ProgressBar).update(progress=min(snap.delivered_ma_min, snap.planned_ma_min))
         self.query_one(".detail", Static).update(_detail(snap))
 
@@ -391,7 +401,23 @@ class VisitRunScreen(Screen[None]):
 
 class ChannelFaultScreen(FaultScreen):
     """A channel's fault: the fault screen, naming the channel; Enter goes back to the visit once the channel's
-    current is at zero (to the visit's end screen once every channel has ended)."""
+    current is at zero (to the visit's end screen once every channel has ended). X stops every other channel from
+    here (confirmed with Y): under the `continue` policy they go on behind this screen."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [*FaultScreen.BINDINGS, *both_cases([Binding("x", "stop_all",
+                                                                                          "Stop ALL")])]  # fmt: skip
+
+    def action_stop_all(self) -> None:
+        controller = self.visit
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                controller.request("stop")
+                self.notify("stopping every channel: ramping down", severity="warning")
+
+        if controller.running:
+            self.app.push_screen(ConfirmAction("STOP EVERY CHANNEL? Every current ramps down and the visit ends."),
+                                 answer)  # fmt: skip
 
     def __init__(self, controller: VisitController, channel: int, fault: str | None, reason: str) -> None:
         super().__init__(_ChannelView(controller, channel), fault, reason)  # type: ignore[arg-type]
@@ -492,6 +518,7 @@ class VisitEndScreen(EndScreen):
         super().__init__(next((r for r in reports if r.record_id is not None), reports[0]))
         self.controller = controller
         self.reports: tuple[Report, ...] = reports
+        self.saved: set[int] = set()  # the records the skin check after is in
 
     def compose(self) -> ComposeResult:
         from ionctl.treatment.report import result_text
@@ -529,7 +556,7 @@ class VisitEndScreen(EndScreen):
         from ionctl.console.controller import record_after
         from ionctl.records import Store
 
-        records = self._records()
+        records = [r for r in self._records() if r not in self.saved]
         if not records:
             return
         if self.console.flow.after_saved:
@@ -540,12 +567,15 @@ class VisitEndScreen(EndScreen):
             with Store(self.console.setup.store_path) as store:
                 for record_id in records:
                     record_after(store, record_id, self.console.operator_name, check)
+                    self.saved.add(record_id)  # a retry after a failure writes only the records still without it
         except SkinCheckError as exc:
             self._status(f"Not recorded: {exc}", error=True)
             return
         except Exception as exc:
-            self._status(f"could not record the skin check: {exc}", error=True)
+            done = f" (recorded in records {', '.join(map(str, sorted(self.saved)))}; Ctrl+S records the rest)"
+            self._status(f"could not record the skin check: {exc}" + (done if self.saved else ""), error=True)
             return
+        records = self._records()
         self.console.flow.after_saved = True
         noted = f"; adverse reaction noted: {check.reaction}" if check.reaction else "; no adverse reaction"
         self._status(f"Skin check after recorded in records {', '.join(map(str, records))}{noted}.")
