@@ -331,15 +331,10 @@ class ConsoleApp(App[None]):
     def start_session(self) -> None:
         """Prepare the session through `ionctl.treatment.prepare` (the course rules, a supervisor's override),
         hand it to a controller and show the run screen."""
-        from ionctl.config.people import Act
         from ionctl.console.screens.run import RunScreen
 
         flow, setup = self.flow, self.setup
-        if setup.blocked:
-            self.notify(setup.blocked, severity="error")
-            return
-        if self.identity is None or not self.identity.may(Act.RUN_SESSION):
-            self.notify("Only a technician or a supervisor logged in may start a session.", severity="error")
+        if not self.may_start("a session"):
             return
         assert flow.source is not None and flow.prescription is not None and flow.address is not None
         prepared = self.prepare_session()
@@ -360,18 +355,26 @@ class ConsoleApp(App[None]):
         self.switch_screen(RunScreen(controller))
         controller.start()
 
+    def may_start(self, what: str) -> bool:
+        """Whether `what` ("a session", "a visit") may start here now, after saying why not: an unapproved
+        configuration, or nobody logged in who may run sessions."""
+        from ionctl.config.people import Act
+
+        if self.setup.blocked:
+            self.notify(self.setup.blocked, severity="error")
+            return False
+        if self.identity is None or not self.identity.may(Act.RUN_SESSION):
+            self.notify(f"Only a technician or a supervisor logged in may start {what}.", severity="error")
+            return False
+        return True
+
     def start_visit(self) -> None:
         """Prepare the visit through `ionctl.treatment.visit.prepare_visit` (each channel as a session is
         prepared, then the checks across channels), hand it to a visit controller and show the visit's run screen."""
-        from ionctl.config.people import Act
         from ionctl.console.screens.visit import VisitRunScreen
 
         flow, setup = self.flow, self.setup
-        if setup.blocked:
-            self.notify(setup.blocked, severity="error")
-            return
-        if self.identity is None or not self.identity.may(Act.RUN_SESSION):
-            self.notify("Only a technician or a supervisor logged in may start a visit.", severity="error")
+        if not self.may_start("a visit"):
             return
         assert flow.prescription is not None and len(flow.sources) == len(flow.visit) == len(flow.sites)
         prepared = self.prepare_visit()

@@ -135,6 +135,14 @@ class Snapshot:
     fault: str | None
     reason: str
 
+    def text(self) -> str:
+        """Its state, current and dose in a phrase ("DELIVERING, 2.00 mA, dose 3.42 of 7.00 mA·min")."""
+        from ionctl.console.screens.run import STATE_TEXT
+
+        current = f"{self.sample.measured_ma:.2f} mA" if self.sample is not None else "— mA"
+        return (f"{STATE_TEXT.get(self.state, self.state)}, {current}, dose {self.delivered_ma_min:.2f} of "
+                f"{self.planned_ma_min:.2f} mA·min")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class StateChanged:
@@ -164,6 +172,25 @@ class _Live:
     fault: str | None = None
     reason: str = ""
     trace: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=TRACE_LEN))
+
+    def take(self, session: Session, sample: Telemetry, left_s: float) -> None:
+        """A sample, and the session's dose and time left with it (under the owner's lock)."""
+        self.sample, self.samples = sample, self.samples + 1
+        self.delivered_ma_min = session.meter.delivered_ma_min
+        self.time_left_s = left_s
+        self.trace.append(sample.measured_ma)
+
+    def snapshot(self, planned_ma_min: float) -> Snapshot:
+        return Snapshot(self.state, self.sample, self.delivered_ma_min, planned_ma_min, self.time_left_s,
+                        tuple(self.trace), self.samples, self.fault, self.reason)  # fmt: skip
+
+
+def time_left_s(session: Session, sample: Telemetry) -> float:
+    """The session's time left at `sample`; infinite when it cannot say (a display figure never breaks a session)."""
+    try:
+        return session.time_left_s(sample)
+    except Exception:
+        return float("inf")
 
 
 class SessionController:
@@ -263,12 +290,7 @@ class SessionController:
 
     def describe(self) -> str:
         """The session's state, current and dose in a line (the idle lock shows it)."""
-        from ionctl.console.screens.run import STATE_TEXT
-
-        snap = self.snapshot()
-        current = f"{snap.sample.measured_ma:.2f} mA" if snap.sample is not None else "— mA"
-        return (f"A session is running: {STATE_TEXT.get(snap.state, snap.state)}, {current}, dose "
-                f"{snap.delivered_ma_min:.2f} of {snap.planned_ma_min:.2f} mA·min.")  # fmt: skip
+        return f"A session is running: {self.snapshot().text()}."
 
     def ended_text(self) -> str:
         """How the session ended (after `wait`)."""
@@ -278,9 +300,7 @@ class SessionController:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            live = self._live
-            return Snapshot(live.state, live.sample, live.delivered_ma_min, self.prescription.planned_dose_ma_min,
-                            live.time_left_s, tuple(live.trace), live.samples, live.fault, live.reason)  # fmt: skip
+            return self._live.snapshot(self.prescription.planned_dose_ma_min)
 
     # -- the session's thread ------------------------------------------------------------------------------
 
@@ -342,16 +362,9 @@ class SessionController:
                 self._live.state, self._live.fault, self._live.reason = "fault", "internal", result.message
 
     def _on_sample(self, session: Session, sample: Telemetry) -> None:
-        try:
-            left = session.time_left_s(sample)
-        except Exception:  # a display figure must never break the session
-            left = float("inf")
+        left = time_left_s(session, sample)
         with self._lock:
-            live = self._live
-            live.sample, live.samples = sample, live.samples + 1
-            live.delivered_ma_min = session.meter.delivered_ma_min
-            live.time_left_s = left
-            live.trace.append(sample.measured_ma)
+            self._live.take(session, sample, left)
 
     def _on_state(self, session: Session, change: StateChange) -> None:
         fault = session.result.fault if change.state == "fault" else None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ionctl.console.controller import Snapshot, _Live
+from ionctl.console.controller import Snapshot, _Live, time_left_s
 
 if TYPE_CHECKING:
     from ionctl.core.session import Session, SessionResult, StateChange
@@ -137,11 +137,9 @@ before (`skin_check_before`, one for the visit's sites) goes into every channel'
         return max(p.prescription.ramp_down_s for p in self.visit.prepared)
 
     def snapshot(self, n: int) -> Snapshot:
-        prescription = self.visit.prepared[n - 1].prescription
+        planned = self.visit.prepared[n - 1].prescription.planned_dose_ma_min
         with self._lock:
-            live = self._live[n - 1]
-            return Snapshot(live.state, live.sample, live.delivered_ma_min, prescription.planned_dose_ma_min,
-                            live.time_left_s, tuple(live.trace), live.samples, live.fault, live.reason)  # fmt: skip
+            return self._live[n - 1].snapshot(planned)
 
     def describe(self) -> str:
         """One line per channel: its state, current and dose (the idle lock shows it)."""
@@ -149,12 +147,7 @@ before (`skin_check_before`, one for the visit's sites) goes into every channel'
 
     def channel_text(self, n: int) -> str:
         """Channel `n`'s state, current and dose."""
-        from ionctl.console.screens.run import STATE_TEXT
-
-        snap = self.snapshot(n)
-        current = f"{snap.sample.measured_ma:.2f} mA" if snap.sample is not None else "— mA"
-        return (f"{STATE_TEXT.get(snap.state, snap.state)}, {current}, dose {snap.delivered_ma_min:.2f} of "
-                f"{snap.planned_ma_min:.2f} mA·min")  # fmt: skip
+        return self.snapshot(n).text()
 
     def ended_text(self) -> str:
         """How the visit ended, one phrase per channel (after `wait`)."""
@@ -200,16 +193,9 @@ before (`skin_check_before`, one for the visit's sites) goes into every channel'
     # -- `ionctl.treatment.visit.VisitDisplay`: called from the channels' threads ------------------------------
 
     def on_sample(self, channel: int, session: Session, sample: Telemetry) -> None:
-        try:
-            left = session.time_left_s(sample)
-        except Exception:  # a display figure must never break the session
-            left = float("inf")
+        left = time_left_s(session, sample)
         with self._lock:
-            live = self._live[channel - 1]
-            live.sample, live.samples = sample, live.samples + 1
-            live.delivered_ma_min = session.meter.delivered_ma_min
-            live.time_left_s = left
-            live.trace.append(sample.measured_ma)
+            self._live[channel - 1].take(session, sample, left)
 
     def on_state(self, channel: int, session: Session, change: StateChange) -> None:
         fault = session.result.fault if change.state == "fault" else None
